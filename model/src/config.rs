@@ -1,0 +1,313 @@
+//! Configuration under Kafka's own property names, with Kafka's defaults.
+//!
+//! Scenario files give properties as a table of name -> value; each config type
+//! reads the names it knows and refuses the rest, so a misspelt key is an error
+//! rather than a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// A property value as written in a scenario file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PropertyValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+pub type Properties = BTreeMap<String, PropertyValue>;
+
+/// A property that is unknown or has a value of the wrong shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub expected: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\": expected {}", self.key, self.expected)
+    }
+}
+
+/// Reads typed values out of a property table, remembering which keys were used.
+struct Reader<'a> {
+    properties: &'a Properties,
+    known: &'static [&'static str],
+}
+
+impl<'a> Reader<'a> {
+    fn new(properties: &'a Properties, known: &'static [&'static str]) -> Result<Reader<'a>, ConfigError> {
+        if let Some(key) = properties.keys().find(|key| !known.contains(&key.as_str())) {
+            return Err(ConfigError { key: key.clone(), expected: format!("one of the supported properties: {}", known.join(", ")) });
+        }
+        Ok(Reader { properties, known })
+    }
+
+    fn integer(&self, key: &'static str, default: i64, min: i64) -> Result<i64, ConfigError> {
+        debug_assert!(self.known.contains(&key));
+        let expected = || ConfigError { key: key.to_string(), expected: format!("an integer >= {min}") };
+        match self.properties.get(key) {
+            None => Ok(default),
+            Some(PropertyValue::Int(value)) if *value >= min => Ok(*value),
+            Some(PropertyValue::Text(text)) => text.trim().parse::<i64>().ok().filter(|value| *value >= min).ok_or_else(expected),
+            Some(_) => Err(expected()),
+        }
+    }
+
+    fn millis(&self, key: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        Ok(Duration::from_millis(self.integer(key, default as i64, 0)? as u64))
+    }
+
+    fn boolean(&self, key: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.properties.get(key) {
+            None => Ok(default),
+            Some(PropertyValue::Bool(value)) => Ok(*value),
+            Some(PropertyValue::Text(text)) if text == "true" || text == "false" => Ok(text == "true"),
+            Some(_) => Err(ConfigError { key: key.to_string(), expected: "true or false".to_string() }),
+        }
+    }
+
+    fn choice(&self, key: &'static str, default: &'static str, choices: &[&'static str]) -> Result<&'static str, ConfigError> {
+        let text = match self.properties.get(key) {
+            None => return Ok(default),
+            Some(PropertyValue::Text(text)) => text.clone(),
+            Some(PropertyValue::Int(value)) => value.to_string(),
+            Some(_) => String::new(),
+        };
+        choices
+            .iter()
+            .find(|choice| **choice == text)
+            .copied()
+            .ok_or_else(|| ConfigError { key: key.to_string(), expected: format!("one of {}", choices.join(", ")) })
+    }
+
+    fn is_set(&self, key: &'static str) -> bool {
+        self.properties.contains_key(key)
+    }
+}
+
+/// Broker properties (`[cluster.config]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerConfig {
+    pub min_insync_replicas: usize,
+    pub unclean_leader_election_enable: bool,
+    /// Flush (fsync) a partition after this many appended messages. Kafka's default
+    /// is Long.MAX_VALUE: never, leaving durability to replication.
+    pub log_flush_interval_messages: u64,
+    pub replica_lag_time_max: Duration,
+    pub replica_fetch_wait_max: Duration,
+    pub replica_fetch_backoff: Duration,
+    pub broker_heartbeat_interval: Duration,
+    pub broker_session_timeout: Duration,
+    pub high_watermark_checkpoint_interval: Duration,
+    /// Test-only switch: truncate a new follower to its high watermark, as Kafka did
+    /// before KIP-101, instead of asking the leader where the epochs diverge.
+    pub legacy_high_watermark_truncation: bool,
+}
+
+pub const BROKER_PROPERTIES: &[&str] = &[
+    "min.insync.replicas",
+    "unclean.leader.election.enable",
+    "log.flush.interval.messages",
+    "replica.lag.time.max.ms",
+    "replica.fetch.wait.max.ms",
+    "replica.fetch.backoff.ms",
+    "broker.heartbeat.interval.ms",
+    "broker.session.timeout.ms",
+    "replica.high.watermark.checkpoint.interval.ms",
+    "kafsim.test.legacy.hw.truncation",
+];
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig::from_properties(&Properties::new()).expect("the defaults are valid")
+    }
+}
+
+impl BrokerConfig {
+    pub fn from_properties(properties: &Properties) -> Result<BrokerConfig, ConfigError> {
+        let reader = Reader::new(properties, BROKER_PROPERTIES)?;
+        Ok(BrokerConfig {
+            min_insync_replicas: reader.integer("min.insync.replicas", 1, 1)? as usize,
+            unclean_leader_election_enable: reader.boolean("unclean.leader.election.enable", false)?,
+            log_flush_interval_messages: reader.integer("log.flush.interval.messages", i64::MAX, 1)? as u64,
+            replica_lag_time_max: reader.millis("replica.lag.time.max.ms", 30_000)?,
+            replica_fetch_wait_max: reader.millis("replica.fetch.wait.max.ms", 500)?,
+            replica_fetch_backoff: reader.millis("replica.fetch.backoff.ms", 1_000)?,
+            broker_heartbeat_interval: reader.millis("broker.heartbeat.interval.ms", 2_000)?,
+            broker_session_timeout: reader.millis("broker.session.timeout.ms", 9_000)?,
+            high_watermark_checkpoint_interval: reader.millis("replica.high.watermark.checkpoint.interval.ms", 5_000)?,
+            legacy_high_watermark_truncation: reader.boolean("kafsim.test.legacy.hw.truncation", false)?,
+        })
+    }
+}
+
+/// Kafka's `acks`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Acks {
+    /// Fire and forget: the broker sends no response.
+    None,
+    /// The leader wrote it to its own log.
+    Leader,
+    /// Every replica in the ISR has it, and the ISR had at least min.insync.replicas.
+    All,
+}
+
+/// Producer properties (`[producers.config]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProducerConfig {
+    pub acks: Acks,
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    pub delivery_timeout: Duration,
+    pub request_timeout: Duration,
+    pub max_in_flight_requests_per_connection: usize,
+    pub enable_idempotence: bool,
+    pub linger: Duration,
+    pub batch_size: usize,
+    pub metadata_max_age: Duration,
+}
+
+pub const PRODUCER_PROPERTIES: &[&str] = &[
+    "acks",
+    "retries",
+    "retry.backoff.ms",
+    "delivery.timeout.ms",
+    "request.timeout.ms",
+    "max.in.flight.requests.per.connection",
+    "enable.idempotence",
+    "linger.ms",
+    "batch.size",
+    "metadata.max.age.ms",
+];
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig::from_properties(&Properties::new()).expect("the defaults are valid")
+    }
+}
+
+impl ProducerConfig {
+    pub fn from_properties(properties: &Properties) -> Result<ProducerConfig, ConfigError> {
+        let reader = Reader::new(properties, PRODUCER_PROPERTIES)?;
+        let acks = match reader.choice("acks", "all", &["all", "-1", "1", "0"])? {
+            "0" => Acks::None,
+            "1" => Acks::Leader,
+            _ => Acks::All,
+        };
+        // Kafka 3.x: idempotence is on by default, but only where acks=all allows it;
+        // asking for it explicitly with weaker acks is a configuration error.
+        let enable_idempotence = if reader.is_set("enable.idempotence") {
+            let wanted = reader.boolean("enable.idempotence", true)?;
+            if wanted && acks != Acks::All {
+                return Err(ConfigError { key: "enable.idempotence".into(), expected: "false unless acks = \"all\" (Kafka refuses idempotence with weaker acks)".into() });
+            }
+            wanted
+        } else {
+            acks == Acks::All
+        };
+        let max_in_flight = reader.integer("max.in.flight.requests.per.connection", 5, 1)? as usize;
+        if enable_idempotence && max_in_flight > 5 {
+            return Err(ConfigError { key: "max.in.flight.requests.per.connection".into(), expected: "at most 5 with idempotence".into() });
+        }
+        Ok(ProducerConfig {
+            acks,
+            retries: reader.integer("retries", i32::MAX as i64, 0)?.min(u32::MAX as i64) as u32,
+            retry_backoff: reader.millis("retry.backoff.ms", 100)?,
+            delivery_timeout: reader.millis("delivery.timeout.ms", 120_000)?,
+            request_timeout: reader.millis("request.timeout.ms", 30_000)?,
+            max_in_flight_requests_per_connection: max_in_flight,
+            enable_idempotence,
+            linger: reader.millis("linger.ms", 5)?,
+            batch_size: reader.integer("batch.size", 16_384, 1)? as usize,
+            metadata_max_age: reader.millis("metadata.max.age.ms", 300_000)?,
+        })
+    }
+}
+
+/// Kafka's `auto.offset.reset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+    None,
+}
+
+/// Consumer properties (`[consumers.config]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConsumerConfig {
+    pub auto_offset_reset: OffsetReset,
+    pub fetch_max_wait: Duration,
+    pub max_poll_records: usize,
+    pub request_timeout: Duration,
+    pub retry_backoff: Duration,
+    pub read_committed: bool,
+    pub metadata_max_age: Duration,
+}
+
+pub const CONSUMER_PROPERTIES: &[&str] =
+    &["auto.offset.reset", "fetch.max.wait.ms", "max.poll.records", "request.timeout.ms", "retry.backoff.ms", "isolation.level", "metadata.max.age.ms"];
+
+impl ConsumerConfig {
+    /// `default_reset` is the workload's choice when the file does not set
+    /// auto.offset.reset (Kafka's own default is "latest").
+    pub fn from_properties(properties: &Properties, default_reset: &'static str) -> Result<ConsumerConfig, ConfigError> {
+        let reader = Reader::new(properties, CONSUMER_PROPERTIES)?;
+        let auto_offset_reset = match reader.choice("auto.offset.reset", default_reset, &["earliest", "latest", "none"])? {
+            "earliest" => OffsetReset::Earliest,
+            "latest" => OffsetReset::Latest,
+            _ => OffsetReset::None,
+        };
+        let read_committed = reader.choice("isolation.level", "read_uncommitted", &["read_uncommitted", "read_committed"])? == "read_committed";
+        Ok(ConsumerConfig {
+            auto_offset_reset,
+            fetch_max_wait: reader.millis("fetch.max.wait.ms", 500)?,
+            max_poll_records: reader.integer("max.poll.records", 500, 1)? as usize,
+            request_timeout: reader.millis("request.timeout.ms", 30_000)?,
+            retry_backoff: reader.millis("retry.backoff.ms", 100)?,
+            read_committed,
+            metadata_max_age: reader.millis("metadata.max.age.ms", 300_000)?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, PropertyValue)]) -> Properties {
+        pairs.iter().map(|(key, value)| (key.to_string(), value.clone())).collect()
+    }
+
+    #[test]
+    fn kafka_defaults() {
+        let broker = BrokerConfig::default();
+        assert_eq!(broker.min_insync_replicas, 1);
+        assert_eq!(broker.log_flush_interval_messages, i64::MAX as u64);
+        assert!(!broker.unclean_leader_election_enable);
+        let producer = ProducerConfig::default();
+        assert_eq!(producer.acks, Acks::All);
+        assert!(producer.enable_idempotence);
+    }
+
+    #[test]
+    fn weaker_acks_turn_default_idempotence_off_and_refuse_explicit_idempotence() {
+        let producer = ProducerConfig::from_properties(&props(&[("acks", PropertyValue::Text("1".into()))])).unwrap();
+        assert!(!producer.enable_idempotence);
+        let error = ProducerConfig::from_properties(&props(&[("acks", PropertyValue::Int(1)), ("enable.idempotence", PropertyValue::Bool(true))])).unwrap_err();
+        assert_eq!(error.key, "enable.idempotence");
+    }
+
+    #[test]
+    fn unknown_and_malformed_properties_name_their_key() {
+        let error = BrokerConfig::from_properties(&props(&[("min.insync.replica", PropertyValue::Int(2))])).unwrap_err();
+        assert_eq!(error.key, "min.insync.replica");
+        let error = BrokerConfig::from_properties(&props(&[("min.insync.replicas", PropertyValue::Text("two".into()))])).unwrap_err();
+        assert_eq!(error.key, "min.insync.replicas");
+    }
+}

@@ -1,0 +1,3 @@
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ControllerSnapshot {}

@@ -1,0 +1,322 @@
+//! A replica's log: record batches from offset 0, the leader-epoch cache (KIP-101,
+//! KIP-279) and the idempotent-producer state table (KIP-98).
+//!
+//! The log here is the process's view: what it has written, flushed or not. What
+//! reaches the disk leaves the broker as `storage::DiskOp`s; recovery rebuilds a log
+//! from what the disk kept (`Log::recover`).
+
+use crate::record::{ProducerStamp, RecordBatch, SharedBatch};
+use crate::types::{LeaderEpoch, Offset, ProducerId, Sequence};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One entry of the leader-epoch cache: `epoch` began at `start_offset`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EpochEntry {
+    pub epoch: LeaderEpoch,
+    pub start_offset: Offset,
+}
+
+/// Kafka's LeaderEpochFileCache.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderEpochCache {
+    entries: Vec<EpochEntry>,
+}
+
+impl LeaderEpochCache {
+    pub fn from_entries(entries: Vec<EpochEntry>) -> LeaderEpochCache {
+        LeaderEpochCache { entries }
+    }
+
+    pub fn entries(&self) -> &[EpochEntry] {
+        &self.entries
+    }
+
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.entries.last().map(|entry| entry.epoch)
+    }
+
+    /// Records that `epoch` starts at `start_offset`; returns whether the cache changed.
+    /// Entries that conflict with the new one (a later or equal epoch, or a start at or
+    /// past it) are dropped first, as Kafka's `assign` does.
+    pub fn assign(&mut self, epoch: LeaderEpoch, start_offset: Offset) -> bool {
+        if let Some(latest) = self.entries.last() {
+            if latest.epoch == epoch && latest.start_offset <= start_offset {
+                return false;
+            }
+        }
+        self.entries.retain(|entry| entry.epoch < epoch && entry.start_offset < start_offset);
+        self.entries.push(EpochEntry { epoch, start_offset });
+        true
+    }
+
+    /// KIP-279: the largest epoch not above `requested` and the offset where it ended
+    /// (the start of the next epoch, or the log end offset for the latest epoch).
+    /// None when every known epoch is above `requested` (Kafka's UNDEFINED_EPOCH).
+    pub fn end_offset_for(&self, requested: LeaderEpoch, log_end_offset: Offset) -> Option<(LeaderEpoch, Offset)> {
+        let index = self.entries.iter().rposition(|entry| entry.epoch <= requested)?;
+        let epoch = self.entries[index].epoch;
+        let end = match self.entries.get(index + 1) {
+            Some(next) => next.start_offset,
+            None => log_end_offset,
+        };
+        Some((epoch, end))
+    }
+
+    /// Drops entries that start at or after `offset`, after the log was truncated there.
+    pub fn truncate_from_end(&mut self, offset: Offset) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|entry| entry.start_offset < offset);
+        before != self.entries.len()
+    }
+}
+
+/// What a broker remembers of one idempotent producer on one partition (KIP-98):
+/// the metadata of its last five batches, to answer a retried batch with its
+/// original offset instead of writing it twice.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub producer_epoch: u16,
+    pub batches: Vec<BatchMetadata>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub first_sequence: Sequence,
+    pub last_sequence: Sequence,
+    pub base_offset: Offset,
+}
+
+/// Kafka keeps the last five batches per producer, matching max.in.flight = 5.
+pub const PRODUCER_BATCHES_RETAINED: usize = 5;
+
+/// Why a leader refuses an idempotent batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// The next batch in order: append it.
+    Append,
+    /// A retry of a batch already in the log at this base offset.
+    Duplicate(Offset),
+    OutOfOrder,
+    ProducerFenced,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Log {
+    batches: Vec<SharedBatch>,
+    log_end_offset: Offset,
+    epochs: LeaderEpochCache,
+    producers: BTreeMap<ProducerId, ProducerEntry>,
+}
+
+impl Log {
+    /// Rebuilds a log from what the disk kept, cutting it at the first batch that is
+    /// torn or out of place, and dropping epoch entries past its end. Returns the log
+    /// and, when something was cut, the offset it was cut at.
+    pub fn recover(batches: &[SharedBatch], epochs: LeaderEpochCache) -> (Log, Option<Offset>) {
+        let mut log = Log { epochs, ..Log::default() };
+        let mut cut = None;
+        for batch in batches {
+            if !batch.is_valid() || batch.base_offset != log.log_end_offset {
+                cut = Some(log.log_end_offset);
+                break;
+            }
+            log.push(batch.clone());
+        }
+        log.epochs.truncate_from_end(log.log_end_offset);
+        if cut.is_none() && batches.last().map(|batch| batch.next_offset()) != Some(log.log_end_offset) && !batches.is_empty() {
+            cut = Some(log.log_end_offset);
+        }
+        (log, cut)
+    }
+
+    pub fn log_end_offset(&self) -> Offset {
+        self.log_end_offset
+    }
+
+    pub fn epochs(&self) -> &LeaderEpochCache {
+        &self.epochs
+    }
+
+    pub fn latest_epoch(&self) -> Option<LeaderEpoch> {
+        self.epochs.latest_epoch()
+    }
+
+    pub fn batches(&self) -> &[SharedBatch] {
+        &self.batches
+    }
+
+    /// The epoch of the last batch, which a follower sends as its last fetched epoch.
+    pub fn last_batch_epoch(&self) -> Option<LeaderEpoch> {
+        self.batches.last().map(|batch| batch.partition_leader_epoch)
+    }
+
+    /// A leader marks the start of its epoch at its log end (Kafka's
+    /// `maybeAssignEpochStartOffset`), so followers can find where they diverge.
+    pub fn assign_epoch_start(&mut self, epoch: LeaderEpoch) -> bool {
+        let end = self.log_end_offset;
+        self.epochs.assign(epoch, end)
+    }
+
+    /// Appends a batch whose offsets already follow the log end.
+    pub fn append(&mut self, batch: SharedBatch) {
+        assert_eq!(
+            batch.base_offset, self.log_end_offset,
+            "log append must continue the log: batch at {} but log ends at {}",
+            batch.base_offset, self.log_end_offset
+        );
+        self.epochs.assign(batch.partition_leader_epoch, batch.base_offset);
+        self.push(batch);
+    }
+
+    fn push(&mut self, batch: SharedBatch) {
+        self.log_end_offset = batch.next_offset();
+        if let Some(stamp) = batch.producer {
+            self.remember_producer(stamp, &batch);
+        }
+        self.batches.push(batch);
+    }
+
+    fn remember_producer(&mut self, stamp: ProducerStamp, batch: &RecordBatch) {
+        let entry = self.producers.entry(stamp.producer_id).or_default();
+        if stamp.producer_epoch != entry.producer_epoch {
+            entry.producer_epoch = stamp.producer_epoch;
+            entry.batches.clear();
+        }
+        let last_sequence = Sequence(stamp.base_sequence.0 + batch.records.len() as i32 - 1);
+        entry.batches.push(BatchMetadata { first_sequence: stamp.base_sequence, last_sequence, base_offset: batch.base_offset });
+        if entry.batches.len() > PRODUCER_BATCHES_RETAINED {
+            entry.batches.remove(0);
+        }
+    }
+
+    /// KIP-98 sequence validation on the leader, before an idempotent batch is appended.
+    pub fn check_sequence(&self, stamp: ProducerStamp, record_count: usize) -> SequenceCheck {
+        let Some(entry) = self.producers.get(&stamp.producer_id) else {
+            return if stamp.base_sequence.0 == 0 { SequenceCheck::Append } else { SequenceCheck::OutOfOrder };
+        };
+        if stamp.producer_epoch < entry.producer_epoch {
+            return SequenceCheck::ProducerFenced;
+        }
+        if stamp.producer_epoch > entry.producer_epoch {
+            return if stamp.base_sequence.0 == 0 { SequenceCheck::Append } else { SequenceCheck::OutOfOrder };
+        }
+        let last_sequence = Sequence(stamp.base_sequence.0 + record_count as i32 - 1);
+        if let Some(original) = entry
+            .batches
+            .iter()
+            .find(|meta| meta.first_sequence == stamp.base_sequence && meta.last_sequence == last_sequence)
+        {
+            return SequenceCheck::Duplicate(original.base_offset);
+        }
+        match entry.batches.last() {
+            Some(last) if stamp.base_sequence.0 == last.last_sequence.0 + 1 => SequenceCheck::Append,
+            None if stamp.base_sequence.0 == 0 => SequenceCheck::Append,
+            _ => SequenceCheck::OutOfOrder,
+        }
+    }
+
+    /// Removes every record at or above `offset`. The epoch cache and producer state
+    /// are cut back to match.
+    pub fn truncate_to(&mut self, offset: Offset) {
+        if offset >= self.log_end_offset {
+            return;
+        }
+        let keep = self.batches.partition_point(|batch| batch.next_offset() <= offset);
+        let straddling = self.batches.get(keep).and_then(|batch| batch.truncated_before(offset));
+        self.batches.truncate(keep);
+        if let Some(part) = straddling {
+            self.batches.push(Arc::new(part));
+        }
+        self.log_end_offset = offset;
+        self.epochs.truncate_from_end(offset);
+        self.rebuild_producers();
+    }
+
+    fn rebuild_producers(&mut self) {
+        self.producers.clear();
+        let batches = std::mem::take(&mut self.batches);
+        for batch in &batches {
+            if let Some(stamp) = batch.producer {
+                self.remember_producer(stamp, batch);
+            }
+        }
+        self.batches = batches;
+    }
+
+    /// Whole batches holding offsets in `[from, until)`, at most `max_batches` of them.
+    /// The first batch may start before `from`; readers skip what they did not ask for.
+    pub fn read(&self, from: Offset, until: Offset, max_batches: usize) -> Vec<SharedBatch> {
+        if from >= until {
+            return Vec::new();
+        }
+        let start = self.batches.partition_point(|batch| batch.next_offset() <= from);
+        self.batches[start..]
+            .iter()
+            .take_while(|batch| batch.base_offset < until)
+            .take(max_batches)
+            .cloned()
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::Record;
+    use bytes::Bytes;
+
+    fn batch(base: u64, epoch: u32, count: usize) -> SharedBatch {
+        let records = (0..count).map(|i| Record { key: None, value: Bytes::from(format!("v{}", base + i as u64)) }).collect();
+        Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(epoch), None, records))
+    }
+
+    #[test]
+    fn epoch_cache_answers_kip_279_lookups() {
+        let mut cache = LeaderEpochCache::default();
+        cache.assign(LeaderEpoch(1), Offset(0));
+        cache.assign(LeaderEpoch(3), Offset(10));
+        cache.assign(LeaderEpoch(5), Offset(20));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(5), Offset(25)), Some((LeaderEpoch(5), Offset(25))));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(4), Offset(25)), Some((LeaderEpoch(3), Offset(20))));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(1), Offset(25)), Some((LeaderEpoch(1), Offset(10))));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(0), Offset(25)), None);
+    }
+
+    #[test]
+    fn truncation_splits_a_straddling_batch_and_trims_epochs() {
+        let mut log = Log::default();
+        log.append(batch(0, 1, 3));
+        log.append(batch(3, 2, 3));
+        log.truncate_to(Offset(4));
+        assert_eq!(log.log_end_offset(), Offset(4));
+        assert_eq!(log.batches().last().unwrap().records.len(), 1);
+        log.truncate_to(Offset(3));
+        assert_eq!(log.latest_epoch(), Some(LeaderEpoch(1)));
+    }
+
+    #[test]
+    fn recovery_cuts_a_torn_tail() {
+        let first = batch(0, 1, 2);
+        let mut torn = (*batch(2, 1, 2)).clone();
+        torn.crc ^= 1;
+        let (log, cut) = Log::recover(&[first, Arc::new(torn)], LeaderEpochCache::default());
+        assert_eq!(log.log_end_offset(), Offset(2));
+        assert_eq!(cut, Some(Offset(2)));
+    }
+
+    #[test]
+    fn idempotent_retry_is_a_duplicate_not_a_second_write() {
+        let mut log = Log::default();
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0) };
+        assert_eq!(log.check_sequence(stamp, 2), SequenceCheck::Append);
+        let records = vec![Record { key: None, value: Bytes::from_static(b"a") }, Record { key: None, value: Bytes::from_static(b"b") }];
+        log.append(Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), Some(stamp), records)));
+        assert_eq!(log.check_sequence(stamp, 2), SequenceCheck::Duplicate(Offset(0)));
+        let next = ProducerStamp { base_sequence: Sequence(3), ..stamp };
+        assert_eq!(log.check_sequence(next, 1), SequenceCheck::OutOfOrder);
+        let next = ProducerStamp { base_sequence: Sequence(2), ..stamp };
+        assert_eq!(log.check_sequence(next, 1), SequenceCheck::Append);
+    }
+}

@@ -1,0 +1,63 @@
+//! What the cluster looked like once faults healed and the workload drained:
+//! every replica's log, and what each consumer had reached.
+
+use crate::history::Value;
+use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One replica's log at the end of the run, as its broker held it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReplicaSnapshot {
+    pub broker: NodeId,
+    /// Every record in the replica's log, by offset from 0. A value that the
+    /// workload did not write (unparseable) is absent from `values` but counted in
+    /// `log_end_offset`.
+    pub records: Vec<(Offset, Value)>,
+    pub high_watermark: Offset,
+    pub log_end_offset: Offset,
+    pub leader_epoch: LeaderEpoch,
+    /// Whether this broker believed it led the partition.
+    pub is_leader: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PartitionSnapshot {
+    /// The controller's view.
+    pub leader: Option<NodeId>,
+    pub leader_epoch: LeaderEpoch,
+    pub isr: Vec<NodeId>,
+    pub replicas: BTreeMap<NodeId, ReplicaSnapshot>,
+}
+
+impl PartitionSnapshot {
+    /// The committed log: the controller's leader's records below its high watermark.
+    /// With no leader, the ISR member that holds the most committed records.
+    pub fn committed(&self) -> Option<&ReplicaSnapshot> {
+        if let Some(leader) = self.leader.and_then(|leader| self.replicas.get(&leader)) {
+            return Some(leader);
+        }
+        self.isr.iter().filter_map(|broker| self.replicas.get(broker)).max_by_key(|replica| replica.high_watermark)
+    }
+
+    /// The committed records: `committed()`'s records below its high watermark.
+    pub fn committed_records(&self) -> impl Iterator<Item = &(Offset, Value)> {
+        let replica = self.committed();
+        let high_watermark = replica.map(|replica| replica.high_watermark).unwrap_or_default();
+        replica.into_iter().flat_map(|replica| replica.records.iter()).take_while(move |(offset, _)| *offset < high_watermark)
+    }
+}
+
+/// Where one consumer stood at the end of the drain.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConsumerSnapshot {
+    pub positions: BTreeMap<TopicPartition, Offset>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct FinalState {
+    pub partitions: BTreeMap<TopicPartition, PartitionSnapshot>,
+    pub consumers: BTreeMap<String, ConsumerSnapshot>,
+    /// Whether consumers existed and ran their final drain.
+    pub drained: bool,
+}

@@ -1,0 +1,139 @@
+//! The operation log, Jepsen style: every client call is an `invoke` followed by
+//! `ok`, `fail` (it certainly did not happen) or `info` (its outcome is unknown).
+//! Faults and client restarts are recorded too, so checkers and traces see them.
+
+use kafsim_model::{Offset, TopicPartition};
+use serde::Serialize;
+use std::fmt;
+use std::sync::Arc;
+
+/// Every produced value is unique: the producer's number and its own counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Value {
+    pub producer: u32,
+    pub sequence: u64,
+}
+
+impl Value {
+    pub fn encode(self) -> bytes::Bytes {
+        bytes::Bytes::from(format!("{}:{}", self.producer, self.sequence))
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Value> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (producer, sequence) = text.split_once(':')?;
+        Some(Value { producer: producer.parse().ok()?, sequence: sequence.parse().ok()? })
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.producer, self.sequence)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OpType {
+    Invoke,
+    Ok,
+    Fail,
+    Info,
+}
+
+/// One record a consumer read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct PolledRecord {
+    pub partition: TopicPartition,
+    pub offset: Offset,
+    pub value: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum OpBody {
+    /// A producer's send of one value. `invoke` carries the key's partition when the
+    /// producer chose it; `ok` carries where the broker put it.
+    Send { value: Value, partition: Option<TopicPartition>, offset: Option<Offset>, error: Option<String> },
+    /// Records a consumer got from one poll, in the order it got them.
+    Poll { records: Vec<PolledRecord> },
+    /// A consumer's position moved without reading (initial position, reset,
+    /// rebalance, truncation detected): the next read of that partition may start anywhere.
+    Seek { partition: TopicPartition, offset: Offset, reason: String },
+    /// A client process (re)started: its earlier reads say nothing of its next ones.
+    ClientStart,
+    /// The nemesis did something, or undid it.
+    Fault { description: String },
+    /// A simulated node panicked; the run ended there.
+    Panic { message: String },
+    /// The run hit its simulated-time limit or the wall-clock watchdog.
+    Timeout { message: String },
+    /// The fault phase ended: everything healed and the workload drains.
+    Heal,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Op {
+    /// Simulated microseconds since the run began.
+    pub time: u64,
+    /// The node the operation belongs to: `producer-1`, `consumer-2`, `nemesis`.
+    pub node: Arc<str>,
+    #[serde(rename = "type")]
+    pub kind: OpType,
+    pub body: OpBody,
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = match self.kind {
+            OpType::Invoke => "invoke",
+            OpType::Ok => "ok",
+            OpType::Fail => "fail",
+            OpType::Info => "info",
+        };
+        write!(f, "{:>6}.{:03}s {:<12} {:<6} ", self.time / 1_000_000, (self.time / 1000) % 1000, self.node, kind)?;
+        match &self.body {
+            OpBody::Send { value, partition, offset, error } => {
+                write!(f, "send {value}")?;
+                if let Some(partition) = partition {
+                    write!(f, " -> {partition}")?;
+                }
+                if let Some(offset) = offset {
+                    write!(f, " @{offset}")?;
+                }
+                if let Some(error) = error {
+                    write!(f, " ({error})")?;
+                }
+                Ok(())
+            }
+            OpBody::Poll { records } => {
+                write!(f, "poll")?;
+                for record in records {
+                    write!(f, " {}@{}={}", record.partition, record.offset, record.value)?;
+                }
+                Ok(())
+            }
+            OpBody::Seek { partition, offset, reason } => write!(f, "seek {partition} to {offset} ({reason})"),
+            OpBody::ClientStart => write!(f, "client start"),
+            OpBody::Fault { description } => write!(f, "fault {description}"),
+            OpBody::Panic { message } => write!(f, "panic {message}"),
+            OpBody::Timeout { message } => write!(f, "timeout {message}"),
+            OpBody::Heal => write!(f, "heal: fault phase over, draining"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct History {
+    pub ops: Vec<Op>,
+}
+
+impl History {
+    pub fn push(&mut self, time: u64, node: &Arc<str>, kind: OpType, body: OpBody) {
+        self.ops.push(Op { time, node: node.clone(), kind, body });
+    }
+
+    /// The time the fault phase ended, if the run got that far.
+    pub fn heal_time(&self) -> Option<u64> {
+        self.ops.iter().find(|op| op.body == OpBody::Heal).map(|op| op.time)
+    }
+}

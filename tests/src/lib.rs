@@ -1,0 +1,1 @@
+//! Integration tests live under tests/; this crate has no code of its own.
