@@ -1,0 +1,749 @@
+//! A broker: serves produce, fetch, list-offsets, metadata and offsets-for-leader-
+//! epoch requests, runs replica fetchers for the partitions it follows, holds
+//! delayed operations (purgatory) for acks=all produces and long-polling fetches,
+//! and heartbeats to the controller, from which it learns leaders and ISRs.
+
+use crate::config::{Acks, BrokerConfig};
+use crate::log::Log;
+use crate::log::LeaderEpochCache;
+use crate::partition::{Partition, Role};
+use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
+use crate::record::{ProducerStamp, Record, RecordBatch, SharedBatch};
+use crate::storage::{Checkpoint, DiskOp, DurableState};
+use crate::time::{earliest, Instant};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
+use crate::log::SequenceCheck;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How many batches one fetch returns per partition (a stand-in for fetch.max.bytes).
+const FETCH_MAX_BATCHES: usize = 64;
+/// How long a replica fetcher or an AlterPartition waits for an answer before it
+/// gives up and retries. Kafka's TCP connections would time out the same way.
+const INTER_BROKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub enum BrokerOutput {
+    Send(Send),
+    Disk(DiskOp),
+}
+
+struct DelayedProduce {
+    client: NodeId,
+    correlation_id: u64,
+    partition: TopicPartition,
+    base_offset: Offset,
+    required_offset: Offset,
+    deadline: Instant,
+}
+
+struct DelayedFetch {
+    client: NodeId,
+    correlation_id: u64,
+    replica_id: Option<NodeId>,
+    partitions: Vec<FetchPartition>,
+    deadline: Instant,
+}
+
+#[derive(Default)]
+struct Fetcher {
+    in_flight: Option<(u64, Instant)>,
+    backoff_until: Instant,
+}
+
+pub struct Broker {
+    id: NodeId,
+    config: BrokerConfig,
+    controller: NodeId,
+    broker_epoch: Option<BrokerEpoch>,
+    metadata: Arc<ClusterMetadata>,
+    partitions: BTreeMap<TopicPartition, Partition>,
+    next_correlation_id: u64,
+    next_heartbeat: Instant,
+    fetchers: BTreeMap<NodeId, Fetcher>,
+    delayed_produces: Vec<DelayedProduce>,
+    delayed_fetches: Vec<DelayedFetch>,
+    next_isr_check: Instant,
+    next_checkpoint: Instant,
+    next_producer_id: u64,
+    disk: Vec<DiskOp>,
+}
+
+impl Broker {
+    /// Rebuilds a broker from what survived on its disk. Every partition comes back
+    /// offline: roles come only from the controller, after the broker registers anew.
+    pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState) -> (Broker, Vec<BrokerOutput>) {
+        let high_watermarks = durable.high_watermarks();
+        let mut partitions = BTreeMap::new();
+        let mut out = Vec::new();
+        for (tp, batches) in &durable.logs {
+            let epochs = LeaderEpochCache::from_entries(durable.leader_epochs(tp));
+            let (log, cut) = Log::recover(batches, epochs);
+            if let Some(offset) = cut {
+                tracing::info!(partition = %tp, offset = offset.0, "recovery cut a torn or missing log tail");
+                out.push(BrokerOutput::Disk(DiskOp::Truncate { partition: tp.clone(), offset }));
+            }
+            let high_watermark = high_watermarks.get(tp).copied().unwrap_or_default();
+            let partition = Partition::new(tp.clone(), log, high_watermark);
+            out.push(BrokerOutput::Disk(partition.epoch_checkpoint()));
+            partitions.insert(tp.clone(), partition);
+        }
+        let broker = Broker {
+            id,
+            next_isr_check: now + config.replica_lag_time_max / 2,
+            next_checkpoint: now + config.high_watermark_checkpoint_interval,
+            config,
+            controller,
+            broker_epoch: None,
+            metadata: Arc::new(ClusterMetadata::default()),
+            partitions,
+            next_correlation_id: 1,
+            next_heartbeat: now,
+            fetchers: BTreeMap::new(),
+            delayed_produces: Vec::new(),
+            delayed_fetches: Vec::new(),
+            next_producer_id: 0,
+            disk: Vec::new(),
+        };
+        (broker, out)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn partitions(&self) -> &BTreeMap<TopicPartition, Partition> {
+        &self.partitions
+    }
+
+    pub fn metadata(&self) -> &Arc<ClusterMetadata> {
+        &self.metadata
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut deadline = Some(self.next_heartbeat.min(self.next_isr_check).min(self.next_checkpoint));
+        for delayed in &self.delayed_produces {
+            deadline = earliest(deadline, Some(delayed.deadline));
+        }
+        for delayed in &self.delayed_fetches {
+            deadline = earliest(deadline, Some(delayed.deadline));
+        }
+        for fetcher in self.fetchers.values() {
+            let next = match fetcher.in_flight {
+                Some((_, sent)) => sent + self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT,
+                None => fetcher.backoff_until,
+            };
+            deadline = earliest(deadline, Some(next));
+        }
+        deadline
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        if now >= self.next_heartbeat {
+            self.next_heartbeat = now + self.config.broker_heartbeat_interval;
+            let message = Message::BrokerHeartbeat { broker: self.id, broker_epoch: self.broker_epoch, metadata_version: self.metadata.version };
+            out.push(BrokerOutput::Send(Send { to: self.controller, message }));
+        }
+        if now >= self.next_isr_check {
+            self.next_isr_check = now + self.config.replica_lag_time_max / 2;
+            self.shrink_isrs(now, out);
+        }
+        if now >= self.next_checkpoint {
+            self.next_checkpoint = now + self.config.high_watermark_checkpoint_interval;
+            let marks = self.partitions.iter().map(|(tp, partition)| (tp.clone(), partition.high_watermark)).collect();
+            out.push(BrokerOutput::Disk(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks))));
+        }
+        for fetcher in self.fetchers.values_mut() {
+            if let Some((_, sent)) = fetcher.in_flight {
+                if now.saturating_since(sent) >= self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT {
+                    fetcher.in_flight = None;
+                    fetcher.backoff_until = now + self.config.replica_fetch_backoff;
+                }
+            }
+        }
+        for partition in self.partitions.values_mut() {
+            if let Some((_, sent)) = partition.pending_isr() {
+                if now.saturating_since(*sent) >= INTER_BROKER_REQUEST_TIMEOUT {
+                    partition.set_pending_isr(None);
+                }
+            }
+        }
+        self.expire_delayed(now, out);
+        self.send_fetches(now, out);
+    }
+
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<BrokerOutput>) {
+        match message {
+            Message::MetadataRequest { correlation_id } => {
+                self.reply(out, from, Message::MetadataResponse { correlation_id, metadata: self.metadata.clone() })
+            }
+            Message::ProduceRequest { correlation_id, acks, timeout, partition, producer, records } => {
+                self.handle_produce(now, from, correlation_id, acks, timeout, partition, producer, records, out)
+            }
+            Message::FetchRequest { correlation_id, replica_id, max_wait, partitions } => {
+                self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, out)
+            }
+            Message::FetchResponse { correlation_id, partitions } => self.handle_fetch_response(now, from, correlation_id, partitions, out),
+            Message::ListOffsetsRequest { correlation_id, partition, spec, current_leader_epoch } => {
+                let result = self.list_offsets(&partition, spec, current_leader_epoch);
+                self.reply(out, from, Message::ListOffsetsResponse { correlation_id, partition, result })
+            }
+            Message::OffsetsForLeaderEpochRequest { correlation_id, partitions } => {
+                let partitions = partitions
+                    .into_iter()
+                    .map(|(tp, current, requested)| {
+                        let result = self.offsets_for_leader_epoch(&tp, current, requested);
+                        (tp, result)
+                    })
+                    .collect();
+                self.reply(out, from, Message::OffsetsForLeaderEpochResponse { correlation_id, partitions })
+            }
+            Message::OffsetsForLeaderEpochResponse { correlation_id, partitions } => {
+                self.handle_offsets_for_leader_epoch_response(now, from, correlation_id, partitions, out)
+            }
+            Message::InitProducerIdRequest { correlation_id } => {
+                let result = match self.broker_epoch {
+                    // Producer ids must never repeat: the broker epoch is unique per
+                    // registration, so (epoch, counter) is unique cluster-wide.
+                    Some(epoch) => {
+                        self.next_producer_id += 1;
+                        Ok((ProducerId(epoch.0 << 20 | self.next_producer_id), 0))
+                    }
+                    None => Err(ErrorCode::NotLeaderOrFollower),
+                };
+                self.reply(out, from, Message::InitProducerIdResponse { correlation_id, result })
+            }
+            Message::BrokerHeartbeatResponse { broker_epoch, metadata, error } => {
+                if error == Some(ErrorCode::StaleBrokerEpoch) {
+                    self.broker_epoch = None;
+                    return;
+                }
+                self.broker_epoch = Some(broker_epoch);
+                if let Some(metadata) = metadata {
+                    self.apply_metadata(now, metadata, out);
+                }
+            }
+            Message::UpdateMetadata { metadata } => {
+                if self.broker_epoch.is_some() {
+                    self.apply_metadata(now, metadata, out);
+                }
+            }
+            Message::AlterPartitionResponse { partition, result } => self.handle_alter_partition_response(now, partition, result, out),
+            _ => {}
+        }
+        self.send_fetches(now, out);
+    }
+
+    fn reply(&self, out: &mut Vec<BrokerOutput>, to: NodeId, message: Message) {
+        out.push(BrokerOutput::Send(Send { to, message }));
+    }
+
+    fn flush_disk(&mut self, out: &mut Vec<BrokerOutput>) {
+        out.extend(self.disk.drain(..).map(BrokerOutput::Disk));
+    }
+
+    // ----- metadata and roles -----
+
+    fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Vec<BrokerOutput>) {
+        if metadata.version <= self.metadata.version {
+            return;
+        }
+        self.metadata = metadata.clone();
+        for (tp, state) in &metadata.partitions {
+            if !state.replicas.contains(&self.id) {
+                continue;
+            }
+            self.apply_partition_state(now, tp, state, out);
+        }
+    }
+
+    fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<BrokerOutput>) {
+        let me = self.id;
+        let partition = self.partitions.entry(tp.clone()).or_insert_with(|| Partition::new(tp.clone(), Log::default(), Offset(0)));
+        let fresh = matches!(partition.role, Role::Offline) && state.leader_epoch >= partition.leader_epoch;
+        if state.leader_epoch > partition.leader_epoch || (fresh && state.leader.is_some()) {
+            partition.replicas = state.replicas.clone();
+            partition.isr = state.isr.clone();
+            partition.partition_epoch = state.partition_epoch;
+            match state.leader {
+                Some(leader) if leader == me => {
+                    tracing::info!(partition = %tp, epoch = state.leader_epoch.0, "become leader");
+                    partition.become_leader(now, me, state.leader_epoch, &mut self.disk);
+                }
+                Some(leader) => {
+                    partition.become_follower(leader, state.leader_epoch, self.config.legacy_high_watermark_truncation, &mut self.disk);
+                    self.fetchers.entry(leader).or_default();
+                }
+                None => partition.become_offline(state.leader_epoch),
+            }
+            if !partition.is_leader() {
+                self.fail_delayed_produces(tp, ErrorCode::NotLeaderOrFollower, out);
+            }
+        } else if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch {
+            partition.isr = state.isr.clone();
+            partition.partition_epoch = state.partition_epoch;
+            partition.set_pending_isr(None);
+        } else {
+            return;
+        }
+        self.flush_disk(out);
+        self.after_high_watermark_change(now, tp, out);
+    }
+
+    fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Vec<BrokerOutput>) {
+        let Some(partition) = self.partitions.get_mut(&tp) else { return };
+        match result {
+            Ok(state) if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch => {
+                partition.isr = state.isr;
+                partition.partition_epoch = state.partition_epoch;
+                partition.set_pending_isr(None);
+                self.after_high_watermark_change(now, &tp, out);
+            }
+            _ => partition.set_pending_isr(None),
+        }
+    }
+
+    fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<BrokerOutput>) {
+        let Some(broker_epoch) = self.broker_epoch else { return };
+        let Some(partition) = self.partitions.get_mut(tp) else { return };
+        if partition.pending_isr().is_some() {
+            return;
+        }
+        partition.set_pending_isr(Some((new_isr.clone(), now)));
+        let message = Message::AlterPartitionRequest {
+            broker: self.id,
+            broker_epoch,
+            partition: tp.clone(),
+            leader_epoch: partition.leader_epoch,
+            partition_epoch: partition.partition_epoch,
+            new_isr,
+        };
+        out.push(BrokerOutput::Send(Send { to: self.controller, message }));
+    }
+
+    fn shrink_isrs(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        let mut proposals = Vec::new();
+        for (tp, partition) in &self.partitions {
+            if partition.pending_isr().is_some() {
+                continue;
+            }
+            let lagging = partition.out_of_sync_replicas(now, self.id, self.config.replica_lag_time_max);
+            if !lagging.is_empty() {
+                let new_isr: Vec<NodeId> = partition.isr.iter().copied().filter(|replica| !lagging.contains(replica)).collect();
+                tracing::info!(partition = %tp, ?lagging, "leader shrinks ISR");
+                proposals.push((tp.clone(), new_isr));
+            }
+        }
+        for (tp, new_isr) in proposals {
+            self.propose_isr(now, &tp, new_isr, out);
+        }
+    }
+
+    // ----- produce -----
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_produce(
+        &mut self,
+        now: Instant,
+        client: NodeId,
+        correlation_id: u64,
+        acks: Acks,
+        timeout: Duration,
+        tp: TopicPartition,
+        producer: Option<ProducerStamp>,
+        records: Vec<Record>,
+        out: &mut Vec<BrokerOutput>,
+    ) {
+        let result = self.append_as_leader(&tp, acks, producer, records);
+        let (base_offset, required_offset) = match result {
+            Ok(range) => range,
+            Err(error) => {
+                if acks != Acks::None {
+                    self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Err(error) });
+                }
+                return;
+            }
+        };
+        self.flush_disk(out);
+        self.after_append(now, &tp, out);
+        match acks {
+            Acks::None => {}
+            Acks::Leader => self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
+            Acks::All => {
+                self.delayed_produces.push(DelayedProduce { client, correlation_id, partition: tp.clone(), base_offset, required_offset, deadline: now + timeout });
+                self.complete_delayed_produces(&tp, out);
+            }
+        }
+    }
+
+    /// Appends on the leader; returns the batch's base offset and the offset the
+    /// high watermark must pass for acks=all.
+    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(Offset, Offset), ErrorCode> {
+        let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+        if !partition.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        if acks == Acks::All && partition.isr.len() < self.config.min_insync_replicas {
+            return Err(ErrorCode::NotEnoughReplicas);
+        }
+        if let Some(stamp) = producer {
+            match partition.log.check_sequence(stamp, records.len()) {
+                SequenceCheck::Append => {}
+                SequenceCheck::Duplicate(base) => return Ok((base, Offset(base.0 + records.len() as u64))),
+                SequenceCheck::OutOfOrder => return Err(ErrorCode::OutOfOrderSequenceNumber),
+                SequenceCheck::ProducerFenced => return Err(ErrorCode::ProducerFenced),
+            }
+        }
+        let base_offset = partition.log_end_offset();
+        let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, producer, records));
+        let required_offset = batch.next_offset();
+        partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
+        Ok((base_offset, required_offset))
+    }
+
+    fn after_append(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+        self.after_high_watermark_change(now, tp, out);
+        self.complete_delayed_fetches(now, Some(tp), out);
+    }
+
+    fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+        let me = self.id;
+        let Some(partition) = self.partitions.get_mut(tp) else { return };
+        let before = partition.high_watermark;
+        if partition.maybe_advance_high_watermark(me) {
+            assert!(partition.high_watermark > before, "the high watermark never moves backwards on a leader");
+            self.complete_delayed_produces(tp, out);
+            self.complete_delayed_fetches(now, Some(tp), out);
+        } else {
+            self.complete_delayed_produces(tp, out);
+        }
+    }
+
+    fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+        let Some(partition) = self.partitions.get(tp) else { return };
+        let high_watermark = partition.high_watermark;
+        let enough = partition.isr.len() >= self.config.min_insync_replicas;
+        let mut index = 0;
+        while index < self.delayed_produces.len() {
+            let delayed = &self.delayed_produces[index];
+            if &delayed.partition == tp && high_watermark >= delayed.required_offset {
+                let delayed = self.delayed_produces.remove(index);
+                // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
+                // shrank below min.insync.replicas meanwhile.
+                let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
+                let message = Message::ProduceResponse { correlation_id: delayed.correlation_id, partition: tp.clone(), result };
+                out.push(BrokerOutput::Send(Send { to: delayed.client, message }));
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<BrokerOutput>) {
+        let mut index = 0;
+        while index < self.delayed_produces.len() {
+            if &self.delayed_produces[index].partition == tp {
+                let delayed = self.delayed_produces.remove(index);
+                let message = Message::ProduceResponse { correlation_id: delayed.correlation_id, partition: tp.clone(), result: Err(error) };
+                out.push(BrokerOutput::Send(Send { to: delayed.client, message }));
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    fn expire_delayed(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        let mut index = 0;
+        while index < self.delayed_produces.len() {
+            if self.delayed_produces[index].deadline <= now {
+                let delayed = self.delayed_produces.remove(index);
+                let message = Message::ProduceResponse { correlation_id: delayed.correlation_id, partition: delayed.partition, result: Err(ErrorCode::RequestTimedOut) };
+                out.push(BrokerOutput::Send(Send { to: delayed.client, message }));
+            } else {
+                index += 1;
+            }
+        }
+        self.complete_delayed_fetches(now, None, out);
+    }
+
+    // ----- fetch (serving) -----
+
+    #[allow(clippy::too_many_arguments)]
+    fn handle_fetch(
+        &mut self,
+        now: Instant,
+        client: NodeId,
+        correlation_id: u64,
+        replica_id: Option<NodeId>,
+        max_wait: Duration,
+        partitions: Vec<FetchPartition>,
+        out: &mut Vec<BrokerOutput>,
+    ) {
+        if let Some(follower) = replica_id {
+            for request in &partitions {
+                let valid = self.validate_leader(&request.partition, request.current_leader_epoch).is_ok();
+                let Some(partition) = self.partitions.get_mut(&request.partition) else { continue };
+                if !valid || request.fetch_offset > partition.log_end_offset() {
+                    continue;
+                }
+                partition.record_follower_fetch(now, follower, request.fetch_offset);
+                if partition.may_join_isr(follower) && partition.pending_isr().is_none() {
+                    let mut new_isr = partition.isr.clone();
+                    new_isr.push(follower);
+                    tracing::info!(partition = %request.partition, follower = follower.0, "leader expands ISR");
+                    let tp = request.partition.clone();
+                    self.propose_isr(now, &tp, new_isr, out);
+                }
+                let tp = request.partition.clone();
+                self.after_high_watermark_change(now, &tp, out);
+            }
+        }
+        let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, deadline: now + max_wait };
+        if max_wait.is_zero() || self.fetch_ready(&delayed) {
+            self.respond_fetch(delayed, out);
+        } else {
+            self.delayed_fetches.push(delayed);
+        }
+    }
+
+    /// A delayed fetch completes once any partition has data or an error to report.
+    fn fetch_ready(&self, fetch: &DelayedFetch) -> bool {
+        fetch.partitions.iter().any(|request| match self.validate_leader(&request.partition, request.current_leader_epoch) {
+            Err(_) => true,
+            Ok(partition) => {
+                let end = if fetch.replica_id.is_some() { partition.log_end_offset() } else { partition.high_watermark };
+                request.fetch_offset != end
+            }
+        })
+    }
+
+    fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Vec<BrokerOutput>) {
+        let partitions = fetch
+            .partitions
+            .iter()
+            .map(|request| {
+                let result = self.validate_leader(&request.partition, request.current_leader_epoch).and_then(|partition| {
+                    let end = if fetch.replica_id.is_some() { partition.log_end_offset() } else { partition.high_watermark };
+                    if request.fetch_offset > partition.log_end_offset() {
+                        return Err(ErrorCode::OffsetOutOfRange);
+                    }
+                    Ok(FetchedData {
+                        high_watermark: partition.high_watermark,
+                        log_end_offset: partition.log_end_offset(),
+                        batches: partition.log.read(request.fetch_offset, end, FETCH_MAX_BATCHES),
+                    })
+                });
+                (request.partition.clone(), result)
+            })
+            .collect();
+        out.push(BrokerOutput::Send(Send { to: fetch.client, message: Message::FetchResponse { correlation_id: fetch.correlation_id, partitions } }));
+    }
+
+    fn complete_delayed_fetches(&mut self, now: Instant, tp: Option<&TopicPartition>, out: &mut Vec<BrokerOutput>) {
+        let mut index = 0;
+        while index < self.delayed_fetches.len() {
+            let fetch = &self.delayed_fetches[index];
+            let touched = tp.is_none_or(|tp| fetch.partitions.iter().any(|request| &request.partition == tp));
+            if touched && (fetch.deadline <= now || self.fetch_ready(fetch)) {
+                let fetch = self.delayed_fetches.remove(index);
+                self.respond_fetch(fetch, out);
+            } else {
+                index += 1;
+            }
+        }
+    }
+
+    /// KIP-320: requests name the leader epoch they expect; an older one is fenced,
+    /// a newer one means this broker has not heard of it yet.
+    fn validate_leader(&self, tp: &TopicPartition, current_leader_epoch: LeaderEpoch) -> Result<&Partition, ErrorCode> {
+        let partition = self.partitions.get(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+        if current_leader_epoch < partition.leader_epoch {
+            return Err(ErrorCode::FencedLeaderEpoch);
+        }
+        if current_leader_epoch > partition.leader_epoch {
+            return Err(ErrorCode::UnknownLeaderEpoch);
+        }
+        if !partition.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        Ok(partition)
+    }
+
+    fn list_offsets(&self, tp: &TopicPartition, spec: OffsetSpec, current_leader_epoch: LeaderEpoch) -> Result<(Offset, LeaderEpoch), ErrorCode> {
+        let partition = self.validate_leader(tp, current_leader_epoch)?;
+        let offset = match spec {
+            OffsetSpec::Earliest => Offset(0),
+            OffsetSpec::Latest => partition.high_watermark,
+        };
+        Ok((offset, partition.leader_epoch))
+    }
+
+    fn offsets_for_leader_epoch(&self, tp: &TopicPartition, current_leader_epoch: LeaderEpoch, requested: LeaderEpoch) -> Result<EpochEndOffset, ErrorCode> {
+        let partition = self.validate_leader(tp, current_leader_epoch)?;
+        let answer = partition.log.epochs().end_offset_for(requested, partition.log_end_offset());
+        Ok(match answer {
+            Some((epoch, end_offset)) => EpochEndOffset { leader_epoch: Some(epoch), end_offset },
+            None => EpochEndOffset { leader_epoch: None, end_offset: Offset(0) },
+        })
+    }
+
+    // ----- replica fetcher (following) -----
+
+    fn next_correlation(&mut self) -> u64 {
+        self.next_correlation_id += 1;
+        self.next_correlation_id
+    }
+
+    /// For each leader with an idle fetcher: first find divergence for partitions
+    /// that need it (OffsetsForLeaderEpoch), otherwise fetch for all of them.
+    fn send_fetches(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        let leaders: Vec<NodeId> = self.fetchers.iter().filter(|(_, fetcher)| fetcher.in_flight.is_none() && fetcher.backoff_until <= now).map(|(leader, _)| *leader).collect();
+        for leader in leaders {
+            let mut to_truncate = Vec::new();
+            let mut to_fetch = Vec::new();
+            for (tp, partition) in &mut self.partitions {
+                let Role::Follower(state) = &mut partition.role else { continue };
+                if state.leader != leader {
+                    continue;
+                }
+                if !state.truncated {
+                    match partition.log.latest_epoch() {
+                        Some(epoch) => to_truncate.push((tp.clone(), partition.leader_epoch, epoch)),
+                        // An empty log has nothing to disagree about.
+                        None => state.truncated = true,
+                    }
+                }
+                if state.truncated {
+                    to_fetch.push(FetchPartition { partition: tp.clone(), fetch_offset: partition.log.log_end_offset(), current_leader_epoch: partition.leader_epoch });
+                }
+            }
+            let correlation_id = self.next_correlation();
+            let message = if !to_truncate.is_empty() {
+                Message::OffsetsForLeaderEpochRequest { correlation_id, partitions: to_truncate }
+            } else if !to_fetch.is_empty() {
+                Message::FetchRequest { correlation_id, replica_id: Some(self.id), max_wait: self.config.replica_fetch_wait_max, partitions: to_fetch }
+            } else {
+                self.fetchers.remove(&leader);
+                continue;
+            };
+            let fetcher = self.fetchers.entry(leader).or_default();
+            fetcher.in_flight = Some((correlation_id, now));
+            out.push(BrokerOutput::Send(Send { to: leader, message }));
+        }
+    }
+
+    fn take_in_flight(&mut self, leader: NodeId, correlation_id: u64) -> bool {
+        match self.fetchers.get_mut(&leader) {
+            Some(fetcher) if fetcher.in_flight.map(|(id, _)| id) == Some(correlation_id) => {
+                fetcher.in_flight = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn backoff(&mut self, leader: NodeId, now: Instant) {
+        if let Some(fetcher) = self.fetchers.get_mut(&leader) {
+            fetcher.backoff_until = now + self.config.replica_fetch_backoff;
+        }
+    }
+
+    /// KIP-279 on the follower, as Kafka's `getOffsetTruncationState`.
+    fn handle_offsets_for_leader_epoch_response(
+        &mut self,
+        now: Instant,
+        leader: NodeId,
+        correlation_id: u64,
+        partitions: Vec<(TopicPartition, Result<EpochEndOffset, ErrorCode>)>,
+        out: &mut Vec<BrokerOutput>,
+    ) {
+        if !self.take_in_flight(leader, correlation_id) {
+            return;
+        }
+        let mut failed = false;
+        for (tp, result) in partitions {
+            let Some(partition) = self.partitions.get_mut(&tp) else { continue };
+            let Role::Follower(state) = &partition.role else { continue };
+            if state.leader != leader || state.truncated {
+                continue;
+            }
+            let answer = match result {
+                Ok(answer) => answer,
+                Err(_) => {
+                    failed = true;
+                    continue;
+                }
+            };
+            let local_end = partition.log.log_end_offset();
+            let (target, done) = match answer.leader_epoch {
+                // The leader knows no epoch this old: fall back to the high watermark.
+                None => (partition.high_watermark, true),
+                Some(_) if answer.end_offset >= local_end => (local_end, true),
+                Some(leader_epoch) => match partition.log.epochs().end_offset_for(leader_epoch, local_end) {
+                    None => (answer.end_offset, true),
+                    Some((follower_epoch, follower_end)) if follower_epoch != leader_epoch => (follower_end, false),
+                    Some((_, follower_end)) => (answer.end_offset.min(follower_end), true),
+                },
+            };
+            partition.truncate_to(target, &mut self.disk);
+            if let Role::Follower(state) = &mut partition.role {
+                state.truncated = done;
+            }
+        }
+        self.flush_disk(out);
+        if failed {
+            self.backoff(leader, now);
+        }
+    }
+
+    fn handle_fetch_response(&mut self, now: Instant, leader: NodeId, correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)>, out: &mut Vec<BrokerOutput>) {
+        if !self.take_in_flight(leader, correlation_id) {
+            return;
+        }
+        let mut failed = false;
+        let flush_interval = self.config.log_flush_interval_messages;
+        for (tp, result) in partitions {
+            let Some(partition) = self.partitions.get_mut(&tp) else { continue };
+            let Role::Follower(state) = &mut partition.role else { continue };
+            if state.leader != leader || !state.truncated {
+                continue;
+            }
+            let data = match result {
+                Ok(data) => data,
+                Err(ErrorCode::OffsetOutOfRange) => {
+                    // Our log runs past the leader's: find the divergence again.
+                    state.truncated = false;
+                    continue;
+                }
+                Err(_) => {
+                    failed = true;
+                    continue;
+                }
+            };
+            for batch in data.batches {
+                let end = partition.log.log_end_offset();
+                if batch.next_offset() <= end {
+                    continue;
+                }
+                let batch = if batch.base_offset < end { Arc::new(slice_from(&batch, end)) } else { batch };
+                if batch.base_offset != end {
+                    break;
+                }
+                partition.append(batch, flush_interval, &mut self.disk);
+            }
+            partition.high_watermark = data.high_watermark.min(partition.log.log_end_offset());
+        }
+        self.flush_disk(out);
+        if failed {
+            self.backoff(leader, now);
+        }
+    }
+}
+
+/// The records of `batch` from `from` on, as a batch of their own.
+fn slice_from(batch: &RecordBatch, from: Offset) -> RecordBatch {
+    let skip = (from.0 - batch.base_offset.0) as usize;
+    let producer = batch.producer.map(|stamp| ProducerStamp { base_sequence: crate::types::Sequence(stamp.base_sequence.0 + skip as i32), ..stamp });
+    RecordBatch::new(from, batch.partition_leader_epoch, producer, batch.records[skip..].to_vec())
+}

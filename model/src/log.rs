@@ -51,17 +51,21 @@ impl LeaderEpochCache {
         true
     }
 
-    /// KIP-279: the largest epoch not above `requested` and the offset where it ended
-    /// (the start of the next epoch, or the log end offset for the latest epoch).
-    /// None when every known epoch is above `requested` (Kafka's UNDEFINED_EPOCH).
+    /// KIP-279, as Kafka's `LeaderEpochFileCache.endOffsetFor`: the largest epoch not
+    /// above `requested` and the offset where it ended (the start of the next epoch,
+    /// or the log end offset for the latest epoch). None is Kafka's UNDEFINED_EPOCH:
+    /// the requested epoch is newer than any this replica knows.
     pub fn end_offset_for(&self, requested: LeaderEpoch, log_end_offset: Offset) -> Option<(LeaderEpoch, Offset)> {
-        let index = self.entries.iter().rposition(|entry| entry.epoch <= requested)?;
-        let epoch = self.entries[index].epoch;
-        let end = match self.entries.get(index + 1) {
-            Some(next) => next.start_offset,
-            None => log_end_offset,
-        };
-        Some((epoch, end))
+        let latest = self.entries.last()?;
+        if latest.epoch == requested {
+            return Some((requested, log_end_offset));
+        }
+        let higher = self.entries.iter().find(|entry| entry.epoch > requested)?;
+        match self.entries.iter().rev().find(|entry| entry.epoch <= requested) {
+            Some(floor) => Some((floor.epoch, higher.start_offset)),
+            // Older than anything known: it ended where the oldest known epoch began.
+            None => Some((requested, higher.start_offset)),
+        }
     }
 
     /// Drops entries that start at or after `offset`, after the log was truncated there.
@@ -281,7 +285,8 @@ mod tests {
         assert_eq!(cache.end_offset_for(LeaderEpoch(5), Offset(25)), Some((LeaderEpoch(5), Offset(25))));
         assert_eq!(cache.end_offset_for(LeaderEpoch(4), Offset(25)), Some((LeaderEpoch(3), Offset(20))));
         assert_eq!(cache.end_offset_for(LeaderEpoch(1), Offset(25)), Some((LeaderEpoch(1), Offset(10))));
-        assert_eq!(cache.end_offset_for(LeaderEpoch(0), Offset(25)), None);
+        assert_eq!(cache.end_offset_for(LeaderEpoch(0), Offset(25)), Some((LeaderEpoch(0), Offset(0))));
+        assert_eq!(cache.end_offset_for(LeaderEpoch(6), Offset(25)), None);
     }
 
     #[test]

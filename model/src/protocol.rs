@@ -1,1 +1,168 @@
+//! The requests and responses nodes exchange, named after Kafka's APIs.
+//!
+//! Every request carries a `correlation_id` its response echoes, as on Kafka's
+//! wire. Errors are typed values (`ErrorCode`), as Kafka returns them in responses.
 
+use crate::config::Acks;
+use crate::record::{ProducerStamp, Record, SharedBatch};
+use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, ProducerId, TopicPartition};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Kafka's error codes, the ones this model can return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ErrorCode {
+    NotLeaderOrFollower,
+    NotEnoughReplicas,
+    NotEnoughReplicasAfterAppend,
+    RequestTimedOut,
+    /// KIP-320: the request's leader epoch is older than the replica's.
+    FencedLeaderEpoch,
+    /// KIP-320: the request's leader epoch is newer than the replica's.
+    UnknownLeaderEpoch,
+    OffsetOutOfRange,
+    OutOfOrderSequenceNumber,
+    ProducerFenced,
+    UnknownTopicOrPartition,
+    StaleBrokerEpoch,
+    InvalidUpdateVersion,
+    IneligibleReplica,
+    /// A client gave up waiting for the response (the request may still have been served).
+    NetworkTimeout,
+}
+
+impl ErrorCode {
+    /// Whether Kafka's clients retry this error.
+    pub fn is_retriable(self) -> bool {
+        !matches!(self, ErrorCode::ProducerFenced | ErrorCode::OffsetOutOfRange)
+    }
+
+    /// Whether a produce that failed with this error may nonetheless be in the log.
+    pub fn maybe_written(self) -> bool {
+        matches!(self, ErrorCode::NotEnoughReplicasAfterAppend | ErrorCode::RequestTimedOut | ErrorCode::NetworkTimeout)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// The controller's record of one partition (KRaft's PartitionRecord).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionState {
+    pub replicas: Vec<NodeId>,
+    pub leader: Option<NodeId>,
+    pub leader_epoch: LeaderEpoch,
+    pub partition_epoch: PartitionEpoch,
+    pub isr: Vec<NodeId>,
+}
+
+/// What every broker caches and answers Metadata requests from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMetadata {
+    /// Bumped on every change; brokers ask for a copy when theirs is older.
+    pub version: u64,
+    pub brokers: Vec<NodeId>,
+    pub partitions: BTreeMap<TopicPartition, PartitionState>,
+}
+
+impl ClusterMetadata {
+    pub fn partition_count(&self, topic: &str) -> u32 {
+        self.partitions.keys().filter(|tp| &*tp.topic == topic).count() as u32
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchPartition {
+    pub partition: TopicPartition,
+    pub fetch_offset: Offset,
+    /// KIP-320: the epoch the fetcher believes the leader has.
+    pub current_leader_epoch: LeaderEpoch,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchedData {
+    pub high_watermark: Offset,
+    pub log_end_offset: Offset,
+    pub batches: Vec<SharedBatch>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EpochEndOffset {
+    pub leader_epoch: Option<LeaderEpoch>,
+    pub end_offset: Offset,
+}
+
+#[derive(Clone, Debug)]
+pub enum Message {
+    MetadataRequest { correlation_id: u64 },
+    MetadataResponse { correlation_id: u64, metadata: Arc<ClusterMetadata> },
+    ProduceRequest {
+        correlation_id: u64,
+        acks: Acks,
+        timeout: Duration,
+        partition: TopicPartition,
+        producer: Option<ProducerStamp>,
+        records: Vec<Record>,
+    },
+    ProduceResponse { correlation_id: u64, partition: TopicPartition, result: Result<Offset, ErrorCode> },
+    /// From a consumer (`replica_id` None) or a follower's replica fetcher.
+    FetchRequest { correlation_id: u64, replica_id: Option<NodeId>, max_wait: Duration, partitions: Vec<FetchPartition> },
+    FetchResponse { correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)> },
+    ListOffsetsRequest { correlation_id: u64, partition: TopicPartition, spec: OffsetSpec, current_leader_epoch: LeaderEpoch },
+    ListOffsetsResponse { correlation_id: u64, partition: TopicPartition, result: Result<(Offset, LeaderEpoch), ErrorCode> },
+    /// KIP-101/KIP-279: where did `leader_epoch` end on the leader?
+    OffsetsForLeaderEpochRequest { correlation_id: u64, partitions: Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)> },
+    OffsetsForLeaderEpochResponse { correlation_id: u64, partitions: Vec<(TopicPartition, Result<EpochEndOffset, ErrorCode>)> },
+    InitProducerIdRequest { correlation_id: u64 },
+    InitProducerIdResponse { correlation_id: u64, result: Result<(ProducerId, u16), ErrorCode> },
+    /// A broker's registration (`broker_epoch` None, after every start) or heartbeat.
+    BrokerHeartbeat { broker: NodeId, broker_epoch: Option<BrokerEpoch>, metadata_version: u64 },
+    BrokerHeartbeatResponse { broker_epoch: BrokerEpoch, metadata: Option<Arc<ClusterMetadata>>, error: Option<ErrorCode> },
+    /// KIP-497: a leader asks the controller to change a partition's ISR.
+    AlterPartitionRequest {
+        broker: NodeId,
+        broker_epoch: BrokerEpoch,
+        partition: TopicPartition,
+        leader_epoch: LeaderEpoch,
+        partition_epoch: PartitionEpoch,
+        new_isr: Vec<NodeId>,
+    },
+    AlterPartitionResponse { partition: TopicPartition, result: Result<PartitionState, ErrorCode> },
+    /// The controller pushes metadata to brokers as soon as it changes.
+    UpdateMetadata { metadata: Arc<ClusterMetadata> },
+}
+
+impl Message {
+    /// The API name, for traces and statistics.
+    pub fn api(&self) -> &'static str {
+        match self {
+            Message::MetadataRequest { .. } | Message::MetadataResponse { .. } => "Metadata",
+            Message::ProduceRequest { .. } | Message::ProduceResponse { .. } => "Produce",
+            Message::FetchRequest { .. } | Message::FetchResponse { .. } => "Fetch",
+            Message::ListOffsetsRequest { .. } | Message::ListOffsetsResponse { .. } => "ListOffsets",
+            Message::OffsetsForLeaderEpochRequest { .. } | Message::OffsetsForLeaderEpochResponse { .. } => "OffsetsForLeaderEpoch",
+            Message::InitProducerIdRequest { .. } | Message::InitProducerIdResponse { .. } => "InitProducerId",
+            Message::BrokerHeartbeat { .. } | Message::BrokerHeartbeatResponse { .. } => "BrokerHeartbeat",
+            Message::AlterPartitionRequest { .. } | Message::AlterPartitionResponse { .. } => "AlterPartition",
+            Message::UpdateMetadata { .. } => "UpdateMetadata",
+        }
+    }
+}
+
+/// A message on its way out of a node.
+#[derive(Clone, Debug)]
+pub struct Send {
+    pub to: NodeId,
+    pub message: Message,
+}

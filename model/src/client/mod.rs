@@ -1,1 +1,8 @@
+//! Kafka's clients: the producer and the consumer, as state machines.
 
+mod metadata;
+pub mod consumer;
+pub mod partitioner;
+pub mod producer;
+
+pub use metadata::MetadataTracker;

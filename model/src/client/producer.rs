@@ -1,0 +1,382 @@
+//! Kafka's producer: partitioner, record accumulator with linger and batch size,
+//! acks, retries with backoff, delivery timeout, max in flight per connection, and
+//! idempotence (KIP-98: a producer id and per-partition sequence numbers, so a
+//! retried batch is written once).
+//!
+//! Without idempotence, a batch retried after a later batch succeeded lands after
+//! it, as in Kafka: that is how `nonmonotonic-send` happens with
+//! max.in.flight.requests.per.connection > 1.
+
+use super::metadata::MetadataTracker;
+use super::partitioner::{partition_for_key, RoundRobin};
+use crate::config::{Acks, ProducerConfig};
+use crate::protocol::{ErrorCode, Message, Send};
+use crate::record::{ProducerStamp, Record};
+use crate::time::{earliest, Instant};
+use crate::types::{NodeId, Offset, ProducerId, Sequence, TopicPartition};
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+/// Why a send failed, and whether it may be in the log all the same.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SendError {
+    pub error: String,
+    pub maybe_written: bool,
+}
+
+#[derive(Clone, Debug)]
+pub enum ProducerOutput {
+    Send(Send),
+    /// The send chose its partition.
+    Partitioned { handle: u64, partition: TopicPartition },
+    Completed { handle: u64, result: Result<(TopicPartition, Offset), SendError> },
+}
+
+struct PendingRecord {
+    handle: u64,
+    topic: Arc<str>,
+    record: Record,
+    created: Instant,
+}
+
+struct Batch {
+    partition: TopicPartition,
+    handles: Vec<u64>,
+    records: Vec<Record>,
+    created: Instant,
+    size_bytes: usize,
+    base_sequence: Option<Sequence>,
+    attempts: u32,
+    maybe_written: bool,
+    retry_at: Instant,
+    /// No more records join a batch once it was sent.
+    closed: bool,
+}
+
+struct InFlight {
+    to: NodeId,
+    batch: Batch,
+    sent: Instant,
+}
+
+pub struct Producer {
+    config: ProducerConfig,
+    metadata: MetadataTracker,
+    unpartitioned: VecDeque<PendingRecord>,
+    queues: BTreeMap<TopicPartition, VecDeque<Batch>>,
+    next_sequence: BTreeMap<TopicPartition, i32>,
+    in_flight: BTreeMap<u64, InFlight>,
+    round_robin: BTreeMap<Arc<str>, RoundRobin>,
+    producer_id: Option<(ProducerId, u16)>,
+    producer_id_request: Option<(u64, Instant)>,
+    next_correlation_id: u64,
+    bootstrap: Vec<NodeId>,
+    /// Where round-robin starts, so producers do not all begin on partition 0.
+    start: u32,
+}
+
+impl Producer {
+    pub fn new(config: ProducerConfig, bootstrap: Vec<NodeId>, start: u32) -> Producer {
+        let metadata = MetadataTracker::new(bootstrap.clone(), start as usize, config.metadata_max_age);
+        Producer {
+            config,
+            metadata,
+            unpartitioned: VecDeque::new(),
+            queues: BTreeMap::new(),
+            next_sequence: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            round_robin: BTreeMap::new(),
+            producer_id: None,
+            producer_id_request: None,
+            next_correlation_id: 0,
+            bootstrap,
+            start,
+        }
+    }
+
+    /// Records accepted but not yet completed.
+    pub fn pending_count(&self) -> usize {
+        self.unpartitioned.len()
+            + self.queues.values().flatten().map(|batch| batch.handles.len()).sum::<usize>()
+            + self.in_flight.values().map(|flight| flight.batch.handles.len()).sum::<usize>()
+    }
+
+    fn correlation(&mut self) -> u64 {
+        self.next_correlation_id += 1;
+        self.next_correlation_id
+    }
+
+    pub fn send(&mut self, now: Instant, handle: u64, topic: Arc<str>, key: Option<Bytes>, value: Bytes, out: &mut Vec<ProducerOutput>) {
+        self.unpartitioned.push_back(PendingRecord { handle, topic, record: Record { key, value }, created: now });
+        self.handle_timeout(now, out);
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut deadline = self.metadata.next_deadline();
+        for batch in self.queues.values().flatten() {
+            let ready = if batch.closed { batch.retry_at } else { batch.created + self.config.linger };
+            deadline = earliest(deadline, Some(ready.max(batch.retry_at)));
+            deadline = earliest(deadline, Some(batch.created + self.config.delivery_timeout));
+        }
+        for flight in self.in_flight.values() {
+            deadline = earliest(deadline, Some(flight.sent + self.config.request_timeout));
+        }
+        if let Some((_, sent)) = self.producer_id_request {
+            deadline = earliest(deadline, Some(sent + self.config.request_timeout.min(std::time::Duration::from_secs(1))));
+        }
+        if let Some(record) = self.unpartitioned.front() {
+            deadline = earliest(deadline, Some(record.created + self.config.delivery_timeout));
+        }
+        deadline
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+        self.expire_requests(now, out);
+        self.poll_metadata(now, out);
+        self.partition_pending(now, out);
+        self.expire_batches(now, out);
+        self.init_producer_id(now, out);
+        self.drain(now, out);
+    }
+
+    fn poll_metadata(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+        let correlation_id = self.correlation();
+        let mut sends = Vec::new();
+        self.metadata.poll(now, correlation_id, &mut sends);
+        out.extend(sends.into_iter().map(ProducerOutput::Send));
+    }
+
+    /// Kafka's partitioner: murmur2 of the key modulo the partition count, or
+    /// round-robin for null keys; records wait until metadata names the partitions.
+    fn partition_pending(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+        while let Some(pending) = self.unpartitioned.front() {
+            let count = self.metadata.current().map(|metadata| metadata.partition_count(&pending.topic)).unwrap_or(0);
+            if count == 0 {
+                if now.saturating_since(pending.created) >= self.config.delivery_timeout {
+                    let pending = self.unpartitioned.pop_front().expect("front exists");
+                    let error = SendError { error: "TimeoutException: topic metadata not available".into(), maybe_written: false };
+                    out.push(ProducerOutput::Completed { handle: pending.handle, result: Err(error) });
+                    continue;
+                }
+                return;
+            }
+            let pending = self.unpartitioned.pop_front().expect("front exists");
+            let index = match &pending.record.key {
+                Some(key) => partition_for_key(key, count),
+                None => {
+                    let start = self.start;
+                    self.round_robin.entry(pending.topic.clone()).or_insert_with(|| RoundRobin::new(start)).next_partition(count)
+                }
+            };
+            let partition = TopicPartition { topic: pending.topic.clone(), partition: index };
+            out.push(ProducerOutput::Partitioned { handle: pending.handle, partition: partition.clone() });
+            self.append(partition, pending);
+        }
+    }
+
+    fn append(&mut self, partition: TopicPartition, pending: PendingRecord) {
+        let size = pending.record.value.len() + pending.record.key.as_ref().map_or(0, |key| key.len()) + 16;
+        let queue = self.queues.entry(partition.clone()).or_default();
+        if let Some(batch) = queue.back_mut() {
+            if !batch.closed && batch.size_bytes + size <= self.config.batch_size {
+                batch.handles.push(pending.handle);
+                batch.records.push(pending.record);
+                batch.size_bytes += size;
+                return;
+            }
+        }
+        queue.push_back(Batch {
+            partition,
+            handles: vec![pending.handle],
+            records: vec![pending.record],
+            created: pending.created,
+            size_bytes: size,
+            base_sequence: None,
+            attempts: 0,
+            maybe_written: false,
+            retry_at: Instant::ZERO,
+            closed: false,
+        });
+    }
+
+    fn init_producer_id(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+        if !self.config.enable_idempotence || self.producer_id.is_some() || self.bootstrap.is_empty() {
+            return;
+        }
+        if let Some((_, sent)) = self.producer_id_request {
+            if now.saturating_since(sent) < self.config.request_timeout.min(std::time::Duration::from_secs(1)) {
+                return;
+            }
+        }
+        // KIP-360: a new id only once nothing is in flight under the old one.
+        if !self.in_flight.is_empty() {
+            return;
+        }
+        let correlation_id = self.correlation();
+        let to = self.bootstrap[(correlation_id as usize + self.start as usize) % self.bootstrap.len()];
+        self.producer_id_request = Some((correlation_id, now));
+        out.push(ProducerOutput::Send(Send { to, message: Message::InitProducerIdRequest { correlation_id } }));
+    }
+
+    /// Sends every batch that is ready, in queue order, within the in-flight limit.
+    fn drain(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+        if self.config.enable_idempotence && self.producer_id.is_none() {
+            return;
+        }
+        let partitions: Vec<TopicPartition> = self.queues.keys().cloned().collect();
+        for tp in partitions {
+            loop {
+                let Some(state) = self.metadata.partition(&tp) else { break };
+                let Some(leader) = state.leader else { break };
+                let in_flight_to_leader = self.in_flight.values().filter(|flight| flight.to == leader).count();
+                if in_flight_to_leader >= self.config.max_in_flight_requests_per_connection {
+                    break;
+                }
+                let Some(batch) = self.queues.get(&tp).and_then(|queue| queue.front()) else { break };
+                let full = batch.size_bytes >= self.config.batch_size;
+                let lingered = now >= batch.created + self.config.linger;
+                if now < batch.retry_at || !(batch.closed || full || lingered) {
+                    break;
+                }
+                let mut batch = self.queues.get_mut(&tp).and_then(|queue| queue.pop_front()).expect("front exists");
+                batch.closed = true;
+                batch.attempts += 1;
+                let producer = self.stamp(&mut batch);
+                let correlation_id = self.correlation();
+                let message = Message::ProduceRequest {
+                    correlation_id,
+                    acks: self.config.acks,
+                    timeout: self.config.request_timeout,
+                    partition: tp.clone(),
+                    producer,
+                    records: batch.records.clone(),
+                };
+                out.push(ProducerOutput::Send(Send { to: leader, message }));
+                if self.config.acks == Acks::None {
+                    // Fire and forget: the send counts as done, at offset unknown.
+                    for handle in &batch.handles {
+                        let error = SendError { error: "acks=0: no acknowledgement".into(), maybe_written: true };
+                        out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
+                    }
+                } else {
+                    self.in_flight.insert(correlation_id, InFlight { to: leader, batch, sent: now });
+                }
+            }
+        }
+    }
+
+    fn stamp(&mut self, batch: &mut Batch) -> Option<ProducerStamp> {
+        let (producer_id, producer_epoch) = self.producer_id?;
+        let base_sequence = *batch.base_sequence.get_or_insert_with(|| {
+            let next = self.next_sequence.entry(batch.partition.clone()).or_insert(0);
+            let base = Sequence(*next);
+            *next += batch.records.len() as i32;
+            base
+        });
+        Some(ProducerStamp { producer_id, producer_epoch, base_sequence })
+    }
+
+    pub fn handle_message(&mut self, now: Instant, message: Message, out: &mut Vec<ProducerOutput>) {
+        match message {
+            Message::MetadataResponse { correlation_id, metadata } => {
+                self.metadata.handle_response(now, correlation_id, metadata);
+            }
+            Message::InitProducerIdResponse { correlation_id, result } => {
+                if self.producer_id_request.map(|(id, _)| id) == Some(correlation_id) {
+                    self.producer_id_request = None;
+                    if let Ok(id) = result {
+                        self.producer_id = Some(id);
+                        self.next_sequence.clear();
+                        for batch in self.queues.values_mut().flatten() {
+                            batch.base_sequence = None;
+                        }
+                    }
+                }
+            }
+            Message::ProduceResponse { correlation_id, partition, result } => {
+                if let Some(flight) = self.in_flight.remove(&correlation_id) {
+                    debug_assert_eq!(flight.batch.partition, partition);
+                    self.complete(now, flight.batch, result.map_err(|error| (error, error.maybe_written())), out);
+                }
+            }
+            _ => {}
+        }
+        self.handle_timeout(now, out);
+    }
+
+    fn expire_requests(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+        let expired: Vec<u64> = self
+            .in_flight
+            .iter()
+            .filter(|(_, flight)| now.saturating_since(flight.sent) >= self.config.request_timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
+            let flight = self.in_flight.remove(&id).expect("listed above");
+            self.complete(now, flight.batch, Err((ErrorCode::NetworkTimeout, true)), out);
+        }
+    }
+
+    fn complete(&mut self, now: Instant, mut batch: Batch, result: Result<Offset, (ErrorCode, bool)>, out: &mut Vec<ProducerOutput>) {
+        let (error, maybe_written) = match result {
+            Ok(base) => {
+                for (index, handle) in batch.handles.iter().enumerate() {
+                    let offset = Offset(base.0 + index as u64);
+                    out.push(ProducerOutput::Completed { handle: *handle, result: Ok((batch.partition.clone(), offset)) });
+                }
+                return;
+            }
+            Err(failure) => failure,
+        };
+        batch.maybe_written |= maybe_written;
+        if matches!(error, ErrorCode::NotLeaderOrFollower | ErrorCode::FencedLeaderEpoch | ErrorCode::UnknownTopicOrPartition | ErrorCode::NetworkTimeout) {
+            self.metadata.request_update();
+        }
+        let expired = now.saturating_since(batch.created) >= self.config.delivery_timeout;
+        if error.is_retriable() && batch.attempts <= self.config.retries && !expired {
+            batch.retry_at = now + self.config.retry_backoff;
+            self.requeue(batch);
+            return;
+        }
+        self.fail(batch, format!("{error}"), out);
+    }
+
+    /// A retried batch goes back to the front of its queue; an idempotent one goes
+    /// in sequence order, so the broker sees sequences without gaps.
+    fn requeue(&mut self, batch: Batch) {
+        let queue = self.queues.entry(batch.partition.clone()).or_default();
+        let position = match batch.base_sequence {
+            Some(sequence) if self.producer_id.is_some() => {
+                queue.iter().position(|queued| queued.base_sequence.is_none_or(|other| other > sequence)).unwrap_or(queue.len())
+            }
+            _ => 0,
+        };
+        queue.insert(position, batch);
+    }
+
+    fn fail(&mut self, batch: Batch, error: String, out: &mut Vec<ProducerOutput>) {
+        if batch.maybe_written && self.config.enable_idempotence {
+            // KIP-360: after an unknown outcome the sequence space is suspect; start anew.
+            self.producer_id = None;
+        }
+        for handle in &batch.handles {
+            let error = SendError { error: error.clone(), maybe_written: batch.maybe_written };
+            out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
+        }
+    }
+
+    fn expire_batches(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+        let timeout = self.config.delivery_timeout;
+        let mut expired = Vec::new();
+        for queue in self.queues.values_mut() {
+            while queue.front().is_some_and(|batch| now.saturating_since(batch.created) >= timeout) {
+                expired.push(queue.pop_front().expect("front exists"));
+            }
+        }
+        for batch in expired {
+            let error = format!("TimeoutException: expiring {} record(s) after delivery.timeout.ms", batch.handles.len());
+            self.fail(batch, error, out);
+        }
+    }
+}
