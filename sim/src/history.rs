@@ -84,14 +84,24 @@ pub struct Op {
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.kind {
+        write!(f, "{:>6}.{:03}s {:<12} {}", self.time / 1_000_000, (self.time / 1000) % 1000, self.node, OpDescription(self))
+    }
+}
+
+/// An operation without its time and node: its type and what it did.
+pub struct OpDescription<'a>(pub &'a Op);
+
+impl fmt::Display for OpDescription<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let op = self.0;
+        let kind = match op.kind {
             OpType::Invoke => "invoke",
             OpType::Ok => "ok",
             OpType::Fail => "fail",
             OpType::Info => "info",
         };
-        write!(f, "{:>6}.{:03}s {:<12} {:<6} ", self.time / 1_000_000, (self.time / 1000) % 1000, self.node, kind)?;
-        match &self.body {
+        write!(f, "{kind:<6} ")?;
+        match &op.body {
             OpBody::Send { value, partition, offset, error } => {
                 write!(f, "send {value}")?;
                 if let Some(partition) = partition {

@@ -28,7 +28,7 @@ struct Assignment {
     position: Option<Offset>,
     /// Set while a ListOffsets request for this partition is out.
     reset_in_flight: Option<(u64, Instant)>,
-    backoff_until: Instant,
+    backoff_until: Option<Instant>,
     high_watermark: Offset,
 }
 
@@ -70,7 +70,7 @@ impl Consumer {
             deadline = earliest(deadline, Some(*sent + self.config.fetch_max_wait + self.config.request_timeout));
         }
         for assignment in self.assignments.values() {
-            deadline = earliest(deadline, Some(assignment.backoff_until));
+            deadline = earliest(deadline, assignment.backoff_until);
             if let Some((_, sent)) = assignment.reset_in_flight {
                 deadline = earliest(deadline, Some(sent + self.config.request_timeout));
             }
@@ -87,6 +87,9 @@ impl Consumer {
             self.metadata.request_update();
         }
         for assignment in self.assignments.values_mut() {
+            if assignment.backoff_until.is_some_and(|until| until <= now) {
+                assignment.backoff_until = None;
+            }
             if assignment.reset_in_flight.is_some_and(|(_, sent)| now.saturating_since(sent) >= timeout) {
                 assignment.reset_in_flight = None;
             }
@@ -123,7 +126,7 @@ impl Consumer {
         let needing: Vec<TopicPartition> = self
             .assignments
             .iter()
-            .filter(|(_, assignment)| assignment.position.is_none() && assignment.reset_in_flight.is_none() && assignment.backoff_until <= now)
+            .filter(|(_, assignment)| assignment.position.is_none() && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none())
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in needing {
@@ -141,7 +144,7 @@ impl Consumer {
         let mut by_leader: BTreeMap<NodeId, Vec<FetchPartition>> = BTreeMap::new();
         for (tp, assignment) in &self.assignments {
             let Some(position) = assignment.position else { continue };
-            if assignment.backoff_until > now {
+            if assignment.backoff_until.is_some() {
                 continue;
             }
             let Some((leader, current_leader_epoch)) = self.leader_of(tp) else { continue };
@@ -175,7 +178,7 @@ impl Consumer {
                         out.push(ConsumerOutput::Seek { partition, offset, reason: "auto.offset.reset" });
                     }
                     Err(_) => {
-                        assignment.backoff_until = now + self.config.retry_backoff;
+                        assignment.backoff_until = Some(now + self.config.retry_backoff);
                         self.metadata.request_update();
                     }
                 }
@@ -216,13 +219,13 @@ impl Consumer {
                 Err(ErrorCode::OffsetOutOfRange) => {
                     if self.config.auto_offset_reset == OffsetReset::None {
                         out.push(ConsumerOutput::Error { partition: tp.clone(), error: ErrorCode::OffsetOutOfRange });
-                        assignment.backoff_until = now + self.config.retry_backoff;
+                        assignment.backoff_until = Some(now + self.config.retry_backoff);
                     } else {
                         assignment.position = None;
                     }
                 }
                 Err(_) => {
-                    assignment.backoff_until = now + self.config.retry_backoff;
+                    assignment.backoff_until = Some(now + self.config.retry_backoff);
                     self.metadata.request_update();
                 }
             }

@@ -15,7 +15,7 @@ use crate::record::{ProducerStamp, Record};
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, Offset, ProducerId, Sequence, TopicPartition};
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
 /// Why a send failed, and whether it may be in the log all the same.
@@ -67,6 +67,9 @@ pub struct Producer {
     queues: BTreeMap<TopicPartition, VecDeque<Batch>>,
     next_sequence: BTreeMap<TopicPartition, i32>,
     in_flight: BTreeMap<u64, InFlight>,
+    /// Partitions whose next batch waits for a leader or an in-flight slot; they
+    /// wake on a response, not on a timer.
+    blocked: BTreeSet<TopicPartition>,
     round_robin: BTreeMap<Arc<str>, RoundRobin>,
     producer_id: Option<(ProducerId, u16)>,
     producer_id_request: Option<(u64, Instant)>,
@@ -86,6 +89,7 @@ impl Producer {
             queues: BTreeMap::new(),
             next_sequence: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            blocked: BTreeSet::new(),
             round_robin: BTreeMap::new(),
             producer_id: None,
             producer_id_request: None,
@@ -114,10 +118,14 @@ impl Producer {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.metadata.next_deadline();
-        for batch in self.queues.values().flatten() {
+        for (tp, queue) in &self.queues {
+            let Some(batch) = queue.front() else { continue };
+            deadline = earliest(deadline, Some(batch.created + self.config.delivery_timeout));
+            if self.blocked.contains(tp) {
+                continue;
+            }
             let ready = if batch.closed { batch.retry_at } else { batch.created + self.config.linger };
             deadline = earliest(deadline, Some(ready.max(batch.retry_at)));
-            deadline = earliest(deadline, Some(batch.created + self.config.delivery_timeout));
         }
         for flight in self.in_flight.values() {
             deadline = earliest(deadline, Some(flight.sent + self.config.request_timeout));
@@ -222,15 +230,22 @@ impl Producer {
     /// Sends every batch that is ready, in queue order, within the in-flight limit.
     fn drain(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
         if self.config.enable_idempotence && self.producer_id.is_none() {
+            self.blocked = self.queues.keys().cloned().collect();
             return;
         }
         let partitions: Vec<TopicPartition> = self.queues.keys().cloned().collect();
+        self.blocked.clear();
         for tp in partitions {
             loop {
-                let Some(state) = self.metadata.partition(&tp) else { break };
-                let Some(leader) = state.leader else { break };
+                let leader = self.metadata.partition(&tp).and_then(|state| state.leader);
+                let Some(leader) = leader else {
+                    self.metadata.request_update();
+                    self.blocked.insert(tp.clone());
+                    break;
+                };
                 let in_flight_to_leader = self.in_flight.values().filter(|flight| flight.to == leader).count();
                 if in_flight_to_leader >= self.config.max_in_flight_requests_per_connection {
+                    self.blocked.insert(tp.clone());
                     break;
                 }
                 let Some(batch) = self.queues.get(&tp).and_then(|queue| queue.front()) else { break };

@@ -8,6 +8,7 @@ use std::fmt;
 
 /// Every anomaly kind a scenario may name in `expect.never` / `expect.finds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum CheckerKind {
     LostWrite,
     Duplicate,

@@ -1,0 +1,164 @@
+//! What the nodes of one simulated run share: the roster of names and addresses,
+//! the history every operation is recorded in, the simulated disks that outlive
+//! node restarts, and handles on each node's live state for the final snapshot.
+
+use crate::disk::SharedDisk;
+use crate::history::{History, OpBody, OpType};
+use crate::node::broker::BrokerNode;
+use crate::node::consumer::ConsumerNode;
+use crate::node::controller::ControllerNode;
+use crate::node::producer::{ProducerNode, ProducerProgress};
+use crate::scenario::Scenario;
+use kafsim_model::{Instant, NodeId};
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeRole {
+    Controller,
+    Broker,
+    /// `spec` indexes `[[producers]]`; `number` counts producers from 1 across blocks.
+    Producer { spec: usize, number: u32 },
+    Consumer { spec: usize, number: u32 },
+}
+
+#[derive(Clone, Debug)]
+pub struct RosterEntry {
+    pub id: NodeId,
+    pub name: Arc<str>,
+    pub role: NodeRole,
+    pub ip: IpAddr,
+}
+
+/// Every node of a run, named as DESIGN §1 says: controller-1, broker-1, producer-1, consumer-1.
+#[derive(Clone, Debug, Default)]
+pub struct Roster {
+    pub entries: Vec<RosterEntry>,
+}
+
+pub const CONTROLLER_ID: NodeId = NodeId(1000);
+const PORT: u16 = 9092;
+
+impl Roster {
+    pub fn for_scenario(scenario: &Scenario) -> Roster {
+        let mut entries = vec![RosterEntry { id: CONTROLLER_ID, name: "controller-1".into(), role: NodeRole::Controller, ip: ip(1, 1) }];
+        for index in 1..=scenario.cluster.brokers {
+            entries.push(RosterEntry { id: NodeId(index), name: format!("broker-{index}").into(), role: NodeRole::Broker, ip: ip(2, index) });
+        }
+        let mut number = 0;
+        for (spec, producers) in scenario.producers.iter().enumerate() {
+            for _ in 0..producers.count {
+                number += 1;
+                let id = NodeId(2000 + number);
+                entries.push(RosterEntry { id, name: format!("producer-{number}").into(), role: NodeRole::Producer { spec, number }, ip: ip(3, number) });
+            }
+        }
+        let mut number = 0;
+        for (spec, consumers) in scenario.consumers.iter().enumerate() {
+            for _ in 0..consumers.count {
+                number += 1;
+                let id = NodeId(3000 + number);
+                entries.push(RosterEntry { id, name: format!("consumer-{number}").into(), role: NodeRole::Consumer { spec, number }, ip: ip(4, number) });
+            }
+        }
+        Roster { entries }
+    }
+
+    pub fn entry(&self, id: NodeId) -> &RosterEntry {
+        self.entries.iter().find(|entry| entry.id == id).expect("every node id comes from the roster")
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&RosterEntry> {
+        self.entries.iter().find(|entry| &*entry.name == name)
+    }
+
+    pub fn address(&self, id: NodeId) -> SocketAddr {
+        SocketAddr::new(self.entry(id).ip, PORT)
+    }
+
+    pub fn brokers(&self) -> Vec<NodeId> {
+        self.entries.iter().filter(|entry| entry.role == NodeRole::Broker).map(|entry| entry.id).collect()
+    }
+
+    pub fn ids(&self, filter: impl Fn(&NodeRole) -> bool) -> Vec<NodeId> {
+        self.entries.iter().filter(|entry| filter(&entry.role)).map(|entry| entry.id).collect()
+    }
+}
+
+fn ip(class: u8, index: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, class, (index / 256) as u8, (index % 256) as u8))
+}
+
+/// Handles on the live state of each node, replaced at every restart.
+#[derive(Default)]
+pub struct LiveNodes {
+    pub controller: Option<Arc<Mutex<ControllerNode>>>,
+    pub brokers: BTreeMap<NodeId, Arc<Mutex<BrokerNode>>>,
+    pub producers: BTreeMap<NodeId, Arc<Mutex<ProducerNode>>>,
+    pub consumers: BTreeMap<NodeId, Arc<Mutex<ConsumerNode>>>,
+}
+
+pub struct RunContext {
+    pub scenario: Arc<Scenario>,
+    pub roster: Roster,
+    start: madsim::time::Instant,
+    pub history: Arc<Mutex<History>>,
+    pub disks: BTreeMap<NodeId, SharedDisk>,
+    pub producer_progress: BTreeMap<NodeId, Arc<Mutex<ProducerProgress>>>,
+    pub live: Mutex<LiveNodes>,
+    incarnations: Mutex<BTreeMap<NodeId, u64>>,
+    messages: AtomicU64,
+    pub stop_producing: AtomicBool,
+}
+
+impl RunContext {
+    pub fn new(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> RunContext {
+        let roster = Roster::for_scenario(&scenario);
+        let disks = roster.ids(|role| matches!(role, NodeRole::Controller | NodeRole::Broker)).into_iter().map(|id| (id, SharedDisk::default())).collect();
+        let producer_progress = roster.ids(|role| matches!(role, NodeRole::Producer { .. })).into_iter().map(|id| (id, Arc::default())).collect();
+        RunContext {
+            scenario,
+            roster,
+            start: madsim::time::Instant::now(),
+            history,
+            disks,
+            producer_progress,
+            live: Mutex::new(LiveNodes::default()),
+            incarnations: Mutex::new(BTreeMap::new()),
+            messages: AtomicU64::new(0),
+            stop_producing: AtomicBool::new(false),
+        }
+    }
+
+    /// Simulated time since the run began.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(madsim::time::Instant::now().duration_since(self.start).as_micros() as u64)
+    }
+
+    pub fn next_incarnation(&self, id: NodeId) -> u64 {
+        let mut incarnations = self.incarnations.lock().expect("incarnations lock");
+        let next = incarnations.entry(id).or_insert(0);
+        *next += 1;
+        *next
+    }
+
+    pub fn count_message(&self) {
+        self.messages.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn message_count(&self) -> u64 {
+        self.messages.load(Ordering::Relaxed)
+    }
+
+    pub fn record(&self, node: &Arc<str>, kind: OpType, body: OpBody) {
+        let time = self.now().as_micros();
+        let mut history = self.history.lock().expect("history lock");
+        history.push(time, node, kind, body);
+        if tracing::enabled!(target: "kafsim::history", tracing::Level::INFO) {
+            let op = history.ops.last().expect("just pushed");
+            tracing::info!(target: "kafsim::history", node = &*op.node, "{}", crate::trace::describe(op));
+        }
+    }
+}

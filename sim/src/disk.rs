@@ -1,0 +1,160 @@
+//! The simulated disk: what a node wrote, split into the durable part (flushed)
+//! and the part still in the operating system's page cache.
+//!
+//! Faults it models: a process crash keeps everything (the page cache survives
+//! the process); a power loss keeps only what was flushed, and may keep a prefix
+//! of the unflushed writes with the last kept batch torn (its checksum broken),
+//! which recovery must detect and cut. Checkpoints are atomic and durable.
+
+use kafsim_model::record::{RecordBatch, SharedBatch};
+use kafsim_model::storage::{Checkpoint, DiskOp, DurableState};
+use kafsim_model::{Offset, TopicPartition};
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+#[derive(Clone, Debug)]
+enum PendingWrite {
+    Append(SharedBatch),
+    Truncate(Offset),
+}
+
+#[derive(Clone, Debug, Default)]
+struct LogFile {
+    durable: Vec<SharedBatch>,
+    pending: Vec<PendingWrite>,
+}
+
+fn apply(batches: &mut Vec<SharedBatch>, write: &PendingWrite) {
+    match write {
+        PendingWrite::Append(batch) => batches.push(batch.clone()),
+        PendingWrite::Truncate(offset) => {
+            let keep = batches.partition_point(|batch| batch.next_offset() <= *offset);
+            let straddling = batches.get(keep).and_then(|batch| batch.truncated_before(*offset));
+            batches.truncate(keep);
+            if let Some(part) = straddling {
+                batches.push(Arc::new(part));
+            }
+        }
+    }
+}
+
+impl LogFile {
+    fn flush(&mut self) {
+        for write in std::mem::take(&mut self.pending) {
+            apply(&mut self.durable, &write);
+        }
+    }
+
+    /// What a process sees after a restart: durable writes plus the page cache.
+    fn page_cache_view(&self) -> Vec<SharedBatch> {
+        let mut batches = self.durable.clone();
+        for write in &self.pending {
+            apply(&mut batches, write);
+        }
+        batches
+    }
+}
+
+/// One node's disk.
+#[derive(Debug, Default)]
+pub struct NodeDisk {
+    logs: BTreeMap<TopicPartition, LogFile>,
+    checkpoints: BTreeMap<String, Checkpoint>,
+    /// Writes made durable, for statistics.
+    pub flush_count: u64,
+}
+
+impl NodeDisk {
+    pub fn apply(&mut self, op: DiskOp) {
+        match op {
+            DiskOp::Append { partition, batch } => self.logs.entry(partition).or_default().pending.push(PendingWrite::Append(batch)),
+            DiskOp::Truncate { partition, offset } => self.logs.entry(partition).or_default().pending.push(PendingWrite::Truncate(offset)),
+            DiskOp::Flush { partition } => {
+                self.flush_count += 1;
+                self.logs.entry(partition).or_default().flush();
+            }
+            DiskOp::Checkpoint(checkpoint) => {
+                self.checkpoints.insert(checkpoint.file_name(), checkpoint);
+            }
+        }
+    }
+
+    /// The state a restarted process recovers from.
+    pub fn durable_state(&self) -> DurableState {
+        DurableState {
+            logs: self.logs.iter().map(|(tp, file)| (tp.clone(), file.page_cache_view())).collect(),
+            checkpoints: self.checkpoints.clone(),
+        }
+    }
+
+    /// The machine lost power. For each log, `keep(pending_count)` says how many of
+    /// the unflushed writes reached the platter, and whether the last one is torn.
+    pub fn power_loss(&mut self, mut keep: impl FnMut(usize) -> (usize, bool)) {
+        for file in self.logs.values_mut() {
+            let (kept, torn) = keep(file.pending.len());
+            let pending = std::mem::take(&mut file.pending);
+            for (index, write) in pending.iter().take(kept).enumerate() {
+                match write {
+                    PendingWrite::Append(batch) if torn && index + 1 == kept => {
+                        let mut broken: RecordBatch = (**batch).clone();
+                        broken.crc ^= 0xdead_beef;
+                        file.durable.push(Arc::new(broken));
+                    }
+                    write => apply(&mut file.durable, write),
+                }
+            }
+        }
+    }
+}
+
+pub type SharedDisk = Arc<Mutex<NodeDisk>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use kafsim_model::record::Record;
+    use kafsim_model::LeaderEpoch;
+
+    fn batch(base: u64) -> SharedBatch {
+        Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(0), None, vec![Record { key: None, value: Bytes::from_static(b"x") }]))
+    }
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    #[test]
+    fn a_crash_keeps_the_page_cache_and_a_power_loss_drops_it() {
+        let mut disk = NodeDisk::default();
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(0) });
+        disk.apply(DiskOp::Flush { partition: tp() });
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(1) });
+        assert_eq!(disk.durable_state().logs[&tp()].len(), 2, "a process crash keeps unflushed writes");
+        disk.power_loss(|_| (0, false));
+        assert_eq!(disk.durable_state().logs[&tp()].len(), 1, "a power loss keeps only flushed writes");
+    }
+
+    #[test]
+    fn a_torn_write_leaves_a_batch_that_fails_its_checksum() {
+        let mut disk = NodeDisk::default();
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(0) });
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(1) });
+        disk.power_loss(|pending| (pending, true));
+        let logs = disk.durable_state().logs;
+        assert!(logs[&tp()][0].is_valid());
+        assert!(!logs[&tp()][1].is_valid());
+    }
+
+    #[test]
+    fn an_unflushed_truncation_is_undone_by_a_power_loss() {
+        let mut disk = NodeDisk::default();
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(0) });
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(1) });
+        disk.apply(DiskOp::Flush { partition: tp() });
+        disk.apply(DiskOp::Truncate { partition: tp(), offset: Offset(1) });
+        assert_eq!(disk.durable_state().logs[&tp()].len(), 1);
+        disk.power_loss(|_| (0, false));
+        assert_eq!(disk.durable_state().logs[&tp()].len(), 2);
+    }
+}

@@ -1,0 +1,368 @@
+//! The nemesis: turns the scenario's `[faults]` into a timed schedule and applies
+//! it, recording every fault and every undo in the history.
+//!
+//! Faults it can inject: process crash (page cache survives), power loss (only
+//! flushed writes survive, the last may be torn), pause (a stalled process that
+//! wakes still believing what it believed), node isolation, a split of the
+//! cluster in two (clients land on either side), one-way links (a node that hears
+//! but cannot speak), packet loss, added latency, and power loss of every replica
+//! of one partition at once. Random mode draws kind, target, time and duration
+//! from the seed; scripted mode follows `[[faults.schedule]]`.
+
+use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
+use crate::history::{OpBody, OpType};
+use crate::scenario::{Action, FaultKind, ScheduledFault, Target};
+use kafsim_model::{Instant, NodeId, TopicPartition};
+use madsim::net::NetSim;
+use madsim::runtime::Handle;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// madsim's default link latency, restored when a latency fault ends.
+const BASE_LATENCY: std::ops::Range<Duration> = Duration::from_millis(1)..Duration::from_millis(10);
+
+/// A fault in effect, with what undoing it takes.
+#[derive(Clone, Debug)]
+enum Applied {
+    Down(Vec<NodeId>),
+    Paused(Vec<NodeId>),
+    Links(Vec<(NodeId, NodeId)>),
+    Isolated(NodeId),
+    SilencedOutbound(NodeId),
+    Loss,
+    Latency,
+}
+
+pub struct Nemesis {
+    ctx: Arc<RunContext>,
+    ids: BTreeMap<NodeId, madsim::task::NodeId>,
+    active: Vec<(Option<Instant>, Applied)>,
+    name: Arc<str>,
+}
+
+impl Nemesis {
+    pub fn new(ctx: Arc<RunContext>, ids: BTreeMap<NodeId, madsim::task::NodeId>) -> Nemesis {
+        Nemesis { ctx, ids, active: Vec::new(), name: "nemesis".into() }
+    }
+
+    fn record(&self, description: String) {
+        self.ctx.record(&self.name, OpType::Info, OpBody::Fault { description });
+    }
+
+    fn node_name(&self, id: NodeId) -> Arc<str> {
+        self.ctx.roster.entry(id).name.clone()
+    }
+
+    fn names(&self, ids: &[NodeId]) -> String {
+        ids.iter().map(|id| self.node_name(*id).to_string()).collect::<Vec<_>>().join(",")
+    }
+
+    fn servers(&self) -> Vec<NodeId> {
+        self.ctx.roster.ids(|role| matches!(role, NodeRole::Controller | NodeRole::Broker))
+    }
+
+    fn leader_of(&self, tp: &TopicPartition) -> Option<NodeId> {
+        let live = self.ctx.live.lock().expect("live lock");
+        let controller = live.controller.as_ref()?.lock().expect("controller lock");
+        controller.controller.metadata().partitions.get(tp)?.leader
+    }
+
+    fn replicas_of(&self, tp: &TopicPartition) -> Vec<NodeId> {
+        let live = self.ctx.live.lock().expect("live lock");
+        let Some(controller) = live.controller.as_ref() else { return Vec::new() };
+        let controller = controller.lock().expect("controller lock");
+        controller.controller.metadata().partitions.get(tp).map(|state| state.replicas.clone()).unwrap_or_default()
+    }
+
+    fn random_partition(&self) -> Option<TopicPartition> {
+        let topics = &self.ctx.scenario.topics;
+        let topic = topics.choose(&mut madsim::rand::thread_rng())?;
+        let partition = madsim::rand::thread_rng().gen_range(0..topic.partitions);
+        Some(TopicPartition::new(topic.name.as_str(), partition))
+    }
+
+    /// Runs random and scripted faults until `end`, then undoes everything.
+    pub async fn run_until(&mut self, end: Instant) {
+        let faults = self.ctx.scenario.faults.clone();
+        let mut schedule: Vec<ScheduledFault> = faults.schedule.clone();
+        schedule.sort_by_key(|fault| fault.at);
+        let mut schedule = schedule.into_iter().peekable();
+        let random = !faults.kinds.is_empty() && !faults.interval.is_zero();
+        let mut next_random = random.then(|| self.ctx.now() + self.exponential(faults.interval));
+        loop {
+            let now = self.ctx.now();
+            let next_undo = self.active.iter().filter_map(|(at, _)| *at).min();
+            let next_script = schedule.peek().map(|fault| Instant::ZERO + fault.at);
+            let next = [next_undo, next_script, next_random, Some(end)].into_iter().flatten().min().expect("end is always there");
+            if next > now {
+                madsim::time::sleep(next.saturating_since(now)).await;
+            }
+            let now = self.ctx.now();
+            if now >= end {
+                break;
+            }
+            if next_undo.is_some_and(|at| at <= now) {
+                self.undo_due(now);
+            } else if next_script.is_some_and(|at| at <= now) {
+                let fault = schedule.next().expect("peeked");
+                self.apply_scripted(now, &fault);
+            } else if next_random.is_some_and(|at| at <= now) {
+                next_random = Some(now + self.exponential(faults.interval));
+                if self.active.len() < faults.max_concurrent {
+                    let kind = *faults.kinds.choose(&mut madsim::rand::thread_rng()).expect("kinds is not empty");
+                    let hold = self.hold_time(faults.interval);
+                    if let Some(applied) = self.apply_random(kind) {
+                        self.active.push((Some(now + hold), applied));
+                    }
+                }
+            }
+        }
+        self.heal_all();
+    }
+
+    fn exponential(&self, mean: Duration) -> Duration {
+        let uniform: f64 = madsim::rand::thread_rng().gen_range(0.0001..1.0);
+        Duration::from_secs_f64(-uniform.ln() * mean.as_secs_f64())
+    }
+
+    /// How long a random fault lasts before it is undone.
+    fn hold_time(&self, interval: Duration) -> Duration {
+        let max = interval.max(Duration::from_secs(2)) * 2;
+        Duration::from_secs_f64(madsim::rand::thread_rng().gen_range(0.5..max.as_secs_f64()))
+    }
+
+    fn undo_due(&mut self, now: Instant) {
+        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active).into_iter().partition(|(at, _)| at.is_some_and(|at| at <= now));
+        self.active = rest;
+        for (_, applied) in due {
+            self.undo(applied);
+        }
+    }
+
+    fn apply_random(&mut self, kind: FaultKind) -> Option<Applied> {
+        let mut rng = madsim::rand::thread_rng();
+        let servers = self.servers();
+        let server = *servers.choose(&mut rng)?;
+        match kind {
+            FaultKind::Crash => Some(self.crash(vec![server], false)),
+            FaultKind::PowerLoss => Some(self.crash(vec![server], true)),
+            FaultKind::ClientCrash => {
+                let clients = self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. }));
+                let client = *clients.choose(&mut rng)?;
+                Some(self.crash(vec![client], false))
+            }
+            FaultKind::Pause => Some(self.pause(vec![server])),
+            FaultKind::Isolate => {
+                // Half the time isolate a partition leader, which is where it hurts.
+                let target = match self.random_partition().and_then(|tp| self.leader_of(&tp)) {
+                    Some(leader) if rng.gen_bool(0.5) => leader,
+                    _ => server,
+                };
+                Some(self.isolate(target))
+            }
+            FaultKind::Partition => Some(self.split(None)),
+            FaultKind::OneWay => Some(self.silence_outbound(server)),
+            FaultKind::PacketLoss => Some(self.loss(rng.gen_range(0.02..0.3))),
+            FaultKind::Latency => Some(self.latency(Duration::from_millis(rng.gen_range(20..200)))),
+            FaultKind::ReplicaPowerLoss => {
+                let tp = self.random_partition()?;
+                let replicas = self.replicas_of(&tp);
+                (!replicas.is_empty()).then(|| self.crash(replicas, true))
+            }
+        }
+    }
+
+    fn resolve(&self, target: &Target) -> Vec<NodeId> {
+        let mut rng = madsim::rand::thread_rng();
+        match target {
+            Target::Node(name) => self.ctx.roster.by_name(name).map(|entry| vec![entry.id]).unwrap_or_default(),
+            Target::Leader(tp) => self.leader_of(tp).into_iter().collect(),
+            Target::Replicas(tp) => self.replicas_of(tp),
+            Target::Controller => vec![CONTROLLER_ID],
+            Target::Random | Target::Majority | Target::Minority => self.ctx.roster.brokers().choose(&mut rng).copied().into_iter().collect(),
+        }
+    }
+
+    fn apply_scripted(&mut self, now: Instant, fault: &ScheduledFault) {
+        let targets = self.resolve(&fault.target);
+        let applied = match fault.action {
+            Action::Crash => (!targets.is_empty()).then(|| self.crash(targets, false)),
+            Action::PowerLoss => (!targets.is_empty()).then(|| self.crash(targets, true)),
+            Action::Pause => (!targets.is_empty()).then(|| self.pause(targets)),
+            Action::Isolate => targets.first().map(|target| self.isolate(*target)),
+            Action::OneWay => targets.first().map(|target| self.silence_outbound(*target)),
+            Action::Partition => Some(match fault.target {
+                Target::Random | Target::Majority | Target::Minority => self.split(None),
+                _ => self.split(Some(targets)),
+            }),
+            Action::Loss => Some(self.loss(fault.rate.unwrap_or(0.1))),
+            Action::Latency => Some(self.latency(fault.latency.unwrap_or(Duration::from_millis(50)))),
+            Action::Restart | Action::Resume => {
+                self.undo_matching(|applied| match applied {
+                    Applied::Down(nodes) | Applied::Paused(nodes) => targets.is_empty() || nodes.iter().any(|node| targets.contains(node)),
+                    _ => false,
+                });
+                None
+            }
+            Action::Heal => {
+                self.undo_matching(|applied| matches!(applied, Applied::Links(_) | Applied::Isolated(_) | Applied::SilencedOutbound(_) | Applied::Loss | Applied::Latency));
+                None
+            }
+        };
+        if let Some(applied) = applied {
+            self.active.push((fault.duration.map(|hold| now + hold), applied));
+        } else if targets.is_empty() && !matches!(fault.action, Action::Heal | Action::Loss | Action::Latency | Action::Partition | Action::Restart | Action::Resume) {
+            self.record(format!("{:?} skipped: target {:?} resolves to no node", fault.action, fault.target));
+        }
+    }
+
+    fn undo_matching(&mut self, matches: impl Fn(&Applied) -> bool) {
+        let (chosen, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active).into_iter().partition(|(_, applied)| matches(applied));
+        self.active = rest;
+        for (_, applied) in chosen {
+            self.undo(applied);
+        }
+    }
+
+    fn crash(&mut self, nodes: Vec<NodeId>, power_loss: bool) -> Applied {
+        let handle = Handle::current();
+        let mut notes = Vec::new();
+        for node in &nodes {
+            if power_loss {
+                if let Some(disk) = self.ctx.disks.get(node) {
+                    let mut rng = madsim::rand::thread_rng();
+                    disk.lock().expect("disk lock").power_loss(|pending| {
+                        if pending == 0 || rng.gen_bool(0.5) {
+                            return (0, false);
+                        }
+                        (rng.gen_range(0..=pending), rng.gen_bool(0.5))
+                    });
+                }
+            }
+            handle.kill(self.ids[node]);
+            notes.push(self.node_name(*node).to_string());
+        }
+        let kind = if power_loss { "power-loss" } else { "crash" };
+        self.record(format!("{kind} {}", notes.join(",")));
+        Applied::Down(nodes)
+    }
+
+    fn pause(&mut self, nodes: Vec<NodeId>) -> Applied {
+        for node in &nodes {
+            Handle::current().pause(self.ids[node]);
+        }
+        self.record(format!("pause {}", self.names(&nodes)));
+        Applied::Paused(nodes)
+    }
+
+    fn isolate(&mut self, node: NodeId) -> Applied {
+        NetSim::current().clog_node(self.ids[&node]);
+        self.record(format!("isolate {}", self.node_name(node)));
+        Applied::Isolated(node)
+    }
+
+    fn silence_outbound(&mut self, node: NodeId) -> Applied {
+        NetSim::current().clog_node_out(self.ids[&node]);
+        self.record(format!("one-way: {} hears but cannot send", self.node_name(node)));
+        Applied::SilencedOutbound(node)
+    }
+
+    /// Splits the nodes in two: `side` (or a random minority of the servers) against
+    /// the rest; each client lands on a random side.
+    fn split(&mut self, side: Option<Vec<NodeId>>) -> Applied {
+        let mut rng = madsim::rand::thread_rng();
+        let mut servers = self.servers();
+        let one_side = match side {
+            Some(side) => side,
+            None => {
+                servers.shuffle(&mut rng);
+                let minority = rng.gen_range(1..=(servers.len() - 1).div_ceil(2).max(1));
+                servers[..minority].to_vec()
+            }
+        };
+        let mut left = one_side.clone();
+        let mut right: Vec<NodeId> = self.servers().into_iter().filter(|node| !one_side.contains(node)).collect();
+        for client in self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. })) {
+            if rng.gen_bool(0.5) {
+                left.push(client);
+            } else {
+                right.push(client);
+            }
+        }
+        let net = NetSim::current();
+        let mut links = Vec::new();
+        for a in &left {
+            for b in &right {
+                net.clog_link(self.ids[a], self.ids[b]);
+                net.clog_link(self.ids[b], self.ids[a]);
+                links.push((*a, *b));
+            }
+        }
+        self.record(format!("partition [{}] | [{}]", self.names(&left), self.names(&right)));
+        Applied::Links(links)
+    }
+
+    fn loss(&mut self, rate: f64) -> Applied {
+        NetSim::current().update_config(|config| config.packet_loss_rate = rate);
+        self.record(format!("packet loss {:.0}%", rate * 100.0));
+        Applied::Loss
+    }
+
+    fn latency(&mut self, extra: Duration) -> Applied {
+        // The spread stays that of the base latency, below the transport's gap timeout.
+        NetSim::current().update_config(|config| config.send_latency = BASE_LATENCY.start + extra..BASE_LATENCY.end + extra);
+        self.record(format!("latency +{}ms", extra.as_millis()));
+        Applied::Latency
+    }
+
+    fn undo(&mut self, applied: Applied) {
+        let net = NetSim::current();
+        match applied {
+            Applied::Down(nodes) => {
+                for node in &nodes {
+                    Handle::current().restart(self.ids[node]);
+                }
+                self.record(format!("restart {}", self.names(&nodes)));
+            }
+            Applied::Paused(nodes) => {
+                for node in &nodes {
+                    Handle::current().resume(self.ids[node]);
+                }
+                self.record(format!("resume {}", self.names(&nodes)));
+            }
+            Applied::Links(links) => {
+                for (a, b) in links {
+                    net.unclog_link(self.ids[&a], self.ids[&b]);
+                    net.unclog_link(self.ids[&b], self.ids[&a]);
+                }
+                self.record("heal partition".to_string());
+            }
+            Applied::Isolated(node) => {
+                net.unclog_node(self.ids[&node]);
+                self.record(format!("heal isolation of {}", self.node_name(node)));
+            }
+            Applied::SilencedOutbound(node) => {
+                net.unclog_node_out(self.ids[&node]);
+                self.record(format!("heal one-way link of {}", self.node_name(node)));
+            }
+            Applied::Loss => {
+                net.update_config(|config| config.packet_loss_rate = 0.0);
+                self.record("packet loss over".to_string());
+            }
+            Applied::Latency => {
+                net.update_config(|config| config.send_latency = BASE_LATENCY);
+                self.record("latency back to normal".to_string());
+            }
+        }
+    }
+
+    /// The end of the fault phase: undo every fault still in effect.
+    pub fn heal_all(&mut self) {
+        for (_, applied) in std::mem::take(&mut self.active) {
+            self.undo(applied);
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! The broker node: recovers a `Broker` from its disk at every start and carries
+//! out its disk operations on the simulated disk.
+
+use super::Machine;
+use crate::disk::SharedDisk;
+use kafsim_model::broker::{Broker, BrokerOutput};
+use kafsim_model::config::BrokerConfig;
+use kafsim_model::protocol::{Message, Send};
+use kafsim_model::{Instant, NodeId};
+
+pub struct BrokerNode {
+    pub broker: Broker,
+    disk: SharedDisk,
+    out: Vec<BrokerOutput>,
+}
+
+impl BrokerNode {
+    pub fn start(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, disk: SharedDisk) -> BrokerNode {
+        let durable = disk.lock().expect("disk lock").durable_state();
+        let (broker, out) = Broker::recover(now, id, controller, config, &durable);
+        let mut node = BrokerNode { broker, disk, out };
+        // Recovery only writes to disk (cutting torn tails); it sends nothing.
+        node.carry_out(&mut Vec::new());
+        node
+    }
+
+    fn carry_out(&mut self, sends: &mut Vec<Send>) {
+        let mut disk = self.disk.lock().expect("disk lock");
+        for output in self.out.drain(..) {
+            match output {
+                BrokerOutput::Send(send) => sends.push(send),
+                BrokerOutput::Disk(op) => disk.apply(op),
+            }
+        }
+    }
+}
+
+impl Machine for BrokerNode {
+    fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, sends: &mut Vec<Send>) {
+        self.broker.handle_message(now, from, message, &mut self.out);
+        self.carry_out(sends);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
+        self.broker.handle_timeout(now, &mut self.out);
+        self.carry_out(sends);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.broker.next_deadline()
+    }
+}

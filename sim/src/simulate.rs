@@ -1,0 +1,158 @@
+//! One simulated run of a scenario, inside a madsim runtime: build the nodes,
+//! let the nemesis loose for the fault phase, heal, drain, snapshot.
+
+use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
+use crate::final_state::{ConsumerSnapshot, FinalState, PartitionSnapshot, ReplicaSnapshot};
+use crate::history::{History, OpBody, OpType, Value};
+use crate::nemesis::Nemesis;
+use crate::node::broker::BrokerNode;
+use crate::node::consumer::ConsumerNode;
+use crate::node::controller::ControllerNode;
+use crate::node::drive;
+use crate::node::producer::ProducerNode;
+use crate::scenario::Scenario;
+use kafsim_model::controller::{ControllerConfig, TopicSpec};
+use kafsim_model::{Instant, NodeId, Offset};
+use madsim::runtime::Handle;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often the drain phase checks whether the workload is done.
+const DRAIN_POLL: Duration = Duration::from_millis(100);
+
+pub struct SimulationResult {
+    pub final_state: FinalState,
+    pub messages: u64,
+    pub sim_micros: u64,
+}
+
+pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> SimulationResult {
+    let ctx = Arc::new(RunContext::new(scenario.clone(), history));
+    let handle = Handle::current();
+    let mut ids = BTreeMap::new();
+    for entry in ctx.roster.entries.clone() {
+        let node_ctx = ctx.clone();
+        let node = handle
+            .create_node()
+            .name(entry.name.to_string())
+            .ip(entry.ip)
+            .init(move || start_node(node_ctx.clone(), entry.id, entry.role))
+            .build();
+        ids.insert(entry.id, node.id());
+    }
+    let mut nemesis = Nemesis::new(ctx.clone(), ids);
+    nemesis.run_until(Instant::ZERO + scenario.duration).await;
+    ctx.stop_producing.store(true, Ordering::Relaxed);
+    ctx.record(&"nemesis".into(), OpType::Info, OpBody::Heal);
+    let drain_end = ctx.now() + scenario.drain;
+    while ctx.now() < drain_end && !drained(&ctx) {
+        madsim::time::sleep(DRAIN_POLL).await;
+    }
+    let final_state = snapshot(&ctx);
+    SimulationResult { final_state, messages: ctx.message_count(), sim_micros: ctx.now().as_micros() }
+}
+
+async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
+    let now = ctx.now();
+    match role {
+        NodeRole::Controller => {
+            let topics = ctx
+                .scenario
+                .topics
+                .iter()
+                .map(|topic| TopicSpec { name: topic.name.clone(), partitions: topic.partitions, replication_factor: topic.replication_factor })
+                .collect();
+            let config = ControllerConfig::new(ctx.roster.brokers(), topics, &ctx.scenario.cluster.config);
+            let node = Arc::new(Mutex::new(ControllerNode::start(now, config, ctx.disks[&id].clone())));
+            ctx.live.lock().expect("live lock").controller = Some(node.clone());
+            drive(ctx, id, node).await
+        }
+        NodeRole::Broker => {
+            let config = ctx.scenario.cluster.config.clone();
+            let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone())));
+            ctx.live.lock().expect("live lock").brokers.insert(id, node.clone());
+            drive(ctx, id, node).await
+        }
+        NodeRole::Producer { spec, number } => {
+            let node = Arc::new(Mutex::new(ProducerNode::start(ctx.clone(), id, spec, number)));
+            ctx.live.lock().expect("live lock").producers.insert(id, node.clone());
+            drive(ctx, id, node).await
+        }
+        NodeRole::Consumer { spec, number } => {
+            let node = Arc::new(Mutex::new(ConsumerNode::start(ctx.clone(), id, spec, number)));
+            ctx.live.lock().expect("live lock").consumers.insert(id, node.clone());
+            drive(ctx, id, node).await
+        }
+    }
+}
+
+/// The committed end of every partition, by the controller's leader.
+fn committed_ends(ctx: &RunContext) -> BTreeMap<kafsim_model::TopicPartition, Offset> {
+    let live = ctx.live.lock().expect("live lock");
+    let Some(controller) = &live.controller else { return BTreeMap::new() };
+    let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
+    metadata
+        .partitions
+        .iter()
+        .filter_map(|(tp, state)| {
+            let leader = live.brokers.get(&state.leader?)?;
+            let broker = leader.lock().expect("broker lock");
+            let partition = broker.broker.partitions().get(tp)?;
+            partition.is_leader().then_some((tp.clone(), partition.high_watermark))
+        })
+        .collect()
+}
+
+/// Every send has completed and every consumer reached the committed end.
+fn drained(ctx: &RunContext) -> bool {
+    let ends = committed_ends(ctx);
+    let live = ctx.live.lock().expect("live lock");
+    let sends_done = live.producers.values().all(|producer| producer.lock().expect("producer lock").pending_count() == 0);
+    let reads_done = live.consumers.values().all(|consumer| {
+        let positions = consumer.lock().expect("consumer lock").consumer.positions();
+        ends.iter().all(|(tp, end)| positions.get(tp).is_some_and(|position| position >= end) || !positions.contains_key(tp) && *end == Offset(0))
+    });
+    sends_done && reads_done && !ends.is_empty()
+}
+
+fn snapshot(ctx: &RunContext) -> FinalState {
+    let live = ctx.live.lock().expect("live lock");
+    let mut partitions: BTreeMap<_, PartitionSnapshot> = BTreeMap::new();
+    if let Some(controller) = &live.controller {
+        let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
+        for (tp, state) in &metadata.partitions {
+            partitions.insert(tp.clone(), PartitionSnapshot { leader: state.leader, leader_epoch: state.leader_epoch, isr: state.isr.clone(), replicas: BTreeMap::new() });
+        }
+    }
+    for (id, broker) in &live.brokers {
+        let broker = broker.lock().expect("broker lock");
+        for (tp, partition) in broker.broker.partitions() {
+            let records = partition
+                .log
+                .batches()
+                .iter()
+                .flat_map(|batch| batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value))).collect::<Vec<_>>())
+                .collect();
+            let replica = ReplicaSnapshot {
+                broker: *id,
+                records,
+                high_watermark: partition.high_watermark,
+                log_end_offset: partition.log_end_offset(),
+                leader_epoch: partition.leader_epoch,
+                is_leader: partition.is_leader(),
+            };
+            partitions.entry(tp.clone()).or_default().replicas.insert(*id, replica);
+        }
+    }
+    let consumers = live
+        .consumers
+        .iter()
+        .map(|(id, consumer)| {
+            let positions = consumer.lock().expect("consumer lock").consumer.positions();
+            (ctx.roster.entry(*id).name.to_string(), ConsumerSnapshot { positions })
+        })
+        .collect();
+    FinalState { partitions, consumers, drained: !live.consumers.is_empty() }
+}

@@ -1,0 +1,124 @@
+//! Traces: one line per event with simulated time and node, through
+//! tracing-subscriber, and the trace hash that pins a run down bit for bit.
+
+use crate::final_state::FinalState;
+use crate::history::{History, Op, OpDescription};
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Subscriber};
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
+
+thread_local! {
+    /// The node whose machine is stepping now; madsim runs one run per thread.
+    static CURRENT_NODE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
+}
+
+pub fn set_current_node(name: Option<Arc<str>>) {
+    CURRENT_NODE.with(|current| *current.borrow_mut() = name);
+}
+
+pub fn describe(op: &Op) -> String {
+    OpDescription(op).to_string()
+}
+
+/// FNV-1a, 64 bits: stable across machines and releases, unlike std's hasher.
+#[derive(Clone, Copy)]
+pub struct TraceHasher(u64);
+
+impl Default for TraceHasher {
+    fn default() -> Self {
+        TraceHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl TraceHasher {
+    pub fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 ^= u64::from(*byte);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    pub fn finish(self) -> u64 {
+        self.0
+    }
+}
+
+/// The hash of everything a run observed: each operation (with its time and
+/// node) and the final state of every replica.
+pub fn trace_hash(history: &History, final_state: Option<&FinalState>) -> u64 {
+    let mut hasher = TraceHasher::default();
+    let mut line = String::new();
+    for op in &history.ops {
+        line.clear();
+        let _ = write!(line, "{op}\n");
+        hasher.write(line.as_bytes());
+    }
+    if let Some(final_state) = final_state {
+        hasher.write(format!("{final_state:?}").as_bytes());
+    }
+    hasher.finish()
+}
+
+#[derive(Default)]
+struct EventFields {
+    node: Option<String>,
+    message: String,
+    rest: String,
+}
+
+impl Visit for EventFields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        match field.name() {
+            "node" => self.node = Some(format!("{value:?}")),
+            "message" => {
+                let _ = write!(self.message, "{value:?}");
+            }
+            name => {
+                let _ = write!(self.rest, " {name}={value:?}");
+            }
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        match field.name() {
+            "node" => self.node = Some(value.to_string()),
+            "message" => self.message.push_str(value),
+            name => {
+                let _ = write!(self.rest, " {name}={value}");
+            }
+        }
+    }
+}
+
+/// `   12.345s broker-2     become leader partition=events/0 epoch=3`
+pub struct TraceFormat;
+
+impl<S, N> FormatEvent<S, N> for TraceFormat
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(&self, _ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> std::fmt::Result {
+        let mut fields = EventFields::default();
+        event.record(&mut fields);
+        let micros = madsim::time::TimeHandle::try_current().map(|time| time.elapsed().as_micros() as u64).unwrap_or(0);
+        let node = fields.node.or_else(|| CURRENT_NODE.with(|current| current.borrow().as_ref().map(|name| name.to_string()))).unwrap_or_else(|| "-".into());
+        writeln!(writer, "{:>6}.{:03}s {:<12} {}{}", micros / 1_000_000, (micros / 1000) % 1000, node, fields.message, fields.rest)
+    }
+}
+
+/// Prints kafsim's own events (history and model) to standard output.
+pub fn install_trace_subscriber() {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_target("kafsim", tracing::Level::INFO)
+        .with_target("kafsim_model", tracing::Level::INFO);
+    let layer = tracing_subscriber::fmt::layer().event_format(TraceFormat).with_writer(std::io::stdout);
+    let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
+}

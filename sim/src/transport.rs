@@ -1,0 +1,157 @@
+//! Ordered delivery over madsim's datagrams, as Kafka's TCP connections give.
+//!
+//! madsim delivers each message after an independent random latency and may
+//! reorder a node's mailbox, but Kafka relies on per-connection order (a
+//! producer's pipelined requests arrive in the order sent). Each message carries
+//! its sender's incarnation and a per-link sequence number; the receiver hands
+//! messages over in sequence order, holds early ones until the gap fills, and
+//! gives a gap up as lost (a broken connection) after `GAP_TIMEOUT`. A message
+//! that arrives after its gap was given up is dropped, as a reset connection
+//! would drop it.
+
+use kafsim_model::protocol::Message;
+use kafsim_model::NodeId;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Longer than the spread of the simulated link latency, so a message that is
+/// merely late fills its gap in time.
+pub const GAP_TIMEOUT: Duration = Duration::from_millis(20);
+
+#[derive(Debug)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub incarnation: u64,
+    pub sequence: u64,
+    pub message: Message,
+}
+
+/// The sending half: per-destination sequence numbers.
+#[derive(Default)]
+pub struct Outbox {
+    next_sequence: BTreeMap<NodeId, u64>,
+}
+
+impl Outbox {
+    pub fn stamp(&mut self, from: NodeId, incarnation: u64, to: NodeId, message: Message) -> Envelope {
+        let next = self.next_sequence.entry(to).or_insert(0);
+        let sequence = *next;
+        *next += 1;
+        Envelope { from, incarnation, sequence, message }
+    }
+}
+
+struct Link {
+    incarnation: u64,
+    expected: u64,
+    early: BTreeMap<u64, Message>,
+    /// When the oldest gap will be given up.
+    gap_deadline: Option<u64>,
+}
+
+/// The receiving half, keyed by sending node.
+#[derive(Default)]
+pub struct Inbox {
+    links: BTreeMap<NodeId, Link>,
+}
+
+impl Inbox {
+    /// Takes one arrival at `now` (microseconds); returns what can be delivered, in order.
+    pub fn accept(&mut self, now: u64, envelope: Envelope, deliver: &mut Vec<(NodeId, Message)>) {
+        let from = envelope.from;
+        let link = self.links.entry(from).or_insert(Link { incarnation: envelope.incarnation, expected: 0, early: BTreeMap::new(), gap_deadline: None });
+        if envelope.incarnation != link.incarnation {
+            if envelope.incarnation < link.incarnation {
+                return;
+            }
+            // The sender restarted: a new connection, numbered from zero.
+            *link = Link { incarnation: envelope.incarnation, expected: 0, early: BTreeMap::new(), gap_deadline: None };
+        }
+        if envelope.sequence < link.expected {
+            return;
+        }
+        link.early.insert(envelope.sequence, envelope.message);
+        Self::drain(link, from, deliver);
+        if !link.early.is_empty() && link.gap_deadline.is_none() {
+            link.gap_deadline = Some(now + GAP_TIMEOUT.as_micros() as u64);
+        }
+    }
+
+    fn drain(link: &mut Link, from: NodeId, deliver: &mut Vec<(NodeId, Message)>) {
+        while let Some(message) = link.early.remove(&link.expected) {
+            deliver.push((from, message));
+            link.expected += 1;
+            link.gap_deadline = None;
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.links.values().filter_map(|link| link.gap_deadline).min()
+    }
+
+    /// Gives up gaps whose time ran out and delivers what waited behind them.
+    pub fn expire(&mut self, now: u64, deliver: &mut Vec<(NodeId, Message)>) {
+        for (from, link) in &mut self.links {
+            if link.gap_deadline.is_some_and(|deadline| deadline <= now) {
+                link.gap_deadline = None;
+                if let Some(first) = link.early.keys().next().copied() {
+                    link.expected = first;
+                }
+                Self::drain(link, *from, deliver);
+                if !link.early.is_empty() {
+                    link.gap_deadline = Some(now + GAP_TIMEOUT.as_micros() as u64);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope(sequence: u64, incarnation: u64) -> Envelope {
+        Envelope { from: NodeId(1), incarnation, sequence, message: Message::MetadataRequest { correlation_id: sequence } }
+    }
+
+    fn ids(delivered: &[(NodeId, Message)]) -> Vec<u64> {
+        delivered
+            .iter()
+            .map(|(_, message)| match message {
+                Message::MetadataRequest { correlation_id } => *correlation_id,
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reordered_arrivals_are_delivered_in_order() {
+        let mut inbox = Inbox::default();
+        let mut out = Vec::new();
+        inbox.accept(0, envelope(1, 0), &mut out);
+        assert!(out.is_empty());
+        inbox.accept(5, envelope(0, 0), &mut out);
+        assert_eq!(ids(&out), vec![0, 1]);
+    }
+
+    #[test]
+    fn a_lost_message_is_given_up_and_a_late_one_dropped() {
+        let mut inbox = Inbox::default();
+        let mut out = Vec::new();
+        inbox.accept(0, envelope(1, 0), &mut out);
+        inbox.expire(GAP_TIMEOUT.as_micros() as u64, &mut out);
+        assert_eq!(ids(&out), vec![1]);
+        inbox.accept(30_000, envelope(0, 0), &mut out);
+        assert_eq!(ids(&out), vec![1]);
+    }
+
+    #[test]
+    fn a_restarted_sender_starts_a_new_connection() {
+        let mut inbox = Inbox::default();
+        let mut out = Vec::new();
+        inbox.accept(0, envelope(0, 0), &mut out);
+        inbox.accept(0, envelope(1, 0), &mut out);
+        inbox.accept(0, envelope(0, 1), &mut out);
+        assert_eq!(ids(&out), vec![0, 1, 0]);
+    }
+}
