@@ -6,6 +6,16 @@ use crate::history::History;
 use serde::Serialize;
 use std::fmt;
 
+pub mod committed_data_lost;
+pub mod duplicate;
+mod findings;
+pub mod inconsistent_offsets;
+pub mod lost_write;
+mod observations;
+pub mod replica_divergence;
+#[cfg(test)]
+mod testkit;
+
 /// Every anomaly kind a scenario may name in `expect.never` / `expect.finds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum CheckerKind {
