@@ -11,7 +11,10 @@ pub mod duplicate;
 mod findings;
 pub mod inconsistent_offsets;
 pub mod lost_write;
+pub mod nonmonotonic_poll;
+pub mod nonmonotonic_send;
 mod observations;
+pub mod poll_skip;
 pub mod replica_divergence;
 #[cfg(test)]
 mod testkit;
