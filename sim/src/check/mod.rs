@@ -6,6 +6,23 @@ use crate::history::History;
 use serde::Serialize;
 use std::fmt;
 
+pub mod committed_data_lost;
+pub mod duplicate;
+mod findings;
+pub mod inconsistent_offsets;
+pub mod liveness;
+pub mod lost_write;
+pub mod nonmonotonic_poll;
+pub mod nonmonotonic_send;
+mod observations;
+pub mod panic;
+pub mod poll_skip;
+pub mod replica_divergence;
+#[cfg(test)]
+mod testkit;
+pub mod timeout;
+pub mod unseen;
+
 /// Every anomaly kind a scenario may name in `expect.never` / `expect.finds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -99,8 +116,112 @@ impl Violation {
     }
 }
 
-/// Runs every checker over one run's history and final state.
+/// One checker: a pure function of a run's history and final state.
+pub type Checker = fn(&History, &FinalState) -> Vec<Violation>;
+
+/// Every implemented checker, in `CheckerKind` order. Kinds with no checker yet
+/// (aborted-read, txn-atomicity, eos-violation, at-most-once, at-least-once,
+/// group-overlap) are absent.
+pub const CHECKERS: [(CheckerKind, Checker); 12] = [
+    (CheckerKind::LostWrite, lost_write::check),
+    (CheckerKind::Duplicate, duplicate::check),
+    (CheckerKind::InconsistentOffsets, inconsistent_offsets::check),
+    (CheckerKind::NonmonotonicSend, nonmonotonic_send::check),
+    (CheckerKind::NonmonotonicPoll, nonmonotonic_poll::check),
+    (CheckerKind::PollSkip, poll_skip::check),
+    (CheckerKind::CommittedDataLost, committed_data_lost::check),
+    (CheckerKind::ReplicaDivergence, replica_divergence::check),
+    (CheckerKind::Unseen, unseen::check),
+    (CheckerKind::Liveness, liveness::check),
+    (CheckerKind::Panic, panic::check),
+    (CheckerKind::Timeout, timeout::check),
+];
+
+/// Runs every checker over one run's history and final state. Violations come
+/// sorted by kind; within a kind, in the order the checker found them. Each checker
+/// reports at most `VIOLATIONS_PER_CHECKER_MAX` (10) violations.
 pub fn check_all(history: &History, final_state: &FinalState) -> Vec<Violation> {
-    let _ = (history, final_state);
-    Vec::new()
+    let mut violations: Vec<Violation> = CHECKERS.iter().flat_map(|(_, check)| check(history, final_state)).collect();
+    // Stable: keeps each checker's own order within its kind.
+    violations.sort_by_key(|violation| violation.kind);
+    violations
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testkit::*;
+    use super::*;
+
+    #[test]
+    fn every_kind_round_trips_through_its_name() {
+        for kind in CheckerKind::ALL {
+            assert_eq!(CheckerKind::from_name(kind.name()), Some(kind), "{kind:?}");
+        }
+        assert_eq!(CheckerKind::from_name("no-such-anomaly"), None);
+    }
+
+    #[test]
+    fn checkers_are_listed_in_kind_order_and_report_their_own_kind() {
+        let kinds: Vec<CheckerKind> = CHECKERS.iter().map(|(kind, _)| *kind).collect();
+        let mut sorted = kinds.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(kinds, sorted);
+        let mut history = HistoryBuilder::new();
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        history.send_invoke(15, "producer-1", value(1, 1));
+        history.poll(20, "consumer-1", &[(0, 0, value(1, 0)), (0, 0, value(1, 0))]);
+        history.heal(30);
+        history.panic(40, "broker-1", "boom");
+        history.timeout(50, "limit");
+        let history = history.build();
+        let state = final_state(vec![]);
+        for (kind, check) in CHECKERS {
+            assert!(check(&history, &state).iter().all(|violation| violation.kind == kind), "{kind}");
+        }
+    }
+
+    #[test]
+    fn check_all_is_silent_on_a_clean_run() {
+        let mut history = HistoryBuilder::new();
+        history.client_start(0, "consumer-1");
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        history.acked_send(20, "producer-1", value(1, 1), 0, 1);
+        history.acked_send(25, "producer-2", value(2, 0), 1, 0);
+        history.poll(30, "consumer-1", &[(0, 0, value(1, 0)), (1, 0, value(2, 0))]);
+        history.poll(40, "consumer-1", &[(0, 1, value(1, 1))]);
+        history.heal(50);
+        let mut state = final_state(vec![
+            (0, partition_snapshot(1, &[1, 2, 3], 2, &[(0, value(1, 0)), (1, value(1, 1))])),
+            (1, partition_snapshot(2, &[1, 2, 3], 1, &[(0, value(2, 0))])),
+        ]);
+        state = with_consumer(state, "consumer-1", &[(0, 2), (1, 1)]);
+        state.drained = true;
+        assert_eq!(check_all(&history.build(), &state), Vec::new());
+    }
+
+    #[test]
+    fn check_all_sorts_violations_by_kind() {
+        let mut history = HistoryBuilder::new();
+        history.timeout(90, "limit");
+        history.panic(80, "broker-1", "boom");
+        history.heal(70);
+        history.send_invoke(60, "producer-1", value(1, 1));
+        history.poll(20, "consumer-1", &[(0, 1, value(9, 9)), (0, 0, value(1, 0))]);
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        let violations = check_all(&history.build(), &final_state(vec![]));
+        let kinds: Vec<CheckerKind> = violations.iter().map(|violation| violation.kind).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                CheckerKind::LostWrite,
+                CheckerKind::NonmonotonicPoll,
+                CheckerKind::CommittedDataLost,
+                CheckerKind::CommittedDataLost,
+                CheckerKind::Liveness,
+                CheckerKind::Panic,
+                CheckerKind::Timeout,
+            ]
+        );
+    }
 }

@@ -1,0 +1,117 @@
+//! `duplicate`: one sent value standing at more than one position (partition and
+//! offset). Every value the workload sends is unique, so a value at two offsets was
+//! written twice: a producer retry the broker did not deduplicate (no idempotence,
+//! or idempotence state lost with a leader change), which a consumer then reads
+//! twice.
+//!
+//! Positions are taken from the final committed log of every partition and from
+//! every polled record, together: a value polled at `events/0@5` and committed at
+//! `events/0@7` stood at two offsets just as surely as one present twice in a log.
+//! Reading the same record twice (after a seek) is one position, not a duplicate.
+
+use super::findings::Findings;
+use super::observations::{committed_logs, polled_records, Witness};
+use super::{CheckerKind, Violation};
+use crate::final_state::FinalState;
+use crate::history::{History, Value};
+use kafsim_model::{Offset, TopicPartition};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Where a value was first seen standing.
+struct Position<'a> {
+    partition: &'a TopicPartition,
+    offset: Offset,
+    witness: Witness<'a>,
+}
+
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    let mut findings = Findings::new(CheckerKind::Duplicate);
+    let mut first_positions: BTreeMap<Value, Position<'_>> = BTreeMap::new();
+    let mut reported: BTreeSet<Value> = BTreeSet::new();
+    let committed = committed_logs(final_state).into_iter().flat_map(|(partition, log)| {
+        log.iter().map(move |&(offset, value)| (value, Position { partition, offset, witness: Witness::CommittedLog }))
+    });
+    let polled = polled_records(history).map(|(op, record)| {
+        let position = Position { partition: &record.partition, offset: record.offset, witness: Witness::polled(op) };
+        (record.value, position)
+    });
+    for (value, position) in committed.chain(polled) {
+        if findings.is_full() {
+            break;
+        }
+        match first_positions.entry(value) {
+            Entry::Vacant(entry) => {
+                entry.insert(position);
+            }
+            Entry::Occupied(entry) => {
+                let first = entry.get();
+                let same_place = first.partition == position.partition && first.offset == position.offset;
+                if !same_place && reported.insert(value) {
+                    findings.report(format!(
+                        "value {value} stands at {}@{} ({}) and at {}@{} ({})",
+                        first.partition, first.offset, first.witness, position.partition, position.offset, position.witness
+                    ));
+                }
+            }
+        }
+    }
+    findings.into_violations()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testkit::*;
+
+    #[test]
+    fn fires_for_a_value_twice_in_a_committed_log() {
+        let records = [(0, value(1, 0)), (1, value(1, 1)), (2, value(1, 0))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 3, &records))]);
+        let violations = check(&History::default(), &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].kind, CheckerKind::Duplicate);
+        assert_eq!(
+            violations[0].detail,
+            "value 1:0 stands at events/0@0 (in the committed log) and at events/0@2 (in the committed log)"
+        );
+    }
+
+    #[test]
+    fn fires_for_a_value_polled_at_two_positions() {
+        let mut history = HistoryBuilder::new();
+        history.poll(10, "consumer-1", &[(0, 3, value(1, 0))]);
+        history.poll(20, "consumer-2", &[(1, 4, value(1, 0))]);
+        // Polled again: still one violation per value.
+        history.poll(30, "consumer-2", &[(1, 4, value(1, 0))]);
+        let violations = check(&history.build(), &final_state(vec![]));
+        assert_eq!(violations.len(), 1);
+        assert_eq!(
+            violations[0].detail,
+            "value 1:0 stands at events/0@3 (polled by consumer-1 at 0.010s) and at events/1@4 (polled by consumer-2 at 0.020s)"
+        );
+    }
+
+    #[test]
+    fn fires_for_a_value_polled_at_one_offset_and_committed_at_another() {
+        let mut history = HistoryBuilder::new();
+        history.poll(10, "consumer-1", &[(0, 0, value(1, 0))]);
+        let records = [(0, value(2, 0)), (1, value(1, 0))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 2, &records))]);
+        let violations = check(&history.build(), &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].kind, CheckerKind::Duplicate);
+    }
+
+    #[test]
+    fn silent_when_each_value_stands_once_even_if_read_twice() {
+        let mut history = HistoryBuilder::new();
+        history.poll(10, "consumer-1", &[(0, 0, value(1, 0)), (0, 1, value(1, 1))]);
+        history.seek(15, "consumer-1", 0, 0);
+        history.poll(20, "consumer-1", &[(0, 0, value(1, 0)), (0, 1, value(1, 1))]);
+        history.poll(20, "consumer-2", &[(0, 1, value(1, 1))]);
+        let records = [(0, value(1, 0)), (1, value(1, 1))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1, 2], 2, &records))]);
+        assert!(check(&history.build(), &state).is_empty());
+    }
+}

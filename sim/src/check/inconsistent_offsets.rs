@@ -1,0 +1,120 @@
+//! `inconsistent-offsets`: two observations of one partition offset disagree on
+//! the value there. An offset names one record forever in Kafka; if an
+//! acknowledgement, a poll or the final committed log place different values at
+//! the same offset, the log was rewritten under someone who had already seen it:
+//! a truncation below what was acknowledged or read, followed by new appends
+//! (an acknowledged write at offset 5 overwritten by another value at offset 5).
+//!
+//! Observations are `ok` sends (their partition and offset), polled records, and
+//! the committed log's records. The committed log is the reference where it
+//! reaches; beyond it the first observation in history order is. One violation per
+//! partition offset.
+
+use super::findings::Findings;
+use super::observations::{committed_logs, value_at, Witness};
+use super::{CheckerKind, Violation};
+use crate::final_state::FinalState;
+use crate::history::{History, OpBody, OpType, PolledRecord, Value};
+use kafsim_model::{Offset, TopicPartition};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, BTreeSet};
+
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    let mut findings = Findings::new(CheckerKind::InconsistentOffsets);
+    let logs = committed_logs(final_state);
+    let mut first_seen: BTreeMap<(&TopicPartition, Offset), (Value, Witness<'_>)> = BTreeMap::new();
+    let mut reported: BTreeSet<(&TopicPartition, Offset)> = BTreeSet::new();
+    for (partition, offset, value, witness) in history_observations(history) {
+        if findings.is_full() {
+            break;
+        }
+        let committed_value = logs.get(partition).and_then(|log| value_at(log, offset));
+        let reference = match committed_value {
+            Some(committed_value) => (committed_value, Witness::CommittedLog),
+            None => match first_seen.entry((partition, offset)) {
+                Entry::Vacant(entry) => {
+                    entry.insert((value, witness));
+                    continue;
+                }
+                Entry::Occupied(entry) => *entry.get(),
+            },
+        };
+        if reference.0 != value && reported.insert((partition, offset)) {
+            findings.report(format!("{partition}@{offset} holds {} ({}) and {value} ({witness})", reference.0, reference.1));
+        }
+    }
+    findings.into_violations()
+}
+
+/// Every position the history reports for a value, in history order: `ok` sends
+/// that carry a partition and offset, and polled records.
+fn history_observations(history: &History) -> impl Iterator<Item = (&TopicPartition, Offset, Value, Witness<'_>)> {
+    history.ops.iter().flat_map(|op| {
+        let acknowledged = match (&op.body, op.kind) {
+            (OpBody::Send { value, partition: Some(partition), offset: Some(offset), .. }, OpType::Ok) => {
+                Some((partition, *offset, *value, Witness::acknowledged(op)))
+            }
+            _ => None,
+        };
+        let records: &[PolledRecord] = match (&op.body, op.kind) {
+            (OpBody::Poll { records }, OpType::Ok | OpType::Info) => records,
+            _ => &[],
+        };
+        let polled = records.iter().map(move |record| (&record.partition, record.offset, record.value, Witness::polled(op)));
+        acknowledged.into_iter().chain(polled)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testkit::*;
+
+    #[test]
+    fn fires_when_an_acknowledged_offset_is_overwritten() {
+        let mut history = HistoryBuilder::new();
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        history.acked_send(20, "producer-2", value(2, 0), 0, 0);
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 1, &[(0, value(2, 0))]))]);
+        let violations = check(&history.build(), &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].kind, CheckerKind::InconsistentOffsets);
+        assert_eq!(
+            violations[0].detail,
+            "events/0@0 holds 2:0 (in the committed log) and 1:0 (acknowledged to producer-1 at 0.011s)"
+        );
+    }
+
+    #[test]
+    fn fires_when_two_polls_disagree_beyond_the_committed_log() {
+        let mut history = HistoryBuilder::new();
+        history.poll(10, "consumer-1", &[(0, 7, value(1, 0))]);
+        history.poll(20, "consumer-2", &[(0, 7, value(1, 1))]);
+        let violations = check(&history.build(), &final_state(vec![]));
+        assert_eq!(violations.len(), 1);
+        assert_eq!(
+            violations[0].detail,
+            "events/0@7 holds 1:0 (polled by consumer-1 at 0.010s) and 1:1 (polled by consumer-2 at 0.020s)"
+        );
+    }
+
+    #[test]
+    fn silent_when_every_observation_agrees() {
+        let mut history = HistoryBuilder::new();
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        history.acked_send(20, "producer-1", value(1, 1), 0, 1);
+        history.poll(30, "consumer-1", &[(0, 0, value(1, 0)), (0, 1, value(1, 1))]);
+        history.poll(40, "consumer-2", &[(0, 0, value(1, 0))]);
+        let records = [(0, value(1, 0)), (1, value(1, 1))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 2, &records))]);
+        assert!(check(&history.build(), &state).is_empty());
+    }
+
+    #[test]
+    fn silent_for_the_same_offset_in_different_partitions() {
+        let mut history = HistoryBuilder::new();
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        history.acked_send(20, "producer-1", value(1, 1), 1, 0);
+        assert!(check(&history.build(), &final_state(vec![])).is_empty());
+    }
+}

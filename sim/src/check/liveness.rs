@@ -1,0 +1,112 @@
+//! `liveness`: after the fault phase healed, work was left undone. Safety
+//! checkers cannot tell a cluster that lost nothing from one that stopped doing
+//! anything; once every fault is undone Kafka must make progress again, so every
+//! send must complete and consumers must catch up with the committed log.
+//!
+//! Judged only if the history holds a `Heal` op (the run reached its liveness
+//! phase). Sends invoked but never completed by the end of the history are one
+//! violation with their count and the first example; if consumers drained
+//! (`final_state.drained`), each consumer whose final position for a partition is
+//! below that partition's committed high watermark is one violation.
+
+use super::findings::{seconds, Findings};
+use super::observations::paired_sends;
+use super::{CheckerKind, Violation};
+use crate::final_state::FinalState;
+use crate::history::History;
+
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    let mut findings = Findings::new(CheckerKind::Liveness);
+    if history.heal_time().is_none() {
+        return findings.into_violations();
+    }
+    let pairs = paired_sends(history);
+    let mut pending = pairs.iter().filter(|pair| pair.completion.is_none());
+    if let Some(first) = pending.next() {
+        let count = 1 + pending.count();
+        findings.report(format!(
+            "{count} invoked sends never completed by the end of the run; the first, {} by {} at {}",
+            first.value,
+            first.invoke.node,
+            seconds(first.invoke.time)
+        ));
+    }
+    if final_state.drained {
+        for (consumer, snapshot) in &final_state.consumers {
+            for (partition, &position) in &snapshot.positions {
+                let committed = final_state.partitions.get(partition).and_then(|partition| partition.committed());
+                let Some(high_watermark) = committed.map(|replica| replica.high_watermark) else {
+                    continue;
+                };
+                if position < high_watermark {
+                    findings.report(format!(
+                        "{consumer} ended at offset {position} of {partition}, below its high watermark {high_watermark}"
+                    ));
+                }
+                if findings.is_full() {
+                    return findings.into_violations();
+                }
+            }
+        }
+    }
+    findings.into_violations()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testkit::*;
+
+    fn one_committed_partition() -> FinalState {
+        final_state(vec![(0, partition_snapshot(1, &[1], 2, &[(0, value(1, 0)), (1, value(1, 1))]))])
+    }
+
+    #[test]
+    fn fires_once_for_all_pending_sends_after_a_heal() {
+        let mut history = HistoryBuilder::new();
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        history.send_invoke(20, "producer-2", value(2, 0));
+        history.heal(30);
+        history.send_invoke(40, "producer-1", value(1, 1));
+        let violations = check(&history.build(), &one_committed_partition());
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].kind, CheckerKind::Liveness);
+        assert_eq!(
+            violations[0].detail,
+            "2 invoked sends never completed by the end of the run; the first, 2:0 by producer-2 at 0.020s"
+        );
+    }
+
+    #[test]
+    fn fires_for_a_drained_consumer_behind_the_high_watermark() {
+        let mut history = HistoryBuilder::new();
+        history.heal(30);
+        let mut state = with_consumer(one_committed_partition(), "consumer-1", &[(0, 1)]);
+        state = with_consumer(state, "consumer-2", &[(0, 2)]);
+        state.drained = true;
+        let violations = check(&history.build(), &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].detail, "consumer-1 ended at offset 1 of events/0, below its high watermark 2");
+    }
+
+    #[test]
+    fn silent_when_everything_completed_and_caught_up() {
+        let mut history = HistoryBuilder::new();
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        history.send_invoke(20, "producer-1", value(1, 1));
+        history.send_fail(21, "producer-1", value(1, 1));
+        history.heal(30);
+        let mut state = with_consumer(one_committed_partition(), "consumer-1", &[(0, 2)]);
+        state.drained = true;
+        assert!(check(&history.build(), &state).is_empty());
+    }
+
+    #[test]
+    fn silent_without_a_heal() {
+        let mut history = HistoryBuilder::new();
+        history.send_invoke(20, "producer-1", value(1, 1));
+        let mut state = with_consumer(one_committed_partition(), "consumer-1", &[(0, 0)]);
+        state.drained = true;
+        assert!(check(&history.build(), &state).is_empty());
+    }
+}

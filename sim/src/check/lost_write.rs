@@ -1,0 +1,135 @@
+//! `lost-write`: a send the broker acknowledged (`ok`) whose value is absent from
+//! the final committed log of its partition. An acknowledgement is the promise
+//! Kafka makes to a producer; with acks=all and min.insync.replicas it must survive
+//! any crash of fewer brokers than the ISR, so losing one means truncation below
+//! the high watermark (an unclean election, a power loss of unflushed data).
+//!
+//! A value found elsewhere in the partition's committed log than its acknowledged
+//! offset is not lost (`inconsistent-offsets` reports the move). A partition with no
+//! snapshot at all lost every write acknowledged in it.
+
+use super::findings::{seconds, Findings};
+use super::observations::{acknowledged_sends, committed_logs, value_at, AcknowledgedSend};
+use super::{CheckerKind, Violation};
+use crate::final_state::FinalState;
+use crate::history::{History, Value};
+use kafsim_model::{Offset, TopicPartition};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    let mut findings = Findings::new(CheckerKind::LostWrite);
+    let logs = committed_logs(final_state);
+    // Values of a partition's committed log, built only for partitions where some
+    // acknowledged value is not at its acknowledged offset.
+    let mut value_sets: BTreeMap<&TopicPartition, BTreeSet<Value>> = BTreeMap::new();
+    let mut is_committed = |partition: &TopicPartition, offset: Option<Offset>, value: Value| -> Option<bool> {
+        let (key, log) = logs.get_key_value(partition)?;
+        if offset.and_then(|offset| value_at(log, offset)) == Some(value) {
+            return Some(true);
+        }
+        let values = value_sets.entry(key).or_insert_with(|| log.iter().map(|(_, value)| *value).collect());
+        Some(values.contains(&value))
+    };
+    for send in acknowledged_sends(history) {
+        if findings.is_full() {
+            break;
+        }
+        let missing = match send.partition {
+            Some(partition) => match is_committed(partition, send.offset, send.value) {
+                Some(true) => None,
+                Some(false) => Some("is absent from the committed log"),
+                None => Some("is absent: the partition has no final snapshot"),
+            },
+            // The broker always says where it put a value; if the history does not,
+            // the value must still stand in some partition's committed log.
+            None => {
+                let partitions: Vec<&TopicPartition> = logs.keys().copied().collect();
+                let found = partitions.into_iter().any(|partition| is_committed(partition, None, send.value) == Some(true));
+                (!found).then_some("is absent from every committed log")
+            }
+        };
+        if let Some(missing) = missing {
+            findings.report(describe(&send, missing));
+        }
+    }
+    findings.into_violations()
+}
+
+fn describe(send: &AcknowledgedSend<'_>, missing: &str) -> String {
+    let place = match (send.partition, send.offset) {
+        (Some(partition), Some(offset)) => format!(" at {partition}@{offset}"),
+        (Some(partition), None) => format!(" in {partition}"),
+        (None, _) => String::new(),
+    };
+    format!("value {} acknowledged{place} by {} at {} {missing}", send.value, send.op.node, seconds(send.op.time))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testkit::*;
+
+    fn history_of_two_acks() -> History {
+        let mut history = HistoryBuilder::new();
+        history.acked_send(10, "producer-1", value(1, 0), 0, 0);
+        history.acked_send(20, "producer-2", value(2, 0), 0, 1);
+        history.build()
+    }
+
+    #[test]
+    fn fires_when_an_acknowledged_value_is_truncated_away() {
+        // The leader lost offset 1 and the high watermark went back to 1.
+        let state = final_state(vec![(0, partition_snapshot(1, &[1, 2], 1, &[(0, value(1, 0))]))]);
+        let violations = check(&history_of_two_acks(), &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].kind, CheckerKind::LostWrite);
+        assert_eq!(
+            violations[0].detail,
+            "value 2:0 acknowledged at events/0@1 by producer-2 at 0.021s is absent from the committed log"
+        );
+    }
+
+    #[test]
+    fn fires_when_the_value_sits_above_the_high_watermark() {
+        let records = [(0, value(1, 0)), (1, value(2, 0))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 1, &records))]);
+        let violations = check(&history_of_two_acks(), &state);
+        assert_eq!(violations.len(), 1);
+        assert!(violations[0].detail.contains("2:0"));
+    }
+
+    #[test]
+    fn fires_when_the_partition_has_no_snapshot() {
+        let violations = check(&history_of_two_acks(), &final_state(vec![]));
+        assert_eq!(violations.len(), 2);
+        assert!(violations.iter().all(|violation| violation.kind == CheckerKind::LostWrite));
+        assert!(violations[0].detail.contains("no final snapshot"));
+    }
+
+    #[test]
+    fn silent_when_every_acknowledged_value_is_committed() {
+        let records = [(0, value(1, 0)), (1, value(2, 0))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1, 2], 2, &records))]);
+        assert!(check(&history_of_two_acks(), &state).is_empty());
+    }
+
+    #[test]
+    fn silent_for_a_committed_value_at_another_offset_and_for_unacknowledged_sends() {
+        let mut history = HistoryBuilder::new();
+        history.acked_send(10, "producer-1", value(1, 0), 0, 5);
+        history.send_invoke(20, "producer-1", value(1, 1));
+        history.send_fail(21, "producer-1", value(1, 1));
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 1, &[(0, value(1, 0))]))]);
+        assert!(check(&history.build(), &state).is_empty());
+    }
+
+    #[test]
+    fn stops_at_the_cap() {
+        let mut history = HistoryBuilder::new();
+        for sequence in 0..50 {
+            history.acked_send(sequence, "producer-1", value(1, sequence), 0, sequence);
+        }
+        let violations = check(&history.build(), &final_state(vec![(0, partition_snapshot(1, &[1], 0, &[]))]));
+        assert_eq!(violations.len(), crate::check::findings::VIOLATIONS_PER_CHECKER_MAX);
+    }
+}

@@ -1,0 +1,110 @@
+//! `poll-skip`: one consumer's consecutive reads of one partition jumped from
+//! offset `a` to `b > a + 1` although some record is known to stand strictly
+//! between them. A consumer must see every record of a partition it reads without
+//! seeking; skipping one means the fetch position jumped forward (an offset reset
+//! to latest, a fetch from a leader whose log differs), and the record was never
+//! processed by that consumer.
+//!
+//! Known records are every polled record and every committed-log record of the
+//! partition; gaps with no known record (compacted away, unparseable, or aborted
+//! transaction markers) are not skips. A `Seek` of that consumer and partition, or
+//! a `ClientStart` of that consumer, resets the expectation, so the first read
+//! after a reset is never a skip.
+
+use super::findings::{seconds, Findings};
+use super::observations::{committed_logs, for_each_consecutive_read, polled_records};
+use super::{CheckerKind, Violation};
+use crate::final_state::FinalState;
+use crate::history::{History, Value};
+use kafsim_model::{Offset, TopicPartition};
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    let known = known_records(history, final_state);
+    let mut findings = Findings::new(CheckerKind::PollSkip);
+    for_each_consecutive_read(history, |previous, current| {
+        let (from, to) = (previous.record.offset, current.record.offset);
+        if to.0 > from.0.saturating_add(1) {
+            let skipped = known.get(&current.record.partition).and_then(|records| records.range(from.next()..to).next());
+            if let Some((skipped_offset, skipped_value)) = skipped {
+                findings.report(format!(
+                    "{} read {}@{from} then @{to} at {}, skipping offset {skipped_offset}, which holds {skipped_value}",
+                    current.op.node,
+                    current.record.partition,
+                    seconds(current.op.time)
+                ));
+            }
+        }
+        if findings.is_full() {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    findings.into_violations()
+}
+
+/// Every offset known to hold a record, per partition, with the first value seen
+/// there (committed log first, then polls).
+fn known_records<'a>(history: &'a History, final_state: &'a FinalState) -> BTreeMap<&'a TopicPartition, BTreeMap<Offset, Value>> {
+    let mut known: BTreeMap<&TopicPartition, BTreeMap<Offset, Value>> = BTreeMap::new();
+    for (partition, log) in committed_logs(final_state) {
+        known.entry(partition).or_default().extend(log.iter().copied());
+    }
+    for (_, record) in polled_records(history) {
+        known.entry(&record.partition).or_default().entry(record.offset).or_insert(record.value);
+    }
+    known
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testkit::*;
+
+    #[test]
+    fn fires_when_a_read_jumps_over_a_committed_record() {
+        let mut history = HistoryBuilder::new();
+        history.poll(10, "consumer-1", &[(0, 0, value(1, 0))]);
+        history.poll(20, "consumer-1", &[(0, 2, value(1, 2))]);
+        let records = [(0, value(1, 0)), (1, value(1, 1)), (2, value(1, 2))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 3, &records))]);
+        let violations = check(&history.build(), &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].kind, CheckerKind::PollSkip);
+        assert_eq!(violations[0].detail, "consumer-1 read events/0@0 then @2 at 0.020s, skipping offset 1, which holds 1:1");
+    }
+
+    #[test]
+    fn fires_when_a_read_jumps_over_a_record_another_consumer_polled() {
+        let mut history = HistoryBuilder::new();
+        history.poll(5, "consumer-2", &[(0, 3, value(1, 3))]);
+        history.poll(10, "consumer-1", &[(0, 0, value(1, 0)), (0, 7, value(1, 7))]);
+        let violations = check(&history.build(), &final_state(vec![]));
+        assert_eq!(violations.len(), 1);
+        assert!(violations[0].detail.contains("skipping offset 3, which holds 1:3"));
+    }
+
+    #[test]
+    fn silent_for_gaps_with_no_known_record() {
+        let mut history = HistoryBuilder::new();
+        history.poll(10, "consumer-1", &[(0, 0, value(1, 0)), (0, 2, value(1, 2))]);
+        let records = [(0, value(1, 0)), (2, value(1, 2))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 3, &records))]);
+        assert!(check(&history.build(), &state).is_empty());
+    }
+
+    #[test]
+    fn silent_for_a_jump_after_a_seek_or_restart() {
+        let mut history = HistoryBuilder::new();
+        history.poll(10, "consumer-1", &[(0, 0, value(1, 0))]);
+        history.seek(15, "consumer-1", 0, 3);
+        history.poll(20, "consumer-1", &[(0, 3, value(1, 3))]);
+        history.client_start(25, "consumer-1");
+        history.poll(30, "consumer-1", &[(0, 5, value(1, 5))]);
+        let records: Vec<(u64, Value)> = (0..6).map(|offset| (offset, value(1, offset))).collect();
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 6, &records))]);
+        assert!(check(&history.build(), &state).is_empty());
+    }
+}

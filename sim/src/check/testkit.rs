@@ -1,0 +1,140 @@
+//! Builders for the small hand-written histories and final states that the
+//! checkers' tests feed them. Times are given in simulated milliseconds; every
+//! partition belongs to the topic `events`.
+
+use crate::final_state::{ConsumerSnapshot, FinalState, PartitionSnapshot, ReplicaSnapshot};
+use crate::history::{History, OpBody, OpType, PolledRecord, Value};
+use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
+use std::sync::Arc;
+
+pub(crate) fn value(producer: u32, sequence: u64) -> Value {
+    Value { producer, sequence }
+}
+
+pub(crate) fn partition(index: u32) -> TopicPartition {
+    TopicPartition::new("events", index)
+}
+
+#[derive(Default)]
+pub(crate) struct HistoryBuilder {
+    history: History,
+}
+
+impl HistoryBuilder {
+    pub(crate) fn new() -> HistoryBuilder {
+        HistoryBuilder::default()
+    }
+
+    pub(crate) fn build(self) -> History {
+        self.history
+    }
+
+    fn push(&mut self, time_ms: u64, node: &str, kind: OpType, body: OpBody) -> &mut HistoryBuilder {
+        let node: Arc<str> = Arc::from(node);
+        self.history.push(time_ms * 1000, &node, kind, body);
+        self
+    }
+
+    pub(crate) fn send_invoke(&mut self, time_ms: u64, node: &str, value: Value) -> &mut HistoryBuilder {
+        let body = OpBody::Send { value, partition: None, offset: None, error: None };
+        self.push(time_ms, node, OpType::Invoke, body)
+    }
+
+    pub(crate) fn send_ok(&mut self, time_ms: u64, node: &str, value: Value, index: u32, offset: u64) -> &mut HistoryBuilder {
+        let body = OpBody::Send { value, partition: Some(partition(index)), offset: Some(Offset(offset)), error: None };
+        self.push(time_ms, node, OpType::Ok, body)
+    }
+
+    pub(crate) fn send_fail(&mut self, time_ms: u64, node: &str, value: Value) -> &mut HistoryBuilder {
+        let body = OpBody::Send { value, partition: None, offset: None, error: Some("NotEnoughReplicas".to_string()) };
+        self.push(time_ms, node, OpType::Fail, body)
+    }
+
+    /// An invoke at `time_ms` acknowledged one millisecond later.
+    pub(crate) fn acked_send(&mut self, time_ms: u64, node: &str, value: Value, index: u32, offset: u64) -> &mut HistoryBuilder {
+        self.send_invoke(time_ms, node, value);
+        self.send_ok(time_ms + 1, node, value, index, offset)
+    }
+
+    /// One `ok` poll returning `(partition index, offset, value)` records.
+    pub(crate) fn poll(&mut self, time_ms: u64, node: &str, records: &[(u32, u64, Value)]) -> &mut HistoryBuilder {
+        let records = records
+            .iter()
+            .map(|&(index, offset, value)| PolledRecord { partition: partition(index), offset: Offset(offset), value })
+            .collect();
+        self.push(time_ms, node, OpType::Ok, OpBody::Poll { records })
+    }
+
+    pub(crate) fn seek(&mut self, time_ms: u64, node: &str, index: u32, offset: u64) -> &mut HistoryBuilder {
+        let body = OpBody::Seek { partition: partition(index), offset: Offset(offset), reason: "rebalance".to_string() };
+        self.push(time_ms, node, OpType::Ok, body)
+    }
+
+    pub(crate) fn client_start(&mut self, time_ms: u64, node: &str) -> &mut HistoryBuilder {
+        self.push(time_ms, node, OpType::Ok, OpBody::ClientStart)
+    }
+
+    pub(crate) fn heal(&mut self, time_ms: u64) -> &mut HistoryBuilder {
+        self.push(time_ms, "nemesis", OpType::Info, OpBody::Heal)
+    }
+
+    pub(crate) fn fault(&mut self, time_ms: u64, description: &str) -> &mut HistoryBuilder {
+        self.push(time_ms, "nemesis", OpType::Info, OpBody::Fault { description: description.to_string() })
+    }
+
+    pub(crate) fn panic(&mut self, time_ms: u64, node: &str, message: &str) -> &mut HistoryBuilder {
+        self.push(time_ms, node, OpType::Info, OpBody::Panic { message: message.to_string() })
+    }
+
+    pub(crate) fn timeout(&mut self, time_ms: u64, message: &str) -> &mut HistoryBuilder {
+        self.push(time_ms, "runner", OpType::Info, OpBody::Timeout { message: message.to_string() })
+    }
+}
+
+/// One replica holding `records` (offset, value), with the given high watermark;
+/// its log end offset is one past its last record.
+pub(crate) fn replica(broker: u32, high_watermark: u64, records: &[(u64, Value)]) -> ReplicaSnapshot {
+    let log_end_offset = records.last().map_or(0, |(offset, _)| offset + 1);
+    ReplicaSnapshot {
+        broker: NodeId(broker),
+        records: records.iter().map(|&(offset, value)| (Offset(offset), value)).collect(),
+        high_watermark: Offset(high_watermark),
+        log_end_offset: Offset(log_end_offset),
+        leader_epoch: LeaderEpoch(1),
+        is_leader: false,
+    }
+}
+
+/// A healthy partition: `leader` leads, every broker in `isr` holds the same
+/// records with the same high watermark.
+pub(crate) fn partition_snapshot(leader: u32, isr: &[u32], high_watermark: u64, records: &[(u64, Value)]) -> PartitionSnapshot {
+    let replicas = isr
+        .iter()
+        .map(|&broker| {
+            let mut snapshot = replica(broker, high_watermark, records);
+            snapshot.is_leader = broker == leader;
+            (NodeId(broker), snapshot)
+        })
+        .collect();
+    PartitionSnapshot {
+        leader: Some(NodeId(leader)),
+        leader_epoch: LeaderEpoch(1),
+        isr: isr.iter().map(|&broker| NodeId(broker)).collect(),
+        replicas,
+    }
+}
+
+/// A final state with the given partitions (by index), no consumers, not drained.
+pub(crate) fn final_state(partitions: Vec<(u32, PartitionSnapshot)>) -> FinalState {
+    FinalState {
+        partitions: partitions.into_iter().map(|(index, snapshot)| (partition(index), snapshot)).collect(),
+        ..FinalState::default()
+    }
+}
+
+/// Adds a consumer whose final positions are `(partition index, offset)` pairs.
+pub(crate) fn with_consumer(mut state: FinalState, name: &str, positions: &[(u32, u64)]) -> FinalState {
+    let positions = positions.iter().map(|&(index, offset)| (partition(index), Offset(offset))).collect();
+    state.consumers.insert(name.to_string(), ConsumerSnapshot { positions });
+    state
+}
