@@ -2,5 +2,17 @@
 //! nemesis, workloads, history, checkers, runner and reports.
 
 pub mod check;
+pub mod cli;
+pub mod context;
+pub mod disk;
 pub mod final_state;
 pub mod history;
+pub mod nemesis;
+pub mod node;
+pub mod report;
+pub mod runner;
+pub mod scenario;
+pub mod simulate;
+pub mod summary;
+pub mod trace;
+pub mod transport;

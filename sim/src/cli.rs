@@ -1,0 +1,212 @@
+//! The command line of DESIGN §3. Exit codes: 0 every expectation met, 1 an
+//! expectation failed, 2 bad input.
+
+use crate::runner::{run_batch, run_seed, BatchOptions};
+use crate::scenario::Scenario;
+use crate::summary::{to_json, ScenarioReport};
+use clap::{Parser, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_SCENARIO: &str = "scenarios/default.toml";
+
+#[derive(Parser)]
+#[command(name = "kafsim", version, about = "Kafka semantics under faults, in a deterministic simulator")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run scenarios over many seeds and judge their expectations.
+    Run(RunArgs),
+    /// Run one seed again, bit for bit, and print its trace.
+    Replay(ReplayArgs),
+    /// List the scenarios under scenarios/.
+    List,
+}
+
+#[derive(clap::Args, Default)]
+pub struct RunArgs {
+    /// Scenario files (default: scenarios/default.toml).
+    pub scenarios: Vec<PathBuf>,
+    /// How many seeds, from 0 (default: the scenario's `seeds`).
+    #[arg(long, conflicts_with_all = ["seed", "seed_range"])]
+    pub seeds: Option<u64>,
+    /// Exactly one seed.
+    #[arg(long, conflicts_with = "seed_range")]
+    pub seed: Option<u64>,
+    /// A half-open range of seeds, A..B, to split work across machines.
+    #[arg(long, value_parser = parse_seed_range)]
+    pub seed_range: Option<(u64, u64)>,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// Write every run as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write a report for each failing seed under this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Run each seed twice and fail on any trace-hash difference.
+    #[arg(long)]
+    pub check_determinism: bool,
+    /// No progress bar and no summary table.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Wall-clock seconds one run may take before the watchdog reports it.
+    #[arg(long, default_value_t = 300)]
+    pub watchdog: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ReplayArgs {
+    pub scenario: PathBuf,
+    #[arg(long)]
+    pub seed: u64,
+    /// Print every event (operations, faults, elections, truncations) with simulated time and node.
+    #[arg(long)]
+    pub trace: bool,
+    /// Write the run's report under this directory.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+fn parse_seed_range(text: &str) -> Result<(u64, u64), String> {
+    let (start, end) = text.split_once("..").ok_or_else(|| format!("expected A..B, got {text:?}"))?;
+    let start: u64 = start.trim().parse().map_err(|_| format!("expected a seed number before '..', got {start:?}"))?;
+    let end: u64 = end.trim().parse().map_err(|_| format!("expected a seed number after '..', got {end:?}"))?;
+    if end <= start {
+        return Err(format!("the range {start}..{end} holds no seed"));
+    }
+    Ok((start, end))
+}
+
+/// Bad input: the message is printed and the process exits with code 2.
+pub struct InputError(pub String);
+
+fn load(path: &Path) -> Result<Arc<Scenario>, InputError> {
+    Scenario::load(path).map(Arc::new).map_err(|error| InputError(error.to_string()))
+}
+
+pub fn seeds_for(args: &RunArgs, scenario: &Scenario) -> Vec<u64> {
+    if let Some(seed) = args.seed {
+        vec![seed]
+    } else if let Some((start, end)) = args.seed_range {
+        (start..end).collect()
+    } else {
+        (0..args.seeds.unwrap_or(scenario.seeds)).collect()
+    }
+}
+
+pub fn run(args: RunArgs) -> Result<i32, InputError> {
+    let paths = if args.scenarios.is_empty() { vec![PathBuf::from(DEFAULT_SCENARIO)] } else { args.scenarios.clone() };
+    let scenarios = paths.iter().map(|path| load(path)).collect::<Result<Vec<_>, _>>()?;
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1));
+    let options = BatchOptions { jobs, watchdog: Duration::from_secs(args.watchdog), check_determinism: args.check_determinism };
+    let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let mut reports = Vec::new();
+    for scenario in &scenarios {
+        let seeds = seeds_for(&args, scenario);
+        let progress = if show_progress {
+            let bar = indicatif::ProgressBar::new(seeds.len() as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(scenario.name.clone());
+            Some(bar)
+        } else {
+            None
+        };
+        let started = std::time::Instant::now();
+        let mut failing = 0;
+        let (runs, nondeterminism) = run_batch(scenario, &seeds, &options, |result| {
+            if let Some(bar) = &progress {
+                if result.outcome != crate::runner::Outcome::Ok {
+                    failing += 1;
+                    bar.set_message(format!("{failing} with violations"));
+                }
+                bar.inc(1);
+            }
+        });
+        if let Some(bar) = progress {
+            bar.finish_and_clear();
+        }
+        let report = ScenarioReport::new(scenario, runs, nondeterminism, started.elapsed());
+        if !args.quiet {
+            print!("{}", report.render().replace("<scenario>", &scenario.path.display().to_string()));
+        }
+        if let Some(dir) = &args.report {
+            crate::report::write_failing(dir, scenario, &report).map_err(|error| InputError(format!("{}: {error}", dir.display())))?;
+        }
+        reports.push(report);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, to_json(&reports)).map_err(|error| InputError(format!("{}: {error}", path.display())))?;
+    }
+    Ok(if reports.iter().all(ScenarioReport::passed) { 0 } else { 1 })
+}
+
+pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
+    let scenario = load(&args.scenario)?;
+    if args.trace {
+        crate::trace::install_trace_subscriber();
+    }
+    let detail = run_seed(&scenario, args.seed);
+    if !args.trace {
+        for op in &detail.history.ops {
+            println!("{op}");
+        }
+    }
+    let result = &detail.result;
+    println!("seed: {}  outcome: {:?}  simulated: {}.{:03}s  events: {}", result.seed, result.outcome, result.sim_ms / 1000, result.sim_ms % 1000, result.events);
+    for violation in &result.violations {
+        println!("violation {}: {}", violation.kind, violation.detail);
+    }
+    if let Some(dir) = &args.report {
+        let path = crate::report::write_run(dir, &scenario, &detail).map_err(|error| InputError(format!("{}: {error}", dir.display())))?;
+        println!("report: {}", path.display());
+    }
+    println!("trace-hash: {:016x}", result.trace_hash);
+    let unexpected = result.kinds().iter().any(|kind| {
+        scenario.expect.never.contains(kind) || (matches!(kind, crate::check::CheckerKind::Panic | crate::check::CheckerKind::Timeout) && !scenario.expect.finds.contains(kind))
+    });
+    Ok(if unexpected { 1 } else { 0 })
+}
+
+pub fn list() -> Result<i32, InputError> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir("scenarios")
+        .map_err(|error| InputError(format!("scenarios/: {error}")))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|extension| extension == "toml"))
+        .collect();
+    paths.sort();
+    for path in paths {
+        match Scenario::load(&path) {
+            Ok(scenario) => println!("{:<40} {}", path.display(), scenario.description),
+            Err(error) => println!("{:<40} INVALID: {error}", path.display()),
+        }
+    }
+    Ok(0)
+}
+
+pub fn main_with(cli: Cli) -> i32 {
+    let result = match cli.command {
+        None => run(RunArgs::default()),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Replay(args)) => replay(args),
+        Some(Command::List) => list(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(InputError(message)) => {
+            eprintln!("error: {message}");
+            2
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Judging a batch of runs against a scenario's `[expect]`, and the summary
+//! table and JSON document (DESIGN §3) that report it.
+
+use crate::check::CheckerKind;
+use crate::runner::{Nondeterminism, Outcome, RunResult};
+use crate::scenario::Scenario;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One scenario's batch, judged.
+pub struct ScenarioReport {
+    pub scenario_name: String,
+    pub never: Vec<CheckerKind>,
+    pub finds: Vec<CheckerKind>,
+    pub runs: Vec<RunResult>,
+    pub nondeterminism: Vec<Nondeterminism>,
+    pub wall: Duration,
+}
+
+impl ScenarioReport {
+    pub fn new(scenario: &Scenario, runs: Vec<RunResult>, nondeterminism: Vec<Nondeterminism>, wall: Duration) -> ScenarioReport {
+        ScenarioReport {
+            scenario_name: scenario.name.clone(),
+            never: scenario.expect.never.clone(),
+            finds: scenario.expect.finds.clone(),
+            runs,
+            nondeterminism,
+            wall,
+        }
+    }
+
+    /// Seeds showing each kind, with the first such seed.
+    pub fn kinds(&self) -> BTreeMap<CheckerKind, (usize, u64)> {
+        let mut kinds: BTreeMap<CheckerKind, (usize, u64)> = BTreeMap::new();
+        for run in &self.runs {
+            for kind in run.kinds() {
+                let entry = kinds.entry(kind).or_insert((0, run.seed));
+                entry.0 += 1;
+            }
+        }
+        kinds
+    }
+
+    /// Kinds that broke the expectation: a `never` kind that appeared, or a panic
+    /// or timeout (always a failure unless the scenario expects to find it).
+    pub fn unexpected(&self) -> Vec<CheckerKind> {
+        self.kinds()
+            .into_keys()
+            .filter(|kind| self.never.contains(kind) || (matches!(kind, CheckerKind::Panic | CheckerKind::Timeout) && !self.finds.contains(kind)))
+            .collect()
+    }
+
+    /// `finds` kinds no seed showed.
+    pub fn missing(&self) -> Vec<CheckerKind> {
+        let kinds = self.kinds();
+        self.finds.iter().copied().filter(|kind| !kinds.contains_key(kind)).collect()
+    }
+
+    pub fn passed(&self) -> bool {
+        self.unexpected().is_empty() && self.missing().is_empty() && self.nondeterminism.is_empty()
+    }
+
+    pub fn first_failing_seed(&self) -> Option<u64> {
+        self.runs.iter().find(|run| run.outcome != Outcome::Ok).map(|run| run.seed)
+    }
+
+    pub fn seeds_per_second(&self) -> f64 {
+        self.runs.len() as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// The summary block printed after a batch.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        let verdict = if self.passed() { "PASS" } else { "FAIL" };
+        let ok = self.runs.iter().filter(|run| run.outcome == Outcome::Ok).count();
+        text.push_str(&format!(
+            "{verdict}  {}  seeds {}  clean {}  {:.1} seeds/s\n",
+            self.scenario_name,
+            self.runs.len(),
+            ok,
+            self.seeds_per_second()
+        ));
+        let kinds = self.kinds();
+        if kinds.is_empty() {
+            text.push_str("      no violations\n");
+        }
+        for (kind, (count, first)) in &kinds {
+            let role = if self.never.contains(kind) {
+                "never  (unexpected)"
+            } else if self.finds.contains(kind) {
+                "finds  (found)"
+            } else if matches!(kind, CheckerKind::Panic | CheckerKind::Timeout) {
+                "       (unexpected)"
+            } else {
+                "       (not judged)"
+            };
+            text.push_str(&format!("      {:<22} {:>6} seeds  first seed {:<8} {}\n", kind.name(), count, first, role));
+        }
+        for kind in self.missing() {
+            text.push_str(&format!("      {:<22} {:>6} seeds  expected to be found, never was\n", kind.name(), 0));
+        }
+        for mismatch in &self.nondeterminism {
+            text.push_str(&format!(
+                "      NONDETERMINISM seed {}: trace hash {:016x} then {:016x}\n",
+                mismatch.seed, mismatch.first, mismatch.second
+            ));
+        }
+        if let Some(seed) = self.runs.iter().find(|run| run.kinds().iter().any(|kind| self.unexpected().contains(kind))).map(|run| run.seed) {
+            text.push_str(&format!("      replay: kafsim replay <scenario> --seed {seed} --trace\n"));
+        }
+        text
+    }
+}
+
+#[derive(Serialize)]
+struct JsonExpect<'a> {
+    never: &'a [CheckerKind],
+    finds: &'a [CheckerKind],
+}
+
+#[derive(Serialize)]
+struct JsonScenario<'a> {
+    name: &'a str,
+    seeds_run: usize,
+    expect: JsonExpect<'a>,
+    verdict: &'static str,
+    runs: &'a [RunResult],
+}
+
+#[derive(Serialize)]
+struct JsonDocument<'a> {
+    scenarios: Vec<JsonScenario<'a>>,
+}
+
+/// The `--json` document of DESIGN §3.
+pub fn to_json(reports: &[ScenarioReport]) -> String {
+    let scenarios = reports
+        .iter()
+        .map(|report| JsonScenario {
+            name: &report.scenario_name,
+            seeds_run: report.runs.len(),
+            expect: JsonExpect { never: &report.never, finds: &report.finds },
+            verdict: if report.passed() { "pass" } else { "fail" },
+            runs: &report.runs,
+        })
+        .collect();
+    serde_json::to_string_pretty(&JsonDocument { scenarios }).expect("the report serializes")
+}
