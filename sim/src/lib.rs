@@ -4,3 +4,4 @@
 pub mod check;
 pub mod final_state;
 pub mod history;
+pub mod scenario;
