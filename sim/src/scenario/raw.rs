@@ -27,9 +27,9 @@ pub(super) struct RawScenario {
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
     /// Consume-transform-produce pipelines: in the design, not implemented yet.
-    /// Read as plain tables so the key is known; a non-empty list is refused.
+    /// Read as plain values so the key is known; a non-empty list is refused.
     #[serde(default)]
-    pub pipelines: Vec<toml::Table>,
+    pub pipelines: Vec<toml::Value>,
     pub faults: Option<RawFaults>,
     pub expect: Option<RawExpect>,
 }

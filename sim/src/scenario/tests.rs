@@ -372,6 +372,11 @@ fn assert_one_line_if_error(text: &str) {
 
 proptest! {
     #[test]
+    fn parse_never_panics_on_any_string(text in any::<String>()) {
+        assert_one_line_if_error(&text);
+    }
+
+    #[test]
     fn parse_never_panics_on_arbitrary_text(text in "\\PC{0,300}") {
         assert_one_line_if_error(&text);
     }
