@@ -189,14 +189,14 @@ impl Nemesis {
     fn apply_scripted(&mut self, now: Instant, fault: &ScheduledFault) {
         let targets = self.resolve(&fault.target);
         let applied = match fault.action {
-            Action::Crash => (!targets.is_empty()).then(|| self.crash(targets, false)),
-            Action::PowerLoss => (!targets.is_empty()).then(|| self.crash(targets, true)),
-            Action::Pause => (!targets.is_empty()).then(|| self.pause(targets)),
+            Action::Crash => (!targets.is_empty()).then(|| self.crash(targets.clone(), false)),
+            Action::PowerLoss => (!targets.is_empty()).then(|| self.crash(targets.clone(), true)),
+            Action::Pause => (!targets.is_empty()).then(|| self.pause(targets.clone())),
             Action::Isolate => targets.first().map(|target| self.isolate(*target)),
             Action::OneWay => targets.first().map(|target| self.silence_outbound(*target)),
             Action::Partition => Some(match fault.target {
                 Target::Random | Target::Majority | Target::Minority => self.split(None),
-                _ => self.split(Some(targets)),
+                _ => self.split(Some(targets.clone())),
             }),
             Action::Loss => Some(self.loss(fault.rate.unwrap_or(0.1))),
             Action::Latency => Some(self.latency(fault.latency.unwrap_or(Duration::from_millis(50)))),

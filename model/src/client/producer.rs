@@ -67,6 +67,11 @@ pub struct Producer {
     queues: BTreeMap<TopicPartition, VecDeque<Batch>>,
     next_sequence: BTreeMap<TopicPartition, i32>,
     in_flight: BTreeMap<u64, InFlight>,
+    /// Per partition, the sequence of batches sent since the oldest one still
+    /// unanswered (true once answered). Kafka's TCP connection answers requests in
+    /// order, so no more than max.in.flight batches can ever be outstanding past an
+    /// unanswered one; the window keeps that true over lossy simulated links.
+    windows: BTreeMap<TopicPartition, VecDeque<(u64, bool)>>,
     /// Partitions whose next batch waits for a leader or an in-flight slot; they
     /// wake on a response, not on a timer.
     blocked: BTreeSet<TopicPartition>,
@@ -89,6 +94,7 @@ impl Producer {
             queues: BTreeMap::new(),
             next_sequence: BTreeMap::new(),
             in_flight: BTreeMap::new(),
+            windows: BTreeMap::new(),
             blocked: BTreeSet::new(),
             round_robin: BTreeMap::new(),
             producer_id: None,
@@ -244,7 +250,9 @@ impl Producer {
                     break;
                 };
                 let in_flight_to_leader = self.in_flight.values().filter(|flight| flight.to == leader).count();
-                if in_flight_to_leader >= self.config.max_in_flight_requests_per_connection {
+                let window = self.windows.get(&tp).map_or(0, |window| window.len());
+                let limit = self.config.max_in_flight_requests_per_connection;
+                if in_flight_to_leader >= limit || window >= limit {
                     self.blocked.insert(tp.clone());
                     break;
                 }
@@ -275,6 +283,7 @@ impl Producer {
                         out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
                     }
                 } else {
+                    self.windows.entry(tp.clone()).or_default().push_back((correlation_id, false));
                     self.in_flight.insert(correlation_id, InFlight { to: leader, batch, sent: now });
                 }
             }
@@ -312,6 +321,7 @@ impl Producer {
             Message::ProduceResponse { correlation_id, partition, result } => {
                 if let Some(flight) = self.in_flight.remove(&correlation_id) {
                     debug_assert_eq!(flight.batch.partition, partition);
+                    self.answered(&partition, correlation_id);
                     self.complete(now, flight.batch, result.map_err(|error| (error, error.maybe_written())), out);
                 }
             }
@@ -329,7 +339,20 @@ impl Producer {
             .collect();
         for id in expired {
             let flight = self.in_flight.remove(&id).expect("listed above");
+            self.answered(&flight.batch.partition, id);
             self.complete(now, flight.batch, Err((ErrorCode::NetworkTimeout, true)), out);
+        }
+    }
+
+    /// Marks a request answered (or given up) and slides its partition's window.
+    fn answered(&mut self, partition: &TopicPartition, correlation_id: u64) {
+        if let Some(window) = self.windows.get_mut(partition) {
+            if let Some(entry) = window.iter_mut().find(|(id, _)| *id == correlation_id) {
+                entry.1 = true;
+            }
+            while window.front().is_some_and(|(_, done)| *done) {
+                window.pop_front();
+            }
         }
     }
 
