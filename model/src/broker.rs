@@ -272,6 +272,7 @@ impl Broker {
                     partition.become_leader(now, me, state.leader_epoch, &mut self.disk);
                 }
                 Some(leader) => {
+                    tracing::info!(partition = %tp, epoch = state.leader_epoch.0, leader = leader.0, "become follower");
                     partition.become_follower(leader, state.leader_epoch, self.config.legacy_high_watermark_truncation, &mut self.disk);
                     self.fetchers.entry(leader).or_default();
                 }

@@ -118,7 +118,8 @@ pub fn install_trace_subscriber() {
     use tracing_subscriber::util::SubscriberInitExt;
     let filter = tracing_subscriber::filter::Targets::new()
         .with_target("kafsim", tracing::Level::INFO)
-        .with_target("kafsim_model", tracing::Level::INFO);
+        .with_target("kafsim_model", tracing::Level::INFO)
+        .with_target("kafsim::net", if std::env::var_os("KAFSIM_TRACE_MESSAGES").is_some() { tracing::Level::DEBUG } else { tracing::Level::INFO });
     let layer = tracing_subscriber::fmt::layer().event_format(TraceFormat).with_writer(std::io::stdout);
     let _ = tracing_subscriber::registry().with(filter).with(layer).try_init();
 }

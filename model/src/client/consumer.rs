@@ -84,6 +84,7 @@ impl Consumer {
         let before = self.fetches.len();
         self.fetches.retain(|_, (_, sent)| now.saturating_since(*sent) < max_wait + timeout);
         if self.fetches.len() != before {
+            tracing::info!("consumer fetch timed out");
             self.metadata.request_update();
         }
         for assignment in self.assignments.values_mut() {
@@ -130,7 +131,10 @@ impl Consumer {
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in needing {
-            let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else { continue };
+            let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
+                self.metadata.request_update();
+                continue;
+            };
             let correlation_id = self.correlation();
             if let Some(assignment) = self.assignments.get_mut(&tp) {
                 assignment.reset_in_flight = Some((correlation_id, now));
@@ -142,16 +146,24 @@ impl Consumer {
 
     fn send_fetches(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
         let mut by_leader: BTreeMap<NodeId, Vec<FetchPartition>> = BTreeMap::new();
+        let mut leaderless = false;
         for (tp, assignment) in &self.assignments {
             let Some(position) = assignment.position else { continue };
             if assignment.backoff_until.is_some() {
                 continue;
             }
-            let Some((leader, current_leader_epoch)) = self.leader_of(tp) else { continue };
+            let Some((leader, current_leader_epoch)) = self.leader_of(tp) else {
+                leaderless = true;
+                continue;
+            };
             if self.fetches.contains_key(&leader) {
                 continue;
             }
             by_leader.entry(leader).or_default().push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
+        }
+        if leaderless {
+            // Kafka's consumer asks for fresh metadata while a partition has no leader.
+            self.metadata.request_update();
         }
         for (leader, partitions) in by_leader {
             let correlation_id = self.correlation();
@@ -224,7 +236,8 @@ impl Consumer {
                         assignment.position = None;
                     }
                 }
-                Err(_) => {
+                Err(error) => {
+                    tracing::info!(partition = %tp, %error, "consumer fetch failed");
                     assignment.backoff_until = Some(now + self.config.retry_backoff);
                     self.metadata.request_update();
                 }

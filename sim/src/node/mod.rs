@@ -49,7 +49,9 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
     crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
     machine.lock().expect("node state lock").handle_timeout(ctx.now(), &mut sends);
     loop {
+        crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
         for send in sends.drain(..) {
+            tracing::debug!(target: "kafsim::net", to = &*ctx.roster.entry(send.to).name, "send {:?}", send.message);
             let envelope = outbox.stamp(me, incarnation, send.to, send.message);
             ctx.count_message();
             // A send to an unreachable node fails like a lost packet would.
@@ -66,10 +68,17 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
             None => Some(arrivals.next().await),
         };
         let now = ctx.now();
+        crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
+        tracing::debug!(target: "kafsim::net", ?deadline, got = matches!(arrival, Some(Some(_))), "wake");
         match arrival {
             Some(Some(envelope)) => inbox.accept(now.as_micros(), envelope, &mut delivered),
             Some(None) => return,
             None => {}
+        }
+        // A process that wakes (after a pause, say) reads its socket backlog before
+        // its timers fire, as a real event loop would.
+        while let Ok(envelope) = arrivals.try_recv() {
+            inbox.accept(now.as_micros(), envelope, &mut delivered);
         }
         inbox.expire(now.as_micros(), &mut delivered);
         crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));

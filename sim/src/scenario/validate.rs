@@ -24,7 +24,9 @@ const DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3_600);
 const NAME_LENGTH_MAX: usize = 249;
 
 const SEEDS_DEFAULT: u64 = 200;
-const DRAIN_DEFAULT: Duration = Duration::from_secs(30);
+/// Longer than Kafka's request.timeout.ms (30s), so a request lost just before the
+/// heal can time out and be retried within the drain.
+const DRAIN_DEFAULT: Duration = Duration::from_secs(60);
 /// Added to duration + drain for the default time limit.
 const TIME_LIMIT_MARGIN: Duration = Duration::from_secs(60);
 const INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
