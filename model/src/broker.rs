@@ -5,7 +5,6 @@
 
 use crate::config::{Acks, BrokerConfig};
 use crate::log::Log;
-use crate::log::LeaderEpochCache;
 use crate::partition::{Partition, Role};
 use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
 use crate::record::{ProducerStamp, Record, RecordBatch, SharedBatch};
@@ -78,8 +77,7 @@ impl Broker {
         let mut partitions = BTreeMap::new();
         let mut out = Vec::new();
         for (tp, batches) in &durable.logs {
-            let epochs = LeaderEpochCache::from_entries(durable.leader_epochs(tp));
-            let (log, cut) = Log::recover(batches, epochs);
+            let (log, cut) = Log::recover(batches);
             if let Some(offset) = cut {
                 tracing::info!(partition = %tp, offset = offset.0, "recovery cut a torn or missing log tail");
                 out.push(BrokerOutput::Disk(DiskOp::Truncate { partition: tp.clone(), offset }));
@@ -680,9 +678,10 @@ impl Broker {
             let (target, done) = match answer.leader_epoch {
                 // The leader knows no epoch this old: fall back to the high watermark.
                 None => (partition.high_watermark, true),
-                Some(_) if answer.end_offset >= local_end => (local_end, true),
                 Some(leader_epoch) => match partition.log.epochs().end_offset_for(leader_epoch, local_end) {
                     None => (answer.end_offset, true),
+                    // We never had the leader's epoch: cut back to where our older
+                    // epoch ended and ask again about the epoch before.
                     Some((follower_epoch, follower_end)) if follower_epoch != leader_epoch => (follower_end, false),
                     Some((_, follower_end)) => (answer.end_offset.min(follower_end), true),
                 },

@@ -116,21 +116,24 @@ pub struct Log {
 
 impl Log {
     /// Rebuilds a log from what the disk kept, cutting it at the first batch that is
-    /// torn or out of place, and dropping epoch entries past its end. Returns the log
-    /// and, when something was cut, the offset it was cut at.
-    pub fn recover(batches: &[SharedBatch], epochs: LeaderEpochCache) -> (Log, Option<Offset>) {
-        let mut log = Log { epochs, ..Log::default() };
+    /// torn or out of place. Returns the log and, when something was cut, the offset
+    /// it was cut at.
+    ///
+    /// The epoch cache is rebuilt from the batches themselves, as Kafka's segment
+    /// recovery re-assigns epochs from each batch: after a power loss the durable
+    /// checkpoint may describe writes that did not survive, or miss a truncation
+    /// that did not, so it cannot be trusted over the log. An epoch a leader began
+    /// without appending to it is forgotten, which only makes the replica ask the
+    /// leader about an older epoch.
+    pub fn recover(batches: &[SharedBatch]) -> (Log, Option<Offset>) {
+        let mut log = Log::default();
         let mut cut = None;
         for batch in batches {
             if !batch.is_valid() || batch.base_offset != log.log_end_offset {
                 cut = Some(log.log_end_offset);
                 break;
             }
-            log.push(batch.clone());
-        }
-        log.epochs.truncate_from_end(log.log_end_offset);
-        if cut.is_none() && batches.last().map(|batch| batch.next_offset()) != Some(log.log_end_offset) && !batches.is_empty() {
-            cut = Some(log.log_end_offset);
+            log.append(batch.clone());
         }
         (log, cut)
     }
@@ -306,7 +309,7 @@ mod tests {
         let first = batch(0, 1, 2);
         let mut torn = (*batch(2, 1, 2)).clone();
         torn.crc ^= 1;
-        let (log, cut) = Log::recover(&[first, Arc::new(torn)], LeaderEpochCache::default());
+        let (log, cut) = Log::recover(&[first, Arc::new(torn)]);
         assert_eq!(log.log_end_offset(), Offset(2));
         assert_eq!(cut, Some(Offset(2)));
     }

@@ -144,13 +144,20 @@ impl Nemesis {
 
     fn apply_random(&mut self, kind: FaultKind) -> Option<Applied> {
         let mut rng = madsim::rand::thread_rng();
-        let servers = self.servers();
+        let affected = self.nodes_down_or_paused();
+        let servers: Vec<NodeId> = self.servers().into_iter().filter(|node| !affected.contains(node)).collect();
         let server = *servers.choose(&mut rng)?;
         match kind {
             FaultKind::Crash => Some(self.crash(vec![server], false)),
             FaultKind::PowerLoss => Some(self.crash(vec![server], true)),
             FaultKind::ClientCrash => {
-                let clients = self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. }));
+                let clients: Vec<NodeId> = self
+                    .ctx
+                    .roster
+                    .ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. }))
+                    .into_iter()
+                    .filter(|node| !affected.contains(node))
+                    .collect();
                 let client = *clients.choose(&mut rng)?;
                 Some(self.crash(vec![client], false))
             }
@@ -169,10 +176,21 @@ impl Nemesis {
             FaultKind::Latency => Some(self.latency(Duration::from_millis(rng.gen_range(20..200)))),
             FaultKind::ReplicaPowerLoss => {
                 let tp = self.random_partition()?;
-                let replicas = self.replicas_of(&tp);
+                let replicas: Vec<NodeId> = self.replicas_of(&tp).into_iter().filter(|node| !affected.contains(node)).collect();
                 (!replicas.is_empty()).then(|| self.crash(replicas, true))
             }
         }
+    }
+
+    /// Nodes a crash, power loss or pause currently holds down.
+    fn nodes_down_or_paused(&self) -> Vec<NodeId> {
+        self.active
+            .iter()
+            .flat_map(|(_, applied)| match applied {
+                Applied::Down(nodes) | Applied::Paused(nodes) => nodes.clone(),
+                _ => Vec::new(),
+            })
+            .collect()
     }
 
     fn resolve(&self, target: &Target) -> Vec<NodeId> {
@@ -323,6 +341,9 @@ impl Nemesis {
         match applied {
             Applied::Down(nodes) => {
                 for node in &nodes {
+                    // madsim's restart does not close the old incarnation's sockets;
+                    // a kill does, so a node downed twice can come back once cleanly.
+                    Handle::current().kill(self.ids[node]);
                     Handle::current().restart(self.ids[node]);
                 }
                 self.record(format!("restart {}", self.names(&nodes)));

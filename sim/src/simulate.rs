@@ -55,6 +55,7 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> 
 }
 
 async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
+    crate::trace::set_current_node(Some(ctx.roster.entry(id).name.clone()));
     let now = ctx.now();
     match role {
         NodeRole::Controller => {

@@ -47,6 +47,8 @@ struct Batch {
     created: Instant,
     size_bytes: usize,
     base_sequence: Option<Sequence>,
+    /// The producer id and epoch `base_sequence` belongs to.
+    stamped_with: Option<(ProducerId, u16)>,
     attempts: u32,
     maybe_written: bool,
     retry_at: Instant,
@@ -207,6 +209,7 @@ impl Producer {
             created: pending.created,
             size_bytes: size,
             base_sequence: None,
+            stamped_with: None,
             attempts: 0,
             maybe_written: false,
             retry_at: Instant::ZERO,
@@ -292,6 +295,12 @@ impl Producer {
 
     fn stamp(&mut self, batch: &mut Batch) -> Option<ProducerStamp> {
         let (producer_id, producer_epoch) = self.producer_id?;
+        if batch.stamped_with != self.producer_id {
+            // Sequences belong to one producer id and epoch; under a new one the
+            // batch is numbered afresh.
+            batch.base_sequence = None;
+            batch.stamped_with = self.producer_id;
+        }
         let base_sequence = *batch.base_sequence.get_or_insert_with(|| {
             let next = self.next_sequence.entry(batch.partition.clone()).or_insert(0);
             let base = Sequence(*next);
@@ -321,7 +330,15 @@ impl Producer {
             Message::ProduceResponse { correlation_id, partition, result } => {
                 if let Some(flight) = self.in_flight.remove(&correlation_id) {
                     debug_assert_eq!(flight.batch.partition, partition);
+                    let oldest = self.windows.get(&partition).and_then(|window| window.front()).map(|(id, _)| *id) == Some(correlation_id);
                     self.answered(&partition, correlation_id);
+                    if oldest && result == Err(ErrorCode::OutOfOrderSequenceNumber) && self.producer_id.is_some() {
+                        // KIP-360: the oldest outstanding batch is out of order, so the
+                        // broker lost this producer's state (a truncated log): take a
+                        // new producer id and number the batches afresh.
+                        tracing::info!(partition = %partition, "producer resets its sequence numbers after OutOfOrderSequence");
+                        self.producer_id = None;
+                    }
                     self.complete(now, flight.batch, result.map_err(|error| (error, error.maybe_written())), out);
                 }
             }
