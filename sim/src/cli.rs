@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const DEFAULT_SCENARIO: &str = "scenarios/default.toml";
+pub const REFERENCE_SCENARIO: &str = "scenarios/reference.toml";
 
 #[derive(Parser)]
 #[command(name = "kafsim", version, about = "Kafka semantics under faults, in a deterministic simulator")]
@@ -27,6 +28,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// List the scenarios under scenarios/.
     List,
+    /// Measure the reference scenario beside a floor of bare madsim nodes (DESIGN §6).
+    Bench(BenchArgs),
 }
 
 #[derive(clap::Args, Default)]
@@ -73,6 +76,19 @@ pub struct ReplayArgs {
     /// Write the run's report under this directory.
     #[arg(long)]
     pub report: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// The scenario to measure.
+    #[arg(long, default_value = REFERENCE_SCENARIO)]
+    pub scenario: PathBuf,
+    /// How many seeds, from 0.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub seeds: u64,
+    /// Worker threads; each run is single-threaded, so 1 measures one core.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    pub jobs: u64,
 }
 
 fn parse_seed_range(text: &str) -> Result<(u64, u64), String> {
@@ -195,12 +211,27 @@ pub fn list() -> Result<i32, InputError> {
     Ok(0)
 }
 
+pub fn bench(args: BenchArgs) -> Result<i32, InputError> {
+    let scenario = load(&args.scenario)?;
+    match crate::bench::bench(&scenario, args.seeds, args.jobs as usize) {
+        Ok(table) => {
+            print!("{table}");
+            Ok(0)
+        }
+        Err(message) => {
+            eprintln!("error: {message}");
+            Ok(1)
+        }
+    }
+}
+
 pub fn main_with(cli: Cli) -> i32 {
     let result = match cli.command {
         None => run(RunArgs::default()),
         Some(Command::Run(args)) => run(args),
         Some(Command::Replay(args)) => replay(args),
         Some(Command::List) => list(),
+        Some(Command::Bench(args)) => bench(args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,7 @@
 //! kafsim: the laboratory around the Kafka model. Scenarios, madsim shells,
 //! nemesis, workloads, history, checkers, runner and reports.
 
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod context;

@@ -1,0 +1,397 @@
+//! `kafsim bench` (DESIGN §6): how fast the reference scenario runs, beside a
+//! floor measured in the same process.
+//!
+//! The floor is what the simulator itself costs: for each seed, a fresh madsim
+//! runtime with the same seed and the same nodes (names and addresses from the
+//! scenario's roster) moves the same total number of messages that the kafsim
+//! run of that seed sent, over the same simulated time, through the same
+//! transport (`Endpoint::send_to_raw` of a boxed payload, one receiver task per
+//! node feeding an mpsc channel, a driving loop), with no Kafka logic at all.
+//! Every node that is not a broker sends to a broker, which echoes. The ratio of
+//! kafsim's wall time per seed to the floor's is the figure we steer by.
+//!
+//! Wall-clock time is read here, outside the simulated runs, and only to
+//! measure them; nothing inside a run sees it.
+
+use crate::context::{NodeRole, Roster};
+use crate::runner::{run_batch, BatchOptions, Outcome, RunResult};
+use crate::scenario::Scenario;
+use futures::StreamExt;
+use madsim::net::Endpoint;
+use madsim::runtime::Handle;
+use std::net::SocketAddr;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The wall-clock watchdog for one kafsim run, as `kafsim run` sets by default.
+const WATCHDOG: Duration = Duration::from_secs(300);
+
+/// Simulated time the echoing nodes get to bind their endpoints before anyone sends.
+const FLOOR_SETTLE: Duration = Duration::from_millis(1);
+
+/// Simulated time a floor run may take beyond its span before madsim stops it:
+/// nothing is lost on the floor's fault-free network, so only a bug reaches it.
+const FLOOR_SLACK: Duration = Duration::from_secs(10);
+
+/// One seed as measured, for either side of the comparison.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SeedCost {
+    pub seed: u64,
+    pub messages: u64,
+    pub sim: Duration,
+    pub wall: Duration,
+}
+
+impl SeedCost {
+    fn of_run(result: &RunResult) -> SeedCost {
+        SeedCost { seed: result.seed, messages: result.messages, sim: Duration::from_millis(result.sim_ms), wall: result.wall }
+    }
+}
+
+/// One side of the comparison: every seed, and the wall time of the whole phase.
+pub struct Phase {
+    pub seeds: Vec<SeedCost>,
+    pub elapsed: Duration,
+}
+
+impl Phase {
+    fn seeds_per_second(&self) -> f64 {
+        self.seeds.len() as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Simulated seconds per wall second, over the whole phase (all jobs together).
+    fn sim_per_wall(&self) -> f64 {
+        self.seeds.iter().map(|cost| cost.sim.as_secs_f64()).sum::<f64>() / self.elapsed.as_secs_f64()
+    }
+
+    /// Each run is single-threaded, so the sum of the runs' wall times is core time.
+    fn wall_total(&self) -> Duration {
+        self.seeds.iter().map(|cost| cost.wall).sum()
+    }
+
+    fn messages_per_core_second(&self) -> f64 {
+        self.seeds.iter().map(|cost| cost.messages).sum::<u64>() as f64 / self.wall_total().as_secs_f64()
+    }
+
+    fn wall_mean(&self) -> Duration {
+        self.wall_total() / self.seeds.len().max(1) as u32
+    }
+
+    fn wall_median(&self) -> Duration {
+        median(self.seeds.iter().map(|cost| cost.wall).collect())
+    }
+
+    fn messages_mean(&self) -> f64 {
+        self.seeds.iter().map(|cost| cost.messages).sum::<u64>() as f64 / self.seeds.len().max(1) as f64
+    }
+
+    fn sim_mean(&self) -> Duration {
+        self.seeds.iter().map(|cost| cost.sim).sum::<Duration>() / self.seeds.len().max(1) as u32
+    }
+}
+
+/// The middle value; for an even count, the mean of the two middle ones. Zero for none.
+pub fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    let count = values.len();
+    match count {
+        0 => Duration::ZERO,
+        _ if count % 2 == 1 => values[count / 2],
+        _ => (values[count / 2 - 1] + values[count / 2]) / 2,
+    }
+}
+
+/// The peak resident set size in bytes, from the `VmHWM:` line of `/proc/self/status`.
+pub fn parse_vm_hwm(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    let mut words = line["VmHWM:".len()..].split_whitespace();
+    let kibibytes: u64 = words.next()?.parse().ok()?;
+    (words.next()? == "kB").then_some(kibibytes * 1024)
+}
+
+/// Splits `total` into `parts` shares that differ by at most one, larger shares first.
+pub fn split_evenly(total: u64, parts: u64) -> Vec<u64> {
+    assert!(parts > 0 || total == 0, "messages to send need at least one sender");
+    (0..parts).map(|index| total / parts + u64::from(index < total % parts)).collect()
+}
+
+/// When the `index`th of `count` sends is due: spread evenly from the start of the span.
+pub fn send_offset(span: Duration, index: u64, count: u64) -> Duration {
+    assert!(index < count, "send {index} of only {count}");
+    Duration::from_nanos((span.as_nanos() * u128::from(index) / u128::from(count)) as u64)
+}
+
+/// What one sending node of the floor does: `round_trips` pings that its broker
+/// echoes, and `one_way` pings that it does not, to make an odd total exact.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SenderPlan {
+    pub round_trips: u64,
+    pub one_way: u64,
+}
+
+/// Shares `messages` among `senders` so that sends plus echoes make exactly `messages`.
+pub fn floor_plan(messages: u64, senders: u64) -> Vec<SenderPlan> {
+    split_evenly(messages / 2, senders)
+        .into_iter()
+        .enumerate()
+        .map(|(index, round_trips)| SenderPlan { round_trips, one_way: u64::from(index == 0 && messages % 2 == 1) })
+        .collect()
+}
+
+/// The floor's payload: small, boxed, sent raw like kafsim's `Envelope`.
+struct Ping {
+    reply: bool,
+}
+
+/// The receiver task of a floor node, as `node::drive` has one: forwards arrivals into a channel.
+fn forward_arrivals(endpoint: &Endpoint) -> futures::channel::mpsc::UnboundedReceiver<(Ping, SocketAddr)> {
+    let (sender, arrivals) = futures::channel::mpsc::unbounded();
+    let receiver = endpoint.clone();
+    madsim::task::spawn(async move {
+        while let Ok((payload, from)) = receiver.recv_from_raw(0).await {
+            if let Ok(ping) = payload.downcast::<Ping>() {
+                if sender.unbounded_send((*ping, from)).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    arrivals
+}
+
+/// A broker of the floor: echoes every ping that asks for a reply, until the run ends.
+async fn echo(me: SocketAddr, sent: Arc<AtomicU64>) {
+    let endpoint = Endpoint::bind(me).await.expect("each floor node binds its own address once");
+    let mut arrivals = forward_arrivals(&endpoint);
+    while let Some((ping, from)) = arrivals.next().await {
+        if ping.reply {
+            sent.fetch_add(1, Ordering::Relaxed);
+            let _ = endpoint.send_to_raw(from, 0, Box::new(Ping { reply: false })).await;
+        }
+    }
+}
+
+/// Any other node of the floor: sends its pings paced over `span`, and waits for every echo.
+async fn send_pings(me: SocketAddr, peer: SocketAddr, plan: SenderPlan, span: Duration, sent: Arc<AtomicU64>) {
+    let endpoint = Endpoint::bind(me).await.expect("each floor node binds its own address once");
+    let mut arrivals = forward_arrivals(&endpoint);
+    let start = madsim::time::Instant::now();
+    let sends = plan.round_trips + plan.one_way;
+    let (mut sent_count, mut echo_count) = (0, 0);
+    while sent_count < sends || echo_count < plan.round_trips {
+        let arrival = if sent_count < sends {
+            let due = start + send_offset(span, sent_count, sends);
+            madsim::time::timeout(due.saturating_duration_since(madsim::time::Instant::now()), arrivals.next()).await.ok()
+        } else {
+            Some(arrivals.next().await)
+        };
+        match arrival {
+            Some(Some(_echo)) => echo_count += 1,
+            Some(None) => panic!("a floor node's receiver task ended while the node still waited for echoes"),
+            None => {
+                let reply = sent_count < plan.round_trips;
+                sent.fetch_add(1, Ordering::Relaxed);
+                let _ = endpoint.send_to_raw(peer, 0, Box::new(Ping { reply })).await;
+                sent_count += 1;
+            }
+        }
+    }
+}
+
+/// One floor run inside its runtime: returns the simulated time it took and the messages sent.
+async fn floor_simulation(roster: Roster, messages: u64, span: Duration) -> (Duration, u64) {
+    let handle = Handle::current();
+    let sent = Arc::new(AtomicU64::new(0));
+    let start = madsim::time::Instant::now();
+    let brokers: Vec<_> = roster.entries.iter().filter(|entry| entry.role == NodeRole::Broker).collect();
+    let senders: Vec<_> = roster.entries.iter().filter(|entry| entry.role != NodeRole::Broker).collect();
+    assert!(!brokers.is_empty(), "a validated scenario has at least one broker for the floor's senders to ping");
+    for broker in &brokers {
+        let node = handle.create_node().name(broker.name.to_string()).ip(broker.ip).build();
+        node.spawn(echo(roster.address(broker.id), sent.clone()));
+    }
+    madsim::time::sleep(FLOOR_SETTLE).await;
+    let plans = floor_plan(messages, senders.len() as u64);
+    let mut running = Vec::new();
+    for (index, (entry, plan)) in senders.iter().zip(plans).enumerate() {
+        let peer = roster.address(brokers[index % brokers.len()].id);
+        let node = handle.create_node().name(entry.name.to_string()).ip(entry.ip).build();
+        running.push(node.spawn(send_pings(roster.address(entry.id), peer, plan, span, sent.clone())));
+    }
+    for task in running {
+        task.await.expect("a floor sender finishes once every echo is back");
+    }
+    (start.elapsed(), sent.load(Ordering::Relaxed))
+}
+
+/// The floor for one seed of `kafsim`'s run, on this thread.
+fn floor_seed(scenario: &Scenario, kafsim: &SeedCost) -> Result<SeedCost, String> {
+    let started = Instant::now();
+    let mut runtime = madsim::runtime::Runtime::with_seed_and_config(kafsim.seed, madsim::Config::default());
+    runtime.set_time_limit(kafsim.sim + FLOOR_SETTLE + FLOOR_SLACK);
+    let roster = Roster::for_scenario(scenario);
+    let (messages, span) = (kafsim.messages, kafsim.sim);
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(floor_simulation(roster, messages, span))));
+    drop(runtime);
+    let wall = started.elapsed();
+    let (sim, sent) = outcome.map_err(|_| format!("the floor run of seed {} panicked (a bug in the floor)", kafsim.seed))?;
+    if sent != messages {
+        return Err(format!("the floor run of seed {} sent {sent} messages where kafsim sent {messages}", kafsim.seed));
+    }
+    Ok(SeedCost { seed: kafsim.seed, messages: sent, sim, wall })
+}
+
+/// The floor for every seed, on `jobs` threads; results in seed order.
+fn floor_phase(scenario: &Scenario, kafsim: &[SeedCost], jobs: usize) -> Result<Phase, String> {
+    let started = Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<SeedCost, String>>>> = Mutex::new(vec![None; kafsim.len()]);
+    std::thread::scope(|scope| {
+        for slot in 0..jobs.max(1).min(kafsim.len().max(1)) {
+            let (next, results) = (&next, &results);
+            std::thread::Builder::new()
+                .name(format!("kafsim-floor-{slot}"))
+                .stack_size(16 << 20)
+                .spawn_scoped(scope, move || loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(cost) = kafsim.get(index) else { return };
+                    let floor = floor_seed(scenario, cost);
+                    results.lock().expect("results lock")[index] = Some(floor);
+                })
+                .expect("spawning a floor thread");
+        }
+    });
+    let elapsed = started.elapsed();
+    let seeds = results.into_inner().expect("results lock").into_iter().map(|result| result.expect("every seed was run")).collect::<Result<_, _>>()?;
+    Ok(Phase { seeds, elapsed })
+}
+
+/// kafsim itself, over `seeds` on `jobs` threads.
+fn kafsim_phase(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize) -> (Phase, Vec<Outcome>) {
+    let options = BatchOptions { jobs, watchdog: WATCHDOG, check_determinism: false };
+    let started = Instant::now();
+    let (runs, _) = run_batch(scenario, seeds, &options, |_| {});
+    let elapsed = started.elapsed();
+    let outcomes = runs.iter().map(|run| run.outcome).collect();
+    (Phase { seeds: runs.iter().map(SeedCost::of_run).collect(), elapsed }, outcomes)
+}
+
+fn count(outcomes: &[Outcome], wanted: Outcome) -> usize {
+    outcomes.iter().filter(|outcome| **outcome == wanted).count()
+}
+
+fn mebibytes(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn milliseconds(duration: Duration) -> String {
+    format!("{:.1}", duration.as_secs_f64() * 1000.0)
+}
+
+fn ratio(kafsim: Duration, floor: Duration) -> String {
+    if floor.is_zero() {
+        "n/a".to_string()
+    } else {
+        format!("{:.1}x", kafsim.as_secs_f64() / floor.as_secs_f64())
+    }
+}
+
+/// The table `kafsim bench` prints; its rows are the same on every run, only the numbers change.
+pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], floor: &Phase, peak_memory: Option<u64>) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("bench  {path}  seeds {}  jobs {jobs}\n", kafsim.seeds.len()));
+    out.push_str(&format!(
+        "kafsim outcomes: ok {}  violation {}  panic {}  timeout {}\n\n",
+        count(outcomes, Outcome::Ok),
+        count(outcomes, Outcome::Violation),
+        count(outcomes, Outcome::Panic),
+        count(outcomes, Outcome::Timeout)
+    ));
+    let rows: [(&str, String, String); 8] = [
+        ("seeds/s", format!("{:.2}", kafsim.seeds_per_second()), format!("{:.2}", floor.seeds_per_second())),
+        ("simulated s per wall s", format!("{:.1}", kafsim.sim_per_wall()), format!("{:.1}", floor.sim_per_wall())),
+        ("messages per wall s per core", format!("{:.0}", kafsim.messages_per_core_second()), format!("{:.0}", floor.messages_per_core_second())),
+        ("wall ms per seed, median", milliseconds(kafsim.wall_median()), milliseconds(floor.wall_median())),
+        ("wall ms per seed, mean", milliseconds(kafsim.wall_mean()), milliseconds(floor.wall_mean())),
+        ("messages per seed, mean", format!("{:.0}", kafsim.messages_mean()), format!("{:.0}", floor.messages_mean())),
+        ("simulated s per seed, mean", format!("{:.1}", kafsim.sim_mean().as_secs_f64()), format!("{:.1}", floor.sim_mean().as_secs_f64())),
+        ("wall s, whole phase", format!("{:.2}", kafsim.elapsed.as_secs_f64()), format!("{:.2}", floor.elapsed.as_secs_f64())),
+    ];
+    out.push_str(&format!("{:<30} {:>12} {:>12}\n", "", "kafsim", "floor"));
+    for (label, kafsim_value, floor_value) in rows {
+        out.push_str(&format!("{label:<30} {kafsim_value:>12} {floor_value:>12}\n"));
+    }
+    let memory = peak_memory.map_or("unavailable".to_string(), mebibytes);
+    out.push_str(&format!("{:<30} {:>12}   (VmHWM of the whole process, read at the end)\n", "peak memory", memory));
+    out.push_str(&format!(
+        "\nkafsim/floor, wall per seed: {} (mean), {} (median)\n",
+        ratio(kafsim.wall_mean(), floor.wall_mean()),
+        ratio(kafsim.wall_median(), floor.wall_median())
+    ));
+    out
+}
+
+/// Runs the bench and returns the table, or why the floor could not be measured.
+pub fn bench(scenario: &Arc<Scenario>, seed_count: u64, jobs: usize) -> Result<String, String> {
+    let seeds: Vec<u64> = (0..seed_count).collect();
+    let (kafsim, outcomes) = kafsim_phase(scenario, &seeds, jobs);
+    let floor = floor_phase(scenario, &kafsim.seeds, jobs)?;
+    let peak_memory = std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(parse_vm_hwm);
+    Ok(render(&scenario.path.display().to_string(), jobs, &kafsim, &outcomes, &floor, peak_memory))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        let millis = |values: &[u64]| values.iter().map(|value| Duration::from_millis(*value)).collect::<Vec<_>>();
+        assert_eq!(median(millis(&[])), Duration::ZERO);
+        assert_eq!(median(millis(&[7])), Duration::from_millis(7));
+        assert_eq!(median(millis(&[9, 1, 5])), Duration::from_millis(5));
+        assert_eq!(median(millis(&[4, 1, 3, 2])), Duration::from_micros(2500));
+    }
+
+    #[test]
+    fn vm_hwm_is_read_in_bytes() {
+        let status = "Name:\tkafsim\nVmPeak:\t  200000 kB\nVmHWM:\t   51234 kB\nVmRSS:\t   40000 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(51234 * 1024));
+        assert_eq!(parse_vm_hwm("Name:\tkafsim\n"), None);
+        assert_eq!(parse_vm_hwm("VmHWM:\t lots kB\n"), None);
+        assert_eq!(parse_vm_hwm("VmHWM:\t 12 MB\n"), None);
+    }
+
+    #[test]
+    fn shares_differ_by_at_most_one_and_sum_to_the_total() {
+        assert_eq!(split_evenly(10, 3), vec![4, 3, 3]);
+        assert_eq!(split_evenly(2, 5), vec![1, 1, 0, 0, 0]);
+        assert_eq!(split_evenly(0, 0), Vec::<u64>::new());
+        for (total, parts) in [(0, 1), (1, 1), (35_001, 5), (99, 7)] {
+            let shares = split_evenly(total, parts);
+            assert_eq!(shares.iter().sum::<u64>(), total);
+            assert!(shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1);
+        }
+    }
+
+    #[test]
+    fn the_floor_plan_moves_exactly_the_messages_asked_for() {
+        for (messages, senders) in [(0, 5), (1, 5), (2, 5), (35_001, 5), (35_000, 3)] {
+            let plans = floor_plan(messages, senders);
+            assert_eq!(plans.len() as u64, senders);
+            let moved: u64 = plans.iter().map(|plan| 2 * plan.round_trips + plan.one_way).sum();
+            assert_eq!(moved, messages, "{messages} messages over {senders} senders");
+        }
+        assert_eq!(floor_plan(7, 2), vec![SenderPlan { round_trips: 2, one_way: 1 }, SenderPlan { round_trips: 1, one_way: 0 }]);
+    }
+
+    #[test]
+    fn sends_are_spread_over_the_span() {
+        let span = Duration::from_secs(60);
+        assert_eq!(send_offset(span, 0, 4), Duration::ZERO);
+        assert_eq!(send_offset(span, 1, 4), Duration::from_secs(15));
+        assert_eq!(send_offset(span, 3, 4), Duration::from_secs(45));
+    }
+}
