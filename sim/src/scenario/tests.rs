@@ -149,7 +149,7 @@ fn defaults_are_applied() {
     assert_eq!(scenario.name, "quiet-cluster");
     assert_eq!(scenario.description, "");
     assert_eq!(scenario.drain, Duration::from_secs(60));
-    assert_eq!(scenario.time_limit, Duration::from_secs(20 + 30 + 60));
+    assert_eq!(scenario.time_limit, Duration::from_secs(20 + 60 + 60));
     assert_eq!(scenario.seeds, 200);
     assert_eq!(scenario.cluster.controllers, 1);
     assert_eq!(scenario.cluster.config, BrokerConfig::default());
