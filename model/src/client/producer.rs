@@ -41,6 +41,8 @@ struct PendingRecord {
 }
 
 struct Batch {
+    /// Unique within this producer, for the in-flight window.
+    id: u64,
     partition: TopicPartition,
     handles: Vec<u64>,
     records: Vec<Record>,
@@ -69,11 +71,14 @@ pub struct Producer {
     queues: BTreeMap<TopicPartition, VecDeque<Batch>>,
     next_sequence: BTreeMap<TopicPartition, i32>,
     in_flight: BTreeMap<u64, InFlight>,
-    /// Per partition, the sequence of batches sent since the oldest one still
-    /// unanswered (true once answered). Kafka's TCP connection answers requests in
-    /// order, so no more than max.in.flight batches can ever be outstanding past an
-    /// unanswered one; the window keeps that true over lossy simulated links.
+    /// Per partition, the batches sent since the oldest one not yet completed
+    /// (true once completed), by batch id; a batch being retried stays in. Kafka's
+    /// TCP connection answers requests in order and fails every later request when
+    /// one is lost, so no more than max.in.flight batches are ever written past an
+    /// unresolved one, which keeps a retry within the broker's five-batch
+    /// duplicate window; this keeps that true over lossy simulated links.
     windows: BTreeMap<TopicPartition, VecDeque<(u64, bool)>>,
+    next_batch_id: u64,
     /// Partitions whose next batch waits for a leader or an in-flight slot; they
     /// wake on a response, not on a timer.
     blocked: BTreeSet<TopicPartition>,
@@ -97,6 +102,7 @@ impl Producer {
             next_sequence: BTreeMap::new(),
             in_flight: BTreeMap::new(),
             windows: BTreeMap::new(),
+            next_batch_id: 0,
             blocked: BTreeSet::new(),
             round_robin: BTreeMap::new(),
             producer_id: None,
@@ -193,8 +199,7 @@ impl Producer {
 
     fn append(&mut self, partition: TopicPartition, pending: PendingRecord) {
         let size = pending.record.value.len() + pending.record.key.as_ref().map_or(0, |key| key.len()) + 16;
-        let queue = self.queues.entry(partition.clone()).or_default();
-        if let Some(batch) = queue.back_mut() {
+        if let Some(batch) = self.queues.get_mut(&partition).and_then(|queue| queue.back_mut()) {
             if !batch.closed && batch.size_bytes + size <= self.config.batch_size {
                 batch.handles.push(pending.handle);
                 batch.records.push(pending.record);
@@ -202,7 +207,11 @@ impl Producer {
                 return;
             }
         }
+        self.next_batch_id += 1;
+        let id = self.next_batch_id;
+        let queue = self.queues.entry(partition.clone()).or_default();
         queue.push_back(Batch {
+            id,
             partition,
             handles: vec![pending.handle],
             records: vec![pending.record],
@@ -253,9 +262,12 @@ impl Producer {
                     break;
                 };
                 let in_flight_to_leader = self.in_flight.values().filter(|flight| flight.to == leader).count();
-                let window = self.windows.get(&tp).map_or(0, |window| window.len());
                 let limit = self.config.max_in_flight_requests_per_connection;
-                if in_flight_to_leader >= limit || window >= limit {
+                let front_id = self.queues.get(&tp).and_then(|queue| queue.front()).map(|batch| batch.id);
+                let window_full = self.windows.get(&tp).is_some_and(|window| {
+                    window.len() >= limit && !window.iter().any(|(id, _)| Some(*id) == front_id)
+                });
+                if in_flight_to_leader >= limit || window_full {
                     self.blocked.insert(tp.clone());
                     break;
                 }
@@ -286,7 +298,10 @@ impl Producer {
                         out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
                     }
                 } else {
-                    self.windows.entry(tp.clone()).or_default().push_back((correlation_id, false));
+                    let window = self.windows.entry(tp.clone()).or_default();
+                    if !window.iter().any(|(id, _)| *id == batch.id) {
+                        window.push_back((batch.id, false));
+                    }
                     self.in_flight.insert(correlation_id, InFlight { to: leader, batch, sent: now });
                 }
             }
@@ -330,8 +345,7 @@ impl Producer {
             Message::ProduceResponse { correlation_id, partition, result } => {
                 if let Some(flight) = self.in_flight.remove(&correlation_id) {
                     debug_assert_eq!(flight.batch.partition, partition);
-                    let oldest = self.windows.get(&partition).and_then(|window| window.front()).map(|(id, _)| *id) == Some(correlation_id);
-                    self.answered(&partition, correlation_id);
+                    let oldest = self.windows.get(&partition).and_then(|window| window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
                     if oldest && result == Err(ErrorCode::OutOfOrderSequenceNumber) && self.producer_id.is_some() {
                         // KIP-360: the oldest outstanding batch is out of order, so the
                         // broker lost this producer's state (a truncated log): take a
@@ -356,15 +370,15 @@ impl Producer {
             .collect();
         for id in expired {
             let flight = self.in_flight.remove(&id).expect("listed above");
-            self.answered(&flight.batch.partition, id);
             self.complete(now, flight.batch, Err((ErrorCode::NetworkTimeout, true)), out);
         }
     }
 
-    /// Marks a request answered (or given up) and slides its partition's window.
-    fn answered(&mut self, partition: &TopicPartition, correlation_id: u64) {
+    /// Marks a batch completed (acknowledged or failed for good) and slides its
+    /// partition's window.
+    fn completed(&mut self, partition: &TopicPartition, batch_id: u64) {
         if let Some(window) = self.windows.get_mut(partition) {
-            if let Some(entry) = window.iter_mut().find(|(id, _)| *id == correlation_id) {
+            if let Some(entry) = window.iter_mut().find(|(id, _)| *id == batch_id) {
                 entry.1 = true;
             }
             while window.front().is_some_and(|(_, done)| *done) {
@@ -376,6 +390,7 @@ impl Producer {
     fn complete(&mut self, now: Instant, mut batch: Batch, result: Result<Offset, (ErrorCode, bool)>, out: &mut Vec<ProducerOutput>) {
         let (error, maybe_written) = match result {
             Ok(base) => {
+                self.completed(&batch.partition, batch.id);
                 for (index, handle) in batch.handles.iter().enumerate() {
                     let offset = Offset(base.0 + index as u64);
                     out.push(ProducerOutput::Completed { handle: *handle, result: Ok((batch.partition.clone(), offset)) });
@@ -411,6 +426,7 @@ impl Producer {
     }
 
     fn fail(&mut self, batch: Batch, error: String, out: &mut Vec<ProducerOutput>) {
+        self.completed(&batch.partition, batch.id);
         if batch.maybe_written && self.config.enable_idempotence {
             // KIP-360: after an unknown outcome the sequence space is suspect; start anew.
             self.producer_id = None;
