@@ -28,6 +28,8 @@ pub enum Command {
     Replay(ReplayArgs),
     /// List the scenarios under scenarios/.
     List,
+    /// Run configurations x fault classes and write the guarantee matrix.
+    Matrix(MatrixArgs),
     /// Measure the reference scenario beside a floor of bare madsim nodes (DESIGN §6).
     Bench(BenchArgs),
 }
@@ -63,6 +65,18 @@ pub struct RunArgs {
     /// Wall-clock seconds one run may take before the watchdog reports it.
     #[arg(long, default_value_t = 300)]
     pub watchdog: u64,
+}
+
+#[derive(clap::Args)]
+pub struct MatrixArgs {
+    /// Seeds per cell.
+    #[arg(long, default_value_t = 20)]
+    pub seeds: u64,
+    #[arg(long, default_value = "reports/guarantees.md")]
+    pub out: PathBuf,
+    /// Worker threads (default: the number of cores).
+    #[arg(long)]
+    pub jobs: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -195,6 +209,18 @@ pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
     Ok(if unexpected { 1 } else { 0 })
 }
 
+pub fn matrix(args: MatrixArgs) -> Result<i32, InputError> {
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1));
+    let rows = crate::matrix::run_matrix(args.seeds, jobs, |cell| eprintln!("matrix: {cell}"));
+    let text = crate::matrix::render(&rows, args.seeds);
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent).map_err(|error| InputError(format!("{}: {error}", parent.display())))?;
+    }
+    std::fs::write(&args.out, &text).map_err(|error| InputError(format!("{}: {error}", args.out.display())))?;
+    print!("{text}");
+    Ok(0)
+}
+
 pub fn list() -> Result<i32, InputError> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir("scenarios")
         .map_err(|error| InputError(format!("scenarios/: {error}")))?
@@ -231,6 +257,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Some(Command::Run(args)) => run(args),
         Some(Command::Replay(args)) => replay(args),
         Some(Command::List) => list(),
+        Some(Command::Matrix(args)) => matrix(args),
         Some(Command::Bench(args)) => bench(args),
     };
     match result {
