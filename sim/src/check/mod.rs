@@ -8,7 +8,7 @@ use std::fmt;
 
 pub mod committed_data_lost;
 pub mod duplicate;
-mod findings;
+pub(crate) mod findings;
 pub mod inconsistent_offsets;
 pub mod liveness;
 pub mod lost_write;
@@ -19,7 +19,7 @@ pub mod panic;
 pub mod poll_skip;
 pub mod replica_divergence;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 pub mod timeout;
 pub mod unseen;
 

@@ -1,4 +1,13 @@
-//! Reports for failing seeds: the run's history and violations as text and JSON.
+//! Reports for failing seeds: the run's history and violations as text, and an
+//! HTML page with a timeline (nodes as lanes, faults as bands, operations as marks).
+
+mod faults;
+mod html;
+mod locate;
+mod marks;
+mod timeline;
+
+pub use html::{escape, render_page};
 
 use crate::runner::{run_seed, RunDetail};
 use crate::scenario::Scenario;
@@ -10,10 +19,8 @@ fn slug(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
 }
 
-/// Writes one run's report; returns the path of its main file.
-pub fn write_run(dir: &Path, scenario: &Scenario, detail: &RunDetail) -> std::io::Result<PathBuf> {
-    std::fs::create_dir_all(dir)?;
-    let base = dir.join(format!("{}-seed-{}", slug(&scenario.name), detail.result.seed));
+/// The history, then the violations and the trace hash, one line each.
+fn render_text(detail: &RunDetail) -> String {
     let mut text = String::new();
     for op in &detail.history.ops {
         text.push_str(&format!("{op}\n"));
@@ -22,9 +29,18 @@ pub fn write_run(dir: &Path, scenario: &Scenario, detail: &RunDetail) -> std::io
         text.push_str(&format!("violation {}: {}\n", violation.kind, violation.detail));
     }
     text.push_str(&format!("trace-hash: {:016x}\n", detail.result.trace_hash));
-    let path = base.with_extension("txt");
-    std::fs::write(&path, text)?;
-    Ok(path)
+    text
+}
+
+/// Writes one run's report, `<scenario>-seed-<S>.txt` and `.html`; returns the
+/// path of the HTML page.
+pub fn write_run(dir: &Path, scenario: &Scenario, detail: &RunDetail) -> std::io::Result<PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    let base = dir.join(format!("{}-seed-{}", slug(&scenario.name), detail.result.seed));
+    std::fs::write(base.with_extension("txt"), render_text(detail))?;
+    let page = base.with_extension("html");
+    std::fs::write(&page, render_page(&scenario.name, &scenario.path, detail))?;
+    Ok(page)
 }
 
 /// Replays and writes a report for every seed that broke an expectation.
@@ -36,3 +52,6 @@ pub fn write_failing(dir: &Path, scenario: &Arc<Scenario>, report: &ScenarioRepo
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;
