@@ -13,7 +13,7 @@ use kafsim_model::{Instant, NodeId};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeRole {
@@ -91,13 +91,58 @@ fn ip(class: u8, index: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, class, (index / 256) as u8, (index % 256) as u8))
 }
 
-/// Handles on the live state of each node, replaced at every restart.
+/// Handles on the live state of each node, replaced at every restart. They are
+/// weak: a node's state belongs to its running task, so a killed node's state
+/// goes with it, and nodes (which hold the context) never keep themselves alive
+/// through the context.
 #[derive(Default)]
 pub struct LiveNodes {
-    pub controller: Option<Arc<Mutex<ControllerNode>>>,
-    pub brokers: BTreeMap<NodeId, Arc<Mutex<BrokerNode>>>,
-    pub producers: BTreeMap<NodeId, Arc<Mutex<ProducerNode>>>,
-    pub consumers: BTreeMap<NodeId, Arc<Mutex<ConsumerNode>>>,
+    controller: Option<Weak<Mutex<ControllerNode>>>,
+    brokers: BTreeMap<NodeId, Weak<Mutex<BrokerNode>>>,
+    producers: BTreeMap<NodeId, Weak<Mutex<ProducerNode>>>,
+    consumers: BTreeMap<NodeId, Weak<Mutex<ConsumerNode>>>,
+}
+
+fn upgrade_all<T>(nodes: &BTreeMap<NodeId, Weak<T>>) -> Vec<(NodeId, Arc<T>)> {
+    nodes.iter().filter_map(|(id, node)| node.upgrade().map(|node| (*id, node))).collect()
+}
+
+impl LiveNodes {
+    pub fn set_controller(&mut self, node: &Arc<Mutex<ControllerNode>>) {
+        self.controller = Some(Arc::downgrade(node));
+    }
+
+    pub fn set_broker(&mut self, id: NodeId, node: &Arc<Mutex<BrokerNode>>) {
+        self.brokers.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn set_producer(&mut self, id: NodeId, node: &Arc<Mutex<ProducerNode>>) {
+        self.producers.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn set_consumer(&mut self, id: NodeId, node: &Arc<Mutex<ConsumerNode>>) {
+        self.consumers.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn controller(&self) -> Option<Arc<Mutex<ControllerNode>>> {
+        self.controller.as_ref()?.upgrade()
+    }
+
+    pub fn broker(&self, id: NodeId) -> Option<Arc<Mutex<BrokerNode>>> {
+        self.brokers.get(&id)?.upgrade()
+    }
+
+    pub fn brokers(&self) -> Vec<(NodeId, Arc<Mutex<BrokerNode>>)> {
+        upgrade_all(&self.brokers)
+    }
+
+    pub fn producers(&self) -> Vec<(NodeId, Arc<Mutex<ProducerNode>>)> {
+        upgrade_all(&self.producers)
+    }
+
+    pub fn consumers(&self) -> Vec<(NodeId, Arc<Mutex<ConsumerNode>>)> {
+        upgrade_all(&self.consumers)
+    }
 }
 
 pub struct RunContext {

@@ -48,6 +48,10 @@ impl Nemesis {
         Nemesis { ctx, ids, active: Vec::new(), name: "nemesis".into() }
     }
 
+    pub fn node_ids(&self) -> Vec<madsim::task::NodeId> {
+        self.ids.values().copied().collect()
+    }
+
     fn record(&self, description: String) {
         self.ctx.record(&self.name, OpType::Info, OpBody::Fault { description });
     }
@@ -65,14 +69,13 @@ impl Nemesis {
     }
 
     fn leader_of(&self, tp: &TopicPartition) -> Option<NodeId> {
-        let live = self.ctx.live.lock().expect("live lock");
-        let controller = live.controller.as_ref()?.lock().expect("controller lock");
+        let controller = self.ctx.live.lock().expect("live lock").controller()?;
+        let controller = controller.lock().expect("controller lock");
         controller.controller.metadata().partitions.get(tp)?.leader
     }
 
     fn replicas_of(&self, tp: &TopicPartition) -> Vec<NodeId> {
-        let live = self.ctx.live.lock().expect("live lock");
-        let Some(controller) = live.controller.as_ref() else { return Vec::new() };
+        let Some(controller) = self.ctx.live.lock().expect("live lock").controller() else { return Vec::new() };
         let controller = controller.lock().expect("controller lock");
         controller.controller.metadata().partitions.get(tp).map(|state| state.replicas.clone()).unwrap_or_default()
     }

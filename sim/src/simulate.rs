@@ -51,6 +51,12 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> 
         madsim::time::sleep(DRAIN_POLL).await;
     }
     let final_state = snapshot(&ctx);
+    // Killing every node closes its sockets, which breaks the reference cycle
+    // between madsim's network (mailboxes holding wakers of tasks that hold the
+    // endpoints) and would otherwise keep each finished run in memory.
+    for id in nemesis.node_ids() {
+        handle.kill(id);
+    }
     SimulationResult { final_state, messages: ctx.message_count(), sim_micros: ctx.now().as_micros() }
 }
 
@@ -67,23 +73,23 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
                 .collect();
             let config = ControllerConfig::new(ctx.roster.brokers(), topics, &ctx.scenario.cluster.config);
             let node = Arc::new(Mutex::new(ControllerNode::start(now, config, ctx.disks[&id].clone())));
-            ctx.live.lock().expect("live lock").controller = Some(node.clone());
+            ctx.live.lock().expect("live lock").set_controller(&node);
             drive(ctx, id, node).await
         }
         NodeRole::Broker => {
             let config = ctx.scenario.cluster.config.clone();
             let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone())));
-            ctx.live.lock().expect("live lock").brokers.insert(id, node.clone());
+            ctx.live.lock().expect("live lock").set_broker(id, &node);
             drive(ctx, id, node).await
         }
         NodeRole::Producer { spec, number } => {
             let node = Arc::new(Mutex::new(ProducerNode::start(ctx.clone(), id, spec, number)));
-            ctx.live.lock().expect("live lock").producers.insert(id, node.clone());
+            ctx.live.lock().expect("live lock").set_producer(id, &node);
             drive(ctx, id, node).await
         }
         NodeRole::Consumer { spec, number } => {
             let node = Arc::new(Mutex::new(ConsumerNode::start(ctx.clone(), id, spec, number)));
-            ctx.live.lock().expect("live lock").consumers.insert(id, node.clone());
+            ctx.live.lock().expect("live lock").set_consumer(id, &node);
             drive(ctx, id, node).await
         }
     }
@@ -92,13 +98,13 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
 /// The committed end of every partition, by the controller's leader.
 fn committed_ends(ctx: &RunContext) -> BTreeMap<kafsim_model::TopicPartition, Offset> {
     let live = ctx.live.lock().expect("live lock");
-    let Some(controller) = &live.controller else { return BTreeMap::new() };
+    let Some(controller) = live.controller() else { return BTreeMap::new() };
     let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
     metadata
         .partitions
         .iter()
         .filter_map(|(tp, state)| {
-            let leader = live.brokers.get(&state.leader?)?;
+            let leader = live.broker(state.leader?)?;
             let broker = leader.lock().expect("broker lock");
             let partition = broker.broker.partitions().get(tp)?;
             partition.is_leader().then_some((tp.clone(), partition.high_watermark))
@@ -110,8 +116,8 @@ fn committed_ends(ctx: &RunContext) -> BTreeMap<kafsim_model::TopicPartition, Of
 fn drained(ctx: &RunContext) -> bool {
     let ends = committed_ends(ctx);
     let live = ctx.live.lock().expect("live lock");
-    let sends_done = live.producers.values().all(|producer| producer.lock().expect("producer lock").pending_count() == 0);
-    let reads_done = live.consumers.values().all(|consumer| {
+    let sends_done = live.producers().iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
+    let reads_done = live.consumers().iter().all(|(_, consumer)| {
         let positions = consumer.lock().expect("consumer lock").consumer.positions();
         ends.iter().all(|(tp, end)| positions.get(tp).is_some_and(|position| position >= end) || !positions.contains_key(tp) && *end == Offset(0))
     });
@@ -121,13 +127,13 @@ fn drained(ctx: &RunContext) -> bool {
 fn snapshot(ctx: &RunContext) -> FinalState {
     let live = ctx.live.lock().expect("live lock");
     let mut partitions: BTreeMap<_, PartitionSnapshot> = BTreeMap::new();
-    if let Some(controller) = &live.controller {
+    if let Some(controller) = live.controller() {
         let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
         for (tp, state) in &metadata.partitions {
             partitions.insert(tp.clone(), PartitionSnapshot { leader: state.leader, leader_epoch: state.leader_epoch, isr: state.isr.clone(), replicas: BTreeMap::new() });
         }
     }
-    for (id, broker) in &live.brokers {
+    for (id, broker) in live.brokers() {
         let broker = broker.lock().expect("broker lock");
         for (tp, partition) in broker.broker.partitions() {
             let records = partition
@@ -137,23 +143,24 @@ fn snapshot(ctx: &RunContext) -> FinalState {
                 .flat_map(|batch| batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value))).collect::<Vec<_>>())
                 .collect();
             let replica = ReplicaSnapshot {
-                broker: *id,
+                broker: id,
                 records,
                 high_watermark: partition.high_watermark,
                 log_end_offset: partition.log_end_offset(),
                 leader_epoch: partition.leader_epoch,
                 is_leader: partition.is_leader(),
             };
-            partitions.entry(tp.clone()).or_default().replicas.insert(*id, replica);
+            partitions.entry(tp.clone()).or_default().replicas.insert(id, replica);
         }
     }
-    let consumers = live
-        .consumers
-        .iter()
+    let consumers: BTreeMap<String, ConsumerSnapshot> = live
+        .consumers()
+        .into_iter()
         .map(|(id, consumer)| {
             let positions = consumer.lock().expect("consumer lock").consumer.positions();
-            (ctx.roster.entry(*id).name.to_string(), ConsumerSnapshot { positions })
+            (ctx.roster.entry(id).name.to_string(), ConsumerSnapshot { positions })
         })
         .collect();
-    FinalState { partitions, consumers, drained: !live.consumers.is_empty() }
+    let drained = !consumers.is_empty();
+    FinalState { partitions, consumers, drained }
 }

@@ -24,8 +24,8 @@ partitions = 1
 replication_factor = 1
 "#;
 
-fn error_for(text: &str) -> String {
-    let path = write("bad.toml", text);
+fn error_for(name: &str, text: &str) -> String {
+    let path = write(name, text);
     let args = RunArgs { scenarios: vec![path.clone()], seeds: Some(1), quiet: true, ..RunArgs::default() };
     match run(args) {
         Err(error) => {
@@ -40,19 +40,19 @@ fn error_for(text: &str) -> String {
 
 #[test]
 fn an_unknown_key_is_named() {
-    let message = error_for(&VALID.replace("brokers = 1", "brokers = 1\nbrokerz = 2"));
+    let message = error_for("unknown-key.toml", &VALID.replace("brokers = 1", "brokers = 1\nbrokerz = 2"));
     assert!(message.contains("cluster.brokerz"), "{message}");
 }
 
 #[test]
 fn a_bad_duration_is_named_with_what_was_expected() {
-    let message = error_for(&VALID.replace("\"5s\"", "\"5 sec\""));
+    let message = error_for("bad-duration.toml", &VALID.replace("\"5s\"", "\"5 sec\""));
     assert!(message.contains("duration") && message.contains("\"10s\""), "{message}");
 }
 
 #[test]
 fn a_misspelt_kafka_property_is_named() {
-    let message = error_for(&VALID.replace("brokers = 1", "brokers = 1\n[cluster.config]\n\"min.insync.replica\" = 2"));
+    let message = error_for("misspelt-property.toml", &VALID.replace("brokers = 1", "brokers = 1\n[cluster.config]\n\"min.insync.replica\" = 2"));
     assert!(message.contains("min.insync.replica"), "{message}");
 }
 
