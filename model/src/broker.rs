@@ -26,6 +26,9 @@ const INTER_BROKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum BrokerOutput {
     Send(Send),
     Disk(DiskOp),
+    /// This broker took leadership of a partition at an epoch, so the simulator
+    /// can check that no epoch ever has two leaders.
+    BecameLeader { partition: TopicPartition, leader_epoch: LeaderEpoch },
 }
 
 struct DelayedProduce {
@@ -268,6 +271,7 @@ impl Broker {
                 Some(leader) if leader == me => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, "become leader");
                     partition.become_leader(now, me, state.leader_epoch, &mut self.disk);
+                    out.push(BrokerOutput::BecameLeader { partition: tp.clone(), leader_epoch: state.leader_epoch });
                 }
                 Some(leader) => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, leader = leader.0, "become follower");

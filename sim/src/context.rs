@@ -156,6 +156,7 @@ pub struct RunContext {
     incarnations: Mutex<BTreeMap<NodeId, u64>>,
     messages: AtomicU64,
     pub stop_producing: AtomicBool,
+    pub invariants: Arc<crate::invariants::Invariants>,
 }
 
 impl RunContext {
@@ -174,6 +175,7 @@ impl RunContext {
             incarnations: Mutex::new(BTreeMap::new()),
             messages: AtomicU64::new(0),
             stop_producing: AtomicBool::new(false),
+            invariants: Arc::default(),
         }
     }
 

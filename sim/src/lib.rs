@@ -8,6 +8,7 @@ pub mod context;
 pub mod disk;
 pub mod final_state;
 pub mod history;
+pub mod invariants;
 pub mod matrix;
 pub mod nemesis;
 pub mod node;

@@ -78,7 +78,7 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
         }
         NodeRole::Broker => {
             let config = ctx.scenario.cluster.config.clone();
-            let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone())));
+            let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone(), ctx.invariants.clone())));
             ctx.live.lock().expect("live lock").set_broker(id, &node);
             drive(ctx, id, node).await
         }

@@ -3,6 +3,8 @@
 
 use super::Machine;
 use crate::disk::SharedDisk;
+use crate::invariants::Invariants;
+use std::sync::Arc;
 use kafsim_model::broker::{Broker, BrokerOutput};
 use kafsim_model::config::BrokerConfig;
 use kafsim_model::protocol::{Message, Send};
@@ -11,14 +13,15 @@ use kafsim_model::{Instant, NodeId};
 pub struct BrokerNode {
     pub broker: Broker,
     disk: SharedDisk,
+    invariants: Arc<Invariants>,
     out: Vec<BrokerOutput>,
 }
 
 impl BrokerNode {
-    pub fn start(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, disk: SharedDisk) -> BrokerNode {
+    pub fn start(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, disk: SharedDisk, invariants: Arc<Invariants>) -> BrokerNode {
         let durable = disk.lock().expect("disk lock").durable_state();
         let (broker, out) = Broker::recover(now, id, controller, config, &durable);
-        let mut node = BrokerNode { broker, disk, out };
+        let mut node = BrokerNode { broker, disk, invariants, out };
         // Recovery only writes to disk (cutting torn tails); it sends nothing.
         node.carry_out(&mut Vec::new());
         node
@@ -30,6 +33,7 @@ impl BrokerNode {
             match output {
                 BrokerOutput::Send(send) => sends.push(send),
                 BrokerOutput::Disk(op) => disk.apply(op),
+                BrokerOutput::BecameLeader { partition, leader_epoch } => self.invariants.leader_elected(&partition, leader_epoch, self.broker.id()),
             }
         }
     }
