@@ -130,6 +130,11 @@ impl Broker {
         for delayed in &self.delayed_fetches {
             deadline = earliest(deadline, Some(delayed.deadline));
         }
+        for partition in self.partitions.values() {
+            if let Some((_, sent)) = partition.pending_isr() {
+                deadline = earliest(deadline, Some(*sent + INTER_BROKER_REQUEST_TIMEOUT));
+            }
+        }
         for fetcher in self.fetchers.values() {
             let next = match fetcher.in_flight {
                 Some((_, sent)) => sent + self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT,
@@ -163,13 +168,7 @@ impl Broker {
                 }
             }
         }
-        for partition in self.partitions.values_mut() {
-            if let Some((_, sent)) = partition.pending_isr() {
-                if now.saturating_since(*sent) >= INTER_BROKER_REQUEST_TIMEOUT {
-                    partition.set_pending_isr(None);
-                }
-            }
-        }
+        self.retry_alter_partitions(now, out);
         self.expire_delayed(now, out);
         self.send_fetches(now, out);
     }
@@ -303,7 +302,36 @@ impl Broker {
                 partition.set_pending_isr(None);
                 self.after_high_watermark_change(now, &tp, out);
             }
-            _ => partition.set_pending_isr(None),
+            Ok(_) => {}
+            // Refused before anything changed: back to the committed ISR.
+            Err(ErrorCode::IneligibleReplica | ErrorCode::UnknownTopicOrPartition) => partition.set_pending_isr(None),
+            // KIP-497: a stale epoch means the controller's state moved on, perhaps by
+            // this very change applied on an earlier try whose answer was lost. Keep
+            // counting on the maximal ISR until the metadata says what happened.
+            Err(_) => {}
+        }
+    }
+
+    /// KIP-497: an AlterPartition whose answer did not come is sent again, and the
+    /// leader keeps the maximal ISR meanwhile; giving up and falling back to the
+    /// smaller ISR could acknowledge writes the new ISR member never got.
+    fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        let Some(broker_epoch) = self.broker_epoch else { return };
+        for (tp, partition) in &mut self.partitions {
+            let Some((new_isr, sent)) = partition.pending_isr().cloned() else { continue };
+            if now.saturating_since(sent) < INTER_BROKER_REQUEST_TIMEOUT {
+                continue;
+            }
+            partition.set_pending_isr(Some((new_isr.clone(), now)));
+            let message = Message::AlterPartitionRequest {
+                broker: self.id,
+                broker_epoch,
+                partition: tp.clone(),
+                leader_epoch: partition.leader_epoch,
+                partition_epoch: partition.partition_epoch,
+                new_isr,
+            };
+            out.push(BrokerOutput::Send(Send { to: self.controller, message }));
         }
     }
 
