@@ -317,40 +317,20 @@ impl Broker {
     /// smaller ISR could acknowledge writes the new ISR member never got.
     fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
         let Some(broker_epoch) = self.broker_epoch else { return };
-        for (tp, partition) in &mut self.partitions {
+        for partition in self.partitions.values_mut() {
             let Some((new_isr, sent)) = partition.pending_isr().cloned() else { continue };
-            if now.saturating_since(sent) < INTER_BROKER_REQUEST_TIMEOUT {
-                continue;
+            if now.saturating_since(sent) >= INTER_BROKER_REQUEST_TIMEOUT {
+                out.push(alter_partition(self.id, broker_epoch, self.controller, partition, new_isr, now));
             }
-            partition.set_pending_isr(Some((new_isr.clone(), now)));
-            let message = Message::AlterPartitionRequest {
-                broker: self.id,
-                broker_epoch,
-                partition: tp.clone(),
-                leader_epoch: partition.leader_epoch,
-                partition_epoch: partition.partition_epoch,
-                new_isr,
-            };
-            out.push(BrokerOutput::Send(Send { to: self.controller, message }));
         }
     }
 
     fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<BrokerOutput>) {
         let Some(broker_epoch) = self.broker_epoch else { return };
         let Some(partition) = self.partitions.get_mut(tp) else { return };
-        if partition.pending_isr().is_some() {
-            return;
+        if partition.pending_isr().is_none() {
+            out.push(alter_partition(self.id, broker_epoch, self.controller, partition, new_isr, now));
         }
-        partition.set_pending_isr(Some((new_isr.clone(), now)));
-        let message = Message::AlterPartitionRequest {
-            broker: self.id,
-            broker_epoch,
-            partition: tp.clone(),
-            leader_epoch: partition.leader_epoch,
-            partition_epoch: partition.partition_epoch,
-            new_isr,
-        };
-        out.push(BrokerOutput::Send(Send { to: self.controller, message }));
     }
 
     fn shrink_isrs(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
@@ -771,6 +751,20 @@ impl Broker {
             self.backoff(leader, now);
         }
     }
+}
+
+/// Marks `new_isr` pending on the partition and asks the controller for it (KIP-497).
+fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId, partition: &mut Partition, new_isr: Vec<NodeId>, now: Instant) -> BrokerOutput {
+    partition.set_pending_isr(Some((new_isr.clone(), now)));
+    let message = Message::AlterPartitionRequest {
+        broker,
+        broker_epoch,
+        partition: partition.tp.clone(),
+        leader_epoch: partition.leader_epoch,
+        partition_epoch: partition.partition_epoch,
+        new_isr,
+    };
+    BrokerOutput::Send(Send { to: controller, message })
 }
 
 /// The records of `batch` from `from` on, as a batch of their own.

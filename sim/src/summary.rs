@@ -65,6 +65,21 @@ impl ScenarioReport {
         self.runs.iter().find(|run| run.outcome != Outcome::Ok).map(|run| run.seed)
     }
 
+    /// Bug-finding speed: starting from each seed of the batch in turn, how many
+    /// seeds it takes until one shows `kind`; the median over starting points
+    /// that reach one. None when no seed shows it.
+    pub fn median_seeds_to_find(&self, kind: CheckerKind) -> Option<u64> {
+        let showing: Vec<usize> = self.runs.iter().enumerate().filter(|(_, run)| run.kinds().contains(&kind)).map(|(index, _)| index).collect();
+        let mut distances: Vec<u64> = (0..self.runs.len())
+            .filter_map(|start| showing.iter().find(|index| **index >= start).map(|index| (index - start + 1) as u64))
+            .collect();
+        if distances.is_empty() {
+            return None;
+        }
+        distances.sort_unstable();
+        Some(distances[distances.len() / 2])
+    }
+
     pub fn seeds_per_second(&self) -> f64 {
         self.runs.len() as f64 / self.wall.as_secs_f64().max(1e-9)
     }
@@ -86,10 +101,12 @@ impl ScenarioReport {
             text.push_str("      no violations\n");
         }
         for (kind, (count, first)) in &kinds {
+            let found;
             let role = if self.never.contains(kind) {
                 "never  (unexpected)"
             } else if self.finds.contains(kind) {
-                "finds  (found)"
+                found = format!("finds  (found; median {} seeds to find)", self.median_seeds_to_find(*kind).unwrap_or(0));
+                found.as_str()
             } else if matches!(kind, CheckerKind::Panic | CheckerKind::Timeout) {
                 "       (unexpected)"
             } else {
@@ -110,6 +127,46 @@ impl ScenarioReport {
             text.push_str(&format!("      replay: kafsim replay <scenario> --seed {seed} --trace\n"));
         }
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Violation;
+
+    fn run(seed: u64, kinds: &[CheckerKind]) -> RunResult {
+        RunResult {
+            seed,
+            outcome: if kinds.is_empty() { Outcome::Ok } else { Outcome::Violation },
+            violations: kinds.iter().map(|kind| Violation::new(*kind, "x")).collect(),
+            trace_hash: 0,
+            sim_ms: 0,
+            events: 0,
+            messages: 0,
+            wall: Duration::ZERO,
+        }
+    }
+
+    fn report(runs: Vec<RunResult>, never: Vec<CheckerKind>, finds: Vec<CheckerKind>) -> ScenarioReport {
+        ScenarioReport { scenario_name: "s".into(), never, finds, runs, nondeterminism: Vec::new(), wall: Duration::from_secs(1) }
+    }
+
+    #[test]
+    fn a_never_kind_that_appears_fails_and_a_finds_kind_that_does_not_fails() {
+        let runs = vec![run(0, &[]), run(1, &[CheckerKind::LostWrite])];
+        assert!(!report(runs.clone(), vec![CheckerKind::LostWrite], vec![]).passed());
+        assert!(report(runs.clone(), vec![], vec![CheckerKind::LostWrite]).passed());
+        assert!(!report(runs, vec![], vec![CheckerKind::Duplicate]).passed());
+        assert!(!report(vec![run(0, &[CheckerKind::Panic])], vec![], vec![]).passed(), "a panic always fails");
+    }
+
+    #[test]
+    fn median_seeds_to_find_counts_from_every_starting_seed() {
+        let kinds = [CheckerKind::LostWrite];
+        let runs = vec![run(0, &[]), run(1, &[]), run(2, &kinds), run(3, &[]), run(4, &kinds)];
+        // From seeds 0..=4 the next finding is 3, 2, 1, 2, 1 seeds away: median 2.
+        assert_eq!(report(runs, vec![], vec![]).median_seeds_to_find(CheckerKind::LostWrite), Some(2));
     }
 }
 
