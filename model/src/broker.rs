@@ -224,11 +224,8 @@ impl Broker {
                     self.apply_metadata(now, metadata, out);
                 }
             }
-            Message::UpdateMetadata { metadata } => {
-                if self.broker_epoch.is_some() {
-                    self.apply_metadata(now, metadata, out);
-                }
-            }
+            // Until it has registered, a restarted broker takes no orders.
+            Message::UpdateMetadata { metadata } if self.broker_epoch.is_some() => self.apply_metadata(now, metadata, out),
             Message::AlterPartitionResponse { partition, result } => self.handle_alter_partition_response(now, partition, result, out),
             _ => {}
         }

@@ -137,6 +137,9 @@ fn watchdog_result(seed: u64, limit: Duration) -> RunResult {
     }
 }
 
+/// The seed index a worker is running, and since when.
+type WorkerSlot = Option<(usize, std::time::Instant)>;
+
 pub struct BatchOptions {
     pub jobs: usize,
     pub watchdog: Duration,
@@ -163,7 +166,7 @@ pub fn run_batch(
     let seeds: Arc<Vec<u64>> = Arc::new(seeds.to_vec());
     let (sender, receiver) = mpsc::channel::<(usize, RunResult, Option<Nondeterminism>)>();
     // Which seed index each worker runs and since when, for the watchdog.
-    let running: Arc<Mutex<Vec<Option<(usize, std::time::Instant)>>>> = Arc::new(Mutex::new(Vec::new()));
+    let running: Arc<Mutex<Vec<WorkerSlot>>> = Arc::new(Mutex::new(Vec::new()));
     let spawn_worker = |slot: usize| {
         let (next, seeds, sender, running, scenario) = (next.clone(), seeds.clone(), sender.clone(), running.clone(), scenario.clone());
         let check = options.check_determinism;

@@ -55,7 +55,7 @@ pub fn trace_hash(history: &History, final_state: Option<&FinalState>) -> u64 {
     let mut line = String::new();
     for op in &history.ops {
         line.clear();
-        let _ = write!(line, "{op}\n");
+        let _ = writeln!(line, "{op}");
         hasher.write(line.as_bytes());
     }
     if let Some(final_state) = final_state {

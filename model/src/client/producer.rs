@@ -330,15 +330,13 @@ impl Producer {
             Message::MetadataResponse { correlation_id, metadata } => {
                 self.metadata.handle_response(now, correlation_id, metadata);
             }
-            Message::InitProducerIdResponse { correlation_id, result } => {
-                if self.producer_id_request.map(|(id, _)| id) == Some(correlation_id) {
-                    self.producer_id_request = None;
-                    if let Ok(id) = result {
-                        self.producer_id = Some(id);
-                        self.next_sequence.clear();
-                        for batch in self.queues.values_mut().flatten() {
-                            batch.base_sequence = None;
-                        }
+            Message::InitProducerIdResponse { correlation_id, result } if self.producer_id_request.map(|(id, _)| id) == Some(correlation_id) => {
+                self.producer_id_request = None;
+                if let Ok(id) = result {
+                    self.producer_id = Some(id);
+                    self.next_sequence.clear();
+                    for batch in self.queues.values_mut().flatten() {
+                        batch.base_sequence = None;
                     }
                 }
             }
