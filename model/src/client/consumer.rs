@@ -106,10 +106,16 @@ impl Consumer {
 
     fn assign_from_metadata(&mut self) {
         let Some(metadata) = self.metadata.current() else { return };
-        for tp in metadata.partitions.keys() {
-            if self.topics.contains(&tp.topic) && !self.assignments.contains_key(tp) {
+        let mut known = false;
+        for tp in metadata.partitions.keys().filter(|tp| self.topics.contains(&tp.topic)) {
+            known = true;
+            if !self.assignments.contains_key(tp) {
                 self.assignments.insert(tp.clone(), Assignment::default());
             }
+        }
+        if !known {
+            // The broker answered before it knew the topic: ask again.
+            self.metadata.request_update();
         }
     }
 

@@ -175,6 +175,8 @@ impl Producer {
         while let Some(pending) = self.unpartitioned.front() {
             let count = self.metadata.current().map(|metadata| metadata.partition_count(&pending.topic)).unwrap_or(0);
             if count == 0 {
+                // Kafka's send() waits for the topic's metadata, asking for it again.
+                self.metadata.request_update();
                 if now.saturating_since(pending.created) >= self.config.delivery_timeout {
                     let pending = self.unpartitioned.pop_front().expect("front exists");
                     let error = SendError { error: "TimeoutException: topic metadata not available".into(), maybe_written: false };
@@ -335,6 +337,7 @@ impl Producer {
                 if let Ok(id) = result {
                     self.producer_id = Some(id);
                     self.next_sequence.clear();
+                    self.fail_unresolved_batches(out);
                     for batch in self.queues.values_mut().flatten() {
                         batch.base_sequence = None;
                     }
@@ -410,16 +413,14 @@ impl Producer {
         self.fail(batch, format!("{error}"), out);
     }
 
-    /// A retried batch goes back to the front of its queue; an idempotent one goes
-    /// in sequence order, so the broker sees sequences without gaps.
+    /// A retried batch goes back to the front of its queue, as Kafka's
+    /// `reenqueue` does; an idempotent one goes back in the order its batches were
+    /// made (their sequence order, whichever producer id numbers them next), so
+    /// the broker sees sequences without gaps.
     fn requeue(&mut self, batch: Batch) {
+        let idempotent = self.config.enable_idempotence;
         let queue = self.queues.entry(batch.partition.clone()).or_default();
-        let position = match batch.base_sequence {
-            Some(sequence) if self.producer_id.is_some() => {
-                queue.iter().position(|queued| queued.base_sequence.is_none_or(|other| other > sequence)).unwrap_or(queue.len())
-            }
-            _ => 0,
-        };
+        let position = if idempotent { queue.iter().position(|queued| queued.id > batch.id).unwrap_or(queue.len()) } else { 0 };
         queue.insert(position, batch);
     }
 
@@ -432,6 +433,21 @@ impl Producer {
         for handle in &batch.handles {
             let error = SendError { error: error.clone(), maybe_written: batch.maybe_written };
             out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
+        }
+    }
+
+    /// KIP-360: under a new producer id the broker cannot recognise a retry, so a
+    /// batch that may already be in the log is failed to the application (its
+    /// outcome unknown) instead of being sent again as a duplicate.
+    fn fail_unresolved_batches(&mut self, out: &mut Vec<ProducerOutput>) {
+        let mut unresolved = Vec::new();
+        for queue in self.queues.values_mut() {
+            let (maybe_written, rest): (VecDeque<Batch>, VecDeque<Batch>) = queue.drain(..).partition(|batch| batch.maybe_written && batch.stamped_with.is_some());
+            *queue = rest;
+            unresolved.extend(maybe_written);
+        }
+        for batch in unresolved {
+            self.fail(batch, "outcome unknown: the producer took a new id, so the batch cannot be retried safely".into(), out);
         }
     }
 

@@ -51,6 +51,8 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
     loop {
         crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
         for send in sends.drain(..) {
+            // Other nodes run while this one awaits its sends; name it again.
+            crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
             tracing::debug!(target: "kafsim::net", to = &*ctx.roster.entry(send.to).name, "send {:?}", send.message);
             let envelope = outbox.stamp(me, incarnation, send.to, send.message);
             ctx.count_message();
