@@ -208,9 +208,11 @@ async fn floor_simulation(roster: Roster, messages: u64, span: Duration) -> (Dur
     let brokers: Vec<_> = roster.entries.iter().filter(|entry| entry.role == NodeRole::Broker).collect();
     let senders: Vec<_> = roster.entries.iter().filter(|entry| entry.role != NodeRole::Broker).collect();
     assert!(!brokers.is_empty(), "a validated scenario has at least one broker for the floor's senders to ping");
+    let mut nodes = Vec::new();
     for broker in &brokers {
         let node = handle.create_node().name(broker.name.to_string()).ip(broker.ip).build();
         node.spawn(echo(roster.address(broker.id), sent.clone()));
+        nodes.push(node.id());
     }
     madsim::time::sleep(FLOOR_SETTLE).await;
     let plans = floor_plan(messages, senders.len() as u64);
@@ -219,9 +221,14 @@ async fn floor_simulation(roster: Roster, messages: u64, span: Duration) -> (Dur
         let peer = roster.address(brokers[index % brokers.len()].id);
         let node = handle.create_node().name(entry.name.to_string()).ip(entry.ip).build();
         running.push(node.spawn(send_pings(roster.address(entry.id), peer, plan, span, sent.clone())));
+        nodes.push(node.id());
     }
     for task in running {
         task.await.expect("a floor sender finishes once every echo is back");
+    }
+    // As kafsim's runs do: closing the sockets lets the finished run be freed.
+    for node in nodes {
+        handle.kill(node);
     }
     (start.elapsed(), sent.load(Ordering::Relaxed))
 }
