@@ -146,6 +146,83 @@ mod tests {
         assert!(!logs[&tp()][1].is_valid());
     }
 
+    mod properties {
+        use super::*;
+        use kafsim_model::log::Log;
+        use proptest::prelude::*;
+
+        #[derive(Clone, Debug)]
+        enum Step {
+            Append,
+            Truncate(u64),
+            Flush,
+            Crash,
+            PowerLoss { kept: usize, torn: bool },
+        }
+
+        fn step() -> impl Strategy<Value = Step> {
+            prop_oneof![
+                4 => Just(Step::Append),
+                1 => (0u64..12).prop_map(Step::Truncate),
+                1 => Just(Step::Flush),
+                1 => Just(Step::Crash),
+                1 => (0usize..6, any::<bool>()).prop_map(|(kept, torn)| Step::PowerLoss { kept, torn }),
+            ]
+        }
+
+        proptest! {
+            /// Whatever interleaving of appends, truncations, flushes, crashes and
+            /// power losses, what a broker recovers is a log that continues from 0
+            /// without gaps, holds everything that was flushed and not truncated
+            /// before the flush, and after a plain crash holds everything written.
+            #[test]
+            fn recovery_keeps_the_flushed_prefix(steps in proptest::collection::vec(step(), 1..60)) {
+                let mut disk = NodeDisk::default();
+                let mut written: Vec<SharedBatch> = Vec::new();
+                let mut flushed_len = 0usize;
+                for step in steps {
+                    match step {
+                        Step::Append => {
+                            let batch = batch(written.len() as u64);
+                            written.push(batch.clone());
+                            disk.apply(DiskOp::Append { partition: tp(), batch });
+                        }
+                        Step::Truncate(offset) => {
+                            if (offset as usize) < written.len() {
+                                written.truncate(offset as usize);
+                                flushed_len = flushed_len.min(written.len());
+                                disk.apply(DiskOp::Truncate { partition: tp(), offset: Offset(offset) });
+                            }
+                        }
+                        Step::Flush => {
+                            disk.apply(DiskOp::Flush { partition: tp() });
+                            flushed_len = written.len();
+                        }
+                        Step::Crash => {
+                            let logs = disk.durable_state().logs;
+                            let (log, _) = Log::recover(logs.get(&tp()).map_or(&[][..], |batches| &batches[..]));
+                            prop_assert_eq!(log.log_end_offset().0 as usize, written.len(), "a crash loses nothing");
+                        }
+                        Step::PowerLoss { kept, torn } => {
+                            disk.power_loss(|pending| (kept.min(pending), torn));
+                            let logs = disk.durable_state().logs;
+                            let (log, _) = Log::recover(logs.get(&tp()).map_or(&[][..], |batches| &batches[..]));
+                            let end = log.log_end_offset().0 as usize;
+                            prop_assert!(end >= flushed_len, "flushed records survive: {} < {}", end, flushed_len);
+                            prop_assert!(log.batches().iter().take(flushed_len).zip(&written).all(|(got, wrote)| got == wrote), "the flushed prefix is intact");
+                            // The broker continues from what it recovered, which may hold
+                            // records an unflushed truncation had removed.
+                            written = log.batches().to_vec();
+                            disk.apply(DiskOp::Truncate { partition: tp(), offset: Offset(end as u64) });
+                            disk.apply(DiskOp::Flush { partition: tp() });
+                            flushed_len = end;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn an_unflushed_truncation_is_undone_by_a_power_loss() {
         let mut disk = NodeDisk::default();

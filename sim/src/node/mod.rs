@@ -46,13 +46,14 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
     let mut sends = Vec::new();
     let mut delivered = Vec::new();
     let mut earliest_wake = ctx.now();
-    crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
+    // Trace lines name the node that is stepping; other nodes run whenever this
+    // one awaits, so it names itself again after every await.
+    let name = ctx.roster.entry(me).name.clone();
+    crate::trace::set_current_node(Some(name.clone()));
     machine.lock().expect("node state lock").handle_timeout(ctx.now(), &mut sends);
     loop {
-        crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
         for send in sends.drain(..) {
-            // Other nodes run while this one awaits its sends; name it again.
-            crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
+            crate::trace::set_current_node(Some(name.clone()));
             tracing::debug!(target: "kafsim::net", to = &*ctx.roster.entry(send.to).name, "send {:?}", send.message);
             let envelope = outbox.stamp(me, incarnation, send.to, send.message);
             ctx.count_message();
@@ -70,8 +71,7 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
             None => Some(arrivals.next().await),
         };
         let now = ctx.now();
-        crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
-        tracing::debug!(target: "kafsim::net", ?deadline, got = matches!(arrival, Some(Some(_))), "wake");
+        crate::trace::set_current_node(Some(name.clone()));
         match arrival {
             Some(Some(envelope)) => inbox.accept(now.as_micros(), envelope, &mut delivered),
             Some(None) => return,
@@ -83,7 +83,6 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
             inbox.accept(now.as_micros(), envelope, &mut delivered);
         }
         inbox.expire(now.as_micros(), &mut delivered);
-        crate::trace::set_current_node(Some(ctx.roster.entry(me).name.clone()));
         let mut state = machine.lock().expect("node state lock");
         for (from, message) in delivered.drain(..) {
             state.handle_message(now, from, message, &mut sends);
