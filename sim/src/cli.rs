@@ -30,6 +30,8 @@ pub enum Command {
     List,
     /// Run configurations x fault classes and write the guarantee matrix.
     Matrix(MatrixArgs),
+    /// Minimise a failing seed's faults while the same violation keeps appearing.
+    Shrink(ShrinkArgs),
     /// Measure the reference scenario beside a floor of bare madsim nodes (DESIGN §6).
     Bench(BenchArgs),
 }
@@ -65,6 +67,16 @@ pub struct RunArgs {
     /// Wall-clock seconds one run may take before the watchdog reports it.
     #[arg(long, default_value_t = 300)]
     pub watchdog: u64,
+}
+
+#[derive(clap::Args)]
+pub struct ShrinkArgs {
+    pub scenario: PathBuf,
+    #[arg(long)]
+    pub seed: u64,
+    /// Where to write the shrunk scenario (default: print it).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -209,6 +221,26 @@ pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
     Ok(if unexpected { 1 } else { 0 })
 }
 
+pub fn shrink(args: ShrinkArgs) -> Result<i32, InputError> {
+    let scenario = load(&args.scenario)?;
+    let shrunk = match crate::shrink::shrink(&scenario, args.seed, |note| eprintln!("shrink: {note}")) {
+        Ok(shrunk) => shrunk,
+        Err(reason) => {
+            eprintln!("shrink: {reason}");
+            return Ok(1);
+        }
+    };
+    eprintln!("shrink: {} of {} faults still show {} ({} runs)", shrunk.minimal.len(), shrunk.original.len(), shrunk.kind, shrunk.runs);
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &shrunk.toml).map_err(|error| InputError(format!("{}: {error}", path.display())))?;
+            eprintln!("shrink: wrote {}; replay with: kafsim replay {} --seed {} --trace", path.display(), path.display(), args.seed);
+        }
+        None => print!("{}", shrunk.toml),
+    }
+    Ok(0)
+}
+
 pub fn matrix(args: MatrixArgs) -> Result<i32, InputError> {
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1));
     let rows = crate::matrix::run_matrix(args.seeds, jobs, |cell| eprintln!("matrix: {cell}"));
@@ -258,6 +290,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Some(Command::Replay(args)) => replay(args),
         Some(Command::List) => list(),
         Some(Command::Matrix(args)) => matrix(args),
+        Some(Command::Shrink(args)) => shrink(args),
         Some(Command::Bench(args)) => bench(args),
     };
     match result {

@@ -15,6 +15,7 @@ pub mod node;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod shrink;
 pub mod simulate;
 pub mod summary;
 pub mod trace;

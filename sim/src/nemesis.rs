@@ -27,25 +27,71 @@ const BASE_LATENCY: std::ops::Range<Duration> = Duration::from_millis(1)..Durati
 /// A fault in effect, with what undoing it takes.
 #[derive(Clone, Debug)]
 enum Applied {
-    Down(Vec<NodeId>),
+    Down { nodes: Vec<NodeId>, power_loss: bool },
     Paused(Vec<NodeId>),
-    Links(Vec<(NodeId, NodeId)>),
+    /// A split: `side` against the rest, cut along `links`.
+    Links { side: Vec<NodeId>, links: Vec<(NodeId, NodeId)> },
     Isolated(NodeId),
     SilencedOutbound(NodeId),
-    Loss,
-    Latency,
+    Loss(f64),
+    Latency(Duration),
+}
+
+/// A fault in effect: when it is due to be undone, and where it stands in the
+/// record of applied faults.
+struct Active {
+    undo_at: Option<Instant>,
+    applied: Applied,
+    record: usize,
 }
 
 pub struct Nemesis {
     ctx: Arc<RunContext>,
     ids: BTreeMap<NodeId, madsim::task::NodeId>,
-    active: Vec<(Option<Instant>, Applied)>,
+    active: Vec<Active>,
+    /// Every fault applied, in concrete scripted form (for `kafsim shrink`).
+    applied: Vec<ScheduledFault>,
     name: Arc<str>,
 }
 
 impl Nemesis {
     pub fn new(ctx: Arc<RunContext>, ids: BTreeMap<NodeId, madsim::task::NodeId>) -> Nemesis {
-        Nemesis { ctx, ids, active: Vec::new(), name: "nemesis".into() }
+        Nemesis { ctx, ids, active: Vec::new(), applied: Vec::new(), name: "nemesis".into() }
+    }
+
+    /// The faults this run applied, as a schedule that replays them.
+    pub fn applied_schedule(&self) -> Vec<ScheduledFault> {
+        self.applied.clone()
+    }
+
+    fn names_of(&self, nodes: &[NodeId]) -> Vec<String> {
+        nodes.iter().map(|node| self.node_name(*node).to_string()).collect()
+    }
+
+    /// The scripted form of a fault just applied.
+    fn as_scheduled(&self, now: Instant, applied: &Applied) -> ScheduledFault {
+        let at = now.saturating_since(Instant::ZERO);
+        let target = |nodes: &[NodeId]| match nodes {
+            [single] => Target::Node(self.node_name(*single).to_string()),
+            many => Target::Nodes(self.names_of(many)),
+        };
+        let (action, target, rate, latency) = match applied {
+            Applied::Down { nodes, power_loss: true } => (Action::PowerLoss, target(nodes), None, None),
+            Applied::Down { nodes, power_loss: false } => (Action::Crash, target(nodes), None, None),
+            Applied::Paused(nodes) => (Action::Pause, target(nodes), None, None),
+            Applied::Links { side, .. } => (Action::Partition, Target::Nodes(self.names_of(side)), None, None),
+            Applied::Isolated(node) => (Action::Isolate, target(&[*node]), None, None),
+            Applied::SilencedOutbound(node) => (Action::OneWay, target(&[*node]), None, None),
+            Applied::Loss(rate) => (Action::Loss, Target::Random, Some(*rate), None),
+            Applied::Latency(extra) => (Action::Latency, Target::Random, None, Some(*extra)),
+        };
+        ScheduledFault { at, action, target, duration: None, rate, latency }
+    }
+
+    fn activate(&mut self, now: Instant, undo_at: Option<Instant>, applied: Applied) {
+        let scheduled = self.as_scheduled(now, &applied);
+        self.applied.push(scheduled);
+        self.active.push(Active { undo_at, applied, record: self.applied.len() - 1 });
     }
 
     pub fn node_ids(&self) -> Vec<madsim::task::NodeId> {
@@ -97,7 +143,7 @@ impl Nemesis {
         let mut next_random = random.then(|| self.ctx.now() + self.exponential(faults.interval));
         loop {
             let now = self.ctx.now();
-            let next_undo = self.active.iter().filter_map(|(at, _)| *at).min();
+            let next_undo = self.active.iter().filter_map(|active| active.undo_at).min();
             let next_script = schedule.peek().map(|fault| Instant::ZERO + fault.at);
             let next = [next_undo, next_script, next_random, Some(end)].into_iter().flatten().min().expect("end is always there");
             if next > now {
@@ -118,7 +164,7 @@ impl Nemesis {
                     let kind = *faults.kinds.choose(&mut madsim::rand::thread_rng()).expect("kinds is not empty");
                     let hold = self.hold_time(faults.interval);
                     if let Some(applied) = self.apply_random(kind) {
-                        self.active.push((Some(now + hold), applied));
+                        self.activate(now, Some(now + hold), applied);
                     }
                 }
             }
@@ -138,11 +184,7 @@ impl Nemesis {
     }
 
     fn undo_due(&mut self, now: Instant) {
-        let (due, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active).into_iter().partition(|(at, _)| at.is_some_and(|at| at <= now));
-        self.active = rest;
-        for (_, applied) in due {
-            self.undo(applied);
-        }
+        self.undo_matching(|active| active.undo_at.is_some_and(|at| at <= now));
     }
 
     fn apply_random(&mut self, kind: FaultKind) -> Option<Applied> {
@@ -173,7 +215,7 @@ impl Nemesis {
                 };
                 Some(self.isolate(target))
             }
-            FaultKind::Partition => Some(self.split(None)),
+            FaultKind::Partition => Some(self.split(None, true)),
             FaultKind::OneWay => Some(self.silence_outbound(server)),
             FaultKind::PacketLoss => Some(self.loss(rng.gen_range(0.02..0.3))),
             FaultKind::Latency => Some(self.latency(Duration::from_millis(rng.gen_range(20..200)))),
@@ -189,8 +231,8 @@ impl Nemesis {
     fn nodes_down_or_paused(&self) -> Vec<NodeId> {
         self.active
             .iter()
-            .flat_map(|(_, applied)| match applied {
-                Applied::Down(nodes) | Applied::Paused(nodes) => nodes.clone(),
+            .flat_map(|active| match &active.applied {
+                Applied::Down { nodes, .. } | Applied::Paused(nodes) => nodes.clone(),
                 _ => Vec::new(),
             })
             .collect()
@@ -204,6 +246,7 @@ impl Nemesis {
             Target::Replicas(tp) => self.replicas_of(tp),
             Target::Controller => vec![CONTROLLER_ID],
             Target::Random | Target::Majority | Target::Minority => self.ctx.roster.brokers().choose(&mut rng).copied().into_iter().collect(),
+            Target::Nodes(names) => names.iter().filter_map(|name| self.ctx.roster.by_name(name)).map(|entry| entry.id).collect(),
         }
     }
 
@@ -216,35 +259,44 @@ impl Nemesis {
             Action::Isolate => targets.first().map(|target| self.isolate(*target)),
             Action::OneWay => targets.first().map(|target| self.silence_outbound(*target)),
             Action::Partition => Some(match fault.target {
-                Target::Random | Target::Majority | Target::Minority => self.split(None),
-                _ => self.split(Some(targets.clone())),
+                Target::Random | Target::Majority | Target::Minority => self.split(None, true),
+                // An explicit group is one side exactly; clients named nowhere go to the other.
+                Target::Nodes(_) => self.split(Some(targets.clone()), false),
+                _ => self.split(Some(targets.clone()), true),
             }),
             Action::Loss => Some(self.loss(fault.rate.unwrap_or(0.1))),
             Action::Latency => Some(self.latency(fault.latency.unwrap_or(Duration::from_millis(50)))),
             Action::Restart | Action::Resume => {
-                self.undo_matching(|applied| match applied {
-                    Applied::Down(nodes) | Applied::Paused(nodes) => targets.is_empty() || nodes.iter().any(|node| targets.contains(node)),
+                self.undo_matching(|active| match &active.applied {
+                    Applied::Down { nodes, .. } | Applied::Paused(nodes) => targets.is_empty() || nodes.iter().any(|node| targets.contains(node)),
                     _ => false,
                 });
                 None
             }
             Action::Heal => {
-                self.undo_matching(|applied| matches!(applied, Applied::Links(_) | Applied::Isolated(_) | Applied::SilencedOutbound(_) | Applied::Loss | Applied::Latency));
+                self.undo_matching(|active| {
+                    matches!(active.applied, Applied::Links { .. } | Applied::Isolated(_) | Applied::SilencedOutbound(_) | Applied::Loss(_) | Applied::Latency(_))
+                });
                 None
             }
         };
         if let Some(applied) = applied {
-            self.active.push((fault.duration.map(|hold| now + hold), applied));
+            self.activate(now, fault.duration.map(|hold| now + hold), applied);
         } else if targets.is_empty() && !matches!(fault.action, Action::Heal | Action::Loss | Action::Latency | Action::Partition | Action::Restart | Action::Resume) {
             self.record(format!("{:?} skipped: target {:?} resolves to no node", fault.action, fault.target));
         }
     }
 
-    fn undo_matching(&mut self, matches: impl Fn(&Applied) -> bool) {
-        let (chosen, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active).into_iter().partition(|(_, applied)| matches(applied));
+    /// Undoes the active faults that match, noting in the record how long each lasted.
+    fn undo_matching(&mut self, matches: impl Fn(&Active) -> bool) {
+        let (chosen, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.active).into_iter().partition(|active| matches(active));
         self.active = rest;
-        for (_, applied) in chosen {
-            self.undo(applied);
+        let now = self.ctx.now().saturating_since(Instant::ZERO);
+        for active in chosen {
+            let record = &mut self.applied[active.record];
+            let lasted = now.saturating_sub(record.at);
+            record.duration = (!lasted.is_zero()).then_some(lasted);
+            self.undo(active.applied);
         }
     }
 
@@ -268,7 +320,7 @@ impl Nemesis {
         }
         let kind = if power_loss { "power-loss" } else { "crash" };
         self.record(format!("{kind} {}", notes.join(",")));
-        Applied::Down(nodes)
+        Applied::Down { nodes, power_loss }
     }
 
     fn pause(&mut self, nodes: Vec<NodeId>) -> Applied {
@@ -292,8 +344,8 @@ impl Nemesis {
     }
 
     /// Splits the nodes in two: `side` (or a random minority of the servers) against
-    /// the rest; each client lands on a random side.
-    fn split(&mut self, side: Option<Vec<NodeId>>) -> Applied {
+    /// the rest; with `scatter_clients`, each client not in `side` lands on a random side.
+    fn split(&mut self, side: Option<Vec<NodeId>>, scatter_clients: bool) -> Applied {
         let mut rng = madsim::rand::thread_rng();
         let mut servers = self.servers();
         let one_side = match side {
@@ -306,8 +358,9 @@ impl Nemesis {
         };
         let mut left = one_side.clone();
         let mut right: Vec<NodeId> = self.servers().into_iter().filter(|node| !one_side.contains(node)).collect();
-        for client in self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. })) {
-            if rng.gen_bool(0.5) {
+        let clients = self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. }));
+        for client in clients.into_iter().filter(|client| !one_side.contains(client)) {
+            if scatter_clients && rng.gen_bool(0.5) {
                 left.push(client);
             } else {
                 right.push(client);
@@ -323,26 +376,26 @@ impl Nemesis {
             }
         }
         self.record(format!("partition [{}] | [{}]", self.names(&left), self.names(&right)));
-        Applied::Links(links)
+        Applied::Links { side: left, links }
     }
 
     fn loss(&mut self, rate: f64) -> Applied {
         NetSim::current().update_config(|config| config.packet_loss_rate = rate);
         self.record(format!("packet loss {:.0}%", rate * 100.0));
-        Applied::Loss
+        Applied::Loss(rate)
     }
 
     fn latency(&mut self, extra: Duration) -> Applied {
         // The spread stays that of the base latency, below the transport's gap timeout.
         NetSim::current().update_config(|config| config.send_latency = BASE_LATENCY.start + extra..BASE_LATENCY.end + extra);
         self.record(format!("latency +{}ms", extra.as_millis()));
-        Applied::Latency
+        Applied::Latency(extra)
     }
 
     fn undo(&mut self, applied: Applied) {
         let net = NetSim::current();
         match applied {
-            Applied::Down(nodes) => {
+            Applied::Down { nodes, .. } => {
                 for node in &nodes {
                     // madsim's restart does not close the old incarnation's sockets;
                     // a kill does, so a node downed twice can come back once cleanly.
@@ -357,7 +410,7 @@ impl Nemesis {
                 }
                 self.record(format!("resume {}", self.names(&nodes)));
             }
-            Applied::Links(links) => {
+            Applied::Links { links, .. } => {
                 for (a, b) in links {
                     net.unclog_link(self.ids[&a], self.ids[&b]);
                     net.unclog_link(self.ids[&b], self.ids[&a]);
@@ -372,11 +425,11 @@ impl Nemesis {
                 net.unclog_node_out(self.ids[&node]);
                 self.record(format!("heal one-way link of {}", self.node_name(node)));
             }
-            Applied::Loss => {
+            Applied::Loss(_) => {
                 net.update_config(|config| config.packet_loss_rate = 0.0);
                 self.record("packet loss over".to_string());
             }
-            Applied::Latency => {
+            Applied::Latency(_) => {
                 net.update_config(|config| config.send_latency = BASE_LATENCY);
                 self.record("latency back to normal".to_string());
             }
@@ -385,8 +438,6 @@ impl Nemesis {
 
     /// The end of the fault phase: undo every fault still in effect.
     pub fn heal_all(&mut self) {
-        for (_, applied) in std::mem::take(&mut self.active) {
-            self.undo(applied);
-        }
+        self.undo_matching(|_| true);
     }
 }

@@ -56,6 +56,8 @@ pub struct RunDetail {
     pub result: RunResult,
     pub history: History,
     pub final_state: Option<FinalState>,
+    /// The faults applied, as a schedule that replays them (empty after a panic).
+    pub faults: Vec<crate::scenario::ScheduledFault>,
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -82,14 +84,14 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> RunDetail {
     drop(runtime);
     let mut history = std::mem::take(&mut *history.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     let last_op_time = history.ops.last().map(|op| op.time).unwrap_or(0);
-    let (final_state, messages, sim_micros) = match outcome {
-        Ok(result) => (Some(result.final_state), result.messages, result.sim_micros),
+    let (final_state, faults, messages, sim_micros) = match outcome {
+        Ok(result) => (Some(result.final_state), result.faults, result.messages, result.sim_micros),
         Err(payload) => {
             let message = panic_message(&*payload);
             let time = last_op_time;
             let body = if message.contains("time limit exceeded") { OpBody::Timeout { message } } else { OpBody::Panic { message } };
             history.push(time, &"runner".into(), OpType::Info, body);
-            (None, 0, time)
+            (None, Vec::new(), 0, time)
         }
     };
     let sim_ms = sim_micros / 1000;
@@ -119,7 +121,7 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> RunDetail {
         messages,
         wall: started.elapsed(),
     };
-    RunDetail { result, history, final_state }
+    RunDetail { result, history, final_state, faults }
 }
 
 /// A seed whose run outlived the watchdog: reported, and its thread abandoned.

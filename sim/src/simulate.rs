@@ -24,6 +24,8 @@ const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 pub struct SimulationResult {
     pub final_state: FinalState,
+    /// The faults applied, as a schedule that replays them.
+    pub faults: Vec<crate::scenario::ScheduledFault>,
     pub messages: u64,
     pub sim_micros: u64,
 }
@@ -57,7 +59,7 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> 
     for id in nemesis.node_ids() {
         handle.kill(id);
     }
-    SimulationResult { final_state, messages: ctx.message_count(), sim_micros: ctx.now().as_micros() }
+    SimulationResult { final_state, faults: nemesis.applied_schedule(), messages: ctx.message_count(), sim_micros: ctx.now().as_micros() }
 }
 
 async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {

@@ -43,7 +43,7 @@ fn small_run() -> RunDetail {
     // broker-4 records nothing and no fault hits it: only the final state names it.
     let records = [(0, value(1, 0))];
     let state = final_state(vec![(0, partition_snapshot(1, &[1, 2, 4], 1, &records)), (1, partition_snapshot(3, &[3], 0, &[]))]);
-    RunDetail { result, history, final_state: Some(state) }
+    RunDetail { result, history, final_state: Some(state), faults: Vec::new() }
 }
 
 #[test]

@@ -294,6 +294,9 @@ pub enum Target {
     Majority,
     /// A random minority of the nodes, split off from the rest (`partition`).
     Minority,
+    /// Exactly these nodes: `nodes(broker-1,producer-2)`. With `partition`, they
+    /// are one side and every other node the other; otherwise each is hit.
+    Nodes(Vec<String>),
 }
 
 impl fmt::Display for Target {
@@ -306,6 +309,7 @@ impl fmt::Display for Target {
             Target::Random => f.write_str("random"),
             Target::Majority => f.write_str("majority"),
             Target::Minority => f.write_str("minority"),
+            Target::Nodes(names) => write!(f, "nodes({})", names.join(",")),
         }
     }
 }

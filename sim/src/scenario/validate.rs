@@ -336,11 +336,19 @@ fn parse_target(key: &str, text: &str, scenario: &Scenario) -> Result<Target, Pr
     if let Some(inner) = text.strip_prefix("replicas(").and_then(|rest| rest.strip_suffix(')')) {
         return Ok(Target::Replicas(partition_reference(key, inner, text, scenario)?));
     }
+    if let Some(inner) = text.strip_prefix("nodes(").and_then(|rest| rest.strip_suffix(')')) {
+        let names: Vec<String> = inner.split(',').map(|name| name.trim().to_string()).collect();
+        let known = scenario.node_names();
+        if let Some(unknown) = names.iter().find(|name| !known.contains(name)) {
+            return Err(Problem::new(key, format!("unknown node {unknown:?} in {text:?}; the nodes of this scenario are {}", describe_nodes(scenario))));
+        }
+        return Ok(Target::Nodes(names));
+    }
     if scenario.node_names().iter().any(|name| name == text) {
         return Ok(Target::Node(text.to_string()));
     }
     let message = format!(
-        "unknown target {text:?}; expected a node of this scenario ({}), leader(TOPIC/PARTITION), replicas(TOPIC/PARTITION), controller, random, majority or minority",
+        "unknown target {text:?}; expected a node of this scenario ({}), nodes(NAME,...), leader(TOPIC/PARTITION), replicas(TOPIC/PARTITION), controller, random, majority or minority",
         describe_nodes(scenario)
     );
     Err(Problem::new(key, message))
