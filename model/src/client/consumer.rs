@@ -1,6 +1,9 @@
 //! Kafka's consumer with manual assignment: positions per partition, reset by
 //! auto.offset.reset through ListOffsets, fetches to each partition's leader
 //! carrying the leader epoch (KIP-320), and records handed out as they arrive.
+//! When a partition's leader epoch changes, the position is validated against
+//! the new leader (KIP-320's OffsetsForLeaderEpoch): if the log was truncated
+//! below it, the consumer moves back to where the logs diverge.
 //! Consumer groups come later; `assign` takes every partition of its topics.
 
 use super::metadata::MetadataTracker;
@@ -26,6 +29,12 @@ pub enum ConsumerOutput {
 #[derive(Default)]
 struct Assignment {
     position: Option<Offset>,
+    /// The leader epoch of the last record consumed (KIP-320).
+    position_epoch: Option<LeaderEpoch>,
+    /// The leader epoch the position was last known good under.
+    validated_epoch: Option<LeaderEpoch>,
+    /// Set while an OffsetsForLeaderEpoch validation is out.
+    validation_in_flight: Option<(u64, Instant)>,
     /// Set while a ListOffsets request for this partition is out.
     reset_in_flight: Option<(u64, Instant)>,
     backoff_until: Option<Instant>,
@@ -71,8 +80,8 @@ impl Consumer {
         }
         for assignment in self.assignments.values() {
             deadline = earliest(deadline, assignment.backoff_until);
-            if let Some((_, sent)) = assignment.reset_in_flight {
-                deadline = earliest(deadline, Some(sent + self.config.request_timeout));
+            for (_, sent) in assignment.reset_in_flight.iter().chain(&assignment.validation_in_flight) {
+                deadline = earliest(deadline, Some(*sent + self.config.request_timeout));
             }
         }
         deadline
@@ -94,6 +103,9 @@ impl Consumer {
             if assignment.reset_in_flight.is_some_and(|(_, sent)| now.saturating_since(sent) >= timeout) {
                 assignment.reset_in_flight = None;
             }
+            if assignment.validation_in_flight.is_some_and(|(_, sent)| now.saturating_since(sent) >= timeout) {
+                assignment.validation_in_flight = None;
+            }
         }
         let correlation_id = self.correlation();
         let mut sends = Vec::new();
@@ -101,7 +113,63 @@ impl Consumer {
         out.extend(sends.into_iter().map(ConsumerOutput::Send));
         self.assign_from_metadata();
         self.reset_positions(now, out);
+        self.validate_positions(now, out);
         self.send_fetches(now, out);
+    }
+
+    /// A position consumed under an older leader epoch than the partition now has
+    /// must be checked before fetching on: the new leader's log may end earlier.
+    fn needs_validation(&self, tp: &TopicPartition, assignment: &Assignment) -> bool {
+        let Some(current) = self.metadata.partition(tp).map(|state| state.leader_epoch) else { return false };
+        assignment.position.is_some() && assignment.position_epoch.is_some() && assignment.validated_epoch.is_some_and(|validated| validated < current)
+    }
+
+    fn validate_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+        let due: Vec<TopicPartition> = self
+            .assignments
+            .iter()
+            .filter(|(tp, assignment)| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.needs_validation(tp, assignment))
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in due {
+            let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
+                self.metadata.request_update();
+                continue;
+            };
+            let correlation_id = self.correlation();
+            let assignment = self.assignments.get_mut(&tp).expect("listed above");
+            let epoch = assignment.position_epoch.expect("validation needs a position epoch");
+            assignment.validation_in_flight = Some((correlation_id, now));
+            let message = Message::OffsetsForLeaderEpochRequest { correlation_id, partitions: vec![(tp, current_leader_epoch, epoch)] };
+            out.push(ConsumerOutput::Send(Send { to: leader, message }));
+        }
+    }
+
+    fn handle_validation(&mut self, now: Instant, correlation_id: u64, partitions: Vec<(TopicPartition, Result<crate::protocol::EpochEndOffset, ErrorCode>)>, out: &mut Vec<ConsumerOutput>) {
+        for (tp, result) in partitions {
+            let current = self.metadata.partition(&tp).map(|state| state.leader_epoch);
+            let Some(assignment) = self.assignments.get_mut(&tp) else { continue };
+            if assignment.validation_in_flight.map(|(id, _)| id) != Some(correlation_id) {
+                continue;
+            }
+            assignment.validation_in_flight = None;
+            match result {
+                Ok(answer) => {
+                    assignment.validated_epoch = current;
+                    let position = assignment.position.unwrap_or_default();
+                    if answer.leader_epoch.is_some() && answer.end_offset < position {
+                        tracing::info!(partition = %tp, from = position.0, to = answer.end_offset.0, "consumer detected log truncation");
+                        assignment.position = Some(answer.end_offset);
+                        assignment.position_epoch = answer.leader_epoch;
+                        out.push(ConsumerOutput::Seek { partition: tp, offset: answer.end_offset, reason: "log truncation detected (KIP-320)" });
+                    }
+                }
+                Err(_) => {
+                    assignment.backoff_until = Some(now + self.config.retry_backoff);
+                    self.metadata.request_update();
+                }
+            }
+        }
     }
 
     fn assign_from_metadata(&mut self) {
@@ -155,7 +223,7 @@ impl Consumer {
         let mut leaderless = false;
         for (tp, assignment) in &self.assignments {
             let Some(position) = assignment.position else { continue };
-            if assignment.backoff_until.is_some() {
+            if assignment.backoff_until.is_some() || assignment.validation_in_flight.is_some() || self.needs_validation(tp, assignment) {
                 continue;
             }
             let Some((leader, current_leader_epoch)) = self.leader_of(tp) else {
@@ -191,8 +259,10 @@ impl Consumer {
                 }
                 assignment.reset_in_flight = None;
                 match result {
-                    Ok((offset, _)) => {
+                    Ok((offset, leader_epoch)) => {
                         assignment.position = Some(offset);
+                        assignment.position_epoch = None;
+                        assignment.validated_epoch = Some(leader_epoch);
                         out.push(ConsumerOutput::Seek { partition, offset, reason: "auto.offset.reset" });
                     }
                     Err(_) => {
@@ -201,6 +271,7 @@ impl Consumer {
                     }
                 }
             }
+            Message::OffsetsForLeaderEpochResponse { correlation_id, partitions } => self.handle_validation(now, correlation_id, partitions, out),
             Message::FetchResponse { correlation_id, partitions } => {
                 if self.fetches.get(&from).map(|(id, _)| *id) != Some(correlation_id) {
                     return;
@@ -230,6 +301,7 @@ impl Consumer {
                             }
                             records.push((tp.clone(), offset, record.clone()));
                             next = offset.next();
+                            assignment.position_epoch = Some(batch.partition_leader_epoch);
                         }
                     }
                     assignment.position = Some(next);
@@ -252,5 +324,80 @@ impl Consumer {
         if !records.is_empty() {
             out.push(ConsumerOutput::Records(records));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Properties;
+    use crate::protocol::{ClusterMetadata, EpochEndOffset, FetchedData, PartitionState};
+    use crate::record::RecordBatch;
+    use crate::types::PartitionEpoch;
+    use bytes::Bytes;
+
+    fn metadata(version: u64, leader_epoch: u32) -> Arc<ClusterMetadata> {
+        let state = PartitionState {
+            replicas: vec![NodeId(1)],
+            leader: Some(NodeId(1)),
+            leader_epoch: LeaderEpoch(leader_epoch),
+            partition_epoch: PartitionEpoch(0),
+            isr: vec![NodeId(1)],
+        };
+        Arc::new(ClusterMetadata { version, brokers: vec![NodeId(1)], partitions: [(TopicPartition::new("t", 0), state)].into_iter().collect() })
+    }
+
+    fn sent(out: &[ConsumerOutput]) -> Vec<Message> {
+        out.iter().filter_map(|output| if let ConsumerOutput::Send(send) = output { Some(send.message.clone()) } else { None }).collect()
+    }
+
+    /// KIP-320: after a leader change, a consumer whose position is past the new
+    /// leader's log end for its epoch moves back to where the logs diverge.
+    #[test]
+    fn a_truncated_log_under_a_new_leader_moves_the_position_back() {
+        let config = ConsumerConfig::from_properties(&Properties::new(), "earliest").unwrap();
+        let mut consumer = Consumer::new(config, vec!["t".into()], vec![NodeId(1)], 0);
+        let mut out = Vec::new();
+        let tp = TopicPartition::new("t", 0);
+        consumer.handle_timeout(Instant::ZERO, &mut out);
+        let correlation_of = |messages: Vec<Message>, want: &str| -> u64 {
+            messages
+                .iter()
+                .find_map(|message| match message {
+                    Message::MetadataRequest { correlation_id } if want == "metadata" => Some(*correlation_id),
+                    Message::ListOffsetsRequest { correlation_id, .. } if want == "list" => Some(*correlation_id),
+                    Message::FetchRequest { correlation_id, .. } if want == "fetch" => Some(*correlation_id),
+                    Message::OffsetsForLeaderEpochRequest { correlation_id, .. } if want == "validate" => Some(*correlation_id),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("no {want} request among {messages:?}"))
+        };
+        let id = correlation_of(sent(&out), "metadata");
+        out.clear();
+        consumer.handle_message(Instant::ZERO, NodeId(1), Message::MetadataResponse { correlation_id: id, metadata: metadata(1, 0) }, &mut out);
+        let id = correlation_of(sent(&out), "list");
+        out.clear();
+        consumer.handle_message(Instant::ZERO, NodeId(1), Message::ListOffsetsResponse { correlation_id: id, partition: tp.clone(), result: Ok((Offset(0), LeaderEpoch(0))) }, &mut out);
+        let id = correlation_of(sent(&out), "fetch");
+        out.clear();
+        let records = (0..5).map(|index| Record { key: None, value: Bytes::from(format!("v{index}")) }).collect();
+        let batch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), None, records));
+        let data = FetchedData { high_watermark: Offset(5), log_end_offset: Offset(5), batches: vec![batch] };
+        consumer.handle_message(Instant::ZERO, NodeId(1), Message::FetchResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(data))] }, &mut out);
+        assert_eq!(consumer.positions()[&tp], Offset(5));
+        // A new leader at epoch 1: the next metadata refresh reveals it.
+        consumer.metadata.request_update();
+        out.clear();
+        consumer.handle_timeout(Instant::from_micros(1_000_000), &mut out);
+        let id = correlation_of(sent(&out), "metadata");
+        out.clear();
+        consumer.handle_message(Instant::from_micros(1_000_000), NodeId(1), Message::MetadataResponse { correlation_id: id, metadata: metadata(2, 1) }, &mut out);
+        let id = correlation_of(sent(&out), "validate");
+        assert!(!sent(&out).iter().any(|message| matches!(message, Message::FetchRequest { .. })), "no fetch before the position is validated");
+        out.clear();
+        let answer = EpochEndOffset { leader_epoch: Some(LeaderEpoch(0)), end_offset: Offset(3) };
+        consumer.handle_message(Instant::from_micros(1_000_000), NodeId(1), Message::OffsetsForLeaderEpochResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(answer))] }, &mut out);
+        assert_eq!(consumer.positions()[&tp], Offset(3));
+        assert!(out.iter().any(|output| matches!(output, ConsumerOutput::Seek { offset: Offset(3), .. })));
     }
 }

@@ -19,14 +19,15 @@ pub struct MetadataTracker {
     metadata: Option<Arc<ClusterMetadata>>,
     in_flight: Option<(u64, Instant)>,
     stale: bool,
-    refreshed_at: Instant,
+    /// When the last answer came; None until the first, which is asked for at once.
+    refreshed_at: Option<Instant>,
     max_age: Duration,
 }
 
 impl MetadataTracker {
     /// `first_broker` spreads clients over the bootstrap list.
     pub fn new(bootstrap: Vec<NodeId>, first_broker: usize, max_age: Duration) -> MetadataTracker {
-        MetadataTracker { bootstrap, next_broker: first_broker, metadata: None, in_flight: None, stale: true, refreshed_at: Instant::ZERO, max_age }
+        MetadataTracker { bootstrap, next_broker: first_broker, metadata: None, in_flight: None, stale: true, refreshed_at: None, max_age }
     }
 
     pub fn current(&self) -> Option<&Arc<ClusterMetadata>> {
@@ -42,10 +43,11 @@ impl MetadataTracker {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        match self.in_flight {
-            Some((_, sent)) => Some(sent + METADATA_REQUEST_TIMEOUT),
-            None if self.stale => Some(self.refreshed_at + METADATA_REFRESH_BACKOFF),
-            None => Some(self.refreshed_at + self.max_age),
+        match (self.in_flight, self.refreshed_at) {
+            (Some((_, sent)), _) => Some(sent + METADATA_REQUEST_TIMEOUT),
+            (None, None) => Some(Instant::ZERO),
+            (None, Some(refreshed)) if self.stale => Some(refreshed + METADATA_REFRESH_BACKOFF),
+            (None, Some(refreshed)) => Some(refreshed + self.max_age),
         }
     }
 
@@ -58,7 +60,11 @@ impl MetadataTracker {
             self.in_flight = None;
             self.stale = true;
         }
-        let due = if self.stale { now >= self.refreshed_at + METADATA_REFRESH_BACKOFF } else { now >= self.refreshed_at + self.max_age };
+        let due = match self.refreshed_at {
+            None => true,
+            Some(refreshed) if self.stale => now >= refreshed + METADATA_REFRESH_BACKOFF,
+            Some(refreshed) => now >= refreshed + self.max_age,
+        };
         if !due || self.bootstrap.is_empty() {
             return false;
         }
@@ -76,7 +82,7 @@ impl MetadataTracker {
         }
         self.in_flight = None;
         self.stale = false;
-        self.refreshed_at = now;
+        self.refreshed_at = Some(now);
         // Never go back to an older view than one already seen.
         if self.metadata.as_ref().is_none_or(|current| metadata.version >= current.version) {
             self.metadata = Some(metadata);
