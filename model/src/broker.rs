@@ -770,3 +770,46 @@ fn slice_from(batch: &RecordBatch, from: Offset) -> RecordBatch {
     let producer = batch.producer.map(|stamp| ProducerStamp { base_sequence: crate::types::Sequence(stamp.base_sequence.0 + skip as i32), ..stamp });
     RecordBatch::new(from, batch.partition_leader_epoch, producer, batch.records[skip..].to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::PartitionState;
+    use crate::types::PartitionEpoch;
+    use bytes::Bytes;
+
+    fn sends(out: &[BrokerOutput]) -> Vec<&Message> {
+        out.iter().filter_map(|output| if let BrokerOutput::Send(send) = output { Some(&send.message) } else { None }).collect()
+    }
+
+    /// KIP-497: an ISR expansion whose answer is lost may still have been
+    /// committed, so the leader keeps counting the new member (the maximal ISR)
+    /// and asks again; it must not fall back to the smaller ISR and acknowledge a
+    /// write the new member does not have. Found by safe-acks-all seed 1349 (under
+    /// an earlier nemesis generator), which lost acknowledged writes this way.
+    #[test]
+    fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
+        let tp = TopicPartition::new("t", 0);
+        let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+        let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+        let mut out = Vec::new();
+        broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+        assert!(broker.partitions()[&tp].is_leader());
+        // The follower catches up (an empty log) and is proposed for the ISR.
+        out.clear();
+        let fetch = FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) };
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch] }, &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { new_isr, .. } if new_isr.len() == 2)));
+        // acks=all waits for the follower, whatever the controller said.
+        out.clear();
+        let records = vec![Record { key: None, value: Bytes::from_static(b"v") }];
+        broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records }, &mut out);
+        out.clear();
+        broker.handle_timeout(Instant::ZERO + INTER_BROKER_REQUEST_TIMEOUT + Duration::from_millis(1), &mut out);
+        let messages = sends(&out);
+        assert!(messages.iter().any(|message| matches!(message, Message::AlterPartitionRequest { .. })), "the expansion is asked for again");
+        assert!(!messages.iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(_), .. })), "no acknowledgement without the new member");
+        assert_eq!(broker.partitions()[&tp].high_watermark, Offset(0));
+    }
+}

@@ -16,7 +16,8 @@ use kafsim_model::{Instant, NodeId, TopicPartition};
 use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,12 +52,18 @@ pub struct Nemesis {
     active: Vec<Active>,
     /// Every fault applied, in concrete scripted form (for `kafsim shrink`).
     applied: Vec<ScheduledFault>,
+    /// The nemesis draws from its own generator, seeded from the run seed, so
+    /// its choices leave madsim's generator (which also orders tasks) untouched:
+    /// the same faults replayed as a schedule then give the very same run.
+    rng: ChaCha8Rng,
+    seed: u64,
     name: Arc<str>,
 }
 
 impl Nemesis {
     pub fn new(ctx: Arc<RunContext>, ids: BTreeMap<NodeId, madsim::task::NodeId>) -> Nemesis {
-        Nemesis { ctx, ids, active: Vec::new(), applied: Vec::new(), name: "nemesis".into() }
+        let seed = Handle::current().seed();
+        Nemesis { ctx, ids, active: Vec::new(), applied: Vec::new(), rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321), seed, name: "nemesis".into() }
     }
 
     /// The faults this run applied, as a schedule that replays them.
@@ -126,10 +133,10 @@ impl Nemesis {
         controller.controller.metadata().partitions.get(tp).map(|state| state.replicas.clone()).unwrap_or_default()
     }
 
-    fn random_partition(&self) -> Option<TopicPartition> {
+    fn random_partition(&mut self) -> Option<TopicPartition> {
         let topics = &self.ctx.scenario.topics;
-        let topic = topics.choose(&mut madsim::rand::thread_rng())?;
-        let partition = madsim::rand::thread_rng().gen_range(0..topic.partitions);
+        let topic = topics.choose(&mut self.rng)?;
+        let partition = self.rng.gen_range(0..topic.partitions);
         Some(TopicPartition::new(topic.name.as_str(), partition))
     }
 
@@ -145,7 +152,11 @@ impl Nemesis {
             let now = self.ctx.now();
             let next_undo = self.active.iter().filter_map(|active| active.undo_at).min();
             let next_script = schedule.peek().map(|fault| Instant::ZERO + fault.at);
-            let next = [next_undo, next_script, next_random, Some(end)].into_iter().flatten().min().expect("end is always there");
+            // At capacity, a random fault waits for an undo rather than waking the
+            // nemesis for nothing (a wake-up alone would shift madsim's generator).
+            let at_capacity = self.active.len() >= faults.max_concurrent;
+            let random_wake = if at_capacity { None } else { next_random };
+            let next = [next_undo, next_script, random_wake, Some(end)].into_iter().flatten().min().expect("end is always there");
             if next > now {
                 madsim::time::sleep(next.saturating_since(now)).await;
             }
@@ -158,10 +169,10 @@ impl Nemesis {
             } else if next_script.is_some_and(|at| at <= now) {
                 let fault = schedule.next().expect("peeked");
                 self.apply_scripted(now, &fault);
-            } else if next_random.is_some_and(|at| at <= now) {
+            } else if !at_capacity && next_random.is_some_and(|at| at <= now) {
                 next_random = Some(now + self.exponential(faults.interval));
-                if self.active.len() < faults.max_concurrent {
-                    let kind = *faults.kinds.choose(&mut madsim::rand::thread_rng()).expect("kinds is not empty");
+                {
+                    let kind = *faults.kinds.choose(&mut self.rng).expect("kinds is not empty");
                     let hold = self.hold_time(faults.interval);
                     if let Some(applied) = self.apply_random(kind) {
                         self.activate(now, Some(now + hold), applied);
@@ -172,15 +183,15 @@ impl Nemesis {
         self.heal_all();
     }
 
-    fn exponential(&self, mean: Duration) -> Duration {
-        let uniform: f64 = madsim::rand::thread_rng().gen_range(0.0001..1.0);
+    fn exponential(&mut self, mean: Duration) -> Duration {
+        let uniform: f64 = self.rng.gen_range(0.0001..1.0);
         Duration::from_secs_f64(-uniform.ln() * mean.as_secs_f64())
     }
 
     /// How long a random fault lasts before it is undone.
-    fn hold_time(&self, interval: Duration) -> Duration {
+    fn hold_time(&mut self, interval: Duration) -> Duration {
         let max = interval.max(Duration::from_secs(2)) * 2;
-        Duration::from_secs_f64(madsim::rand::thread_rng().gen_range(0.5..max.as_secs_f64()))
+        Duration::from_secs_f64(self.rng.gen_range(0.5..max.as_secs_f64()))
     }
 
     fn undo_due(&mut self, now: Instant) {
@@ -188,10 +199,9 @@ impl Nemesis {
     }
 
     fn apply_random(&mut self, kind: FaultKind) -> Option<Applied> {
-        let mut rng = madsim::rand::thread_rng();
         let affected = self.nodes_down_or_paused();
         let servers: Vec<NodeId> = self.servers().into_iter().filter(|node| !affected.contains(node)).collect();
-        let server = *servers.choose(&mut rng)?;
+        let server = *servers.choose(&mut self.rng)?;
         match kind {
             FaultKind::Crash => Some(self.crash(vec![server], false)),
             FaultKind::PowerLoss => Some(self.crash(vec![server], true)),
@@ -203,22 +213,29 @@ impl Nemesis {
                     .into_iter()
                     .filter(|node| !affected.contains(node))
                     .collect();
-                let client = *clients.choose(&mut rng)?;
+                let client = *clients.choose(&mut self.rng)?;
                 Some(self.crash(vec![client], false))
             }
             FaultKind::Pause => Some(self.pause(vec![server])),
             FaultKind::Isolate => {
                 // Half the time isolate a partition leader, which is where it hurts.
-                let target = match self.random_partition().and_then(|tp| self.leader_of(&tp)) {
-                    Some(leader) if rng.gen_bool(0.5) => leader,
+                let leader = self.random_partition().and_then(|tp| self.leader_of(&tp));
+                let target = match leader {
+                    Some(leader) if self.rng.gen_bool(0.5) => leader,
                     _ => server,
                 };
                 Some(self.isolate(target))
             }
             FaultKind::Partition => Some(self.split(None, true)),
             FaultKind::OneWay => Some(self.silence_outbound(server)),
-            FaultKind::PacketLoss => Some(self.loss(rng.gen_range(0.02..0.3))),
-            FaultKind::Latency => Some(self.latency(Duration::from_millis(rng.gen_range(20..200)))),
+            FaultKind::PacketLoss => {
+                let rate = self.rng.gen_range(0.02..0.3);
+                Some(self.loss(rate))
+            }
+            FaultKind::Latency => {
+                let extra = Duration::from_millis(self.rng.gen_range(20..200));
+                Some(self.latency(extra))
+            }
             FaultKind::ReplicaPowerLoss => {
                 let tp = self.random_partition()?;
                 let replicas: Vec<NodeId> = self.replicas_of(&tp).into_iter().filter(|node| !affected.contains(node)).collect();
@@ -238,14 +255,13 @@ impl Nemesis {
             .collect()
     }
 
-    fn resolve(&self, target: &Target) -> Vec<NodeId> {
-        let mut rng = madsim::rand::thread_rng();
+    fn resolve(&mut self, target: &Target) -> Vec<NodeId> {
         match target {
             Target::Node(name) => self.ctx.roster.by_name(name).map(|entry| vec![entry.id]).unwrap_or_default(),
             Target::Leader(tp) => self.leader_of(tp).into_iter().collect(),
             Target::Replicas(tp) => self.replicas_of(tp),
             Target::Controller => vec![CONTROLLER_ID],
-            Target::Random | Target::Majority | Target::Minority => self.ctx.roster.brokers().choose(&mut rng).copied().into_iter().collect(),
+            Target::Random | Target::Majority | Target::Minority => self.ctx.roster.brokers().choose(&mut self.rng).copied().into_iter().collect(),
             Target::Nodes(names) => names.iter().filter_map(|name| self.ctx.roster.by_name(name)).map(|entry| entry.id).collect(),
         }
     }
@@ -306,7 +322,10 @@ impl Nemesis {
         for node in &nodes {
             if power_loss {
                 if let Some(disk) = self.ctx.disks.get(node) {
-                    let mut rng = madsim::rand::thread_rng();
+                    // What survives a power loss depends only on the run seed, the
+                    // time and the node, so a replayed schedule loses the same writes.
+                    let at = self.ctx.now().as_micros();
+                    let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ at.rotate_left(17) ^ u64::from(node.0).rotate_left(41));
                     disk.lock().expect("disk lock").power_loss(|pending| {
                         if pending == 0 || rng.gen_bool(0.5) {
                             return (0, false);
@@ -346,13 +365,12 @@ impl Nemesis {
     /// Splits the nodes in two: `side` (or a random minority of the servers) against
     /// the rest; with `scatter_clients`, each client not in `side` lands on a random side.
     fn split(&mut self, side: Option<Vec<NodeId>>, scatter_clients: bool) -> Applied {
-        let mut rng = madsim::rand::thread_rng();
         let mut servers = self.servers();
         let one_side = match side {
             Some(side) => side,
             None => {
-                servers.shuffle(&mut rng);
-                let minority = rng.gen_range(1..=(servers.len() - 1).div_ceil(2).max(1));
+                servers.shuffle(&mut self.rng);
+                let minority = self.rng.gen_range(1..=(servers.len() - 1).div_ceil(2).max(1));
                 servers[..minority].to_vec()
             }
         };
@@ -360,7 +378,7 @@ impl Nemesis {
         let mut right: Vec<NodeId> = self.servers().into_iter().filter(|node| !one_side.contains(node)).collect();
         let clients = self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. }));
         for client in clients.into_iter().filter(|client| !one_side.contains(client)) {
-            if scatter_clients && rng.gen_bool(0.5) {
+            if scatter_clients && self.rng.gen_bool(0.5) {
                 left.push(client);
             } else {
                 right.push(client);

@@ -84,8 +84,13 @@ pub fn shrink(scenario: &Arc<Scenario>, seed: u64, mut progress: impl FnMut(&str
     Ok(Shrunk { kind, original: all, minimal: current, runs, toml })
 }
 
+/// Microseconds, so the replayed schedule fires at the very instants it did.
 fn duration_text(duration: Duration) -> String {
-    format!("{}ms", duration.as_millis())
+    if duration.subsec_micros() % 1000 == 0 {
+        format!("{}ms", duration.as_millis())
+    } else {
+        format!("{}us", duration.as_micros())
+    }
 }
 
 fn fault_table(fault: &ScheduledFault) -> toml::Table {

@@ -426,7 +426,7 @@ impl Producer {
 
     fn fail(&mut self, batch: Batch, error: String, out: &mut Vec<ProducerOutput>) {
         self.completed(&batch.partition, batch.id);
-        if batch.maybe_written && self.config.enable_idempotence {
+        if batch.maybe_written && self.config.enable_idempotence && batch.stamped_with == self.producer_id {
             // KIP-360: after an unknown outcome the sequence space is suspect; start anew.
             self.producer_id = None;
         }
@@ -463,5 +463,96 @@ impl Producer {
             let error = format!("TimeoutException: expiring {} record(s) after delivery.timeout.ms", batch.handles.len());
             self.fail(batch, error, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Properties, PropertyValue};
+    use crate::protocol::{ClusterMetadata, PartitionState};
+    use crate::types::{LeaderEpoch, PartitionEpoch};
+
+    fn producer() -> Producer {
+        let mut properties = Properties::new();
+        properties.insert("linger.ms".into(), PropertyValue::Int(0));
+        properties.insert("batch.size".into(), PropertyValue::Int(1));
+        Producer::new(ProducerConfig::from_properties(&properties).unwrap(), vec![NodeId(1)], 0)
+    }
+
+    fn produce_requests(out: &[ProducerOutput]) -> Vec<(u64, Option<ProducerStamp>, Bytes)> {
+        out.iter()
+            .filter_map(|output| match output {
+                ProducerOutput::Send(Send { message: Message::ProduceRequest { correlation_id, producer, records, .. }, .. }) => {
+                    Some((*correlation_id, *producer, records[0].value.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Answers the metadata and producer-id requests in `out`.
+    fn answer_setup(producer: &mut Producer, now: Instant, out: &mut Vec<ProducerOutput>, producer_id: u64) {
+        let requests: Vec<Message> = out.iter().filter_map(|output| if let ProducerOutput::Send(send) = output { Some(send.message.clone()) } else { None }).collect();
+        for request in requests {
+            match request {
+                Message::MetadataRequest { correlation_id } => {
+                    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+                    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(TopicPartition::new("t", 0), state)].into_iter().collect() });
+                    producer.handle_message(now, Message::MetadataResponse { correlation_id, metadata }, out);
+                }
+                Message::InitProducerIdRequest { correlation_id } => {
+                    producer.handle_message(now, Message::InitProducerIdResponse { correlation_id, result: Ok((ProducerId(producer_id), 0)) }, out);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// KIP-360: when the oldest batch is out of order the producer takes a new id.
+    /// Batches answered after that go back in the order they were made, so the
+    /// new sequence numbers follow send order; and a batch that may already be in
+    /// the log is failed with its outcome unknown, never sent again under the new
+    /// id (where the broker could not tell it from a new write). Found by
+    /// safe-acks-all seeds 1163 (nonmonotonic-send) and 1505 (duplicate) under an
+    /// earlier nemesis generator.
+    #[test]
+    fn a_new_producer_id_keeps_send_order_and_does_not_resend_unresolved_batches() {
+        let mut producer = producer();
+        let mut out = Vec::new();
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        answer_setup(&mut producer, Instant::ZERO, &mut out, 7);
+        answer_setup(&mut producer, Instant::ZERO, &mut out, 7);
+        out.clear();
+        for handle in 0..4 {
+            producer.send(Instant::ZERO, handle, "t".into(), None, Bytes::from(format!("v{handle}")), &mut out);
+        }
+        let sent = produce_requests(&out);
+        assert_eq!(sent.len(), 4);
+        out.clear();
+        // v0, the oldest, is out of order: the broker lost this producer's state.
+        // Then v1's answer says it may be in the log, and v2, v3 are out of order.
+        let later = Instant::from_micros(1_000_000);
+        let answers = [ErrorCode::OutOfOrderSequenceNumber, ErrorCode::RequestTimedOut, ErrorCode::OutOfOrderSequenceNumber, ErrorCode::OutOfOrderSequenceNumber];
+        for ((correlation_id, _, _), error) in sent.iter().zip(answers) {
+            let response = Message::ProduceResponse { correlation_id: *correlation_id, partition: TopicPartition::new("t", 0), result: Err(error) };
+            producer.handle_message(later, response, &mut out);
+        }
+        out.clear();
+        let retry = Instant::from_micros(2_000_000);
+        producer.handle_timeout(retry, &mut out);
+        answer_setup(&mut producer, retry, &mut out, 8);
+        let failed_unknown: Vec<u64> = out
+            .iter()
+            .filter_map(|output| match output {
+                ProducerOutput::Completed { handle, result: Err(error) } if error.maybe_written => Some(*handle),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failed_unknown, vec![1], "the batch that may be in the log is failed with its outcome unknown, not resent");
+        let resent: Vec<(i32, Bytes)> = produce_requests(&out).into_iter().map(|(_, stamp, value)| (stamp.unwrap().base_sequence.0, value)).collect();
+        let values: Vec<&[u8]> = resent.iter().map(|(_, value)| &value[..]).collect();
+        assert_eq!(values, vec![&b"v0"[..], b"v2", b"v3"], "resent in the order they were made");
+        assert_eq!(resent.iter().map(|(sequence, _)| *sequence).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
 }
