@@ -205,6 +205,18 @@ pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
             println!("{op}");
         }
     }
+    if let Some(final_state) = &detail.final_state {
+        for (partition, snapshot) in &final_state.partitions {
+            let replicas: Vec<String> = snapshot
+                .replicas
+                .values()
+                .map(|replica| format!("broker-{} hw {} leo {}{}", replica.broker, replica.high_watermark, replica.log_end_offset, if replica.is_leader { " (leads)" } else { "" }))
+                .collect();
+            let leader = snapshot.leader.map_or("none".to_string(), |leader| format!("broker-{leader}"));
+            let isr: Vec<String> = snapshot.isr.iter().map(|broker| format!("broker-{broker}")).collect();
+            println!("final {partition}: leader {leader} epoch {} isr [{}]; {}", snapshot.leader_epoch, isr.join(","), replicas.join(", "));
+        }
+    }
     let result = &detail.result;
     println!("seed: {}  outcome: {:?}  simulated: {}.{:03}s  events: {}", result.seed, result.outcome, result.sim_ms / 1000, result.sim_ms % 1000, result.events);
     for violation in &result.violations {

@@ -97,26 +97,41 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
     }
 }
 
-/// The committed end of every partition, by the controller's leader.
-fn committed_ends(ctx: &RunContext) -> BTreeMap<kafsim_model::TopicPartition, Offset> {
+/// The committed end of every partition, once replication has settled: the
+/// controller's leader leads at the controller's epoch, its high watermark has
+/// reached its log end, and every in-sync replica follows that epoch with the same
+/// log end. None while any partition is still converging, so the final state is
+/// never captured mid-failover.
+fn settled_ends(ctx: &RunContext) -> Option<BTreeMap<kafsim_model::TopicPartition, Offset>> {
     let live = ctx.live.lock().expect("live lock");
-    let Some(controller) = live.controller() else { return BTreeMap::new() };
+    let controller = live.controller()?;
     let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
-    metadata
-        .partitions
-        .iter()
-        .filter_map(|(tp, state)| {
-            let leader = live.broker(state.leader?)?;
-            let broker = leader.lock().expect("broker lock");
-            let partition = broker.broker.partitions().get(tp)?;
-            partition.is_leader().then_some((tp.clone(), partition.high_watermark))
-        })
-        .collect()
+    let mut ends = BTreeMap::new();
+    for (tp, state) in &metadata.partitions {
+        let leader = live.broker(state.leader?)?;
+        let leader = leader.lock().expect("broker lock");
+        let partition = leader.broker.partitions().get(tp)?;
+        let end = partition.log_end_offset();
+        if !partition.is_leader() || partition.leader_epoch != state.leader_epoch || partition.high_watermark != end {
+            return None;
+        }
+        for follower in state.isr.iter().filter(|broker| Some(**broker) != state.leader) {
+            let follower = live.broker(*follower)?;
+            let follower = follower.lock().expect("broker lock");
+            let replica = follower.broker.partitions().get(tp)?;
+            if replica.leader_epoch != state.leader_epoch || replica.is_leader() || replica.log_end_offset() != end {
+                return None;
+            }
+        }
+        ends.insert(tp.clone(), end);
+    }
+    Some(ends)
 }
 
-/// Every send has completed and every consumer reached the committed end.
+/// Every send has completed, replication has settled and every consumer reached
+/// the committed end.
 fn drained(ctx: &RunContext) -> bool {
-    let ends = committed_ends(ctx);
+    let Some(ends) = settled_ends(ctx) else { return false };
     let live = ctx.live.lock().expect("live lock");
     let sends_done = live.producers().iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
     let reads_done = live.consumers().iter().all(|(_, consumer)| {
