@@ -86,7 +86,7 @@ pub fn shrink(scenario: &Arc<Scenario>, seed: u64, mut progress: impl FnMut(&str
 
 /// Microseconds, so the replayed schedule fires at the very instants it did.
 fn duration_text(duration: Duration) -> String {
-    if duration.subsec_micros() % 1000 == 0 {
+    if duration.subsec_micros().is_multiple_of(1000) {
         format!("{}ms", duration.as_millis())
     } else {
         format!("{}us", duration.as_micros())

@@ -16,6 +16,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod fetcher;
+
 /// How many batches one fetch returns per partition (a stand-in for fetch.max.bytes).
 const FETCH_MAX_BATCHES: usize = 64;
 /// How long a replica fetcher or an AlterPartition waits for an answer before it
@@ -596,158 +598,6 @@ impl Broker {
         })
     }
 
-    // ----- replica fetcher (following) -----
-
-    fn next_correlation(&mut self) -> u64 {
-        self.next_correlation_id += 1;
-        self.next_correlation_id
-    }
-
-    /// For each leader with an idle fetcher: first find divergence for partitions
-    /// that need it (OffsetsForLeaderEpoch), otherwise fetch for all of them.
-    fn send_fetches(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
-        let leaders: Vec<NodeId> = self.fetchers.iter().filter(|(_, fetcher)| fetcher.in_flight.is_none() && fetcher.backoff_until <= now).map(|(leader, _)| *leader).collect();
-        for leader in leaders {
-            let mut to_truncate = Vec::new();
-            let mut to_fetch = Vec::new();
-            for (tp, partition) in &mut self.partitions {
-                let Role::Follower(state) = &mut partition.role else { continue };
-                if state.leader != leader {
-                    continue;
-                }
-                if !state.truncated {
-                    match partition.log.latest_epoch() {
-                        Some(epoch) => to_truncate.push((tp.clone(), partition.leader_epoch, epoch)),
-                        // An empty log has nothing to disagree about.
-                        None => state.truncated = true,
-                    }
-                }
-                if state.truncated {
-                    to_fetch.push(FetchPartition { partition: tp.clone(), fetch_offset: partition.log.log_end_offset(), current_leader_epoch: partition.leader_epoch });
-                }
-            }
-            let correlation_id = self.next_correlation();
-            let message = if !to_truncate.is_empty() {
-                Message::OffsetsForLeaderEpochRequest { correlation_id, partitions: to_truncate }
-            } else if !to_fetch.is_empty() {
-                Message::FetchRequest { correlation_id, replica_id: Some(self.id), max_wait: self.config.replica_fetch_wait_max, partitions: to_fetch }
-            } else {
-                self.fetchers.remove(&leader);
-                continue;
-            };
-            let fetcher = self.fetchers.entry(leader).or_default();
-            fetcher.in_flight = Some((correlation_id, now));
-            out.push(BrokerOutput::Send(Send { to: leader, message }));
-        }
-    }
-
-    fn take_in_flight(&mut self, leader: NodeId, correlation_id: u64) -> bool {
-        match self.fetchers.get_mut(&leader) {
-            Some(fetcher) if fetcher.in_flight.map(|(id, _)| id) == Some(correlation_id) => {
-                fetcher.in_flight = None;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn backoff(&mut self, leader: NodeId, now: Instant) {
-        if let Some(fetcher) = self.fetchers.get_mut(&leader) {
-            fetcher.backoff_until = now + self.config.replica_fetch_backoff;
-        }
-    }
-
-    /// KIP-279 on the follower, as Kafka's `getOffsetTruncationState`.
-    fn handle_offsets_for_leader_epoch_response(
-        &mut self,
-        now: Instant,
-        leader: NodeId,
-        correlation_id: u64,
-        partitions: Vec<(TopicPartition, Result<EpochEndOffset, ErrorCode>)>,
-        out: &mut Vec<BrokerOutput>,
-    ) {
-        if !self.take_in_flight(leader, correlation_id) {
-            return;
-        }
-        let mut failed = false;
-        for (tp, result) in partitions {
-            let Some(partition) = self.partitions.get_mut(&tp) else { continue };
-            let Role::Follower(state) = &partition.role else { continue };
-            if state.leader != leader || state.truncated {
-                continue;
-            }
-            let answer = match result {
-                Ok(answer) => answer,
-                Err(_) => {
-                    failed = true;
-                    continue;
-                }
-            };
-            let local_end = partition.log.log_end_offset();
-            let (target, done) = match answer.leader_epoch {
-                // The leader knows no epoch this old: fall back to the high watermark.
-                None => (partition.high_watermark, true),
-                Some(leader_epoch) => match partition.log.epochs().end_offset_for(leader_epoch, local_end) {
-                    None => (answer.end_offset, true),
-                    // We never had the leader's epoch: cut back to where our older
-                    // epoch ended and ask again about the epoch before.
-                    Some((follower_epoch, follower_end)) if follower_epoch != leader_epoch => (follower_end, false),
-                    Some((_, follower_end)) => (answer.end_offset.min(follower_end), true),
-                },
-            };
-            partition.truncate_to(target, &mut self.disk);
-            if let Role::Follower(state) = &mut partition.role {
-                state.truncated = done;
-            }
-        }
-        self.flush_disk(out);
-        if failed {
-            self.backoff(leader, now);
-        }
-    }
-
-    fn handle_fetch_response(&mut self, now: Instant, leader: NodeId, correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)>, out: &mut Vec<BrokerOutput>) {
-        if !self.take_in_flight(leader, correlation_id) {
-            return;
-        }
-        let mut failed = false;
-        let flush_interval = self.config.log_flush_interval_messages;
-        for (tp, result) in partitions {
-            let Some(partition) = self.partitions.get_mut(&tp) else { continue };
-            let Role::Follower(state) = &mut partition.role else { continue };
-            if state.leader != leader || !state.truncated {
-                continue;
-            }
-            let data = match result {
-                Ok(data) => data,
-                Err(ErrorCode::OffsetOutOfRange) => {
-                    // Our log runs past the leader's: find the divergence again.
-                    state.truncated = false;
-                    continue;
-                }
-                Err(_) => {
-                    failed = true;
-                    continue;
-                }
-            };
-            for batch in data.batches {
-                let end = partition.log.log_end_offset();
-                if batch.next_offset() <= end {
-                    continue;
-                }
-                let batch = if batch.base_offset < end { Arc::new(slice_from(&batch, end)) } else { batch };
-                if batch.base_offset != end {
-                    break;
-                }
-                partition.append(batch, flush_interval, &mut self.disk);
-            }
-            partition.high_watermark = data.high_watermark.min(partition.log.log_end_offset());
-        }
-        self.flush_disk(out);
-        if failed {
-            self.backoff(leader, now);
-        }
-    }
 }
 
 /// Marks `new_isr` pending on the partition and asks the controller for it (KIP-497).
@@ -762,13 +612,6 @@ fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId
         new_isr,
     };
     BrokerOutput::Send(Send { to: controller, message })
-}
-
-/// The records of `batch` from `from` on, as a batch of their own.
-fn slice_from(batch: &RecordBatch, from: Offset) -> RecordBatch {
-    let skip = (from.0 - batch.base_offset.0) as usize;
-    let producer = batch.producer.map(|stamp| ProducerStamp { base_sequence: crate::types::Sequence(stamp.base_sequence.0 + skip as i32), ..stamp });
-    RecordBatch::new(from, batch.partition_leader_epoch, producer, batch.records[skip..].to_vec())
 }
 
 #[cfg(test)]
