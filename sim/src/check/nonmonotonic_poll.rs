@@ -12,7 +12,6 @@ use super::observations::for_each_consecutive_read;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::History;
-use std::ops::ControlFlow;
 
 pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::NonmonotonicPoll);
@@ -29,11 +28,7 @@ pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
                 seconds(current.op.time)
             ));
         }
-        if findings.is_full() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        findings.flow()
     });
     findings.into_violations()
 }

@@ -18,7 +18,6 @@ use crate::final_state::FinalState;
 use crate::history::{History, Value};
 use kafsim_model::{Offset, TopicPartition};
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
     let known = known_records(history, final_state);
@@ -36,11 +35,7 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
                 ));
             }
         }
-        if findings.is_full() {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
+        findings.flow()
     });
     findings.into_violations()
 }
