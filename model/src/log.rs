@@ -25,10 +25,6 @@ pub struct LeaderEpochCache {
 }
 
 impl LeaderEpochCache {
-    pub fn from_entries(entries: Vec<EpochEntry>) -> LeaderEpochCache {
-        LeaderEpochCache { entries }
-    }
-
     pub fn entries(&self) -> &[EpochEntry] {
         &self.entries
     }
@@ -152,11 +148,6 @@ impl Log {
 
     pub fn batches(&self) -> &[SharedBatch] {
         &self.batches
-    }
-
-    /// The epoch of the last batch, which a follower sends as its last fetched epoch.
-    pub fn last_batch_epoch(&self) -> Option<LeaderEpoch> {
-        self.batches.last().map(|batch| batch.partition_leader_epoch)
     }
 
     /// A leader marks the start of its epoch at its log end (Kafka's

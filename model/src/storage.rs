@@ -59,13 +59,6 @@ impl DurableState {
         }
     }
 
-    pub fn leader_epochs(&self, partition: &TopicPartition) -> Vec<EpochEntry> {
-        match self.checkpoints.get(&format!("{partition}/leader-epoch-checkpoint")) {
-            Some(Checkpoint::LeaderEpochs { entries, .. }) => entries.clone(),
-            _ => Vec::new(),
-        }
-    }
-
     pub fn controller(&self) -> Option<&ControllerSnapshot> {
         match self.checkpoints.get("__cluster_metadata") {
             Some(Checkpoint::Controller(snapshot)) => Some(snapshot),

@@ -60,8 +60,6 @@ impl LogFile {
 pub struct NodeDisk {
     logs: BTreeMap<TopicPartition, LogFile>,
     checkpoints: BTreeMap<String, Checkpoint>,
-    /// Writes made durable, for statistics.
-    pub flush_count: u64,
 }
 
 impl NodeDisk {
@@ -69,10 +67,7 @@ impl NodeDisk {
         match op {
             DiskOp::Append { partition, batch } => self.logs.entry(partition).or_default().pending.push(PendingWrite::Append(batch)),
             DiskOp::Truncate { partition, offset } => self.logs.entry(partition).or_default().pending.push(PendingWrite::Truncate(offset)),
-            DiskOp::Flush { partition } => {
-                self.flush_count += 1;
-                self.logs.entry(partition).or_default().flush();
-            }
+            DiskOp::Flush { partition } => self.logs.entry(partition).or_default().flush(),
             DiskOp::Checkpoint(checkpoint) => {
                 self.checkpoints.insert(checkpoint.file_name(), checkpoint);
             }

@@ -114,7 +114,7 @@ impl Nemesis {
     }
 
     fn names(&self, ids: &[NodeId]) -> String {
-        ids.iter().map(|id| self.node_name(*id).to_string()).collect::<Vec<_>>().join(",")
+        self.names_of(ids).join(",")
     }
 
     fn servers(&self) -> Vec<NodeId> {
@@ -318,7 +318,6 @@ impl Nemesis {
 
     fn crash(&mut self, nodes: Vec<NodeId>, power_loss: bool) -> Applied {
         let handle = Handle::current();
-        let mut notes = Vec::new();
         for node in &nodes {
             if power_loss {
                 if let Some(disk) = self.ctx.disks.get(node) {
@@ -335,10 +334,9 @@ impl Nemesis {
                 }
             }
             handle.kill(self.ids[node]);
-            notes.push(self.node_name(*node).to_string());
         }
         let kind = if power_loss { "power-loss" } else { "crash" };
-        self.record(format!("{kind} {}", notes.join(",")));
+        self.record(format!("{kind} {}", self.names(&nodes)));
         Applied::Down { nodes, power_loss }
     }
 

@@ -123,7 +123,8 @@ impl ScenarioReport {
                 mismatch.seed, mismatch.first, mismatch.second
             ));
         }
-        if let Some(seed) = self.runs.iter().find(|run| run.kinds().iter().any(|kind| self.unexpected().contains(kind))).map(|run| run.seed) {
+        let unexpected = self.unexpected();
+        if let Some(seed) = self.runs.iter().find(|run| run.kinds().iter().any(|kind| unexpected.contains(kind))).map(|run| run.seed) {
             text.push_str(&format!("      replay: kafsim replay <scenario> --seed {seed} --trace\n"));
         }
         text

@@ -38,7 +38,6 @@ struct Assignment {
     /// Set while a ListOffsets request for this partition is out.
     reset_in_flight: Option<(u64, Instant)>,
     backoff_until: Option<Instant>,
-    high_watermark: Offset,
 }
 
 pub struct Consumer {
@@ -59,13 +58,6 @@ impl Consumer {
 
     pub fn positions(&self) -> BTreeMap<TopicPartition, Offset> {
         self.assignments.iter().filter_map(|(tp, assignment)| assignment.position.map(|position| (tp.clone(), position))).collect()
-    }
-
-    /// Whether every assigned partition's position reached the high watermark its
-    /// leader last reported.
-    pub fn caught_up(&self) -> bool {
-        !self.assignments.is_empty()
-            && self.assignments.values().all(|assignment| assignment.position.is_some_and(|position| position >= assignment.high_watermark))
     }
 
     fn correlation(&mut self) -> u64 {
@@ -292,7 +284,6 @@ impl Consumer {
             let Some(position) = assignment.position else { continue };
             match result {
                 Ok(data) => {
-                    assignment.high_watermark = data.high_watermark;
                     let mut next = position;
                     for batch in &data.batches {
                         for (offset, record) in batch.iter() {
