@@ -108,6 +108,10 @@ pub struct BrokerConfig {
     /// Test-only switch: truncate a new follower to its high watermark, as Kafka did
     /// before KIP-101, instead of asking the leader where the epochs diverge.
     pub legacy_high_watermark_truncation: bool,
+    pub offsets_topic_num_partitions: u32,
+    pub offsets_topic_replication_factor: u32,
+    pub transaction_state_log_num_partitions: u32,
+    pub transaction_state_log_replication_factor: u32,
 }
 
 pub const BROKER_PROPERTIES: &[&str] = &[
@@ -121,6 +125,10 @@ pub const BROKER_PROPERTIES: &[&str] = &[
     "broker.session.timeout.ms",
     "replica.high.watermark.checkpoint.interval.ms",
     "kafsim.test.legacy.hw.truncation",
+    "offsets.topic.num.partitions",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.num.partitions",
+    "transaction.state.log.replication.factor",
 ];
 
 impl Default for BrokerConfig {
@@ -143,6 +151,10 @@ impl BrokerConfig {
             broker_session_timeout: reader.millis("broker.session.timeout.ms", 9_000)?,
             high_watermark_checkpoint_interval: reader.millis("replica.high.watermark.checkpoint.interval.ms", 5_000)?,
             legacy_high_watermark_truncation: reader.boolean("kafsim.test.legacy.hw.truncation", false)?,
+            offsets_topic_num_partitions: reader.integer("offsets.topic.num.partitions", 50, 1)? as u32,
+            offsets_topic_replication_factor: reader.integer("offsets.topic.replication.factor", 3, 1)? as u32,
+            transaction_state_log_num_partitions: reader.integer("transaction.state.log.num.partitions", 50, 1)? as u32,
+            transaction_state_log_replication_factor: reader.integer("transaction.state.log.replication.factor", 3, 1)? as u32,
         })
     }
 }

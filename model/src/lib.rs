@@ -10,6 +10,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod controller;
+pub mod coordinator;
 pub mod log;
 pub mod partition;
 pub mod protocol;

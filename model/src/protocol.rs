@@ -4,6 +4,7 @@
 //! wire. Errors are typed values (`ErrorCode`), as Kafka returns them in responses.
 
 use crate::config::Acks;
+use crate::coordinator::CoordinatorType;
 use crate::record::{ProducerStamp, Record, SharedBatch};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, ProducerId, TopicPartition};
 use serde::{Deserialize, Serialize};
@@ -29,6 +30,12 @@ pub enum ErrorCode {
     StaleBrokerEpoch,
     InvalidUpdateVersion,
     IneligibleReplica,
+    /// No live leader for the coordinator's internal partition yet.
+    CoordinatorNotAvailable,
+    /// This broker does not (or no longer) coordinate the key; find it again.
+    NotCoordinator,
+    /// The coordinator is still loading its state from the log.
+    CoordinatorLoadInProgress,
     /// A client gave up waiting for the response (the request may still have been served).
     NetworkTimeout,
 }
@@ -124,6 +131,9 @@ pub enum Message {
     /// KIP-101/KIP-279: where did `leader_epoch` end on the leader?
     OffsetsForLeaderEpochRequest { correlation_id: u64, partitions: Vec<(TopicPartition, LeaderEpoch, LeaderEpoch)> },
     OffsetsForLeaderEpochResponse { correlation_id: u64, partitions: Vec<(TopicPartition, Result<EpochEndOffset, ErrorCode>)> },
+    /// Any broker answers from its metadata: the leader of the key's internal partition.
+    FindCoordinatorRequest { correlation_id: u64, key_type: CoordinatorType, key: Arc<str> },
+    FindCoordinatorResponse { correlation_id: u64, result: Result<NodeId, ErrorCode> },
     InitProducerIdRequest { correlation_id: u64 },
     InitProducerIdResponse { correlation_id: u64, result: Result<(ProducerId, u16), ErrorCode> },
     /// A broker's registration (`broker_epoch` None, after every start) or heartbeat.
@@ -144,6 +154,11 @@ pub enum Message {
 }
 
 impl Message {
+    /// Which coordinator serves this request, for the broker to route it.
+    pub fn coordinator(&self) -> Option<CoordinatorType> {
+        None
+    }
+
     /// The API name, for traces and statistics.
     pub fn api(&self) -> &'static str {
         match self {
@@ -152,6 +167,7 @@ impl Message {
             Message::FetchRequest { .. } | Message::FetchResponse { .. } => "Fetch",
             Message::ListOffsetsRequest { .. } | Message::ListOffsetsResponse { .. } => "ListOffsets",
             Message::OffsetsForLeaderEpochRequest { .. } | Message::OffsetsForLeaderEpochResponse { .. } => "OffsetsForLeaderEpoch",
+            Message::FindCoordinatorRequest { .. } | Message::FindCoordinatorResponse { .. } => "FindCoordinator",
             Message::InitProducerIdRequest { .. } | Message::InitProducerIdResponse { .. } => "InitProducerId",
             Message::BrokerHeartbeat { .. } | Message::BrokerHeartbeatResponse { .. } => "BrokerHeartbeat",
             Message::AlterPartitionRequest { .. } | Message::AlterPartitionResponse { .. } => "AlterPartition",

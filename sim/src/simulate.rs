@@ -12,6 +12,7 @@ use crate::node::drive;
 use crate::node::producer::ProducerNode;
 use crate::scenario::Scenario;
 use kafsim_model::controller::{ControllerConfig, TopicSpec};
+use kafsim_model::coordinator::internal_topics;
 use kafsim_model::{Instant, NodeId, Offset};
 use madsim::runtime::Handle;
 use std::collections::BTreeMap;
@@ -72,6 +73,7 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
                 .topics
                 .iter()
                 .map(|topic| TopicSpec { name: topic.name.clone(), partitions: topic.partitions, replication_factor: topic.replication_factor })
+                .chain(internal_topics(&ctx.scenario.cluster.config, ctx.scenario.cluster.brokers, ctx.scenario.uses_groups(), ctx.scenario.uses_transactions()))
                 .collect();
             let config = ControllerConfig::new(ctx.roster.brokers(), topics, &ctx.scenario.cluster.config);
             let node = Arc::new(Mutex::new(ControllerNode::start(now, config, ctx.disks[&id].clone())));

@@ -4,6 +4,9 @@
 //! and heartbeats to the controller, from which it learns leaders and ISRs.
 
 use crate::config::{Acks, BrokerConfig};
+use crate::coordinator::group::GroupCoordinator;
+use crate::coordinator::txn::TransactionCoordinator;
+use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::log::Log;
 use crate::partition::{Partition, Role};
 use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
@@ -12,7 +15,7 @@ use crate::storage::{Checkpoint, DiskOp, DurableState};
 use crate::time::{earliest, Instant};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
 use crate::log::SequenceCheck;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,9 +36,19 @@ pub enum BrokerOutput {
     BecameLeader { partition: TopicPartition, leader_epoch: LeaderEpoch },
 }
 
+/// Who waits for a delayed produce: a client's request, or a coordinator's write.
+#[derive(Clone, Copy, Debug)]
+enum Waiter {
+    Client { client: NodeId, correlation_id: u64 },
+    Coordinator { kind: CoordinatorType, token: WriteToken },
+}
+
+/// How long a coordinator's write may wait for replication (Kafka's
+/// `offsets.commit.timeout.ms`, whose default is 5 s).
+const COORDINATOR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
 struct DelayedProduce {
-    client: NodeId,
-    correlation_id: u64,
+    waiter: Waiter,
     partition: TopicPartition,
     base_offset: Offset,
     required_offset: Offset,
@@ -72,6 +85,10 @@ pub struct Broker {
     next_checkpoint: Instant,
     next_producer_id: u64,
     disk: Vec<DiskOp>,
+    groups: GroupCoordinator,
+    transactions: TransactionCoordinator,
+    /// Coordinator writes that finished and whose coordinator has not heard yet.
+    completed_writes: VecDeque<(CoordinatorType, WriteToken, Result<Offset, ErrorCode>)>,
 }
 
 impl Broker {
@@ -94,6 +111,9 @@ impl Broker {
         }
         let broker = Broker {
             id,
+            groups: GroupCoordinator::new(config.clone()),
+            transactions: TransactionCoordinator::new(config.clone()),
+            completed_writes: VecDeque::new(),
             next_isr_check: now + config.replica_lag_time_max / 2,
             next_checkpoint: now + config.high_watermark_checkpoint_interval,
             config,
@@ -126,6 +146,8 @@ impl Broker {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = Some(self.next_heartbeat.min(self.next_isr_check).min(self.next_checkpoint));
+        deadline = earliest(deadline, self.groups.next_deadline());
+        deadline = earliest(deadline, self.transactions.next_deadline());
         for delayed in &self.delayed_produces {
             deadline = earliest(deadline, Some(delayed.deadline));
         }
@@ -172,6 +194,9 @@ impl Broker {
         }
         self.retry_alter_partitions(now, out);
         self.expire_delayed(now, out);
+        for kind in [CoordinatorType::Group, CoordinatorType::Transaction] {
+            self.run_coordinator(now, kind, out, |coordinator, now, effects| coordinator.handle_timeout(now, effects));
+        }
         self.send_fetches(now, out);
     }
 
@@ -204,6 +229,14 @@ impl Broker {
             Message::OffsetsForLeaderEpochResponse { correlation_id, partitions } => {
                 self.handle_offsets_for_leader_epoch_response(now, from, correlation_id, partitions, out)
             }
+            Message::FindCoordinatorRequest { correlation_id, key_type, key } => {
+                let result = find_coordinator(&self.metadata, key_type, &key);
+                self.reply(out, from, Message::FindCoordinatorResponse { correlation_id, result })
+            }
+            message if message.coordinator().is_some() => {
+                let kind = message.coordinator().expect("matched on it");
+                self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.handle_request(now, from, message, effects));
+            }
             Message::InitProducerIdRequest { correlation_id } => {
                 let result = match self.broker_epoch {
                     // Producer ids must never repeat: the broker epoch is unique per
@@ -231,6 +264,7 @@ impl Broker {
             Message::AlterPartitionResponse { partition, result } => self.handle_alter_partition_response(now, partition, result, out),
             _ => {}
         }
+        self.pump_coordinator_completions(now, out);
         self.send_fetches(now, out);
     }
 
@@ -259,6 +293,7 @@ impl Broker {
 
     fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<BrokerOutput>) {
         let me = self.id;
+        let mut loads = Vec::new();
         let partition = self.partitions.entry(tp.clone()).or_insert_with(|| Partition::new(tp.clone(), Log::default(), Offset(0)));
         let fresh = matches!(partition.role, Role::Offline) && state.leader_epoch >= partition.leader_epoch;
         if state.leader_epoch > partition.leader_epoch || (fresh && state.leader.is_some()) {
@@ -270,6 +305,7 @@ impl Broker {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, "become leader");
                     partition.become_leader(now, me, state.leader_epoch, &mut self.disk);
                     out.push(BrokerOutput::BecameLeader { partition: tp.clone(), leader_epoch: state.leader_epoch });
+                    loads.push(state.leader_epoch);
                 }
                 Some(leader) => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, leader = leader.0, "become follower");
@@ -280,6 +316,9 @@ impl Broker {
             }
             if !partition.is_leader() {
                 self.fail_delayed_produces(tp, ErrorCode::NotLeaderOrFollower, out);
+                // The coordinator hears its writes failed while it still knows whom to tell.
+                self.pump_coordinator_completions(now, out);
+                self.unload_coordinator(tp);
             }
         } else if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch {
             partition.isr = state.isr.clone();
@@ -289,6 +328,9 @@ impl Broker {
             return;
         }
         self.flush_disk(out);
+        for leader_epoch in loads {
+            self.load_coordinator(now, tp, leader_epoch, out);
+        }
         self.after_high_watermark_change(now, tp, out);
     }
 
@@ -381,7 +423,8 @@ impl Broker {
             Acks::None => {}
             Acks::Leader => self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
             Acks::All => {
-                self.delayed_produces.push(DelayedProduce { client, correlation_id, partition: tp.clone(), base_offset, required_offset, deadline: now + timeout });
+                let waiter = Waiter::Client { client, correlation_id };
+                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + timeout });
                 self.complete_delayed_produces(&tp, out);
             }
         }
@@ -442,8 +485,7 @@ impl Broker {
                 // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
                 // shrank below min.insync.replicas meanwhile.
                 let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
-                let message = Message::ProduceResponse { correlation_id: delayed.correlation_id, partition: tp.clone(), result };
-                out.push(BrokerOutput::Send(Send { to: delayed.client, message }));
+                self.answer_waiter(delayed.waiter, tp.clone(), result, out);
             } else {
                 index += 1;
             }
@@ -455,8 +497,7 @@ impl Broker {
         while index < self.delayed_produces.len() {
             if &self.delayed_produces[index].partition == tp {
                 let delayed = self.delayed_produces.remove(index);
-                let message = Message::ProduceResponse { correlation_id: delayed.correlation_id, partition: tp.clone(), result: Err(error) };
-                out.push(BrokerOutput::Send(Send { to: delayed.client, message }));
+                self.answer_waiter(delayed.waiter, tp.clone(), Err(error), out);
             } else {
                 index += 1;
             }
@@ -468,13 +509,84 @@ impl Broker {
         while index < self.delayed_produces.len() {
             if self.delayed_produces[index].deadline <= now {
                 let delayed = self.delayed_produces.remove(index);
-                let message = Message::ProduceResponse { correlation_id: delayed.correlation_id, partition: delayed.partition, result: Err(ErrorCode::RequestTimedOut) };
-                out.push(BrokerOutput::Send(Send { to: delayed.client, message }));
+                self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
             } else {
                 index += 1;
             }
         }
         self.complete_delayed_fetches(now, None, out);
+    }
+
+    fn answer_waiter(&mut self, waiter: Waiter, partition: TopicPartition, result: Result<Offset, ErrorCode>, out: &mut Vec<BrokerOutput>) {
+        match waiter {
+            Waiter::Client { client, correlation_id } => {
+                out.push(BrokerOutput::Send(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } }))
+            }
+            Waiter::Coordinator { kind, token } => self.completed_writes.push_back((kind, token, result)),
+        }
+    }
+
+    // ----- coordinators -----
+
+    fn coordinator_mut(&mut self, kind: CoordinatorType) -> &mut dyn Coordinator {
+        match kind {
+            CoordinatorType::Group => &mut self.groups,
+            CoordinatorType::Transaction => &mut self.transactions,
+        }
+    }
+
+    /// Runs one coordinator call and carries out what it asks: sends go out, appends
+    /// go to the internal partition with acks=all and wait in purgatory.
+    fn run_coordinator(
+        &mut self,
+        now: Instant,
+        kind: CoordinatorType,
+        out: &mut Vec<BrokerOutput>,
+        call: impl FnOnce(&mut dyn Coordinator, Instant, &mut Vec<CoordinatorEffect>),
+    ) {
+        let mut effects = Vec::new();
+        call(self.coordinator_mut(kind), now, &mut effects);
+        for effect in effects {
+            match effect {
+                CoordinatorEffect::Send(send) => out.push(BrokerOutput::Send(send)),
+                CoordinatorEffect::Append { partition, records, token } => self.append_for_coordinator(now, kind, partition, records, token, out),
+            }
+        }
+    }
+
+    fn append_for_coordinator(&mut self, now: Instant, kind: CoordinatorType, partition: u32, records: Vec<crate::record::Record>, token: WriteToken, out: &mut Vec<BrokerOutput>) {
+        let tp = TopicPartition::new(kind.topic(), partition);
+        match self.append_as_leader(&tp, Acks::All, None, records) {
+            Err(error) => self.completed_writes.push_back((kind, token, Err(error))),
+            Ok((base_offset, required_offset)) => {
+                self.flush_disk(out);
+                let waiter = Waiter::Coordinator { kind, token };
+                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                self.after_append(now, &tp, out);
+            }
+        }
+    }
+
+    /// Tells coordinators how their writes ended; what they do in turn may finish
+    /// more writes, so this runs until nothing is left.
+    fn pump_coordinator_completions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        while let Some((kind, token, result)) = self.completed_writes.pop_front() {
+            self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.write_completed(now, token, result, effects));
+        }
+    }
+
+    fn load_coordinator(&mut self, now: Instant, tp: &TopicPartition, leader_epoch: LeaderEpoch, out: &mut Vec<BrokerOutput>) {
+        let Some(kind) = internal_coordinator(tp) else { return };
+        let batches = self.partitions[tp].log.batches().to_vec();
+        tracing::info!(partition = %tp, epoch = leader_epoch.0, "coordinator loads its partition");
+        let partition = tp.partition;
+        self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.load(now, partition, leader_epoch, &batches, effects));
+    }
+
+    fn unload_coordinator(&mut self, tp: &TopicPartition) {
+        if let Some(kind) = internal_coordinator(tp) {
+            self.coordinator_mut(kind).unload(tp.partition);
+        }
     }
 
     // ----- fetch (serving) -----
@@ -598,6 +710,14 @@ impl Broker {
         })
     }
 
+}
+
+/// Which coordinator lives on `tp`, if it is a partition of an internal topic.
+fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorType> {
+    if !is_internal_topic(&tp.topic) {
+        return None;
+    }
+    [CoordinatorType::Group, CoordinatorType::Transaction].into_iter().find(|kind| kind.topic() == &*tp.topic)
 }
 
 /// Marks `new_isr` pending on the partition and asks the controller for it (KIP-497).

@@ -50,6 +50,18 @@ pub struct Scenario {
     pub expect: Expect,
 }
 
+impl Scenario {
+    /// Whether any client joins a consumer group, so `__consumer_offsets` is needed.
+    pub fn uses_groups(&self) -> bool {
+        self.consumers.iter().any(|consumer| consumer.group.is_some())
+    }
+
+    /// Whether any client uses transactions, so `__transaction_state` is needed.
+    pub fn uses_transactions(&self) -> bool {
+        false
+    }
+}
+
 /// `[cluster]`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Cluster {
