@@ -4,6 +4,8 @@
 //! wire. Errors are typed values (`ErrorCode`), as Kafka returns them in responses.
 
 use crate::config::Acks;
+use crate::coordinator::group::protocol::GroupMessage;
+use crate::coordinator::txn::protocol::TxnMessage;
 use crate::coordinator::CoordinatorType;
 use crate::record::{ProducerStamp, Record, SharedBatch};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, ProducerId, TopicPartition};
@@ -151,12 +153,20 @@ pub enum Message {
     AlterPartitionResponse { partition: TopicPartition, result: Result<PartitionState, ErrorCode> },
     /// The controller pushes metadata to brokers as soon as it changes.
     UpdateMetadata { metadata: Arc<ClusterMetadata> },
+    /// Group coordination and committed offsets (`coordinator::group::protocol`).
+    Group(GroupMessage),
+    /// Transactions (`coordinator::txn::protocol`).
+    Txn(TxnMessage),
 }
 
 impl Message {
     /// Which coordinator serves this request, for the broker to route it.
     pub fn coordinator(&self) -> Option<CoordinatorType> {
-        None
+        match self {
+            Message::Group(message) if message.routes_to_coordinator() => Some(CoordinatorType::Group),
+            Message::Txn(message) if message.routes_to_coordinator() => Some(CoordinatorType::Transaction),
+            _ => None,
+        }
     }
 
     /// The API name, for traces and statistics.
@@ -172,6 +182,8 @@ impl Message {
             Message::BrokerHeartbeat { .. } | Message::BrokerHeartbeatResponse { .. } => "BrokerHeartbeat",
             Message::AlterPartitionRequest { .. } | Message::AlterPartitionResponse { .. } => "AlterPartition",
             Message::UpdateMetadata { .. } => "UpdateMetadata",
+            Message::Group(message) => message.api(),
+            Message::Txn(message) => message.api(),
         }
     }
 }

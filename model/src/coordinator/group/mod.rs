@@ -2,6 +2,8 @@
 //!
 //! A skeleton: it owns no keys yet and ignores every request.
 
+pub mod protocol;
+
 use super::{Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::config::BrokerConfig;
 use crate::protocol::{ErrorCode, Message};
