@@ -138,7 +138,12 @@ fn drained(ctx: &RunContext) -> bool {
     let sends_done = live.producers().iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
     let reads_done = live.consumers().iter().all(|(_, consumer)| {
         let positions = consumer.lock().expect("consumer lock").consumer.positions();
-        ends.iter().all(|(tp, end)| positions.get(tp).is_some_and(|position| position >= end) || !positions.contains_key(tp) && *end == Offset(0))
+        ends.iter().all(|(tp, end)| {
+            // Consumers read no internal topic (`__transaction_state`).
+            kafsim_model::coordinator::is_internal_topic(&tp.topic)
+                || positions.get(tp).is_some_and(|position| position >= end)
+                || !positions.contains_key(tp) && *end == Offset(0)
+        })
     });
     sends_done && reads_done && !ends.is_empty()
 }

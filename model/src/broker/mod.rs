@@ -10,7 +10,8 @@ use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, Coord
 use crate::log::Log;
 use crate::partition::{Partition, Role};
 use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
-use crate::record::{ProducerStamp, Record, RecordBatch, SharedBatch};
+use crate::coordinator::txn::protocol::TxnMessage;
+use crate::record::{ControlMarker, ProducerStamp, Record, RecordBatch, SharedBatch};
 use crate::storage::{Checkpoint, DiskOp, DurableState};
 use crate::time::{earliest, Instant};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
@@ -41,6 +42,8 @@ pub enum BrokerOutput {
 enum Waiter {
     Client { client: NodeId, correlation_id: u64 },
     Coordinator { kind: CoordinatorType, token: WriteToken },
+    /// A transaction coordinator's WriteTxnMarkers (KIP-98).
+    Marker { coordinator: NodeId, correlation_id: u64 },
 }
 
 /// How long a coordinator's write may wait for replication (Kafka's
@@ -60,6 +63,7 @@ struct DelayedFetch {
     correlation_id: u64,
     replica_id: Option<NodeId>,
     partitions: Vec<FetchPartition>,
+    read_committed: bool,
     deadline: Instant,
 }
 
@@ -208,8 +212,8 @@ impl Broker {
             Message::ProduceRequest { correlation_id, acks, timeout, partition, producer, records } => {
                 self.handle_produce(now, from, correlation_id, acks, timeout, partition, producer, records, out)
             }
-            Message::FetchRequest { correlation_id, replica_id, max_wait, partitions } => {
-                self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, out)
+            Message::FetchRequest { correlation_id, replica_id, max_wait, partitions, read_committed } => {
+                self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, read_committed, out)
             }
             Message::FetchResponse { correlation_id, partitions } => self.handle_fetch_response(now, from, correlation_id, partitions, out),
             Message::ListOffsetsRequest { correlation_id, partition, spec, current_leader_epoch } => {
@@ -232,6 +236,10 @@ impl Broker {
             Message::FindCoordinatorRequest { correlation_id, key_type, key } => {
                 let result = find_coordinator(&self.metadata, key_type, &key);
                 self.reply(out, from, Message::FindCoordinatorResponse { correlation_id, result })
+            }
+            Message::Txn(TxnMessage::WriteTxnMarkersRequest { correlation_id, producer_id, producer_epoch, coordinator_epoch, commit, partition }) => {
+                let marker = ControlMarker { commit, coordinator_epoch };
+                self.handle_write_txn_markers(now, from, correlation_id, producer_id, producer_epoch, marker, partition, out)
             }
             message if message.coordinator().is_some() => {
                 let kind = message.coordinator().expect("matched on it");
@@ -283,6 +291,7 @@ impl Broker {
             return;
         }
         self.metadata = metadata.clone();
+        self.transactions.update_metadata(metadata.clone());
         for (tp, state) in &metadata.partitions {
             if !state.replicas.contains(&self.id) {
                 continue;
@@ -430,6 +439,50 @@ impl Broker {
         }
     }
 
+    /// KIP-98: the leader appends a transaction's commit or abort marker and
+    /// answers the coordinator once it is committed (acks=all). A marker older
+    /// than the producer epoch the partition has seen was superseded: refused.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_write_txn_markers(
+        &mut self,
+        now: Instant,
+        coordinator: NodeId,
+        correlation_id: u64,
+        producer_id: ProducerId,
+        producer_epoch: u16,
+        marker: ControlMarker,
+        tp: TopicPartition,
+        out: &mut Vec<BrokerOutput>,
+    ) {
+        let waiter = Waiter::Marker { coordinator, correlation_id };
+        let appended = (|| {
+            let partition = self.partitions.get_mut(&tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+            if !partition.is_leader() {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            if partition.isr.len() < self.config.min_insync_replicas {
+                return Err(ErrorCode::NotEnoughReplicas);
+            }
+            if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
+                return Err(ErrorCode::ProducerFenced);
+            }
+            let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
+            let batch: SharedBatch = Arc::new(RecordBatch::control(partition.log_end_offset(), partition.leader_epoch, stamp, marker));
+            let range = (batch.base_offset, batch.next_offset());
+            partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
+            Ok(range)
+        })();
+        match appended {
+            Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
+            Ok((base_offset, required_offset)) => {
+                self.flush_disk(out);
+                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                self.after_append(now, &tp, out);
+                self.complete_delayed_produces(&tp, out);
+            }
+        }
+    }
+
     /// Appends on the leader; returns the batch's base offset and the offset the
     /// high watermark must pass for acks=all.
     fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(Offset, Offset), ErrorCode> {
@@ -523,6 +576,10 @@ impl Broker {
                 out.push(BrokerOutput::Send(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } }))
             }
             Waiter::Coordinator { kind, token } => self.completed_writes.push_back((kind, token, result)),
+            Waiter::Marker { coordinator, correlation_id } => {
+                let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
+                out.push(BrokerOutput::Send(Send { to: coordinator, message: Message::Txn(message) }))
+            }
         }
     }
 
@@ -600,6 +657,7 @@ impl Broker {
         replica_id: Option<NodeId>,
         max_wait: Duration,
         partitions: Vec<FetchPartition>,
+        read_committed: bool,
         out: &mut Vec<BrokerOutput>,
     ) {
         if let Some(follower) = replica_id {
@@ -621,7 +679,7 @@ impl Broker {
                 self.after_high_watermark_change(now, &tp, out);
             }
         }
-        let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, deadline: now + max_wait };
+        let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, read_committed, deadline: now + max_wait };
         if max_wait.is_zero() || self.fetch_ready(&delayed) {
             self.respond_fetch(delayed, out);
         } else {
@@ -634,8 +692,10 @@ impl Broker {
         fetch.partitions.iter().any(|request| match self.validate_leader(&request.partition, request.current_leader_epoch) {
             Err(_) => true,
             Ok(partition) => {
-                let end = if fetch.replica_id.is_some() { partition.log_end_offset() } else { partition.high_watermark };
-                request.fetch_offset != end
+                let end = fetch_end(partition, fetch.replica_id, fetch.read_committed);
+                // A read_committed position may stand past the last stable offset
+                // (after a reset to the high watermark): it waits, as for no data.
+                if fetch.read_committed { request.fetch_offset < end || request.fetch_offset > partition.log_end_offset() } else { request.fetch_offset != end }
             }
         })
     }
@@ -646,14 +706,25 @@ impl Broker {
             .iter()
             .map(|request| {
                 let result = self.validate_leader(&request.partition, request.current_leader_epoch).and_then(|partition| {
-                    let end = if fetch.replica_id.is_some() { partition.log_end_offset() } else { partition.high_watermark };
+                    let end = fetch_end(partition, fetch.replica_id, fetch.read_committed);
                     if request.fetch_offset > partition.log_end_offset() {
                         return Err(ErrorCode::OffsetOutOfRange);
                     }
+                    let batches = partition.log.read(request.fetch_offset, end, FETCH_MAX_BATCHES);
+                    // KIP-98: a read_committed fetch gets data below the last stable
+                    // offset and the aborted transactions among it.
+                    let aborted_transactions = if fetch.read_committed {
+                        let until = batches.last().map_or(request.fetch_offset, |batch| batch.next_offset());
+                        partition.log.transactions().aborted_between(request.fetch_offset, until)
+                    } else {
+                        Vec::new()
+                    };
                     Ok(FetchedData {
                         high_watermark: partition.high_watermark,
                         log_end_offset: partition.log_end_offset(),
-                        batches: partition.log.read(request.fetch_offset, end, FETCH_MAX_BATCHES),
+                        batches,
+                        last_stable_offset: partition.log.transactions().last_stable_offset(partition.high_watermark),
+                        aborted_transactions,
                     })
                 });
                 (request.partition.clone(), result)
@@ -712,6 +783,18 @@ impl Broker {
 
 }
 
+/// Where a fetch's data ends: a follower reads to the log end, a consumer to the
+/// high watermark, a read_committed consumer to the last stable offset (KIP-98).
+fn fetch_end(partition: &Partition, replica_id: Option<NodeId>, read_committed: bool) -> Offset {
+    if replica_id.is_some() {
+        partition.log_end_offset()
+    } else if read_committed {
+        partition.log.transactions().last_stable_offset(partition.high_watermark)
+    } else {
+        partition.high_watermark
+    }
+}
+
 /// Which coordinator lives on `tp`, if it is a partition of an internal topic.
 fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorType> {
     if !is_internal_topic(&tp.topic) {
@@ -762,7 +845,7 @@ mod tests {
         // The follower catches up (an empty log) and is proposed for the ISR.
         out.clear();
         let fetch = FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) };
-        broker.handle_message(Instant::ZERO, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch] }, &mut out);
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch], read_committed: false }, &mut out);
         assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { new_isr, .. } if new_isr.len() == 2)));
         // acks=all waits for the follower, whatever the controller said.
         out.clear();

@@ -6,6 +6,7 @@
 //! below it, the consumer moves back to where the logs diverge.
 //! Consumer groups come later; `assign` takes every partition of its topics.
 
+use super::isolation::ReadIsolation;
 use super::metadata::MetadataTracker;
 use crate::config::{ConsumerConfig, OffsetReset};
 use crate::protocol::{ErrorCode, FetchPartition, Message, OffsetSpec, Send};
@@ -234,7 +235,7 @@ impl Consumer {
         for (leader, partitions) in by_leader {
             let correlation_id = self.correlation();
             self.fetches.insert(leader, (correlation_id, now));
-            let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions };
+            let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions, read_committed: self.config.read_committed };
             out.push(ConsumerOutput::Send(Send { to: leader, message }));
         }
     }
@@ -285,12 +286,18 @@ impl Consumer {
             match result {
                 Ok(data) => {
                     let mut next = position;
+                    // KIP-98: read_committed reads below the last stable offset only.
+                    let end = if self.config.read_committed { data.last_stable_offset.min(data.high_watermark) } else { data.high_watermark };
+                    let mut isolation = ReadIsolation::new(self.config.read_committed, &data.aborted_transactions);
                     for batch in &data.batches {
+                        let skipped = isolation.skips(batch);
                         for (offset, record) in batch.iter() {
-                            if offset < next || offset >= data.high_watermark || records.len() >= max_records {
+                            if offset < next || offset >= end || records.len() >= max_records {
                                 continue;
                             }
-                            records.push((tp.clone(), offset, record.clone()));
+                            if !skipped {
+                                records.push((tp.clone(), offset, record.clone()));
+                            }
                             next = offset.next();
                             assignment.position_epoch = Some(batch.partition_leader_epoch);
                         }
@@ -373,7 +380,7 @@ mod tests {
         out.clear();
         let records = (0..5).map(|index| Record { key: None, value: Bytes::from(format!("v{index}")) }).collect();
         let batch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), None, records));
-        let data = FetchedData { high_watermark: Offset(5), log_end_offset: Offset(5), batches: vec![batch] };
+        let data = FetchedData { high_watermark: Offset(5), log_end_offset: Offset(5), batches: vec![batch], last_stable_offset: Offset(5), aborted_transactions: Vec::new() };
         consumer.handle_message(Instant::ZERO, NodeId(1), Message::FetchResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(data))] }, &mut out);
         assert_eq!(consumer.positions()[&tp], Offset(5));
         // A new leader at epoch 1: the next metadata refresh reveals it.

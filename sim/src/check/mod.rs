@@ -6,6 +6,7 @@ use crate::history::History;
 use serde::Serialize;
 use std::fmt;
 
+pub mod aborted_read;
 pub mod committed_data_lost;
 pub mod duplicate;
 pub(crate) mod findings;
@@ -21,6 +22,8 @@ pub mod replica_divergence;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod timeout;
+mod transactions;
+pub mod txn_atomicity;
 pub mod unseen;
 
 /// Every anomaly kind a scenario may name in `expect.never` / `expect.finds`.
@@ -120,9 +123,8 @@ impl Violation {
 pub type Checker = fn(&History, &FinalState) -> Vec<Violation>;
 
 /// Every implemented checker, in `CheckerKind` order. Kinds with no checker yet
-/// (aborted-read, txn-atomicity, eos-violation, at-most-once, at-least-once,
-/// group-overlap) are absent.
-pub const CHECKERS: [(CheckerKind, Checker); 12] = [
+/// (eos-violation, at-most-once, at-least-once, group-overlap) are absent.
+pub const CHECKERS: [(CheckerKind, Checker); 14] = [
     (CheckerKind::LostWrite, lost_write::check),
     (CheckerKind::Duplicate, duplicate::check),
     (CheckerKind::InconsistentOffsets, inconsistent_offsets::check),
@@ -132,6 +134,8 @@ pub const CHECKERS: [(CheckerKind, Checker); 12] = [
     (CheckerKind::CommittedDataLost, committed_data_lost::check),
     (CheckerKind::ReplicaDivergence, replica_divergence::check),
     (CheckerKind::Unseen, unseen::check),
+    (CheckerKind::AbortedRead, aborted_read::check),
+    (CheckerKind::TxnAtomicity, txn_atomicity::check),
     (CheckerKind::Liveness, liveness::check),
     (CheckerKind::Panic, panic::check),
     (CheckerKind::Timeout, timeout::check),

@@ -1,0 +1,36 @@
+//! The transactions of a run as the history records them (KIP-98 workloads):
+//! each transaction's values and how it ended, for the transaction checkers.
+
+use crate::history::{History, Op, OpBody, OpType, Value};
+
+/// How a transaction ended, as its producer learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Committed,
+    Aborted,
+    /// Never learned: the producer crashed, or the commit's answer was lost.
+    Unknown,
+}
+
+pub(crate) struct Transaction<'a> {
+    pub(crate) op: &'a Op,
+    pub(crate) number: u64,
+    pub(crate) values: &'a [Value],
+    pub(crate) outcome: Outcome,
+}
+
+/// Every ended transaction (its completion op), in history order.
+pub(crate) fn ended_transactions(history: &History) -> impl Iterator<Item = Transaction<'_>> {
+    history.ops.iter().filter_map(|op| match &op.body {
+        OpBody::Txn { number, values, .. } => {
+            let outcome = match op.kind {
+                OpType::Invoke => return None,
+                OpType::Ok => Outcome::Committed,
+                OpType::Fail => Outcome::Aborted,
+                OpType::Info => Outcome::Unknown,
+            };
+            Some(Transaction { op, number: *number, values, outcome })
+        }
+        _ => None,
+    })
+}
