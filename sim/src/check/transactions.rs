@@ -2,6 +2,7 @@
 //! each transaction's values and how it ended, for the transaction checkers.
 
 use crate::history::{History, Op, OpBody, OpType, Value};
+use std::collections::BTreeSet;
 
 /// How a transaction ended, as its producer learned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,4 +34,19 @@ pub(crate) fn ended_transactions(history: &History) -> impl Iterator<Item = Tran
         }
         _ => None,
     })
+}
+
+/// Values sent in transactions that did not (knowingly) commit: aborted, of
+/// unknown outcome, or never ended.
+pub(crate) fn uncommitted_values(history: &History) -> BTreeSet<Value> {
+    let mut values = BTreeSet::new();
+    let mut committed = BTreeSet::new();
+    for op in &history.ops {
+        if let OpBody::Txn { values: sent, .. } = &op.body {
+            let into = if op.kind == OpType::Ok { &mut committed } else { &mut values };
+            into.extend(sent.iter().copied());
+        }
+    }
+    values.retain(|value| !committed.contains(value));
+    values
 }
