@@ -858,4 +858,64 @@ mod tests {
         assert!(!messages.iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(_), .. })), "no acknowledgement without the new member");
         assert_eq!(broker.partitions()[&tp].high_watermark, Offset(0));
     }
+
+    /// KIP-98 on the leader: an open transaction holds the last stable offset
+    /// back, its abort marker releases it and lists it as aborted for
+    /// read_committed fetches, and a late batch of the aborted epoch is fenced.
+    #[test]
+    fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
+        let tp = TopicPartition::new("t", 0);
+        let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+        let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
+        let mut out = Vec::new();
+        broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
+        let produce = |correlation_id, producer, value: &'static [u8]| Message::ProduceRequest {
+            correlation_id,
+            acks: Acks::All,
+            timeout: Duration::from_secs(30),
+            partition: tp.clone(),
+            producer,
+            records: vec![Record { key: None, value: Bytes::from_static(value) }],
+        };
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Some(stamp), b"in-txn"), &mut out);
+        broker.handle_message(Instant::ZERO, NodeId(51), produce(2, None, b"plain"), &mut out);
+        let fetch = |correlation_id| Message::FetchRequest {
+            correlation_id,
+            replica_id: None,
+            max_wait: Duration::ZERO,
+            partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) }],
+            read_committed: true,
+        };
+        let fetched = |out: &[BrokerOutput], wanted: u64| -> FetchedData {
+            sends(out)
+                .into_iter()
+                .find_map(|message| match message {
+                    Message::FetchResponse { correlation_id, partitions } if *correlation_id == wanted => partitions[0].1.clone().ok(),
+                    _ => None,
+                })
+                .expect("a fetch response")
+        };
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(60), fetch(3), &mut out);
+        let data = fetched(&out, 3);
+        assert_eq!((data.high_watermark, data.last_stable_offset), (Offset(2), Offset(0)));
+        assert!(data.batches.is_empty(), "nothing below the last stable offset yet");
+        out.clear();
+        let marker = TxnMessage::WriteTxnMarkersRequest { correlation_id: 4, producer_id: ProducerId(7), producer_epoch: 1, coordinator_epoch: 0, commit: false, partition: tp.clone() };
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::Txn(TxnMessage::WriteTxnMarkersResponse { result: Ok(()), .. }))));
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(60), fetch(5), &mut out);
+        let data = fetched(&out, 5);
+        assert_eq!((data.last_stable_offset, data.batches.len()), (Offset(3), 3));
+        let aborted = crate::txn_index::AbortedTransaction { producer_id: ProducerId(7), first_offset: Offset(0), last_offset: Offset(2) };
+        assert_eq!(data.aborted_transactions, vec![aborted]);
+        out.clear();
+        let late = ProducerStamp { base_sequence: crate::types::Sequence(1), ..stamp };
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(6, Some(late), b"late"), &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::ProducerFenced), .. })));
+    }
+
 }

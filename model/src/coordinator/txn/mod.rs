@@ -413,3 +413,131 @@ impl Coordinator for TransactionCoordinator {
         deadline
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::PartitionState;
+    use crate::record::{Record, RecordBatch};
+    use crate::types::PartitionEpoch;
+
+    struct Harness {
+        coordinator: TransactionCoordinator,
+        /// Every record the coordinator appended, in order.
+        log: Vec<Record>,
+    }
+
+    fn metadata() -> Arc<ClusterMetadata> {
+        let state = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
+        let partitions = [(TopicPartition::new("t", 0), state(2)), (TopicPartition::new("t", 1), state(3))].into_iter().collect();
+        Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2), NodeId(3)], partitions })
+    }
+
+    fn coordinator() -> TransactionCoordinator {
+        let mut config = BrokerConfig::default();
+        config.transaction_state_log_num_partitions = 1;
+        let mut coordinator = TransactionCoordinator::new(config);
+        coordinator.update_metadata(metadata());
+        coordinator
+    }
+
+    impl Harness {
+        /// Hands `message` to the coordinator, commits every append it asks for,
+        /// and returns the messages it sent.
+        fn request(&mut self, message: TxnMessage) -> Vec<(NodeId, TxnMessage)> {
+            let mut effects = Vec::new();
+            self.coordinator.handle_request(Instant::ZERO, NodeId(50), Message::Txn(message), &mut effects);
+            self.settle(effects)
+        }
+
+        fn settle(&mut self, mut effects: Vec<CoordinatorEffect>) -> Vec<(NodeId, TxnMessage)> {
+            let mut sent = Vec::new();
+            while !effects.is_empty() {
+                let mut next = Vec::new();
+                for effect in effects {
+                    match effect {
+                        CoordinatorEffect::Send(Send { to, message: Message::Txn(message) }) => sent.push((to, message)),
+                        CoordinatorEffect::Send(_) => {}
+                        CoordinatorEffect::Append { records, token, .. } => {
+                            let offset = Offset(self.log.len() as u64);
+                            self.log.extend(records);
+                            self.coordinator.write_completed(Instant::ZERO, token, Ok(offset), &mut next);
+                        }
+                    }
+                }
+                effects = next;
+            }
+            sent
+        }
+    }
+
+    fn markers(sent: &[(NodeId, TxnMessage)]) -> Vec<(NodeId, u64, u16, bool)> {
+        sent.iter()
+            .filter_map(|(to, message)| match message {
+                TxnMessage::WriteTxnMarkersRequest { correlation_id, producer_epoch, commit, coordinator_epoch, .. } => {
+                    assert_eq!(*coordinator_epoch, 4, "markers carry the coordinator epoch");
+                    Some((*to, *correlation_id, *producer_epoch, *commit))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// KIP-98: a commit is answered once PrepareCommit is in the log, markers go
+    /// to every partition's leader, and a coordinator that loads the log after a
+    /// failover (the markers unanswered) writes them again.
+    #[test]
+    fn a_commit_writes_markers_and_a_successor_resumes_them() {
+        let mut harness = Harness { coordinator: coordinator(), log: Vec::new() };
+        harness.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[], &mut Vec::new());
+        let id: Arc<str> = "tx".into();
+        let sent = harness.request(TxnMessage::InitProducerIdRequest { correlation_id: 1, transactional_id: id.clone(), transaction_timeout: Duration::from_secs(10) });
+        let Some((_, TxnMessage::InitProducerIdResponse { result: Ok((producer_id, 0)), .. })) = sent.first() else { panic!("{sent:?}") };
+        let producer_id = *producer_id;
+        let partitions = vec![TopicPartition::new("t", 0), TopicPartition::new("t", 1)];
+        let sent = harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 2, transactional_id: id.clone(), producer_id, producer_epoch: 0, partitions });
+        assert!(matches!(sent[..], [(_, TxnMessage::AddPartitionsToTxnResponse { result: Ok(()), .. })]));
+        let sent = harness.request(TxnMessage::EndTxnRequest { correlation_id: 3, transactional_id: id.clone(), producer_id, producer_epoch: 0, commit: true });
+        assert!(matches!(sent[0], (_, TxnMessage::EndTxnResponse { result: Ok(2), .. })), "the next transaction runs at epoch 2: {sent:?}");
+        assert_eq!(markers(&sent).iter().map(|(to, _, epoch, commit)| (*to, *epoch, *commit)).collect::<Vec<_>>(), vec![(NodeId(2), 1, true), (NodeId(3), 1, true)]);
+        // The old epoch is fenced.
+        let sent = harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 4, transactional_id: id.clone(), producer_id, producer_epoch: 0, partitions: vec![] });
+        assert!(matches!(sent[..], [(_, TxnMessage::AddPartitionsToTxnResponse { result: Err(ErrorCode::ProducerFenced), .. })]));
+
+        // Failover before the markers were answered: the successor resumes them.
+        let batch: SharedBatch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(4), None, harness.log.clone()));
+        let mut successor = Harness { coordinator: coordinator(), log: harness.log.clone() };
+        let mut effects = Vec::new();
+        successor.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[batch], &mut effects);
+        let sent = successor.settle(effects);
+        let resumed = markers(&sent);
+        assert_eq!(resumed.len(), 2, "{sent:?}");
+        for (to, correlation_id, _, _) in resumed {
+            let partition = if to == NodeId(2) { TopicPartition::new("t", 0) } else { TopicPartition::new("t", 1) };
+            successor.request(TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: Ok(()) });
+        }
+        let entry = &successor.coordinator.entries["tx"];
+        assert_eq!(entry.meta.phase, TxnPhase::CompleteCommit);
+    }
+
+    /// KIP-98 zombie fencing: a new producer with the same transactional id finds
+    /// an open transaction; the coordinator aborts it and answers
+    /// ConcurrentTransactions, then gives the newcomer a higher epoch.
+    #[test]
+    fn a_new_producer_aborts_the_open_transaction_of_its_predecessor() {
+        let mut harness = Harness { coordinator: coordinator(), log: Vec::new() };
+        harness.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[], &mut Vec::new());
+        let id: Arc<str> = "tx".into();
+        let init = || TxnMessage::InitProducerIdRequest { correlation_id: 1, transactional_id: "tx".into(), transaction_timeout: Duration::from_secs(10) };
+        harness.request(init());
+        let producer_id = harness.coordinator.entries["tx"].meta.producer_id;
+        harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 2, transactional_id: id, producer_id, producer_epoch: 0, partitions: vec![TopicPartition::new("t", 0)] });
+        let sent = harness.request(init());
+        assert!(sent.iter().any(|(_, message)| matches!(message, TxnMessage::InitProducerIdResponse { result: Err(ErrorCode::ConcurrentTransactions), .. })));
+        let aborts = markers(&sent);
+        assert_eq!(aborts.iter().map(|(to, _, epoch, commit)| (*to, *epoch, *commit)).collect::<Vec<_>>(), vec![(NodeId(2), 1, false)]);
+        harness.request(TxnMessage::WriteTxnMarkersResponse { correlation_id: aborts[0].1, partition: TopicPartition::new("t", 0), result: Ok(()) });
+        let sent = harness.request(init());
+        assert!(matches!(sent[..], [(_, TxnMessage::InitProducerIdResponse { result: Ok((_, 3)), .. })]), "{sent:?}");
+    }
+}
