@@ -388,8 +388,18 @@ fn partition_reference(key: &str, inner: &str, text: &str, scenario: &Scenario) 
     let Some((topic_name, partition)) = inner.rsplit_once('/') else {
         return Err(Problem::new(key, format!("expected TOPIC/PARTITION inside the parentheses, such as \"leader(events/0)\", got {text:?}")));
     };
-    let Some(topic) = scenario.topic(topic_name) else {
-        return Err(Problem::new(key, unknown_topic_message(topic_name, &scenario.topics)));
+    // The transaction coordinators' topic may be named when transactions run, so
+    // a scripted fault can hit a coordinator: leader(__transaction_state/0).
+    let internal;
+    let topic = if topic_name == kafsim_model::coordinator::TRANSACTION_STATE_TOPIC && scenario.uses_transactions() {
+        let partitions = scenario.cluster.config.transaction_state_log_num_partitions;
+        internal = Topic { name: topic_name.to_string(), partitions, replication_factor: scenario.cluster.config.transaction_state_log_replication_factor };
+        &internal
+    } else {
+        let Some(topic) = scenario.topic(topic_name) else {
+            return Err(Problem::new(key, unknown_topic_message(topic_name, &scenario.topics)));
+        };
+        topic
     };
     // Digits only: u32's parser would also take "+1".
     let number = partition.parse::<u32>().ok().filter(|_| partition.bytes().all(|byte| byte.is_ascii_digit()));

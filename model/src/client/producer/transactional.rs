@@ -333,7 +333,9 @@ impl Producer {
     }
 
     fn transaction_request_failed(&mut self, now: Instant, request: Request, error: ErrorCode, out: &mut Vec<ProducerOutput>) {
-        let backoff = self.config.retry_backoff;
+        // Kafka retries CONCURRENT_TRANSACTIONS (the last transaction's markers
+        // are still being written) after 20 ms rather than retry.backoff.ms (KAFKA-5477).
+        let backoff = if error == ErrorCode::ConcurrentTransactions { Duration::from_millis(20).min(self.config.retry_backoff) } else { self.config.retry_backoff };
         let txn = self.transactions.as_mut().expect("transactional");
         txn.retry_at = now + backoff;
         if matches!(error, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::NetworkTimeout | ErrorCode::NotLeaderOrFollower) {
