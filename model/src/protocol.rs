@@ -144,6 +144,9 @@ pub enum Message {
         partition: TopicPartition,
         producer: Option<ProducerStamp>,
         records: Vec<Record>,
+        /// KIP-98: set by a transactional producer, so the leader can verify the
+        /// partition is in the transaction (KIP-890 part 1).
+        transactional_id: Option<Arc<str>>,
     },
     ProduceResponse { correlation_id: u64, partition: TopicPartition, result: Result<Offset, ErrorCode> },
     /// From a consumer (`replica_id` None) or a follower's replica fetcher.

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod fetcher;
+mod verification;
 
 /// How many batches one fetch returns per partition (a stand-in for fetch.max.bytes).
 const FETCH_MAX_BATCHES: usize = 64;
@@ -93,6 +94,8 @@ pub struct Broker {
     transactions: TransactionCoordinator,
     /// Coordinator writes that finished and whose coordinator has not heard yet.
     completed_writes: VecDeque<(CoordinatorType, WriteToken, Result<Offset, ErrorCode>)>,
+    /// Transactional produces waiting for the coordinator's verification (KIP-890).
+    verifications: BTreeMap<u64, verification::PendingVerification>,
 }
 
 impl Broker {
@@ -118,6 +121,7 @@ impl Broker {
             groups: GroupCoordinator::new(config.clone()),
             transactions: TransactionCoordinator::new(config.clone()),
             completed_writes: VecDeque::new(),
+            verifications: BTreeMap::new(),
             next_isr_check: now + config.replica_lag_time_max / 2,
             next_checkpoint: now + config.high_watermark_checkpoint_interval,
             config,
@@ -152,6 +156,7 @@ impl Broker {
         let mut deadline = Some(self.next_heartbeat.min(self.next_isr_check).min(self.next_checkpoint));
         deadline = earliest(deadline, self.groups.next_deadline());
         deadline = earliest(deadline, self.transactions.next_deadline());
+        deadline = earliest(deadline, self.verification_deadline());
         for delayed in &self.delayed_produces {
             deadline = earliest(deadline, Some(delayed.deadline));
         }
@@ -198,6 +203,7 @@ impl Broker {
         }
         self.retry_alter_partitions(now, out);
         self.expire_delayed(now, out);
+        self.expire_verifications(now, out);
         for kind in [CoordinatorType::Group, CoordinatorType::Transaction] {
             self.run_coordinator(now, kind, out, |coordinator, now, effects| coordinator.handle_timeout(now, effects));
         }
@@ -209,9 +215,10 @@ impl Broker {
             Message::MetadataRequest { correlation_id } => {
                 self.reply(out, from, Message::MetadataResponse { correlation_id, metadata: self.metadata.clone() })
             }
-            Message::ProduceRequest { correlation_id, acks, timeout, partition, producer, records } => {
-                self.handle_produce(now, from, correlation_id, acks, timeout, partition, producer, records, out)
+            Message::ProduceRequest { correlation_id, acks, timeout, partition, producer, records, transactional_id } => {
+                self.handle_produce_request(now, from, correlation_id, acks, timeout, partition, producer, records, transactional_id, out)
             }
+            Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id, result }) => self.handle_verification_response(now, correlation_id, result, out),
             Message::FetchRequest { correlation_id, replica_id, max_wait, partitions, read_committed } => {
                 self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, read_committed, out)
             }
@@ -850,7 +857,7 @@ mod tests {
         // acks=all waits for the follower, whatever the controller said.
         out.clear();
         let records = vec![Record { key: None, value: Bytes::from_static(b"v") }];
-        broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records }, &mut out);
+        broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None }, &mut out);
         out.clear();
         broker.handle_timeout(Instant::ZERO + INTER_BROKER_REQUEST_TIMEOUT + Duration::from_millis(1), &mut out);
         let messages = sends(&out);
@@ -878,6 +885,7 @@ mod tests {
             partition: tp.clone(),
             producer,
             records: vec![Record { key: None, value: Bytes::from_static(value) }],
+            transactional_id: None,
         };
         broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Some(stamp), b"in-txn"), &mut out);
         broker.handle_message(Instant::ZERO, NodeId(51), produce(2, None, b"plain"), &mut out);
@@ -916,6 +924,54 @@ mod tests {
         let late = ProducerStamp { base_sequence: crate::types::Sequence(1), ..stamp };
         broker.handle_message(Instant::ZERO, NodeId(50), produce(6, Some(late), b"late"), &mut out);
         assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::ProducerFenced), .. })));
+    }
+
+
+    /// KIP-890 part 1: a producer's first transactional batch on a partition is
+    /// appended only once its coordinator confirms the partition is in the
+    /// ongoing transaction; refused, it is answered InvalidTxnState and not written.
+    #[test]
+    fn a_transactional_produce_is_verified_with_the_coordinator() {
+        let tp = TopicPartition::new("t", 0);
+        let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
+        let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::coordinator::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
+        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
+        let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+        let mut out = Vec::new();
+        broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
+        let produce = |correlation_id| Message::ProduceRequest {
+            correlation_id,
+            acks: Acks::Leader,
+            timeout: Duration::from_secs(30),
+            partition: tp.clone(),
+            producer: Some(stamp),
+            records: vec![Record { key: None, value: Bytes::from_static(b"v") }],
+            transactional_id: Some("tx".into()),
+        };
+        let verification = |out: &[BrokerOutput]| {
+            sends(out)
+                .into_iter()
+                .find_map(|message| match message {
+                    Message::Txn(TxnMessage::AddPartitionsToTxnRequest { correlation_id, verify_only: true, .. }) => Some(*correlation_id),
+                    _ => None,
+                })
+                .expect("the leader asks the coordinator")
+        };
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(1), &mut out);
+        let asked = verification(&out);
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Err(ErrorCode::InvalidTxnState) }), &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::InvalidTxnState), .. })));
+        assert_eq!(broker.partitions()[&tp].log_end_offset(), Offset(0), "a refused batch is not written");
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(2), &mut out);
+        let asked = verification(&out);
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Ok(()) }), &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(Offset(0)), .. })));
+        assert!(broker.partitions()[&tp].log.transactions().is_ongoing(ProducerId(7)));
     }
 
 }

@@ -303,6 +303,7 @@ impl Producer {
                     partition: tp.clone(),
                     producer,
                     records: batch.records.clone(),
+                    transactional_id: self.config.transactional_id.as_deref().map(Arc::from),
                 };
                 out.push(ProducerOutput::Send(Send { to: leader, message }));
                 if self.config.acks == Acks::None {

@@ -235,7 +235,8 @@ impl Producer {
                 (coordinator.expect("found"), Message::Txn(message))
             }
             Request::AddPartitions(partitions) => {
-                let message = TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions: partitions.clone() };
+                let partitions = partitions.clone();
+                let message = TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: false };
                 (coordinator.expect("found"), Message::Txn(message))
             }
             Request::AddOffsets(group_id) => {

@@ -199,6 +199,24 @@ impl TransactionCoordinator {
         }
     }
 
+    /// KIP-890 part 1: whether every one of `partitions` is in the ongoing
+    /// transaction of this producer and epoch.
+    fn verify(&self, transactional_id: &str, producer_id: ProducerId, producer_epoch: u16, partitions: &[TopicPartition]) -> Result<(), ErrorCode> {
+        self.owner(transactional_id)?;
+        let entry = self.entries.get(transactional_id).ok_or(ErrorCode::InvalidProducerIdMapping)?;
+        let meta = &entry.meta;
+        if meta.producer_id != producer_id {
+            return Err(ErrorCode::InvalidProducerIdMapping);
+        }
+        if meta.producer_epoch != producer_epoch {
+            return Err(ErrorCode::ProducerFenced);
+        }
+        if meta.phase != TxnPhase::Ongoing || !partitions.iter().all(|tp| meta.partitions.contains(tp)) {
+            return Err(ErrorCode::InvalidTxnState);
+        }
+        Ok(())
+    }
+
     fn handle_marker_response(&mut self, now: Instant, correlation_id: u64, partition: TopicPartition, result: Result<(), ErrorCode>, out: &mut Vec<CoordinatorEffect>) {
         let Some((transactional_id, expected)) = self.markers_in_flight.remove(&correlation_id) else { return };
         let Some(entry) = self.entries.get_mut(&transactional_id) else { return };
@@ -324,7 +342,12 @@ impl Coordinator for TransactionCoordinator {
             TxnMessage::InitProducerIdRequest { correlation_id, transactional_id, transaction_timeout } => {
                 self.handle_init_producer_id(now, Reply::InitProducerId { to: from, correlation_id }, &transactional_id, transaction_timeout, out)
             }
-            TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions } => {
+            TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: true } => {
+                let result = self.verify(&transactional_id, producer_id, producer_epoch, &partitions);
+                let message = TxnMessage::AddPartitionsToTxnResponse { correlation_id, result };
+                out.push(CoordinatorEffect::Send(Send { to: from, message: Message::Txn(message) }));
+            }
+            TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: false } => {
                 let reply = Reply::AddPartitions { to: from, correlation_id };
                 self.transition(reply, &transactional_id, out, |meta| meta.add_partitions(producer_id, producer_epoch, &partitions).map(Some))
             }
@@ -495,13 +518,13 @@ mod tests {
         let Some((_, TxnMessage::InitProducerIdResponse { result: Ok((producer_id, 0)), .. })) = sent.first() else { panic!("{sent:?}") };
         let producer_id = *producer_id;
         let partitions = vec![TopicPartition::new("t", 0), TopicPartition::new("t", 1)];
-        let sent = harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 2, transactional_id: id.clone(), producer_id, producer_epoch: 0, partitions });
+        let sent = harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 2, transactional_id: id.clone(), producer_id, producer_epoch: 0, partitions, verify_only: false });
         assert!(matches!(sent[..], [(_, TxnMessage::AddPartitionsToTxnResponse { result: Ok(()), .. })]));
         let sent = harness.request(TxnMessage::EndTxnRequest { correlation_id: 3, transactional_id: id.clone(), producer_id, producer_epoch: 0, commit: true });
         assert!(matches!(sent[0], (_, TxnMessage::EndTxnResponse { result: Ok(2), .. })), "the next transaction runs at epoch 2: {sent:?}");
         assert_eq!(markers(&sent).iter().map(|(to, _, epoch, commit)| (*to, *epoch, *commit)).collect::<Vec<_>>(), vec![(NodeId(2), 1, true), (NodeId(3), 1, true)]);
         // The old epoch is fenced.
-        let sent = harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 4, transactional_id: id.clone(), producer_id, producer_epoch: 0, partitions: vec![] });
+        let sent = harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 4, transactional_id: id.clone(), producer_id, producer_epoch: 0, partitions: vec![], verify_only: false });
         assert!(matches!(sent[..], [(_, TxnMessage::AddPartitionsToTxnResponse { result: Err(ErrorCode::ProducerFenced), .. })]));
 
         // Failover before the markers were answered: the successor resumes them.
@@ -531,7 +554,7 @@ mod tests {
         let init = || TxnMessage::InitProducerIdRequest { correlation_id: 1, transactional_id: "tx".into(), transaction_timeout: Duration::from_secs(10) };
         harness.request(init());
         let producer_id = harness.coordinator.entries["tx"].meta.producer_id;
-        harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 2, transactional_id: id, producer_id, producer_epoch: 0, partitions: vec![TopicPartition::new("t", 0)] });
+        harness.request(TxnMessage::AddPartitionsToTxnRequest { correlation_id: 2, transactional_id: id, producer_id, producer_epoch: 0, partitions: vec![TopicPartition::new("t", 0)], verify_only: false });
         let sent = harness.request(init());
         assert!(sent.iter().any(|(_, message)| matches!(message, TxnMessage::InitProducerIdResponse { result: Err(ErrorCode::ConcurrentTransactions), .. })));
         let aborts = markers(&sent);

@@ -17,7 +17,17 @@ pub enum TxnMessage {
     /// and aborts a transaction they left open.
     InitProducerIdRequest { correlation_id: u64, transactional_id: Arc<str>, transaction_timeout: Duration },
     InitProducerIdResponse { correlation_id: u64, result: Result<(ProducerId, u16), ErrorCode> },
-    AddPartitionsToTxnRequest { correlation_id: u64, transactional_id: Arc<str>, producer_id: ProducerId, producer_epoch: u16, partitions: Vec<TopicPartition> },
+    /// With `verify_only` (KIP-890 part 1) a partition leader asks, before the
+    /// first transactional batch of a producer, whether the partition is in the
+    /// producer's ongoing transaction; nothing is added.
+    AddPartitionsToTxnRequest {
+        correlation_id: u64,
+        transactional_id: Arc<str>,
+        producer_id: ProducerId,
+        producer_epoch: u16,
+        partitions: Vec<TopicPartition>,
+        verify_only: bool,
+    },
     AddPartitionsToTxnResponse { correlation_id: u64, result: Result<(), ErrorCode> },
     AddOffsetsToTxnRequest { correlation_id: u64, transactional_id: Arc<str>, producer_id: ProducerId, producer_epoch: u16, group_id: Arc<str> },
     AddOffsetsToTxnResponse { correlation_id: u64, result: Result<(), ErrorCode> },
