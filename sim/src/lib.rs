@@ -2,6 +2,7 @@
 //! nemesis, workloads, history, checkers, runner and reports.
 
 pub mod bench;
+pub mod buggify;
 pub mod check;
 pub mod cli;
 pub mod context;

@@ -125,7 +125,7 @@ swarm_max_concurrent = [1, 3]
         ] {
             let bad = text.replace("[faults]\n", &format!("[faults]\n{line}\n"));
             assert_ne!(bad, text, "default.toml has a [faults] table");
-            let error = Scenario::parse(&bad, Path::new("bad.toml")).err().expect("refused").to_string();
+            let error = Scenario::parse(&bad, Path::new("bad.toml")).expect_err("refused").to_string();
             assert!(error.starts_with("bad.toml: ") && error.contains(key), "{line}: {error}");
         }
     }
