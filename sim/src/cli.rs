@@ -320,6 +320,8 @@ pub fn shrink(args: ShrinkArgs) -> Result<i32, InputError> {
         }
     };
     eprintln!("shrink: {} of {} faults still show {} ({} runs)", shrunk.minimal.len(), shrunk.original.len(), shrunk.kind, shrunk.runs);
+    eprintln!("shrink: before: {}", shrunk.before);
+    eprintln!("shrink: after:  {}", shrunk.after);
     match &args.out {
         Some(path) => {
             std::fs::write(path, &shrunk.toml).map_err(|error| InputError(format!("{}: {error}", path.display())))?;
