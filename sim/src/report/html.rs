@@ -114,7 +114,8 @@ fn brokers_of(detail: &RunDetail) -> Vec<String> {
 fn write_header(page: &mut String, name: &str, scenario_path: &Path, detail: &RunDetail) -> fmt::Result {
     let result = &detail.result;
     let outcome = outcome_name(result.outcome);
-    let replay = format!("kafsim replay {} --seed {} --trace", shell_word(&scenario_path.display().to_string()), result.seed);
+    let swarm = if result.swarm.is_some() { " --swarm" } else { "" };
+    let replay = format!("kafsim replay {} --seed {}{swarm} --trace", shell_word(&scenario_path.display().to_string()), result.seed);
     let heal = detail.history.heal_time().map_or_else(|| "never reached".to_string(), seconds);
     writeln!(page, "<h1>{} &middot; seed {}</h1>\n<dl>", escape(name), result.seed)?;
     writeln!(page, "<dt>outcome</dt><dd class=\"outcome-{outcome}\">{outcome}</dd>")?;

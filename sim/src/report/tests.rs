@@ -37,6 +37,7 @@ fn small_run() -> RunDetail {
         trace_hash: 0x0123_4567_89ab_cdef,
         sim_ms: 6_000,
         events: history.ops.len(),
+        swarm: None,
         messages: 0,
         wall: Duration::ZERO,
     };
