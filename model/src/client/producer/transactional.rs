@@ -415,3 +415,91 @@ impl Producer {
         true
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Properties, PropertyValue, ProducerConfig};
+    use crate::protocol::{ClusterMetadata, PartitionState};
+    use crate::types::{LeaderEpoch, Offset, PartitionEpoch, ProducerId};
+    use bytes::Bytes;
+
+    fn producer() -> Producer {
+        let mut properties = Properties::new();
+        properties.insert("linger.ms".into(), PropertyValue::Int(0));
+        properties.insert("transactional.id".into(), PropertyValue::Text("tx-1".into()));
+        Producer::new(ProducerConfig::from_properties(&properties).unwrap(), vec![NodeId(1)], 0)
+    }
+
+    /// Plays the broker and the coordinator (both node 1) for every request in
+    /// `out`: metadata, FindCoordinator, InitProducerId, AddPartitions, EndTxn,
+    /// and produce, answered by `produce`.
+    fn answer(producer: &mut Producer, out: &mut Vec<ProducerOutput>, produce: &dyn Fn(u64) -> Result<Offset, ErrorCode>) -> Vec<ProducerOutput> {
+        let mut seen = Vec::new();
+        for _ in 0..20 {
+            let requests: Vec<Message> = out.iter().filter_map(|output| if let ProducerOutput::Send(send) = output { Some(send.message.clone()) } else { None }).collect();
+            seen.extend(out.drain(..).filter(|output| !matches!(output, ProducerOutput::Send(_))));
+            if requests.is_empty() {
+                break;
+            }
+            for request in requests {
+                let response = match request {
+                    Message::MetadataRequest { correlation_id } => {
+                        let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+                        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(TopicPartition::new("t", 0), state)].into_iter().collect() });
+                        Message::MetadataResponse { correlation_id, metadata }
+                    }
+                    Message::FindCoordinatorRequest { correlation_id, .. } => Message::FindCoordinatorResponse { correlation_id, result: Ok(NodeId(1)) },
+                    Message::Txn(TxnMessage::InitProducerIdRequest { correlation_id, .. }) => {
+                        Message::Txn(TxnMessage::InitProducerIdResponse { correlation_id, result: Ok((ProducerId(9), 0)) })
+                    }
+                    Message::Txn(TxnMessage::AddPartitionsToTxnRequest { correlation_id, .. }) => Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id, result: Ok(()) }),
+                    Message::Txn(TxnMessage::EndTxnRequest { correlation_id, producer_epoch, .. }) => {
+                        Message::Txn(TxnMessage::EndTxnResponse { correlation_id, result: Ok(producer_epoch + 2) })
+                    }
+                    Message::ProduceRequest { correlation_id, partition, producer: stamp, .. } => {
+                        assert!(stamp.is_some_and(|stamp| stamp.transactional), "transactional batches say so");
+                        Message::ProduceResponse { correlation_id, partition, result: produce(correlation_id) }
+                    }
+                    other => panic!("unexpected request {other:?}"),
+                };
+                producer.handle_message(Instant::ZERO, response, out);
+            }
+        }
+        seen
+    }
+
+    fn outcomes(outputs: &[ProducerOutput]) -> Vec<TransactionOutcome> {
+        outputs.iter().filter_map(|output| if let ProducerOutput::TransactionCompleted { outcome } = output { Some(outcome.clone()) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_transaction_adds_its_partition_sends_and_commits_under_the_next_epoch() {
+        let mut producer = producer();
+        let mut out = Vec::new();
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
+        assert!(producer.is_ready_for_transaction());
+        producer.begin_transaction().unwrap();
+        producer.send(Instant::ZERO, 1, "t".into(), None, Bytes::from_static(b"a"), &mut out);
+        producer.commit_transaction(Instant::ZERO, &mut out);
+        let seen = answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
+        assert_eq!(outcomes(&seen), vec![TransactionOutcome::Committed]);
+        assert_eq!(producer.producer_id, Some((ProducerId(9), 2)), "KIP-890: the next transaction runs under the bumped epoch");
+        assert!(producer.is_ready_for_transaction());
+    }
+
+    #[test]
+    fn a_failed_send_turns_a_commit_into_an_abort() {
+        let mut producer = producer();
+        let mut out = Vec::new();
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
+        producer.begin_transaction().unwrap();
+        producer.send(Instant::ZERO, 1, "t".into(), None, Bytes::from_static(b"a"), &mut out);
+        producer.commit_transaction(Instant::ZERO, &mut out);
+        let seen = answer(&mut producer, &mut out, &|_| Err(ErrorCode::InvalidTxnState));
+        assert!(seen.iter().any(|output| matches!(output, ProducerOutput::Completed { handle: 1, result: Err(_) })));
+        assert_eq!(outcomes(&seen), vec![TransactionOutcome::Aborted]);
+    }
+}
