@@ -342,4 +342,24 @@ mod tests {
         let next = ProducerStamp { base_sequence: Sequence(2), ..stamp };
         assert_eq!(log.check_sequence(next, 1), SequenceCheck::Append);
     }
+
+    /// KIP-98: the producer-state table is derived from the batches, so a log
+    /// rebuilt after a restart, or a follower's log built from replicated
+    /// batches, still recognises a retried batch as a duplicate.
+    #[test]
+    fn recovered_and_replicated_logs_keep_recognising_retries() {
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0), transactional: false };
+        let records = vec![Record { key: None, value: Bytes::from_static(b"a") }];
+        let batches = vec![batch(0, 0, 2), Arc::new(RecordBatch::new(Offset(2), LeaderEpoch(0), Some(stamp), records))];
+        let (recovered, cut) = Log::recover(&batches);
+        assert_eq!(cut, None);
+        assert_eq!(recovered.check_sequence(stamp, 1), SequenceCheck::Duplicate(Offset(2)));
+        let mut follower = Log::default();
+        for batch in &batches {
+            follower.append(batch.clone());
+        }
+        assert_eq!(follower.check_sequence(stamp, 1), SequenceCheck::Duplicate(Offset(2)));
+        follower.truncate_to(Offset(2));
+        assert_eq!(follower.check_sequence(stamp, 1), SequenceCheck::Append, "a truncated batch is forgotten");
+    }
 }
