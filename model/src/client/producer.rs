@@ -171,6 +171,8 @@ impl Producer {
         self.init_producer_id(now, out);
         self.poll_transaction(now, out);
         self.drain(now, out);
+        // The drain may have found partitions to add to the transaction.
+        self.poll_transaction(now, out);
     }
 
     fn poll_metadata(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {

@@ -502,4 +502,17 @@ mod tests {
         assert!(seen.iter().any(|output| matches!(output, ProducerOutput::Completed { handle: 1, result: Err(_) })));
         assert_eq!(outcomes(&seen), vec![TransactionOutcome::Aborted]);
     }
+
+    /// A transaction of one record with no commit asked for yet still adds its
+    /// partition at once (found reviewing: the add waited for the next wake).
+    #[test]
+    fn a_single_send_adds_its_partition_without_waiting_for_the_commit() {
+        let mut producer = producer();
+        let mut out = Vec::new();
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
+        producer.begin_transaction().unwrap();
+        producer.send(Instant::ZERO, 1, "t".into(), None, Bytes::from_static(b"a"), &mut out);
+        assert!(out.iter().any(|output| matches!(output, ProducerOutput::Send(Send { message: Message::Txn(TxnMessage::AddPartitionsToTxnRequest { .. }), .. }))));
+    }
 }
