@@ -349,9 +349,52 @@ pub fn bench(scenario: &Arc<Scenario>, seed_count: u64, jobs: usize) -> Result<S
     Ok(render(&scenario.path.display().to_string(), jobs, &kafsim, &outcomes, &floor, peak_memory))
 }
 
+/// The scenario with every producer's messages (and rate, so the fault phase
+/// stays as long) multiplied by `messages`, and every topic's partitions by `partitions`.
+pub fn scaled(scenario: &Scenario, messages: u64, partitions: u32) -> Scenario {
+    let mut scaled = scenario.clone();
+    for producer in &mut scaled.producers {
+        producer.messages *= messages;
+        producer.rate *= messages as f64;
+    }
+    for topic in &mut scaled.topics {
+        topic.partitions *= partitions;
+    }
+    scaled
+}
+
+/// `kafsim bench --scaling`: the per-seed cost as messages and partitions double.
+/// The same seeds run each variant, so the rows differ only in the workload.
+pub fn scaling(scenario: &Arc<Scenario>, seed_count: u64, jobs: usize) -> String {
+    let seeds: Vec<u64> = (0..seed_count).collect();
+    let mut out = format!("scaling  {}  seeds {seed_count}  jobs {jobs}\n\n", scenario.path.display());
+    out.push_str(&format!("{:<24} {:>14} {:>16} {:>14} {:>12}\n", "workload", "wall ms/seed", "messages/seed", "us/message", "cost x"));
+    let mut base: Option<f64> = None;
+    for (label, messages, partitions) in [("as written", 1, 1), ("2x messages", 2, 1), ("4x messages", 4, 1), ("2x partitions", 1, 2), ("4x partitions", 1, 4)] {
+        let variant = Arc::new(scaled(scenario, messages, partitions));
+        let (phase, _) = kafsim_phase(&variant, &seeds, jobs);
+        let wall = phase.wall_mean().as_secs_f64() * 1000.0;
+        let per_message = wall * 1000.0 / phase.messages_mean().max(1.0);
+        let factor = wall / *base.get_or_insert(wall);
+        out.push_str(&format!("{label:<24} {wall:>14.1} {:>16.0} {per_message:>14.2} {factor:>11.2}x\n", phase.messages_mean()));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scaled_doubles_messages_rate_and_partitions() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/reference.toml");
+        let scenario = Scenario::load(&path).expect("the reference scenario loads");
+        let doubled = scaled(&scenario, 2, 2);
+        assert_eq!(doubled.producers[0].messages, scenario.producers[0].messages * 2);
+        assert_eq!(doubled.producers[0].rate, scenario.producers[0].rate * 2.0);
+        assert_eq!(doubled.topics[0].partitions, scenario.topics[0].partitions * 2);
+        assert_eq!(doubled.duration, scenario.duration);
+    }
 
     #[test]
     fn median_of_odd_and_even_counts() {

@@ -139,6 +139,9 @@ pub struct BenchArgs {
     /// Worker threads; each run is single-threaded, so 1 measures one core.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: u64,
+    /// Instead of the floor comparison: the per-seed cost as messages and partitions double.
+    #[arg(long)]
+    pub scaling: bool,
 }
 
 fn parse_seed_range(text: &str) -> Result<(u64, u64), String> {
@@ -362,6 +365,10 @@ pub fn list() -> Result<i32, InputError> {
 
 pub fn bench(args: BenchArgs) -> Result<i32, InputError> {
     let scenario = load(&args.scenario)?;
+    if args.scaling {
+        print!("{}", crate::bench::scaling(&scenario, args.seeds, args.jobs as usize));
+        return Ok(0);
+    }
     match crate::bench::bench(&scenario, args.seeds, args.jobs as usize) {
         Ok(table) => {
             print!("{table}");

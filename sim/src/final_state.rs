@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One replica's log at the end of the run, as its broker held it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct ReplicaSnapshot {
     pub broker: NodeId,
     /// Every record in the replica's log, by offset from 0. A value that the
@@ -21,7 +21,7 @@ pub struct ReplicaSnapshot {
     pub is_leader: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct PartitionSnapshot {
     /// The controller's view.
     pub leader: Option<NodeId>,
@@ -49,12 +49,12 @@ impl PartitionSnapshot {
 }
 
 /// Where one consumer stood at the end of the drain.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct ConsumerSnapshot {
     pub positions: BTreeMap<TopicPartition, Offset>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct FinalState {
     pub partitions: BTreeMap<TopicPartition, PartitionSnapshot>,
     pub consumers: BTreeMap<String, ConsumerSnapshot>,

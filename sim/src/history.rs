@@ -32,7 +32,7 @@ impl fmt::Display for Value {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OpType {
     Invoke,
@@ -42,14 +42,14 @@ pub enum OpType {
 }
 
 /// One record a consumer read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct PolledRecord {
     pub partition: TopicPartition,
     pub offset: Offset,
     pub value: Value,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum OpBody {
     /// A producer's send of one value. `invoke` carries the key's partition when the
     /// producer chose it; `ok` carries where the broker put it.
@@ -74,7 +74,7 @@ pub enum OpBody {
     Heal,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Op {
     /// Simulated microseconds since the run began.
     pub time: u64,

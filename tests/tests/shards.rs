@@ -59,7 +59,7 @@ fn a_merge_of_unreadable_or_foreign_files_exits_2() {
     let foreign = temp("foreign.json");
     std::fs::write(&foreign, "{\"scenarios\": [{\"name\": 3}]}").expect("write");
     assert_eq!(kafsim(&["merge", &foreign.display().to_string()]), 2);
-    let error = kafsim::merge::merge_files(&[foreign.clone()]).err().expect("refused");
+    let error = kafsim::merge::merge_files(std::slice::from_ref(&foreign)).err().expect("refused");
     assert!(error.contains(&foreign.display().to_string()), "the error names the file: {error}");
 }
 

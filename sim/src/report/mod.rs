@@ -7,7 +7,7 @@ mod locate;
 mod marks;
 mod timeline;
 
-pub use html::{escape, render_page};
+pub use html::{escape, render_page, render_page_described};
 
 use crate::runner::{run_seed_in_mode, RunDetail};
 use crate::scenario::Scenario;
@@ -39,14 +39,17 @@ pub fn write_run(dir: &Path, scenario: &Scenario, detail: &RunDetail) -> std::io
     let base = dir.join(format!("{}-seed-{}", slug(&scenario.name), detail.result.seed));
     std::fs::write(base.with_extension("txt"), render_text(detail))?;
     let page = base.with_extension("html");
-    std::fs::write(&page, render_page(&scenario.name, &scenario.path, detail))?;
+    std::fs::write(&page, render_page_described(&scenario.name, &scenario.path, &scenario.description, detail))?;
     Ok(page)
 }
 
-/// Replays and writes a report for every seed that broke an expectation.
+/// Replays and writes a report for the first seed of every anomaly kind, and for
+/// every seed (up to 20) that broke an expectation.
 pub fn write_failing(dir: &Path, scenario: &Arc<Scenario>, report: &ScenarioReport) -> std::io::Result<()> {
     let unexpected = report.unexpected();
-    for run in report.runs.iter().filter(|run| run.kinds().iter().any(|kind| unexpected.contains(kind))).take(20) {
+    let mut seeds: std::collections::BTreeSet<u64> = report.kinds().values().map(|(_, first)| *first).collect();
+    seeds.extend(report.runs.iter().filter(|run| run.kinds().iter().any(|kind| unexpected.contains(kind))).take(20).map(|run| run.seed));
+    for run in report.runs.iter().filter(|run| seeds.contains(&run.seed)) {
         let detail = run_seed_in_mode(scenario, run.seed, report.swarm);
         write_run(dir, scenario, &detail)?;
     }
