@@ -54,9 +54,6 @@ pub enum OpBody {
     /// A producer's send of one value. `invoke` carries the key's partition when the
     /// producer chose it; `ok` carries where the broker put it.
     Send { value: Value, partition: Option<TopicPartition>, offset: Option<Offset>, error: Option<String> },
-    /// A producer's transaction (KIP-98) and the values sent in it: `invoke` when
-    /// it begins, then `ok` (committed), `fail` (aborted) or `info` (outcome unknown).
-    Txn { number: u64, values: Vec<Value>, error: Option<String> },
     /// Records a consumer got from one poll, in the order it got them.
     Poll { records: Vec<PolledRecord> },
     /// A consumer's position moved without reading (initial position, reset,
@@ -72,6 +69,11 @@ pub enum OpBody {
     Timeout { message: String },
     /// The fault phase ended: everything healed and the workload drains.
     Heal,
+    /// A producer's transaction (KIP-98) and the values sent in it: `invoke` when
+    /// it begins, then `ok` (committed), `fail` (aborted) or `info` (outcome unknown).
+    /// Last, so the variants before it keep their discriminants and the trace
+    /// hashes of runs without transactions stay as they were.
+    Txn { number: u64, values: Vec<Value>, error: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
