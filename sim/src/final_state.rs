@@ -54,10 +54,33 @@ pub struct ConsumerSnapshot {
     pub positions: BTreeMap<TopicPartition, Offset>,
 }
 
+/// A consumer group at the end: the topic it subscribes to and its consumers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GroupSnapshot {
+    pub topic: String,
+    pub members: Vec<String>,
+}
+
+#[derive(Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FinalState {
     pub partitions: BTreeMap<TopicPartition, PartitionSnapshot>,
     pub consumers: BTreeMap<String, ConsumerSnapshot>,
     /// Whether consumers existed and ran their final drain.
     pub drained: bool,
+    /// Consumer groups by name (empty when no consumer uses a group).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, GroupSnapshot>,
+}
+
+/// As derived, but `groups` is left out while empty: the trace hash covers this
+/// text, and runs without groups keep the hashes they had before groups existed.
+impl std::fmt::Debug for FinalState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut out = f.debug_struct("FinalState");
+        out.field("partitions", &self.partitions).field("consumers", &self.consumers).field("drained", &self.drained);
+        if !self.groups.is_empty() {
+            out.field("groups", &self.groups);
+        }
+        out.finish()
+    }
 }

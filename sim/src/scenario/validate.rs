@@ -238,11 +238,6 @@ fn build_consumers(raw: Vec<RawConsumer>, topics: &[Topic]) -> Result<Vec<Consum
         if consumer.group.as_deref().is_some_and(|group| group.trim().is_empty()) {
             return Err(Problem::new(format!("{key}.group"), "expected a group name; leave the key out to assign every partition instead"));
         }
-        // Refused rather than ignored: a file asking for a group must not silently
-        // run with every consumer reading every partition.
-        if consumer.group.is_some() {
-            return Err(Problem::new(format!("{key}.group"), "consumer groups are not supported yet; leave the key out to assign every partition to each consumer"));
-        }
         let delivery = consumer.delivery.map_or(Delivery::AtLeastOnce, |delivery| delivery.0);
         let config = ConsumerConfig::from_properties(&consumer.config, "earliest")
             .map_err(|error| config_problem(&format!("{key}.config"), error, CONSUMER_PROPERTIES))?;

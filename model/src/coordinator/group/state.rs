@@ -219,7 +219,9 @@ impl Group {
             Phase::PreparingRebalance { .. } => {}
             // A follower rejoining a stable group with unchanged metadata gets the
             // current generation back (Kafka's GroupCoordinator does the same).
-            Phase::Stable if !changed && self.leader.as_ref() != Some(&member_id) => {
+            // (A new member always rebalances: found by the simulator, where a
+            // restarted consumer was handed the current generation's empty share.)
+            Phase::Stable if is_known && !changed && self.leader.as_ref() != Some(&member_id) => {
                 let member = self.members.get_mut(&member_id).expect("known");
                 member.awaiting_join = None;
                 let result = self.join_result(&member_id);

@@ -186,3 +186,18 @@ fn a_failed_group_write_rebalances() {
     assert!(effects.iter().any(|effect| matches!(effect, CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::SyncGroupResponse { result: Err(ErrorCode::NotCoordinator), .. }), .. }))));
     assert!(matches!(coordinator.groups["g"].phase, state::Phase::PreparingRebalance { .. }));
 }
+
+/// Regression (simulator, group-at-least-once seed 0): a member joining a
+/// stable group must start a rebalance, not receive the current generation.
+#[test]
+fn a_new_member_joining_a_stable_group_starts_a_rebalance() {
+    let mut harness = Harness::new();
+    harness.request(at(0), 3001, join(1, None));
+    let result = join_results(&harness.take()).pop().expect("joined");
+    harness.request(at(0), 3001, sync(2, result.generation, &result.member_id, vec![(result.member_id.clone(), vec![TopicPartition::new("t", 0)])]));
+    harness.take();
+    assert!(harness.coordinator.groups["g"].is_stable());
+    harness.request(at(1), 3002, join(1, None));
+    assert!(join_results(&harness.take()).is_empty(), "the newcomer waits for the rebalance");
+    assert!(matches!(harness.coordinator.groups["g"].phase, state::Phase::PreparingRebalance { .. }));
+}
