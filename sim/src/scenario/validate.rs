@@ -374,15 +374,18 @@ fn partition_reference(key: &str, inner: &str, text: &str, scenario: &Scenario) 
     let Some((topic_name, partition)) = inner.rsplit_once('/') else {
         return Err(Problem::new(key, format!("expected TOPIC/PARTITION inside the parentheses, such as \"leader(events/0)\", got {text:?}")));
     };
-    let Some(topic) = scenario.topic(topic_name) else {
-        return Err(Problem::new(key, unknown_topic_message(topic_name, &scenario.topics)));
+    // `__consumer_offsets` exists when consumers use groups: its leader is the group coordinator.
+    let partitions = match scenario.topic(topic_name) {
+        Some(topic) => topic.partitions,
+        None if topic_name == kafsim_model::coordinator::CONSUMER_OFFSETS_TOPIC && scenario.uses_groups() => scenario.cluster.config.offsets_topic_num_partitions,
+        None => return Err(Problem::new(key, unknown_topic_message(topic_name, &scenario.topics))),
     };
     // Digits only: u32's parser would also take "+1".
     let number = partition.parse::<u32>().ok().filter(|_| partition.bytes().all(|byte| byte.is_ascii_digit()));
     match number {
-        Some(number) if number < topic.partitions => Ok(TopicPartition::new(topic_name, number)),
+        Some(number) if number < partitions => Ok(TopicPartition::new(topic_name, number)),
         _ => {
-            let message = format!("topic {topic_name:?} has partitions 0 to {}, got {partition:?} in {text:?}", topic.partitions - 1);
+            let message = format!("topic {topic_name:?} has partitions 0 to {}, got {partition:?} in {text:?}", partitions - 1);
             Err(Problem::new(key, message))
         }
     }

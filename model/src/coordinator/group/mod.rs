@@ -46,11 +46,14 @@ pub struct GroupCoordinator {
     /// Member ids are `<client node>-<coordinator epoch>-<counter>`: unique without
     /// randomness, since every new leadership of a partition has a higher epoch.
     next_member: u64,
+    /// Answers for parked JoinGroup/SyncGroup requests of groups just unloaded;
+    /// `unload` has no outputs, so they go out on the next `handle_timeout`.
+    farewells: Vec<Send>,
 }
 
 impl GroupCoordinator {
     pub fn new(config: BrokerConfig) -> GroupCoordinator {
-        GroupCoordinator { config, loaded: BTreeMap::new(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_token: 0, next_member: 0 }
+        GroupCoordinator { config, loaded: BTreeMap::new(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_token: 0, next_member: 0, farewells: Vec::new() }
     }
 
     fn partition_of(&self, group_id: &str) -> u32 {
@@ -198,17 +201,19 @@ impl Coordinator for GroupCoordinator {
     fn unload(&mut self, partition: u32) {
         self.loaded.remove(&partition);
         let count = self.config.offsets_topic_num_partitions;
-        let mut dropped = Vec::new();
-        self.groups.retain(|group_id, _| {
+        let mut effects = Vec::new();
+        self.groups.retain(|group_id, group| {
             let keep = partition_for(group_id, count) != partition;
             if !keep {
-                dropped.push(group_id.clone());
+                // Kafka answers parked requests NOT_COORDINATOR when it unloads a group.
+                group.unload(&mut effects);
             }
             keep
         });
-        // Parked JoinGroup/SyncGroup responses would need an output to be sent;
-        // the unload hook has none, so clients find out by their request timeout.
-        let _ = dropped;
+        self.farewells.extend(effects.into_iter().filter_map(|effect| match effect {
+            GroupEffect::Send(send) => Some(send),
+            GroupEffect::WriteGroup { .. } => None,
+        }));
     }
 
     fn handle_request(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<CoordinatorEffect>) {
@@ -247,6 +252,7 @@ impl Coordinator for GroupCoordinator {
     }
 
     fn handle_timeout(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
+        out.extend(self.farewells.drain(..).map(CoordinatorEffect::Send));
         let due: Vec<Arc<str>> = self.groups.iter().filter(|(_, group)| group.next_deadline().is_some_and(|deadline| deadline <= now)).map(|(id, _)| id.clone()).collect();
         for group_id in due {
             let mut effects = Vec::new();
@@ -258,6 +264,9 @@ impl Coordinator for GroupCoordinator {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if !self.farewells.is_empty() {
+            return Some(Instant::ZERO);
+        }
         self.groups.values().fold(None, |deadline, group| earliest(deadline, group.next_deadline()))
     }
 }
