@@ -201,3 +201,103 @@ fn a_new_member_joining_a_stable_group_starts_a_rebalance() {
     assert!(join_results(&harness.take()).is_empty(), "the newcomer waits for the rebalance");
     assert!(matches!(harness.coordinator.groups["g"].phase, state::Phase::PreparingRebalance { .. }));
 }
+
+mod properties {
+    use super::*;
+    use crate::coordinator::group::assignor::Assignor;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Join(u32),
+        Heartbeat(u32),
+        Leave(u32),
+        Wait(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u32..4).prop_map(Step::Join),
+            (0u32..4).prop_map(Step::Heartbeat),
+            (0u32..4).prop_map(Step::Leave),
+            (0u64..8).prop_map(Step::Wait),
+        ]
+    }
+
+    /// What one simulated client believes.
+    #[derive(Clone, Default)]
+    struct Client {
+        member_id: Option<MemberId>,
+        generation: Generation,
+    }
+
+    proptest! {
+        /// Whatever members join, heartbeat, leave or go silent, the partitions
+        /// handed out in one generation go to one member each, and the group's
+        /// phase and membership stay consistent.
+        #[test]
+        fn one_owner_per_partition_and_generation(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut harness = Harness::new();
+            let mut clients = vec![Client::default(); 4];
+            let mut owners: BTreeMap<(Generation, TopicPartition), NodeId> = BTreeMap::new();
+            let mut now = 0u64;
+            let mut correlation = 0u64;
+            for step in steps {
+                correlation += 1;
+                match step {
+                    Step::Join(index) => harness.request(at(now), 3000 + index, join(correlation, clients[index as usize].member_id.clone())),
+                    Step::Heartbeat(index) => {
+                        if let Some(member_id) = clients[index as usize].member_id.clone() {
+                            let generation = clients[index as usize].generation;
+                            harness.request(at(now), 3000 + index, GroupMessage::HeartbeatRequest { correlation_id: correlation, group_id: "g".into(), generation, member_id });
+                        }
+                    }
+                    Step::Leave(index) => {
+                        if let Some(member_id) = clients[index as usize].member_id.take() {
+                            harness.request(at(now), 3000 + index, GroupMessage::LeaveGroupRequest { correlation_id: correlation, group_id: "g".into(), member_id });
+                        }
+                    }
+                    Step::Wait(seconds) => {
+                        now += seconds;
+                        harness.tick(at(now));
+                    }
+                }
+                // Clients react at once: joiners sync (the leader with a range assignment).
+                for _ in 0..4 {
+                    let replies = harness.take();
+                    if replies.is_empty() {
+                        break;
+                    }
+                    for (node, message) in replies {
+                        let index = (node.0 - 3000) as usize;
+                        match message {
+                            GroupMessage::JoinGroupResponse { result: Ok(result), .. } => {
+                                clients[index] = Client { member_id: Some(result.member_id.clone()), generation: result.generation };
+                                let counts: BTreeMap<Arc<str>, u32> = [("t".into(), 5)].into_iter().collect();
+                                let assignments = if result.leader == result.member_id { Assignor::Range.assign(&result.members, &counts).into_iter().collect() } else { Vec::new() };
+                                correlation += 1;
+                                harness.request(at(now), node.0, sync(correlation, result.generation, &result.member_id, assignments));
+                            }
+                            GroupMessage::SyncGroupResponse { result: Ok(partitions), .. } => {
+                                for partition in partitions {
+                                    let owner = owners.entry((clients[index].generation, partition.clone())).or_insert(node);
+                                    prop_assert_eq!(*owner, node, "{} owned twice in generation {}", partition, clients[index].generation);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                let group = harness.coordinator.groups.get("g");
+                if let Some(group) = group {
+                    // An Empty group has no members; a group with none is Empty (or about to complete a rebalance into Empty).
+                    prop_assert!(!matches!(group.phase, state::Phase::Empty) || group.members.is_empty());
+                    prop_assert!(!group.members.is_empty() || matches!(group.phase, state::Phase::Empty | state::Phase::PreparingRebalance { .. }));
+                    if group.is_stable() {
+                        prop_assert!(group.leader.as_ref().is_some_and(|leader| group.members.contains_key(leader)), "a stable group has a member as leader");
+                    }
+                }
+            }
+        }
+    }
+}
