@@ -291,8 +291,10 @@ mod properties {
                 let group = harness.coordinator.groups.get("g");
                 if let Some(group) = group {
                     // An Empty group has no members; a group with none is Empty (or about to complete a rebalance into Empty).
-                    prop_assert!(!matches!(group.phase, state::Phase::Empty) || group.members.is_empty());
-                    prop_assert!(!group.members.is_empty() || matches!(group.phase, state::Phase::Empty | state::Phase::PreparingRebalance { .. }));
+                    let empty = matches!(group.phase, state::Phase::Empty);
+                    prop_assert!(!empty || group.members.is_empty(), "an Empty group has no members");
+                    let waiting = matches!(group.phase, state::Phase::Empty | state::Phase::PreparingRebalance { .. });
+                    prop_assert!(!group.members.is_empty() || waiting, "a group without members is Empty or rebalancing");
                     if group.is_stable() {
                         prop_assert!(group.leader.as_ref().is_some_and(|leader| group.members.contains_key(leader)), "a stable group has a member as leader");
                     }
