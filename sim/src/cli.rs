@@ -1,7 +1,7 @@
 //! The command line of DESIGN §3. Exit codes: 0 every expectation met, 1 an
 //! expectation failed, 2 bad input.
 
-use crate::runner::{run_batch, run_seed, BatchOptions};
+use crate::runner::{run_batch_in_mode, run_seed_in_mode, BatchOptions};
 use crate::scenario::Scenario;
 use crate::summary::{to_json, ScenarioReport};
 use clap::{Parser, Subcommand};
@@ -34,6 +34,21 @@ pub enum Command {
     Shrink(ShrinkArgs),
     /// Measure the reference scenario beside a floor of bare madsim nodes (DESIGN §6).
     Bench(BenchArgs),
+    /// Merge the --json files of shards (seed ranges run apart) into one summary and verdict.
+    Merge(MergeArgs),
+}
+
+#[derive(clap::Args)]
+pub struct MergeArgs {
+    /// The shards' --json files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Write the merged runs as one --json document to this file ("-" for standard output).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// No summary table; only the exit code (and --json) tell the verdict.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 #[derive(clap::Args, Default)]
@@ -52,7 +67,7 @@ pub struct RunArgs {
     /// Worker threads (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
-    /// Write every run as JSON to this file.
+    /// Write every run as JSON to this file ("-" for standard output; the summary then goes to standard error).
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Write a report for each failing seed under this directory.
@@ -61,6 +76,9 @@ pub struct RunArgs {
     /// Run each seed twice and fail on any trace-hash difference.
     #[arg(long)]
     pub check_determinism: bool,
+    /// Swarm testing: each seed draws its own subset of the fault kinds, interval and max_concurrent.
+    #[arg(long)]
+    pub swarm: bool,
     /// No progress bar and no summary table.
     #[arg(long)]
     pub quiet: bool,
@@ -77,6 +95,9 @@ pub struct ShrinkArgs {
     /// Where to write the shrunk scenario (default: print it).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// The seed failed in swarm mode (`run --swarm`): draw its fault mix first.
+    #[arg(long)]
+    pub swarm: bool,
 }
 
 #[derive(clap::Args)]
@@ -102,6 +123,9 @@ pub struct ReplayArgs {
     /// Write the run's report under this directory.
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Replay a seed of `run --swarm`: its fault mix is drawn from the seed again.
+    #[arg(long)]
+    pub swarm: bool,
 }
 
 #[derive(clap::Args)]
@@ -144,34 +168,56 @@ pub fn seeds_for(args: &RunArgs, scenario: &Scenario) -> Vec<u64> {
     }
 }
 
+/// The progress bar's message: findings so far, by kind.
+fn findings_message(findings: &std::collections::BTreeMap<crate::check::CheckerKind, usize>) -> String {
+    if findings.is_empty() {
+        return "no findings".to_string();
+    }
+    let kinds: Vec<String> = findings.iter().map(|(kind, count)| format!("{} {count}", kind.name())).collect();
+    format!("findings: {}", kinds.join(", "))
+}
+
+fn progress_bar(name: &str, seeds: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(seeds as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
+            .expect("the template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(name.to_string());
+    bar.set_message("no findings");
+    bar
+}
+
+/// Writes a --json document to its file, or to standard output for "-".
+fn write_json(path: &Path, text: &str) -> Result<(), InputError> {
+    if path == Path::new("-") {
+        println!("{text}");
+        return Ok(());
+    }
+    std::fs::write(path, text).map_err(|error| InputError(format!("--json {}: {error}", path.display())))
+}
+
 pub fn run(args: RunArgs) -> Result<i32, InputError> {
     let paths = if args.scenarios.is_empty() { vec![PathBuf::from(DEFAULT_SCENARIO)] } else { args.scenarios.clone() };
     let scenarios = paths.iter().map(|path| load(path)).collect::<Result<Vec<_>, _>>()?;
     let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1));
     let options = BatchOptions { jobs, watchdog: Duration::from_secs(args.watchdog), check_determinism: args.check_determinism };
     let show_progress = !args.quiet && std::io::stderr().is_terminal();
+    let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
     let mut reports = Vec::new();
     for scenario in &scenarios {
         let seeds = seeds_for(&args, scenario);
-        let progress = if show_progress {
-            let bar = indicatif::ProgressBar::new(seeds.len() as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} seeds  {per_sec}  eta {eta}  {msg}")
-                    .expect("the template is valid")
-                    .progress_chars("=> "),
-            );
-            bar.set_prefix(scenario.name.clone());
-            Some(bar)
-        } else {
-            None
-        };
+        let progress = show_progress.then(|| progress_bar(&scenario.name, seeds.len()));
         let started = std::time::Instant::now();
-        let mut failing = 0;
-        let (runs, nondeterminism) = run_batch(scenario, &seeds, &options, |result| {
+        let mut findings = std::collections::BTreeMap::new();
+        let (runs, nondeterminism) = run_batch_in_mode(scenario, &seeds, &options, args.swarm, |result| {
             if let Some(bar) = &progress {
                 if result.outcome != crate::runner::Outcome::Ok {
-                    failing += 1;
-                    bar.set_message(format!("{failing} with violations"));
+                    for kind in result.kinds() {
+                        *findings.entry(kind).or_insert(0) += 1;
+                    }
+                    bar.set_message(findings_message(&findings));
                 }
                 bar.inc(1);
             }
@@ -179,17 +225,44 @@ pub fn run(args: RunArgs) -> Result<i32, InputError> {
         if let Some(bar) = progress {
             bar.finish_and_clear();
         }
-        let report = ScenarioReport::new(scenario, runs, nondeterminism, started.elapsed());
+        let mut report = ScenarioReport::new(scenario, runs, nondeterminism, started.elapsed());
+        report.swarm = args.swarm;
         if !args.quiet {
-            print!("{}", report.render().replace("<scenario>", &scenario.path.display().to_string()));
+            if json_to_stdout {
+                eprint!("{}", report.render());
+            } else {
+                print!("{}", report.render());
+            }
         }
         if let Some(dir) = &args.report {
             crate::report::write_failing(dir, scenario, &report).map_err(|error| InputError(format!("{}: {error}", dir.display())))?;
         }
         reports.push(report);
     }
+    if let Some(dir) = &args.report {
+        crate::report::write_summary(dir, &reports).map_err(|error| InputError(format!("{}: {error}", dir.display())))?;
+    }
     if let Some(path) = &args.json {
-        std::fs::write(path, to_json(&reports)).map_err(|error| InputError(format!("{}: {error}", path.display())))?;
+        write_json(path, &to_json(&reports))?;
+    }
+    Ok(if reports.iter().all(ScenarioReport::passed) { 0 } else { 1 })
+}
+
+pub fn merge(args: MergeArgs) -> Result<i32, InputError> {
+    let reports = crate::merge::merge_files(&args.files).map_err(InputError)?;
+    if !args.quiet {
+        let json_to_stdout = args.json.as_deref() == Some(Path::new("-"));
+        for report in &reports {
+            let text = report.render();
+            if json_to_stdout {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        write_json(path, &to_json(&reports))?;
     }
     Ok(if reports.iter().all(ScenarioReport::passed) { 0 } else { 1 })
 }
@@ -199,7 +272,10 @@ pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
     if args.trace {
         crate::trace::install_trace_subscriber();
     }
-    let detail = run_seed(&scenario, args.seed);
+    let detail = run_seed_in_mode(&scenario, args.seed, args.swarm);
+    if let Some(mix) = &detail.result.swarm {
+        println!("{mix}");
+    }
     if !args.trace {
         for op in &detail.history.ops {
             println!("{op}");
@@ -235,6 +311,7 @@ pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
 
 pub fn shrink(args: ShrinkArgs) -> Result<i32, InputError> {
     let scenario = load(&args.scenario)?;
+    let scenario = if args.swarm { crate::swarm::scenario_for(&scenario, args.seed) } else { scenario };
     let shrunk = match crate::shrink::shrink(&scenario, args.seed, |note| eprintln!("shrink: {note}")) {
         Ok(shrunk) => shrunk,
         Err(reason) => {
@@ -243,6 +320,8 @@ pub fn shrink(args: ShrinkArgs) -> Result<i32, InputError> {
         }
     };
     eprintln!("shrink: {} of {} faults still show {} ({} runs)", shrunk.minimal.len(), shrunk.original.len(), shrunk.kind, shrunk.runs);
+    eprintln!("shrink: before: {}", shrunk.before);
+    eprintln!("shrink: after:  {}", shrunk.after);
     match &args.out {
         Some(path) => {
             std::fs::write(path, &shrunk.toml).map_err(|error| InputError(format!("{}: {error}", path.display())))?;
@@ -304,6 +383,7 @@ pub fn main_with(cli: Cli) -> i32 {
         Some(Command::Matrix(args)) => matrix(args),
         Some(Command::Shrink(args)) => shrink(args),
         Some(Command::Bench(args)) => bench(args),
+        Some(Command::Merge(args)) => merge(args),
     };
     match result {
         Ok(code) => code,

@@ -5,6 +5,8 @@
 //! the process); a power loss keeps only what was flushed, and may keep a prefix
 //! of the unflushed writes with the last kept batch torn (its checksum broken),
 //! which recovery must detect and cut. Checkpoints are atomic and durable.
+//! With buggify on (`crate::buggify`), a flush may be slow: its writes become
+//! durable only when the node's loop has stalled for the flush's duration.
 
 use kafsim_model::record::{RecordBatch, SharedBatch};
 use kafsim_model::storage::{Checkpoint, DiskOp, DurableState};
@@ -45,6 +47,14 @@ impl LogFile {
         }
     }
 
+    /// Makes the first `count` pending writes durable (a slow flush returning).
+    fn flush_first(&mut self, count: usize) {
+        let count = count.min(self.pending.len());
+        for write in self.pending.drain(..count).collect::<Vec<_>>() {
+            apply(&mut self.durable, &write);
+        }
+    }
+
     /// What a process sees after a restart: durable writes plus the page cache.
     fn page_cache_view(&self) -> Vec<SharedBatch> {
         let mut batches = self.durable.clone();
@@ -60,6 +70,10 @@ impl LogFile {
 pub struct NodeDisk {
     logs: BTreeMap<TopicPartition, LogFile>,
     checkpoints: BTreeMap<String, Checkpoint>,
+    /// Slow flushes still running: the log and how many of its pending writes they cover.
+    slow_flushes: Vec<(TopicPartition, usize)>,
+    /// How long the node's loop must stall for the slow flushes, in microseconds.
+    stall_micros: u64,
 }
 
 impl NodeDisk {
@@ -67,9 +81,29 @@ impl NodeDisk {
         match op {
             DiskOp::Append { partition, batch } => self.logs.entry(partition).or_default().pending.push(PendingWrite::Append(batch)),
             DiskOp::Truncate { partition, offset } => self.logs.entry(partition).or_default().pending.push(PendingWrite::Truncate(offset)),
+            DiskOp::Flush { partition } if crate::buggify::fires(crate::buggify::Point::SlowFlush) => {
+                let covered = self.logs.entry(partition.clone()).or_default().pending.len();
+                self.slow_flushes.push((partition, covered));
+                self.stall_micros = self.stall_micros.max(crate::buggify::draw_micros(20, 2_000));
+            }
             DiskOp::Flush { partition } => self.logs.entry(partition).or_default().flush(),
             DiskOp::Checkpoint(checkpoint) => {
                 self.checkpoints.insert(checkpoint.file_name(), checkpoint);
+            }
+        }
+    }
+
+    /// Takes the stall the slow flushes need (zero when there are none); the
+    /// node's loop stalls that long, then calls `complete_slow_flushes`.
+    pub fn take_stall(&mut self) -> std::time::Duration {
+        std::time::Duration::from_micros(std::mem::take(&mut self.stall_micros))
+    }
+
+    /// The slow flushes return: what they covered is durable.
+    pub fn complete_slow_flushes(&mut self) {
+        for (partition, covered) in std::mem::take(&mut self.slow_flushes) {
+            if let Some(file) = self.logs.get_mut(&partition) {
+                file.flush_first(covered);
             }
         }
     }
@@ -85,6 +119,9 @@ impl NodeDisk {
     /// The machine lost power. For each log, `keep(pending_count)` says how many of
     /// the unflushed writes reached the platter, and whether the last one is torn.
     pub fn power_loss(&mut self, mut keep: impl FnMut(usize) -> (usize, bool)) {
+        // A flush still running when the power goes never returned.
+        self.slow_flushes.clear();
+        self.stall_micros = 0;
         for file in self.logs.values_mut() {
             let (kept, torn) = keep(file.pending.len());
             let pending = std::mem::take(&mut file.pending);
@@ -216,6 +253,23 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_slow_flush_is_durable_only_when_it_returns() {
+        let mut disk = NodeDisk::default();
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(0) });
+        // As a slow flush leaves it: covering the one pending write, not yet returned.
+        disk.slow_flushes.push((tp(), 1));
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(1) });
+        disk.complete_slow_flushes();
+        disk.power_loss(|_| (0, false));
+        assert_eq!(disk.durable_state().logs[&tp()].len(), 1, "the returned flush covers the write before it, not the one after");
+        disk.apply(DiskOp::Append { partition: tp(), batch: batch(1) });
+        disk.slow_flushes.push((tp(), 1));
+        disk.power_loss(|_| (0, false));
+        disk.complete_slow_flushes();
+        assert_eq!(disk.durable_state().logs[&tp()].len(), 1, "a flush running at the power loss never returns");
     }
 
     #[test]

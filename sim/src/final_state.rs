@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One replica's log at the end of the run, as its broker held it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct ReplicaSnapshot {
     pub broker: NodeId,
     /// Every record in the replica's log, by offset from 0. A value that the
@@ -21,7 +21,7 @@ pub struct ReplicaSnapshot {
     pub is_leader: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct PartitionSnapshot {
     /// The controller's view.
     pub leader: Option<NodeId>,
@@ -49,19 +49,19 @@ impl PartitionSnapshot {
 }
 
 /// Where one consumer stood at the end of the drain.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct ConsumerSnapshot {
     pub positions: BTreeMap<TopicPartition, Offset>,
 }
 
 /// A consumer group at the end: the topic it subscribes to and its consumers.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct GroupSnapshot {
     pub topic: String,
     pub members: Vec<String>,
 }
 
-#[derive(Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FinalState {
     pub partitions: BTreeMap<TopicPartition, PartitionSnapshot>,
     pub consumers: BTreeMap<String, ConsumerSnapshot>,
@@ -72,15 +72,15 @@ pub struct FinalState {
     pub groups: BTreeMap<String, GroupSnapshot>,
 }
 
-/// As derived, but `groups` is left out while empty: the trace hash covers this
-/// text, and runs without groups keep the hashes they had before groups existed.
-impl std::fmt::Debug for FinalState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut out = f.debug_struct("FinalState");
-        out.field("partitions", &self.partitions).field("consumers", &self.consumers).field("drained", &self.drained);
+/// As derived, but `groups` is left out while empty: the trace hash covers the
+/// final state, and runs without groups keep the hashes they had before groups existed.
+impl std::hash::Hash for FinalState {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.partitions.hash(state);
+        self.consumers.hash(state);
+        self.drained.hash(state);
         if !self.groups.is_empty() {
-            out.field("groups", &self.groups);
+            self.groups.hash(state);
         }
-        out.finish()
     }
 }

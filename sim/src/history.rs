@@ -32,7 +32,7 @@ impl fmt::Display for Value {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OpType {
     Invoke,
@@ -42,14 +42,14 @@ pub enum OpType {
 }
 
 /// One record a consumer read.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct PolledRecord {
     pub partition: TopicPartition,
     pub offset: Offset,
     pub value: Value,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub enum OpBody {
     /// A producer's send of one value. `invoke` carries the key's partition when the
     /// producer chose it; `ok` carries where the broker put it.
@@ -61,6 +61,16 @@ pub enum OpBody {
     Seek { partition: TopicPartition, offset: Offset, reason: String },
     /// A client process (re)started: its earlier reads say nothing of its next ones.
     ClientStart,
+    /// The nemesis did something, or undid it.
+    Fault { description: String },
+    /// A simulated node panicked; the run ended there.
+    Panic { message: String },
+    /// The run hit its simulated-time limit or the wall-clock watchdog.
+    Timeout { message: String },
+    /// The fault phase ended: everything healed and the workload drains.
+    Heal,
+    // Group variants come last: the trace hash covers each variant's index,
+    // and runs without groups keep their hashes.
     /// A group member was given `partitions` (everything it owns) in `generation`.
     Assign { group: Arc<str>, generation: i32, partitions: Vec<TopicPartition> },
     /// A group member gave up `partitions` it owned in `generation`, and why.
@@ -71,17 +81,9 @@ pub enum OpBody {
     /// The application processed these records (DESIGN §4 `delivery`): its own
     /// step, so a crash between processing and committing shows in the history.
     Process { group: Arc<str>, records: Vec<PolledRecord> },
-    /// The nemesis did something, or undid it.
-    Fault { description: String },
-    /// A simulated node panicked; the run ended there.
-    Panic { message: String },
-    /// The run hit its simulated-time limit or the wall-clock watchdog.
-    Timeout { message: String },
-    /// The fault phase ended: everything healed and the workload drains.
-    Heal,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
 pub struct Op {
     /// Simulated microseconds since the run began.
     pub time: u64,

@@ -2,6 +2,7 @@
 //! nemesis, workloads, history, checkers, runner and reports.
 
 pub mod bench;
+pub mod buggify;
 pub mod check;
 pub mod cli;
 pub mod context;
@@ -10,6 +11,7 @@ pub mod final_state;
 pub mod history;
 pub mod invariants;
 pub mod matrix;
+pub mod merge;
 pub mod nemesis;
 pub mod node;
 pub mod report;
@@ -18,5 +20,6 @@ pub mod scenario;
 pub mod shrink;
 pub mod simulate;
 pub mod summary;
+pub mod swarm;
 pub mod trace;
 pub mod transport;

@@ -143,6 +143,9 @@ impl Nemesis {
     /// Runs random and scripted faults until `end`, then undoes everything.
     pub async fn run_until(&mut self, end: Instant) {
         let faults = self.ctx.scenario.faults.clone();
+        if let Some(mix) = &faults.swarm {
+            self.record(mix.to_string());
+        }
         let mut schedule: Vec<ScheduledFault> = faults.schedule.clone();
         schedule.sort_by_key(|fault| fault.at);
         let mut schedule = schedule.into_iter().peekable();

@@ -33,6 +33,9 @@ pub struct RunResult {
     pub trace_hash: u64,
     pub sim_ms: u64,
     pub events: usize,
+    /// The fault mix a `--swarm` run drew from its seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::swarm::SwarmMix>,
     #[serde(skip)]
     pub messages: u64,
     #[serde(skip)]
@@ -67,6 +70,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
         text.clone()
     } else {
         "panic with a non-string payload".to_string()
+    }
+}
+
+/// Runs one seed, in swarm mode (its own fault mix, drawn from the seed) or not.
+pub fn run_seed_in_mode(scenario: &Arc<Scenario>, seed: u64, swarm: bool) -> RunDetail {
+    if swarm {
+        run_seed(&crate::swarm::scenario_for(scenario, seed), seed)
+    } else {
+        run_seed(scenario, seed)
     }
 }
 
@@ -118,6 +130,7 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> RunDetail {
         sim_ms,
         events: history.ops.len(),
         violations,
+        swarm: scenario.faults.swarm.clone(),
         messages,
         wall: started.elapsed(),
     };
@@ -134,6 +147,7 @@ fn watchdog_result(seed: u64, limit: Duration) -> RunResult {
         trace_hash: 0,
         sim_ms: 0,
         events: 0,
+        swarm: None,
         messages: 0,
         wall: limit,
     }
@@ -162,6 +176,17 @@ pub fn run_batch(
     scenario: &Arc<Scenario>,
     seeds: &[u64],
     options: &BatchOptions,
+    on_done: impl FnMut(&RunResult),
+) -> (Vec<RunResult>, Vec<Nondeterminism>) {
+    run_batch_in_mode(scenario, seeds, options, false, on_done)
+}
+
+/// `run_batch`, where with `swarm` each seed runs its own fault mix (`crate::swarm`).
+pub fn run_batch_in_mode(
+    scenario: &Arc<Scenario>,
+    seeds: &[u64],
+    options: &BatchOptions,
+    swarm: bool,
     mut on_done: impl FnMut(&RunResult),
 ) -> (Vec<RunResult>, Vec<Nondeterminism>) {
     let next = Arc::new(AtomicUsize::new(0));
@@ -182,8 +207,8 @@ pub fn run_batch(
                 }
                 running.lock().expect("running lock")[slot] = Some((index, std::time::Instant::now()));
                 let seed = seeds[index];
-                let first = run_seed(&scenario, seed).result;
-                let mismatch = check.then(|| run_seed(&scenario, seed).result).and_then(|second| {
+                let first = run_seed_in_mode(&scenario, seed, swarm).result;
+                let mismatch = check.then(|| run_seed_in_mode(&scenario, seed, swarm).result).and_then(|second| {
                     (second.trace_hash != first.trace_hash).then_some(Nondeterminism { seed, first: first.trace_hash, second: second.trace_hash })
                 });
                 {

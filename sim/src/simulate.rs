@@ -34,6 +34,10 @@ pub struct SimulationResult {
 pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> SimulationResult {
     let ctx = Arc::new(RunContext::new(scenario.clone(), history));
     let handle = Handle::current();
+    crate::buggify::set_enabled(scenario.faults.buggify);
+    if scenario.faults.buggify {
+        ctx.record(&"nemesis".into(), OpType::Info, OpBody::Fault { description: "buggify on: slow flushes, delayed fetch responses, dropped responses, lagging followers".into() });
+    }
     let mut ids = BTreeMap::new();
     for entry in ctx.roster.entries.clone() {
         let node_ctx = ctx.clone();
@@ -54,6 +58,9 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> 
         madsim::time::sleep(DRAIN_POLL).await;
     }
     let final_state = snapshot(&ctx);
+    if scenario.faults.buggify {
+        ctx.record(&"nemesis".into(), OpType::Info, OpBody::Fault { description: format!("buggify fired: {}", crate::buggify::fired_summary()) });
+    }
     // Killing every node closes its sockets, which breaks the reference cycle
     // between madsim's network (mailboxes holding wakers of tasks that hold the
     // endpoints) and would otherwise keep each finished run in memory.

@@ -6,11 +6,16 @@ use crate::runner::{Nondeterminism, Outcome, RunResult};
 use crate::scenario::Scenario;
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// One scenario's batch, judged.
 pub struct ScenarioReport {
     pub scenario_name: String,
+    /// The scenario file, for replay commands.
+    pub path: PathBuf,
+    /// Whether the seeds ran in swarm mode (each its own fault mix).
+    pub swarm: bool,
     pub never: Vec<CheckerKind>,
     pub finds: Vec<CheckerKind>,
     pub runs: Vec<RunResult>,
@@ -22,6 +27,8 @@ impl ScenarioReport {
     pub fn new(scenario: &Scenario, runs: Vec<RunResult>, nondeterminism: Vec<Nondeterminism>, wall: Duration) -> ScenarioReport {
         ScenarioReport {
             scenario_name: scenario.name.clone(),
+            path: scenario.path.clone(),
+            swarm: false,
             never: scenario.expect.never.clone(),
             finds: scenario.expect.finds.clone(),
             runs,
@@ -80,6 +87,12 @@ impl ScenarioReport {
         Some(distances[distances.len() / 2])
     }
 
+    /// The command that replays `seed` of this batch with its full trace.
+    pub fn replay_command(&self, seed: u64) -> String {
+        let swarm = if self.swarm { " --swarm" } else { "" };
+        format!("kafsim replay {} --seed {seed}{swarm} --trace", self.path.display())
+    }
+
     pub fn seeds_per_second(&self) -> f64 {
         self.runs.len() as f64 / self.wall.as_secs_f64().max(1e-9)
     }
@@ -113,6 +126,7 @@ impl ScenarioReport {
                 "       (not judged)"
             };
             text.push_str(&format!("      {:<22} {:>6} seeds  first seed {:<8} {}\n", kind.name(), count, first, role));
+            text.push_str(&format!("        replay: {}\n", self.replay_command(*first)));
         }
         for kind in self.missing() {
             text.push_str(&format!("      {:<22} {:>6} seeds  expected to be found, never was\n", kind.name(), 0));
@@ -122,10 +136,6 @@ impl ScenarioReport {
                 "      NONDETERMINISM seed {}: trace hash {:016x} then {:016x}\n",
                 mismatch.seed, mismatch.first, mismatch.second
             ));
-        }
-        let unexpected = self.unexpected();
-        if let Some(seed) = self.runs.iter().find(|run| run.kinds().iter().any(|kind| unexpected.contains(kind))).map(|run| run.seed) {
-            text.push_str(&format!("      replay: kafsim replay <scenario> --seed {seed} --trace\n"));
         }
         text
     }
@@ -144,13 +154,46 @@ mod tests {
             trace_hash: 0,
             sim_ms: 0,
             events: 0,
+            swarm: None,
             messages: 0,
             wall: Duration::ZERO,
         }
     }
 
     fn report(runs: Vec<RunResult>, never: Vec<CheckerKind>, finds: Vec<CheckerKind>) -> ScenarioReport {
-        ScenarioReport { scenario_name: "s".into(), never, finds, runs, nondeterminism: Vec::new(), wall: Duration::from_secs(1) }
+        ScenarioReport {
+            scenario_name: "s".into(),
+            path: "scenarios/s.toml".into(),
+            swarm: false,
+            never,
+            finds,
+            runs,
+            nondeterminism: Vec::new(),
+            wall: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn each_kind_comes_with_the_replay_command_of_its_first_seed() {
+        let runs = vec![run(0, &[]), run(3, &[CheckerKind::Duplicate]), run(5, &[CheckerKind::LostWrite]), run(9, &[CheckerKind::LostWrite])];
+        let mut report = report(runs, vec![CheckerKind::LostWrite], vec![]);
+        let text = report.render();
+        assert!(text.contains("replay: kafsim replay scenarios/s.toml --seed 5 --trace"), "{text}");
+        assert!(text.contains("replay: kafsim replay scenarios/s.toml --seed 3 --trace"), "{text}");
+        assert!(!text.contains("--seed 9"), "{text}");
+        report.swarm = true;
+        assert!(report.render().contains("--seed 5 --swarm --trace"));
+    }
+
+    #[test]
+    fn the_json_document_round_trips_through_merge() {
+        let runs = vec![run(0, &[]), run(1, &[CheckerKind::LostWrite])];
+        let json = to_json(&[report(runs, vec![CheckerKind::LostWrite], vec![])]);
+        let shards = crate::merge::parse_document(&json, std::path::Path::new("a.json")).expect("the document parses");
+        assert_eq!(shards.len(), 1);
+        assert_eq!(shards[0].runs.len(), 2);
+        assert!(!shards[0].passed());
+        assert_eq!(shards[0].path, std::path::PathBuf::from("scenarios/s.toml"));
     }
 
     #[test]
@@ -178,12 +221,25 @@ struct JsonExpect<'a> {
 }
 
 #[derive(Serialize)]
+struct JsonMismatch {
+    seed: u64,
+    first: String,
+    second: String,
+}
+
+#[derive(Serialize)]
 struct JsonScenario<'a> {
     name: &'a str,
     seeds_run: usize,
     expect: JsonExpect<'a>,
     verdict: &'static str,
     runs: &'a [RunResult],
+    /// Beyond DESIGN §3, so that shards merge (`kafsim merge`) into the same
+    /// summary: the scenario file, swarm mode, wall time and nondeterminism found.
+    path: String,
+    swarm: bool,
+    wall_ms: u64,
+    nondeterminism: Vec<JsonMismatch>,
 }
 
 #[derive(Serialize)]
@@ -201,6 +257,14 @@ pub fn to_json(reports: &[ScenarioReport]) -> String {
             expect: JsonExpect { never: &report.never, finds: &report.finds },
             verdict: if report.passed() { "pass" } else { "fail" },
             runs: &report.runs,
+            path: report.path.display().to_string(),
+            swarm: report.swarm,
+            wall_ms: report.wall.as_millis() as u64,
+            nondeterminism: report
+                .nondeterminism
+                .iter()
+                .map(|mismatch| JsonMismatch { seed: mismatch.seed, first: format!("{:016x}", mismatch.first), second: format!("{:016x}", mismatch.second) })
+                .collect(),
         })
         .collect();
     serde_json::to_string_pretty(&JsonDocument { scenarios }).expect("the report serializes")

@@ -26,6 +26,7 @@ pub fn describe(op: &Op) -> String {
 }
 
 /// FNV-1a, 64 bits: stable across machines and releases, unlike std's hasher.
+/// As a `Hasher`, integers go in as little-endian bytes whatever the machine.
 #[derive(Clone, Copy)]
 pub struct TraceHasher(u64);
 
@@ -48,20 +49,46 @@ impl TraceHasher {
     }
 }
 
-/// The hash of everything a run observed: each operation (with its time and
-/// node) and the final state of every replica.
+impl std::hash::Hasher for TraceHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        TraceHasher::write(self, bytes);
+    }
+
+    fn write_u16(&mut self, value: u16) {
+        TraceHasher::write(self, &value.to_le_bytes());
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        TraceHasher::write(self, &value.to_le_bytes());
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        TraceHasher::write(self, &value.to_le_bytes());
+    }
+
+    fn write_usize(&mut self, value: usize) {
+        TraceHasher::write(self, &(value as u64).to_le_bytes());
+    }
+
+    fn write_isize(&mut self, value: isize) {
+        TraceHasher::write(self, &(value as i64).to_le_bytes());
+    }
+}
+
+/// The hash of everything a run observed: each operation (with its time, node,
+/// type and body) and the final state of every replica. The values are hashed
+/// as they are, not formatted first: formatting every operation of a run cost
+/// a fifth of the run's time.
 pub fn trace_hash(history: &History, final_state: Option<&FinalState>) -> u64 {
+    use std::hash::Hash;
     let mut hasher = TraceHasher::default();
-    let mut line = String::new();
-    for op in &history.ops {
-        line.clear();
-        let _ = writeln!(line, "{op}");
-        hasher.write(line.as_bytes());
-    }
-    if let Some(final_state) = final_state {
-        hasher.write(format!("{final_state:?}").as_bytes());
-    }
-    hasher.finish()
+    history.ops.hash(&mut hasher);
+    final_state.hash(&mut hasher);
+    hasher.0
 }
 
 #[derive(Default)]

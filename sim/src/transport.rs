@@ -18,6 +18,49 @@ use std::time::Duration;
 /// merely late fills its gap in time.
 pub const GAP_TIMEOUT: Duration = Duration::from_millis(20);
 
+/// Sends a buggify fault point holds back (`crate::buggify`): fetch requests of
+/// a lagging follower, fetch responses of a slow leader. Held messages to one
+/// node leave in the order they were sent; other messages are not held behind
+/// them, as Kafka's replica fetchers use connections of their own. Empty, and
+/// free, unless buggify is on.
+#[derive(Default)]
+pub struct HeldSends {
+    /// (release time in microseconds, destination, message), in send order.
+    queue: Vec<(u64, NodeId, Message)>,
+    /// Per destination, the release time of its last held message.
+    held_until: BTreeMap<NodeId, u64>,
+}
+
+impl HeldSends {
+    /// Holds `message` for `delay` microseconds (and behind what is already held
+    /// for `to`); hands it back when there is no delay.
+    pub fn hold(&mut self, now: u64, to: NodeId, message: Message, delay: Option<u64>) -> Option<Message> {
+        let delay = match delay {
+            None => return Some(message),
+            Some(delay) => delay,
+        };
+        let release = self.held_until.get(&to).copied().unwrap_or(0).max(now + delay);
+        self.held_until.insert(to, release);
+        self.queue.push((release, to, message));
+        None
+    }
+
+    /// Moves what may go at `now` to `out`, keeping each destination's order.
+    pub fn release(&mut self, now: u64, out: &mut Vec<(NodeId, Message)>) {
+        if self.queue.iter().all(|(release, _, _)| *release > now) {
+            return;
+        }
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.queue).into_iter().partition(|(release, _, _)| *release <= now);
+        self.queue = waiting;
+        out.extend(due.into_iter().map(|(_, to, message)| (to, message)));
+        self.held_until.retain(|_, until| *until > now);
+    }
+
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.queue.iter().map(|(release, _, _)| *release).min()
+    }
+}
+
 #[derive(Debug)]
 pub struct Envelope {
     pub from: NodeId,
@@ -143,6 +186,24 @@ mod tests {
         assert_eq!(ids(&out), vec![1]);
         inbox.accept(30_000, envelope(0, 0), &mut out);
         assert_eq!(ids(&out), vec![1]);
+    }
+
+    #[test]
+    fn held_sends_keep_each_destinations_order() {
+        let mut held = HeldSends::default();
+        let message = |id| Message::MetadataRequest { correlation_id: id };
+        assert!(held.hold(0, NodeId(2), message(0), None).is_some(), "no delay: it goes at once");
+        assert!(held.hold(0, NodeId(2), message(1), Some(100)).is_none());
+        assert!(held.hold(10, NodeId(2), message(2), Some(20)).is_none(), "a shorter delay still waits behind the held one");
+        assert!(held.hold(10, NodeId(2), message(3), None).is_some(), "an undelayed message is not held behind");
+        assert!(held.hold(10, NodeId(3), message(4), Some(5)).is_none());
+        assert_eq!(held.next_deadline(), Some(15));
+        let mut out = Vec::new();
+        held.release(99, &mut out);
+        assert_eq!(ids(&out), vec![4]);
+        held.release(100, &mut out);
+        assert_eq!(ids(&out), vec![4, 1, 2]);
+        assert_eq!(held.next_deadline(), None);
     }
 
     #[test]

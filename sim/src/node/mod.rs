@@ -6,8 +6,9 @@ pub mod consumer;
 pub mod controller;
 pub mod producer;
 
-use crate::context::RunContext;
-use crate::transport::{Envelope, Inbox, Outbox};
+use crate::buggify::Point;
+use crate::context::{NodeRole, RunContext};
+use crate::transport::{Envelope, HeldSends, Inbox, Outbox};
 use futures::StreamExt;
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId};
@@ -25,6 +26,18 @@ pub trait Machine: std::marker::Send + 'static {
 /// After a timeout was handled, the next wake is at least this far away, so a
 /// machine that keeps reporting a past deadline cannot spin without time passing.
 const MIN_TIMER_STEP: Duration = Duration::from_micros(100);
+
+/// The buggify fault points of the shell's send path (`crate::buggify`): None
+/// when the send goes now, Some(None) when it is dropped, Some(Some(delay)) when
+/// it is held for `delay` microseconds.
+fn buggify_send(message: &Message, lag_micros: Option<u64>) -> Option<Option<u64>> {
+    match message {
+        Message::FetchRequest { replica_id: Some(_), .. } if lag_micros.is_some() => Some(lag_micros),
+        Message::FetchResponse { .. } | Message::ProduceResponse { .. } if crate::buggify::fires(Point::DroppedResponse) => Some(None),
+        Message::FetchResponse { .. } if crate::buggify::fires(Point::DelayedFetchResponse) => Some(Some(crate::buggify::draw_micros(50, 2_000))),
+        _ => None,
+    }
+}
 
 /// Runs one node until madsim kills it.
 pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<M>>) {
@@ -46,12 +59,35 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
     let mut sends = Vec::new();
     let mut delivered = Vec::new();
     let mut earliest_wake = ctx.now();
+    // Buggify (off unless the scenario asks): sends held back, a stalled disk,
+    // and, for a broker incarnation drawn as a laggard, every replica fetch late.
+    let buggify = ctx.scenario.faults.buggify;
+    let mut held = HeldSends::default();
+    let mut released = Vec::new();
+    let disk = ctx.disks.get(&me).cloned();
     // Trace lines name the node that is stepping; other nodes run whenever this
     // one awaits, so it names itself again after every await.
     let name = ctx.roster.entry(me).name.clone();
     crate::trace::set_current_node(Some(name.clone()));
+    let is_broker = ctx.roster.entry(me).role == NodeRole::Broker;
+    let lag_micros = (buggify && is_broker && crate::buggify::fires(Point::LaggingFollower)).then(|| crate::buggify::draw_micros(50, 1_500));
     machine.lock().expect("node state lock").handle_timeout(ctx.now(), &mut sends);
     loop {
+        if buggify {
+            stall_for_slow_flushes(disk.as_ref()).await;
+            let now = ctx.now().as_micros();
+            for send in sends.drain(..) {
+                let fault = buggify_send(&send.message, lag_micros);
+                if fault == Some(None) {
+                    continue;
+                }
+                if let Some(message) = held.hold(now, send.to, send.message, fault.flatten()) {
+                    released.push((send.to, message));
+                }
+            }
+            held.release(now, &mut released);
+            sends.extend(released.drain(..).map(|(to, message)| Send { to, message }));
+        }
         for send in sends.drain(..) {
             crate::trace::set_current_node(Some(name.clone()));
             tracing::debug!(target: "kafsim::net", to = &*ctx.roster.entry(send.to).name, "send {:?}", send.message);
@@ -62,6 +98,7 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
         }
         let machine_deadline = machine.lock().expect("node state lock").next_deadline();
         let inbox_deadline = inbox.next_deadline().map(Instant::from_micros);
+        let machine_deadline = kafsim_model::time::earliest(machine_deadline, held.next_deadline().map(Instant::from_micros));
         let deadline = kafsim_model::time::earliest(machine_deadline, inbox_deadline).map(|deadline| deadline.max(earliest_wake));
         let arrival = match deadline {
             Some(deadline) => {
@@ -91,5 +128,17 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
             state.handle_timeout(now, &mut sends);
             earliest_wake = now + MIN_TIMER_STEP;
         }
+    }
+}
+
+/// A slow flush (buggify) stalls the node's loop, as a log thread blocked in
+/// fsync does; its writes are durable when the stall ends. A node killed during
+/// the stall never gets there.
+async fn stall_for_slow_flushes(disk: Option<&crate::disk::SharedDisk>) {
+    let Some(disk) = disk else { return };
+    let stall = disk.lock().expect("disk lock").take_stall();
+    if !stall.is_zero() {
+        madsim::time::sleep(stall).await;
+        disk.lock().expect("disk lock").complete_slow_flushes();
     }
 }

@@ -9,8 +9,10 @@ use super::locate::locate;
 use super::marks::MarkClass;
 use super::timeline::{render_svg, Pin, TimelineInput};
 use crate::check::findings::seconds;
+use crate::check::{CheckerKind, Violation};
+use crate::history::{History, Op, OpBody, Value};
 use crate::runner::{Outcome, RunDetail};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
 use std::path::Path;
 
@@ -71,16 +73,42 @@ td.detail{font:13px ui-monospace,monospace}tr:target{background:#ffe9e9}
 .fault-packet-loss{fill:#7f7f7f;background:#7f7f7f}.fault-latency{fill:#e377c2;background:#e377c2}
 .side-a{fill:#17becf;background:#17becf}.side-b{fill:#e7ba52;background:#e7ba52}.note{fill:#555;background:#555}
 .sw.heal{border-left:2px dashed #333;width:0;height:14px}.sw.pin{border-left:2px solid #e00;width:0;height:14px}
+.explain{border-left:4px solid #c11;background:#fff5f5;padding:.5em 1em;margin:.5em 0}.explain p{margin:.3em 0}
+mark{background:#ffd54f;padding:0 .15em}.ops{font:13px ui-monospace,monospace;white-space:pre;margin:.2em 0 .8em;overflow-x:auto}
 ";
+
+/// What an anomaly means, in words (DESIGN §5).
+fn explain(kind: CheckerKind) -> &'static str {
+    match kind {
+        CheckerKind::LostWrite => "A send the cluster acknowledged is missing from the final committed log: the producer was told the record was written, and it is gone.",
+        CheckerKind::Duplicate => "One sent value stands at more than one offset: a retry was written again instead of being recognised as a duplicate.",
+        CheckerKind::InconsistentOffsets => "Two reads of the same partition offset returned different records: replicas disagreed on what an offset holds, and consumers saw both.",
+        CheckerKind::NonmonotonicSend => "A producer's acknowledged sends to one partition got offsets out of the order it sent them in.",
+        CheckerKind::NonmonotonicPoll => "A consumer's reads of a partition went backwards without a seek or a rebalance.",
+        CheckerKind::PollSkip => "A consumer's reads of a partition skipped offsets without a seek or a rebalance.",
+        CheckerKind::CommittedDataLost => "A record a consumer read below the high watermark (so it was committed) later vanished from the log.",
+        CheckerKind::ReplicaDivergence => "After healing, in-sync replicas disagree below the high watermark.",
+        CheckerKind::Unseen => "An acknowledged send was never read by any consumer, though the consumers drained the partition to its end.",
+        CheckerKind::Liveness => "After the faults were healed, pending work was not served before the drain timed out.",
+        CheckerKind::Panic => "A simulated node panicked: an invariant of the model broke.",
+        CheckerKind::Timeout => "The run hit its simulated-time limit or the wall-clock watchdog.",
+        _ => "A guarantee the checker of this name watches was broken (DESIGN §5).",
+    }
+}
 
 /// The report page of one run of the scenario `name`, read from `scenario_path`.
 pub fn render_page(name: &str, scenario_path: &Path, detail: &RunDetail) -> String {
+    render_page_described(name, scenario_path, "", detail)
+}
+
+/// `render_page` with the scenario's description in the header.
+pub fn render_page_described(name: &str, scenario_path: &Path, description: &str, detail: &RunDetail) -> String {
     let mut page = String::new();
-    write_page(&mut page, name, scenario_path, detail).expect("formatting into a String cannot fail");
+    write_page(&mut page, name, scenario_path, description, detail).expect("formatting into a String cannot fail");
     page
 }
 
-fn write_page(page: &mut String, name: &str, scenario_path: &Path, detail: &RunDetail) -> fmt::Result {
+fn write_page(page: &mut String, name: &str, scenario_path: &Path, description: &str, detail: &RunDetail) -> fmt::Result {
     let result = &detail.result;
     let last_op = detail.history.ops.last().map_or(0, |op| op.time);
     let span = (result.sim_ms * 1000).max(last_op);
@@ -93,30 +121,148 @@ fn write_page(page: &mut String, name: &str, scenario_path: &Path, detail: &RunD
         .collect();
     writeln!(page, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">")?;
     writeln!(page, "<title>kafsim {} seed {}</title>\n<style>{STYLE}</style>\n</head>\n<body>", escape(name), result.seed)?;
-    write_header(page, name, scenario_path, detail)?;
-    write_violations(page, detail, &pins)?;
+    write_header(page, name, scenario_path, description, detail)?;
+    write_explanation(page, detail)?;
     writeln!(page, "<h2>Timeline</h2>")?;
     write_legend(page)?;
     let brokers = brokers_of(detail);
     let timeline = TimelineInput { history: &detail.history, faults: &faults, pins: &pins, brokers: &brokers, span };
     writeln!(page, "<div class=\"scroll\">\n{}</div>", render_svg(&timeline))?;
+    write_involved(page, detail)?;
+    write_violations(page, detail, &pins)?;
     write_fault_table(page, &faults)?;
     writeln!(page, "</body>\n</html>")
 }
 
-/// Every broker holding a replica at the end, named as the cluster names them.
+/// Every broker holding a replica at the end, named as the cluster names them,
+/// and the controller (a lane of its own even when nothing happened to it).
 fn brokers_of(detail: &RunDetail) -> Vec<String> {
     let partitions = detail.final_state.iter().flat_map(|state| state.partitions.values());
     let ids: BTreeSet<u32> = partitions.flat_map(|partition| partition.replicas.keys().map(|id| id.0)).collect();
-    ids.into_iter().map(|id| format!("broker-{id}")).collect()
+    let mut names: Vec<String> = ids.into_iter().map(|id| format!("broker-{id}")).collect();
+    if !names.is_empty() {
+        names.insert(0, "controller-1".to_string());
+    }
+    names
 }
 
-fn write_header(page: &mut String, name: &str, scenario_path: &Path, detail: &RunDetail) -> fmt::Result {
+/// "What went wrong": each kind of violation explained in words, with its
+/// count and first instance.
+fn write_explanation(page: &mut String, detail: &RunDetail) -> fmt::Result {
+    let mut kinds: BTreeMap<CheckerKind, Vec<&Violation>> = BTreeMap::new();
+    for violation in &detail.result.violations {
+        kinds.entry(violation.kind).or_default().push(violation);
+    }
+    if kinds.is_empty() {
+        return Ok(());
+    }
+    writeln!(page, "<h2>What went wrong</h2>")?;
+    for (kind, violations) in &kinds {
+        let count = violations.len();
+        let plural = if count == 1 { "" } else { "s" };
+        writeln!(page, "<div class=\"explain\"><p><strong>{}</strong> ({count} violation{plural}). {}</p>", kind.name(), escape(explain(*kind)))?;
+        writeln!(page, "<p>First: <code>{}</code></p></div>", escape(&violations[0].detail))?;
+    }
+    Ok(())
+}
+
+/// Values (`producer:sequence`) a violation's detail names.
+fn values_named(detail: &str) -> Vec<Value> {
+    let mut values = Vec::new();
+    for token in detail.split(|c: char| !(c.is_ascii_digit() || c == ':')) {
+        if let Some(value) = Value::decode(token.trim_matches(':').as_bytes()) {
+            if !values.contains(&value) {
+                values.push(value);
+            }
+        }
+    }
+    values
+}
+
+/// Whether an operation sends or reads one of `values`.
+fn involves(op: &Op, values: &[Value]) -> bool {
+    match &op.body {
+        OpBody::Send { value, .. } => values.contains(value),
+        OpBody::Poll { records } => records.iter().any(|record| values.contains(&record.value)),
+        _ => false,
+    }
+}
+
+/// One operation as a line, each of `values` highlighted. A poll shows only
+/// the records that hold one of them, and how many it read in all.
+fn op_line(op: &Op, values: &[Value]) -> String {
+    let text = match &op.body {
+        OpBody::Poll { records } if records.len() > 1 => {
+            let kept = records.iter().filter(|record| values.contains(&record.value)).cloned().collect();
+            let condensed = Op { body: OpBody::Poll { records: kept }, ..op.clone() };
+            format!("{condensed}  (of {} records read)", records.len())
+        }
+        _ => op.to_string(),
+    };
+    let mut line = escape(&text);
+    for value in values {
+        let text = value.to_string();
+        // Whole tokens only: 1:2 must not light up inside 1:23.
+        let mut marked = String::with_capacity(line.len());
+        let mut rest = line.as_str();
+        while let Some(at) = rest.find(&text) {
+            let before_ok = rest[..at].chars().next_back().is_none_or(|c| !c.is_ascii_digit() && c != ':');
+            let after = &rest[at + text.len()..];
+            let after_ok = after.chars().next().is_none_or(|c| !c.is_ascii_digit());
+            marked.push_str(&rest[..at]);
+            if before_ok && after_ok {
+                marked.push_str(&format!("<mark>{text}</mark>"));
+            } else {
+                marked.push_str(&text);
+            }
+            rest = after;
+        }
+        marked.push_str(rest);
+        line = marked;
+    }
+    line
+}
+
+/// The operations behind the first violations, with the values involved highlighted.
+fn write_involved(page: &mut String, detail: &RunDetail) -> fmt::Result {
+    const VIOLATIONS_SHOWN: usize = 5;
+    const OPS_PER_VIOLATION: usize = 8;
+    let history: &History = &detail.history;
+    let mut shown = 0;
+    for (index, violation) in detail.result.violations.iter().enumerate() {
+        let values = values_named(&violation.detail);
+        let ops: Vec<&Op> = history.ops.iter().filter(|op| involves(op, &values)).take(OPS_PER_VIOLATION + 1).collect();
+        if ops.is_empty() {
+            continue;
+        }
+        if shown == 0 {
+            writeln!(page, "<h2>Records involved</h2>\n<p>The operations that sent or read the values each violation names, values highlighted.</p>")?;
+        }
+        shown += 1;
+        let mut lines: Vec<String> = ops.iter().take(OPS_PER_VIOLATION).map(|op| op_line(op, &values)).collect();
+        if ops.len() > OPS_PER_VIOLATION {
+            lines.push("...".to_string());
+        }
+        writeln!(page, "<p><a href=\"#violation-{}\">#{}</a> {}</p>\n<div class=\"ops\">{}</div>", index + 1, index + 1, violation.kind, lines.join("\n"))?;
+        if shown == VIOLATIONS_SHOWN {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn write_header(page: &mut String, name: &str, scenario_path: &Path, description: &str, detail: &RunDetail) -> fmt::Result {
     let result = &detail.result;
     let outcome = outcome_name(result.outcome);
-    let replay = format!("kafsim replay {} --seed {} --trace", shell_word(&scenario_path.display().to_string()), result.seed);
+    let swarm = if result.swarm.is_some() { " --swarm" } else { "" };
+    let replay = format!("kafsim replay {} --seed {}{swarm} --trace", shell_word(&scenario_path.display().to_string()), result.seed);
     let heal = detail.history.heal_time().map_or_else(|| "never reached".to_string(), seconds);
     writeln!(page, "<h1>{} &middot; seed {}</h1>\n<dl>", escape(name), result.seed)?;
+    writeln!(page, "<dt>scenario</dt><dd><code>{}</code>{}</dd>", escape(&scenario_path.display().to_string()), if description.is_empty() { String::new() } else { format!(" &mdash; {}", escape(description)) })?;
+    writeln!(page, "<dt>seed</dt><dd>{}</dd>", result.seed)?;
+    if let Some(mix) = &result.swarm {
+        writeln!(page, "<dt>swarm</dt><dd>{}</dd>", escape(&mix.to_string()))?;
+    }
     writeln!(page, "<dt>outcome</dt><dd class=\"outcome-{outcome}\">{outcome}</dd>")?;
     writeln!(page, "<dt>simulated</dt><dd>{}</dd>", seconds(result.sim_ms * 1000))?;
     writeln!(page, "<dt>fault phase ended</dt><dd>{heal}</dd>")?;
@@ -127,7 +273,7 @@ fn write_header(page: &mut String, name: &str, scenario_path: &Path, detail: &Ru
 
 fn write_violations(page: &mut String, detail: &RunDetail, pins: &[Pin<'_>]) -> fmt::Result {
     let violations = &detail.result.violations;
-    writeln!(page, "<h2>Violations ({})</h2>", violations.len())?;
+    writeln!(page, "<h2>All violations ({})</h2>", violations.len())?;
     if violations.is_empty() {
         return writeln!(page, "<p>None.</p>");
     }
@@ -195,6 +341,28 @@ mod tests {
         assert_eq!(escape(r#"<script>alert("x & 'y'")</script>"#), "&lt;script&gt;alert(&quot;x &amp; &#39;y&#39;&quot;)&lt;/script&gt;");
         assert_eq!(escape("broker-1 → 2:0"), "broker-1 → 2:0");
         assert_eq!(escape("&amp;"), "&amp;amp;");
+    }
+
+    #[test]
+    fn values_are_highlighted_as_whole_tokens() {
+        assert_eq!(values_named("value 2:80 stands at events/1@60 and 1:7"), vec![Value { producer: 2, sequence: 80 }, Value { producer: 1, sequence: 7 }]);
+        let op = Op {
+            time: 1_000,
+            node: "consumer-1".into(),
+            kind: crate::history::OpType::Ok,
+            body: OpBody::Poll {
+                records: vec![
+                    crate::history::PolledRecord { partition: kafsim_model::TopicPartition::new("t", 0), offset: kafsim_model::Offset(0), value: Value { producer: 1, sequence: 2 } },
+                    crate::history::PolledRecord { partition: kafsim_model::TopicPartition::new("t", 0), offset: kafsim_model::Offset(1), value: Value { producer: 1, sequence: 23 } },
+                ],
+            },
+        };
+        let line = op_line(&op, &[Value { producer: 1, sequence: 2 }]);
+        assert_eq!(line.matches("<mark>").count(), 1, "{line}");
+        assert!(line.contains("=<mark>1:2</mark>  (of 2 records read)") && !line.contains("1:23"), "a poll keeps the records involved: {line}");
+        let send = Op { body: OpBody::Send { value: Value { producer: 1, sequence: 23 }, partition: None, offset: None, error: Some("1:2".into()) }, ..op };
+        let line = op_line(&send, &[Value { producer: 1, sequence: 2 }]);
+        assert!(line.contains("send 1:23") && line.contains("(<mark>1:2</mark>)"), "1:2 is not lit inside 1:23: {line}");
     }
 
     #[test]

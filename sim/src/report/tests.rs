@@ -6,6 +6,7 @@ use crate::check::testkit::{final_state, partition_snapshot, value, HistoryBuild
 use crate::check::{CheckerKind, Violation};
 use crate::history::History;
 use crate::runner::{Outcome, RunResult};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn small_history() -> History {
@@ -37,6 +38,7 @@ fn small_run() -> RunDetail {
         trace_hash: 0x0123_4567_89ab_cdef,
         sim_ms: 6_000,
         events: history.ops.len(),
+        swarm: None,
         messages: 0,
         wall: Duration::ZERO,
     };
@@ -72,4 +74,78 @@ fn write_run_writes_the_text_and_the_page() {
     assert!(text.ends_with("trace-hash: 0123456789abcdef\n"));
     assert!(std::fs::read_to_string(&page).expect("the page exists").starts_with("<!DOCTYPE html>"));
     std::fs::remove_dir_all(&dir).expect("removing the test directory");
+}
+
+/// Every element the page opens is closed, in order (a small XML-style check:
+/// the page uses no void elements but `<meta>`, and SVG shapes close themselves).
+fn assert_well_formed(page: &str) {
+    let mut open: Vec<String> = Vec::new();
+    let mut rest = page;
+    while let Some(start) = rest.find('<') {
+        let end = rest[start..].find('>').expect("every tag is closed by '>'") + start;
+        let tag = &rest[start + 1..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('!') || tag.ends_with('/') {
+            continue;
+        }
+        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        if name == "meta" {
+            continue;
+        }
+        if tag.starts_with('/') {
+            assert_eq!(open.pop().as_deref(), Some(name.as_str()), "</{name}> closes what was opened last");
+        } else {
+            open.push(name);
+        }
+    }
+    assert!(open.is_empty(), "left open: {open:?}");
+}
+
+#[test]
+fn the_page_is_well_formed_and_explains_and_highlights_the_violation() {
+    let page = render_page_described("small", Path::new("scenarios/small.toml"), "a <small> scenario", &small_run());
+    assert_well_formed(&page);
+    assert!(page.contains("<h2>What went wrong</h2>"));
+    assert!(page.contains("<strong>lost-write</strong> (1 violation). A send the cluster acknowledged is missing"), "the violation is explained in words");
+    assert!(page.contains("<mark>1:1</mark>"), "the violating value is highlighted in the records involved");
+    assert!(page.contains("a &lt;small&gt; scenario"), "the scenario's description is in the header, escaped");
+    assert!(page.contains(">controller-1</text>"), "the controller has a lane");
+    for label in ["broker-1", "broker-2", "producer-1", "consumer-1", "network"] {
+        assert!(page.contains(&format!(">{label}</text>")), "a lane for {label}");
+    }
+    assert!(page.contains("class=\"fault-crash\""), "faults are bands");
+}
+
+#[test]
+fn a_real_failing_seed_gives_a_well_formed_page() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/acks1-leader-crash.toml");
+    let scenario = Arc::new(Scenario::load(&path).expect("the scenario loads"));
+    let detail = run_seed_in_mode(&scenario, 1, false);
+    assert!(!detail.result.violations.is_empty(), "seed 1 of acks1-leader-crash fails");
+    let page = render_page_described(&scenario.name, &scenario.path, &scenario.description, &detail);
+    assert_well_formed(&page);
+    let first = &detail.result.violations[0];
+    assert!(page.contains(&escape(&first.detail)), "the page holds the violation");
+    assert!(page.contains("<mark>"), "records are highlighted");
+}
+
+#[test]
+fn the_markdown_summary_lists_each_kind_with_its_replay_command() {
+    use crate::summary::ScenarioReport;
+    let mut run = small_run().result;
+    run.violations.truncate(1);
+    let report = ScenarioReport {
+        scenario_name: "small".into(),
+        path: "scenarios/small.toml".into(),
+        swarm: false,
+        never: vec![CheckerKind::LostWrite],
+        finds: vec![CheckerKind::Duplicate],
+        runs: vec![run],
+        nondeterminism: Vec::new(),
+        wall: Duration::from_secs(1),
+    };
+    let text = render_summary(Path::new("/nonexistent"), &[report]);
+    assert!(text.contains("| **FAIL** | `small` | 1 | 0 |"), "{text}");
+    assert!(text.contains("| `lost-write` | 1 | 42 | never: **broken** | `kafsim replay scenarios/small.toml --seed 42 --trace` |"), "{text}");
+    assert!(text.contains("| `duplicate` | 0 | - | finds: **never found** |"), "{text}");
 }

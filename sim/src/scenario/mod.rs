@@ -147,11 +147,32 @@ pub struct Faults {
     pub max_concurrent: usize,
     /// Scripted faults, sorted by `at` (file order among equal times).
     pub schedule: Vec<ScheduledFault>,
+    /// `buggify`: code-level fault points in the node shells (slow flushes,
+    /// delayed fetch responses, lost responses, lagging followers). Off by default.
+    pub buggify: bool,
+    /// `swarm_interval`: the inclusive range `kafsim run --swarm` draws each
+    /// seed's interval from (default: half to twice `interval`).
+    pub swarm_interval: (Duration, Duration),
+    /// `swarm_max_concurrent`: the inclusive range `--swarm` draws each seed's
+    /// max_concurrent from (default: 1 to `max_concurrent`).
+    pub swarm_max_concurrent: (usize, usize),
+    /// In swarm mode, the mix this run drew (and now runs with); None otherwise.
+    pub swarm: Option<crate::swarm::SwarmMix>,
 }
 
 impl Default for Faults {
     fn default() -> Faults {
-        Faults { kinds: Vec::new(), interval: Duration::from_secs(5), max_concurrent: 1, schedule: Vec::new() }
+        let interval = Duration::from_secs(5);
+        Faults {
+            kinds: Vec::new(),
+            interval,
+            max_concurrent: 1,
+            schedule: Vec::new(),
+            buggify: false,
+            swarm_interval: (interval / 2, interval * 2),
+            swarm_max_concurrent: (1, 1),
+            swarm: None,
+        }
     }
 }
 

@@ -81,6 +81,12 @@ pub(super) struct RawFaults {
     pub kinds: Vec<Word<FaultKind>>,
     pub interval: Option<DurationText>,
     pub max_concurrent: Option<i64>,
+    /// `kafsim run --swarm` draws each seed's interval from this range.
+    pub swarm_interval: Option<Vec<DurationText>>,
+    /// `kafsim run --swarm` draws each seed's max_concurrent from this range.
+    pub swarm_max_concurrent: Option<Vec<i64>>,
+    /// Code-level fault points (madsim's buggify) in the node shells.
+    pub buggify: Option<bool>,
     #[serde(default)]
     pub schedule: Vec<RawScheduledFault>,
 }

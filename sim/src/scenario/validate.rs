@@ -275,7 +275,27 @@ fn build_faults(raw: Option<RawFaults>, scenario: &Scenario) -> Result<Faults, P
     }
     // Stable: faults at the same time keep their order in the file.
     schedule.sort_by_key(|fault: &ScheduledFault| fault.at);
-    Ok(Faults { kinds, interval, max_concurrent, schedule })
+    let swarm_interval = match raw.swarm_interval {
+        None => (interval / 2, interval * 2),
+        Some(range) => {
+            let range: Vec<Duration> = range.iter().map(|duration| duration.0).collect();
+            match range[..] {
+                [low, high] if !low.is_zero() && low <= high => (bounded_duration("faults.swarm_interval", low)?, bounded_duration("faults.swarm_interval", high)?),
+                _ => return Err(Problem::new("faults.swarm_interval", "expected two durations [low, high] with 0 < low <= high, such as [\"1s\", \"20s\"]")),
+            }
+        }
+    };
+    let swarm_max_concurrent = match raw.swarm_max_concurrent {
+        None => (1, max_concurrent),
+        Some(range) => match range[..] {
+            [low, high] if (1..=MAX_CONCURRENT_MAX).contains(&low) && (low..=MAX_CONCURRENT_MAX).contains(&high) => (low as usize, high as usize),
+            _ => {
+                let message = format!("expected two integers [low, high] with 1 <= low <= high <= {MAX_CONCURRENT_MAX}, such as [1, 3], got {range:?}");
+                return Err(Problem::new("faults.swarm_max_concurrent", message));
+            }
+        },
+    };
+    Ok(Faults { kinds, interval, max_concurrent, schedule, buggify: raw.buggify.unwrap_or(false), swarm_interval, swarm_max_concurrent, swarm: None })
 }
 
 fn build_scheduled_fault(key: &str, raw: RawScheduledFault, scenario: &Scenario) -> Result<ScheduledFault, Problem> {
