@@ -477,7 +477,8 @@ impl Consumer {
 
     /// `enable.auto.commit`: every `auto.commit.interval.ms` the consumed positions are committed.
     fn maybe_auto_commit(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        if !self.config.enable_auto_commit || !self.next_auto_commit.is_some_and(|at| at <= now) || !self.can_commit() {
+        let due = self.next_auto_commit.is_some_and(|at| at <= now);
+        if !(self.config.enable_auto_commit && due && self.can_commit()) {
             return;
         }
         self.next_auto_commit = Some(now + self.config.auto_commit_interval);
