@@ -108,6 +108,13 @@ impl Consumer {
         consumer
     }
 
+    /// Where this incarnation's correlation ids start. A restarted client must not
+    /// take a response to its previous incarnation's request for one of its own
+    /// (Kafka's new TCP connection guarantees that; the simulated network does not).
+    pub fn set_correlation_base(&mut self, base: u64) {
+        self.next_correlation_id = base;
+    }
+
     pub fn group(&self) -> Option<&GroupMember> {
         self.group.as_ref()
     }
