@@ -7,9 +7,12 @@ use serde::Serialize;
 use std::fmt;
 
 pub mod aborted_read;
+pub mod at_least_once;
+pub mod at_most_once;
 pub mod committed_data_lost;
 pub mod duplicate;
 pub(crate) mod findings;
+pub mod group_overlap;
 pub mod inconsistent_offsets;
 pub mod liveness;
 pub mod lost_write;
@@ -123,8 +126,8 @@ impl Violation {
 pub type Checker = fn(&History, &FinalState) -> Vec<Violation>;
 
 /// Every implemented checker, in `CheckerKind` order. Kinds with no checker yet
-/// (eos-violation, at-most-once, at-least-once, group-overlap) are absent.
-pub const CHECKERS: [(CheckerKind, Checker); 14] = [
+/// (eos-violation) are absent.
+pub const CHECKERS: [(CheckerKind, Checker); 17] = [
     (CheckerKind::LostWrite, lost_write::check),
     (CheckerKind::Duplicate, duplicate::check),
     (CheckerKind::InconsistentOffsets, inconsistent_offsets::check),
@@ -136,6 +139,9 @@ pub const CHECKERS: [(CheckerKind, Checker); 14] = [
     (CheckerKind::Unseen, unseen::check),
     (CheckerKind::AbortedRead, aborted_read::check),
     (CheckerKind::TxnAtomicity, txn_atomicity::check),
+    (CheckerKind::AtMostOnce, at_most_once::check),
+    (CheckerKind::AtLeastOnce, at_least_once::check),
+    (CheckerKind::GroupOverlap, group_overlap::check),
     (CheckerKind::Liveness, liveness::check),
     (CheckerKind::Panic, panic::check),
     (CheckerKind::Timeout, timeout::check),
