@@ -112,6 +112,11 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: u32,
     pub transaction_state_log_num_partitions: u32,
     pub transaction_state_log_replication_factor: u32,
+    /// How long the group coordinator waits for more members before the first
+    /// rebalance of an empty group completes (KIP-134).
+    pub group_initial_rebalance_delay: Duration,
+    pub group_min_session_timeout: Duration,
+    pub group_max_session_timeout: Duration,
 }
 
 pub const BROKER_PROPERTIES: &[&str] = &[
@@ -129,6 +134,9 @@ pub const BROKER_PROPERTIES: &[&str] = &[
     "offsets.topic.replication.factor",
     "transaction.state.log.num.partitions",
     "transaction.state.log.replication.factor",
+    "group.initial.rebalance.delay.ms",
+    "group.min.session.timeout.ms",
+    "group.max.session.timeout.ms",
 ];
 
 impl Default for BrokerConfig {
@@ -155,6 +163,9 @@ impl BrokerConfig {
             offsets_topic_replication_factor: reader.integer("offsets.topic.replication.factor", 3, 1)? as u32,
             transaction_state_log_num_partitions: reader.integer("transaction.state.log.num.partitions", 50, 1)? as u32,
             transaction_state_log_replication_factor: reader.integer("transaction.state.log.replication.factor", 3, 1)? as u32,
+            group_initial_rebalance_delay: reader.millis("group.initial.rebalance.delay.ms", 3_000)?,
+            group_min_session_timeout: reader.millis("group.min.session.timeout.ms", 6_000)?,
+            group_max_session_timeout: reader.millis("group.max.session.timeout.ms", 1_800_000)?,
         })
     }
 }
@@ -260,10 +271,31 @@ pub struct ConsumerConfig {
     pub retry_backoff: Duration,
     pub read_committed: bool,
     pub metadata_max_age: Duration,
+    pub session_timeout: Duration,
+    pub heartbeat_interval: Duration,
+    /// Also the rebalance timeout the consumer sends in JoinGroup, as Kafka's does.
+    pub max_poll_interval: Duration,
+    pub enable_auto_commit: bool,
+    pub auto_commit_interval: Duration,
+    /// `partition.assignment.strategy`, in preference order.
+    pub assignors: Vec<crate::coordinator::group::assignor::Assignor>,
 }
 
-pub const CONSUMER_PROPERTIES: &[&str] =
-    &["auto.offset.reset", "fetch.max.wait.ms", "max.poll.records", "request.timeout.ms", "retry.backoff.ms", "isolation.level", "metadata.max.age.ms"];
+pub const CONSUMER_PROPERTIES: &[&str] = &[
+    "auto.offset.reset",
+    "fetch.max.wait.ms",
+    "max.poll.records",
+    "request.timeout.ms",
+    "retry.backoff.ms",
+    "isolation.level",
+    "metadata.max.age.ms",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "enable.auto.commit",
+    "auto.commit.interval.ms",
+    "partition.assignment.strategy",
+];
 
 impl ConsumerConfig {
     /// `default_reset` is the workload's choice when the file does not set
@@ -284,7 +316,32 @@ impl ConsumerConfig {
             retry_backoff: reader.millis("retry.backoff.ms", 100)?,
             read_committed,
             metadata_max_age: reader.millis("metadata.max.age.ms", 300_000)?,
+            session_timeout: reader.millis("session.timeout.ms", 45_000)?,
+            heartbeat_interval: reader.millis("heartbeat.interval.ms", 3_000)?,
+            max_poll_interval: reader.millis("max.poll.interval.ms", 300_000)?,
+            // Kafka's default is true; the workload commits as its `delivery` says,
+            // so auto-commit is on only when the scenario asks for it.
+            enable_auto_commit: reader.boolean("enable.auto.commit", false)?,
+            auto_commit_interval: reader.millis("auto.commit.interval.ms", 5_000)?,
+            assignors: reader.assignors("partition.assignment.strategy")?,
         })
+    }
+}
+
+impl Reader<'_> {
+    /// A comma-separated list of assignors, by Kafka class name or short name.
+    /// Kafka's default is `[RangeAssignor, CooperativeStickyAssignor]`, which
+    /// rebalances eagerly until every member drops the range assignor (KIP-429).
+    fn assignors(&self, key: &'static str) -> Result<Vec<crate::coordinator::group::assignor::Assignor>, ConfigError> {
+        use crate::coordinator::group::assignor::Assignor;
+        let text = match self.properties.get(key) {
+            None => return Ok(vec![Assignor::Range, Assignor::CooperativeSticky]),
+            Some(PropertyValue::Text(text)) => text.clone(),
+            Some(_) => String::new(),
+        };
+        let expected = || ConfigError { key: key.to_string(), expected: format!("a comma-separated list of {}", Assignor::ALL.map(|assignor| assignor.name()).join(", ")) };
+        let assignors: Option<Vec<Assignor>> = text.split(',').map(|name| Assignor::from_config_name(name.trim())).collect();
+        assignors.filter(|assignors| !assignors.is_empty()).ok_or_else(expected)
     }
 }
 

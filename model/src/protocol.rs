@@ -40,6 +40,16 @@ pub enum ErrorCode {
     CoordinatorLoadInProgress,
     /// A client gave up waiting for the response (the request may still have been served).
     NetworkTimeout,
+    /// Group coordination: the request's generation is not the group's current one.
+    IllegalGeneration,
+    /// Group coordination: the member is not (or no longer) in the group.
+    UnknownMemberId,
+    /// Group coordination: the group is rebalancing; rejoin.
+    RebalanceInProgress,
+    /// JoinGroup with a session timeout outside the broker's allowed range.
+    InvalidSessionTimeout,
+    /// JoinGroup whose assignors share none with the group's members.
+    InconsistentGroupProtocol,
 }
 
 impl ErrorCode {

@@ -82,6 +82,14 @@ impl Roster {
         self.entries.iter().filter(|entry| entry.role == NodeRole::Broker).map(|entry| entry.id).collect()
     }
 
+    /// The group a consumer node belongs to, if its `[[consumers]]` block names one.
+    pub fn consumer_group<'a>(&self, id: NodeId, scenario: &'a Scenario) -> Option<&'a str> {
+        match self.entries.iter().find(|entry| entry.id == id)?.role {
+            NodeRole::Consumer { spec, .. } => scenario.consumers[spec].group.as_deref(),
+            _ => None,
+        }
+    }
+
     pub fn ids(&self, filter: impl Fn(&NodeRole) -> bool) -> Vec<NodeId> {
         self.entries.iter().filter(|entry| filter(&entry.role)).map(|entry| entry.id).collect()
     }

@@ -54,10 +54,33 @@ pub struct ConsumerSnapshot {
     pub positions: BTreeMap<TopicPartition, Offset>,
 }
 
+/// A consumer group at the end: the topic it subscribes to and its consumers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct GroupSnapshot {
+    pub topic: String,
+    pub members: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FinalState {
     pub partitions: BTreeMap<TopicPartition, PartitionSnapshot>,
     pub consumers: BTreeMap<String, ConsumerSnapshot>,
     /// Whether consumers existed and ran their final drain.
     pub drained: bool,
+    /// Consumer groups by name (empty when no consumer uses a group).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub groups: BTreeMap<String, GroupSnapshot>,
+}
+
+/// As derived, but `groups` is left out while empty: the trace hash covers the
+/// final state, and runs without groups keep the hashes they had before groups existed.
+impl std::hash::Hash for FinalState {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.partitions.hash(state);
+        self.consumers.hash(state);
+        self.drained.hash(state);
+        if !self.groups.is_empty() {
+            self.groups.hash(state);
+        }
+    }
 }

@@ -69,6 +69,18 @@ pub enum OpBody {
     Timeout { message: String },
     /// The fault phase ended: everything healed and the workload drains.
     Heal,
+    // Group variants come last: the trace hash covers each variant's index,
+    // and runs without groups keep their hashes.
+    /// A group member was given `partitions` (everything it owns) in `generation`.
+    Assign { group: Arc<str>, generation: i32, partitions: Vec<TopicPartition> },
+    /// A group member gave up `partitions` it owned in `generation`, and why.
+    Revoke { group: Arc<str>, generation: i32, partitions: Vec<TopicPartition>, reason: String },
+    /// An OffsetCommit: `invoke` when sent, then `ok`, `fail` (refused) or `info`
+    /// (timed out: it may have been applied). Offsets are the next record to read.
+    Commit { group: Arc<str>, generation: i32, offsets: Vec<(TopicPartition, Offset)>, error: Option<String> },
+    /// The application processed these records (DESIGN §4 `delivery`): its own
+    /// step, so a crash between processing and committing shows in the history.
+    Process { group: Arc<str>, records: Vec<PolledRecord> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -124,6 +136,25 @@ impl fmt::Display for OpDescription<'_> {
             }
             OpBody::Seek { partition, offset, reason } => write!(f, "seek {partition} to {offset} ({reason})"),
             OpBody::ClientStart => write!(f, "client start"),
+            OpBody::Assign { group, generation, partitions } => write!(f, "assign {group} gen {generation} {partitions:?}"),
+            OpBody::Revoke { group, generation, partitions, reason } => write!(f, "revoke {group} gen {generation} {partitions:?} ({reason})"),
+            OpBody::Commit { group, generation, offsets, error } => {
+                write!(f, "commit {group} gen {generation}")?;
+                for (partition, offset) in offsets {
+                    write!(f, " {partition}@{offset}")?;
+                }
+                if let Some(error) = error {
+                    write!(f, " ({error})")?;
+                }
+                Ok(())
+            }
+            OpBody::Process { group, records } => {
+                write!(f, "process {group}")?;
+                for record in records {
+                    write!(f, " {}@{}={}", record.partition, record.offset, record.value)?;
+                }
+                Ok(())
+            }
             OpBody::Fault { description } => write!(f, "fault {description}"),
             OpBody::Panic { message } => write!(f, "panic {message}"),
             OpBody::Timeout { message } => write!(f, "timeout {message}"),

@@ -2,7 +2,7 @@
 //! let the nemesis loose for the fault phase, heal, drain, snapshot.
 
 use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
-use crate::final_state::{ConsumerSnapshot, FinalState, PartitionSnapshot, ReplicaSnapshot};
+use crate::final_state::{ConsumerSnapshot, FinalState, GroupSnapshot, PartitionSnapshot, ReplicaSnapshot};
 use crate::history::{History, OpBody, OpType, Value};
 use crate::nemesis::Nemesis;
 use crate::node::broker::BrokerNode;
@@ -12,7 +12,7 @@ use crate::node::drive;
 use crate::node::producer::ProducerNode;
 use crate::scenario::Scenario;
 use kafsim_model::controller::{ControllerConfig, TopicSpec};
-use kafsim_model::coordinator::internal_topics;
+use kafsim_model::coordinator::{internal_topics, is_internal_topic};
 use kafsim_model::{Instant, NodeId, Offset};
 use madsim::runtime::Handle;
 use std::collections::BTreeMap;
@@ -138,16 +138,38 @@ fn settled_ends(ctx: &RunContext) -> Option<BTreeMap<kafsim_model::TopicPartitio
 }
 
 /// Every send has completed, replication has settled and every consumer reached
-/// the committed end.
+/// the committed end. A group has drained when every partition of its topic is
+/// owned by a live member that reached its end, and every member has processed
+/// and committed what it read. Internal topics are nobody's to read.
 fn drained(ctx: &RunContext) -> bool {
-    let Some(ends) = settled_ends(ctx) else { return false };
+    let Some(mut ends) = settled_ends(ctx) else { return false };
+    ends.retain(|tp, _| !is_internal_topic(&tp.topic));
     let live = ctx.live.lock().expect("live lock");
-    let sends_done = live.producers().iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
-    let reads_done = live.consumers().iter().all(|(_, consumer)| {
-        let positions = consumer.lock().expect("consumer lock").consumer.positions();
+    // A client restarted at the heal has not run yet: wait for every one to be up,
+    // so a crashed producer's orphaned sends are recorded before the snapshot.
+    let producers = live.producers();
+    let clients_up = producers.len() == ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. })).len()
+        && live.consumers().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Consumer { .. })).len();
+    let sends_done = clients_up && producers.iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
+    let mut group_reads: BTreeMap<(String, kafsim_model::TopicPartition), Offset> = BTreeMap::new();
+    let mut groups_settled = true;
+    let reads_done = live.consumers().iter().all(|(id, consumer)| {
+        let node = consumer.lock().expect("consumer lock");
+        let positions = node.consumer.positions();
+        if let Some(group) = ctx.roster.consumer_group(*id, &ctx.scenario) {
+            groups_settled &= node.settled() && node.consumer.group().is_some_and(|member| member.is_stable());
+            for (tp, position) in positions {
+                let furthest = group_reads.entry((group.to_string(), tp)).or_insert(position);
+                *furthest = (*furthest).max(position);
+            }
+            return true;
+        }
         ends.iter().all(|(tp, end)| positions.get(tp).is_some_and(|position| position >= end) || !positions.contains_key(tp) && *end == Offset(0))
     });
-    sends_done && reads_done && !ends.is_empty()
+    let groups_done = ctx.scenario.consumers.iter().filter_map(|spec| spec.group.as_ref().map(|group| (group, &spec.topic))).all(|(group, topic)| {
+        ends.iter().filter(|(tp, _)| &*tp.topic == topic.as_str()).all(|(tp, end)| group_reads.get(&(group.clone(), tp.clone())).is_some_and(|position| position >= end))
+    });
+    sends_done && reads_done && groups_done && groups_settled && !ends.is_empty()
 }
 
 fn snapshot(ctx: &RunContext) -> FinalState {
@@ -188,5 +210,16 @@ fn snapshot(ctx: &RunContext) -> FinalState {
         })
         .collect();
     let drained = !consumers.is_empty();
-    FinalState { partitions, consumers, drained }
+    let mut groups: BTreeMap<String, GroupSnapshot> = BTreeMap::new();
+    for entry in &ctx.roster.entries {
+        if let Some(group) = ctx.roster.consumer_group(entry.id, &ctx.scenario) {
+            let NodeRole::Consumer { spec, .. } = entry.role else { continue };
+            let snapshot = groups.entry(group.to_string()).or_insert_with(|| GroupSnapshot { topic: ctx.scenario.consumers[spec].topic.clone(), members: Vec::new() });
+            // Only members alive at the end own anything.
+            if consumers.contains_key(&*entry.name) {
+                snapshot.members.push(entry.name.to_string());
+            }
+        }
+    }
+    FinalState { partitions, consumers, drained, groups }
 }

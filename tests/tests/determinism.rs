@@ -38,3 +38,14 @@ fn a_seed_replays_bit_for_bit_on_another_thread() {
     assert_eq!(here.violations, there.violations);
     assert_eq!(here.events, there.events);
 }
+
+/// Groups add member ids, generations and coordinator failover: still one run per seed.
+#[test]
+fn group_runs_are_deterministic() {
+    let scenario = scenario("group-coordinator-faults.toml");
+    let seeds: Vec<u64> = (0..8).collect();
+    let options = BatchOptions { jobs: 2, watchdog: Duration::from_secs(300), check_determinism: true };
+    let (runs, mismatches) = run_batch(&scenario, &seeds, &options, |_| {});
+    assert_eq!(runs.len(), 8);
+    assert!(mismatches.is_empty(), "nondeterministic seeds: {mismatches:?}");
+}

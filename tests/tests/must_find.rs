@@ -63,3 +63,18 @@ fn the_safe_configuration_loses_nothing_over_a_hundred_seeds() {
         assert!(failing.is_empty(), "safe-acks-all showed {kind} on seeds {failing:?}");
     }
 }
+
+/// Processing before committing reprocesses after a consumer crash (at-most-once
+/// breaks) but never skips (at-least-once holds); committing first is the mirror.
+#[test]
+fn delivery_modes_break_the_guarantee_they_do_not_promise_and_keep_the_one_they_do() {
+    let at_least_once = run("group-at-least-once.toml", 10);
+    assert!(seeds_showing(&at_least_once, CheckerKind::AtMostOnce) > 0, "at-least-once delivery never reprocessed a record");
+    assert_eq!(seeds_showing(&at_least_once, CheckerKind::AtLeastOnce), 0, "at-least-once delivery skipped a committed record");
+    let at_most_once = run("group-at-most-once.toml", 10);
+    assert!(seeds_showing(&at_most_once, CheckerKind::AtLeastOnce) > 0, "at-most-once delivery never skipped a record");
+    assert_eq!(seeds_showing(&at_most_once, CheckerKind::AtMostOnce), 0, "at-most-once delivery processed a record twice");
+    for runs in [&at_least_once, &at_most_once] {
+        assert_eq!(seeds_showing(runs, CheckerKind::GroupOverlap) + seeds_showing(runs, CheckerKind::Panic), 0);
+    }
+}

@@ -4,9 +4,16 @@
 //! When a partition's leader epoch changes, the position is validated against
 //! the new leader (KIP-320's OffsetsForLeaderEpoch): if the log was truncated
 //! below it, the consumer moves back to where the logs diverge.
-//! Consumer groups come later; `assign` takes every partition of its topics.
+//!
+//! Without a group the consumer assigns itself every partition of its topics.
+//! With a group (`subscribe`) a `GroupMember` (client/group_member.rs) holds its
+//! membership: partitions come and go with rebalances, each new partition starts
+//! from the group's committed offset (OffsetFetch) or, with none committed, from
+//! auto.offset.reset; commits are fenced by the member's generation.
 
+use super::group_member::{GroupMember, MemberEvent};
 use super::metadata::MetadataTracker;
+use crate::coordinator::group::protocol::{Generation, GroupMessage};
 use crate::config::{ConsumerConfig, OffsetReset};
 use crate::protocol::{ErrorCode, FetchPartition, Message, OffsetSpec, Send};
 use crate::record::Record;
@@ -24,6 +31,21 @@ pub enum ConsumerOutput {
     Seek { partition: TopicPartition, offset: Offset, reason: &'static str },
     /// A partition's position is out of range and auto.offset.reset is "none".
     Error { partition: TopicPartition, error: ErrorCode },
+    /// The group gave this consumer `partitions` (all it owns) in `generation`.
+    Assigned { generation: Generation, partitions: Vec<TopicPartition> },
+    /// The consumer gave up `partitions` it owned in `generation`.
+    Revoked { generation: Generation, partitions: Vec<TopicPartition>, reason: &'static str },
+    /// An OffsetCommit finished (`auto`: an auto-commit rather than the application's).
+    CommitCompleted { generation: Generation, offsets: Vec<(TopicPartition, Offset)>, result: Result<(), ErrorCode>, auto: bool },
+}
+
+/// An OffsetCommit in flight.
+struct CommitInFlight {
+    correlation_id: u64,
+    sent: Instant,
+    generation: Generation,
+    offsets: Vec<(TopicPartition, Offset)>,
+    auto: bool,
 }
 
 #[derive(Default)]
@@ -38,6 +60,8 @@ struct Assignment {
     /// Set while a ListOffsets request for this partition is out.
     reset_in_flight: Option<(u64, Instant)>,
     backoff_until: Option<Instant>,
+    /// A group member's new partition waits for its committed offset (OffsetFetch).
+    awaiting_committed: bool,
 }
 
 pub struct Consumer {
@@ -48,12 +72,75 @@ pub struct Consumer {
     /// One fetch at a time per broker, as Kafka's fetcher keeps one per node.
     fetches: BTreeMap<NodeId, (u64, Instant)>,
     next_correlation_id: u64,
+    /// Group membership, when the consumer subscribed with a group.
+    group: Option<GroupMember>,
+    /// Per partition, the offset its fetch in flight asked from (group mode: a
+    /// response for an older position, from before a rebalance, is dropped).
+    fetch_offsets: BTreeMap<TopicPartition, Offset>,
+    offset_fetch_in_flight: Option<(u64, Instant)>,
+    commit_in_flight: Option<CommitInFlight>,
+    next_auto_commit: Option<Instant>,
 }
 
 impl Consumer {
     pub fn new(config: ConsumerConfig, topics: Vec<Arc<str>>, bootstrap: Vec<NodeId>, first_broker: usize) -> Consumer {
         let metadata = MetadataTracker::new(bootstrap, first_broker, config.metadata_max_age);
-        Consumer { config, topics, metadata, assignments: BTreeMap::new(), fetches: BTreeMap::new(), next_correlation_id: 0 }
+        Consumer {
+            config,
+            topics,
+            metadata,
+            assignments: BTreeMap::new(),
+            fetches: BTreeMap::new(),
+            next_correlation_id: 0,
+            group: None,
+            fetch_offsets: BTreeMap::new(),
+            offset_fetch_in_flight: None,
+            commit_in_flight: None,
+            next_auto_commit: None,
+        }
+    }
+
+    /// A consumer in group `group_id`, subscribed to `topics`.
+    pub fn subscribe(config: ConsumerConfig, topics: Vec<Arc<str>>, group_id: Arc<str>, bootstrap: Vec<NodeId>, first_broker: usize) -> Consumer {
+        let member = GroupMember::new(&config, group_id, topics.clone(), bootstrap.clone(), first_broker);
+        let mut consumer = Consumer::new(config, topics, bootstrap, first_broker);
+        consumer.group = Some(member);
+        consumer
+    }
+
+    pub fn group(&self) -> Option<&GroupMember> {
+        self.group.as_ref()
+    }
+
+    /// Whether a commit can go out now: the member is in a stable generation and
+    /// no other commit is in flight (commits are synchronous, as `commitSync`).
+    pub fn can_commit(&self) -> bool {
+        self.commit_in_flight.is_none() && self.group.as_ref().is_some_and(|group| group.is_stable() && group.coordinator().is_some())
+    }
+
+    /// The positions of owned partitions that have one: what a commit would commit.
+    pub fn committable_offsets(&self) -> Vec<(TopicPartition, Offset)> {
+        self.assignments.iter().filter_map(|(tp, assignment)| assignment.position.map(|position| (tp.clone(), position))).collect()
+    }
+
+    /// Sends OffsetCommit for `offsets` in the current generation; the outcome
+    /// comes back as `ConsumerOutput::CommitCompleted`. False if it cannot go out.
+    pub fn commit(&mut self, now: Instant, offsets: Vec<(TopicPartition, Offset)>, out: &mut Vec<ConsumerOutput>) -> bool {
+        self.send_commit(now, offsets, false, out)
+    }
+
+    fn send_commit(&mut self, now: Instant, offsets: Vec<(TopicPartition, Offset)>, auto: bool, out: &mut Vec<ConsumerOutput>) -> bool {
+        if !self.can_commit() || offsets.is_empty() {
+            return false;
+        }
+        let correlation_id = self.correlation();
+        let group = self.group.as_ref().expect("can_commit checked the group");
+        let (Some(coordinator), Some(member_id)) = (group.coordinator(), group.member_id().cloned()) else { return false };
+        let generation = group.generation();
+        let message = GroupMessage::OffsetCommitRequest { correlation_id, group_id: group.group_id.clone(), generation, member_id: Some(member_id), offsets: offsets.clone() };
+        self.commit_in_flight = Some(CommitInFlight { correlation_id, sent: now, generation, offsets, auto });
+        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::Group(message) }));
+        true
     }
 
     pub fn positions(&self) -> BTreeMap<TopicPartition, Offset> {
@@ -74,6 +161,18 @@ impl Consumer {
             deadline = earliest(deadline, assignment.backoff_until);
             for (_, sent) in assignment.reset_in_flight.iter().chain(&assignment.validation_in_flight) {
                 deadline = earliest(deadline, Some(*sent + self.config.request_timeout));
+            }
+        }
+        if let Some(group) = &self.group {
+            deadline = earliest(deadline, group.next_deadline());
+            if let Some((_, sent)) = self.offset_fetch_in_flight {
+                deadline = earliest(deadline, Some(sent + self.config.request_timeout));
+            }
+            if let Some(commit) = &self.commit_in_flight {
+                deadline = earliest(deadline, Some(commit.sent + self.config.request_timeout));
+            }
+            if self.config.enable_auto_commit {
+                deadline = earliest(deadline, self.next_auto_commit);
             }
         }
         deadline
@@ -103,7 +202,11 @@ impl Consumer {
         let mut sends = Vec::new();
         self.metadata.poll(now, correlation_id, &mut sends);
         out.extend(sends.into_iter().map(ConsumerOutput::Send));
-        self.assign_from_metadata();
+        if self.group.is_some() {
+            self.poll_group(now, out);
+        } else {
+            self.assign_from_metadata();
+        }
         self.reset_positions(now, out);
         self.validate_positions(now, out);
         self.send_fetches(now, out);
@@ -193,7 +296,9 @@ impl Consumer {
         let needing: Vec<TopicPartition> = self
             .assignments
             .iter()
-            .filter(|(_, assignment)| assignment.position.is_none() && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none())
+            .filter(|(_, assignment)| {
+                assignment.position.is_none() && !assignment.awaiting_committed && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none()
+            })
             .map(|(tp, _)| tp.clone())
             .collect();
         for tp in needing {
@@ -234,6 +339,9 @@ impl Consumer {
         for (leader, partitions) in by_leader {
             let correlation_id = self.correlation();
             self.fetches.insert(leader, (correlation_id, now));
+            if self.group.is_some() {
+                self.fetch_offsets.extend(partitions.iter().map(|fetch| (fetch.partition.clone(), fetch.fetch_offset)));
+            }
             let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions };
             out.push(ConsumerOutput::Send(Send { to: leader, message }));
         }
@@ -264,6 +372,12 @@ impl Consumer {
                 }
             }
             Message::OffsetsForLeaderEpochResponse { correlation_id, partitions } => self.handle_validation(now, correlation_id, partitions, out),
+            Message::FindCoordinatorResponse { correlation_id, result } => {
+                if let Some(group) = &mut self.group {
+                    group.handle_find_coordinator(now, correlation_id, result);
+                }
+            }
+            Message::Group(message) => self.handle_group_message(now, message, out),
             Message::FetchResponse { correlation_id, partitions } => {
                 if self.fetches.get(&from).map(|(id, _)| *id) != Some(correlation_id) {
                     return;
@@ -276,12 +390,178 @@ impl Consumer {
         self.handle_timeout(now, out);
     }
 
+    // ----- group mode -----
+
+    /// Whether metadata knows every subscribed topic, so a leader can assign them.
+    fn topics_known(&self) -> bool {
+        self.metadata.current().is_some_and(|metadata| self.topics.iter().all(|topic| metadata.partition_count(topic) > 0))
+    }
+
+    fn poll_group(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+        if !self.topics_known() {
+            self.metadata.request_update();
+        }
+        let timeout = self.config.request_timeout;
+        if self.offset_fetch_in_flight.is_some_and(|(_, sent)| now.saturating_since(sent) >= timeout) {
+            self.offset_fetch_in_flight = None;
+            self.lose_coordinator(now);
+        }
+        if self.commit_in_flight.as_ref().is_some_and(|commit| now.saturating_since(commit.sent) >= timeout) {
+            let commit = self.commit_in_flight.take().expect("checked");
+            out.push(ConsumerOutput::CommitCompleted { generation: commit.generation, offsets: commit.offsets, result: Err(ErrorCode::NetworkTimeout), auto: commit.auto });
+            self.lose_coordinator(now);
+        }
+        let mut sends = Vec::new();
+        let mut events = Vec::new();
+        if self.topics_known() || self.group.as_ref().is_some_and(|group| group.is_stable()) {
+            let mut next_correlation_id = self.next_correlation_id;
+            let group = self.group.as_mut().expect("group mode");
+            group.poll(now, || {
+                next_correlation_id += 1;
+                next_correlation_id
+            }, &mut sends, &mut events);
+            self.next_correlation_id = next_correlation_id;
+        }
+        out.extend(sends.into_iter().map(ConsumerOutput::Send));
+        self.apply_member_events(now, events, out);
+        self.fetch_committed_offsets(now, out);
+        self.maybe_auto_commit(now, out);
+    }
+
+    fn lose_coordinator(&mut self, now: Instant) {
+        if let Some(group) = &mut self.group {
+            group.coordinator_lost(now);
+        }
+    }
+
+    fn apply_member_events(&mut self, now: Instant, events: Vec<MemberEvent>, out: &mut Vec<ConsumerOutput>) {
+        for event in events {
+            match event {
+                MemberEvent::Revoked { generation, partitions, reason } => {
+                    for partition in &partitions {
+                        self.assignments.remove(partition);
+                        self.fetch_offsets.remove(partition);
+                    }
+                    out.push(ConsumerOutput::Revoked { generation, partitions, reason });
+                }
+                MemberEvent::Assigned { generation, partitions, added } => {
+                    for partition in added {
+                        self.assignments.insert(partition, Assignment { awaiting_committed: true, ..Assignment::default() });
+                    }
+                    if self.config.enable_auto_commit {
+                        self.next_auto_commit = Some(now + self.config.auto_commit_interval);
+                    }
+                    out.push(ConsumerOutput::Assigned { generation, partitions });
+                }
+            }
+        }
+    }
+
+    /// New partitions start from the group's committed offsets (OffsetFetch).
+    fn fetch_committed_offsets(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+        if self.offset_fetch_in_flight.is_some() {
+            return;
+        }
+        let partitions: Vec<TopicPartition> = self.assignments.iter().filter(|(_, assignment)| assignment.awaiting_committed).map(|(tp, _)| tp.clone()).collect();
+        let Some(group) = &self.group else { return };
+        let Some(coordinator) = group.coordinator() else { return };
+        if partitions.is_empty() {
+            return;
+        }
+        let group_id = group.group_id.clone();
+        let correlation_id = self.correlation();
+        self.offset_fetch_in_flight = Some((correlation_id, now));
+        let message = GroupMessage::OffsetFetchRequest { correlation_id, group_id, partitions };
+        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::Group(message) }));
+    }
+
+    /// `enable.auto.commit`: every `auto.commit.interval.ms` the consumed positions are committed.
+    fn maybe_auto_commit(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+        if !self.config.enable_auto_commit || !self.next_auto_commit.is_some_and(|at| at <= now) || !self.can_commit() {
+            return;
+        }
+        self.next_auto_commit = Some(now + self.config.auto_commit_interval);
+        let offsets = self.committable_offsets();
+        self.send_commit(now, offsets, true, out);
+    }
+
+    fn handle_group_message(&mut self, now: Instant, message: GroupMessage, out: &mut Vec<ConsumerOutput>) {
+        match message {
+            GroupMessage::OffsetFetchResponse { correlation_id, result } => {
+                if self.offset_fetch_in_flight.map(|(id, _)| id) != Some(correlation_id) {
+                    return;
+                }
+                self.offset_fetch_in_flight = None;
+                match result {
+                    Ok(offsets) => self.apply_committed_offsets(offsets, out),
+                    Err(_) => self.lose_coordinator(now),
+                }
+            }
+            GroupMessage::OffsetCommitResponse { correlation_id, result } => {
+                if self.commit_in_flight.as_ref().map(|commit| commit.correlation_id) != Some(correlation_id) {
+                    return;
+                }
+                let commit = self.commit_in_flight.take().expect("checked");
+                out.push(ConsumerOutput::CommitCompleted { generation: commit.generation, offsets: commit.offsets, result, auto: commit.auto });
+                if let Err(error) = result {
+                    let mut events = Vec::new();
+                    // A refusal from an older generation says nothing of the current one.
+                    if let Some(group) = self.group.as_mut().filter(|group| group.generation() == commit.generation) {
+                        group.handle_commit_error(now, error, &mut events);
+                    }
+                    self.apply_member_events(now, events, out);
+                }
+            }
+            message => {
+                let mut sends = Vec::new();
+                let mut events = Vec::new();
+                let mut next_correlation_id = self.next_correlation_id;
+                let metadata = self.metadata.current().cloned();
+                if let Some(group) = &mut self.group {
+                    group.handle_response(now, message, metadata.as_ref(), || {
+                        next_correlation_id += 1;
+                        next_correlation_id
+                    }, &mut sends, &mut events);
+                }
+                self.next_correlation_id = next_correlation_id;
+                out.extend(sends.into_iter().map(ConsumerOutput::Send));
+                self.apply_member_events(now, events, out);
+            }
+        }
+    }
+
+    fn apply_committed_offsets(&mut self, offsets: Vec<(TopicPartition, Option<Offset>)>, out: &mut Vec<ConsumerOutput>) {
+        for (partition, offset) in offsets {
+            let Some(assignment) = self.assignments.get_mut(&partition) else { continue };
+            if !assignment.awaiting_committed {
+                continue;
+            }
+            assignment.awaiting_committed = false;
+            match offset {
+                Some(offset) => {
+                    assignment.position = Some(offset);
+                    assignment.position_epoch = None;
+                    out.push(ConsumerOutput::Seek { partition, offset, reason: "committed offset" });
+                }
+                None if self.config.auto_offset_reset == OffsetReset::None => {
+                    // Kafka's NoOffsetForPartitionException: the partition stays unread.
+                    out.push(ConsumerOutput::Error { partition, error: ErrorCode::OffsetOutOfRange });
+                }
+                None => {}
+            }
+        }
+    }
+
     fn handle_fetch_response(&mut self, now: Instant, partitions: Vec<(TopicPartition, Result<crate::protocol::FetchedData, ErrorCode>)>, out: &mut Vec<ConsumerOutput>) {
         let mut records = Vec::new();
         let max_records = self.config.max_poll_records;
         for (tp, result) in partitions {
             let Some(assignment) = self.assignments.get_mut(&tp) else { continue };
             let Some(position) = assignment.position else { continue };
+            if self.group.is_some() && self.fetch_offsets.remove(&tp) != Some(position) {
+                // Fetched for an earlier ownership of this partition.
+                continue;
+            }
             match result {
                 Ok(data) => {
                     let mut next = position;

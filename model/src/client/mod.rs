@@ -2,6 +2,7 @@
 
 mod metadata;
 pub mod consumer;
+pub mod group_member;
 pub mod partitioner;
 pub mod producer;
 

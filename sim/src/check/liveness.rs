@@ -7,7 +7,9 @@
 //! phase). Sends invoked but never completed by the end of the history are one
 //! violation with their count and the first example; if consumers drained
 //! (`final_state.drained`), each consumer whose final position for a partition is
-//! below that partition's committed high watermark is one violation.
+//! below that partition's committed high watermark is one violation, and so is
+//! each partition of a consumer group's topic that no live member of the group
+//! owned at the end (a group that never settled after healing).
 
 use super::findings::{seconds, Findings};
 use super::observations::paired_sends;
@@ -42,6 +44,17 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
                     findings.report(format!(
                         "{consumer} ended at offset {position} of {partition}, below its high watermark {high_watermark}"
                     ));
+                }
+                if findings.is_full() {
+                    return findings.into_violations();
+                }
+            }
+        }
+        for (group, snapshot) in &final_state.groups {
+            for partition in final_state.partitions.keys().filter(|partition| *partition.topic == *snapshot.topic) {
+                let owned = snapshot.members.iter().any(|member| final_state.consumers.get(member).is_some_and(|consumer| consumer.positions.contains_key(partition)));
+                if !owned {
+                    findings.report(format!("no member of group {group} owned {partition} with a position at the end of the drain"));
                 }
                 if findings.is_full() {
                     return findings.into_violations();
@@ -99,6 +112,25 @@ mod tests {
         let mut state = with_consumer(one_committed_partition(), "consumer-1", &[(0, 2)]);
         state.drained = true;
         assert!(check(&history.build(), &state).is_empty());
+    }
+
+    #[test]
+    fn fires_for_a_group_partition_nobody_owns() {
+        let mut history = HistoryBuilder::new();
+        history.heal(30);
+        let history = history.build();
+        let two = final_state(vec![
+            (0, partition_snapshot(1, &[1], 0, &[])),
+            (1, partition_snapshot(1, &[1], 0, &[])),
+        ]);
+        let mut state = with_group(with_consumer(with_consumer(two.clone(), "consumer-1", &[(0, 0)]), "consumer-2", &[]), &["consumer-1", "consumer-2"]);
+        state.drained = true;
+        let violations = check(&history, &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].detail, "no member of group g1 owned events/1 with a position at the end of the drain");
+        let mut state = with_group(with_consumer(with_consumer(two, "consumer-1", &[(0, 0)]), "consumer-2", &[(1, 0)]), &["consumer-1", "consumer-2"]);
+        state.drained = true;
+        assert!(check(&history, &state).is_empty());
     }
 
     #[test]

@@ -6,9 +6,12 @@ use crate::history::History;
 use serde::Serialize;
 use std::fmt;
 
+pub mod at_least_once;
+pub mod at_most_once;
 pub mod committed_data_lost;
 pub mod duplicate;
 pub(crate) mod findings;
+pub mod group_overlap;
 pub mod inconsistent_offsets;
 pub mod liveness;
 pub mod lost_write;
@@ -120,9 +123,8 @@ impl Violation {
 pub type Checker = fn(&History, &FinalState) -> Vec<Violation>;
 
 /// Every implemented checker, in `CheckerKind` order. Kinds with no checker yet
-/// (aborted-read, txn-atomicity, eos-violation, at-most-once, at-least-once,
-/// group-overlap) are absent.
-pub const CHECKERS: [(CheckerKind, Checker); 12] = [
+/// (aborted-read, txn-atomicity, eos-violation) are absent.
+pub const CHECKERS: [(CheckerKind, Checker); 15] = [
     (CheckerKind::LostWrite, lost_write::check),
     (CheckerKind::Duplicate, duplicate::check),
     (CheckerKind::InconsistentOffsets, inconsistent_offsets::check),
@@ -132,6 +134,9 @@ pub const CHECKERS: [(CheckerKind, Checker); 12] = [
     (CheckerKind::CommittedDataLost, committed_data_lost::check),
     (CheckerKind::ReplicaDivergence, replica_divergence::check),
     (CheckerKind::Unseen, unseen::check),
+    (CheckerKind::AtMostOnce, at_most_once::check),
+    (CheckerKind::AtLeastOnce, at_least_once::check),
+    (CheckerKind::GroupOverlap, group_overlap::check),
     (CheckerKind::Liveness, liveness::check),
     (CheckerKind::Panic, panic::check),
     (CheckerKind::Timeout, timeout::check),

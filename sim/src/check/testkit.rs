@@ -70,6 +70,36 @@ impl HistoryBuilder {
         self.push(time_ms, node, OpType::Ok, body)
     }
 
+    fn records(records: &[(u32, u64, Value)]) -> Vec<PolledRecord> {
+        records.iter().map(|&(index, offset, value)| PolledRecord { partition: partition(index), offset: Offset(offset), value }).collect()
+    }
+
+    /// The application of group `g1` processed `(partition index, offset, value)` records.
+    pub(crate) fn process(&mut self, time_ms: u64, node: &str, records: &[(u32, u64, Value)]) -> &mut HistoryBuilder {
+        let body = OpBody::Process { group: "g1".into(), records: Self::records(records) };
+        self.push(time_ms, node, OpType::Ok, body)
+    }
+
+    /// A commit by a member of group `g1` of `(partition index, offset)` pairs, invoked and then completed as `kind`.
+    pub(crate) fn commit(&mut self, time_ms: u64, node: &str, generation: i32, offsets: &[(u32, u64)], kind: OpType) -> &mut HistoryBuilder {
+        let offsets: Vec<(TopicPartition, Offset)> = offsets.iter().map(|&(index, offset)| (partition(index), Offset(offset))).collect();
+        let invoke = OpBody::Commit { group: "g1".into(), generation, offsets: offsets.clone(), error: None };
+        self.push(time_ms, node, OpType::Invoke, invoke);
+        let error = (kind != OpType::Ok).then(|| "IllegalGeneration".to_string());
+        self.push(time_ms + 1, node, kind, OpBody::Commit { group: "g1".into(), generation, offsets, error })
+    }
+
+    /// A member of group `g1` owns these partitions (by index) in `generation`.
+    pub(crate) fn assign(&mut self, time_ms: u64, node: &str, generation: i32, partitions: &[u32]) -> &mut HistoryBuilder {
+        let partitions = partitions.iter().map(|&index| partition(index)).collect();
+        self.push(time_ms, node, OpType::Ok, OpBody::Assign { group: "g1".into(), generation, partitions })
+    }
+
+    pub(crate) fn revoke(&mut self, time_ms: u64, node: &str, generation: i32, partitions: &[u32]) -> &mut HistoryBuilder {
+        let partitions = partitions.iter().map(|&index| partition(index)).collect();
+        self.push(time_ms, node, OpType::Ok, OpBody::Revoke { group: "g1".into(), generation, partitions, reason: "rebalance".into() })
+    }
+
     pub(crate) fn client_start(&mut self, time_ms: u64, node: &str) -> &mut HistoryBuilder {
         self.push(time_ms, node, OpType::Ok, OpBody::ClientStart)
     }
@@ -130,6 +160,13 @@ pub(crate) fn final_state(partitions: Vec<(u32, PartitionSnapshot)>) -> FinalSta
         partitions: partitions.into_iter().map(|(index, snapshot)| (partition(index), snapshot)).collect(),
         ..FinalState::default()
     }
+}
+
+/// Adds group `g1` on topic `events` with these members.
+pub(crate) fn with_group(mut state: FinalState, members: &[&str]) -> FinalState {
+    let members = members.iter().map(|member| member.to_string()).collect();
+    state.groups.insert("g1".to_string(), crate::final_state::GroupSnapshot { topic: "events".to_string(), members });
+    state
 }
 
 /// Adds a consumer whose final positions are `(partition index, offset)` pairs.

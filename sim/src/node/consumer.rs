@@ -1,19 +1,44 @@
-//! A consumer workload node: reads every partition of its topic through Kafka's
-//! consumer and records each poll (partition, offset, value) and each seek.
+//! A consumer workload node: reads its topic through Kafka's consumer and records
+//! each poll (partition, offset, value) and each seek.
+//!
+//! Without a group it assigns itself every partition and only reads. In a group
+//! it also plays the application of DESIGN §4 `delivery`, recording each step:
+//! - at-least-once: process each polled batch at once, then commit the positions;
+//!   a crash between the two means the next owner processes the batch again.
+//! - at-most-once: commit the positions first, process the batch only once the
+//!   commit succeeded; a crash between the two means nobody ever processes it.
+//!
+//! Commits are synchronous (one in flight, as `commitSync`); batches polled while
+//! one is out wait for the next. Assignments and revocations are recorded with
+//! their generation.
 
 use super::Machine;
 use crate::context::RunContext;
 use crate::history::{OpBody, OpType, PolledRecord, Value};
+use crate::scenario::Delivery;
 use kafsim_model::client::consumer::{Consumer, ConsumerOutput};
 use kafsim_model::protocol::{Message, Send};
-use kafsim_model::{Instant, NodeId};
+use kafsim_model::{Instant, NodeId, Offset, TopicPartition};
 use std::sync::Arc;
+
+/// The application side of a group consumer.
+struct Application {
+    group: Arc<str>,
+    delivery: Delivery,
+    /// at-most-once: polled batches not yet processed, waiting for their commit.
+    unprocessed: Vec<Vec<PolledRecord>>,
+    /// How many of `unprocessed` the commit in flight covers.
+    covered: Option<usize>,
+    /// at-least-once: processed records whose positions are not committed yet.
+    uncommitted: bool,
+}
 
 pub struct ConsumerNode {
     ctx: Arc<RunContext>,
     name: Arc<str>,
     pub consumer: Consumer,
     out: Vec<ConsumerOutput>,
+    application: Option<Application>,
 }
 
 impl ConsumerNode {
@@ -21,31 +46,160 @@ impl ConsumerNode {
         let name = ctx.roster.entry(id).name.clone();
         let spec = &ctx.scenario.consumers[spec];
         ctx.record(&name, OpType::Invoke, OpBody::ClientStart);
-        let consumer = Consumer::new(spec.config.clone(), vec![spec.topic.as_str().into()], ctx.roster.brokers(), number as usize);
-        ConsumerNode { name, consumer, out: Vec::new(), ctx }
+        let topics = vec![spec.topic.as_str().into()];
+        let (consumer, application) = match &spec.group {
+            None => (Consumer::new(spec.config.clone(), topics, ctx.roster.brokers(), number as usize), None),
+            Some(group) => {
+                let group: Arc<str> = group.as_str().into();
+                let consumer = Consumer::subscribe(spec.config.clone(), topics, group.clone(), ctx.roster.brokers(), number as usize);
+                let application = Application { group, delivery: spec.delivery, unprocessed: Vec::new(), covered: None, uncommitted: false };
+                (consumer, Some(application))
+            }
+        };
+        ConsumerNode { name, consumer, out: Vec::new(), ctx, application }
     }
 
-    fn carry_out(&mut self, sends: &mut Vec<Send>) {
-        for output in self.out.drain(..) {
-            match output {
-                ConsumerOutput::Send(send) => sends.push(send),
-                ConsumerOutput::Records(records) => {
-                    let records = records
-                        .into_iter()
-                        .filter_map(|(partition, offset, record)| {
-                            Value::decode(&record.value).map(|value| PolledRecord { partition, offset, value })
-                        })
-                        .collect();
-                    self.ctx.record(&self.name, OpType::Ok, OpBody::Poll { records });
-                }
-                ConsumerOutput::Seek { partition, offset, reason } => {
-                    self.ctx.record(&self.name, OpType::Ok, OpBody::Seek { partition, offset, reason: reason.to_string() });
-                }
-                ConsumerOutput::Error { partition, error } => {
-                    let reason = format!("{error}: position lost, auto.offset.reset=none");
-                    self.ctx.record(&self.name, OpType::Fail, OpBody::Seek { partition, offset: kafsim_model::Offset(0), reason });
+    /// Whether the application has nothing left to process or commit.
+    pub fn settled(&self) -> bool {
+        self.application.as_ref().is_none_or(|application| application.unprocessed.is_empty() && !application.uncommitted && application.covered.is_none())
+    }
+
+    fn record(&self, kind: OpType, body: OpBody) {
+        self.ctx.record(&self.name, kind, body);
+    }
+
+    fn carry_out(&mut self, now: Instant, sends: &mut Vec<Send>) {
+        while !self.out.is_empty() {
+            let outputs: Vec<ConsumerOutput> = self.out.drain(..).collect();
+            for output in outputs {
+                self.handle_output(output, sends);
+            }
+            self.maybe_commit(now);
+        }
+    }
+
+    fn handle_output(&mut self, output: ConsumerOutput, sends: &mut Vec<Send>) {
+        match output {
+            ConsumerOutput::Send(send) => sends.push(send),
+            ConsumerOutput::Records(records) => {
+                let records: Vec<PolledRecord> = records
+                    .into_iter()
+                    .filter_map(|(partition, offset, record)| Value::decode(&record.value).map(|value| PolledRecord { partition, offset, value }))
+                    .collect();
+                self.record(OpType::Ok, OpBody::Poll { records: records.clone() });
+                self.polled(records);
+            }
+            ConsumerOutput::Seek { partition, offset, reason } => {
+                self.record(OpType::Ok, OpBody::Seek { partition, offset, reason: reason.to_string() });
+            }
+            ConsumerOutput::Error { partition, error } => {
+                let reason = format!("{error}: position lost, auto.offset.reset=none");
+                self.record(OpType::Fail, OpBody::Seek { partition, offset: Offset(0), reason });
+            }
+            ConsumerOutput::Assigned { generation, partitions } => {
+                let group = self.group_name();
+                self.record(OpType::Ok, OpBody::Assign { group, generation: generation.0, partitions });
+            }
+            ConsumerOutput::Revoked { generation, partitions, reason } => {
+                self.revoked(&partitions);
+                let group = self.group_name();
+                self.record(OpType::Ok, OpBody::Revoke { group, generation: generation.0, partitions, reason: reason.to_string() });
+            }
+            ConsumerOutput::CommitCompleted { generation, offsets, result, auto } => self.commit_completed(generation.0, offsets, result, auto),
+        }
+    }
+
+    fn group_name(&self) -> Arc<str> {
+        self.application.as_ref().map_or_else(|| Arc::from(""), |application| application.group.clone())
+    }
+
+    fn polled(&mut self, records: Vec<PolledRecord>) {
+        let Some(application) = &mut self.application else { return };
+        if records.is_empty() {
+            return;
+        }
+        match application.delivery {
+            Delivery::AtMostOnce => application.unprocessed.push(records),
+            // Exactly-once belongs to transactional pipelines; a plain consumer
+            // asking for it processes as at-least-once does.
+            Delivery::AtLeastOnce | Delivery::ExactlyOnce => {
+                application.uncommitted = true;
+                let group = application.group.clone();
+                self.record(OpType::Ok, OpBody::Process { group, records });
+            }
+        }
+    }
+
+    /// at-most-once: batches of revoked partitions that no commit covers are dropped
+    /// unprocessed; the next owner reads them again from the committed offset.
+    fn revoked(&mut self, partitions: &[TopicPartition]) {
+        let Some(application) = &mut self.application else { return };
+        let keep_from = application.covered.unwrap_or(0);
+        let mut index = 0;
+        application.unprocessed.retain_mut(|batch| {
+            let covered = index < keep_from;
+            index += 1;
+            if !covered {
+                batch.retain(|record| !partitions.contains(&record.partition));
+            }
+            covered || !batch.is_empty()
+        });
+    }
+
+    fn maybe_commit(&mut self, now: Instant) {
+        let Some(application) = &self.application else { return };
+        if application.covered.is_some() || !self.consumer.can_commit() {
+            return;
+        }
+        let wanted = match application.delivery {
+            Delivery::AtMostOnce => !application.unprocessed.is_empty(),
+            Delivery::AtLeastOnce | Delivery::ExactlyOnce => application.uncommitted,
+        };
+        if !wanted {
+            return;
+        }
+        let offsets = self.consumer.committable_offsets();
+        let generation = self.consumer.group().map_or(-1, |group| group.generation().0);
+        let group = application.group.clone();
+        let covering = application.unprocessed.len();
+        if !self.consumer.commit(now, offsets.clone(), &mut self.out) {
+            return;
+        }
+        let application = self.application.as_mut().expect("checked above");
+        application.covered = Some(covering);
+        application.uncommitted = false;
+        self.record(OpType::Invoke, OpBody::Commit { group, generation, offsets, error: None });
+    }
+
+    fn commit_completed(&mut self, generation: i32, offsets: Vec<(TopicPartition, Offset)>, result: Result<(), kafsim_model::protocol::ErrorCode>, auto: bool) {
+        let group = self.group_name();
+        let (kind, error) = match result {
+            Ok(()) => (OpType::Ok, None),
+            Err(kafsim_model::protocol::ErrorCode::NetworkTimeout) => (OpType::Info, Some("NetworkTimeout".to_string())),
+            Err(error) => (OpType::Fail, Some(error.to_string())),
+        };
+        if auto {
+            self.record(OpType::Invoke, OpBody::Commit { group: group.clone(), generation, offsets: offsets.clone(), error: None });
+        }
+        self.record(kind, OpBody::Commit { group: group.clone(), generation, offsets, error });
+        let Some(application) = &mut self.application else { return };
+        if auto {
+            return;
+        }
+        let covered = application.covered.take().unwrap_or(0).min(application.unprocessed.len());
+        let batches: Vec<Vec<PolledRecord>> = application.unprocessed.drain(..covered).collect();
+        match (application.delivery, kind) {
+            // Committed: now the covered batches are processed.
+            (Delivery::AtMostOnce, OpType::Ok) => {
+                for records in batches {
+                    self.record(OpType::Ok, OpBody::Process { group: group.clone(), records });
                 }
             }
+            // Not (known to be) committed: dropped unprocessed, at most once.
+            (Delivery::AtMostOnce, _) => {}
+            // at-least-once: a failed commit is retried with the next one.
+            (_, OpType::Ok) => {}
+            (_, _) => application.uncommitted = true,
         }
     }
 }
@@ -53,12 +207,12 @@ impl ConsumerNode {
 impl Machine for ConsumerNode {
     fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, sends: &mut Vec<Send>) {
         self.consumer.handle_message(now, from, message, &mut self.out);
-        self.carry_out(sends);
+        self.carry_out(now, sends);
     }
 
     fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
         self.consumer.handle_timeout(now, &mut self.out);
-        self.carry_out(sends);
+        self.carry_out(now, sends);
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -100,13 +100,20 @@ fn example_with_text(text: &str, table_header: &str, line: &str) -> String {
     format!("{}\n{line}{}", &text[..end], &text[end..])
 }
 
-/// DESIGN §4's example has `group = "g1"`; groups are not modelled yet, and a
-/// file that asks for one is refused rather than run with another meaning.
+/// DESIGN §4's example has `group = "g1"`: the consumers subscribe as one group,
+/// the cluster gets `__consumer_offsets`, and `delivery` says when they commit.
 #[test]
-fn a_consumer_group_is_refused_until_groups_exist() {
-    let with_group = DESIGN_EXAMPLE.replace("delivery = \"at-least-once\"", "group = \"g1\"\ndelivery = \"at-least-once\"");
-    let message = error_of(&with_group, "consumers[0].group").to_string();
-    assert!(message.contains("not supported yet"), "{message}");
+fn a_consumer_group_subscribes_and_needs_the_offsets_topic() {
+    let with_group = DESIGN_EXAMPLE.replace("delivery = \"at-least-once\"", "group = \"g1\"\ndelivery = \"at-most-once\"");
+    let scenario = parse(&with_group).expect("a group parses");
+    let consumer = &scenario.consumers[0];
+    assert_eq!((consumer.group.as_deref(), consumer.delivery), (Some("g1"), Delivery::AtMostOnce));
+    assert!(scenario.uses_groups());
+    assert!(!parse(DESIGN_EXAMPLE).expect("parses").uses_groups());
+    let blank = DESIGN_EXAMPLE.replace("delivery = \"at-least-once\"", "group = \" \"\ndelivery = \"at-least-once\"");
+    error_of(&blank, "consumers[0].group");
+    let bad_assignor = example_with_text(&with_group, "[consumers.config]", "\"partition.assignment.strategy\" = \"fair\"");
+    error_of(&bad_assignor, "consumers[0].config.\"partition.assignment.strategy\"");
 }
 
 #[test]

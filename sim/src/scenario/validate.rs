@@ -238,11 +238,6 @@ fn build_consumers(raw: Vec<RawConsumer>, topics: &[Topic]) -> Result<Vec<Consum
         if consumer.group.as_deref().is_some_and(|group| group.trim().is_empty()) {
             return Err(Problem::new(format!("{key}.group"), "expected a group name; leave the key out to assign every partition instead"));
         }
-        // Refused rather than ignored: a file asking for a group must not silently
-        // run with every consumer reading every partition.
-        if consumer.group.is_some() {
-            return Err(Problem::new(format!("{key}.group"), "consumer groups are not supported yet; leave the key out to assign every partition to each consumer"));
-        }
         let delivery = consumer.delivery.map_or(Delivery::AtLeastOnce, |delivery| delivery.0);
         let config = ConsumerConfig::from_properties(&consumer.config, "earliest")
             .map_err(|error| config_problem(&format!("{key}.config"), error, CONSUMER_PROPERTIES))?;
@@ -399,15 +394,18 @@ fn partition_reference(key: &str, inner: &str, text: &str, scenario: &Scenario) 
     let Some((topic_name, partition)) = inner.rsplit_once('/') else {
         return Err(Problem::new(key, format!("expected TOPIC/PARTITION inside the parentheses, such as \"leader(events/0)\", got {text:?}")));
     };
-    let Some(topic) = scenario.topic(topic_name) else {
-        return Err(Problem::new(key, unknown_topic_message(topic_name, &scenario.topics)));
+    // `__consumer_offsets` exists when consumers use groups: its leader is the group coordinator.
+    let partitions = match scenario.topic(topic_name) {
+        Some(topic) => topic.partitions,
+        None if topic_name == kafsim_model::coordinator::CONSUMER_OFFSETS_TOPIC && scenario.uses_groups() => scenario.cluster.config.offsets_topic_num_partitions,
+        None => return Err(Problem::new(key, unknown_topic_message(topic_name, &scenario.topics))),
     };
     // Digits only: u32's parser would also take "+1".
     let number = partition.parse::<u32>().ok().filter(|_| partition.bytes().all(|byte| byte.is_ascii_digit()));
     match number {
-        Some(number) if number < topic.partitions => Ok(TopicPartition::new(topic_name, number)),
+        Some(number) if number < partitions => Ok(TopicPartition::new(topic_name, number)),
         _ => {
-            let message = format!("topic {topic_name:?} has partitions 0 to {}, got {partition:?} in {text:?}", topic.partitions - 1);
+            let message = format!("topic {topic_name:?} has partitions 0 to {}, got {partition:?} in {text:?}", partitions - 1);
             Err(Problem::new(key, message))
         }
     }

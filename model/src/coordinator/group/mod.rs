@@ -1,24 +1,164 @@
-//! The group coordinator (KIP-848's classic protocol, KIP-429 cooperative): consumer groups and their committed offsets, kept on `__consumer_offsets`.
+//! The group coordinator (KIP-848's classic protocol, KIP-429 cooperative):
+//! consumer groups and their committed offsets, kept on `__consumer_offsets`.
 //!
-//! A skeleton: it owns no keys yet and ignores every request.
+//! This broker coordinates the groups whose id hashes to an internal partition it
+//! leads. Group metadata (after each rebalance) and committed offsets are written
+//! there with acks=all; SyncGroup and OffsetCommit are answered only once their
+//! write committed. A broker that becomes leader of such a partition replays its
+//! log (`load`) and takes over the groups: their last written generation,
+//! members and assignments, and every committed offset.
+//!
+//! Files: `state.rs` is one group's membership state machine; `offsets.rs` commit
+//! fencing and fetch; `assignor.rs` the assignors the group leader runs;
+//! `records.rs` what goes into the log; `protocol.rs` the messages.
 
+pub mod assignor;
+pub mod offsets;
 pub mod protocol;
+pub mod records;
+pub mod state;
 
-use super::{Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
+use super::{decode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::config::BrokerConfig;
-use crate::protocol::{ErrorCode, Message};
+use crate::protocol::{ErrorCode, Message, Send};
 use crate::record::SharedBatch;
-use crate::time::Instant;
-use crate::types::{LeaderEpoch, NodeId, Offset};
+use crate::time::{earliest, Instant};
+use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};
+use protocol::{Generation, GroupMessage, MemberId};
+use records::{GroupLogRecord, OffsetRecord};
+use state::{coordinator_error, Group, GroupEffect};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a write in flight will complete.
+enum PendingWrite {
+    Group { group_id: Arc<str>, generation: Generation },
+    Commit { group_id: Arc<str>, client: NodeId, correlation_id: u64, offsets: Vec<(TopicPartition, Offset)> },
+}
 
 pub struct GroupCoordinator {
-    #[allow(dead_code)]
     config: BrokerConfig,
+    /// The internal partitions this broker leads, with the leader epoch it loaded them at.
+    loaded: BTreeMap<u32, LeaderEpoch>,
+    groups: BTreeMap<Arc<str>, Group>,
+    pending: BTreeMap<WriteToken, PendingWrite>,
+    next_token: u64,
+    /// Member ids are `<client node>-<coordinator epoch>-<counter>`: unique without
+    /// randomness, since every new leadership of a partition has a higher epoch.
+    next_member: u64,
+    /// Answers for parked JoinGroup/SyncGroup requests of groups just unloaded;
+    /// `unload` has no outputs, so they go out on the next `handle_timeout`.
+    farewells: Vec<Send>,
 }
 
 impl GroupCoordinator {
     pub fn new(config: BrokerConfig) -> GroupCoordinator {
-        GroupCoordinator { config }
+        GroupCoordinator { config, loaded: BTreeMap::new(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_token: 0, next_member: 0, farewells: Vec::new() }
+    }
+
+    fn partition_of(&self, group_id: &str) -> u32 {
+        partition_for(group_id, self.config.offsets_topic_num_partitions)
+    }
+
+    /// The group's state, or why this broker cannot serve it.
+    fn check_coordinator(&self, group_id: &str) -> Result<u32, ErrorCode> {
+        let partition = self.partition_of(group_id);
+        if self.loaded.contains_key(&partition) {
+            Ok(partition)
+        } else {
+            Err(ErrorCode::NotCoordinator)
+        }
+    }
+
+    fn group_mut(&mut self, group_id: &Arc<str>) -> &mut Group {
+        let delay = self.config.group_initial_rebalance_delay;
+        self.groups.entry(group_id.clone()).or_insert_with(|| Group::new(group_id.clone(), delay))
+    }
+
+    fn write(&mut self, partition: u32, records: Vec<GroupLogRecord>, pending: PendingWrite, out: &mut Vec<CoordinatorEffect>) {
+        self.next_token += 1;
+        let token = WriteToken(self.next_token);
+        self.pending.insert(token, pending);
+        out.push(CoordinatorEffect::Append { partition, records: records.iter().map(GroupLogRecord::encode).collect(), token });
+    }
+
+    /// Carries out what a group asked for.
+    fn apply_effects(&mut self, group_id: &Arc<str>, effects: Vec<GroupEffect>, out: &mut Vec<CoordinatorEffect>) {
+        let partition = self.partition_of(group_id);
+        for effect in effects {
+            match effect {
+                GroupEffect::Send(send) => out.push(CoordinatorEffect::Send(send)),
+                GroupEffect::WriteGroup { record, generation } => {
+                    let pending = PendingWrite::Group { group_id: group_id.clone(), generation };
+                    self.write(partition, vec![GroupLogRecord::Group(record)], pending, out);
+                }
+            }
+        }
+    }
+
+    fn handle_group_request(&mut self, now: Instant, from: NodeId, message: GroupMessage, out: &mut Vec<CoordinatorEffect>) {
+        let Some(group_id) = message.group_id().cloned() else { return };
+        let send = |out: &mut Vec<CoordinatorEffect>, message| out.push(CoordinatorEffect::Send(Send { to: from, message: Message::Group(message) }));
+        let served = self.check_coordinator(&group_id);
+        let mut effects = Vec::new();
+        match message {
+            GroupMessage::JoinGroupRequest { correlation_id, member_id, session_timeout, rebalance_timeout, protocols, subscription, .. } => {
+                let error = served.err().or_else(|| {
+                    let allowed = self.config.group_min_session_timeout..=self.config.group_max_session_timeout;
+                    (!allowed.contains(&session_timeout)).then_some(ErrorCode::InvalidSessionTimeout)
+                });
+                if let Some(error) = error {
+                    return send(out, GroupMessage::JoinGroupResponse { correlation_id, result: Err(error) });
+                }
+                self.next_member += 1;
+                let epoch = self.loaded[&self.partition_of(&group_id)];
+                let new_member_id: MemberId = format!("{}-{}-{}", from.0, epoch.0, self.next_member).into();
+                self.group_mut(&group_id).handle_join(now, from, correlation_id, member_id, new_member_id, session_timeout, rebalance_timeout, protocols, subscription, &mut effects);
+            }
+            GroupMessage::SyncGroupRequest { correlation_id, generation, member_id, assignments, .. } => {
+                if let Err(error) = served {
+                    return send(out, GroupMessage::SyncGroupResponse { correlation_id, result: Err(error) });
+                }
+                match self.groups.get_mut(&group_id) {
+                    Some(group) => group.handle_sync(now, from, correlation_id, generation, member_id, assignments, &mut effects),
+                    None => send(out, GroupMessage::SyncGroupResponse { correlation_id, result: Err(ErrorCode::UnknownMemberId) }),
+                }
+            }
+            GroupMessage::HeartbeatRequest { correlation_id, generation, member_id, .. } => {
+                let error = match served {
+                    Err(error) => Some(error),
+                    Ok(_) => self.groups.get_mut(&group_id).map_or(Some(ErrorCode::UnknownMemberId), |group| group.handle_heartbeat(now, generation, &member_id)),
+                };
+                send(out, GroupMessage::HeartbeatResponse { correlation_id, error });
+            }
+            GroupMessage::LeaveGroupRequest { correlation_id, member_id, .. } => {
+                let error = match served {
+                    Err(error) => Some(error),
+                    Ok(_) => self.groups.get_mut(&group_id).map_or(Some(ErrorCode::UnknownMemberId), |group| group.handle_leave(now, &member_id, &mut effects)),
+                };
+                send(out, GroupMessage::LeaveGroupResponse { correlation_id, error });
+            }
+            GroupMessage::OffsetCommitRequest { correlation_id, generation, member_id, offsets, .. } => {
+                let result = served.and_then(|partition| offsets::validate_commit(self.groups.get(&group_id), generation, member_id.as_ref()).map(|()| partition));
+                match result {
+                    Err(error) => send(out, GroupMessage::OffsetCommitResponse { correlation_id, result: Err(error) }),
+                    Ok(partition) => {
+                        let records = offsets
+                            .iter()
+                            .map(|(partition, offset)| GroupLogRecord::Offset(OffsetRecord { group_id: group_id.clone(), partition: partition.clone(), offset: *offset }))
+                            .collect();
+                        let pending = PendingWrite::Commit { group_id: group_id.clone(), client: from, correlation_id, offsets };
+                        self.write(partition, records, pending, out);
+                    }
+                }
+            }
+            GroupMessage::OffsetFetchRequest { correlation_id, partitions, .. } => {
+                let result = served.map(|_| offsets::fetch(self.groups.get(&group_id), &partitions));
+                send(out, GroupMessage::OffsetFetchResponse { correlation_id, result });
+            }
+            _ => {}
+        }
+        self.apply_effects(&group_id, effects, out);
     }
 }
 
@@ -27,17 +167,109 @@ impl Coordinator for GroupCoordinator {
         CoordinatorType::Group
     }
 
-    fn load(&mut self, _now: Instant, _partition: u32, _leader_epoch: LeaderEpoch, _batches: &[SharedBatch], _out: &mut Vec<CoordinatorEffect>) {}
+    /// Replays the partition's log: the last group record of each group is its
+    /// state, and the last offset record per partition its committed offset.
+    fn load(&mut self, now: Instant, partition: u32, leader_epoch: LeaderEpoch, batches: &[SharedBatch], _out: &mut Vec<CoordinatorEffect>) {
+        let delay = self.config.group_initial_rebalance_delay;
+        let mut loaded: BTreeMap<Arc<str>, Group> = BTreeMap::new();
+        for batch in batches {
+            for (_, record) in batch.iter() {
+                let Some(entry) = decode_record::<GroupLogRecord>(record) else { continue };
+                if self.partition_of(entry.group_id()) != partition {
+                    continue;
+                }
+                match entry {
+                    GroupLogRecord::Group(record) => {
+                        let offsets = loaded.remove(&record.group_id).map(|group| group.offsets).unwrap_or_default();
+                        let mut group = Group::from_record(record, now, delay);
+                        group.offsets = offsets;
+                        loaded.insert(group.id.clone(), group);
+                    }
+                    GroupLogRecord::Offset(record) => {
+                        let group = loaded.entry(record.group_id.clone()).or_insert_with(|| Group::new(record.group_id.clone(), delay));
+                        group.offsets.insert(record.partition, record.offset);
+                    }
+                }
+            }
+        }
+        tracing::info!(partition, groups = loaded.len(), "group coordinator loaded");
+        self.groups.retain(|group_id, _| partition_for(group_id, self.config.offsets_topic_num_partitions) != partition);
+        self.groups.extend(loaded);
+        self.loaded.insert(partition, leader_epoch);
+    }
 
-    fn unload(&mut self, _partition: u32) {}
+    fn unload(&mut self, partition: u32) {
+        self.loaded.remove(&partition);
+        let count = self.config.offsets_topic_num_partitions;
+        let mut effects = Vec::new();
+        self.groups.retain(|group_id, group| {
+            let keep = partition_for(group_id, count) != partition;
+            if !keep {
+                // Kafka answers parked requests NOT_COORDINATOR when it unloads a group.
+                group.unload(&mut effects);
+            }
+            keep
+        });
+        self.farewells.extend(effects.into_iter().filter_map(|effect| match effect {
+            GroupEffect::Send(send) => Some(send),
+            GroupEffect::WriteGroup { .. } => None,
+        }));
+    }
 
-    fn handle_request(&mut self, _now: Instant, _from: NodeId, _message: Message, _out: &mut Vec<CoordinatorEffect>) {}
+    fn handle_request(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<CoordinatorEffect>) {
+        if let Message::Group(message) = message {
+            self.handle_group_request(now, from, message, out);
+        }
+    }
 
-    fn write_completed(&mut self, _now: Instant, _token: WriteToken, _result: Result<Offset, ErrorCode>, _out: &mut Vec<CoordinatorEffect>) {}
+    fn write_completed(&mut self, now: Instant, token: WriteToken, result: Result<Offset, ErrorCode>, out: &mut Vec<CoordinatorEffect>) {
+        let Some(pending) = self.pending.remove(&token) else { return };
+        match pending {
+            PendingWrite::Group { group_id, generation } => {
+                let mut effects = Vec::new();
+                if let Some(group) = self.groups.get_mut(&group_id) {
+                    group.group_written(now, generation, result, &mut effects);
+                }
+                self.apply_effects(&group_id, effects, out);
+            }
+            PendingWrite::Commit { group_id, client, correlation_id, offsets } => {
+                let result = match result {
+                    Ok(_) => {
+                        if let Some(group) = self.groups.get_mut(&group_id) {
+                            group.offsets.extend(offsets);
+                        } else if self.loaded.contains_key(&self.partition_of(&group_id)) {
+                            let mut group = Group::new(group_id.clone(), self.config.group_initial_rebalance_delay);
+                            group.offsets.extend(offsets);
+                            self.groups.insert(group_id, group);
+                        }
+                        Ok(())
+                    }
+                    Err(error) => Err(coordinator_error(error)),
+                };
+                out.push(CoordinatorEffect::Send(Send { to: client, message: Message::Group(GroupMessage::OffsetCommitResponse { correlation_id, result }) }));
+            }
+        }
+    }
 
-    fn handle_timeout(&mut self, _now: Instant, _out: &mut Vec<CoordinatorEffect>) {}
+    fn handle_timeout(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
+        out.extend(self.farewells.drain(..).map(CoordinatorEffect::Send));
+        let due: Vec<Arc<str>> = self.groups.iter().filter(|(_, group)| group.next_deadline().is_some_and(|deadline| deadline <= now)).map(|(id, _)| id.clone()).collect();
+        for group_id in due {
+            let mut effects = Vec::new();
+            if let Some(group) = self.groups.get_mut(&group_id) {
+                group.handle_timeout(now, &mut effects);
+            }
+            self.apply_effects(&group_id, effects, out);
+        }
+    }
 
     fn next_deadline(&self) -> Option<Instant> {
-        None
+        if !self.farewells.is_empty() {
+            return Some(Instant::ZERO);
+        }
+        self.groups.values().fold(None, |deadline, group| earliest(deadline, group.next_deadline()))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,78 @@
+//! Committed offsets: OffsetCommit fenced by generation and member, as Kafka's
+//! classic protocol fences them, and OffsetFetch. A commit is applied to the
+//! group's offsets only once its record committed in `__consumer_offsets`, so a
+//! client is never told of an offset a successor coordinator would not load.
+
+use super::protocol::{Generation, MemberId};
+use super::state::{Group, Phase};
+use crate::protocol::ErrorCode;
+use crate::types::{Offset, TopicPartition};
+
+/// Whether `group` accepts a commit from `member_id` in `generation`.
+/// `generation` NONE with no member is a commit outside group management,
+/// accepted only while the group has no members.
+pub fn validate_commit(group: Option<&Group>, generation: Generation, member_id: Option<&MemberId>) -> Result<(), ErrorCode> {
+    let simple = generation == Generation::NONE && member_id.is_none();
+    let Some(group) = group else {
+        return if simple { Ok(()) } else { Err(ErrorCode::UnknownMemberId) };
+    };
+    if simple {
+        return if group.members.is_empty() { Ok(()) } else { Err(ErrorCode::UnknownMemberId) };
+    }
+    if group.phase == Phase::Dead {
+        return Err(ErrorCode::NotCoordinator);
+    }
+    if !member_id.is_some_and(|member| group.members.contains_key(member)) {
+        return Err(ErrorCode::UnknownMemberId);
+    }
+    if generation != group.generation {
+        return Err(ErrorCode::IllegalGeneration);
+    }
+    match group.phase {
+        Phase::Stable => Ok(()),
+        _ => Err(ErrorCode::RebalanceInProgress),
+    }
+}
+
+/// OffsetFetch: each partition's committed offset, None where nothing was committed.
+pub fn fetch(group: Option<&Group>, partitions: &[TopicPartition]) -> Vec<(TopicPartition, Option<Offset>)> {
+    partitions.iter().map(|partition| (partition.clone(), group.and_then(|group| group.offsets.get(partition).copied()))).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::group::records::{GroupRecord, MemberRecord};
+    use crate::coordinator::group::protocol::Subscription;
+    use crate::time::Instant;
+    use crate::types::NodeId;
+    use std::time::Duration;
+
+    fn stable_group(generation: i32) -> Group {
+        let member = MemberRecord {
+            member_id: "m1".into(),
+            client: NodeId(3001),
+            session_timeout: Duration::from_secs(10),
+            rebalance_timeout: Duration::from_secs(10),
+            protocols: vec!["range".into()],
+            subscription: Subscription::default(),
+            assignment: vec![],
+        };
+        let record = GroupRecord { group_id: "g".into(), generation: Generation(generation), protocol: Some("range".into()), leader: Some("m1".into()), members: vec![member] };
+        Group::from_record(record, Instant::ZERO, Duration::ZERO)
+    }
+
+    #[test]
+    fn commits_are_fenced_by_member_and_generation() {
+        let mut group = stable_group(3);
+        let member: MemberId = "m1".into();
+        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&member)), Ok(()));
+        assert_eq!(validate_commit(Some(&group), Generation(2), Some(&member)), Err(ErrorCode::IllegalGeneration));
+        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&"m2".into())), Err(ErrorCode::UnknownMemberId));
+        assert_eq!(validate_commit(Some(&group), Generation::NONE, None), Err(ErrorCode::UnknownMemberId));
+        group.phase = Phase::CompletingRebalance;
+        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&member)), Err(ErrorCode::RebalanceInProgress));
+        assert_eq!(validate_commit(None, Generation::NONE, None), Ok(()));
+        assert_eq!(validate_commit(None, Generation(1), Some(&member)), Err(ErrorCode::UnknownMemberId));
+    }
+}

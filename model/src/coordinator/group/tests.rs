@@ -1,0 +1,305 @@
+//! The group coordinator driven by hand: a join, a sync, commits, a member that
+//! stops heartbeating, and a successor coordinator loading the log.
+
+use super::protocol::{Generation, GroupMessage, JoinResult, Subscription};
+use super::*;
+use crate::record::RecordBatch;
+use std::time::Duration;
+
+const SECOND: u64 = 1_000_000;
+
+fn config() -> BrokerConfig {
+    let mut config = BrokerConfig::default();
+    config.offsets_topic_num_partitions = 1;
+    config.group_initial_rebalance_delay = Duration::ZERO;
+    config
+}
+
+fn at(seconds: u64) -> Instant {
+    Instant::from_micros(seconds * SECOND)
+}
+
+/// A coordinator that leads partition 0, whose writes all commit at once; the
+/// log it writes is kept in `log` for a successor to load.
+struct Harness {
+    coordinator: GroupCoordinator,
+    log: Vec<SharedBatch>,
+    replies: Vec<(NodeId, GroupMessage)>,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let mut coordinator = GroupCoordinator::new(config());
+        coordinator.load(Instant::ZERO, 0, LeaderEpoch(1), &[], &mut Vec::new());
+        Harness { coordinator, log: Vec::new(), replies: Vec::new() }
+    }
+
+    fn carry_out(&mut self, now: Instant, mut effects: Vec<CoordinatorEffect>) {
+        while !effects.is_empty() {
+            let mut next = Vec::new();
+            for effect in effects {
+                match effect {
+                    CoordinatorEffect::Send(send) => {
+                        if let Message::Group(message) = send.message {
+                            self.replies.push((send.to, message));
+                        }
+                    }
+                    CoordinatorEffect::Append { records, token, .. } => {
+                        let base = Offset(self.log.iter().map(|batch| batch.iter().count() as u64).sum());
+                        self.log.push(Arc::new(RecordBatch::new(base, LeaderEpoch(1), None, records)));
+                        self.coordinator.write_completed(now, token, Ok(base), &mut next);
+                    }
+                }
+            }
+            effects = next;
+        }
+    }
+
+    fn request(&mut self, now: Instant, from: u32, message: GroupMessage) {
+        let mut effects = Vec::new();
+        self.coordinator.handle_request(now, NodeId(from), Message::Group(message), &mut effects);
+        self.carry_out(now, effects);
+    }
+
+    fn tick(&mut self, now: Instant) {
+        let mut effects = Vec::new();
+        self.coordinator.handle_timeout(now, &mut effects);
+        self.carry_out(now, effects);
+    }
+
+    fn take(&mut self) -> Vec<(NodeId, GroupMessage)> {
+        std::mem::take(&mut self.replies)
+    }
+}
+
+fn join(correlation_id: u64, member_id: Option<MemberId>) -> GroupMessage {
+    GroupMessage::JoinGroupRequest {
+        correlation_id,
+        group_id: "g".into(),
+        member_id,
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(30),
+        protocols: vec!["range".into()],
+        subscription: Subscription { topics: vec!["t".into()], ..Subscription::default() },
+    }
+}
+
+fn join_results(replies: &[(NodeId, GroupMessage)]) -> Vec<JoinResult> {
+    replies
+        .iter()
+        .filter_map(|(_, message)| match message {
+            GroupMessage::JoinGroupResponse { result: Ok(result), .. } => Some(result.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn sync(correlation_id: u64, generation: Generation, member_id: &MemberId, assignments: Vec<(MemberId, Vec<TopicPartition>)>) -> GroupMessage {
+    GroupMessage::SyncGroupRequest { correlation_id, group_id: "g".into(), generation, member_id: member_id.clone(), assignments }
+}
+
+fn commit(correlation_id: u64, generation: Generation, member_id: &MemberId, offset: u64) -> GroupMessage {
+    GroupMessage::OffsetCommitRequest {
+        correlation_id,
+        group_id: "g".into(),
+        generation,
+        member_id: Some(member_id.clone()),
+        offsets: vec![(TopicPartition::new("t", 0), Offset(offset))],
+    }
+}
+
+/// Two members join, the leader assigns, both become stable; a commit in the
+/// current generation succeeds and one from an expired member is refused.
+#[test]
+fn join_sync_commit_and_session_expiry() {
+    let mut harness = Harness::new();
+    harness.request(at(0), 3001, join(1, None));
+    harness.request(at(0), 3002, join(1, None));
+    // The first join completed the (undelayed) rebalance alone; the second
+    // member's join starts another, which completes once the first rejoins.
+    let first = join_results(&harness.take());
+    assert_eq!(first.len(), 1);
+    let a = first[0].member_id.clone();
+    harness.request(at(1), 3001, join(2, Some(a.clone())));
+    let results = join_results(&harness.take());
+    assert_eq!(results.len(), 2);
+    let generation = results[0].generation;
+    let leader = results.iter().find(|result| !result.members.is_empty()).expect("one leader").member_id.clone();
+    let b = results.iter().map(|result| result.member_id.clone()).find(|id| *id != a).expect("two members");
+    let t = |partition| TopicPartition::new("t", partition);
+    let assignments = vec![(a.clone(), vec![t(0)]), (b.clone(), vec![t(1)])];
+    let (follower, follower_node) = if leader == a { (b.clone(), 3002) } else { (a.clone(), 3001) };
+    let leader_node = if leader == a { 3001 } else { 3002 };
+    harness.request(at(1), follower_node, sync(3, generation, &follower, vec![]));
+    assert!(harness.take().is_empty(), "the follower waits for the leader's assignment");
+    harness.request(at(1), leader_node, sync(3, generation, &leader, assignments));
+    let synced = harness.take();
+    assert_eq!(synced.len(), 2);
+    assert!(synced.iter().all(|(_, message)| matches!(message, GroupMessage::SyncGroupResponse { result: Ok(partitions), .. } if partitions.len() == 1)));
+    harness.request(at(2), 3001, commit(4, generation, &a, 7));
+    assert!(matches!(harness.take()[..], [(_, GroupMessage::OffsetCommitResponse { result: Ok(()), .. })]));
+    // b keeps heartbeating; a stops and expires after its 10 s session.
+    for second in 3..=12 {
+        harness.request(at(second), 3002, GroupMessage::HeartbeatRequest { correlation_id: 10 + second, group_id: "g".into(), generation, member_id: b.clone() });
+        harness.tick(at(second));
+    }
+    let replies = harness.take();
+    assert!(replies.iter().any(|(_, message)| matches!(message, GroupMessage::HeartbeatResponse { error: Some(ErrorCode::RebalanceInProgress), .. })));
+    harness.request(at(13), 3001, commit(30, generation, &a, 9));
+    assert!(matches!(harness.take()[..], [(_, GroupMessage::OffsetCommitResponse { result: Err(ErrorCode::UnknownMemberId), .. })]));
+}
+
+/// A successor coordinator replays the log: the stable generation and the
+/// committed offset survive the failover.
+#[test]
+fn a_successor_loads_groups_and_offsets_from_the_log() {
+    let mut harness = Harness::new();
+    harness.request(at(0), 3001, join(1, None));
+    let result = join_results(&harness.take()).pop().expect("joined");
+    let member = result.member_id.clone();
+    harness.request(at(0), 3001, sync(2, result.generation, &member, vec![(member.clone(), vec![TopicPartition::new("t", 0)])]));
+    harness.request(at(1), 3001, commit(3, result.generation, &member, 42));
+    harness.take();
+    let mut successor = GroupCoordinator::new(config());
+    successor.load(at(2), 0, LeaderEpoch(2), &harness.log, &mut Vec::new());
+    let group = &successor.groups["g"];
+    assert!(group.is_stable());
+    assert_eq!(group.generation, result.generation);
+    assert_eq!(group.offsets[&TopicPartition::new("t", 0)], Offset(42));
+    assert_eq!(group.members[&member].assignment, vec![TopicPartition::new("t", 0)]);
+}
+
+/// A failed metadata write answers SyncGroup with an error and rebalances again.
+#[test]
+fn a_failed_group_write_rebalances() {
+    let mut coordinator = GroupCoordinator::new(config());
+    coordinator.load(Instant::ZERO, 0, LeaderEpoch(1), &[], &mut Vec::new());
+    let mut effects = Vec::new();
+    coordinator.handle_request(at(0), NodeId(3001), Message::Group(join(1, None)), &mut effects);
+    let member = coordinator.groups["g"].members.keys().next().cloned().expect("a member");
+    let generation = coordinator.groups["g"].generation;
+    effects.clear();
+    coordinator.handle_request(at(0), NodeId(3001), Message::Group(sync(2, generation, &member, vec![])), &mut effects);
+    let token = effects.iter().find_map(|effect| if let CoordinatorEffect::Append { token, .. } = effect { Some(*token) } else { None }).expect("a write");
+    effects.clear();
+    coordinator.write_completed(at(1), token, Err(ErrorCode::NotLeaderOrFollower), &mut effects);
+    assert!(effects.iter().any(|effect| matches!(effect, CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::SyncGroupResponse { result: Err(ErrorCode::NotCoordinator), .. }), .. }))));
+    assert!(matches!(coordinator.groups["g"].phase, state::Phase::PreparingRebalance { .. }));
+}
+
+/// Regression (simulator, group-at-least-once seed 0): a member joining a
+/// stable group must start a rebalance, not receive the current generation.
+#[test]
+fn a_new_member_joining_a_stable_group_starts_a_rebalance() {
+    let mut harness = Harness::new();
+    harness.request(at(0), 3001, join(1, None));
+    let result = join_results(&harness.take()).pop().expect("joined");
+    harness.request(at(0), 3001, sync(2, result.generation, &result.member_id, vec![(result.member_id.clone(), vec![TopicPartition::new("t", 0)])]));
+    harness.take();
+    assert!(harness.coordinator.groups["g"].is_stable());
+    harness.request(at(1), 3002, join(1, None));
+    assert!(join_results(&harness.take()).is_empty(), "the newcomer waits for the rebalance");
+    assert!(matches!(harness.coordinator.groups["g"].phase, state::Phase::PreparingRebalance { .. }));
+}
+
+mod properties {
+    use super::*;
+    use crate::coordinator::group::assignor::Assignor;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Join(u32),
+        Heartbeat(u32),
+        Leave(u32),
+        Wait(u64),
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            (0u32..4).prop_map(Step::Join),
+            (0u32..4).prop_map(Step::Heartbeat),
+            (0u32..4).prop_map(Step::Leave),
+            (0u64..8).prop_map(Step::Wait),
+        ]
+    }
+
+    /// What one simulated client believes.
+    #[derive(Clone, Default)]
+    struct Client {
+        member_id: Option<MemberId>,
+        generation: Generation,
+    }
+
+    proptest! {
+        /// Whatever members join, heartbeat, leave or go silent, the partitions
+        /// handed out in one generation go to one member each, and the group's
+        /// phase and membership stay consistent.
+        #[test]
+        fn one_owner_per_partition_and_generation(steps in proptest::collection::vec(step(), 1..60)) {
+            let mut harness = Harness::new();
+            let mut clients = vec![Client::default(); 4];
+            let mut owners: BTreeMap<(Generation, TopicPartition), NodeId> = BTreeMap::new();
+            let mut now = 0u64;
+            let mut correlation = 0u64;
+            for step in steps {
+                correlation += 1;
+                match step {
+                    Step::Join(index) => harness.request(at(now), 3000 + index, join(correlation, clients[index as usize].member_id.clone())),
+                    Step::Heartbeat(index) => {
+                        if let Some(member_id) = clients[index as usize].member_id.clone() {
+                            let generation = clients[index as usize].generation;
+                            harness.request(at(now), 3000 + index, GroupMessage::HeartbeatRequest { correlation_id: correlation, group_id: "g".into(), generation, member_id });
+                        }
+                    }
+                    Step::Leave(index) => {
+                        if let Some(member_id) = clients[index as usize].member_id.take() {
+                            harness.request(at(now), 3000 + index, GroupMessage::LeaveGroupRequest { correlation_id: correlation, group_id: "g".into(), member_id });
+                        }
+                    }
+                    Step::Wait(seconds) => {
+                        now += seconds;
+                        harness.tick(at(now));
+                    }
+                }
+                // Clients react at once: joiners sync (the leader with a range assignment).
+                for _ in 0..4 {
+                    let replies = harness.take();
+                    if replies.is_empty() {
+                        break;
+                    }
+                    for (node, message) in replies {
+                        let index = (node.0 - 3000) as usize;
+                        match message {
+                            GroupMessage::JoinGroupResponse { result: Ok(result), .. } => {
+                                clients[index] = Client { member_id: Some(result.member_id.clone()), generation: result.generation };
+                                let counts: BTreeMap<Arc<str>, u32> = [("t".into(), 5)].into_iter().collect();
+                                let assignments = if result.leader == result.member_id { Assignor::Range.assign(&result.members, &counts).into_iter().collect() } else { Vec::new() };
+                                correlation += 1;
+                                harness.request(at(now), node.0, sync(correlation, result.generation, &result.member_id, assignments));
+                            }
+                            GroupMessage::SyncGroupResponse { result: Ok(partitions), .. } => {
+                                for partition in partitions {
+                                    let owner = owners.entry((clients[index].generation, partition.clone())).or_insert(node);
+                                    prop_assert_eq!(*owner, node, "{} owned twice in generation {}", partition, clients[index].generation);
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                let group = harness.coordinator.groups.get("g");
+                if let Some(group) = group {
+                    // An Empty group has no members; a group with none is Empty (or about to complete a rebalance into Empty).
+                    let empty = matches!(group.phase, state::Phase::Empty);
+                    prop_assert!(!empty || group.members.is_empty(), "an Empty group has no members");
+                    let waiting = matches!(group.phase, state::Phase::Empty | state::Phase::PreparingRebalance { .. });
+                    prop_assert!(!group.members.is_empty() || waiting, "a group without members is Empty or rebalancing");
+                    if group.is_stable() {
+                        prop_assert!(group.leader.as_ref().is_some_and(|leader| group.members.contains_key(leader)), "a stable group has a member as leader");
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! `at-least-once`: a record below an offset its group committed was never
+//! processed by any member of the group. With at-most-once delivery (commit
+//! first, then process) a crash between the two skips records; with
+//! at-least-once delivery (process, then commit) it must never happen.
+//!
+//! Per group and partition, the committed offset is the highest offset of any
+//! `ok` commit (an `info` commit may or may not have been applied, so it is not
+//! counted). Every record of the final committed log below it must appear in
+//! one of the group's `Process` ops (matched by value, which is unique per send).
+
+use super::findings::Findings;
+use super::observations::committed_logs;
+use super::{CheckerKind, Violation};
+use crate::final_state::FinalState;
+use crate::history::{History, OpBody, OpType, Value};
+use kafsim_model::{Offset, TopicPartition};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    let mut findings = Findings::new(CheckerKind::AtLeastOnce);
+    let mut committed: BTreeMap<(&Arc<str>, &TopicPartition), (Offset, &Arc<str>, u64)> = BTreeMap::new();
+    let mut processed: BTreeSet<(&Arc<str>, Value)> = BTreeSet::new();
+    for op in &history.ops {
+        match &op.body {
+            OpBody::Commit { group, offsets, .. } if op.kind == OpType::Ok => {
+                for (partition, offset) in offsets {
+                    let entry = committed.entry((group, partition)).or_insert((*offset, &op.node, op.time));
+                    if *offset > entry.0 {
+                        *entry = (*offset, &op.node, op.time);
+                    }
+                }
+            }
+            OpBody::Process { group, records } => processed.extend(records.iter().map(|record| (group, record.value))),
+            _ => {}
+        }
+    }
+    let logs = committed_logs(final_state);
+    for ((group, partition), (offset, node, time)) in committed {
+        let Some(log) = logs.get(partition) else { continue };
+        for (record_offset, value) in log.iter().take_while(|(record_offset, _)| *record_offset < offset) {
+            if !processed.contains(&(group, *value)) {
+                findings.report(format!(
+                    "group {group} committed {partition} up to offset {offset} ({node} at {}), but nobody processed {value} at offset {record_offset}",
+                    super::findings::seconds(time)
+                ));
+                if findings.is_full() {
+                    return findings.into_violations();
+                }
+            }
+        }
+    }
+    findings.into_violations()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testkit::*;
+
+    fn three_records() -> FinalState {
+        final_state(vec![(0, partition_snapshot(1, &[1], 3, &[(0, value(1, 0)), (1, value(1, 1)), (2, value(1, 2))]))])
+    }
+
+    #[test]
+    fn fires_for_a_committed_but_unprocessed_record() {
+        let mut history = HistoryBuilder::new();
+        history.process(10, "consumer-1", &[(0, 0, value(1, 0))]);
+        // Committed through offset 1 (next to read is 2), then crashed before processing 1:1.
+        history.commit(20, "consumer-1", 1, &[(0, 2)], OpType::Ok);
+        let violations = check(&history.build(), &three_records());
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].kind, CheckerKind::AtLeastOnce);
+        assert_eq!(violations[0].detail, "group g1 committed events/0 up to offset 2 (consumer-1 at 0.021s), but nobody processed 1:1 at offset 1");
+    }
+
+    #[test]
+    fn silent_when_everything_committed_was_processed_or_the_commit_failed() {
+        let mut history = HistoryBuilder::new();
+        history.process(10, "consumer-1", &[(0, 0, value(1, 0))]);
+        history.commit(20, "consumer-1", 1, &[(0, 1)], OpType::Ok);
+        history.process(30, "consumer-2", &[(0, 1, value(1, 1))]);
+        history.commit(40, "consumer-2", 2, &[(0, 2)], OpType::Ok);
+        // Refused and unknown commits do not count.
+        history.commit(50, "consumer-1", 1, &[(0, 3)], OpType::Fail);
+        history.commit(60, "consumer-1", 1, &[(0, 3)], OpType::Info);
+        assert!(check(&history.build(), &three_records()).is_empty());
+    }
+}
