@@ -194,9 +194,14 @@ pub struct ProducerConfig {
     pub linger: Duration,
     pub batch_size: usize,
     pub metadata_max_age: Duration,
+    /// KIP-98: makes the producer transactional (and idempotent).
+    pub transactional_id: Option<String>,
+    pub transaction_timeout: Duration,
 }
 
 pub const PRODUCER_PROPERTIES: &[&str] = &[
+    "transactional.id",
+    "transaction.timeout.ms",
     "acks",
     "retries",
     "retry.backoff.ms",
@@ -234,6 +239,14 @@ impl ProducerConfig {
         } else {
             acks == Acks::All
         };
+        let transactional_id = match properties.get("transactional.id") {
+            None => None,
+            Some(PropertyValue::Text(text)) if !text.is_empty() => Some(text.clone()),
+            Some(_) => return Err(ConfigError { key: "transactional.id".into(), expected: "a non-empty string".into() }),
+        };
+        if transactional_id.is_some() && !enable_idempotence {
+            return Err(ConfigError { key: "enable.idempotence".into(), expected: "true with a transactional.id (Kafka requires idempotence for transactions)".into() });
+        }
         let max_in_flight = reader.integer("max.in.flight.requests.per.connection", 5, 1)? as usize;
         if enable_idempotence && max_in_flight > 5 {
             return Err(ConfigError { key: "max.in.flight.requests.per.connection".into(), expected: "at most 5 with idempotence".into() });
@@ -249,6 +262,8 @@ impl ProducerConfig {
             linger: reader.millis("linger.ms", 5)?,
             batch_size: reader.integer("batch.size", 16_384, 1)? as usize,
             metadata_max_age: reader.millis("metadata.max.age.ms", 300_000)?,
+            transactional_id,
+            transaction_timeout: reader.millis("transaction.timeout.ms", 60_000)?,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod record;
 pub mod storage;
 pub mod time;
+pub mod txn_index;
 pub mod types;
 
 pub use time::Instant;

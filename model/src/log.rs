@@ -6,6 +6,7 @@
 //! from what the disk kept (`Log::recover`).
 
 use crate::record::{ProducerStamp, RecordBatch, SharedBatch};
+use crate::txn_index::TransactionIndex;
 use crate::types::{LeaderEpoch, Offset, ProducerId, Sequence};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -108,6 +109,8 @@ pub struct Log {
     log_end_offset: Offset,
     epochs: LeaderEpochCache,
     producers: BTreeMap<ProducerId, ProducerEntry>,
+    /// Open and aborted transactions (KIP-98), derived from the batches.
+    transactions: TransactionIndex,
 }
 
 impl Log {
@@ -173,11 +176,21 @@ impl Log {
         if let Some(stamp) = batch.producer {
             self.remember_producer(stamp, &batch);
         }
+        self.transactions.observe(&batch);
         self.batches.push(batch);
     }
 
     fn remember_producer(&mut self, stamp: ProducerStamp, batch: &RecordBatch) {
         let entry = self.producers.entry(stamp.producer_id).or_default();
+        if batch.control.is_some() {
+            // A marker carries the producer's bumped epoch and no sequence: it
+            // fences the older epoch's late batches (KIP-98, KIP-890).
+            if stamp.producer_epoch > entry.producer_epoch {
+                entry.producer_epoch = stamp.producer_epoch;
+                entry.batches.clear();
+            }
+            return;
+        }
         if stamp.producer_epoch != entry.producer_epoch {
             entry.producer_epoch = stamp.producer_epoch;
             entry.batches.clear();
@@ -187,6 +200,16 @@ impl Log {
         if entry.batches.len() > PRODUCER_BATCHES_RETAINED {
             entry.batches.remove(0);
         }
+    }
+
+    /// The transaction index derived from this log.
+    pub fn transactions(&self) -> &TransactionIndex {
+        &self.transactions
+    }
+
+    /// The latest epoch this log has seen from `producer_id`, markers included.
+    pub fn producer_epoch(&self, producer_id: ProducerId) -> Option<u16> {
+        self.producers.get(&producer_id).map(|entry| entry.producer_epoch)
     }
 
     /// KIP-98 sequence validation on the leader, before an idempotent batch is appended.
@@ -230,6 +253,7 @@ impl Log {
         self.log_end_offset = offset;
         self.epochs.truncate_from_end(offset);
         self.rebuild_producers();
+        self.transactions = TransactionIndex::rebuild(self.batches.iter().map(|batch| &**batch));
     }
 
     fn rebuild_producers(&mut self) {
@@ -308,7 +332,7 @@ mod tests {
     #[test]
     fn idempotent_retry_is_a_duplicate_not_a_second_write() {
         let mut log = Log::default();
-        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0) };
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0), transactional: false };
         assert_eq!(log.check_sequence(stamp, 2), SequenceCheck::Append);
         let records = vec![Record { key: None, value: Bytes::from_static(b"a") }, Record { key: None, value: Bytes::from_static(b"b") }];
         log.append(Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), Some(stamp), records)));
@@ -317,5 +341,25 @@ mod tests {
         assert_eq!(log.check_sequence(next, 1), SequenceCheck::OutOfOrder);
         let next = ProducerStamp { base_sequence: Sequence(2), ..stamp };
         assert_eq!(log.check_sequence(next, 1), SequenceCheck::Append);
+    }
+
+    /// KIP-98: the producer-state table is derived from the batches, so a log
+    /// rebuilt after a restart, or a follower's log built from replicated
+    /// batches, still recognises a retried batch as a duplicate.
+    #[test]
+    fn recovered_and_replicated_logs_keep_recognising_retries() {
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0), transactional: false };
+        let records = vec![Record { key: None, value: Bytes::from_static(b"a") }];
+        let batches = vec![batch(0, 0, 2), Arc::new(RecordBatch::new(Offset(2), LeaderEpoch(0), Some(stamp), records))];
+        let (recovered, cut) = Log::recover(&batches);
+        assert_eq!(cut, None);
+        assert_eq!(recovered.check_sequence(stamp, 1), SequenceCheck::Duplicate(Offset(2)));
+        let mut follower = Log::default();
+        for batch in &batches {
+            follower.append(batch.clone());
+        }
+        assert_eq!(follower.check_sequence(stamp, 1), SequenceCheck::Duplicate(Offset(2)));
+        follower.truncate_to(Offset(2));
+        assert_eq!(follower.check_sequence(stamp, 1), SequenceCheck::Append, "a truncated batch is forgotten");
     }
 }

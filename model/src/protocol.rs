@@ -8,6 +8,7 @@ use crate::coordinator::group::protocol::GroupMessage;
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::coordinator::CoordinatorType;
 use crate::record::{ProducerStamp, Record, SharedBatch};
+use crate::txn_index::AbortedTransaction;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, ProducerId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -38,6 +39,15 @@ pub enum ErrorCode {
     NotCoordinator,
     /// The coordinator is still loading its state from the log.
     CoordinatorLoadInProgress,
+    /// KIP-98: the request does not fit the transaction's state (say, a
+    /// transactional produce to a partition not added to the transaction).
+    InvalidTxnState,
+    /// KIP-98: the coordinator is still completing the previous transaction; retry.
+    ConcurrentTransactions,
+    /// KIP-98: the producer id does not belong to this transactional id.
+    InvalidProducerIdMapping,
+    /// KIP-588: the producer's epoch is stale (the transaction timed out); abortable.
+    InvalidProducerEpoch,
     /// A client gave up waiting for the response (the request may still have been served).
     NetworkTimeout,
     /// Group coordination: the request's generation is not the group's current one.
@@ -55,7 +65,14 @@ pub enum ErrorCode {
 impl ErrorCode {
     /// Whether Kafka's clients retry this error.
     pub fn is_retriable(self) -> bool {
-        !matches!(self, ErrorCode::ProducerFenced | ErrorCode::OffsetOutOfRange)
+        !matches!(
+            self,
+            ErrorCode::ProducerFenced
+                | ErrorCode::OffsetOutOfRange
+                | ErrorCode::InvalidTxnState
+                | ErrorCode::InvalidProducerIdMapping
+                | ErrorCode::InvalidProducerEpoch
+        )
     }
 
     /// Whether a produce that failed with this error may nonetheless be in the log.
@@ -114,6 +131,10 @@ pub struct FetchedData {
     pub high_watermark: Offset,
     pub log_end_offset: Offset,
     pub batches: Vec<SharedBatch>,
+    /// KIP-98: for a read_committed fetch, data stops here; else the high watermark.
+    pub last_stable_offset: Offset,
+    /// KIP-98: for a read_committed fetch, the aborted transactions in the range returned.
+    pub aborted_transactions: Vec<AbortedTransaction>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,10 +154,14 @@ pub enum Message {
         partition: TopicPartition,
         producer: Option<ProducerStamp>,
         records: Vec<Record>,
+        /// KIP-98: set by a transactional producer, so the leader can verify the
+        /// partition is in the transaction (KIP-890 part 1).
+        transactional_id: Option<Arc<str>>,
     },
     ProduceResponse { correlation_id: u64, partition: TopicPartition, result: Result<Offset, ErrorCode> },
     /// From a consumer (`replica_id` None) or a follower's replica fetcher.
-    FetchRequest { correlation_id: u64, replica_id: Option<NodeId>, max_wait: Duration, partitions: Vec<FetchPartition> },
+    /// `read_committed` is Kafka's isolation level (KIP-98).
+    FetchRequest { correlation_id: u64, replica_id: Option<NodeId>, max_wait: Duration, partitions: Vec<FetchPartition>, read_committed: bool },
     FetchResponse { correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)> },
     ListOffsetsRequest { correlation_id: u64, partition: TopicPartition, spec: OffsetSpec, current_leader_epoch: LeaderEpoch },
     ListOffsetsResponse { correlation_id: u64, partition: TopicPartition, result: Result<(Offset, LeaderEpoch), ErrorCode> },

@@ -21,6 +21,17 @@ pub struct ProducerStamp {
     pub producer_id: ProducerId,
     pub producer_epoch: u16,
     pub base_sequence: Sequence,
+    /// KIP-98: the batch belongs to a transaction (the `isTransactional` attribute).
+    #[serde(default)]
+    pub transactional: bool,
+}
+
+/// KIP-98: the control record of a control batch, a transaction's commit or abort
+/// marker, written by the partition leader on the coordinator's WriteTxnMarkers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlMarker {
+    pub commit: bool,
+    pub coordinator_epoch: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +40,9 @@ pub struct RecordBatch {
     pub partition_leader_epoch: LeaderEpoch,
     pub producer: Option<ProducerStamp>,
     pub records: Vec<Record>,
+    /// Set on a control batch (KIP-98's `isControl` attribute); such a batch holds
+    /// one control record and is never handed to an application.
+    pub control: Option<ControlMarker>,
     /// Checksum over the batch's contents, as Kafka's CRC-32C; a torn write breaks it.
     pub crc: u32,
 }
@@ -41,7 +55,7 @@ impl RecordBatch {
         records: Vec<Record>,
     ) -> RecordBatch {
         assert!(!records.is_empty(), "a record batch holds at least one record");
-        let mut batch = RecordBatch { base_offset, partition_leader_epoch, producer, records, crc: 0 };
+        let mut batch = RecordBatch { base_offset, partition_leader_epoch, producer, records, control: None, crc: 0 };
         batch.crc = batch.compute_crc();
         batch
     }
@@ -71,7 +85,29 @@ impl RecordBatch {
         }
         let keep = (end.0 - self.base_offset.0) as usize;
         let records = self.records[..keep.min(self.records.len())].to_vec();
-        Some(RecordBatch::new(self.base_offset, self.partition_leader_epoch, self.producer, records))
+        Some(self.sliced(self.base_offset, self.producer, records))
+    }
+
+    /// A control batch carrying `marker` for the producer of `stamp` (KIP-98).
+    pub fn control(base_offset: Offset, partition_leader_epoch: LeaderEpoch, stamp: ProducerStamp, marker: ControlMarker) -> RecordBatch {
+        let record = Record { key: Some(Bytes::from_static(if marker.commit { b"COMMIT" } else { b"ABORT" })), value: Bytes::new() };
+        let mut batch = RecordBatch::new(base_offset, partition_leader_epoch, Some(stamp), vec![record]);
+        batch.control = Some(marker);
+        batch.crc = batch.compute_crc();
+        batch
+    }
+
+    /// A part of this batch as a batch of its own, keeping its attributes.
+    pub fn sliced(&self, base_offset: Offset, producer: Option<ProducerStamp>, records: Vec<Record>) -> RecordBatch {
+        let mut batch = RecordBatch::new(base_offset, self.partition_leader_epoch, producer, records);
+        batch.control = self.control;
+        batch.crc = batch.compute_crc();
+        batch
+    }
+
+    /// Whether this batch holds a transaction's data (not a control batch).
+    pub fn is_transactional_data(&self) -> bool {
+        self.control.is_none() && self.producer.is_some_and(|stamp| stamp.transactional)
     }
 
     /// FNV-1a over what a CRC would cover; a stand-in that is cheap and stable.
@@ -88,6 +124,16 @@ impl RecordBatch {
         if let Some(stamp) = &self.producer {
             eat(&stamp.producer_id.0.to_le_bytes());
             eat(&stamp.base_sequence.0.to_le_bytes());
+            // Attributes added with transactions are hashed only when set, so
+            // batches without them keep the checksums they always had.
+            if stamp.transactional {
+                eat(&stamp.producer_epoch.to_le_bytes());
+                eat(b"txn");
+            }
+        }
+        if let Some(marker) = &self.control {
+            eat(&[u8::from(marker.commit)]);
+            eat(&marker.coordinator_epoch.to_le_bytes());
         }
         for record in &self.records {
             if let Some(key) = &record.key {

@@ -54,6 +54,9 @@ pub enum OpBody {
     /// A producer's send of one value. `invoke` carries the key's partition when the
     /// producer chose it; `ok` carries where the broker put it.
     Send { value: Value, partition: Option<TopicPartition>, offset: Option<Offset>, error: Option<String> },
+    /// A producer's transaction (KIP-98) and the values sent in it: `invoke` when
+    /// it begins, then `ok` (committed), `fail` (aborted) or `info` (outcome unknown).
+    Txn { number: u64, values: Vec<Value>, error: Option<String> },
     /// Records a consumer got from one poll, in the order it got them.
     Poll { records: Vec<PolledRecord> },
     /// A consumer's position moved without reading (initial position, reset,
@@ -122,6 +125,17 @@ impl fmt::Display for OpDescription<'_> {
                 if let Some(offset) = offset {
                     write!(f, " @{offset}")?;
                 }
+                if let Some(error) = error {
+                    write!(f, " ({error})")?;
+                }
+                Ok(())
+            }
+            OpBody::Txn { number, values, error } => {
+                write!(f, "txn {number} [")?;
+                for (index, value) in values.iter().enumerate() {
+                    write!(f, "{}{value}", if index == 0 { "" } else { " " })?;
+                }
+                write!(f, "]")?;
                 if let Some(error) = error {
                     write!(f, " ({error})")?;
                 }

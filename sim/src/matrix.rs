@@ -6,6 +6,11 @@
 //! A second table covers delivery semantics: a consumer group committing
 //! before (at-most-once) or after (at-least-once) processing, or auto-committing,
 //! against consumer crashes, coordinator crashes and stalled consumers.
+//!
+//! Below the broker-configuration rows come producer rows on the safe broker
+//! configuration (acks=all, min ISR 2): idempotence off with one or five
+//! requests in flight, idempotence on, and transactional producers read by
+//! read_committed or read_uncommitted consumers.
 
 use crate::check::CheckerKind;
 use crate::runner::{run_batch, BatchOptions, RunResult};
@@ -16,13 +21,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The guarantees a cell reports on.
-pub const JUDGED: [CheckerKind; 5] = [
+pub const JUDGED: [CheckerKind; 8] = [
     CheckerKind::LostWrite,
     CheckerKind::CommittedDataLost,
     CheckerKind::ReplicaDivergence,
     CheckerKind::InconsistentOffsets,
     CheckerKind::Duplicate,
+    CheckerKind::NonmonotonicSend,
+    CheckerKind::AbortedRead,
+    CheckerKind::TxnAtomicity,
 ];
+
+/// How the producers of a row behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProducerMode {
+    /// Kafka's defaults for the row's acks: idempotent exactly when acks=all.
+    Default,
+    /// Idempotence set explicitly, with this many requests in flight.
+    Idempotence { enabled: bool, max_in_flight: u32 },
+    /// Transactions of 3 values, a fifth aborted, read with this isolation.
+    Transactional { read_committed: bool },
+}
 
 #[derive(Clone, Copy, Debug)]
 pub struct Configuration {
@@ -31,24 +50,55 @@ pub struct Configuration {
     pub unclean: bool,
     /// Flush after every message, or never (Kafka's default).
     pub fsync: bool,
+    pub producer: ProducerMode,
 }
 
 impl Configuration {
     pub fn label(&self) -> String {
-        format!(
+        let mut label = format!(
             "acks={} minISR={} unclean={} flush={}",
             self.acks,
             self.min_insync_replicas,
             if self.unclean { "on" } else { "off" },
             if self.fsync { "every" } else { "never" }
-        )
+        );
+        match self.producer {
+            ProducerMode::Default => {}
+            ProducerMode::Idempotence { enabled, max_in_flight } => {
+                let _ = write!(label, " idempotence={} max.in.flight={max_in_flight}", if enabled { "on" } else { "off" });
+            }
+            ProducerMode::Transactional { read_committed } => {
+                let _ = write!(label, " transactional, {}", if read_committed { "read_committed" } else { "read_uncommitted" });
+            }
+        }
+        label
     }
 
     fn toml(&self) -> String {
         let flush = if self.fsync { 1 } else { i64::MAX };
-        let idempotence = if self.acks == "all" { "true" } else { "false" };
+        let idempotence = match self.producer {
+            ProducerMode::Idempotence { enabled, .. } => enabled,
+            _ => self.acks == "all",
+        };
+        let mut producer_extra = String::new();
+        let mut producer_config = String::new();
+        let mut consumer_config = String::new();
+        let mut cluster_extra = String::new();
+        match self.producer {
+            ProducerMode::Default => {}
+            ProducerMode::Idempotence { max_in_flight, .. } => {
+                producer_config = format!("\"max.in.flight.requests.per.connection\" = {max_in_flight}\n\"request.timeout.ms\" = 2000\n");
+            }
+            ProducerMode::Transactional { read_committed } => {
+                producer_extra = "transaction_size = 3\nabort_ratio = 0.2\n".to_string();
+                producer_config = "\"transactional.id\" = \"tx\"\n\"transaction.timeout.ms\" = 10000\n\"delivery.timeout.ms\" = 20000\n\"request.timeout.ms\" = 5000\n".to_string();
+                let isolation = if read_committed { "read_committed" } else { "read_uncommitted" };
+                consumer_config = format!("[consumers.config]\n\"isolation.level\" = \"{isolation}\"\n");
+                cluster_extra = "\"transaction.state.log.num.partitions\" = 3\n".to_string();
+            }
+        }
         format!(
-            "[cluster]\nbrokers = 3\n[cluster.config]\n\"min.insync.replicas\" = {}\n\"unclean.leader.election.enable\" = {}\n\"log.flush.interval.messages\" = {}\n\"replica.lag.time.max.ms\" = 10000\n\n[[topics]]\nname = \"events\"\npartitions = 3\nreplication_factor = 3\n\n[[producers]]\ncount = 2\ntopic = \"events\"\nmessages = 3000\nrate = 100\nkeys = 16\n[producers.config]\nacks = \"{}\"\n\"enable.idempotence\" = {}\n\n[[consumers]]\ncount = 1\ntopic = \"events\"\n",
+            "[cluster]\nbrokers = 3\n[cluster.config]\n\"min.insync.replicas\" = {}\n\"unclean.leader.election.enable\" = {}\n\"log.flush.interval.messages\" = {}\n\"replica.lag.time.max.ms\" = 10000\n{cluster_extra}\n[[topics]]\nname = \"events\"\npartitions = 3\nreplication_factor = 3\n\n[[producers]]\ncount = 2\ntopic = \"events\"\nmessages = 3000\nrate = 100\nkeys = 16\n{producer_extra}[producers.config]\nacks = \"{}\"\n\"enable.idempotence\" = {}\n{producer_config}\n[[consumers]]\ncount = 1\ntopic = \"events\"\n{consumer_config}",
             self.min_insync_replicas, self.unclean, flush, self.acks, idempotence
         )
     }
@@ -79,10 +129,20 @@ pub fn configurations() -> Vec<Configuration> {
         for min_insync_replicas in [1, 2] {
             for unclean in [false, true] {
                 for fsync in [false, true] {
-                    all.push(Configuration { acks, min_insync_replicas, unclean, fsync });
+                    all.push(Configuration { acks, min_insync_replicas, unclean, fsync, producer: ProducerMode::Default });
                 }
             }
         }
+    }
+    let producers = [
+        ProducerMode::Idempotence { enabled: false, max_in_flight: 1 },
+        ProducerMode::Idempotence { enabled: false, max_in_flight: 5 },
+        ProducerMode::Idempotence { enabled: true, max_in_flight: 5 },
+        ProducerMode::Transactional { read_committed: true },
+        ProducerMode::Transactional { read_committed: false },
+    ];
+    for producer in producers {
+        all.push(Configuration { acks: "all", min_insync_replicas: 2, unclean: false, fsync: false, producer });
     }
     all
 }
@@ -222,7 +282,7 @@ pub fn render(matrix: &Matrix, seeds: u64) -> String {
     let _ = writeln!(
         text,
         "Generated by `kafsim matrix --seeds {seeds}`. Each cell ran {seeds} seeds of a 35-second fault phase on 3 brokers, \
-one topic of 3 partitions with replication factor 3, 2 producers at 100 records/s (idempotent when acks=all) and a consumer. \
+one topic of 3 partitions with replication factor 3, 2 producers at 100 records/s (idempotent when acks=all, unless the row sets idempotence or transactions) and a consumer. \
 A cell lists the guarantees that broke, with the number of seeds that showed it and the first such seed \
 (replay it with the scenario `kafsim matrix` builds); `clean` means none of {} broke in any seed.\n",
         JUDGED.iter().map(|kind| format!("`{kind}`")).collect::<Vec<_>>().join(", ")
@@ -284,6 +344,17 @@ mod tests {
                 let scenario = delivery_scenario(&row, &class);
                 assert!(scenario.uses_groups());
                 assert_eq!(scenario.consumers[0].config.enable_auto_commit, row.auto_commit);
+            }
+        }
+    }
+
+    #[test]
+    fn every_cell_builds_a_valid_scenario() {
+        for configuration in configurations() {
+            for class in &FAULT_CLASSES {
+                let scenario = scenario(&configuration, class);
+                let transactional = matches!(configuration.producer, ProducerMode::Transactional { .. });
+                assert_eq!(scenario.uses_transactions(), transactional, "{}", configuration.label());
             }
         }
     }

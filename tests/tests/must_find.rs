@@ -78,3 +78,23 @@ fn delivery_modes_break_the_guarantee_they_do_not_promise_and_keep_the_one_they_
         assert_eq!(seeds_showing(runs, CheckerKind::GroupOverlap) + seeds_showing(runs, CheckerKind::Panic), 0);
     }
 }
+
+#[test]
+fn without_idempotence_retries_duplicate_and_reorder_and_with_it_they_do_not() {
+    assert_finds("no-idempotence-duplicates.toml", 10, CheckerKind::Duplicate);
+    let reorder = run("no-idempotence-reorder.toml", 10);
+    assert!(seeds_showing(&reorder, CheckerKind::NonmonotonicSend) > 0, "max.in.flight=5 without idempotence never reordered in 10 seeds");
+    let idempotent = run("idempotent-producer.toml", 10);
+    for kind in [CheckerKind::Duplicate, CheckerKind::NonmonotonicSend, CheckerKind::Panic] {
+        assert_eq!(seeds_showing(&idempotent, kind), 0, "idempotent-producer showed {kind}");
+    }
+}
+
+#[test]
+fn read_uncommitted_reads_aborted_transactions_and_read_committed_does_not() {
+    assert_finds("txn-read-uncommitted.toml", 5, CheckerKind::AbortedRead);
+    let committed = run("txn-read-committed.toml", 5);
+    for kind in [CheckerKind::AbortedRead, CheckerKind::TxnAtomicity, CheckerKind::Panic] {
+        assert_eq!(seeds_showing(&committed, kind), 0, "txn-read-committed showed {kind}");
+    }
+}

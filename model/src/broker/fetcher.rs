@@ -45,7 +45,7 @@ impl Broker {
             let message = if !to_truncate.is_empty() {
                 Message::OffsetsForLeaderEpochRequest { correlation_id, partitions: to_truncate }
             } else if !to_fetch.is_empty() {
-                Message::FetchRequest { correlation_id, replica_id: Some(self.id), max_wait: self.config.replica_fetch_wait_max, partitions: to_fetch }
+                Message::FetchRequest { correlation_id, replica_id: Some(self.id), max_wait: self.config.replica_fetch_wait_max, partitions: to_fetch, read_committed: false }
             } else {
                 self.fetchers.remove(&leader);
                 continue;
@@ -169,6 +169,6 @@ impl Broker {
 fn slice_from(batch: &RecordBatch, from: Offset) -> RecordBatch {
     let skip = (from.0 - batch.base_offset.0) as usize;
     let producer = batch.producer.map(|stamp| ProducerStamp { base_sequence: crate::types::Sequence(stamp.base_sequence.0 + skip as i32), ..stamp });
-    RecordBatch::new(from, batch.partition_leader_epoch, producer, batch.records[skip..].to_vec())
+    batch.sliced(from, producer, batch.records[skip..].to_vec())
 }
 

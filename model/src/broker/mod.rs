@@ -10,7 +10,8 @@ use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, Coord
 use crate::log::Log;
 use crate::partition::{Partition, Role};
 use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
-use crate::record::{ProducerStamp, Record, RecordBatch, SharedBatch};
+use crate::coordinator::txn::protocol::TxnMessage;
+use crate::record::{ControlMarker, ProducerStamp, Record, RecordBatch, SharedBatch};
 use crate::storage::{Checkpoint, DiskOp, DurableState};
 use crate::time::{earliest, Instant};
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod fetcher;
+mod verification;
 
 /// How many batches one fetch returns per partition (a stand-in for fetch.max.bytes).
 const FETCH_MAX_BATCHES: usize = 64;
@@ -41,6 +43,8 @@ pub enum BrokerOutput {
 enum Waiter {
     Client { client: NodeId, correlation_id: u64 },
     Coordinator { kind: CoordinatorType, token: WriteToken },
+    /// A transaction coordinator's WriteTxnMarkers (KIP-98).
+    Marker { coordinator: NodeId, correlation_id: u64 },
 }
 
 /// How long a coordinator's write may wait for replication (Kafka's
@@ -60,6 +64,7 @@ struct DelayedFetch {
     correlation_id: u64,
     replica_id: Option<NodeId>,
     partitions: Vec<FetchPartition>,
+    read_committed: bool,
     deadline: Instant,
 }
 
@@ -89,6 +94,8 @@ pub struct Broker {
     transactions: TransactionCoordinator,
     /// Coordinator writes that finished and whose coordinator has not heard yet.
     completed_writes: VecDeque<(CoordinatorType, WriteToken, Result<Offset, ErrorCode>)>,
+    /// Transactional produces waiting for the coordinator's verification (KIP-890).
+    verifications: BTreeMap<u64, verification::PendingVerification>,
 }
 
 impl Broker {
@@ -114,6 +121,7 @@ impl Broker {
             groups: GroupCoordinator::new(config.clone()),
             transactions: TransactionCoordinator::new(config.clone()),
             completed_writes: VecDeque::new(),
+            verifications: BTreeMap::new(),
             next_isr_check: now + config.replica_lag_time_max / 2,
             next_checkpoint: now + config.high_watermark_checkpoint_interval,
             config,
@@ -148,6 +156,7 @@ impl Broker {
         let mut deadline = Some(self.next_heartbeat.min(self.next_isr_check).min(self.next_checkpoint));
         deadline = earliest(deadline, self.groups.next_deadline());
         deadline = earliest(deadline, self.transactions.next_deadline());
+        deadline = earliest(deadline, self.verification_deadline());
         for delayed in &self.delayed_produces {
             deadline = earliest(deadline, Some(delayed.deadline));
         }
@@ -194,6 +203,7 @@ impl Broker {
         }
         self.retry_alter_partitions(now, out);
         self.expire_delayed(now, out);
+        self.expire_verifications(now, out);
         for kind in [CoordinatorType::Group, CoordinatorType::Transaction] {
             self.run_coordinator(now, kind, out, |coordinator, now, effects| coordinator.handle_timeout(now, effects));
         }
@@ -205,11 +215,12 @@ impl Broker {
             Message::MetadataRequest { correlation_id } => {
                 self.reply(out, from, Message::MetadataResponse { correlation_id, metadata: self.metadata.clone() })
             }
-            Message::ProduceRequest { correlation_id, acks, timeout, partition, producer, records } => {
-                self.handle_produce(now, from, correlation_id, acks, timeout, partition, producer, records, out)
+            Message::ProduceRequest { correlation_id, acks, timeout, partition, producer, records, transactional_id } => {
+                self.handle_produce_request(now, from, correlation_id, acks, timeout, partition, producer, records, transactional_id, out)
             }
-            Message::FetchRequest { correlation_id, replica_id, max_wait, partitions } => {
-                self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, out)
+            Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id, result }) => self.handle_verification_response(now, correlation_id, result, out),
+            Message::FetchRequest { correlation_id, replica_id, max_wait, partitions, read_committed } => {
+                self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, read_committed, out)
             }
             Message::FetchResponse { correlation_id, partitions } => self.handle_fetch_response(now, from, correlation_id, partitions, out),
             Message::ListOffsetsRequest { correlation_id, partition, spec, current_leader_epoch } => {
@@ -232,6 +243,10 @@ impl Broker {
             Message::FindCoordinatorRequest { correlation_id, key_type, key } => {
                 let result = find_coordinator(&self.metadata, key_type, &key);
                 self.reply(out, from, Message::FindCoordinatorResponse { correlation_id, result })
+            }
+            Message::Txn(TxnMessage::WriteTxnMarkersRequest { correlation_id, producer_id, producer_epoch, coordinator_epoch, commit, partition }) => {
+                let marker = ControlMarker { commit, coordinator_epoch };
+                self.handle_write_txn_markers(now, from, correlation_id, producer_id, producer_epoch, marker, partition, out)
             }
             message if message.coordinator().is_some() => {
                 let kind = message.coordinator().expect("matched on it");
@@ -283,6 +298,7 @@ impl Broker {
             return;
         }
         self.metadata = metadata.clone();
+        self.transactions.update_metadata(metadata.clone());
         for (tp, state) in &metadata.partitions {
             if !state.replicas.contains(&self.id) {
                 continue;
@@ -430,6 +446,50 @@ impl Broker {
         }
     }
 
+    /// KIP-98: the leader appends a transaction's commit or abort marker and
+    /// answers the coordinator once it is committed (acks=all). A marker older
+    /// than the producer epoch the partition has seen was superseded: refused.
+    #[allow(clippy::too_many_arguments)]
+    fn handle_write_txn_markers(
+        &mut self,
+        now: Instant,
+        coordinator: NodeId,
+        correlation_id: u64,
+        producer_id: ProducerId,
+        producer_epoch: u16,
+        marker: ControlMarker,
+        tp: TopicPartition,
+        out: &mut Vec<BrokerOutput>,
+    ) {
+        let waiter = Waiter::Marker { coordinator, correlation_id };
+        let appended = (|| {
+            let partition = self.partitions.get_mut(&tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+            if !partition.is_leader() {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            if partition.isr.len() < self.config.min_insync_replicas {
+                return Err(ErrorCode::NotEnoughReplicas);
+            }
+            if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
+                return Err(ErrorCode::ProducerFenced);
+            }
+            let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
+            let batch: SharedBatch = Arc::new(RecordBatch::control(partition.log_end_offset(), partition.leader_epoch, stamp, marker));
+            let range = (batch.base_offset, batch.next_offset());
+            partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
+            Ok(range)
+        })();
+        match appended {
+            Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
+            Ok((base_offset, required_offset)) => {
+                self.flush_disk(out);
+                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                self.after_append(now, &tp, out);
+                self.complete_delayed_produces(&tp, out);
+            }
+        }
+    }
+
     /// Appends on the leader; returns the batch's base offset and the offset the
     /// high watermark must pass for acks=all.
     fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(Offset, Offset), ErrorCode> {
@@ -523,6 +583,10 @@ impl Broker {
                 out.push(BrokerOutput::Send(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } }))
             }
             Waiter::Coordinator { kind, token } => self.completed_writes.push_back((kind, token, result)),
+            Waiter::Marker { coordinator, correlation_id } => {
+                let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
+                out.push(BrokerOutput::Send(Send { to: coordinator, message: Message::Txn(message) }))
+            }
         }
     }
 
@@ -600,6 +664,7 @@ impl Broker {
         replica_id: Option<NodeId>,
         max_wait: Duration,
         partitions: Vec<FetchPartition>,
+        read_committed: bool,
         out: &mut Vec<BrokerOutput>,
     ) {
         if let Some(follower) = replica_id {
@@ -621,7 +686,7 @@ impl Broker {
                 self.after_high_watermark_change(now, &tp, out);
             }
         }
-        let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, deadline: now + max_wait };
+        let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, read_committed, deadline: now + max_wait };
         if max_wait.is_zero() || self.fetch_ready(&delayed) {
             self.respond_fetch(delayed, out);
         } else {
@@ -634,8 +699,10 @@ impl Broker {
         fetch.partitions.iter().any(|request| match self.validate_leader(&request.partition, request.current_leader_epoch) {
             Err(_) => true,
             Ok(partition) => {
-                let end = if fetch.replica_id.is_some() { partition.log_end_offset() } else { partition.high_watermark };
-                request.fetch_offset != end
+                let end = fetch_end(partition, fetch.replica_id, fetch.read_committed);
+                // A read_committed position may stand past the last stable offset
+                // (after a reset to the high watermark): it waits, as for no data.
+                if fetch.read_committed { request.fetch_offset < end || request.fetch_offset > partition.log_end_offset() } else { request.fetch_offset != end }
             }
         })
     }
@@ -646,14 +713,25 @@ impl Broker {
             .iter()
             .map(|request| {
                 let result = self.validate_leader(&request.partition, request.current_leader_epoch).and_then(|partition| {
-                    let end = if fetch.replica_id.is_some() { partition.log_end_offset() } else { partition.high_watermark };
+                    let end = fetch_end(partition, fetch.replica_id, fetch.read_committed);
                     if request.fetch_offset > partition.log_end_offset() {
                         return Err(ErrorCode::OffsetOutOfRange);
                     }
+                    let batches = partition.log.read(request.fetch_offset, end, FETCH_MAX_BATCHES);
+                    // KIP-98: a read_committed fetch gets data below the last stable
+                    // offset and the aborted transactions among it.
+                    let aborted_transactions = if fetch.read_committed {
+                        let until = batches.last().map_or(request.fetch_offset, |batch| batch.next_offset());
+                        partition.log.transactions().aborted_between(request.fetch_offset, until)
+                    } else {
+                        Vec::new()
+                    };
                     Ok(FetchedData {
                         high_watermark: partition.high_watermark,
                         log_end_offset: partition.log_end_offset(),
-                        batches: partition.log.read(request.fetch_offset, end, FETCH_MAX_BATCHES),
+                        batches,
+                        last_stable_offset: partition.log.transactions().last_stable_offset(partition.high_watermark),
+                        aborted_transactions,
                     })
                 });
                 (request.partition.clone(), result)
@@ -712,6 +790,18 @@ impl Broker {
 
 }
 
+/// Where a fetch's data ends: a follower reads to the log end, a consumer to the
+/// high watermark, a read_committed consumer to the last stable offset (KIP-98).
+fn fetch_end(partition: &Partition, replica_id: Option<NodeId>, read_committed: bool) -> Offset {
+    if replica_id.is_some() {
+        partition.log_end_offset()
+    } else if read_committed {
+        partition.log.transactions().last_stable_offset(partition.high_watermark)
+    } else {
+        partition.high_watermark
+    }
+}
+
 /// Which coordinator lives on `tp`, if it is a partition of an internal topic.
 fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorType> {
     if !is_internal_topic(&tp.topic) {
@@ -762,12 +852,12 @@ mod tests {
         // The follower catches up (an empty log) and is proposed for the ISR.
         out.clear();
         let fetch = FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) };
-        broker.handle_message(Instant::ZERO, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch] }, &mut out);
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch], read_committed: false }, &mut out);
         assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { new_isr, .. } if new_isr.len() == 2)));
         // acks=all waits for the follower, whatever the controller said.
         out.clear();
         let records = vec![Record { key: None, value: Bytes::from_static(b"v") }];
-        broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records }, &mut out);
+        broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None }, &mut out);
         out.clear();
         broker.handle_timeout(Instant::ZERO + INTER_BROKER_REQUEST_TIMEOUT + Duration::from_millis(1), &mut out);
         let messages = sends(&out);
@@ -775,4 +865,113 @@ mod tests {
         assert!(!messages.iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(_), .. })), "no acknowledgement without the new member");
         assert_eq!(broker.partitions()[&tp].high_watermark, Offset(0));
     }
+
+    /// KIP-98 on the leader: an open transaction holds the last stable offset
+    /// back, its abort marker releases it and lists it as aborted for
+    /// read_committed fetches, and a late batch of the aborted epoch is fenced.
+    #[test]
+    fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
+        let tp = TopicPartition::new("t", 0);
+        let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+        let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
+        let mut out = Vec::new();
+        broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
+        let produce = |correlation_id, producer, value: &'static [u8]| Message::ProduceRequest {
+            correlation_id,
+            acks: Acks::All,
+            timeout: Duration::from_secs(30),
+            partition: tp.clone(),
+            producer,
+            records: vec![Record { key: None, value: Bytes::from_static(value) }],
+            transactional_id: None,
+        };
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Some(stamp), b"in-txn"), &mut out);
+        broker.handle_message(Instant::ZERO, NodeId(51), produce(2, None, b"plain"), &mut out);
+        let fetch = |correlation_id| Message::FetchRequest {
+            correlation_id,
+            replica_id: None,
+            max_wait: Duration::ZERO,
+            partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) }],
+            read_committed: true,
+        };
+        let fetched = |out: &[BrokerOutput], wanted: u64| -> FetchedData {
+            sends(out)
+                .into_iter()
+                .find_map(|message| match message {
+                    Message::FetchResponse { correlation_id, partitions } if *correlation_id == wanted => partitions[0].1.clone().ok(),
+                    _ => None,
+                })
+                .expect("a fetch response")
+        };
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(60), fetch(3), &mut out);
+        let data = fetched(&out, 3);
+        assert_eq!((data.high_watermark, data.last_stable_offset), (Offset(2), Offset(0)));
+        assert!(data.batches.is_empty(), "nothing below the last stable offset yet");
+        out.clear();
+        let marker = TxnMessage::WriteTxnMarkersRequest { correlation_id: 4, producer_id: ProducerId(7), producer_epoch: 1, coordinator_epoch: 0, commit: false, partition: tp.clone() };
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::Txn(TxnMessage::WriteTxnMarkersResponse { result: Ok(()), .. }))));
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(60), fetch(5), &mut out);
+        let data = fetched(&out, 5);
+        assert_eq!((data.last_stable_offset, data.batches.len()), (Offset(3), 3));
+        let aborted = crate::txn_index::AbortedTransaction { producer_id: ProducerId(7), first_offset: Offset(0), last_offset: Offset(2) };
+        assert_eq!(data.aborted_transactions, vec![aborted]);
+        out.clear();
+        let late = ProducerStamp { base_sequence: crate::types::Sequence(1), ..stamp };
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(6, Some(late), b"late"), &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::ProducerFenced), .. })));
+    }
+
+
+    /// KIP-890 part 1: a producer's first transactional batch on a partition is
+    /// appended only once its coordinator confirms the partition is in the
+    /// ongoing transaction; refused, it is answered InvalidTxnState and not written.
+    #[test]
+    fn a_transactional_produce_is_verified_with_the_coordinator() {
+        let tp = TopicPartition::new("t", 0);
+        let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
+        let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::coordinator::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
+        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
+        let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+        let mut out = Vec::new();
+        broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
+        let produce = |correlation_id| Message::ProduceRequest {
+            correlation_id,
+            acks: Acks::Leader,
+            timeout: Duration::from_secs(30),
+            partition: tp.clone(),
+            producer: Some(stamp),
+            records: vec![Record { key: None, value: Bytes::from_static(b"v") }],
+            transactional_id: Some("tx".into()),
+        };
+        let verification = |out: &[BrokerOutput]| {
+            sends(out)
+                .into_iter()
+                .find_map(|message| match message {
+                    Message::Txn(TxnMessage::AddPartitionsToTxnRequest { correlation_id, verify_only: true, .. }) => Some(*correlation_id),
+                    _ => None,
+                })
+                .expect("the leader asks the coordinator")
+        };
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(1), &mut out);
+        let asked = verification(&out);
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Err(ErrorCode::InvalidTxnState) }), &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::InvalidTxnState), .. })));
+        assert_eq!(broker.partitions()[&tp].log_end_offset(), Offset(0), "a refused batch is not written");
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(2), &mut out);
+        let asked = verification(&out);
+        out.clear();
+        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Ok(()) }), &mut out);
+        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(Offset(0)), .. })));
+        assert!(broker.partitions()[&tp].log.transactions().is_ongoing(ProducerId(7)));
+    }
+
 }

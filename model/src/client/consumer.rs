@@ -12,6 +12,7 @@
 //! auto.offset.reset; commits are fenced by the member's generation.
 
 use super::group_member::{GroupMember, MemberEvent};
+use super::isolation::ReadIsolation;
 use super::metadata::MetadataTracker;
 use crate::coordinator::group::protocol::{Generation, GroupMessage};
 use crate::config::{ConsumerConfig, OffsetReset};
@@ -342,7 +343,7 @@ impl Consumer {
             if self.group.is_some() {
                 self.fetch_offsets.extend(partitions.iter().map(|fetch| (fetch.partition.clone(), fetch.fetch_offset)));
             }
-            let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions };
+            let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions, read_committed: self.config.read_committed };
             out.push(ConsumerOutput::Send(Send { to: leader, message }));
         }
     }
@@ -565,12 +566,18 @@ impl Consumer {
             match result {
                 Ok(data) => {
                     let mut next = position;
+                    // KIP-98: read_committed reads below the last stable offset only.
+                    let end = if self.config.read_committed { data.last_stable_offset.min(data.high_watermark) } else { data.high_watermark };
+                    let mut isolation = ReadIsolation::new(self.config.read_committed, &data.aborted_transactions);
                     for batch in &data.batches {
+                        let skipped = isolation.skips(batch);
                         for (offset, record) in batch.iter() {
-                            if offset < next || offset >= data.high_watermark || records.len() >= max_records {
+                            if offset < next || offset >= end || records.len() >= max_records {
                                 continue;
                             }
-                            records.push((tp.clone(), offset, record.clone()));
+                            if !skipped {
+                                records.push((tp.clone(), offset, record.clone()));
+                            }
                             next = offset.next();
                             assignment.position_epoch = Some(batch.partition_leader_epoch);
                         }
@@ -653,7 +660,7 @@ mod tests {
         out.clear();
         let records = (0..5).map(|index| Record { key: None, value: Bytes::from(format!("v{index}")) }).collect();
         let batch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), None, records));
-        let data = FetchedData { high_watermark: Offset(5), log_end_offset: Offset(5), batches: vec![batch] };
+        let data = FetchedData { high_watermark: Offset(5), log_end_offset: Offset(5), batches: vec![batch], last_stable_offset: Offset(5), aborted_transactions: Vec::new() };
         consumer.handle_message(Instant::ZERO, NodeId(1), Message::FetchResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(data))] }, &mut out);
         assert_eq!(consumer.positions()[&tp], Offset(5));
         // A new leader at epoch 1: the next metadata refresh reveals it.

@@ -3,6 +3,7 @@
 mod metadata;
 pub mod consumer;
 pub mod group_member;
+pub mod isolation;
 pub mod partitioner;
 pub mod producer;
 

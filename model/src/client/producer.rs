@@ -7,6 +7,10 @@
 //! it, as in Kafka: that is how `nonmonotonic-send` happens with
 //! max.in.flight.requests.per.connection > 1.
 
+mod transactional;
+
+pub use transactional::{TransactionOutcome, TransactionPhase, TransactionState};
+
 use super::metadata::MetadataTracker;
 use super::partitioner::{partition_for_key, RoundRobin};
 use crate::config::{Acks, ProducerConfig};
@@ -31,6 +35,8 @@ pub enum ProducerOutput {
     /// The send chose its partition.
     Partitioned { handle: u64, partition: TopicPartition },
     Completed { handle: u64, result: Result<(TopicPartition, Offset), SendError> },
+    /// The current transaction ended (transactional producers only).
+    TransactionCompleted { outcome: TransactionOutcome },
 }
 
 struct PendingRecord {
@@ -89,12 +95,16 @@ pub struct Producer {
     bootstrap: Vec<NodeId>,
     /// Where round-robin starts, so producers do not all begin on partition 0.
     start: u32,
+    /// Set when `transactional.id` is (KIP-98).
+    transactions: Option<TransactionState>,
 }
 
 impl Producer {
     pub fn new(config: ProducerConfig, bootstrap: Vec<NodeId>, start: u32) -> Producer {
         let metadata = MetadataTracker::new(bootstrap.clone(), start as usize, config.metadata_max_age);
+        let transactions = config.transactional_id.as_ref().map(|id| TransactionState::new(id.as_str().into(), config.transaction_timeout));
         Producer {
+            transactions,
             config,
             metadata,
             unpartitioned: VecDeque::new(),
@@ -150,7 +160,7 @@ impl Producer {
         if let Some(record) = self.unpartitioned.front() {
             deadline = earliest(deadline, Some(record.created + self.config.delivery_timeout));
         }
-        deadline
+        earliest(deadline, self.transaction_deadline())
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
@@ -159,7 +169,10 @@ impl Producer {
         self.partition_pending(now, out);
         self.expire_batches(now, out);
         self.init_producer_id(now, out);
+        self.poll_transaction(now, out);
         self.drain(now, out);
+        // The drain may have found partitions to add to the transaction.
+        self.poll_transaction(now, out);
     }
 
     fn poll_metadata(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
@@ -229,7 +242,8 @@ impl Producer {
     }
 
     fn init_producer_id(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
-        if !self.config.enable_idempotence || self.producer_id.is_some() || self.bootstrap.is_empty() {
+        // A transactional producer gets its id from its coordinator (`transactional`).
+        if !self.config.enable_idempotence || self.producer_id.is_some() || self.bootstrap.is_empty() || self.transactions.is_some() {
             return;
         }
         if let Some((_, sent)) = self.producer_id_request {
@@ -269,7 +283,7 @@ impl Producer {
                 let window_full = self.windows.get(&tp).is_some_and(|window| {
                     window.len() >= limit && !window.iter().any(|(id, _)| Some(*id) == front_id)
                 });
-                if in_flight_to_leader >= limit || window_full {
+                if in_flight_to_leader >= limit || window_full || !self.transaction_allows(&tp) {
                     self.blocked.insert(tp.clone());
                     break;
                 }
@@ -291,6 +305,7 @@ impl Producer {
                     partition: tp.clone(),
                     producer,
                     records: batch.records.clone(),
+                    transactional_id: self.config.transactional_id.as_deref().map(Arc::from),
                 };
                 out.push(ProducerOutput::Send(Send { to: leader, message }));
                 if self.config.acks == Acks::None {
@@ -324,10 +339,14 @@ impl Producer {
             *next += batch.records.len() as i32;
             base
         });
-        Some(ProducerStamp { producer_id, producer_epoch, base_sequence })
+        Some(ProducerStamp { producer_id, producer_epoch, base_sequence, transactional: self.transactions.is_some() })
     }
 
     pub fn handle_message(&mut self, now: Instant, message: Message, out: &mut Vec<ProducerOutput>) {
+        if self.handle_transaction_message(now, &message, out) {
+            self.handle_timeout(now, out);
+            return;
+        }
         match message {
             Message::MetadataResponse { correlation_id, metadata } => {
                 self.metadata.handle_response(now, correlation_id, metadata);
@@ -347,7 +366,7 @@ impl Producer {
                 if let Some(flight) = self.in_flight.remove(&correlation_id) {
                     debug_assert_eq!(flight.batch.partition, partition);
                     let oldest = self.windows.get(&partition).and_then(|window| window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
-                    if oldest && result == Err(ErrorCode::OutOfOrderSequenceNumber) && self.producer_id.is_some() {
+                    if oldest && result == Err(ErrorCode::OutOfOrderSequenceNumber) && self.producer_id.is_some() && self.transactions.is_none() {
                         // KIP-360: the oldest outstanding batch is out of order, so the
                         // broker lost this producer's state (a truncated log): take a
                         // new producer id and number the batches afresh.
@@ -426,7 +445,12 @@ impl Producer {
 
     fn fail(&mut self, batch: Batch, error: String, out: &mut Vec<ProducerOutput>) {
         self.completed(&batch.partition, batch.id);
-        if batch.maybe_written && self.config.enable_idempotence && batch.stamped_with == self.producer_id {
+        if self.transactions.is_some() {
+            // In a transaction a failed send makes the transaction abortable; the
+            // abort bumps the epoch, which renews the sequences (KIP-98, KIP-890).
+            let fenced = error.contains("ProducerFenced") || error.contains("InvalidProducerEpoch");
+            self.transaction_send_failed(&error, fenced);
+        } else if batch.maybe_written && self.config.enable_idempotence && batch.stamped_with == self.producer_id {
             // KIP-360: after an unknown outcome the sequence space is suspect; start anew.
             self.producer_id = None;
         }

@@ -6,6 +6,7 @@ use crate::history::History;
 use serde::Serialize;
 use std::fmt;
 
+pub mod aborted_read;
 pub mod at_least_once;
 pub mod at_most_once;
 pub mod committed_data_lost;
@@ -24,6 +25,8 @@ pub mod replica_divergence;
 #[cfg(test)]
 pub(crate) mod testkit;
 pub mod timeout;
+mod transactions;
+pub mod txn_atomicity;
 pub mod unseen;
 
 /// Every anomaly kind a scenario may name in `expect.never` / `expect.finds`.
@@ -123,8 +126,8 @@ impl Violation {
 pub type Checker = fn(&History, &FinalState) -> Vec<Violation>;
 
 /// Every implemented checker, in `CheckerKind` order. Kinds with no checker yet
-/// (aborted-read, txn-atomicity, eos-violation) are absent.
-pub const CHECKERS: [(CheckerKind, Checker); 15] = [
+/// (eos-violation) are absent.
+pub const CHECKERS: [(CheckerKind, Checker); 17] = [
     (CheckerKind::LostWrite, lost_write::check),
     (CheckerKind::Duplicate, duplicate::check),
     (CheckerKind::InconsistentOffsets, inconsistent_offsets::check),
@@ -134,6 +137,8 @@ pub const CHECKERS: [(CheckerKind, Checker); 15] = [
     (CheckerKind::CommittedDataLost, committed_data_lost::check),
     (CheckerKind::ReplicaDivergence, replica_divergence::check),
     (CheckerKind::Unseen, unseen::check),
+    (CheckerKind::AbortedRead, aborted_read::check),
+    (CheckerKind::TxnAtomicity, txn_atomicity::check),
     (CheckerKind::AtMostOnce, at_most_once::check),
     (CheckerKind::AtLeastOnce, at_least_once::check),
     (CheckerKind::GroupOverlap, group_overlap::check),

@@ -10,6 +10,9 @@
 //! transaction markers) are not skips. A `Seek` of that consumer and partition, or
 //! a `ClientStart` of that consumer, resets the expectation, so the first read
 //! after a reset is never a skip.
+//!
+//! Values of transactions that did not commit are not known records: a
+//! read_committed consumer rightly steps over them (KIP-98).
 
 use super::findings::{seconds, Findings};
 use super::observations::{committed_logs, for_each_consecutive_read, polled_records};
@@ -43,11 +46,12 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
 /// Every offset known to hold a record, per partition, with the first value seen
 /// there (committed log first, then polls).
 fn known_records<'a>(history: &'a History, final_state: &'a FinalState) -> BTreeMap<&'a TopicPartition, BTreeMap<Offset, Value>> {
+    let uncommitted = super::transactions::uncommitted_values(history);
     let mut known: BTreeMap<&TopicPartition, BTreeMap<Offset, Value>> = BTreeMap::new();
     for (partition, log) in committed_logs(final_state) {
-        known.entry(partition).or_default().extend(log.iter().copied());
+        known.entry(partition).or_default().extend(log.iter().copied().filter(|(_, value)| !uncommitted.contains(value)));
     }
-    for (_, record) in polled_records(history) {
+    for (_, record) in polled_records(history).filter(|(_, record)| !uncommitted.contains(&record.value)) {
         known.entry(&record.partition).or_default().entry(record.offset).or_insert(record.value);
     }
     known
@@ -100,6 +104,18 @@ mod tests {
         history.poll(30, "consumer-1", &[(0, 5, value(1, 5))]);
         let records: Vec<(u64, Value)> = (0..6).map(|offset| (offset, value(1, offset))).collect();
         let state = final_state(vec![(0, partition_snapshot(1, &[1], 6, &records))]);
+        assert!(check(&history.build(), &state).is_empty());
+    }
+
+    #[test]
+    fn silent_when_the_skipped_offsets_hold_an_aborted_transaction() {
+        let mut history = HistoryBuilder::new();
+        history.txn(5, "producer-1", crate::history::OpType::Invoke, 0, &[value(1, 1)]);
+        history.txn(6, "producer-1", crate::history::OpType::Fail, 0, &[value(1, 1)]);
+        history.poll(10, "consumer-1", &[(0, 0, value(1, 0))]);
+        history.poll(20, "consumer-1", &[(0, 3, value(1, 2))]);
+        let records = [(0, value(1, 0)), (1, value(1, 1)), (3, value(1, 2))];
+        let state = final_state(vec![(0, partition_snapshot(1, &[1], 4, &records))]);
         assert!(check(&history.build(), &state).is_empty());
     }
 }

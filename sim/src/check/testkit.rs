@@ -100,6 +100,16 @@ impl HistoryBuilder {
         self.push(time_ms, node, OpType::Ok, OpBody::Revoke { group: "g1".into(), generation, partitions, reason: "rebalance".into() })
     }
 
+    /// A transaction's invoke or completion (`Ok` committed, `Fail` aborted, `Info` unknown).
+    pub(crate) fn txn(&mut self, time_ms: u64, node: &str, kind: OpType, number: u64, values: &[Value]) -> &mut HistoryBuilder {
+        let error = match kind {
+            OpType::Fail => Some("aborted".to_string()),
+            OpType::Info => Some("unknown".to_string()),
+            _ => None,
+        };
+        self.push(time_ms, node, kind, OpBody::Txn { number, values: values.to_vec(), error })
+    }
+
     pub(crate) fn client_start(&mut self, time_ms: u64, node: &str) -> &mut HistoryBuilder {
         self.push(time_ms, node, OpType::Ok, OpBody::ClientStart)
     }

@@ -7,6 +7,9 @@
 //! Judged only when `final_state.drained` is true: before the final drain, unread
 //! records are just not read yet. "Past its offset" means some consumer's final
 //! position for the partition is greater than the record's committed offset.
+//!
+//! A value sent in a transaction counts only once the transaction committed: a
+//! read_committed consumer rightly never sees an aborted one (KIP-98).
 
 use super::findings::{seconds, Findings};
 use super::observations::{acknowledged_sends, committed_logs, polled_records};
@@ -21,7 +24,9 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
     if !final_state.drained {
         return findings.into_violations();
     }
-    let acknowledged: BTreeMap<Value, &Op> = acknowledged_sends(history).map(|send| (send.value, send.op)).collect();
+    let uncommitted = super::transactions::uncommitted_values(history);
+    let acknowledged: BTreeMap<Value, &Op> =
+        acknowledged_sends(history).filter(|send| !uncommitted.contains(&send.value)).map(|send| (send.value, send.op)).collect();
     let polled: BTreeSet<Value> = polled_records(history).map(|(_, record)| record.value).collect();
     let furthest = furthest_positions(final_state);
     for (partition, log) in committed_logs(final_state) {

@@ -1,11 +1,15 @@
 //! A producer workload node: sends unique values (`producer:sequence`) at the
 //! scenario's rate through Kafka's producer, and records every send as invoke,
 //! then ok (with partition and offset), fail or info (outcome unknown).
+//!
+//! A transactional producer (`transactional.id`) sends in transactions of
+//! `transaction_size` values, committing most and aborting `abort_ratio` of them
+//! on purpose, and records each transaction with its values and its outcome.
 
 use super::Machine;
 use crate::context::RunContext;
 use crate::history::{OpBody, OpType, Value};
-use kafsim_model::client::producer::{Producer, ProducerOutput};
+use kafsim_model::client::producer::{Producer, ProducerOutput, TransactionOutcome};
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId};
 use rand::Rng;
@@ -20,6 +24,9 @@ use std::time::Duration;
 pub struct ProducerProgress {
     pub next_sequence: u64,
     pub pending: BTreeSet<u64>,
+    pub next_transaction: u64,
+    /// The transaction under way, with its values, until it ends.
+    pub open_transaction: Option<(u64, Vec<Value>)>,
 }
 
 pub struct ProducerNode {
@@ -34,6 +41,9 @@ pub struct ProducerNode {
     interval: Duration,
     next_send: Instant,
     out: Vec<ProducerOutput>,
+    transaction_size: u32,
+    abort_ratio: f64,
+    abort_pending: bool,
 }
 
 impl ProducerNode {
@@ -47,8 +57,16 @@ impl ProducerNode {
             let value = Value { producer: number, sequence };
             ctx.record(&name, OpType::Info, OpBody::Send { value, partition: None, offset: None, error: Some("producer process crashed".into()) });
         }
+        if let Some((number, values)) = progress.lock().expect("progress lock").open_transaction.take() {
+            ctx.record(&name, OpType::Info, OpBody::Txn { number, values, error: Some("producer process crashed".into()) });
+        }
         ctx.record(&name, OpType::Invoke, OpBody::ClientStart);
-        let producer = Producer::new(spec.config.clone(), ctx.roster.brokers(), number);
+        let mut config = spec.config.clone();
+        // One transactional id per producer; a restart reuses it, fencing the zombie.
+        if let Some(id) = &mut config.transactional_id {
+            *id = format!("{id}-{number}");
+        }
+        let producer = Producer::new(config, ctx.roster.brokers(), number);
         let interval = Duration::from_secs_f64(1.0 / spec.rate);
         ProducerNode {
             name,
@@ -61,13 +79,17 @@ impl ProducerNode {
             interval,
             next_send: ctx.now(),
             out: Vec::new(),
+            transaction_size: spec.transaction_size,
+            abort_ratio: spec.abort_ratio,
+            abort_pending: false,
             ctx,
         }
     }
 
     /// Sends not yet acknowledged, failed or given up.
     pub fn pending_count(&self) -> usize {
-        self.progress.lock().expect("progress lock").pending.len()
+        let progress = self.progress.lock().expect("progress lock");
+        progress.pending.len() + usize::from(progress.open_transaction.is_some())
     }
 
     fn active(&self) -> bool {
@@ -75,6 +97,9 @@ impl ProducerNode {
     }
 
     fn send_due(&mut self, now: Instant) {
+        if self.producer.transaction_phase().is_some() {
+            return self.transaction_due(now);
+        }
         while self.next_send <= now && self.active() {
             self.next_send = self.next_send + self.interval;
             let sequence = {
@@ -91,11 +116,88 @@ impl ProducerNode {
         }
     }
 
-    fn carry_out(&mut self, sends: &mut Vec<Send>) {
-        for output in self.out.drain(..) {
+    /// Begins a transaction when one is due and the last one ended: sends its
+    /// values at once, then asks for the commit (or, drawn from the seed, the abort).
+    fn transaction_due(&mut self, now: Instant) {
+        if self.next_send > now || !self.active() || !self.producer.is_ready_for_transaction() {
+            return;
+        }
+        if self.progress.lock().expect("progress lock").open_transaction.is_some() {
+            return;
+        }
+        self.producer.begin_transaction().expect("ready for a transaction");
+        let mut values = Vec::new();
+        let number = {
+            let mut progress = self.progress.lock().expect("progress lock");
+            let number = progress.next_transaction;
+            progress.next_transaction += 1;
+            for _ in 0..self.transaction_size {
+                if progress.next_sequence >= self.messages {
+                    break;
+                }
+                let sequence = progress.next_sequence;
+                progress.next_sequence += 1;
+                progress.pending.insert(sequence);
+                values.push(Value { producer: self.number, sequence });
+            }
+            progress.open_transaction = Some((number, values.clone()));
+            number
+        };
+        self.next_send = now + self.interval * values.len().max(1) as u32;
+        self.ctx.record(&self.name, OpType::Invoke, OpBody::Txn { number, values: values.clone(), error: None });
+        for value in values {
+            let key = (self.keys > 0).then(|| bytes::Bytes::from(format!("k{}", madsim::rand::thread_rng().gen_range(0..self.keys))));
+            self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
+            self.producer.send(now, value.sequence, self.topic.clone(), key, value.encode(), &mut self.out);
+        }
+        // An abort waits until its sends were answered, so aborted records are
+        // really in the log for read_committed consumers to skip.
+        self.abort_pending = self.abort_ratio > 0.0 && madsim::rand::thread_rng().gen_bool(self.abort_ratio);
+        if !self.abort_pending {
+            self.producer.commit_transaction(now, &mut self.out);
+        }
+    }
+
+    /// The planned abort, once none of the transaction's sends is pending.
+    fn abort_when_sent(&mut self, now: Instant) {
+        if !self.abort_pending {
+            return;
+        }
+        let sent = {
+            let progress = self.progress.lock().expect("progress lock");
+            match &progress.open_transaction {
+                Some((_, values)) => values.iter().all(|value| !progress.pending.contains(&value.sequence)),
+                None => true,
+            }
+        };
+        if sent {
+            self.abort_pending = false;
+            self.producer.abort_transaction(now, &mut self.out);
+        }
+    }
+
+    fn carry_out(&mut self, now: Instant, sends: &mut Vec<Send>) {
+        while !self.out.is_empty() {
+            self.carry_out_once(sends);
+            self.abort_when_sent(now);
+        }
+    }
+
+    fn carry_out_once(&mut self, sends: &mut Vec<Send>) {
+        let outputs = std::mem::take(&mut self.out);
+        for output in outputs {
             match output {
                 ProducerOutput::Send(send) => sends.push(send),
                 ProducerOutput::Partitioned { .. } => {}
+                ProducerOutput::TransactionCompleted { outcome } => {
+                    let Some((number, values)) = self.progress.lock().expect("progress lock").open_transaction.take() else { continue };
+                    let (kind, error) = match outcome {
+                        TransactionOutcome::Committed => (OpType::Ok, None),
+                        TransactionOutcome::Aborted => (OpType::Fail, Some("aborted".to_string())),
+                        TransactionOutcome::Unknown(error) => (OpType::Info, Some(error)),
+                    };
+                    self.ctx.record(&self.name, kind, OpBody::Txn { number, values, error });
+                }
                 ProducerOutput::Completed { handle, result } => {
                     self.progress.lock().expect("progress lock").pending.remove(&handle);
                     let value = Value { producer: self.number, sequence: handle };
@@ -116,13 +218,13 @@ impl ProducerNode {
 impl Machine for ProducerNode {
     fn handle_message(&mut self, now: Instant, _from: NodeId, message: Message, sends: &mut Vec<Send>) {
         self.producer.handle_message(now, message, &mut self.out);
-        self.carry_out(sends);
+        self.carry_out(now, sends);
     }
 
     fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
         self.send_due(now);
         self.producer.handle_timeout(now, &mut self.out);
-        self.carry_out(sends);
+        self.carry_out(now, sends);
     }
 
     fn next_deadline(&self) -> Option<Instant> {

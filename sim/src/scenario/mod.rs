@@ -58,7 +58,7 @@ impl Scenario {
 
     /// Whether any client uses transactions, so `__transaction_state` is needed.
     pub fn uses_transactions(&self) -> bool {
-        false
+        self.producers.iter().any(|producer| producer.config.transactional_id.is_some())
     }
 }
 
@@ -92,6 +92,11 @@ pub struct ProducerSpec {
     pub rate: f64,
     /// How many distinct keys the producer cycles through; 0 means null keys.
     pub keys: u32,
+    /// Transactional producers (`transactional.id` set): values per transaction.
+    pub transaction_size: u32,
+    /// Transactional producers: the fraction of transactions aborted on purpose.
+    pub abort_ratio: f64,
+    /// `[producers.config]`; with `transactional.id`, each producer appends its number.
     pub config: ProducerConfig,
 }
 

@@ -59,6 +59,8 @@ pub(super) struct RawProducer {
     pub messages: i64,
     pub rate: f64,
     pub keys: Option<i64>,
+    pub transaction_size: Option<i64>,
+    pub abort_ratio: Option<f64>,
     #[serde(default)]
     pub config: Properties,
 }

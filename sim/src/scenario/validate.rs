@@ -223,7 +223,16 @@ fn build_producers(raw: Vec<RawProducer>, topics: &[Topic]) -> Result<Vec<Produc
         }
         let keys = integer_in(&format!("{key}.keys"), producer.keys.unwrap_or(0), 0, i64::from(u32::MAX))? as u32;
         let config = ProducerConfig::from_properties(&producer.config).map_err(|error| config_problem(&format!("{key}.config"), error, PRODUCER_PROPERTIES))?;
-        producers.push(ProducerSpec { count, topic: producer.topic, messages, rate: producer.rate, keys, config });
+        let transactional = config.transactional_id.is_some();
+        if !transactional && (producer.transaction_size.is_some() || producer.abort_ratio.is_some()) {
+            return Err(Problem::new(&format!("{key}.transaction_size"), "transaction_size and abort_ratio need \"transactional.id\" in the producer's config"));
+        }
+        let transaction_size = integer_in(&format!("{key}.transaction_size"), producer.transaction_size.unwrap_or(3), 1, 1_000)? as u32;
+        let abort_ratio = producer.abort_ratio.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&abort_ratio) {
+            return Err(Problem::new(&format!("{key}.abort_ratio"), format!("expected a fraction from 0 to 1, got {abort_ratio}")));
+        }
+        producers.push(ProducerSpec { count, topic: producer.topic, messages, rate: producer.rate, keys, transaction_size, abort_ratio, config });
     }
     Ok(producers)
 }
@@ -394,10 +403,14 @@ fn partition_reference(key: &str, inner: &str, text: &str, scenario: &Scenario) 
     let Some((topic_name, partition)) = inner.rsplit_once('/') else {
         return Err(Problem::new(key, format!("expected TOPIC/PARTITION inside the parentheses, such as \"leader(events/0)\", got {text:?}")));
     };
-    // `__consumer_offsets` exists when consumers use groups: its leader is the group coordinator.
+    // Internal topics may be named when they exist, so a scripted fault can hit a
+    // coordinator: leader(__consumer_offsets/2), leader(__transaction_state/0).
     let partitions = match scenario.topic(topic_name) {
         Some(topic) => topic.partitions,
         None if topic_name == kafsim_model::coordinator::CONSUMER_OFFSETS_TOPIC && scenario.uses_groups() => scenario.cluster.config.offsets_topic_num_partitions,
+        None if topic_name == kafsim_model::coordinator::TRANSACTION_STATE_TOPIC && scenario.uses_transactions() => {
+            scenario.cluster.config.transaction_state_log_num_partitions
+        }
         None => return Err(Problem::new(key, unknown_topic_message(topic_name, &scenario.topics))),
     };
     // Digits only: u32's parser would also take "+1".

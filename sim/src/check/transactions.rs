@@ -1,0 +1,52 @@
+//! The transactions of a run as the history records them (KIP-98 workloads):
+//! each transaction's values and how it ended, for the transaction checkers.
+
+use crate::history::{History, Op, OpBody, OpType, Value};
+use std::collections::BTreeSet;
+
+/// How a transaction ended, as its producer learned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Committed,
+    Aborted,
+    /// Never learned: the producer crashed, or the commit's answer was lost.
+    Unknown,
+}
+
+pub(crate) struct Transaction<'a> {
+    pub(crate) op: &'a Op,
+    pub(crate) number: u64,
+    pub(crate) values: &'a [Value],
+    pub(crate) outcome: Outcome,
+}
+
+/// Every ended transaction (its completion op), in history order.
+pub(crate) fn ended_transactions(history: &History) -> impl Iterator<Item = Transaction<'_>> {
+    history.ops.iter().filter_map(|op| match &op.body {
+        OpBody::Txn { number, values, .. } => {
+            let outcome = match op.kind {
+                OpType::Invoke => return None,
+                OpType::Ok => Outcome::Committed,
+                OpType::Fail => Outcome::Aborted,
+                OpType::Info => Outcome::Unknown,
+            };
+            Some(Transaction { op, number: *number, values, outcome })
+        }
+        _ => None,
+    })
+}
+
+/// Values sent in transactions that did not (knowingly) commit: aborted, of
+/// unknown outcome, or never ended.
+pub(crate) fn uncommitted_values(history: &History) -> BTreeSet<Value> {
+    let mut values = BTreeSet::new();
+    let mut committed = BTreeSet::new();
+    for op in &history.ops {
+        if let OpBody::Txn { values: sent, .. } = &op.body {
+            let into = if op.kind == OpType::Ok { &mut committed } else { &mut values };
+            into.extend(sent.iter().copied());
+        }
+    }
+    values.retain(|value| !committed.contains(value));
+    values
+}
