@@ -14,7 +14,7 @@
 use super::group_member::{GroupMember, MemberEvent};
 use super::isolation::ReadIsolation;
 use super::metadata::MetadataTracker;
-use crate::coordinator::group::protocol::{Generation, GroupMessage};
+use crate::coordinator::group::protocol::{Generation, GroupMessage, MemberId};
 use crate::config::{ConsumerConfig, OffsetReset};
 use crate::protocol::{ErrorCode, FetchPartition, Message, OffsetSpec, Send};
 use crate::record::Record;
@@ -157,14 +157,25 @@ impl Consumer {
     /// fenced. Kafka's producer sends it with the consumer's group metadata; here
     /// the consumer, which knows the coordinator, sends it for the producer. The
     /// outcome comes back as `CommitCompleted`. False if it cannot go out.
-    pub fn txn_offset_commit(&mut self, now: Instant, producer: (Arc<str>, crate::types::ProducerId, u16), offsets: Vec<(TopicPartition, Offset)>, out: &mut Vec<ConsumerOutput>) -> bool {
+    ///
+    /// `group_metadata` is the generation and member id of the poll that read the
+    /// offsets' records (Kafka's `consumer.groupMetadata()` taken then): after a
+    /// rebalance they are stale, and the coordinator refuses the commit.
+    pub fn txn_offset_commit(
+        &mut self,
+        now: Instant,
+        producer: (Arc<str>, crate::types::ProducerId, u16),
+        group_metadata: (Generation, MemberId),
+        offsets: Vec<(TopicPartition, Offset)>,
+        out: &mut Vec<ConsumerOutput>,
+    ) -> bool {
         if !self.can_commit() || offsets.is_empty() {
             return false;
         }
         let correlation_id = self.correlation();
         let group = self.group.as_ref().expect("can_commit checked the group");
-        let (Some(coordinator), Some(member_id)) = (group.coordinator(), group.member_id().cloned()) else { return false };
-        let generation = group.generation();
+        let Some(coordinator) = group.coordinator() else { return false };
+        let (generation, member_id) = group_metadata;
         let (transactional_id, producer_id, producer_epoch) = producer;
         let message = GroupMessage::TxnOffsetCommitRequest {
             correlation_id,

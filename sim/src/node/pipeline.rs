@@ -27,6 +27,7 @@ use crate::history::{OpBody, OpType, PolledRecord, Value};
 use bytes::Bytes;
 use kafsim_model::client::consumer::{Consumer, ConsumerOutput};
 use kafsim_model::client::producer::{Producer, ProducerOutput, TransactionOutcome};
+use kafsim_model::coordinator::group::protocol::{Generation, MemberId};
 use kafsim_model::protocol::{ErrorCode, Message, Send};
 use kafsim_model::{Instant, NodeId, Offset, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
@@ -64,6 +65,9 @@ enum Step {
 }
 
 struct Batch {
+    /// The consumer's generation and member id when the batch was polled
+    /// (`consumer.groupMetadata()`): TxnOffsetCommit carries them (KIP-447).
+    group_metadata: Option<(Generation, MemberId)>,
     inputs: Vec<Input>,
     handles: BTreeSet<u64>,
     failed: Option<String>,
@@ -280,6 +284,7 @@ impl PipelineNode {
         if self.transactional && !self.producer.is_ready_for_transaction() {
             return;
         }
+        let group_metadata = self.consumer.group().and_then(|member| Some((member.generation(), member.member_id()?.clone())));
         let inputs = std::mem::take(&mut self.queued);
         let outputs: Vec<Value> = inputs.iter().map(|input| input.value.pipeline_output()).collect();
         if self.transactional {
@@ -310,7 +315,7 @@ impl PipelineNode {
             self.producer.send_offsets_to_transaction(self.group.clone());
             self.producer.handle_timeout(now, &mut self.producer_out);
         }
-        self.batch = Some(Batch { inputs, handles, failed: None, step: Step::Producing });
+        self.batch = Some(Batch { group_metadata, inputs, handles, failed: None, step: Step::Producing });
     }
 
     /// The next offset to read of each owned partition in the batch.
@@ -348,11 +353,12 @@ impl PipelineNode {
             return;
         }
         let Some(identity) = self.producer.transactional_identity() else { return };
+        let Some(group_metadata) = self.batch.as_ref().and_then(|batch| batch.group_metadata.clone()) else { return self.abort(now) };
         let offsets = self.batch_offsets();
         if offsets.is_empty() {
             return self.abort(now);
         }
-        if self.consumer.txn_offset_commit(now, identity, offsets, &mut self.consumer_out) {
+        if self.consumer.txn_offset_commit(now, identity, group_metadata, offsets, &mut self.consumer_out) {
             self.set_step(Step::CommittingOffsets { sent: true });
         }
     }
