@@ -202,7 +202,7 @@ fn bad_pipelines_name_their_key() {
     assert!(error.message.contains("\"copies\""), "{}", error.message);
     error_of(&design_with_pipelines("").replace("from = \"events\"", "from = \"nope\""), "pipelines[0].from");
     error_of(&design_with_pipelines("").replace("to = \"copies\"", "to = \"events\""), "pipelines[0].to");
-    error_of(&design_with_pipelines("").replace("group = \"copier\"\n", ""), "pipelines[0]");
+    error_of(&design_with_pipelines("").replace("group = \"copier\"\n", ""), "pipelines[0].group");
     error_of(&design_with_pipelines("").replace("group = \"copier\"", "group = \" \""), "pipelines[0].group");
     error_of(&design_with_pipelines("").replace("count = 2\nfrom", "count = 0\nfrom"), "pipelines[0].count");
     error_of(&design_with_pipelines("").replace("transactional = true", "transactional = \"yes\""), "pipelines[0].transactional");
