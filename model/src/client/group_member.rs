@@ -355,3 +355,53 @@ impl GroupMember {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Properties;
+
+    fn sent(out: &[Send]) -> Vec<&GroupMessage> {
+        out.iter().filter_map(|send| if let Message::Group(message) = &send.message { Some(message) } else { None }).collect()
+    }
+
+    /// A member that joined and synced, then hears nothing from its coordinator,
+    /// gives up its partitions once its session timeout passed, and rejoins as new.
+    #[test]
+    fn a_member_cut_off_past_its_session_loses_its_partitions() {
+        let config = ConsumerConfig::from_properties(&Properties::new(), "earliest").expect("defaults");
+        let mut member = GroupMember::new(&config, "g".into(), vec!["t".into()], vec![NodeId(1)], 0);
+        let mut counter = 0;
+        let mut next = || {
+            counter += 1;
+            counter
+        };
+        let (mut out, mut events) = (Vec::new(), Vec::new());
+        let t0 = Instant::ZERO;
+        member.poll(t0, &mut next, &mut out, &mut events);
+        let find = out.iter().find_map(|send| if let Message::FindCoordinatorRequest { correlation_id, .. } = send.message { Some(correlation_id) } else { None }).expect("finds its coordinator");
+        member.handle_find_coordinator(t0, find, Ok(NodeId(2)));
+        out.clear();
+        member.poll(t0, &mut next, &mut out, &mut events);
+        let GroupMessage::JoinGroupRequest { correlation_id, .. } = sent(&out)[0] else { panic!("joins") };
+        let subscription = Subscription { topics: vec!["t".into()], ..Subscription::default() };
+        let result = JoinResult { generation: Generation(1), protocol: "range".into(), leader: "m".into(), member_id: "m".into(), members: vec![("m".into(), subscription)] };
+        let join = GroupMessage::JoinGroupResponse { correlation_id: *correlation_id, result: Ok(result) };
+        out.clear();
+        member.handle_response(t0, join, None, &mut next, &mut out, &mut events);
+        let GroupMessage::SyncGroupRequest { correlation_id, .. } = sent(&out)[0] else { panic!("syncs") };
+        let partitions = vec![TopicPartition::new("t", 0)];
+        member.handle_response(t0, GroupMessage::SyncGroupResponse { correlation_id: *correlation_id, result: Ok(partitions.clone()) }, None, &mut next, &mut out, &mut events);
+        assert_eq!(events, vec![MemberEvent::Assigned { generation: Generation(1), partitions: partitions.clone(), added: partitions.clone() }]);
+        events.clear();
+        // Heartbeats go out but no answer comes back.
+        let mut now = t0;
+        while now.saturating_since(t0) < config.session_timeout {
+            now = now + Duration::from_secs(1);
+            member.poll(now, &mut next, &mut out, &mut events);
+        }
+        assert_eq!(events, vec![MemberEvent::Revoked { generation: Generation(1), partitions, reason: "session timed out: partitions lost" }]);
+        assert!(member.member_id().is_none(), "it rejoins as a new member");
+        assert!(member.owned().is_empty());
+    }
+}
