@@ -68,9 +68,6 @@ pub enum OpBody {
     /// A producer's send of one value. `invoke` carries the key's partition when the
     /// producer chose it; `ok` carries where the broker put it.
     Send { value: Value, partition: Option<TopicPartition>, offset: Option<Offset>, error: Option<String> },
-    /// A producer's transaction (KIP-98) and the values sent in it: `invoke` when
-    /// it begins, then `ok` (committed), `fail` (aborted) or `info` (outcome unknown).
-    Txn { number: u64, values: Vec<Value>, error: Option<String> },
     /// Records a consumer got from one poll, in the order it got them.
     Poll { records: Vec<PolledRecord> },
     /// A consumer's position moved without reading (initial position, reset,
@@ -98,6 +95,11 @@ pub enum OpBody {
     /// The application processed these records (DESIGN §4 `delivery`): its own
     /// step, so a crash between processing and committing shows in the history.
     Process { group: Arc<str>, records: Vec<PolledRecord> },
+    /// A producer's transaction (KIP-98) and the values sent in it: `invoke` when
+    /// it begins, then `ok` (committed), `fail` (aborted) or `info` (outcome unknown).
+    /// Last, after the group variants, so the variants before it keep their
+    /// discriminants and the trace hashes of runs without transactions stay as they were.
+    Txn { number: u64, values: Vec<Value>, error: Option<String> },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]

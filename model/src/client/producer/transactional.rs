@@ -369,7 +369,12 @@ impl Producer {
                 // Fenced or refused: this producer's epoch is over. An abort cannot
                 // have become a commit (no commit was asked for), but a commit asked
                 // for may or may not have been decided.
-                let outcome = if commit || txn.commit_sent { TransactionOutcome::Unknown(format!("EndTxn: {error}")) } else { TransactionOutcome::Aborted };
+                // Fenced means the coordinator bumped the epoch, which aborts an open
+                // transaction; any other refusal (InvalidTxnState) says the
+                // coordinator does not know the transaction as ours to abort.
+                let fenced = matches!(error, ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch);
+                let outcome =
+                    if commit || txn.commit_sent || !fenced { TransactionOutcome::Unknown(format!("EndTxn: {error}")) } else { TransactionOutcome::Aborted };
                 txn.reinit = true;
                 self.transaction_ended(outcome, None, out);
             }

@@ -8,7 +8,11 @@
 //! WriteTxnMarkers to the leader of every partition of the transaction, again
 //! and again until each has answered, then writes CompleteCommit / CompleteAbort.
 //! A coordinator that takes over a partition loads its log and resumes the
-//! marker writing of every transaction it finds prepared. Open transactions past
+//! marker writing of every transaction it finds prepared. Its local log may end
+//! with records that are not committed yet (and may still be truncated), so it
+//! serves nothing from them: it first appends a barrier record and waits for that
+//! to commit, answering CoordinatorLoadInProgress meanwhile (as KIP-848's
+//! coordinator runtime waits for its high watermark). Open transactions past
 //! `transaction.timeout.ms` are aborted, which bumps the producer's epoch.
 
 pub mod protocol;
@@ -77,6 +81,10 @@ pub struct TransactionCoordinator {
     next_correlation_id: u64,
     /// Per owned partition, the next producer id counter.
     next_producer_id: BTreeMap<u32, u64>,
+    /// Loaded partitions whose barrier write has not committed yet.
+    loading: BTreeMap<u32, WriteToken>,
+    /// Loaded partitions whose barrier write failed, and when to try again.
+    barrier_retry: BTreeMap<u32, Instant>,
 }
 
 /// Producer ids handed out by transaction coordinators: a high bit no
@@ -97,7 +105,22 @@ impl TransactionCoordinator {
             next_token: 0,
             next_correlation_id: 0,
             next_producer_id: BTreeMap::new(),
+            loading: BTreeMap::new(),
+            barrier_retry: BTreeMap::new(),
         }
+    }
+
+    /// Appends the barrier record that proves the loaded log committed.
+    fn write_barrier(&mut self, partition: u32, out: &mut Vec<CoordinatorEffect>) {
+        self.next_token += 1;
+        let token = WriteToken(self.next_token);
+        let epoch = self.loaded.get(&partition).map_or(0, |epoch| epoch.0);
+        out.push(CoordinatorEffect::Append { partition, records: vec![encode_record("__barrier", &epoch)], token, producer: None });
+        self.loading.insert(partition, token);
+    }
+
+    fn is_loading(&self, partition: u32) -> bool {
+        self.loading.contains_key(&partition) || self.barrier_retry.contains_key(&partition)
     }
 
     /// The broker's latest metadata, to find the leaders markers go to.
@@ -107,10 +130,12 @@ impl TransactionCoordinator {
 
     fn owner(&self, transactional_id: &str) -> Result<u32, ErrorCode> {
         let partition = partition_for(transactional_id, self.config.transaction_state_log_num_partitions);
-        if self.loaded.contains_key(&partition) {
-            Ok(partition)
-        } else {
+        if !self.loaded.contains_key(&partition) {
             Err(ErrorCode::NotCoordinator)
+        } else if self.is_loading(partition) {
+            Err(ErrorCode::CoordinatorLoadInProgress)
+        } else {
+            Ok(partition)
         }
     }
 
@@ -242,7 +267,7 @@ impl TransactionCoordinator {
     /// completion once every marker is in.
     fn advance(&mut self, now: Instant, transactional_id: &str, out: &mut Vec<CoordinatorEffect>) {
         let Some(entry) = self.entries.get(transactional_id) else { return };
-        if !entry.meta.phase.is_prepare() || entry.pending.is_some() || entry.retry_at.is_some_and(|at| at > now) {
+        if !entry.meta.phase.is_prepare() || entry.pending.is_some() || entry.retry_at.is_some_and(|at| at > now) || self.is_loading(entry.partition) {
             return;
         }
         if entry.markers.remaining.is_empty() {
@@ -310,24 +335,23 @@ impl Coordinator for TransactionCoordinator {
         }
         let counter_slot = self.next_producer_id.entry(partition).or_insert(1);
         *counter_slot = (*counter_slot).max(counter);
-        let mut prepared = Vec::new();
         for (transactional_id, meta) in states {
             let mut markers = Markers::default();
             if meta.phase.is_prepare() {
                 markers.remaining = meta.partitions.clone();
-                prepared.push(transactional_id.clone());
             }
             let entry = Entry { meta, partition, pending: None, started: now, markers, retry_at: None };
             self.entries.insert(transactional_id, entry);
         }
-        for transactional_id in prepared {
-            tracing::info!(transactional_id, "coordinator resumes writing the markers of a prepared transaction");
-            self.advance(now, &transactional_id, out);
-        }
+        // Nothing is served, and no marker written, from a log that may not be
+        // committed: the barrier's commit proves the loaded state is.
+        self.write_barrier(partition, out);
     }
 
     fn unload(&mut self, partition: u32) {
         self.loaded.remove(&partition);
+        self.loading.remove(&partition);
+        self.barrier_retry.remove(&partition);
         let gone: Vec<String> = self.entries.iter().filter(|(_, entry)| entry.partition == partition).map(|(id, _)| id.clone()).collect();
         for transactional_id in &gone {
             self.entries.remove(transactional_id);
@@ -370,6 +394,24 @@ impl Coordinator for TransactionCoordinator {
     }
 
     fn write_completed(&mut self, now: Instant, token: WriteToken, result: Result<Offset, ErrorCode>, out: &mut Vec<CoordinatorEffect>) {
+        if let Some(partition) = self.loading.iter().find(|(_, barrier)| **barrier == token).map(|(partition, _)| *partition) {
+            self.loading.remove(&partition);
+            if result.is_err() {
+                self.barrier_retry.insert(partition, now + RETRY_BACKOFF);
+                return;
+            }
+            let prepared: Vec<String> =
+                self.entries.iter().filter(|(_, entry)| entry.partition == partition && entry.meta.phase.is_prepare()).map(|(id, _)| id.clone()).collect();
+            for transactional_id in prepared {
+                tracing::info!(transactional_id, "coordinator resumes writing the markers of a prepared transaction");
+                self.advance(now, &transactional_id, out);
+            }
+            // An open transaction's timeout runs from when the coordinator could serve it.
+            for entry in self.entries.values_mut().filter(|entry| entry.partition == partition) {
+                entry.started = now;
+            }
+            return;
+        }
         let Some(transactional_id) = self.writes.remove(&token) else { return };
         let Some(entry) = self.entries.get_mut(&transactional_id) else { return };
         let Some(pending) = entry.pending.take_if(|pending| pending.token == token) else { return };
@@ -397,10 +439,17 @@ impl Coordinator for TransactionCoordinator {
     }
 
     fn handle_timeout(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
+        let due: Vec<u32> = self.barrier_retry.iter().filter(|(_, at)| **at <= now).map(|(partition, _)| *partition).collect();
+        for partition in due {
+            self.barrier_retry.remove(&partition);
+            if self.loaded.contains_key(&partition) {
+                self.write_barrier(partition, out);
+            }
+        }
         let ids: Vec<String> = self.entries.keys().cloned().collect();
         for transactional_id in ids {
             let entry = &self.entries[&transactional_id];
-            if entry.pending.is_some() {
+            if entry.pending.is_some() || self.is_loading(entry.partition) {
                 continue;
             }
             if entry.retry_at.is_some_and(|at| at <= now) {
@@ -420,9 +469,9 @@ impl Coordinator for TransactionCoordinator {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut deadline = None;
+        let mut deadline = self.barrier_retry.values().min().copied();
         for entry in self.entries.values() {
-            if entry.pending.is_some() {
+            if entry.pending.is_some() || self.is_loading(entry.partition) {
                 continue;
             }
             deadline = earliest(deadline, entry.retry_at);
@@ -512,7 +561,9 @@ mod tests {
     #[test]
     fn a_commit_writes_markers_and_a_successor_resumes_them() {
         let mut harness = Harness { coordinator: coordinator(), log: Vec::new() };
-        harness.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[], &mut Vec::new());
+        let mut effects = Vec::new();
+        harness.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[], &mut effects);
+        harness.settle(effects);
         let id: Arc<str> = "tx".into();
         let sent = harness.request(TxnMessage::InitProducerIdRequest { correlation_id: 1, transactional_id: id.clone(), transaction_timeout: Duration::from_secs(10) });
         let Some((_, TxnMessage::InitProducerIdResponse { result: Ok((producer_id, 0)), .. })) = sent.first() else { panic!("{sent:?}") };
@@ -532,6 +583,15 @@ mod tests {
         let mut successor = Harness { coordinator: coordinator(), log: harness.log.clone() };
         let mut effects = Vec::new();
         successor.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[batch], &mut effects);
+        // Regression, txn-coordinator-failover seed 937: the loaded log may end in
+        // records that are not committed and may be truncated, so nothing is
+        // served and no marker written until a barrier write commits. (Serving
+        // from an uncommitted AddPartitions let a later transaction's commit
+        // markers commit an aborted one.)
+        assert!(effects.iter().all(|effect| matches!(effect, CoordinatorEffect::Append { .. })), "only the barrier before it commits");
+        let mut early = Vec::new();
+        successor.coordinator.handle_request(Instant::ZERO, NodeId(50), Message::Txn(TxnMessage::EndTxnRequest { correlation_id: 9, transactional_id: id.clone(), producer_id, producer_epoch: 0, commit: true }), &mut early);
+        assert!(matches!(&early[..], [CoordinatorEffect::Send(Send { message: Message::Txn(TxnMessage::EndTxnResponse { result: Err(ErrorCode::CoordinatorLoadInProgress), .. }), .. })]));
         let sent = successor.settle(effects);
         let resumed = markers(&sent);
         assert_eq!(resumed.len(), 2, "{sent:?}");
@@ -549,7 +609,9 @@ mod tests {
     #[test]
     fn a_new_producer_aborts_the_open_transaction_of_its_predecessor() {
         let mut harness = Harness { coordinator: coordinator(), log: Vec::new() };
-        harness.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[], &mut Vec::new());
+        let mut effects = Vec::new();
+        harness.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[], &mut effects);
+        harness.settle(effects);
         let id: Arc<str> = "tx".into();
         let init = || TxnMessage::InitProducerIdRequest { correlation_id: 1, transactional_id: "tx".into(), transaction_timeout: Duration::from_secs(10) };
         harness.request(init());
