@@ -146,12 +146,11 @@ impl PipelineNode {
     }
 
     fn step(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        for _ in 0..64 {
-            if self.consumer_out.is_empty() && self.producer_out.is_empty() {
-                self.advance(now);
-                if self.consumer_out.is_empty() && self.producer_out.is_empty() {
-                    break;
-                }
+        // Bounded: each round either carries out outputs or moves the batch on.
+        for _ in 0..256 {
+            let progressed = self.advance(now);
+            if !progressed && self.consumer_out.is_empty() && self.producer_out.is_empty() {
+                break;
             }
             for output in std::mem::take(&mut self.consumer_out) {
                 self.handle_consumer_output(output, sends);
@@ -243,8 +242,16 @@ impl PipelineNode {
         self.record(OpType::Info, OpBody::ClientStart);
     }
 
-    /// Moves the batch on: starts one, or takes its next step once the last is done.
-    fn advance(&mut self, now: Instant) {
+    /// Moves the batch on: starts one, or takes its next step once the last is
+    /// done. True if anything changed.
+    fn advance(&mut self, now: Instant) -> bool {
+        let before = self.batch.as_ref().map(|batch| batch.step);
+        let started = self.batch.is_some();
+        self.advance_once(now);
+        started != self.batch.is_some() || before != self.batch.as_ref().map(|batch| batch.step)
+    }
+
+    fn advance_once(&mut self, now: Instant) {
         let Some(batch) = &self.batch else {
             return self.start_batch(now);
         };
