@@ -116,6 +116,13 @@ impl Consumer {
         consumer
     }
 
+    /// Where this incarnation's correlation ids start. A restarted client must not
+    /// take a response to its previous incarnation's request for one of its own
+    /// (Kafka's new TCP connection guarantees that; the simulated network does not).
+    pub fn set_correlation_base(&mut self, base: u64) {
+        self.next_correlation_id = base;
+    }
+
     pub fn group(&self) -> Option<&GroupMember> {
         self.group.as_ref()
     }
@@ -548,7 +555,8 @@ impl Consumer {
 
     /// `enable.auto.commit`: every `auto.commit.interval.ms` the consumed positions are committed.
     fn maybe_auto_commit(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        if !self.config.enable_auto_commit || !self.next_auto_commit.is_some_and(|at| at <= now) || !self.can_commit() {
+        let due = self.next_auto_commit.is_some_and(|at| at <= now);
+        if !(self.config.enable_auto_commit && due && self.can_commit()) {
             return;
         }
         self.next_auto_commit = Some(now + self.config.auto_commit_interval);

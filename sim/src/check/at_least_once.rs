@@ -17,9 +17,12 @@ use kafsim_model::{Offset, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+/// Per group and partition: the highest committed offset, who committed it and when.
+type Committed<'a> = BTreeMap<(&'a Arc<str>, &'a TopicPartition), (Offset, &'a Arc<str>, u64)>;
+
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::AtLeastOnce);
-    let mut committed: BTreeMap<(&Arc<str>, &TopicPartition), (Offset, &Arc<str>, u64)> = BTreeMap::new();
+    let mut committed: Committed = BTreeMap::new();
     let mut processed: BTreeSet<(&Arc<str>, Value)> = BTreeSet::new();
     for op in &history.ops {
         match &op.body {

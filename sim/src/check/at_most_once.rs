@@ -15,13 +15,14 @@ use std::sync::Arc;
 
 pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::AtMostOnce);
-    let mut first: BTreeMap<(&Arc<str>, Value), (&Arc<str>, u64)> = BTreeMap::new();
+    // Per group and value: the node that first processed it, and when.
+    let mut first: BTreeMap<(&Arc<str>, Value), (&str, u64)> = BTreeMap::new();
     for op in &history.ops {
         let OpBody::Process { group, records } = &op.body else { continue };
         for record in records {
             match first.get(&(group, record.value)) {
                 None => {
-                    first.insert((group, record.value), (&op.node, op.time));
+                    first.insert((group, record.value), (&*op.node, op.time));
                 }
                 Some(&(node, time)) => {
                     findings.report(format!(

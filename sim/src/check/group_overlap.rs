@@ -15,12 +15,13 @@ use std::sync::Arc;
 
 pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::GroupOverlap);
-    let mut owners: BTreeMap<(&Arc<str>, i32, &TopicPartition), (&Arc<str>, u64)> = BTreeMap::new();
+    // Per group, generation and partition: the first member assigned it, and when.
+    let mut owners: BTreeMap<(&Arc<str>, i32, &TopicPartition), (&str, u64)> = BTreeMap::new();
     for op in &history.ops {
         let OpBody::Assign { group, generation, partitions } = &op.body else { continue };
         for partition in partitions {
             match owners.get(&(group, *generation, partition)) {
-                Some(&(owner, time)) if owner != &op.node => {
+                Some(&(owner, time)) if owner != &*op.node => {
                     findings.report(format!(
                         "group {group} generation {generation}: {partition} assigned to {owner} at {} and to {} at {}",
                         seconds(time),
@@ -33,7 +34,7 @@ pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
                 }
                 Some(_) => {}
                 None => {
-                    owners.insert((group, *generation, partition), (&op.node, op.time));
+                    owners.insert((group, *generation, partition), (&*op.node, op.time));
                 }
             }
         }

@@ -56,6 +56,11 @@ impl ConsumerNode {
                 (consumer, Some(application))
             }
         };
+        let mut consumer = consumer;
+        // Ids unique across restarts: a reply to the previous incarnation (same
+        // correlation id, say an OffsetCommitResponse) must not match a new request.
+        // Zero at the run's start, so consumers that never restart are unchanged.
+        consumer.set_correlation_base(ctx.now().as_micros() << 20);
         ConsumerNode { name, consumer, out: Vec::new(), ctx, application }
     }
 

@@ -308,6 +308,7 @@ impl Group {
 
     // ----- SyncGroup -----
 
+    #[allow(clippy::too_many_arguments)]
     pub fn handle_sync(
         &mut self,
         now: Instant,
