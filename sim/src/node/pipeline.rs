@@ -115,7 +115,12 @@ impl PipelineNode {
         }
         // Producer numbers only spread first brokers; pipelines start after producers.
         let mut producer = Producer::new(producer_config, ctx.roster.brokers(), number);
-        producer.set_correlation_base(PRODUCER_CORRELATION_BASE);
+        // Ids unique across restarts (a reply to the previous incarnation must not
+        // match a new request), and the producer's apart from the consumer's.
+        let mut consumer = consumer;
+        let base = ctx.now().as_micros() << CORRELATION_INCARNATION_SHIFT;
+        consumer.set_correlation_base(base);
+        producer.set_correlation_base(base | PRODUCER_CORRELATION_BIT);
         PipelineNode {
             name,
             group,
@@ -429,16 +434,20 @@ impl Machine for PipelineNode {
     }
 }
 
-/// The producer's correlation ids start here, the consumer's at 1: metadata and
-/// FindCoordinator answers go to whichever client asked.
-const PRODUCER_CORRELATION_BASE: u64 = 1 << 40;
+/// Each incarnation's correlation ids start at its start time (microseconds)
+/// shifted by this, as the consumer node's do; within it the producer's have
+/// `PRODUCER_CORRELATION_BIT` set and the consumer's not, so metadata and
+/// FindCoordinator answers go to whichever client asked. Neither client sends
+/// 2^19 requests in one incarnation of a run.
+const CORRELATION_INCARNATION_SHIFT: u32 = 20;
+const PRODUCER_CORRELATION_BIT: u64 = 1 << 19;
 
 /// Responses the producer asked for; the rest belong to the consumer. Both
 /// clients share one node address, as a Kafka application's two clients share a host.
 fn is_for_producer(message: &Message) -> bool {
     match message {
         Message::ProduceResponse { .. } | Message::InitProducerIdResponse { .. } | Message::Txn(_) => true,
-        Message::MetadataResponse { correlation_id, .. } | Message::FindCoordinatorResponse { correlation_id, .. } => *correlation_id >= PRODUCER_CORRELATION_BASE,
+        Message::MetadataResponse { correlation_id, .. } | Message::FindCoordinatorResponse { correlation_id, .. } => *correlation_id & PRODUCER_CORRELATION_BIT != 0,
         _ => false,
     }
 }
