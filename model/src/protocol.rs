@@ -60,6 +60,9 @@ pub enum ErrorCode {
     InvalidSessionTimeout,
     /// JoinGroup whose assignors share none with the group's members.
     InconsistentGroupProtocol,
+    /// KIP-447: OffsetFetch with require_stable found transactional offsets of
+    /// the partition still pending; retry once the transaction completes.
+    UnstableOffsetCommit,
 }
 
 impl ErrorCode {

@@ -7,6 +7,7 @@ use crate::history::{History, OpBody, OpType};
 use crate::node::broker::BrokerNode;
 use crate::node::consumer::ConsumerNode;
 use crate::node::controller::ControllerNode;
+use crate::node::pipeline::{PipelineNode, PipelineProgress};
 use crate::node::producer::{ProducerNode, ProducerProgress};
 use crate::scenario::Scenario;
 use kafsim_model::{Instant, NodeId};
@@ -22,6 +23,8 @@ pub enum NodeRole {
     /// `spec` indexes `[[producers]]`; `number` counts producers from 1 across blocks.
     Producer { spec: usize, number: u32 },
     Consumer { spec: usize, number: u32 },
+    /// `spec` indexes `[[pipelines]]`; `number` counts pipeline members from 1 across blocks.
+    Pipeline { spec: usize, number: u32 },
 }
 
 #[derive(Clone, Debug)]
@@ -61,6 +64,14 @@ impl Roster {
                 number += 1;
                 let id = NodeId(3000 + number);
                 entries.push(RosterEntry { id, name: format!("consumer-{number}").into(), role: NodeRole::Consumer { spec, number }, ip: ip(4, number) });
+            }
+        }
+        let mut number = 0;
+        for (spec, pipelines) in scenario.pipelines.iter().enumerate() {
+            for _ in 0..pipelines.count {
+                number += 1;
+                let id = NodeId(4000 + number);
+                entries.push(RosterEntry { id, name: format!("pipeline-{number}").into(), role: NodeRole::Pipeline { spec, number }, ip: ip(5, number) });
             }
         }
         Roster { entries }
@@ -109,6 +120,7 @@ pub struct LiveNodes {
     brokers: BTreeMap<NodeId, Weak<Mutex<BrokerNode>>>,
     producers: BTreeMap<NodeId, Weak<Mutex<ProducerNode>>>,
     consumers: BTreeMap<NodeId, Weak<Mutex<ConsumerNode>>>,
+    pipelines: BTreeMap<NodeId, Weak<Mutex<PipelineNode>>>,
 }
 
 fn upgrade_all<T>(nodes: &BTreeMap<NodeId, Weak<T>>) -> Vec<(NodeId, Arc<T>)> {
@@ -130,6 +142,14 @@ impl LiveNodes {
 
     pub fn set_consumer(&mut self, id: NodeId, node: &Arc<Mutex<ConsumerNode>>) {
         self.consumers.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn set_pipeline(&mut self, id: NodeId, node: &Arc<Mutex<PipelineNode>>) {
+        self.pipelines.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn pipelines(&self) -> Vec<(NodeId, Arc<Mutex<PipelineNode>>)> {
+        upgrade_all(&self.pipelines)
     }
 
     pub fn controller(&self) -> Option<Arc<Mutex<ControllerNode>>> {
@@ -160,6 +180,7 @@ pub struct RunContext {
     pub history: Arc<Mutex<History>>,
     pub disks: BTreeMap<NodeId, SharedDisk>,
     pub producer_progress: BTreeMap<NodeId, Arc<Mutex<ProducerProgress>>>,
+    pub pipeline_progress: BTreeMap<NodeId, Arc<Mutex<PipelineProgress>>>,
     pub live: Mutex<LiveNodes>,
     incarnations: Mutex<BTreeMap<NodeId, u64>>,
     messages: AtomicU64,
@@ -172,7 +193,9 @@ impl RunContext {
         let roster = Roster::for_scenario(&scenario);
         let disks = roster.ids(|role| matches!(role, NodeRole::Controller | NodeRole::Broker)).into_iter().map(|id| (id, SharedDisk::default())).collect();
         let producer_progress = roster.ids(|role| matches!(role, NodeRole::Producer { .. })).into_iter().map(|id| (id, Arc::default())).collect();
+        let pipeline_progress = roster.ids(|role| matches!(role, NodeRole::Pipeline { .. })).into_iter().map(|id| (id, Arc::default())).collect();
         RunContext {
+            pipeline_progress,
             scenario,
             roster,
             start: madsim::time::Instant::now(),

@@ -61,6 +61,18 @@ pub struct GroupSnapshot {
     pub members: Vec<String>,
 }
 
+/// A consume-transform-produce pipeline at the end: which topic it read and
+/// which it wrote, and whether it drained (every input read, processed and
+/// committed by a settled, stable group). Output topics' records in the final
+/// state leave out aborted transactions (KIP-98), as a read_committed reader would.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+pub struct PipelineSnapshot {
+    pub group: String,
+    pub from: String,
+    pub to: String,
+    pub drained: bool,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct FinalState {
     pub partitions: BTreeMap<TopicPartition, PartitionSnapshot>,
@@ -70,6 +82,9 @@ pub struct FinalState {
     /// Consumer groups by name (empty when no consumer uses a group).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub groups: BTreeMap<String, GroupSnapshot>,
+    /// Pipelines, one per `[[pipelines]]` block (empty without pipelines).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pipelines: Vec<PipelineSnapshot>,
 }
 
 /// As derived, but `groups` is left out while empty: the trace hash covers the
@@ -81,6 +96,9 @@ impl std::hash::Hash for FinalState {
         self.drained.hash(state);
         if !self.groups.is_empty() {
             self.groups.hash(state);
+        }
+        if !self.pipelines.is_empty() {
+            self.pipelines.hash(state);
         }
     }
 }

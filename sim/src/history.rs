@@ -14,7 +14,21 @@ pub struct Value {
     pub sequence: u64,
 }
 
+/// A pipeline's output of input `p:s` is `(PIPELINE_OUTPUT_BASE + p):s`: distinct
+/// from every produced value, and mapped back to its input by `pipeline_input`.
+pub const PIPELINE_OUTPUT_BASE: u32 = 1_000_000;
+
 impl Value {
+    /// The value a consume-transform-produce pipeline writes for this input.
+    pub fn pipeline_output(self) -> Value {
+        Value { producer: PIPELINE_OUTPUT_BASE + self.producer, sequence: self.sequence }
+    }
+
+    /// The input a pipeline output was made from; None for any other value.
+    pub fn pipeline_input(self) -> Option<Value> {
+        self.producer.checked_sub(PIPELINE_OUTPUT_BASE).map(|producer| Value { producer, sequence: self.sequence })
+    }
+
     pub fn encode(self) -> bytes::Bytes {
         bytes::Bytes::from(format!("{}:{}", self.producer, self.sequence))
     }

@@ -180,17 +180,23 @@ pub struct Matrix {
 }
 
 /// The guarantees a delivery cell reports on.
-pub const DELIVERY_JUDGED: [CheckerKind; 4] = [CheckerKind::AtMostOnce, CheckerKind::AtLeastOnce, CheckerKind::GroupOverlap, CheckerKind::Liveness];
+pub const DELIVERY_JUDGED: [CheckerKind; 5] = [CheckerKind::EosViolation, CheckerKind::AtMostOnce, CheckerKind::AtLeastOnce, CheckerKind::GroupOverlap, CheckerKind::Liveness];
 
 /// How a consumer group's application commits.
 #[derive(Clone, Copy, Debug)]
 pub struct DeliveryRow {
     pub delivery: &'static str,
     pub auto_commit: bool,
+    /// A consume-transform-produce pipeline (`events` to `copies`) in place of the
+    /// consumers: Some(transactional).
+    pub pipeline: Option<bool>,
 }
 
 impl DeliveryRow {
     pub fn label(&self) -> String {
+        if let Some(transactional) = self.pipeline {
+            return if transactional { "pipeline, transactional (exactly-once)".to_string() } else { "pipeline, not transactional".to_string() };
+        }
         if self.auto_commit {
             format!("{} + enable.auto.commit", self.delivery)
         } else {
@@ -199,8 +205,13 @@ impl DeliveryRow {
     }
 }
 
-pub const DELIVERY_ROWS: [DeliveryRow; 3] =
-    [DeliveryRow { delivery: "at-most-once", auto_commit: false }, DeliveryRow { delivery: "at-least-once", auto_commit: false }, DeliveryRow { delivery: "at-least-once", auto_commit: true }];
+pub const DELIVERY_ROWS: [DeliveryRow; 5] = [
+    DeliveryRow { delivery: "at-most-once", auto_commit: false, pipeline: None },
+    DeliveryRow { delivery: "at-least-once", auto_commit: false, pipeline: None },
+    DeliveryRow { delivery: "at-least-once", auto_commit: true, pipeline: None },
+    DeliveryRow { delivery: "at-least-once", auto_commit: false, pipeline: Some(false) },
+    DeliveryRow { delivery: "exactly-once", auto_commit: false, pipeline: Some(true) },
+];
 
 /// `g1` lives on `__consumer_offsets` partition 2 of 3 ("g1".hashCode() % 3).
 pub const DELIVERY_FAULTS: [FaultClass; 3] = [
@@ -216,11 +227,26 @@ pub const DELIVERY_FAULTS: [FaultClass; 3] = [
 ];
 
 pub fn delivery_scenario(row: &DeliveryRow, class: &FaultClass) -> Scenario {
+    if let Some(transactional) = row.pipeline {
+        return pipeline_scenario(transactional, class);
+    }
     let text = format!(
         "name = \"matrix-delivery\"\nduration = \"35s\"\ndrain = \"60s\"\n\n[cluster]\nbrokers = 3\n[cluster.config]\n\"min.insync.replicas\" = 2\n\"offsets.topic.num.partitions\" = 3\n\"group.initial.rebalance.delay.ms\" = 500\n\n\
 [[topics]]\nname = \"events\"\npartitions = 3\nreplication_factor = 3\n\n[[producers]]\ncount = 2\ntopic = \"events\"\nmessages = 3000\nrate = 100\nkeys = 16\n\n\
 [[consumers]]\ncount = 3\ntopic = \"events\"\ngroup = \"g1\"\ndelivery = \"{}\"\n[consumers.config]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 1000\n\"max.poll.interval.ms\" = 10000\n\"max.poll.records\" = 20\n\"enable.auto.commit\" = {}\n\n{}\n[expect]\nnever = []\n",
         row.delivery, row.auto_commit, class.faults
+    );
+    Scenario::parse(&text, Path::new("matrix-delivery.toml")).expect("matrix scenarios are generated valid")
+}
+
+/// The same cluster and producers, with 3 pipeline members of group `g1` copying
+/// `events` to `copies` in place of the consumers.
+fn pipeline_scenario(transactional: bool, class: &FaultClass) -> Scenario {
+    let text = format!(
+        "name = \"matrix-delivery\"\nduration = \"35s\"\ndrain = \"60s\"\n\n[cluster]\nbrokers = 3\n[cluster.config]\n\"min.insync.replicas\" = 2\n\"offsets.topic.num.partitions\" = 3\n\"transaction.state.log.num.partitions\" = 3\n\"group.initial.rebalance.delay.ms\" = 500\n\n\
+[[topics]]\nname = \"events\"\npartitions = 3\nreplication_factor = 3\n\n[[topics]]\nname = \"copies\"\npartitions = 3\nreplication_factor = 3\n\n[[producers]]\ncount = 2\ntopic = \"events\"\nmessages = 3000\nrate = 100\nkeys = 16\n\n\
+[[pipelines]]\ncount = 3\nfrom = \"events\"\nto = \"copies\"\ngroup = \"g1\"\ntransactional = {transactional}\n[pipelines.config]\n\"session.timeout.ms\" = 6000\n\"heartbeat.interval.ms\" = 1000\n\"max.poll.interval.ms\" = 10000\n\"max.poll.records\" = 20\n\"transaction.timeout.ms\" = 8000\n\"request.timeout.ms\" = 4000\n\n{}\n[expect]\nnever = []\n",
+        class.faults.replace("consumer-", "pipeline-")
     );
     Scenario::parse(&text, Path::new("matrix-delivery.toml")).expect("matrix scenarios are generated valid")
 }
@@ -314,7 +340,9 @@ fn render_delivery(text: &mut String, rows: &[(DeliveryRow, Vec<Cell>)], seeds: 
     let _ = writeln!(
         text,
         "Each cell ran {seeds} seeds of a 35-second fault phase: the same cluster (acks=all, min ISR 2) and producers, and a group of 3 consumers \
-(session 6 s) whose application commits before processing (at-most-once) or after (at-least-once), optionally with auto-commit every 5 s on top. \
+(session 6 s) whose application commits before processing (at-most-once) or after (at-least-once), optionally with auto-commit every 5 s on top; \
+the pipeline rows put 3 consume-transform-produce members copying `events` to `copies` in their place, committing offsets after their outputs \
+or in one transaction with them (KIP-98, KIP-447). \
 `clean` means none of {} broke in any seed.\n",
         DELIVERY_JUDGED.iter().map(|kind| format!("`{kind}`")).collect::<Vec<_>>().join(", ")
     );
@@ -343,7 +371,10 @@ mod tests {
             for class in DELIVERY_FAULTS {
                 let scenario = delivery_scenario(&row, &class);
                 assert!(scenario.uses_groups());
-                assert_eq!(scenario.consumers[0].config.enable_auto_commit, row.auto_commit);
+                match row.pipeline {
+                    Some(transactional) => assert_eq!(scenario.uses_transactions(), transactional),
+                    None => assert_eq!(scenario.consumers[0].config.enable_auto_commit, row.auto_commit),
+                }
             }
         }
     }

@@ -212,7 +212,7 @@ impl Nemesis {
                 let clients: Vec<NodeId> = self
                     .ctx
                     .roster
-                    .ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. }))
+                    .ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. }))
                     .into_iter()
                     .filter(|node| !affected.contains(node))
                     .collect();
@@ -377,7 +377,7 @@ impl Nemesis {
         };
         let mut left = one_side.clone();
         let mut right: Vec<NodeId> = self.servers().into_iter().filter(|node| !one_side.contains(node)).collect();
-        let clients = self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. }));
+        let clients = self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. }));
         for client in clients.into_iter().filter(|client| !one_side.contains(client)) {
             if scatter_clients && self.rng.gen_bool(0.5) {
                 left.push(client);

@@ -9,6 +9,7 @@ use crate::node::broker::BrokerNode;
 use crate::node::consumer::ConsumerNode;
 use crate::node::controller::ControllerNode;
 use crate::node::drive;
+use crate::node::pipeline::PipelineNode;
 use crate::node::producer::ProducerNode;
 use crate::scenario::Scenario;
 use kafsim_model::controller::{ControllerConfig, TopicSpec};
@@ -103,6 +104,11 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
             ctx.live.lock().expect("live lock").set_consumer(id, &node);
             drive(ctx, id, node).await
         }
+        NodeRole::Pipeline { spec, number } => {
+            let node = Arc::new(Mutex::new(PipelineNode::start(ctx.clone(), id, spec, number)));
+            ctx.live.lock().expect("live lock").set_pipeline(id, &node);
+            drive(ctx, id, node).await
+        }
     }
 }
 
@@ -113,6 +119,10 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
 /// never captured mid-failover.
 fn settled_ends(ctx: &RunContext) -> Option<BTreeMap<kafsim_model::TopicPartition, Offset>> {
     let live = ctx.live.lock().expect("live lock");
+    settled_ends_unlocked(ctx, &live)
+}
+
+fn settled_ends_unlocked(_ctx: &RunContext, live: &crate::context::LiveNodes) -> Option<BTreeMap<kafsim_model::TopicPartition, Offset>> {
     let controller = live.controller()?;
     let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
     let mut ends = BTreeMap::new();
@@ -149,7 +159,8 @@ fn drained(ctx: &RunContext) -> bool {
     // so a crashed producer's orphaned sends are recorded before the snapshot.
     let producers = live.producers();
     let clients_up = producers.len() == ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. })).len()
-        && live.consumers().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Consumer { .. })).len();
+        && live.consumers().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Consumer { .. })).len()
+        && live.pipelines().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Pipeline { .. })).len();
     let sends_done = clients_up && producers.iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
     let mut group_reads: BTreeMap<(String, kafsim_model::TopicPartition), Offset> = BTreeMap::new();
     let mut groups_settled = true;
@@ -169,7 +180,32 @@ fn drained(ctx: &RunContext) -> bool {
     let groups_done = ctx.scenario.consumers.iter().filter_map(|spec| spec.group.as_ref().map(|group| (group, &spec.topic))).all(|(group, topic)| {
         ends.iter().filter(|(tp, _)| &*tp.topic == topic.as_str()).all(|(tp, end)| group_reads.get(&(group.clone(), tp.clone())).is_some_and(|position| position >= end))
     });
-    sends_done && reads_done && groups_done && groups_settled && !ends.is_empty()
+    let pipelines_done = (0..ctx.scenario.pipelines.len()).all(|spec| pipeline_drained(ctx, &live, &ends, spec));
+    sends_done && reads_done && groups_done && groups_settled && pipelines_done && !ends.is_empty()
+}
+
+/// A pipeline block has drained when every member is up, settled (nothing polled
+/// is unprocessed, no send or transaction pending) and stable, and its members'
+/// positions reach the committed end of every partition of `from`.
+fn pipeline_drained(ctx: &RunContext, live: &crate::context::LiveNodes, ends: &BTreeMap<kafsim_model::TopicPartition, Offset>, spec: usize) -> bool {
+    let members = ctx.roster.ids(|role| matches!(role, NodeRole::Pipeline { spec: member_spec, .. } if *member_spec == spec));
+    let running: BTreeMap<NodeId, _> = live.pipelines().into_iter().filter(|(id, _)| members.contains(id)).collect();
+    if running.len() != members.len() {
+        return false;
+    }
+    let mut reached: BTreeMap<kafsim_model::TopicPartition, Offset> = BTreeMap::new();
+    for node in running.values() {
+        let node = node.lock().expect("pipeline lock");
+        if !node.settled() || !node.is_stable() {
+            return false;
+        }
+        for (tp, position) in node.consumer.positions() {
+            let furthest = reached.entry(tp).or_insert(position);
+            *furthest = (*furthest).max(position);
+        }
+    }
+    let from = ctx.scenario.pipelines[spec].from.as_str();
+    ends.iter().filter(|(tp, _)| &*tp.topic == from).all(|(tp, end)| reached.get(tp).is_some_and(|position| position >= end))
 }
 
 fn snapshot(ctx: &RunContext) -> FinalState {
@@ -181,13 +217,19 @@ fn snapshot(ctx: &RunContext) -> FinalState {
             partitions.insert(tp.clone(), PartitionSnapshot { leader: state.leader, leader_epoch: state.leader_epoch, isr: state.isr.clone(), replicas: BTreeMap::new() });
         }
     }
+    let outputs: Vec<&str> = ctx.scenario.pipelines.iter().map(|pipeline| pipeline.to.as_str()).collect();
     for (id, broker) in live.brokers() {
         let broker = broker.lock().expect("broker lock");
         for (tp, partition) in broker.broker.partitions() {
+            // A pipeline's output is judged as a read_committed reader sees it:
+            // without the records of aborted transactions (KIP-98).
+            let aborted = if outputs.contains(&&*tp.topic) { partition.log.transactions().aborted_between(Offset(0), partition.log_end_offset()) } else { Vec::new() };
+            let mut isolation = kafsim_model::client::isolation::ReadIsolation::new(!aborted.is_empty(), &aborted);
             let records = partition
                 .log
                 .batches()
                 .iter()
+                .filter(|batch| !isolation.skips(batch))
                 .flat_map(|batch| batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value))).collect::<Vec<_>>())
                 .collect();
             let replica = ReplicaSnapshot {
@@ -221,5 +263,13 @@ fn snapshot(ctx: &RunContext) -> FinalState {
             }
         }
     }
-    FinalState { partitions, consumers, drained, groups }
+    let pipelines = (0..ctx.scenario.pipelines.len())
+        .map(|spec| {
+            let pipeline = &ctx.scenario.pipelines[spec];
+            let ends = settled_ends_unlocked(ctx, &live);
+            let drained = ends.is_some_and(|ends| pipeline_drained(ctx, &live, &ends, spec));
+            crate::final_state::PipelineSnapshot { group: pipeline.group.clone(), from: pipeline.from.clone(), to: pipeline.to.clone(), drained }
+        })
+        .collect();
+    FinalState { partitions, consumers, drained, groups, pipelines }
 }

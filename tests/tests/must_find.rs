@@ -98,3 +98,12 @@ fn read_uncommitted_reads_aborted_transactions_and_read_committed_does_not() {
         assert_eq!(seeds_showing(&committed, kind), 0, "txn-read-committed showed {kind}");
     }
 }
+
+#[test]
+fn a_plain_pipeline_duplicates_outputs_and_a_transactional_one_does_not() {
+    assert_finds("pipeline-at-least-once.toml", 5, CheckerKind::EosViolation);
+    let exactly_once = run("pipeline-exactly-once.toml", 5);
+    for kind in [CheckerKind::EosViolation, CheckerKind::Duplicate, CheckerKind::LostWrite, CheckerKind::AbortedRead, CheckerKind::TxnAtomicity, CheckerKind::Panic] {
+        assert_eq!(seeds_showing(&exactly_once, kind), 0, "pipeline-exactly-once showed {kind}");
+    }
+}

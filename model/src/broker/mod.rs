@@ -44,7 +44,9 @@ enum Waiter {
     Client { client: NodeId, correlation_id: u64 },
     Coordinator { kind: CoordinatorType, token: WriteToken },
     /// A transaction coordinator's WriteTxnMarkers (KIP-98).
-    Marker { coordinator: NodeId, correlation_id: u64 },
+    /// `producer_id` and `commit` tell the group coordinator, once a marker on
+    /// `__consumer_offsets` committed, how its transactional offsets end.
+    Marker { coordinator: NodeId, correlation_id: u64, producer_id: ProducerId, commit: bool },
 }
 
 /// How long a coordinator's write may wait for replication (Kafka's
@@ -461,7 +463,7 @@ impl Broker {
         tp: TopicPartition,
         out: &mut Vec<BrokerOutput>,
     ) {
-        let waiter = Waiter::Marker { coordinator, correlation_id };
+        let waiter = Waiter::Marker { coordinator, correlation_id, producer_id, commit: marker.commit };
         let appended = (|| {
             let partition = self.partitions.get_mut(&tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
             if !partition.is_leader() {
@@ -488,6 +490,29 @@ impl Broker {
                 self.complete_delayed_produces(&tp, out);
             }
         }
+    }
+
+    /// KIP-98: TxnOffsetCommit's records go into the producer's transaction on the
+    /// offsets partition, stamped with its id and epoch but no sequence (Kafka's
+    /// NO_SEQUENCE: the group coordinator, not the producer, writes them). A
+    /// producer epoch older than the partition has seen is fenced.
+    fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(Offset, Offset), ErrorCode> {
+        let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+        if !partition.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        if partition.isr.len() < self.config.min_insync_replicas {
+            return Err(ErrorCode::NotEnoughReplicas);
+        }
+        if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
+            return Err(ErrorCode::ProducerFenced);
+        }
+        let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
+        let base_offset = partition.log_end_offset();
+        let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, Some(stamp), records));
+        let required_offset = batch.next_offset();
+        partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
+        Ok((base_offset, required_offset))
     }
 
     /// Appends on the leader; returns the batch's base offset and the offset the
@@ -583,7 +608,12 @@ impl Broker {
                 out.push(BrokerOutput::Send(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } }))
             }
             Waiter::Coordinator { kind, token } => self.completed_writes.push_back((kind, token, result)),
-            Waiter::Marker { coordinator, correlation_id } => {
+            Waiter::Marker { coordinator, correlation_id, producer_id, commit } => {
+                // KIP-98/KIP-447: the marker is on the group's offsets partition:
+                // its pending transactional offsets are now committed or dropped.
+                if result.is_ok() && &*partition.topic == crate::coordinator::CONSUMER_OFFSETS_TOPIC {
+                    self.groups.complete_transaction(partition.partition, producer_id, commit);
+                }
                 let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
                 out.push(BrokerOutput::Send(Send { to: coordinator, message: Message::Txn(message) }))
             }
@@ -613,14 +643,28 @@ impl Broker {
         for effect in effects {
             match effect {
                 CoordinatorEffect::Send(send) => out.push(BrokerOutput::Send(send)),
-                CoordinatorEffect::Append { partition, records, token } => self.append_for_coordinator(now, kind, partition, records, token, out),
+                CoordinatorEffect::Append { partition, records, token, producer } => self.append_for_coordinator(now, kind, partition, records, token, producer, out),
             }
         }
     }
 
-    fn append_for_coordinator(&mut self, now: Instant, kind: CoordinatorType, partition: u32, records: Vec<crate::record::Record>, token: WriteToken, out: &mut Vec<BrokerOutput>) {
+    #[allow(clippy::too_many_arguments)]
+    fn append_for_coordinator(
+        &mut self,
+        now: Instant,
+        kind: CoordinatorType,
+        partition: u32,
+        records: Vec<crate::record::Record>,
+        token: WriteToken,
+        producer: Option<(ProducerId, u16)>,
+        out: &mut Vec<BrokerOutput>,
+    ) {
         let tp = TopicPartition::new(kind.topic(), partition);
-        match self.append_as_leader(&tp, Acks::All, None, records) {
+        let appended = match producer {
+            None => self.append_as_leader(&tp, Acks::All, None, records),
+            Some((producer_id, producer_epoch)) => self.append_transactional_offsets(&tp, producer_id, producer_epoch, records),
+        };
+        match appended {
             Err(error) => self.completed_writes.push_back((kind, token, Err(error))),
             Ok((base_offset, required_offset)) => {
                 self.flush_disk(out);

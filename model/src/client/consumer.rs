@@ -14,7 +14,7 @@
 use super::group_member::{GroupMember, MemberEvent};
 use super::isolation::ReadIsolation;
 use super::metadata::MetadataTracker;
-use crate::coordinator::group::protocol::{Generation, GroupMessage};
+use crate::coordinator::group::protocol::{Generation, GroupMessage, MemberId};
 use crate::config::{ConsumerConfig, OffsetReset};
 use crate::protocol::{ErrorCode, FetchPartition, Message, OffsetSpec, Send};
 use crate::record::Record;
@@ -79,8 +79,13 @@ pub struct Consumer {
     /// response for an older position, from before a rebalance, is dropped).
     fetch_offsets: BTreeMap<TopicPartition, Offset>,
     offset_fetch_in_flight: Option<(u64, Instant)>,
+    /// KIP-447: after UnstableOffsetCommit, OffsetFetch is asked again from here.
+    offset_fetch_retry_at: Option<Instant>,
     commit_in_flight: Option<CommitInFlight>,
     next_auto_commit: Option<Instant>,
+    /// The application paused fetching (KafkaConsumer#pause on every partition):
+    /// a consume-transform-produce loop holds its next poll until its batch is done.
+    paused: bool,
 }
 
 impl Consumer {
@@ -96,8 +101,10 @@ impl Consumer {
             group: None,
             fetch_offsets: BTreeMap::new(),
             offset_fetch_in_flight: None,
+            offset_fetch_retry_at: None,
             commit_in_flight: None,
             next_auto_commit: None,
+            paused: false,
         }
     }
 
@@ -151,6 +158,63 @@ impl Consumer {
         true
     }
 
+    /// KIP-98's sendOffsetsToTransaction, the group side: TxnOffsetCommit to the
+    /// group coordinator under the producer's id and epoch, carrying this member's
+    /// generation and member id (KIP-447) so a zombie of an older generation is
+    /// fenced. Kafka's producer sends it with the consumer's group metadata; here
+    /// the consumer, which knows the coordinator, sends it for the producer. The
+    /// outcome comes back as `CommitCompleted`. False if it cannot go out.
+    ///
+    /// `group_metadata` is the generation and member id of the poll that read the
+    /// offsets' records (Kafka's `consumer.groupMetadata()` taken then): after a
+    /// rebalance they are stale, and the coordinator refuses the commit.
+    pub fn txn_offset_commit(
+        &mut self,
+        now: Instant,
+        producer: (Arc<str>, crate::types::ProducerId, u16),
+        group_metadata: (Generation, MemberId),
+        offsets: Vec<(TopicPartition, Offset)>,
+        out: &mut Vec<ConsumerOutput>,
+    ) -> bool {
+        if !self.can_commit() || offsets.is_empty() {
+            return false;
+        }
+        let correlation_id = self.correlation();
+        let group = self.group.as_ref().expect("can_commit checked the group");
+        let Some(coordinator) = group.coordinator() else { return false };
+        let (generation, member_id) = group_metadata;
+        let (transactional_id, producer_id, producer_epoch) = producer;
+        let message = GroupMessage::TxnOffsetCommitRequest {
+            correlation_id,
+            group_id: group.group_id.clone(),
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            generation,
+            member_id,
+            offsets: offsets.clone(),
+        };
+        self.commit_in_flight = Some(CommitInFlight { correlation_id, sent: now, generation, offsets, auto: false });
+        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::Group(message) }));
+        true
+    }
+
+    /// Stops (or resumes) fetching every partition; positions are kept.
+    pub fn set_paused(&mut self, paused: bool) {
+        self.paused = paused;
+    }
+
+    /// Forgets every position and starts again from the group's committed offsets
+    /// (OffsetFetch), as a transactional application does after an abort (KIP-98:
+    /// the consumer must seek back to the last committed offsets). Fetches in
+    /// flight are answered for old positions and dropped.
+    pub fn rewind_to_committed(&mut self) {
+        for assignment in self.assignments.values_mut() {
+            *assignment = Assignment { awaiting_committed: self.group.is_some(), ..Assignment::default() };
+        }
+        self.fetch_offsets.clear();
+    }
+
     pub fn positions(&self) -> BTreeMap<TopicPartition, Offset> {
         self.assignments.iter().filter_map(|(tp, assignment)| assignment.position.map(|position| (tp.clone(), position))).collect()
     }
@@ -176,6 +240,7 @@ impl Consumer {
             if let Some((_, sent)) = self.offset_fetch_in_flight {
                 deadline = earliest(deadline, Some(sent + self.config.request_timeout));
             }
+            deadline = earliest(deadline, self.offset_fetch_retry_at);
             if let Some(commit) = &self.commit_in_flight {
                 deadline = earliest(deadline, Some(commit.sent + self.config.request_timeout));
             }
@@ -324,6 +389,9 @@ impl Consumer {
     }
 
     fn send_fetches(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+        if self.paused {
+            return;
+        }
         let mut by_leader: BTreeMap<NodeId, Vec<FetchPartition>> = BTreeMap::new();
         let mut leaderless = false;
         for (tp, assignment) in &self.assignments {
@@ -467,9 +535,10 @@ impl Consumer {
 
     /// New partitions start from the group's committed offsets (OffsetFetch).
     fn fetch_committed_offsets(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        if self.offset_fetch_in_flight.is_some() {
+        if self.offset_fetch_in_flight.is_some() || self.offset_fetch_retry_at.is_some_and(|at| now < at) {
             return;
         }
+        self.offset_fetch_retry_at = None;
         let partitions: Vec<TopicPartition> = self.assignments.iter().filter(|(_, assignment)| assignment.awaiting_committed).map(|(tp, _)| tp.clone()).collect();
         let Some(group) = &self.group else { return };
         let Some(coordinator) = group.coordinator() else { return };
@@ -479,7 +548,8 @@ impl Consumer {
         let group_id = group.group_id.clone();
         let correlation_id = self.correlation();
         self.offset_fetch_in_flight = Some((correlation_id, now));
-        let message = GroupMessage::OffsetFetchRequest { correlation_id, group_id, partitions };
+        // KIP-447: a read_committed consumer asks for stable offsets only.
+        let message = GroupMessage::OffsetFetchRequest { correlation_id, group_id, partitions, require_stable: self.config.read_committed };
         out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::Group(message) }));
     }
 
@@ -503,10 +573,13 @@ impl Consumer {
                 self.offset_fetch_in_flight = None;
                 match result {
                     Ok(offsets) => self.apply_committed_offsets(offsets, out),
+                    // KIP-447: a transaction's offsets are pending; the next
+                    // poll asks again (awaiting_committed stays set).
+                    Err(ErrorCode::UnstableOffsetCommit) => self.offset_fetch_retry_at = Some(now + self.config.retry_backoff),
                     Err(_) => self.lose_coordinator(now),
                 }
             }
-            GroupMessage::OffsetCommitResponse { correlation_id, result } => {
+            GroupMessage::OffsetCommitResponse { correlation_id, result } | GroupMessage::TxnOffsetCommitResponse { correlation_id, result } => {
                 if self.commit_in_flight.as_ref().map(|commit| commit.correlation_id) != Some(correlation_id) {
                     return;
                 }

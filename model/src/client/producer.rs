@@ -130,6 +130,12 @@ impl Producer {
             + self.in_flight.values().map(|flight| flight.batch.handles.len()).sum::<usize>()
     }
 
+    /// Starts this producer's correlation ids at `base`, so an application that
+    /// runs a consumer beside it on one address can tell their answers apart.
+    pub fn set_correlation_base(&mut self, base: u64) {
+        self.next_correlation_id = self.next_correlation_id.max(base);
+    }
+
     fn correlation(&mut self) -> u64 {
         self.next_correlation_id += 1;
         self.next_correlation_id

@@ -105,7 +105,10 @@ pub enum CoordinatorEffect {
     Send(Send),
     /// Append `records` to the internal `partition` with acks=all; the broker calls
     /// `write_completed(token, ..)` once the write committed, failed or timed out.
-    Append { partition: u32, records: Vec<Record>, token: WriteToken },
+    /// `producer`: a transactional write under this producer id and epoch (KIP-98's
+    /// TxnOffsetCommit): the batch belongs to the producer's transaction, and its
+    /// commit or abort marker decides it.
+    Append { partition: u32, records: Vec<Record>, token: WriteToken, producer: Option<(crate::types::ProducerId, u16)> },
 }
 
 /// The contract between a broker and a coordinator it hosts.

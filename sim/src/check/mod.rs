@@ -11,6 +11,7 @@ pub mod at_least_once;
 pub mod at_most_once;
 pub mod committed_data_lost;
 pub mod duplicate;
+pub mod eos_violation;
 pub(crate) mod findings;
 pub mod group_overlap;
 pub mod inconsistent_offsets;
@@ -125,9 +126,8 @@ impl Violation {
 /// One checker: a pure function of a run's history and final state.
 pub type Checker = fn(&History, &FinalState) -> Vec<Violation>;
 
-/// Every implemented checker, in `CheckerKind` order. Kinds with no checker yet
-/// (eos-violation) are absent.
-pub const CHECKERS: [(CheckerKind, Checker); 17] = [
+/// Every checker, in `CheckerKind` order.
+pub const CHECKERS: [(CheckerKind, Checker); 18] = [
     (CheckerKind::LostWrite, lost_write::check),
     (CheckerKind::Duplicate, duplicate::check),
     (CheckerKind::InconsistentOffsets, inconsistent_offsets::check),
@@ -139,6 +139,7 @@ pub const CHECKERS: [(CheckerKind, Checker); 17] = [
     (CheckerKind::Unseen, unseen::check),
     (CheckerKind::AbortedRead, aborted_read::check),
     (CheckerKind::TxnAtomicity, txn_atomicity::check),
+    (CheckerKind::EosViolation, eos_violation::check),
     (CheckerKind::AtMostOnce, at_most_once::check),
     (CheckerKind::AtLeastOnce, at_least_once::check),
     (CheckerKind::GroupOverlap, group_overlap::check),

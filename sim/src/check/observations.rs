@@ -106,15 +106,17 @@ pub(crate) struct SendPair<'a> {
 /// are unique per run). A completion with no open invoke of its value is ignored.
 pub(crate) fn paired_sends(history: &History) -> Vec<SendPair<'_>> {
     let mut pairs: Vec<SendPair<'_>> = Vec::new();
-    let mut open: BTreeMap<Value, usize> = BTreeMap::new();
+    // Keyed by node too: pipeline members may send the same output value at once
+    // (a zombie and its successor), and each completion belongs to its own invoke.
+    let mut open: BTreeMap<(&str, Value), usize> = BTreeMap::new();
     for op in &history.ops {
         let OpBody::Send { value, .. } = &op.body else {
             continue;
         };
         if op.kind == OpType::Invoke {
-            open.insert(*value, pairs.len());
+            open.insert((&op.node, *value), pairs.len());
             pairs.push(SendPair { invoke: op, value: *value, completion: None });
-        } else if let Some(index) = open.remove(value) {
+        } else if let Some(index) = open.remove(&(&*op.node, *value)) {
             pairs[index].completion = Some(op);
         }
     }
@@ -189,6 +191,22 @@ mod tests {
         let pairs = paired_sends(&history);
         assert_eq!(pairs.len(), 2);
         assert!(pairs[0].completion.is_none());
+        assert_eq!(pairs[1].completion.map(|op| op.time), Some(3_000));
+    }
+
+    /// Two pipeline members sending the same output value (seed 5 of
+    /// pipeline-exactly-once): each completion pairs with its own node's invoke.
+    #[test]
+    fn paired_sends_keep_apart_the_same_value_sent_by_two_nodes() {
+        let mut history = HistoryBuilder::new();
+        history.send_invoke(1, "pipeline-1", value(1, 0));
+        history.send_invoke(2, "pipeline-2", value(1, 0));
+        history.send_ok(3, "pipeline-2", value(1, 0), 0, 0);
+        history.send_fail(4, "pipeline-1", value(1, 0));
+        let history = history.build();
+        let pairs = paired_sends(&history);
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[0].completion.map(|op| op.time), Some(4_000));
         assert_eq!(pairs[1].completion.map(|op| op.time), Some(3_000));
     }
 

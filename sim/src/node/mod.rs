@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod consumer;
 pub mod controller;
+pub mod pipeline;
 pub mod producer;
 
 use crate::buggify::Point;

@@ -66,7 +66,16 @@ impl ProducerNode {
         if let Some(id) = &mut config.transactional_id {
             *id = format!("{id}-{number}");
         }
-        let producer = Producer::new(config, ctx.roster.brokers(), number);
+        let mut producer = Producer::new(config, ctx.roster.brokers(), number);
+        // Ids unique across restarts, as the consumer's: a ProduceResponse to the
+        // previous incarnation (same correlation id) must not acknowledge a new
+        // send with another record's offset. Zero at the run's start, so producers
+        // that never restart are unchanged. A multiple of the broker count, so the
+        // bootstrap broker each request picks (correlation id modulo that count)
+        // follows the same rotation as before.
+        let brokers = ctx.roster.brokers().len().max(1) as u64;
+        let base = ctx.now().as_micros() << 20;
+        producer.set_correlation_base(base - base % brokers);
         let interval = Duration::from_secs_f64(1.0 / spec.rate);
         ProducerNode {
             name,

@@ -46,6 +46,7 @@ pub struct Scenario {
     pub topics: Vec<Topic>,
     pub producers: Vec<ProducerSpec>,
     pub consumers: Vec<ConsumerSpec>,
+    pub pipelines: Vec<PipelineSpec>,
     pub faults: Faults,
     pub expect: Expect,
 }
@@ -53,12 +54,12 @@ pub struct Scenario {
 impl Scenario {
     /// Whether any client joins a consumer group, so `__consumer_offsets` is needed.
     pub fn uses_groups(&self) -> bool {
-        self.consumers.iter().any(|consumer| consumer.group.is_some())
+        self.consumers.iter().any(|consumer| consumer.group.is_some()) || !self.pipelines.is_empty()
     }
 
     /// Whether any client uses transactions, so `__transaction_state` is needed.
     pub fn uses_transactions(&self) -> bool {
-        self.producers.iter().any(|producer| producer.config.transactional_id.is_some())
+        self.producers.iter().any(|producer| producer.config.transactional_id.is_some()) || self.pipelines.iter().any(|pipeline| pipeline.transactional)
     }
 }
 
@@ -111,6 +112,25 @@ pub struct ConsumerSpec {
     pub delivery: Delivery,
     /// `[consumers.config]`; auto.offset.reset defaults to "earliest" here.
     pub config: ConsumerConfig,
+}
+
+/// One `[[pipelines]]` block: `count` consume-transform-produce members of one
+/// group, reading `from` and writing each record's value, transformed, to `to`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PipelineSpec {
+    pub count: u32,
+    pub from: String,
+    pub to: String,
+    pub group: String,
+    /// Offsets and output in one transaction (KIP-98, KIP-447): exactly-once.
+    /// Otherwise outputs are acknowledged first, then offsets committed: at-least-once.
+    pub transactional: bool,
+    /// `[pipelines.config]`'s consumer properties; `isolation.level` is
+    /// read_committed when transactional.
+    pub consumer_config: ConsumerConfig,
+    /// `[pipelines.config]`'s producer properties; acks=all and idempotence always,
+    /// and `transactional.id` = `<group>-pipeline-<number>` when transactional.
+    pub producer_config: ProducerConfig,
 }
 
 /// When a consumer commits its position, relative to processing a record.
@@ -380,7 +400,7 @@ impl Scenario {
     /// consumer-1..C, numbered across all `[[producers]]` (`[[consumers]]`)
     /// blocks in file order.
     pub fn node_names(&self) -> Vec<String> {
-        validate::node_names(self.cluster.controllers, self.cluster.brokers, self.producer_count(), self.consumer_count())
+        validate::node_names(self.cluster.controllers, self.cluster.brokers, self.producer_count(), self.consumer_count(), self.pipeline_count())
     }
 
     /// Producers across all `[[producers]]` blocks.
@@ -389,6 +409,10 @@ impl Scenario {
     }
 
     /// Consumers across all `[[consumers]]` blocks.
+    pub fn pipeline_count(&self) -> u32 {
+        self.pipelines.iter().map(|pipeline| pipeline.count).sum()
+    }
+
     pub fn consumer_count(&self) -> u32 {
         self.consumers.iter().map(|consumer| consumer.count).sum()
     }

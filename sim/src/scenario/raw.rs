@@ -26,10 +26,9 @@ pub(super) struct RawScenario {
     pub producers: Vec<RawProducer>,
     #[serde(default)]
     pub consumers: Vec<RawConsumer>,
-    /// Consume-transform-produce pipelines: in the design, not implemented yet.
-    /// Read as plain values so the key is known; a non-empty list is refused.
+    /// Consume-transform-produce pipelines (KIP-98, KIP-447).
     #[serde(default)]
-    pub pipelines: Vec<toml::Value>,
+    pub pipelines: Vec<RawPipeline>,
     pub faults: Option<RawFaults>,
     pub expect: Option<RawExpect>,
 }
@@ -72,6 +71,20 @@ pub(super) struct RawConsumer {
     pub topic: String,
     pub group: Option<String>,
     pub delivery: Option<Word<Delivery>>,
+    #[serde(default)]
+    pub config: Properties,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPipeline {
+    pub count: Option<i64>,
+    pub from: String,
+    pub to: String,
+    pub group: String,
+    pub transactional: Option<bool>,
+    /// Consumer and producer properties together; each key goes to the client
+    /// that knows it (both, when both do).
     #[serde(default)]
     pub config: Properties,
 }

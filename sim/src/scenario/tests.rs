@@ -151,11 +151,68 @@ fn design_example_parses() {
     assert_eq!(scenario.node_names(), ["controller-1", "broker-1", "broker-2", "broker-3", "producer-1", "producer-2", "consumer-1", "consumer-2"]);
 }
 
+const COPIES_TOPIC: &str = r#"
+[[topics]]
+name = "copies"
+partitions = 3
+replication_factor = 3
+"#;
+
+/// DESIGN §4's example with its `[[pipelines]]` block and the topic it writes to.
+fn design_with_pipelines(extra: &str) -> String {
+    let (head, tail) = DESIGN_EXAMPLE.split_at(DESIGN_EXAMPLE.find("[[producers]]").expect("the example has producers"));
+    format!("{head}{COPIES_TOPIC}{tail}{PIPELINES_BLOCK}{extra}")
+}
+
 #[test]
-fn pipelines_are_refused_for_now() {
-    let error = error_of(&format!("{DESIGN_EXAMPLE}{PIPELINES_BLOCK}"), "pipelines");
-    assert_eq!(error.message, "pipelines (consume-transform-produce) are not supported yet");
+fn pipelines_are_accepted_with_their_meaning() {
+    let scenario = parse(&design_with_pipelines("")).expect("DESIGN's pipelines block parses");
+    let pipeline = &scenario.pipelines[0];
+    assert_eq!((pipeline.count, pipeline.from.as_str(), pipeline.to.as_str(), pipeline.group.as_str()), (2, "events", "copies", "copier"));
+    assert!(pipeline.transactional);
+    assert!(pipeline.consumer_config.read_committed, "a transactional pipeline reads committed records only");
+    assert_eq!(pipeline.producer_config.acks, Acks::All);
+    assert!(pipeline.producer_config.enable_idempotence);
+    assert_eq!(pipeline.producer_config.transactional_id.as_deref(), Some("copier-pipeline"));
+    assert!(scenario.uses_groups() && scenario.uses_transactions());
+    assert_eq!(
+        scenario.node_names(),
+        ["controller-1", "broker-1", "broker-2", "broker-3", "producer-1", "producer-2", "consumer-1", "consumer-2", "pipeline-1", "pipeline-2"]
+    );
     parse(&format!("pipelines = []\n{MINIMAL}")).expect("an empty pipelines list is accepted");
+}
+
+#[test]
+fn a_plain_pipeline_defaults_to_at_least_once_and_takes_client_properties() {
+    let text = design_with_pipelines("").replace("transactional = true", "[pipelines.config]\n\"max.poll.records\" = 7\n\"linger.ms\" = 3");
+    let scenario = parse(&text).expect("a non-transactional pipeline parses");
+    let pipeline = &scenario.pipelines[0];
+    assert!(!pipeline.transactional && !pipeline.consumer_config.read_committed);
+    assert_eq!(pipeline.consumer_config.max_poll_records, 7);
+    assert_eq!(pipeline.producer_config.transactional_id, None);
+    assert!(scenario.uses_groups() && !scenario.uses_transactions());
+    let scripted = format!("{text}\n[[faults.schedule]]\nat = \"5s\"\naction = \"crash\"\ntarget = \"pipeline-2\"\n");
+    let scenario = parse(&scripted).expect("pipeline-2 is a fault target");
+    assert_eq!(scenario.faults.schedule[0].target, Target::Node("pipeline-2".into()));
+}
+
+#[test]
+fn bad_pipelines_name_their_key() {
+    let error = error_of(&design_with_pipelines("").replace("to = \"copies\"", "to = \"copys\""), "pipelines[0].to");
+    assert!(error.message.contains("\"copies\""), "{}", error.message);
+    error_of(&design_with_pipelines("").replace("from = \"events\"", "from = \"nope\""), "pipelines[0].from");
+    error_of(&design_with_pipelines("").replace("to = \"copies\"", "to = \"events\""), "pipelines[0].to");
+    error_of(&design_with_pipelines("").replace("group = \"copier\"\n", ""), "pipelines[0].group");
+    error_of(&design_with_pipelines("").replace("group = \"copier\"", "group = \" \""), "pipelines[0].group");
+    error_of(&design_with_pipelines("").replace("count = 2\nfrom", "count = 0\nfrom"), "pipelines[0].count");
+    error_of(&design_with_pipelines("").replace("transactional = true", "transactional = \"yes\""), "pipelines[0].transactional");
+    error_of(&design_with_pipelines("").replace("transactional = true", "colour = 1"), "pipelines[0].colour");
+    error_of(&design_with_pipelines("[pipelines.config]\n\"max.pol.records\" = 3\n"), "pipelines[0].config.\"max.pol.records\"");
+    error_of(&design_with_pipelines("[pipelines.config]\n\"transactional.id\" = \"t\"\n"), "pipelines[0].config.\"transactional.id\"");
+    error_of(&design_with_pipelines("[pipelines.config]\n\"max.poll.records\" = \"many\"\n"), "pipelines[0].config.\"max.poll.records\"");
+    let scripted = design_with_pipelines("").replace("target = \"leader(events/0)\"", "target = \"pipeline-3\"");
+    let error = error_of(&scripted, "faults.schedule[0].target");
+    assert!(error.message.contains("pipeline-1..pipeline-2"), "{}", error.message);
 }
 
 #[test]

@@ -4,8 +4,9 @@
 
 use super::duration::format_duration;
 use super::error::{child_key, did_you_mean, Problem};
-use super::raw::{RawCluster, RawConsumer, RawExpect, RawFaults, RawProducer, RawScenario, RawScheduledFault, RawTopic};
-use super::{Action, Cluster, ConsumerSpec, Delivery, Expect, FaultKind, Faults, ProducerSpec, Scenario, ScheduledFault, Target, Topic};
+use super::raw::{RawCluster, RawConsumer, RawExpect, RawFaults, RawPipeline, RawProducer, RawScenario, RawScheduledFault, RawTopic};
+use super::{Action, Cluster, ConsumerSpec, Delivery, Expect, FaultKind, Faults, PipelineSpec, ProducerSpec, Scenario, ScheduledFault, Target, Topic};
+use kafsim_model::config::{Properties, PropertyValue};
 use crate::check::CheckerKind;
 use kafsim_model::config::{BrokerConfig, ConfigError, ConsumerConfig, ProducerConfig, BROKER_PROPERTIES, CONSUMER_PROPERTIES, PRODUCER_PROPERTIES};
 use kafsim_model::TopicPartition;
@@ -34,9 +35,6 @@ const LOSS_RATE_DEFAULT: f64 = 0.1;
 const LATENCY_DEFAULT: Duration = Duration::from_millis(50);
 
 pub(super) fn build(raw: RawScenario, path: &Path) -> Result<Scenario, Problem> {
-    if !raw.pipelines.is_empty() {
-        return Err(Problem::new("pipelines", "pipelines (consume-transform-produce) are not supported yet"));
-    }
     let name = scenario_name(raw.name, path)?;
     let duration = bounded_duration("duration", raw.duration.0)?;
     let drain = bounded_duration("drain", raw.drain.map_or(DRAIN_DEFAULT, |drain| drain.0))?;
@@ -49,6 +47,7 @@ pub(super) fn build(raw: RawScenario, path: &Path) -> Result<Scenario, Problem> 
     let topics = build_topics(raw.topics, &cluster)?;
     let producers = build_producers(raw.producers, &topics)?;
     let consumers = build_consumers(raw.consumers, &topics)?;
+    let pipelines = build_pipelines(raw.pipelines, &topics)?;
     let mut scenario = Scenario {
         name,
         description: raw.description.unwrap_or_default(),
@@ -61,6 +60,7 @@ pub(super) fn build(raw: RawScenario, path: &Path) -> Result<Scenario, Problem> 
         topics,
         producers,
         consumers,
+        pipelines,
         faults: Faults::default(),
         expect: Expect::default(),
     };
@@ -69,8 +69,8 @@ pub(super) fn build(raw: RawScenario, path: &Path) -> Result<Scenario, Problem> 
     Ok(scenario)
 }
 
-pub(super) fn node_names(controllers: u32, brokers: u32, producers: u32, consumers: u32) -> Vec<String> {
-    let kinds = [("controller", controllers), ("broker", brokers), ("producer", producers), ("consumer", consumers)];
+pub(super) fn node_names(controllers: u32, brokers: u32, producers: u32, consumers: u32, pipelines: u32) -> Vec<String> {
+    let kinds = [("controller", controllers), ("broker", brokers), ("producer", producers), ("consumer", consumers), ("pipeline", pipelines)];
     kinds.iter().flat_map(|(kind, count)| (1..=*count).map(move |number| format!("{kind}-{number}"))).collect()
 }
 
@@ -255,6 +255,60 @@ fn build_consumers(raw: Vec<RawConsumer>, topics: &[Topic]) -> Result<Vec<Consum
     Ok(consumers)
 }
 
+/// `[[pipelines]]`: both topics declared, a group, and `config` split between
+/// the consumer and the producer by property name.
+fn build_pipelines(raw: Vec<RawPipeline>, topics: &[Topic]) -> Result<Vec<PipelineSpec>, Problem> {
+    let mut total = 0;
+    let mut pipelines = Vec::with_capacity(raw.len());
+    for (index, pipeline) in raw.into_iter().enumerate() {
+        let key = format!("pipelines[{index}]");
+        let count = client_count(&format!("{key}.count"), pipeline.count, &mut total, "pipeline member")?;
+        topic_reference(&format!("{key}.from"), &pipeline.from, topics)?;
+        topic_reference(&format!("{key}.to"), &pipeline.to, topics)?;
+        if pipeline.from == pipeline.to {
+            return Err(Problem::new(format!("{key}.to"), format!("expected a topic other than from = {:?}: a pipeline reading its own output never drains", pipeline.from)));
+        }
+        if pipeline.group.trim().is_empty() || !is_plain_name(&pipeline.group) {
+            return Err(Problem::new(format!("{key}.group"), format!("expected a group name of letters, digits, '.', '_' and '-', got {:?}", pipeline.group)));
+        }
+        let transactional = pipeline.transactional.unwrap_or(false);
+        let config_key = format!("{key}.config");
+        let mut consumer_properties = Properties::new();
+        let mut producer_properties = Properties::new();
+        for (name, value) in &pipeline.config {
+            let for_consumer = CONSUMER_PROPERTIES.contains(&name.as_str());
+            let for_producer = PRODUCER_PROPERTIES.contains(&name.as_str());
+            if !for_consumer && !for_producer {
+                let known: Vec<&str> = CONSUMER_PROPERTIES.iter().chain(PRODUCER_PROPERTIES).copied().collect();
+                let message = format!("unknown property{}; the supported properties are: {}", did_you_mean(name, &known), known.join(", "));
+                return Err(Problem::new(child_key(&config_key, name), message));
+            }
+            if matches!(name.as_str(), "transactional.id" | "isolation.level" | "enable.idempotence" | "acks") {
+                let message = "is set by the pipeline itself (acks=all, idempotence, and with transactional = true a transactional.id per member and read_committed)";
+                return Err(Problem::new(child_key(&config_key, name), message));
+            }
+            if for_consumer {
+                consumer_properties.insert(name.clone(), value.clone());
+            }
+            if for_producer {
+                producer_properties.insert(name.clone(), value.clone());
+            }
+        }
+        let isolation = if transactional { "read_committed" } else { "read_uncommitted" };
+        consumer_properties.insert("isolation.level".into(), PropertyValue::Text(isolation.into()));
+        let consumer_config =
+            ConsumerConfig::from_properties(&consumer_properties, "earliest").map_err(|error| config_problem(&config_key, error, CONSUMER_PROPERTIES))?;
+        producer_properties.insert("acks".into(), PropertyValue::Text("all".into()));
+        producer_properties.insert("enable.idempotence".into(), PropertyValue::Bool(true));
+        if transactional {
+            producer_properties.insert("transactional.id".into(), PropertyValue::Text(format!("{}-pipeline", pipeline.group)));
+        }
+        let producer_config = ProducerConfig::from_properties(&producer_properties).map_err(|error| config_problem(&config_key, error, PRODUCER_PROPERTIES))?;
+        pipelines.push(PipelineSpec { count, from: pipeline.from, to: pipeline.to, group: pipeline.group, transactional, consumer_config, producer_config });
+    }
+    Ok(pipelines)
+}
+
 fn build_faults(raw: Option<RawFaults>, scenario: &Scenario) -> Result<Faults, Problem> {
     let Some(raw) = raw else {
         return Ok(Faults::default());
@@ -265,8 +319,8 @@ fn build_faults(raw: Option<RawFaults>, scenario: &Scenario) -> Result<Faults, P
         if kinds.contains(&kind) {
             return Err(Problem::new(key, format!("{:?} is listed twice", kind.name())));
         }
-        if kind == FaultKind::ClientCrash && scenario.producers.is_empty() && scenario.consumers.is_empty() {
-            return Err(Problem::new(key, "\"client-crash\" needs a producer or a consumer to crash, and the scenario has none"));
+        if kind == FaultKind::ClientCrash && scenario.producers.is_empty() && scenario.consumers.is_empty() && scenario.pipelines.is_empty() {
+            return Err(Problem::new(key, "\"client-crash\" needs a producer, a consumer or a pipeline to crash, and the scenario has none"));
         }
         if kind == FaultKind::ReplicaPowerLoss && scenario.topics.is_empty() {
             return Err(Problem::new(key, "\"replica-power-loss\" needs a partition, and the scenario defines no topics"));
@@ -390,6 +444,7 @@ fn describe_nodes(scenario: &Scenario) -> String {
         ("broker", scenario.cluster.brokers),
         ("producer", scenario.producer_count()),
         ("consumer", scenario.consumer_count()),
+        ("pipeline", scenario.pipeline_count()),
     ];
     let ranges = kinds.iter().filter(|(_, count)| *count > 0).map(|(kind, count)| match count {
         1 => format!("{kind}-1"),

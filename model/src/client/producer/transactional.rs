@@ -137,6 +137,19 @@ impl Producer {
         }
     }
 
+    /// Whether the coordinator added `group_id`'s offsets partition to the
+    /// current transaction (AddOffsetsToTxn answered): TxnOffsetCommit may go (KIP-98).
+    pub fn offsets_added(&self, group_id: &str) -> bool {
+        self.transactions.as_ref().is_some_and(|txn| txn.phase == TransactionPhase::InTransaction && txn.groups_added.iter().any(|group| &**group == group_id))
+    }
+
+    /// The transactional id, producer id and epoch a TxnOffsetCommit carries.
+    pub fn transactional_identity(&self) -> Option<(Arc<str>, crate::types::ProducerId, u16)> {
+        let txn = self.transactions.as_ref()?;
+        let (producer_id, producer_epoch) = self.producer_id?;
+        Some((txn.transactional_id.clone(), producer_id, producer_epoch))
+    }
+
     fn end_transaction(&mut self, now: Instant, commit: bool, out: &mut Vec<ProducerOutput>) {
         let Some(txn) = self.transactions.as_mut() else { return };
         if txn.phase != TransactionPhase::InTransaction {

@@ -8,6 +8,15 @@
 //! log (`load`) and takes over the groups: their last written generation,
 //! members and assignments, and every committed offset.
 //!
+//! Transactional offsets (KIP-98, KIP-447): TxnOffsetCommit writes its offset
+//! records into the producer's transaction on the group's partition and keeps
+//! them pending per producer id (Kafka's pendingTransactionalOffsetCommits)
+//! until the transaction's marker on that partition commits them into the
+//! group's offsets or drops them. OffsetFetch with require_stable refuses a
+//! partition with pending offsets (UnstableOffsetCommit). `load` rebuilds the
+//! pending offsets from the log: offset records of transactional batches,
+//! resolved by the later control markers of their producer.
+//!
 //! Files: `state.rs` is one group's membership state machine; `offsets.rs` commit
 //! fencing and fetch; `assignor.rs` the assignors the group leader runs;
 //! `records.rs` what goes into the log; `protocol.rs` the messages.
@@ -23,7 +32,7 @@ use crate::config::BrokerConfig;
 use crate::protocol::{ErrorCode, Message, Send};
 use crate::record::SharedBatch;
 use crate::time::{earliest, Instant};
-use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};
+use crate::types::{LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
 use protocol::{Generation, GroupMessage, MemberId};
 use records::{GroupLogRecord, OffsetRecord};
 use state::{coordinator_error, Group, GroupEffect};
@@ -34,7 +43,11 @@ use std::sync::Arc;
 enum PendingWrite {
     Group { group_id: Arc<str>, generation: Generation },
     Commit { group_id: Arc<str>, client: NodeId, correlation_id: u64, offsets: Vec<(TopicPartition, Offset)> },
+    TxnCommit { group_id: Arc<str>, client: NodeId, correlation_id: u64, producer_id: ProducerId, offsets: Vec<(TopicPartition, Offset)> },
 }
+
+/// Per group, per producer id, the offsets of its open transaction.
+type PendingTransactionalOffsets = BTreeMap<Arc<str>, BTreeMap<ProducerId, BTreeMap<TopicPartition, Offset>>>;
 
 pub struct GroupCoordinator {
     config: BrokerConfig,
@@ -49,11 +62,13 @@ pub struct GroupCoordinator {
     /// Answers for parked JoinGroup/SyncGroup requests of groups just unloaded;
     /// `unload` has no outputs, so they go out on the next `handle_timeout`.
     farewells: Vec<Send>,
+    /// KIP-98: offsets committed in transactions not yet ended by a marker.
+    pending_transactional_offsets: PendingTransactionalOffsets,
 }
 
 impl GroupCoordinator {
     pub fn new(config: BrokerConfig) -> GroupCoordinator {
-        GroupCoordinator { config, loaded: BTreeMap::new(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_token: 0, next_member: 0, farewells: Vec::new() }
+        GroupCoordinator { config, loaded: BTreeMap::new(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_token: 0, next_member: 0, farewells: Vec::new(), pending_transactional_offsets: BTreeMap::new() }
     }
 
     fn partition_of(&self, group_id: &str) -> u32 {
@@ -76,10 +91,41 @@ impl GroupCoordinator {
     }
 
     fn write(&mut self, partition: u32, records: Vec<GroupLogRecord>, pending: PendingWrite, out: &mut Vec<CoordinatorEffect>) {
+        self.write_as(partition, records, pending, None, out);
+    }
+
+    fn write_as(&mut self, partition: u32, records: Vec<GroupLogRecord>, pending: PendingWrite, producer: Option<(ProducerId, u16)>, out: &mut Vec<CoordinatorEffect>) {
         self.next_token += 1;
         let token = WriteToken(self.next_token);
         self.pending.insert(token, pending);
-        out.push(CoordinatorEffect::Append { partition, records: records.iter().map(GroupLogRecord::encode).collect(), token });
+        out.push(CoordinatorEffect::Append { partition, records: records.iter().map(GroupLogRecord::encode).collect(), token, producer });
+    }
+
+    /// A transaction's marker committed on offsets `partition`: the producer's
+    /// pending offsets of every group there become committed offsets (commit) or
+    /// are dropped (abort). Called by the broker (KIP-98 WriteTxnMarkers).
+    pub fn complete_transaction(&mut self, partition: u32, producer_id: ProducerId, commit: bool) {
+        let count = self.config.offsets_topic_num_partitions;
+        let delay = self.config.group_initial_rebalance_delay;
+        let mut committed = Vec::new();
+        for (group_id, producers) in self.pending_transactional_offsets.iter_mut().filter(|(group_id, _)| partition_for(group_id, count) == partition) {
+            if let Some(offsets) = producers.remove(&producer_id) {
+                if commit {
+                    committed.push((group_id.clone(), offsets));
+                }
+            }
+        }
+        self.pending_transactional_offsets.retain(|_, producers| !producers.is_empty());
+        for (group_id, offsets) in committed {
+            self.groups.entry(group_id.clone()).or_insert_with(|| Group::new(group_id, delay)).offsets.extend(offsets);
+        }
+    }
+
+    /// KIP-447: whether any of `partitions` has transactional offsets pending.
+    fn has_pending_offsets(&self, group_id: &str, partitions: &[TopicPartition]) -> bool {
+        self.pending_transactional_offsets
+            .get(group_id)
+            .is_some_and(|producers| producers.values().any(|offsets| partitions.iter().any(|partition| offsets.contains_key(partition))))
     }
 
     /// Carries out what a group asked for.
@@ -152,9 +198,25 @@ impl GroupCoordinator {
                     }
                 }
             }
-            GroupMessage::OffsetFetchRequest { correlation_id, partitions, .. } => {
-                let result = served.map(|_| offsets::fetch(self.groups.get(&group_id), &partitions));
+            GroupMessage::OffsetFetchRequest { correlation_id, partitions, require_stable, .. } => {
+                let unstable = require_stable && self.has_pending_offsets(&group_id, &partitions);
+                let result = served.and_then(|_| if unstable { Err(ErrorCode::UnstableOffsetCommit) } else { Ok(offsets::fetch(self.groups.get(&group_id), &partitions)) });
                 send(out, GroupMessage::OffsetFetchResponse { correlation_id, result });
+            }
+            GroupMessage::TxnOffsetCommitRequest { correlation_id, producer_id, producer_epoch, generation, member_id, offsets, .. } => {
+                // KIP-447: fenced by generation and member id, as OffsetCommit is.
+                let result = served.and_then(|partition| offsets::validate_commit(self.groups.get(&group_id), generation, Some(&member_id)).map(|()| partition));
+                match result {
+                    Err(error) => send(out, GroupMessage::TxnOffsetCommitResponse { correlation_id, result: Err(error) }),
+                    Ok(partition) => {
+                        let records = offsets
+                            .iter()
+                            .map(|(partition, offset)| GroupLogRecord::Offset(OffsetRecord { group_id: group_id.clone(), partition: partition.clone(), offset: *offset }))
+                            .collect();
+                        let pending = PendingWrite::TxnCommit { group_id: group_id.clone(), client: from, correlation_id, producer_id, offsets };
+                        self.write_as(partition, records, pending, Some((producer_id, producer_epoch)), out);
+                    }
+                }
             }
             _ => {}
         }
@@ -172,7 +234,20 @@ impl Coordinator for GroupCoordinator {
     fn load(&mut self, now: Instant, partition: u32, leader_epoch: LeaderEpoch, batches: &[SharedBatch], _out: &mut Vec<CoordinatorEffect>) {
         let delay = self.config.group_initial_rebalance_delay;
         let mut loaded: BTreeMap<Arc<str>, Group> = BTreeMap::new();
+        let mut pending: PendingTransactionalOffsets = BTreeMap::new();
         for batch in batches {
+            // KIP-98: a marker ends its producer's transaction here.
+            if let (Some(marker), Some(stamp)) = (&batch.control, &batch.producer) {
+                for (group_id, producers) in pending.iter_mut() {
+                    if let Some(offsets) = producers.remove(&stamp.producer_id) {
+                        if marker.commit {
+                            loaded.entry(group_id.clone()).or_insert_with(|| Group::new(group_id.clone(), delay)).offsets.extend(offsets);
+                        }
+                    }
+                }
+                continue;
+            }
+            let transactional = batch.producer.filter(|stamp| stamp.transactional).map(|stamp| stamp.producer_id);
             for (_, record) in batch.iter() {
                 let Some(entry) = decode_record::<GroupLogRecord>(record) else { continue };
                 if self.partition_of(entry.group_id()) != partition {
@@ -185,6 +260,10 @@ impl Coordinator for GroupCoordinator {
                         group.offsets = offsets;
                         loaded.insert(group.id.clone(), group);
                     }
+                    GroupLogRecord::Offset(record) if transactional.is_some() => {
+                        let producer_id = transactional.expect("matched above");
+                        pending.entry(record.group_id.clone()).or_default().entry(producer_id).or_default().insert(record.partition, record.offset);
+                    }
                     GroupLogRecord::Offset(record) => {
                         let group = loaded.entry(record.group_id.clone()).or_insert_with(|| Group::new(record.group_id.clone(), delay));
                         group.offsets.insert(record.partition, record.offset);
@@ -195,12 +274,19 @@ impl Coordinator for GroupCoordinator {
         tracing::info!(partition, groups = loaded.len(), "group coordinator loaded");
         self.groups.retain(|group_id, _| partition_for(group_id, self.config.offsets_topic_num_partitions) != partition);
         self.groups.extend(loaded);
+        self.pending_transactional_offsets.retain(|group_id, _| partition_for(group_id, self.config.offsets_topic_num_partitions) != partition);
+        pending.retain(|_, producers| {
+            producers.retain(|_, offsets| !offsets.is_empty());
+            !producers.is_empty()
+        });
+        self.pending_transactional_offsets.extend(pending);
         self.loaded.insert(partition, leader_epoch);
     }
 
     fn unload(&mut self, partition: u32) {
         self.loaded.remove(&partition);
         let count = self.config.offsets_topic_num_partitions;
+        self.pending_transactional_offsets.retain(|group_id, _| partition_for(group_id, count) != partition);
         let mut effects = Vec::new();
         self.groups.retain(|group_id, group| {
             let keep = partition_for(group_id, count) != partition;
@@ -247,6 +333,18 @@ impl Coordinator for GroupCoordinator {
                     Err(error) => Err(coordinator_error(error)),
                 };
                 out.push(CoordinatorEffect::Send(Send { to: client, message: Message::Group(GroupMessage::OffsetCommitResponse { correlation_id, result }) }));
+            }
+            PendingWrite::TxnCommit { group_id, client, correlation_id, producer_id, offsets } => {
+                let result = match result {
+                    Ok(_) => {
+                        self.pending_transactional_offsets.entry(group_id).or_default().entry(producer_id).or_default().extend(offsets);
+                        Ok(())
+                    }
+                    Err(ErrorCode::ProducerFenced) => Err(ErrorCode::ProducerFenced),
+                    Err(error) => Err(coordinator_error(error)),
+                };
+                let message = GroupMessage::TxnOffsetCommitResponse { correlation_id, result };
+                out.push(CoordinatorEffect::Send(Send { to: client, message: Message::Group(message) }));
             }
         }
     }

@@ -3,7 +3,7 @@
 //! KIP-848 keeps as its "classic" path).
 
 use crate::protocol::ErrorCode;
-use crate::types::{Offset, TopicPartition};
+use crate::types::{Offset, ProducerId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::sync::Arc;
@@ -85,9 +85,25 @@ pub enum GroupMessage {
         offsets: Vec<(TopicPartition, Offset)>,
     },
     OffsetCommitResponse { correlation_id: u64, result: Result<(), ErrorCode> },
-    OffsetFetchRequest { correlation_id: u64, group_id: Arc<str>, partitions: Vec<TopicPartition> },
+    /// `require_stable` (KIP-447): partitions with transactional offsets still
+    /// pending answer UnstableOffsetCommit instead of an offset that may change.
+    OffsetFetchRequest { correlation_id: u64, group_id: Arc<str>, partitions: Vec<TopicPartition>, require_stable: bool },
     /// Per partition its committed offset, None when nothing was committed.
     OffsetFetchResponse { correlation_id: u64, result: Result<Vec<(TopicPartition, Option<Offset>)>, ErrorCode> },
+    /// KIP-98's TxnOffsetCommit, with KIP-447's generation and member id so a
+    /// zombie of an older generation is fenced. The offsets are pending until
+    /// the transaction's marker lands on the group's `__consumer_offsets` partition.
+    TxnOffsetCommitRequest {
+        correlation_id: u64,
+        group_id: Arc<str>,
+        transactional_id: Arc<str>,
+        producer_id: ProducerId,
+        producer_epoch: u16,
+        generation: Generation,
+        member_id: MemberId,
+        offsets: Vec<(TopicPartition, Offset)>,
+    },
+    TxnOffsetCommitResponse { correlation_id: u64, result: Result<(), ErrorCode> },
 }
 
 impl GroupMessage {
@@ -102,6 +118,7 @@ impl GroupMessage {
                 | GroupMessage::LeaveGroupRequest { .. }
                 | GroupMessage::OffsetCommitRequest { .. }
                 | GroupMessage::OffsetFetchRequest { .. }
+                | GroupMessage::TxnOffsetCommitRequest { .. }
         )
     }
 
@@ -113,6 +130,7 @@ impl GroupMessage {
             GroupMessage::LeaveGroupRequest { .. } | GroupMessage::LeaveGroupResponse { .. } => "LeaveGroup",
             GroupMessage::OffsetCommitRequest { .. } | GroupMessage::OffsetCommitResponse { .. } => "OffsetCommit",
             GroupMessage::OffsetFetchRequest { .. } | GroupMessage::OffsetFetchResponse { .. } => "OffsetFetch",
+            GroupMessage::TxnOffsetCommitRequest { .. } | GroupMessage::TxnOffsetCommitResponse { .. } => "TxnOffsetCommit",
         }
     }
 
@@ -124,7 +142,8 @@ impl GroupMessage {
             | GroupMessage::HeartbeatRequest { group_id, .. }
             | GroupMessage::LeaveGroupRequest { group_id, .. }
             | GroupMessage::OffsetCommitRequest { group_id, .. }
-            | GroupMessage::OffsetFetchRequest { group_id, .. } => Some(group_id),
+            | GroupMessage::OffsetFetchRequest { group_id, .. }
+            | GroupMessage::TxnOffsetCommitRequest { group_id, .. } => Some(group_id),
             _ => None,
         }
     }

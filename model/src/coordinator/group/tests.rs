@@ -44,15 +44,34 @@ impl Harness {
                             self.replies.push((send.to, message));
                         }
                     }
-                    CoordinatorEffect::Append { records, token, .. } => {
-                        let base = Offset(self.log.iter().map(|batch| batch.iter().count() as u64).sum());
-                        self.log.push(Arc::new(RecordBatch::new(base, LeaderEpoch(1), None, records)));
+                    CoordinatorEffect::Append { records, token, producer, .. } => {
+                        let base = self.log_end();
+                        let stamp = producer.map(|(producer_id, producer_epoch)| crate::record::ProducerStamp {
+                            producer_id,
+                            producer_epoch,
+                            base_sequence: crate::types::Sequence(-1),
+                            transactional: true,
+                        });
+                        self.log.push(Arc::new(RecordBatch::new(base, LeaderEpoch(1), stamp, records)));
                         self.coordinator.write_completed(now, token, Ok(base), &mut next);
                     }
                 }
             }
             effects = next;
         }
+    }
+
+    fn log_end(&self) -> Offset {
+        self.log.last().map_or(Offset(0), |batch| batch.next_offset())
+    }
+
+    /// KIP-98: the transaction coordinator's marker for `producer` lands on the
+    /// offsets partition, and the broker tells the group coordinator.
+    fn marker(&mut self, producer: u64, commit: bool) {
+        let stamp = crate::record::ProducerStamp { producer_id: ProducerId(producer), producer_epoch: 1, base_sequence: crate::types::Sequence(-1), transactional: true };
+        let marker = crate::record::ControlMarker { commit, coordinator_epoch: 0 };
+        self.log.push(Arc::new(RecordBatch::control(self.log_end(), LeaderEpoch(1), stamp, marker)));
+        self.coordinator.complete_transaction(0, ProducerId(producer), commit);
     }
 
     fn request(&mut self, now: Instant, from: u32, message: GroupMessage) {
@@ -167,6 +186,69 @@ fn a_successor_loads_groups_and_offsets_from_the_log() {
     assert_eq!(group.generation, result.generation);
     assert_eq!(group.offsets[&TopicPartition::new("t", 0)], Offset(42));
     assert_eq!(group.members[&member].assignment, vec![TopicPartition::new("t", 0)]);
+}
+
+fn txn_commit(correlation_id: u64, producer: u64, generation: Generation, member_id: &MemberId, offset: u64) -> GroupMessage {
+    GroupMessage::TxnOffsetCommitRequest {
+        correlation_id,
+        group_id: "g".into(),
+        transactional_id: "tx".into(),
+        producer_id: ProducerId(producer),
+        producer_epoch: 1,
+        generation,
+        member_id: member_id.clone(),
+        offsets: vec![(TopicPartition::new("t", 0), Offset(offset))],
+    }
+}
+
+fn fetch(correlation_id: u64, require_stable: bool) -> GroupMessage {
+    GroupMessage::OffsetFetchRequest { correlation_id, group_id: "g".into(), partitions: vec![TopicPartition::new("t", 0)], require_stable }
+}
+
+/// The committed offset of t/0 an OffsetFetch answers, or its error.
+fn fetched(coordinator: &mut GroupCoordinator, require_stable: bool) -> Result<Option<Offset>, ErrorCode> {
+    let mut effects = Vec::new();
+    coordinator.handle_request(at(9), NodeId(3001), Message::Group(fetch(99, require_stable)), &mut effects);
+    let answer = effects.into_iter().find_map(|effect| match effect {
+        CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::OffsetFetchResponse { result, .. }), .. }) => Some(result),
+        _ => None,
+    });
+    answer.expect("an OffsetFetch answer").map(|offsets| offsets[0].1)
+}
+
+/// KIP-98 + KIP-447: TxnOffsetCommit's offsets stay pending until the
+/// transaction's marker lands on the offsets partition; meanwhile OffsetFetch
+/// with require_stable answers UnstableOffsetCommit. A commit marker makes them
+/// the group's offsets, an abort marker drops them, a stale generation is
+/// fenced, and a successor coordinator rebuilds the pending offsets from the
+/// log (transactional offset records resolved by later markers).
+#[test]
+fn transactional_offsets_are_pending_until_their_marker() {
+    let mut harness = Harness::new();
+    harness.request(at(0), 3001, join(1, None));
+    let result = join_results(&harness.take()).pop().expect("joined");
+    let member = result.member_id.clone();
+    harness.request(at(0), 3001, sync(2, result.generation, &member, vec![(member.clone(), vec![TopicPartition::new("t", 0)])]));
+    harness.take();
+    harness.request(at(1), 3001, txn_commit(3, 7, Generation(result.generation.0 - 1), &member, 5));
+    assert!(matches!(harness.take()[..], [(_, GroupMessage::TxnOffsetCommitResponse { result: Err(ErrorCode::IllegalGeneration), .. })]), "a zombie's generation is fenced");
+    harness.request(at(1), 3001, txn_commit(4, 7, result.generation, &member, 10));
+    assert!(matches!(harness.take()[..], [(_, GroupMessage::TxnOffsetCommitResponse { result: Ok(()), .. })]));
+    assert_eq!(fetched(&mut harness.coordinator, true), Err(ErrorCode::UnstableOffsetCommit));
+    assert_eq!(fetched(&mut harness.coordinator, false), Ok(None), "read_uncommitted fetches see only committed offsets");
+    let mut successor = GroupCoordinator::new(config());
+    successor.load(at(2), 0, LeaderEpoch(2), &harness.log, &mut Vec::new());
+    assert_eq!(fetched(&mut successor, true), Err(ErrorCode::UnstableOffsetCommit), "the successor rebuilt the pending offsets");
+    harness.marker(7, true);
+    assert_eq!(fetched(&mut harness.coordinator, true), Ok(Some(Offset(10))));
+    harness.request(at(3), 3001, txn_commit(5, 8, result.generation, &member, 20));
+    harness.take();
+    assert_eq!(fetched(&mut harness.coordinator, true), Err(ErrorCode::UnstableOffsetCommit));
+    harness.marker(8, false);
+    assert_eq!(fetched(&mut harness.coordinator, true), Ok(Some(Offset(10))), "an aborted transaction's offsets are dropped");
+    let mut successor = GroupCoordinator::new(config());
+    successor.load(at(4), 0, LeaderEpoch(3), &harness.log, &mut Vec::new());
+    assert_eq!(fetched(&mut successor, true), Ok(Some(Offset(10))), "the successor resolved both transactions by their markers");
 }
 
 /// A failed metadata write answers SyncGroup with an error and rebalances again.

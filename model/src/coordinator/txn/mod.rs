@@ -115,7 +115,7 @@ impl TransactionCoordinator {
         self.next_token += 1;
         let token = WriteToken(self.next_token);
         let epoch = self.loaded.get(&partition).map_or(0, |epoch| epoch.0);
-        out.push(CoordinatorEffect::Append { partition, records: vec![encode_record("__barrier", &epoch)], token });
+        out.push(CoordinatorEffect::Append { partition, records: vec![encode_record("__barrier", &epoch)], token, producer: None });
         self.loading.insert(partition, token);
     }
 
@@ -157,7 +157,7 @@ impl TransactionCoordinator {
         let token = WriteToken(self.next_token);
         let entry = self.entries.get_mut(transactional_id).expect("writes are for loaded entries");
         assert!(entry.pending.is_none(), "one write at a time per transactional id");
-        out.push(CoordinatorEffect::Append { partition: entry.partition, records: vec![encode_record(transactional_id, &next)], token });
+        out.push(CoordinatorEffect::Append { partition: entry.partition, records: vec![encode_record(transactional_id, &next)], token, producer: None });
         entry.pending = Some(PendingWrite { token, next, reply });
         self.writes.insert(token, transactional_id.to_string());
     }
