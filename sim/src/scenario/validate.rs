@@ -225,12 +225,12 @@ fn build_producers(raw: Vec<RawProducer>, topics: &[Topic]) -> Result<Vec<Produc
         let config = ProducerConfig::from_properties(&producer.config).map_err(|error| config_problem(&format!("{key}.config"), error, PRODUCER_PROPERTIES))?;
         let transactional = config.transactional_id.is_some();
         if !transactional && (producer.transaction_size.is_some() || producer.abort_ratio.is_some()) {
-            return Err(Problem::new(&format!("{key}.transaction_size"), "transaction_size and abort_ratio need \"transactional.id\" in the producer's config"));
+            return Err(Problem::new(format!("{key}.transaction_size"), "transaction_size and abort_ratio need \"transactional.id\" in the producer's config"));
         }
         let transaction_size = integer_in(&format!("{key}.transaction_size"), producer.transaction_size.unwrap_or(3), 1, 1_000)? as u32;
         let abort_ratio = producer.abort_ratio.unwrap_or(0.0);
         if !(0.0..=1.0).contains(&abort_ratio) {
-            return Err(Problem::new(&format!("{key}.abort_ratio"), format!("expected a fraction from 0 to 1, got {abort_ratio}")));
+            return Err(Problem::new(format!("{key}.abort_ratio"), format!("expected a fraction from 0 to 1, got {abort_ratio}")));
         }
         producers.push(ProducerSpec { count, topic: producer.topic, messages, rate: producer.rate, keys, transaction_size, abort_ratio, config });
     }

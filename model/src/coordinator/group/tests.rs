@@ -9,10 +9,7 @@ use std::time::Duration;
 const SECOND: u64 = 1_000_000;
 
 fn config() -> BrokerConfig {
-    let mut config = BrokerConfig::default();
-    config.offsets_topic_num_partitions = 1;
-    config.group_initial_rebalance_delay = Duration::ZERO;
-    config
+    BrokerConfig { offsets_topic_num_partitions: 1, group_initial_rebalance_delay: Duration::ZERO, ..BrokerConfig::default() }
 }
 
 fn at(seconds: u64) -> Instant {

@@ -506,8 +506,7 @@ mod tests {
     }
 
     fn coordinator() -> TransactionCoordinator {
-        let mut config = BrokerConfig::default();
-        config.transaction_state_log_num_partitions = 1;
+        let config = BrokerConfig { transaction_state_log_num_partitions: 1, ..BrokerConfig::default() };
         let mut coordinator = TransactionCoordinator::new(config);
         coordinator.update_metadata(metadata());
         coordinator
