@@ -27,7 +27,7 @@ pub mod protocol;
 pub mod records;
 pub mod state;
 
-use super::{decode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
+use super::{decode_record, encode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::config::BrokerConfig;
 use crate::protocol::{ErrorCode, Message, Send};
 use crate::record::SharedBatch;
@@ -44,7 +44,12 @@ enum PendingWrite {
     Group { group_id: Arc<str>, generation: Generation },
     Commit { group_id: Arc<str>, client: NodeId, correlation_id: u64, offsets: Vec<(TopicPartition, Offset)> },
     TxnCommit { group_id: Arc<str>, client: NodeId, correlation_id: u64, producer_id: ProducerId, offsets: Vec<(TopicPartition, Offset)> },
+    /// The write that proves a freshly loaded partition's log is committed.
+    Barrier { partition: u32 },
 }
+
+/// How long a coordinator waits before writing a failed load barrier again.
+const BARRIER_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Per group, per producer id, the offsets of its open transaction.
 type PendingTransactionalOffsets = BTreeMap<Arc<str>, BTreeMap<ProducerId, BTreeMap<TopicPartition, Offset>>>;
@@ -64,11 +69,14 @@ pub struct GroupCoordinator {
     farewells: Vec<Send>,
     /// KIP-98: offsets committed in transactions not yet ended by a marker.
     pending_transactional_offsets: PendingTransactionalOffsets,
+    /// Loaded partitions that serve nothing yet: their barrier write is out, or
+    /// failed and is due again at the given time.
+    loading: BTreeMap<u32, Option<Instant>>,
 }
 
 impl GroupCoordinator {
     pub fn new(config: BrokerConfig) -> GroupCoordinator {
-        GroupCoordinator { config, loaded: BTreeMap::new(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_token: 0, next_member: 0, farewells: Vec::new(), pending_transactional_offsets: BTreeMap::new() }
+        GroupCoordinator { config, loaded: BTreeMap::new(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_token: 0, next_member: 0, farewells: Vec::new(), pending_transactional_offsets: BTreeMap::new(), loading: BTreeMap::new() }
     }
 
     fn partition_of(&self, group_id: &str) -> u32 {
@@ -78,7 +86,9 @@ impl GroupCoordinator {
     /// The group's state, or why this broker cannot serve it.
     fn check_coordinator(&self, group_id: &str) -> Result<u32, ErrorCode> {
         let partition = self.partition_of(group_id);
-        if self.loaded.contains_key(&partition) {
+        if self.loading.contains_key(&partition) {
+            Err(ErrorCode::CoordinatorLoadInProgress)
+        } else if self.loaded.contains_key(&partition) {
             Ok(partition)
         } else {
             Err(ErrorCode::NotCoordinator)
@@ -88,6 +98,20 @@ impl GroupCoordinator {
     fn group_mut(&mut self, group_id: &Arc<str>) -> &mut Group {
         let delay = self.config.group_initial_rebalance_delay;
         self.groups.entry(group_id.clone()).or_insert_with(|| Group::new(group_id.clone(), delay))
+    }
+
+    /// The loaded log may end in records that were never committed and that the
+    /// next election could truncate; serving them (an offset a client was told
+    /// failed, say) would be wrong. So nothing is served until a barrier record
+    /// appended after them commits, which proves them committed too. KIP-848's
+    /// coordinator runtime likewise exposes only state at the high watermark.
+    fn write_barrier(&mut self, partition: u32, out: &mut Vec<CoordinatorEffect>) {
+        let epoch = self.loaded.get(&partition).map_or(0, |epoch| epoch.0);
+        self.next_token += 1;
+        let token = WriteToken(self.next_token);
+        self.pending.insert(token, PendingWrite::Barrier { partition });
+        self.loading.insert(partition, None);
+        out.push(CoordinatorEffect::Append { partition, records: vec![encode_record("__barrier", &epoch)], token, producer: None });
     }
 
     fn write(&mut self, partition: u32, records: Vec<GroupLogRecord>, pending: PendingWrite, out: &mut Vec<CoordinatorEffect>) {
@@ -231,7 +255,7 @@ impl Coordinator for GroupCoordinator {
 
     /// Replays the partition's log: the last group record of each group is its
     /// state, and the last offset record per partition its committed offset.
-    fn load(&mut self, now: Instant, partition: u32, leader_epoch: LeaderEpoch, batches: &[SharedBatch], _out: &mut Vec<CoordinatorEffect>) {
+    fn load(&mut self, now: Instant, partition: u32, leader_epoch: LeaderEpoch, batches: &[SharedBatch], out: &mut Vec<CoordinatorEffect>) {
         let delay = self.config.group_initial_rebalance_delay;
         let mut loaded: BTreeMap<Arc<str>, Group> = BTreeMap::new();
         let mut pending: PendingTransactionalOffsets = BTreeMap::new();
@@ -281,10 +305,12 @@ impl Coordinator for GroupCoordinator {
         });
         self.pending_transactional_offsets.extend(pending);
         self.loaded.insert(partition, leader_epoch);
+        self.write_barrier(partition, out);
     }
 
     fn unload(&mut self, partition: u32) {
         self.loaded.remove(&partition);
+        self.loading.remove(&partition);
         let count = self.config.offsets_topic_num_partitions;
         self.pending_transactional_offsets.retain(|group_id, _| partition_for(group_id, count) != partition);
         let mut effects = Vec::new();
@@ -311,6 +337,20 @@ impl Coordinator for GroupCoordinator {
     fn write_completed(&mut self, now: Instant, token: WriteToken, result: Result<Offset, ErrorCode>, out: &mut Vec<CoordinatorEffect>) {
         let Some(pending) = self.pending.remove(&token) else { return };
         match pending {
+            PendingWrite::Barrier { partition } => {
+                if !self.loaded.contains_key(&partition) {
+                    return;
+                }
+                match result {
+                    Ok(_) => {
+                        self.loading.remove(&partition);
+                        tracing::info!(partition, "group coordinator serves its partition: the load barrier committed");
+                    }
+                    Err(_) => {
+                        self.loading.insert(partition, Some(now + BARRIER_RETRY_BACKOFF));
+                    }
+                }
+            }
             PendingWrite::Group { group_id, generation } => {
                 let mut effects = Vec::new();
                 if let Some(group) = self.groups.get_mut(&group_id) {
@@ -351,6 +391,10 @@ impl Coordinator for GroupCoordinator {
 
     fn handle_timeout(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
         out.extend(self.farewells.drain(..).map(CoordinatorEffect::Send));
+        let due: Vec<u32> = self.loading.iter().filter(|(_, retry_at)| retry_at.is_some_and(|at| at <= now)).map(|(partition, _)| *partition).collect();
+        for partition in due {
+            self.write_barrier(partition, out);
+        }
         let due: Vec<Arc<str>> = self.groups.iter().filter(|(_, group)| group.next_deadline().is_some_and(|deadline| deadline <= now)).map(|(id, _)| id.clone()).collect();
         for group_id in due {
             let mut effects = Vec::new();
@@ -365,7 +409,8 @@ impl Coordinator for GroupCoordinator {
         if !self.farewells.is_empty() {
             return Some(Instant::ZERO);
         }
-        self.groups.values().fold(None, |deadline, group| earliest(deadline, group.next_deadline()))
+        let barriers = self.loading.values().flatten().min().copied();
+        self.groups.values().fold(barriers, |deadline, group| earliest(deadline, group.next_deadline()))
     }
 }
 

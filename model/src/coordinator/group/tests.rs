@@ -16,6 +16,43 @@ fn at(seconds: u64) -> Instant {
     Instant::from_micros(seconds * SECOND)
 }
 
+/// Loads partition 0 and lets its barrier write commit, so the coordinator serves.
+fn load_committed(coordinator: &mut GroupCoordinator, now: Instant, leader_epoch: LeaderEpoch, batches: &[SharedBatch]) {
+    let mut effects = Vec::new();
+    coordinator.load(now, 0, leader_epoch, batches, &mut effects);
+    let end = batches.last().map_or(Offset(0), |batch| batch.next_offset());
+    for effect in effects {
+        if let CoordinatorEffect::Append { token, .. } = effect {
+            coordinator.write_completed(now, token, Ok(end), &mut Vec::new());
+        }
+    }
+}
+
+/// A loaded log may end in records that were never committed: nothing is served
+/// until the barrier written after them commits, and a failed barrier is retried.
+#[test]
+fn a_loaded_partition_serves_nothing_until_its_barrier_commits() {
+    let mut coordinator = GroupCoordinator::new(config());
+    let mut effects = Vec::new();
+    coordinator.load(Instant::ZERO, 0, LeaderEpoch(1), &[], &mut effects);
+    let barrier = |effects: &[CoordinatorEffect]| {
+        effects.iter().find_map(|effect| if let CoordinatorEffect::Append { token, .. } = effect { Some(*token) } else { None }).expect("a barrier write")
+    };
+    let first = barrier(&effects);
+    let fetch = || Message::Group(GroupMessage::OffsetFetchRequest { correlation_id: 7, group_id: "g".into(), partitions: Vec::new(), require_stable: false });
+    let mut out = Vec::new();
+    coordinator.handle_request(Instant::ZERO, NodeId(9), fetch(), &mut out);
+    assert!(matches!(&out[..], [CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::OffsetFetchResponse { result: Err(ErrorCode::CoordinatorLoadInProgress), .. }), .. })]));
+    coordinator.write_completed(Instant::ZERO, first, Err(ErrorCode::NotEnoughReplicas), &mut Vec::new());
+    assert_eq!(coordinator.next_deadline(), Some(Instant::ZERO + BARRIER_RETRY_BACKOFF));
+    let mut retried = Vec::new();
+    coordinator.handle_timeout(Instant::ZERO + BARRIER_RETRY_BACKOFF, &mut retried);
+    coordinator.write_completed(Instant::ZERO + BARRIER_RETRY_BACKOFF, barrier(&retried), Ok(Offset(0)), &mut Vec::new());
+    let mut out = Vec::new();
+    coordinator.handle_request(Instant::ZERO + BARRIER_RETRY_BACKOFF, NodeId(9), fetch(), &mut out);
+    assert!(matches!(&out[..], [CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::OffsetFetchResponse { result: Ok(_), .. }), .. })]));
+}
+
 /// A coordinator that leads partition 0, whose writes all commit at once; the
 /// log it writes is kept in `log` for a successor to load.
 struct Harness {
@@ -27,7 +64,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         let mut coordinator = GroupCoordinator::new(config());
-        coordinator.load(Instant::ZERO, 0, LeaderEpoch(1), &[], &mut Vec::new());
+        load_committed(&mut coordinator, Instant::ZERO, LeaderEpoch(1), &[]);
         Harness { coordinator, log: Vec::new(), replies: Vec::new() }
     }
 
@@ -177,7 +214,7 @@ fn a_successor_loads_groups_and_offsets_from_the_log() {
     harness.request(at(1), 3001, commit(3, result.generation, &member, 42));
     harness.take();
     let mut successor = GroupCoordinator::new(config());
-    successor.load(at(2), 0, LeaderEpoch(2), &harness.log, &mut Vec::new());
+    load_committed(&mut successor, at(2), LeaderEpoch(2), &harness.log);
     let group = &successor.groups["g"];
     assert!(group.is_stable());
     assert_eq!(group.generation, result.generation);
@@ -234,7 +271,7 @@ fn transactional_offsets_are_pending_until_their_marker() {
     assert_eq!(fetched(&mut harness.coordinator, true), Err(ErrorCode::UnstableOffsetCommit));
     assert_eq!(fetched(&mut harness.coordinator, false), Ok(None), "read_uncommitted fetches see only committed offsets");
     let mut successor = GroupCoordinator::new(config());
-    successor.load(at(2), 0, LeaderEpoch(2), &harness.log, &mut Vec::new());
+    load_committed(&mut successor, at(2), LeaderEpoch(2), &harness.log);
     assert_eq!(fetched(&mut successor, true), Err(ErrorCode::UnstableOffsetCommit), "the successor rebuilt the pending offsets");
     harness.marker(7, true);
     assert_eq!(fetched(&mut harness.coordinator, true), Ok(Some(Offset(10))));
@@ -244,7 +281,7 @@ fn transactional_offsets_are_pending_until_their_marker() {
     harness.marker(8, false);
     assert_eq!(fetched(&mut harness.coordinator, true), Ok(Some(Offset(10))), "an aborted transaction's offsets are dropped");
     let mut successor = GroupCoordinator::new(config());
-    successor.load(at(4), 0, LeaderEpoch(3), &harness.log, &mut Vec::new());
+    load_committed(&mut successor, at(4), LeaderEpoch(3), &harness.log);
     assert_eq!(fetched(&mut successor, true), Ok(Some(Offset(10))), "the successor resolved both transactions by their markers");
 }
 
@@ -252,7 +289,7 @@ fn transactional_offsets_are_pending_until_their_marker() {
 #[test]
 fn a_failed_group_write_rebalances() {
     let mut coordinator = GroupCoordinator::new(config());
-    coordinator.load(Instant::ZERO, 0, LeaderEpoch(1), &[], &mut Vec::new());
+    load_committed(&mut coordinator, Instant::ZERO, LeaderEpoch(1), &[]);
     let mut effects = Vec::new();
     coordinator.handle_request(at(0), NodeId(3001), Message::Group(join(1, None)), &mut effects);
     let member = coordinator.groups["g"].members.keys().next().cloned().expect("a member");
