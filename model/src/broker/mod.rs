@@ -21,7 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod fetcher;
+mod coordinators;
 mod verification;
+
+#[cfg(test)]
+mod tests;
+
 
 /// How many batches one fetch returns per partition (a stand-in for fetch.max.bytes).
 const FETCH_MAX_BATCHES: usize = 64;
@@ -448,73 +453,6 @@ impl Broker {
         }
     }
 
-    /// KIP-98: the leader appends a transaction's commit or abort marker and
-    /// answers the coordinator once it is committed (acks=all). A marker older
-    /// than the producer epoch the partition has seen was superseded: refused.
-    #[allow(clippy::too_many_arguments)]
-    fn handle_write_txn_markers(
-        &mut self,
-        now: Instant,
-        coordinator: NodeId,
-        correlation_id: u64,
-        producer_id: ProducerId,
-        producer_epoch: u16,
-        marker: ControlMarker,
-        tp: TopicPartition,
-        out: &mut Vec<BrokerOutput>,
-    ) {
-        let waiter = Waiter::Marker { coordinator, correlation_id, producer_id, commit: marker.commit };
-        let appended = (|| {
-            let partition = self.partitions.get_mut(&tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
-            if !partition.is_leader() {
-                return Err(ErrorCode::NotLeaderOrFollower);
-            }
-            if partition.isr.len() < self.config.min_insync_replicas {
-                return Err(ErrorCode::NotEnoughReplicas);
-            }
-            if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
-                return Err(ErrorCode::ProducerFenced);
-            }
-            let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
-            let batch: SharedBatch = Arc::new(RecordBatch::control(partition.log_end_offset(), partition.leader_epoch, stamp, marker));
-            let range = (batch.base_offset, batch.next_offset());
-            partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
-            Ok(range)
-        })();
-        match appended {
-            Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
-            Ok((base_offset, required_offset)) => {
-                self.flush_disk(out);
-                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
-                self.after_append(now, &tp, out);
-                self.complete_delayed_produces(&tp, out);
-            }
-        }
-    }
-
-    /// KIP-98: TxnOffsetCommit's records go into the producer's transaction on the
-    /// offsets partition, stamped with its id and epoch but no sequence (Kafka's
-    /// NO_SEQUENCE: the group coordinator, not the producer, writes them). A
-    /// producer epoch older than the partition has seen is fenced.
-    fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(Offset, Offset), ErrorCode> {
-        let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
-        if !partition.is_leader() {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        }
-        if partition.isr.len() < self.config.min_insync_replicas {
-            return Err(ErrorCode::NotEnoughReplicas);
-        }
-        if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
-            return Err(ErrorCode::ProducerFenced);
-        }
-        let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
-        let base_offset = partition.log_end_offset();
-        let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, Some(stamp), records));
-        let required_offset = batch.next_offset();
-        partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
-        Ok((base_offset, required_offset))
-    }
-
     /// Appends on the leader; returns the batch's base offset and the offset the
     /// high watermark must pass for acks=all.
     fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(Offset, Offset), ErrorCode> {
@@ -617,83 +555,6 @@ impl Broker {
                 let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
                 out.push(BrokerOutput::Send(Send { to: coordinator, message: Message::Txn(message) }))
             }
-        }
-    }
-
-    // ----- coordinators -----
-
-    fn coordinator_mut(&mut self, kind: CoordinatorType) -> &mut dyn Coordinator {
-        match kind {
-            CoordinatorType::Group => &mut self.groups,
-            CoordinatorType::Transaction => &mut self.transactions,
-        }
-    }
-
-    /// Runs one coordinator call and carries out what it asks: sends go out, appends
-    /// go to the internal partition with acks=all and wait in purgatory.
-    fn run_coordinator(
-        &mut self,
-        now: Instant,
-        kind: CoordinatorType,
-        out: &mut Vec<BrokerOutput>,
-        call: impl FnOnce(&mut dyn Coordinator, Instant, &mut Vec<CoordinatorEffect>),
-    ) {
-        let mut effects = Vec::new();
-        call(self.coordinator_mut(kind), now, &mut effects);
-        for effect in effects {
-            match effect {
-                CoordinatorEffect::Send(send) => out.push(BrokerOutput::Send(send)),
-                CoordinatorEffect::Append { partition, records, token, producer } => self.append_for_coordinator(now, kind, partition, records, token, producer, out),
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn append_for_coordinator(
-        &mut self,
-        now: Instant,
-        kind: CoordinatorType,
-        partition: u32,
-        records: Vec<crate::record::Record>,
-        token: WriteToken,
-        producer: Option<(ProducerId, u16)>,
-        out: &mut Vec<BrokerOutput>,
-    ) {
-        let tp = TopicPartition::new(kind.topic(), partition);
-        let appended = match producer {
-            None => self.append_as_leader(&tp, Acks::All, None, records),
-            Some((producer_id, producer_epoch)) => self.append_transactional_offsets(&tp, producer_id, producer_epoch, records),
-        };
-        match appended {
-            Err(error) => self.completed_writes.push_back((kind, token, Err(error))),
-            Ok((base_offset, required_offset)) => {
-                self.flush_disk(out);
-                let waiter = Waiter::Coordinator { kind, token };
-                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
-                self.after_append(now, &tp, out);
-            }
-        }
-    }
-
-    /// Tells coordinators how their writes ended; what they do in turn may finish
-    /// more writes, so this runs until nothing is left.
-    fn pump_coordinator_completions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
-        while let Some((kind, token, result)) = self.completed_writes.pop_front() {
-            self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.write_completed(now, token, result, effects));
-        }
-    }
-
-    fn load_coordinator(&mut self, now: Instant, tp: &TopicPartition, leader_epoch: LeaderEpoch, out: &mut Vec<BrokerOutput>) {
-        let Some(kind) = internal_coordinator(tp) else { return };
-        let batches = self.partitions[tp].log.batches().to_vec();
-        tracing::info!(partition = %tp, epoch = leader_epoch.0, "coordinator loads its partition");
-        let partition = tp.partition;
-        self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.load(now, partition, leader_epoch, &batches, effects));
-    }
-
-    fn unload_coordinator(&mut self, tp: &TopicPartition) {
-        if let Some(kind) = internal_coordinator(tp) {
-            self.coordinator_mut(kind).unload(tp.partition);
         }
     }
 
@@ -846,14 +707,6 @@ fn fetch_end(partition: &Partition, replica_id: Option<NodeId>, read_committed: 
     }
 }
 
-/// Which coordinator lives on `tp`, if it is a partition of an internal topic.
-fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorType> {
-    if !is_internal_topic(&tp.topic) {
-        return None;
-    }
-    [CoordinatorType::Group, CoordinatorType::Transaction].into_iter().find(|kind| kind.topic() == &*tp.topic)
-}
-
 /// Marks `new_isr` pending on the partition and asks the controller for it (KIP-497).
 fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId, partition: &mut Partition, new_isr: Vec<NodeId>, now: Instant) -> BrokerOutput {
     partition.set_pending_isr(Some((new_isr.clone(), now)));
@@ -866,156 +719,4 @@ fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId
         new_isr,
     };
     BrokerOutput::Send(Send { to: controller, message })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::PartitionState;
-    use crate::types::PartitionEpoch;
-    use bytes::Bytes;
-
-    fn sends(out: &[BrokerOutput]) -> Vec<&Message> {
-        out.iter().filter_map(|output| if let BrokerOutput::Send(send) = output { Some(&send.message) } else { None }).collect()
-    }
-
-    /// KIP-497: an ISR expansion whose answer is lost may still have been
-    /// committed, so the leader keeps counting the new member (the maximal ISR)
-    /// and asks again; it must not fall back to the smaller ISR and acknowledge a
-    /// write the new member does not have. Found by safe-acks-all seed 1349 (under
-    /// an earlier nemesis generator), which lost acknowledged writes this way.
-    #[test]
-    fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
-        let tp = TopicPartition::new("t", 0);
-        let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
-        let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
-        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
-        let mut out = Vec::new();
-        broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
-        assert!(broker.partitions()[&tp].is_leader());
-        // The follower catches up (an empty log) and is proposed for the ISR.
-        out.clear();
-        let fetch = FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) };
-        broker.handle_message(Instant::ZERO, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch], read_committed: false }, &mut out);
-        assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { new_isr, .. } if new_isr.len() == 2)));
-        // acks=all waits for the follower, whatever the controller said.
-        out.clear();
-        let records = vec![Record { key: None, value: Bytes::from_static(b"v") }];
-        broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None }, &mut out);
-        out.clear();
-        broker.handle_timeout(Instant::ZERO + INTER_BROKER_REQUEST_TIMEOUT + Duration::from_millis(1), &mut out);
-        let messages = sends(&out);
-        assert!(messages.iter().any(|message| matches!(message, Message::AlterPartitionRequest { .. })), "the expansion is asked for again");
-        assert!(!messages.iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(_), .. })), "no acknowledgement without the new member");
-        assert_eq!(broker.partitions()[&tp].high_watermark, Offset(0));
-    }
-
-    /// KIP-98 on the leader: an open transaction holds the last stable offset
-    /// back, its abort marker releases it and lists it as aborted for
-    /// read_committed fetches, and a late batch of the aborted epoch is fenced.
-    #[test]
-    fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
-        let tp = TopicPartition::new("t", 0);
-        let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
-        let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
-        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
-        let mut out = Vec::new();
-        broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
-        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
-        let produce = |correlation_id, producer, value: &'static [u8]| Message::ProduceRequest {
-            correlation_id,
-            acks: Acks::All,
-            timeout: Duration::from_secs(30),
-            partition: tp.clone(),
-            producer,
-            records: vec![Record { key: None, value: Bytes::from_static(value) }],
-            transactional_id: None,
-        };
-        broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Some(stamp), b"in-txn"), &mut out);
-        broker.handle_message(Instant::ZERO, NodeId(51), produce(2, None, b"plain"), &mut out);
-        let fetch = |correlation_id| Message::FetchRequest {
-            correlation_id,
-            replica_id: None,
-            max_wait: Duration::ZERO,
-            partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) }],
-            read_committed: true,
-        };
-        let fetched = |out: &[BrokerOutput], wanted: u64| -> FetchedData {
-            sends(out)
-                .into_iter()
-                .find_map(|message| match message {
-                    Message::FetchResponse { correlation_id, partitions } if *correlation_id == wanted => partitions[0].1.clone().ok(),
-                    _ => None,
-                })
-                .expect("a fetch response")
-        };
-        out.clear();
-        broker.handle_message(Instant::ZERO, NodeId(60), fetch(3), &mut out);
-        let data = fetched(&out, 3);
-        assert_eq!((data.high_watermark, data.last_stable_offset), (Offset(2), Offset(0)));
-        assert!(data.batches.is_empty(), "nothing below the last stable offset yet");
-        out.clear();
-        let marker = TxnMessage::WriteTxnMarkersRequest { correlation_id: 4, producer_id: ProducerId(7), producer_epoch: 1, coordinator_epoch: 0, commit: false, partition: tp.clone() };
-        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
-        assert!(sends(&out).iter().any(|message| matches!(message, Message::Txn(TxnMessage::WriteTxnMarkersResponse { result: Ok(()), .. }))));
-        out.clear();
-        broker.handle_message(Instant::ZERO, NodeId(60), fetch(5), &mut out);
-        let data = fetched(&out, 5);
-        assert_eq!((data.last_stable_offset, data.batches.len()), (Offset(3), 3));
-        let aborted = crate::txn_index::AbortedTransaction { producer_id: ProducerId(7), first_offset: Offset(0), last_offset: Offset(2) };
-        assert_eq!(data.aborted_transactions, vec![aborted]);
-        out.clear();
-        let late = ProducerStamp { base_sequence: crate::types::Sequence(1), ..stamp };
-        broker.handle_message(Instant::ZERO, NodeId(50), produce(6, Some(late), b"late"), &mut out);
-        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::ProducerFenced), .. })));
-    }
-
-
-    /// KIP-890 part 1: a producer's first transactional batch on a partition is
-    /// appended only once its coordinator confirms the partition is in the
-    /// ongoing transaction; refused, it is answered InvalidTxnState and not written.
-    #[test]
-    fn a_transactional_produce_is_verified_with_the_coordinator() {
-        let tp = TopicPartition::new("t", 0);
-        let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
-        let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::coordinator::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
-        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
-        let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
-        let mut out = Vec::new();
-        broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
-        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
-        let produce = |correlation_id| Message::ProduceRequest {
-            correlation_id,
-            acks: Acks::Leader,
-            timeout: Duration::from_secs(30),
-            partition: tp.clone(),
-            producer: Some(stamp),
-            records: vec![Record { key: None, value: Bytes::from_static(b"v") }],
-            transactional_id: Some("tx".into()),
-        };
-        let verification = |out: &[BrokerOutput]| {
-            sends(out)
-                .into_iter()
-                .find_map(|message| match message {
-                    Message::Txn(TxnMessage::AddPartitionsToTxnRequest { correlation_id, verify_only: true, .. }) => Some(*correlation_id),
-                    _ => None,
-                })
-                .expect("the leader asks the coordinator")
-        };
-        out.clear();
-        broker.handle_message(Instant::ZERO, NodeId(50), produce(1), &mut out);
-        let asked = verification(&out);
-        out.clear();
-        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Err(ErrorCode::InvalidTxnState) }), &mut out);
-        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::InvalidTxnState), .. })));
-        assert_eq!(broker.partitions()[&tp].log_end_offset(), Offset(0), "a refused batch is not written");
-        out.clear();
-        broker.handle_message(Instant::ZERO, NodeId(50), produce(2), &mut out);
-        let asked = verification(&out);
-        out.clear();
-        broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Ok(()) }), &mut out);
-        assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(Offset(0)), .. })));
-        assert!(broker.partitions()[&tp].log.transactions().is_ongoing(ProducerId(7)));
-    }
-
 }

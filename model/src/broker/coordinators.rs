@@ -1,0 +1,158 @@
+//! The coordinators a broker hosts (group, transaction) and the appends it makes
+//! for transactions: commit/abort markers (WriteTxnMarkers) and offsets committed
+//! inside a transaction. Coordinator writes go through the leader's log with
+//! acks=all and are reported back once committed (see `coordinator`).
+
+use super::*;
+
+impl Broker {
+    /// KIP-98: the leader appends a transaction's commit or abort marker and
+    /// answers the coordinator once it is committed (acks=all). A marker older
+    /// than the producer epoch the partition has seen was superseded: refused.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn handle_write_txn_markers(
+        &mut self,
+        now: Instant,
+        coordinator: NodeId,
+        correlation_id: u64,
+        producer_id: ProducerId,
+        producer_epoch: u16,
+        marker: ControlMarker,
+        tp: TopicPartition,
+        out: &mut Vec<BrokerOutput>,
+    ) {
+        let waiter = Waiter::Marker { coordinator, correlation_id, producer_id, commit: marker.commit };
+        let appended = (|| {
+            let partition = self.partitions.get_mut(&tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+            if !partition.is_leader() {
+                return Err(ErrorCode::NotLeaderOrFollower);
+            }
+            if partition.isr.len() < self.config.min_insync_replicas {
+                return Err(ErrorCode::NotEnoughReplicas);
+            }
+            if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
+                return Err(ErrorCode::ProducerFenced);
+            }
+            let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
+            let batch: SharedBatch = Arc::new(RecordBatch::control(partition.log_end_offset(), partition.leader_epoch, stamp, marker));
+            let range = (batch.base_offset, batch.next_offset());
+            partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
+            Ok(range)
+        })();
+        match appended {
+            Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
+            Ok((base_offset, required_offset)) => {
+                self.flush_disk(out);
+                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                self.after_append(now, &tp, out);
+                self.complete_delayed_produces(&tp, out);
+            }
+        }
+    }
+
+    /// KIP-98: TxnOffsetCommit's records go into the producer's transaction on the
+    /// offsets partition, stamped with its id and epoch but no sequence (Kafka's
+    /// NO_SEQUENCE: the group coordinator, not the producer, writes them). A
+    /// producer epoch older than the partition has seen is fenced.
+    pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(Offset, Offset), ErrorCode> {
+        let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+        if !partition.is_leader() {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        }
+        if partition.isr.len() < self.config.min_insync_replicas {
+            return Err(ErrorCode::NotEnoughReplicas);
+        }
+        if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
+            return Err(ErrorCode::ProducerFenced);
+        }
+        let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
+        let base_offset = partition.log_end_offset();
+        let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, Some(stamp), records));
+        let required_offset = batch.next_offset();
+        partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
+        Ok((base_offset, required_offset))
+    }
+
+    pub(super) fn coordinator_mut(&mut self, kind: CoordinatorType) -> &mut dyn Coordinator {
+        match kind {
+            CoordinatorType::Group => &mut self.groups,
+            CoordinatorType::Transaction => &mut self.transactions,
+        }
+    }
+
+    /// Runs one coordinator call and carries out what it asks: sends go out, appends
+    /// go to the internal partition with acks=all and wait in purgatory.
+    pub(super) fn run_coordinator(
+        &mut self,
+        now: Instant,
+        kind: CoordinatorType,
+        out: &mut Vec<BrokerOutput>,
+        call: impl FnOnce(&mut dyn Coordinator, Instant, &mut Vec<CoordinatorEffect>),
+    ) {
+        let mut effects = Vec::new();
+        call(self.coordinator_mut(kind), now, &mut effects);
+        for effect in effects {
+            match effect {
+                CoordinatorEffect::Send(send) => out.push(BrokerOutput::Send(send)),
+                CoordinatorEffect::Append { partition, records, token, producer } => self.append_for_coordinator(now, kind, partition, records, token, producer, out),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn append_for_coordinator(
+        &mut self,
+        now: Instant,
+        kind: CoordinatorType,
+        partition: u32,
+        records: Vec<crate::record::Record>,
+        token: WriteToken,
+        producer: Option<(ProducerId, u16)>,
+        out: &mut Vec<BrokerOutput>,
+    ) {
+        let tp = TopicPartition::new(kind.topic(), partition);
+        let appended = match producer {
+            None => self.append_as_leader(&tp, Acks::All, None, records),
+            Some((producer_id, producer_epoch)) => self.append_transactional_offsets(&tp, producer_id, producer_epoch, records),
+        };
+        match appended {
+            Err(error) => self.completed_writes.push_back((kind, token, Err(error))),
+            Ok((base_offset, required_offset)) => {
+                self.flush_disk(out);
+                let waiter = Waiter::Coordinator { kind, token };
+                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                self.after_append(now, &tp, out);
+            }
+        }
+    }
+
+    /// Tells coordinators how their writes ended; what they do in turn may finish
+    /// more writes, so this runs until nothing is left.
+    pub(super) fn pump_coordinator_completions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        while let Some((kind, token, result)) = self.completed_writes.pop_front() {
+            self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.write_completed(now, token, result, effects));
+        }
+    }
+
+    pub(super) fn load_coordinator(&mut self, now: Instant, tp: &TopicPartition, leader_epoch: LeaderEpoch, out: &mut Vec<BrokerOutput>) {
+        let Some(kind) = internal_coordinator(tp) else { return };
+        let batches = self.partitions[tp].log.batches().to_vec();
+        tracing::info!(partition = %tp, epoch = leader_epoch.0, "coordinator loads its partition");
+        let partition = tp.partition;
+        self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.load(now, partition, leader_epoch, &batches, effects));
+    }
+
+    pub(super) fn unload_coordinator(&mut self, tp: &TopicPartition) {
+        if let Some(kind) = internal_coordinator(tp) {
+            self.coordinator_mut(kind).unload(tp.partition);
+        }
+    }
+}
+
+/// Which coordinator lives on `tp`, if it is a partition of an internal topic.
+pub(super) fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorType> {
+    if !is_internal_topic(&tp.topic) {
+        return None;
+    }
+    [CoordinatorType::Group, CoordinatorType::Transaction].into_iter().find(|kind| kind.topic() == &*tp.topic)
+}

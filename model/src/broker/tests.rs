@@ -1,0 +1,149 @@
+//! The broker driven by hand: ISR changes, read_committed fetches, KIP-890 verification.
+
+use super::*;
+use crate::protocol::PartitionState;
+use crate::types::PartitionEpoch;
+use bytes::Bytes;
+
+fn sends(out: &[BrokerOutput]) -> Vec<&Message> {
+    out.iter().filter_map(|output| if let BrokerOutput::Send(send) = output { Some(&send.message) } else { None }).collect()
+}
+
+/// KIP-497: an ISR expansion whose answer is lost may still have been
+/// committed, so the leader keeps counting the new member (the maximal ISR)
+/// and asks again; it must not fall back to the smaller ISR and acknowledge a
+/// write the new member does not have. Found by safe-acks-all seed 1349 (under
+/// an earlier nemesis generator), which lost acknowledged writes this way.
+#[test]
+fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
+    let tp = TopicPartition::new("t", 0);
+    let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let mut out = Vec::new();
+    broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+    assert!(broker.partitions()[&tp].is_leader());
+    // The follower catches up (an empty log) and is proposed for the ISR.
+    out.clear();
+    let fetch = FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) };
+    broker.handle_message(Instant::ZERO, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch], read_committed: false }, &mut out);
+    assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { new_isr, .. } if new_isr.len() == 2)));
+    // acks=all waits for the follower, whatever the controller said.
+    out.clear();
+    let records = vec![Record { key: None, value: Bytes::from_static(b"v") }];
+    broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None }, &mut out);
+    out.clear();
+    broker.handle_timeout(Instant::ZERO + INTER_BROKER_REQUEST_TIMEOUT + Duration::from_millis(1), &mut out);
+    let messages = sends(&out);
+    assert!(messages.iter().any(|message| matches!(message, Message::AlterPartitionRequest { .. })), "the expansion is asked for again");
+    assert!(!messages.iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(_), .. })), "no acknowledgement without the new member");
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(0));
+}
+
+/// KIP-98 on the leader: an open transaction holds the last stable offset
+/// back, its abort marker releases it and lists it as aborted for
+/// read_committed fetches, and a late batch of the aborted epoch is fenced.
+#[test]
+fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
+    let tp = TopicPartition::new("t", 0);
+    let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let mut out = Vec::new();
+    broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+    let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
+    let produce = |correlation_id, producer, value: &'static [u8]| Message::ProduceRequest {
+        correlation_id,
+        acks: Acks::All,
+        timeout: Duration::from_secs(30),
+        partition: tp.clone(),
+        producer,
+        records: vec![Record { key: None, value: Bytes::from_static(value) }],
+        transactional_id: None,
+    };
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Some(stamp), b"in-txn"), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(51), produce(2, None, b"plain"), &mut out);
+    let fetch = |correlation_id| Message::FetchRequest {
+        correlation_id,
+        replica_id: None,
+        max_wait: Duration::ZERO,
+        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) }],
+        read_committed: true,
+    };
+    let fetched = |out: &[BrokerOutput], wanted: u64| -> FetchedData {
+        sends(out)
+            .into_iter()
+            .find_map(|message| match message {
+                Message::FetchResponse { correlation_id, partitions } if *correlation_id == wanted => partitions[0].1.clone().ok(),
+                _ => None,
+            })
+            .expect("a fetch response")
+    };
+    out.clear();
+    broker.handle_message(Instant::ZERO, NodeId(60), fetch(3), &mut out);
+    let data = fetched(&out, 3);
+    assert_eq!((data.high_watermark, data.last_stable_offset), (Offset(2), Offset(0)));
+    assert!(data.batches.is_empty(), "nothing below the last stable offset yet");
+    out.clear();
+    let marker = TxnMessage::WriteTxnMarkersRequest { correlation_id: 4, producer_id: ProducerId(7), producer_epoch: 1, coordinator_epoch: 0, commit: false, partition: tp.clone() };
+    broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
+    assert!(sends(&out).iter().any(|message| matches!(message, Message::Txn(TxnMessage::WriteTxnMarkersResponse { result: Ok(()), .. }))));
+    out.clear();
+    broker.handle_message(Instant::ZERO, NodeId(60), fetch(5), &mut out);
+    let data = fetched(&out, 5);
+    assert_eq!((data.last_stable_offset, data.batches.len()), (Offset(3), 3));
+    let aborted = crate::txn_index::AbortedTransaction { producer_id: ProducerId(7), first_offset: Offset(0), last_offset: Offset(2) };
+    assert_eq!(data.aborted_transactions, vec![aborted]);
+    out.clear();
+    let late = ProducerStamp { base_sequence: crate::types::Sequence(1), ..stamp };
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(6, Some(late), b"late"), &mut out);
+    assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::ProducerFenced), .. })));
+}
+
+
+/// KIP-890 part 1: a producer's first transactional batch on a partition is
+/// appended only once its coordinator confirms the partition is in the
+/// ongoing transaction; refused, it is answered InvalidTxnState and not written.
+#[test]
+fn a_transactional_produce_is_verified_with_the_coordinator() {
+    let tp = TopicPartition::new("t", 0);
+    let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
+    let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::coordinator::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
+    let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+    let mut out = Vec::new();
+    broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+    let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
+    let produce = |correlation_id| Message::ProduceRequest {
+        correlation_id,
+        acks: Acks::Leader,
+        timeout: Duration::from_secs(30),
+        partition: tp.clone(),
+        producer: Some(stamp),
+        records: vec![Record { key: None, value: Bytes::from_static(b"v") }],
+        transactional_id: Some("tx".into()),
+    };
+    let verification = |out: &[BrokerOutput]| {
+        sends(out)
+            .into_iter()
+            .find_map(|message| match message {
+                Message::Txn(TxnMessage::AddPartitionsToTxnRequest { correlation_id, verify_only: true, .. }) => Some(*correlation_id),
+                _ => None,
+            })
+            .expect("the leader asks the coordinator")
+    };
+    out.clear();
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(1), &mut out);
+    let asked = verification(&out);
+    out.clear();
+    broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Err(ErrorCode::InvalidTxnState) }), &mut out);
+    assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::InvalidTxnState), .. })));
+    assert_eq!(broker.partitions()[&tp].log_end_offset(), Offset(0), "a refused batch is not written");
+    out.clear();
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(2), &mut out);
+    let asked = verification(&out);
+    out.clear();
+    broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Ok(()) }), &mut out);
+    assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(Offset(0)), .. })));
+    assert!(broker.partitions()[&tp].log.transactions().is_ongoing(ProducerId(7)));
+}
