@@ -294,7 +294,13 @@ impl Producer {
                     None
                 }
             }
-            TransactionPhase::InTransaction => None,
+            TransactionPhase::InTransaction => {
+                // An abortable error: as Kafka's Sender does (abortUndrainedBatches),
+                // batches not yet sent fail now rather than wait out
+                // delivery.timeout.ms for a transaction that can only abort.
+                self.fail_queued_batches("transaction aborted before the record was written", out);
+                None
+            }
             TransactionPhase::Ending { commit } => {
                 if commit {
                     // KIP-98: a transaction with a failed send cannot commit.
