@@ -147,3 +147,22 @@ impl RecordBatch {
 }
 
 pub type SharedBatch = Arc<RecordBatch>;
+
+/// Batches for tests of transactional reading: a one-record transactional batch
+/// and a commit or abort marker, by base offset and producer id.
+#[cfg(test)]
+pub(crate) mod transactional_batches {
+    use super::{ControlMarker, ProducerStamp, Record, RecordBatch};
+    use crate::types::{LeaderEpoch, Offset, ProducerId, Sequence};
+    use bytes::Bytes;
+
+    pub fn data(base: u64, producer: u64) -> RecordBatch {
+        let stamp = ProducerStamp { producer_id: ProducerId(producer), producer_epoch: 0, base_sequence: Sequence(0), transactional: true };
+        RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp), vec![Record { key: None, value: Bytes::from_static(b"v") }])
+    }
+
+    pub fn marker(base: u64, producer: u64, commit: bool) -> RecordBatch {
+        let stamp = ProducerStamp { producer_id: ProducerId(producer), producer_epoch: 1, base_sequence: Sequence(-1), transactional: true };
+        RecordBatch::control(Offset(base), LeaderEpoch(0), stamp, ControlMarker { commit, coordinator_epoch: 0 })
+    }
+}

@@ -105,19 +105,7 @@ impl TransactionIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{ControlMarker, ProducerStamp, Record};
-    use crate::types::{LeaderEpoch, Sequence};
-    use bytes::Bytes;
-
-    fn data(base: u64, producer: u64) -> RecordBatch {
-        let stamp = ProducerStamp { producer_id: ProducerId(producer), producer_epoch: 0, base_sequence: Sequence(0), transactional: true };
-        RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp), vec![Record { key: None, value: Bytes::from_static(b"v") }])
-    }
-
-    fn marker(base: u64, producer: u64, commit: bool) -> RecordBatch {
-        let stamp = ProducerStamp { producer_id: ProducerId(producer), producer_epoch: 1, base_sequence: Sequence(-1), transactional: true };
-        RecordBatch::control(Offset(base), LeaderEpoch(0), stamp, ControlMarker { commit, coordinator_epoch: 0 })
-    }
+    use crate::record::transactional_batches::{data, marker};
 
     #[test]
     fn last_stable_offset_waits_for_open_transactions_and_unreplicated_markers() {

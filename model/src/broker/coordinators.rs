@@ -23,16 +23,7 @@ impl Broker {
     ) {
         let waiter = Waiter::Marker { coordinator, correlation_id, producer_id, commit: marker.commit };
         let appended = (|| {
-            let partition = self.partitions.get_mut(&tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
-            if !partition.is_leader() {
-                return Err(ErrorCode::NotLeaderOrFollower);
-            }
-            if partition.isr.len() < self.config.min_insync_replicas {
-                return Err(ErrorCode::NotEnoughReplicas);
-            }
-            if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
-                return Err(ErrorCode::ProducerFenced);
-            }
+            let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, &tp, producer_id, producer_epoch)?;
             let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
             let batch: SharedBatch = Arc::new(RecordBatch::control(partition.log_end_offset(), partition.leader_epoch, stamp, marker));
             let range = (batch.base_offset, batch.next_offset());
@@ -44,8 +35,8 @@ impl Broker {
             Ok((base_offset, required_offset)) => {
                 self.flush_disk(out);
                 self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                // after_append completes the delayed write if it is already replicated.
                 self.after_append(now, &tp, out);
-                self.complete_delayed_produces(&tp, out);
             }
         }
     }
@@ -55,16 +46,7 @@ impl Broker {
     /// NO_SEQUENCE: the group coordinator, not the producer, writes them). A
     /// producer epoch older than the partition has seen is fenced.
     pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(Offset, Offset), ErrorCode> {
-        let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
-        if !partition.is_leader() {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        }
-        if partition.isr.len() < self.config.min_insync_replicas {
-            return Err(ErrorCode::NotEnoughReplicas);
-        }
-        if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
-            return Err(ErrorCode::ProducerFenced);
-        }
+        let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, tp, producer_id, producer_epoch)?;
         let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
         let base_offset = partition.log_end_offset();
         let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, Some(stamp), records));
@@ -155,4 +137,28 @@ pub(super) fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorTyp
         return None;
     }
     [CoordinatorType::Group, CoordinatorType::Transaction].into_iter().find(|kind| kind.topic() == &*tp.topic)
+}
+
+/// The partition a transactional append by the coordinators (a marker, or offsets
+/// committed in a transaction) may go to: this broker leads it, the ISR is large
+/// enough for acks=all, and the producer's epoch is not older than one the
+/// partition has seen (an older one was fenced).
+fn transactional_leader<'a>(
+    partitions: &'a mut BTreeMap<TopicPartition, Partition>,
+    min_insync_replicas: usize,
+    tp: &TopicPartition,
+    producer_id: ProducerId,
+    producer_epoch: u16,
+) -> Result<&'a mut Partition, ErrorCode> {
+    let partition = partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
+    if !partition.is_leader() {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    }
+    if partition.isr.len() < min_insync_replicas {
+        return Err(ErrorCode::NotEnoughReplicas);
+    }
+    if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
+        return Err(ErrorCode::ProducerFenced);
+    }
+    Ok(partition)
 }
