@@ -176,7 +176,7 @@ impl LiveNodes {
 pub struct RunContext {
     pub scenario: Arc<Scenario>,
     pub roster: Roster,
-    start: madsim::time::Instant,
+    pub start: madsim::time::Instant,
     pub history: Arc<Mutex<History>>,
     pub disks: BTreeMap<NodeId, SharedDisk>,
     pub producer_progress: BTreeMap<NodeId, Arc<Mutex<ProducerProgress>>>,

@@ -25,8 +25,11 @@ pub fn describe(op: &Op) -> String {
     OpDescription(op).to_string()
 }
 
-/// FNV-1a, 64 bits: stable across machines and releases, unlike std's hasher.
-/// As a `Hasher`, integers go in as little-endian bytes whatever the machine.
+/// A word-at-a-time multiplicative hash (FNV-1a's constants, one multiply per
+/// 8 bytes instead of per byte): stable across machines and releases, unlike
+/// std's hasher. As a `Hasher`, integers go in as little-endian words whatever
+/// the machine; byte strings go in as little-endian words, the last one padded
+/// with zeros, then their length.
 #[derive(Clone, Copy)]
 pub struct TraceHasher(u64);
 
@@ -37,45 +40,72 @@ impl Default for TraceHasher {
 }
 
 impl TraceHasher {
+    fn word(&mut self, word: u64) {
+        self.0 = (self.0 ^ word).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+    }
+
     pub fn write(&mut self, bytes: &[u8]) {
-        for byte in bytes {
-            self.0 ^= u64::from(*byte);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.word(u64::from_le_bytes(chunk.try_into().expect("chunks of 8")));
         }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut last = [0u8; 8];
+            last[..rest.len()].copy_from_slice(rest);
+            self.word(u64::from_le_bytes(last));
+        }
+        self.word(bytes.len() as u64);
     }
 
     pub fn finish(self) -> u64 {
-        self.0
+        // A final mix, so that the last words reach every bit.
+        let mut hash = self.0;
+        hash ^= hash >> 33;
+        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        hash ^ (hash >> 33)
     }
 }
 
 impl std::hash::Hasher for TraceHasher {
     fn finish(&self) -> u64 {
-        self.0
+        TraceHasher::finish(*self)
     }
 
     fn write(&mut self, bytes: &[u8]) {
         TraceHasher::write(self, bytes);
     }
 
+    fn write_u8(&mut self, value: u8) {
+        self.word(u64::from(value));
+    }
+
     fn write_u16(&mut self, value: u16) {
-        TraceHasher::write(self, &value.to_le_bytes());
+        self.word(u64::from(value));
     }
 
     fn write_u32(&mut self, value: u32) {
-        TraceHasher::write(self, &value.to_le_bytes());
+        self.word(u64::from(value));
     }
 
     fn write_u64(&mut self, value: u64) {
-        TraceHasher::write(self, &value.to_le_bytes());
+        self.word(value);
     }
 
     fn write_usize(&mut self, value: usize) {
-        TraceHasher::write(self, &(value as u64).to_le_bytes());
+        self.word(value as u64);
+    }
+
+    fn write_i32(&mut self, value: i32) {
+        self.word(value as u32 as u64);
+    }
+
+    fn write_i64(&mut self, value: i64) {
+        self.word(value as u64);
     }
 
     fn write_isize(&mut self, value: isize) {
-        TraceHasher::write(self, &(value as i64).to_le_bytes());
+        self.word(value as i64 as u64);
     }
 }
 
@@ -88,7 +118,7 @@ pub fn trace_hash(history: &History, final_state: Option<&FinalState>) -> u64 {
     let mut hasher = TraceHasher::default();
     history.ops.hash(&mut hasher);
     final_state.hash(&mut hasher);
-    hasher.0
+    hasher.finish()
 }
 
 #[derive(Default)]

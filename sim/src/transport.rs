@@ -113,6 +113,13 @@ impl Inbox {
         if envelope.sequence < link.expected {
             return;
         }
+        if envelope.sequence == link.expected && link.early.is_empty() {
+            // In order, nothing held: the common case needs no buffering.
+            deliver.push((from, envelope.message));
+            link.expected += 1;
+            link.gap_deadline = None;
+            return;
+        }
         link.early.insert(envelope.sequence, envelope.message);
         Self::drain(link, from, deliver);
         if !link.early.is_empty() && link.gap_deadline.is_none() {

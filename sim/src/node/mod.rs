@@ -1,6 +1,7 @@
 //! The madsim shells: each node kind wraps its model state machine, and `drive`
 //! loops: receive or wake, step the machine, carry out its outputs.
 
+mod alarm;
 pub mod broker;
 pub mod consumer;
 pub mod controller;
@@ -8,9 +9,9 @@ pub mod pipeline;
 pub mod producer;
 
 use crate::buggify::Point;
+use alarm::{Alarm, Wake};
 use crate::context::{NodeRole, RunContext};
 use crate::transport::{Envelope, HeldSends, Inbox, Outbox};
-use futures::StreamExt;
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId};
 use madsim::net::Endpoint;
@@ -60,6 +61,7 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
     let mut sends = Vec::new();
     let mut delivered = Vec::new();
     let mut earliest_wake = ctx.now();
+    let mut alarm = Alarm::default();
     // Buggify (off unless the scenario asks): sends held back, a stalled disk,
     // and, for a broker incarnation drawn as a laggard, every replica fetch late.
     let buggify = ctx.scenario.faults.buggify;
@@ -72,10 +74,15 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
     crate::trace::set_current_node(Some(name.clone()));
     let is_broker = ctx.roster.entry(me).role == NodeRole::Broker;
     let lag_micros = (buggify && is_broker && crate::buggify::fires(Point::LaggingFollower)).then(|| crate::buggify::draw_micros(50, 1_500));
-    machine.lock().expect("node state lock").handle_timeout(ctx.now(), &mut sends);
+    let mut machine_deadline = {
+        let mut state = machine.lock().expect("node state lock");
+        state.handle_timeout(ctx.now(), &mut sends);
+        state.next_deadline()
+    };
     loop {
         if buggify {
             stall_for_slow_flushes(disk.as_ref()).await;
+            machine_deadline = machine.lock().expect("node state lock").next_deadline();
             let now = ctx.now().as_micros();
             for send in sends.drain(..) {
                 let fault = buggify_send(&send.message, lag_micros);
@@ -97,23 +104,17 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
             // A send to an unreachable node fails like a lost packet would.
             let _ = endpoint.send_to_raw(ctx.roster.address(send.to), 0, Box::new(envelope)).await;
         }
-        let machine_deadline = machine.lock().expect("node state lock").next_deadline();
         let inbox_deadline = inbox.next_deadline().map(Instant::from_micros);
-        let machine_deadline = kafsim_model::time::earliest(machine_deadline, held.next_deadline().map(Instant::from_micros));
-        let deadline = kafsim_model::time::earliest(machine_deadline, inbox_deadline).map(|deadline| deadline.max(earliest_wake));
-        let arrival = match deadline {
-            Some(deadline) => {
-                let wait = deadline.saturating_since(ctx.now());
-                madsim::time::timeout(wait, arrivals.next()).await.ok()
-            }
-            None => Some(arrivals.next().await),
-        };
+        let own_deadline = kafsim_model::time::earliest(machine_deadline, held.next_deadline().map(Instant::from_micros));
+        let deadline = kafsim_model::time::earliest(own_deadline, inbox_deadline).map(|deadline| deadline.max(earliest_wake));
+        let deadline = deadline.map(|deadline| ctx.start + Duration::from_micros(deadline.as_micros()));
+        let wake = alarm.next(&mut arrivals, deadline).await;
         let now = ctx.now();
         crate::trace::set_current_node(Some(name.clone()));
-        match arrival {
-            Some(Some(envelope)) => inbox.accept(now.as_micros(), envelope, &mut delivered),
-            Some(None) => return,
-            None => {}
+        match wake {
+            Wake::Arrival(Some(envelope)) => inbox.accept(now.as_micros(), envelope, &mut delivered),
+            Wake::Arrival(None) => return,
+            Wake::Deadline => {}
         }
         // A process that wakes (after a pause, say) reads its socket backlog before
         // its timers fire, as a real event loop would.
@@ -125,9 +126,11 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
         for (from, message) in delivered.drain(..) {
             state.handle_message(now, from, message, &mut sends);
         }
-        if state.next_deadline().is_some_and(|deadline| deadline <= now) {
+        machine_deadline = state.next_deadline();
+        if machine_deadline.is_some_and(|deadline| deadline <= now) {
             state.handle_timeout(now, &mut sends);
             earliest_wake = now + MIN_TIMER_STEP;
+            machine_deadline = state.next_deadline();
         }
     }
 }
