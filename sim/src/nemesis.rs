@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// madsim's default link latency, restored when a latency fault ends.
@@ -46,12 +46,16 @@ struct Active {
     record: usize,
 }
 
+/// The faults a run applied so far, as a schedule that replays them.
+pub type AppliedFaults = Arc<Mutex<Vec<ScheduledFault>>>;
+
 pub struct Nemesis {
     ctx: Arc<RunContext>,
     ids: BTreeMap<NodeId, madsim::task::NodeId>,
     active: Vec<Active>,
     /// Every fault applied, in concrete scripted form (for `kafsim shrink`).
-    applied: Vec<ScheduledFault>,
+    /// Shared with the runner, so a run that panics still tells which faults led there.
+    applied: AppliedFaults,
     /// The nemesis draws from its own generator, seeded from the run seed, so
     /// its choices leave madsim's generator (which also orders tasks) untouched:
     /// the same faults replayed as a schedule then give the very same run.
@@ -61,14 +65,9 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
-    pub fn new(ctx: Arc<RunContext>, ids: BTreeMap<NodeId, madsim::task::NodeId>) -> Nemesis {
+    pub fn new(ctx: Arc<RunContext>, ids: BTreeMap<NodeId, madsim::task::NodeId>, applied: AppliedFaults) -> Nemesis {
         let seed = Handle::current().seed();
-        Nemesis { ctx, ids, active: Vec::new(), applied: Vec::new(), rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321), seed, name: "nemesis".into() }
-    }
-
-    /// The faults this run applied, as a schedule that replays them.
-    pub fn applied_schedule(&self) -> Vec<ScheduledFault> {
-        self.applied.clone()
+        Nemesis { ctx, ids, active: Vec::new(), applied, rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321), seed, name: "nemesis".into() }
     }
 
     fn names_of(&self, nodes: &[NodeId]) -> Vec<String> {
@@ -97,8 +96,12 @@ impl Nemesis {
 
     fn activate(&mut self, now: Instant, undo_at: Option<Instant>, applied: Applied) {
         let scheduled = self.as_scheduled(now, &applied);
-        self.applied.push(scheduled);
-        self.active.push(Active { undo_at, applied, record: self.applied.len() - 1 });
+        let record = {
+            let mut record = self.applied.lock().expect("applied faults lock");
+            record.push(scheduled);
+            record.len() - 1
+        };
+        self.active.push(Active { undo_at, applied, record });
     }
 
     pub fn node_ids(&self) -> Vec<madsim::task::NodeId> {
@@ -312,9 +315,12 @@ impl Nemesis {
         self.active = rest;
         let now = self.ctx.now().saturating_since(Instant::ZERO);
         for active in chosen {
-            let record = &mut self.applied[active.record];
-            let lasted = now.saturating_sub(record.at);
-            record.duration = (!lasted.is_zero()).then_some(lasted);
+            {
+                let mut applied = self.applied.lock().expect("applied faults lock");
+                let record = &mut applied[active.record];
+                let lasted = now.saturating_sub(record.at);
+                record.duration = (!lasted.is_zero()).then_some(lasted);
+            }
             self.undo(active.applied);
         }
     }

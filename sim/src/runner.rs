@@ -5,6 +5,7 @@
 use crate::check::{check_all, CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, OpBody, OpType};
+use crate::nemesis::AppliedFaults;
 use crate::scenario::Scenario;
 use crate::simulate::simulate;
 use crate::trace::trace_hash;
@@ -59,7 +60,8 @@ pub struct RunDetail {
     pub result: RunResult,
     pub history: History,
     pub final_state: Option<FinalState>,
-    /// The faults applied, as a schedule that replays them (empty after a panic).
+    /// The faults applied, as a schedule that replays them (after a panic, those
+    /// applied until then; a fault still in effect has no duration).
     pub faults: Vec<crate::scenario::ScheduledFault>,
 }
 
@@ -86,24 +88,26 @@ pub fn run_seed_in_mode(scenario: &Arc<Scenario>, seed: u64, swarm: bool) -> Run
 pub fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> RunDetail {
     let started = std::time::Instant::now();
     let history = Arc::new(Mutex::new(History::default()));
+    let applied = AppliedFaults::default();
     let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.set_time_limit(scenario.time_limit);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-        let sim_history = history.clone();
+        let (sim_history, sim_applied) = (history.clone(), applied.clone());
         let scenario = scenario.clone();
-        runtime.block_on(async move { simulate(scenario, sim_history).await })
+        runtime.block_on(async move { simulate(scenario, sim_history, sim_applied).await })
     }));
     drop(runtime);
     let mut history = std::mem::take(&mut *history.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
     let last_op_time = history.ops.last().map(|op| op.time).unwrap_or(0);
-    let (final_state, faults, messages, sim_micros) = match outcome {
-        Ok(result) => (Some(result.final_state), result.faults, result.messages, result.sim_micros),
+    let faults = std::mem::take(&mut *applied.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    let (final_state, messages, sim_micros) = match outcome {
+        Ok(result) => (Some(result.final_state), result.messages, result.sim_micros),
         Err(payload) => {
             let message = panic_message(&*payload);
             let time = last_op_time;
             let body = if message.contains("time limit exceeded") { OpBody::Timeout { message } } else { OpBody::Panic { message } };
             history.push(time, &"runner".into(), OpType::Info, body);
-            (None, Vec::new(), 0, time)
+            (None, 0, time)
         }
     };
     let sim_ms = sim_micros / 1000;

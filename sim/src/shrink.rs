@@ -136,7 +136,7 @@ pub fn shrink(scenario: &Arc<Scenario>, seed: u64, mut progress: impl FnMut(&str
     let kinds = original.result.kinds();
     let kind = target_kind(scenario, &kinds).ok_or_else(|| format!("seed {seed} shows no violation: nothing to shrink"))?;
     if original.faults.is_empty() && original.final_state.is_none() {
-        return Err(format!("seed {seed} panicked before its faults could be collected; replay it instead"));
+        return Err(format!("seed {seed} shows {kind} before any fault was applied: there is no schedule to shrink; replay it instead"));
     }
     let all = original.faults.clone();
     progress(&format!("seed {seed} shows {kind} with {} faults; replaying them as a schedule", all.len()));

@@ -4,7 +4,7 @@
 use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
 use crate::final_state::{ConsumerSnapshot, FinalState, GroupSnapshot, PartitionSnapshot, ReplicaSnapshot};
 use crate::history::{History, OpBody, OpType, Value};
-use crate::nemesis::Nemesis;
+use crate::nemesis::{AppliedFaults, Nemesis};
 use crate::node::broker::BrokerNode;
 use crate::node::consumer::ConsumerNode;
 use crate::node::controller::ControllerNode;
@@ -26,13 +26,13 @@ const DRAIN_POLL: Duration = Duration::from_millis(100);
 
 pub struct SimulationResult {
     pub final_state: FinalState,
-    /// The faults applied, as a schedule that replays them.
-    pub faults: Vec<crate::scenario::ScheduledFault>,
     pub messages: u64,
     pub sim_micros: u64,
 }
 
-pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> SimulationResult {
+/// Runs one scenario to its end. `history` and `applied` outlive the run, so
+/// a run that panics still leaves what it did.
+pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>, applied: AppliedFaults) -> SimulationResult {
     let ctx = Arc::new(RunContext::new(scenario.clone(), history));
     let handle = Handle::current();
     crate::buggify::set_enabled(scenario.faults.buggify);
@@ -50,7 +50,7 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> 
             .build();
         ids.insert(entry.id, node.id());
     }
-    let mut nemesis = Nemesis::new(ctx.clone(), ids);
+    let mut nemesis = Nemesis::new(ctx.clone(), ids, applied);
     nemesis.run_until(Instant::ZERO + scenario.duration).await;
     ctx.stop_producing.store(true, Ordering::Relaxed);
     ctx.record(&"nemesis".into(), OpType::Info, OpBody::Heal);
@@ -68,7 +68,7 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>) -> 
     for id in nemesis.node_ids() {
         handle.kill(id);
     }
-    SimulationResult { final_state, faults: nemesis.applied_schedule(), messages: ctx.message_count(), sim_micros: ctx.now().as_micros() }
+    SimulationResult { final_state, messages: ctx.message_count(), sim_micros: ctx.now().as_micros() }
 }
 
 async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {

@@ -41,10 +41,22 @@ fn buggify_send(message: &Message, lag_micros: Option<u64>) -> Option<Option<u64
     }
 }
 
+/// A deliberately injected bug, behind a test-only switch: with the environment
+/// variable `KAFSIM_TEST_PANIC_ON_RESTART` set, a broker panics when it restarts,
+/// so tests can show that a panic is reported with its seed and that `shrink`
+/// brings it down to the one crash that causes it.
+fn panic_on_broker_restart() -> bool {
+    static SWITCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *SWITCH.get_or_init(|| std::env::var_os("KAFSIM_TEST_PANIC_ON_RESTART").is_some())
+}
+
 /// Runs one node until madsim kills it.
 pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<M>>) {
     let endpoint = Endpoint::bind(ctx.roster.address(me)).await.expect("each node binds its own address once per start");
     let incarnation = ctx.next_incarnation(me);
+    if incarnation > 1 && ctx.roster.entry(me).role == NodeRole::Broker && panic_on_broker_restart() {
+        panic!("test switch KAFSIM_TEST_PANIC_ON_RESTART: broker {me:?} restarted");
+    }
     let (sender, mut arrivals) = futures::channel::mpsc::unbounded::<Envelope>();
     let receiver = endpoint.clone();
     madsim::task::spawn(async move {
