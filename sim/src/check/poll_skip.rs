@@ -154,4 +154,56 @@ mod tests {
         let state = final_state(vec![(0, partition_snapshot(1, &[1], 4, &records))]);
         assert!(check(&history.build(), &state).is_empty());
     }
+
+    /// `check` as it was before `Views`: trees of every known record.
+    fn oracle(history: &History, final_state: &FinalState) -> Vec<Violation> {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut uncommitted = BTreeSet::new();
+        let mut committed = BTreeSet::new();
+        for op in &history.ops {
+            if let crate::history::OpBody::Txn { values: sent, .. } = &op.body {
+                let into = if op.kind == crate::history::OpType::Ok { &mut committed } else { &mut uncommitted };
+                into.extend(sent.iter().copied());
+            }
+        }
+        uncommitted.retain(|value| !committed.contains(value));
+        let mut known: BTreeMap<&kafsim_model::TopicPartition, BTreeMap<Offset, Value>> = BTreeMap::new();
+        for (partition, snapshot) in &final_state.partitions {
+            let log = crate::check::observations::committed_log(snapshot);
+            known.entry(partition).or_default().extend(log.iter().copied().filter(|(_, value)| !uncommitted.contains(value)));
+        }
+        for op in history.ops.iter().filter(|op| matches!(op.kind, crate::history::OpType::Ok | crate::history::OpType::Info)) {
+            if let crate::history::OpBody::Poll { records } = &op.body {
+                for record in records.iter().filter(|record| !uncommitted.contains(&record.value)) {
+                    known.entry(&record.partition).or_default().entry(record.offset).or_insert(record.value);
+                }
+            }
+        }
+        let mut findings = Findings::new(CheckerKind::PollSkip);
+        for (_, previous, op, current) in consecutive_reads_oracle(history) {
+            let (from, to) = (previous.offset, current.offset);
+            if to.0 > from.0.saturating_add(1) {
+                let skipped = known.get(&current.partition).and_then(|records| records.range(from.next()..to).next());
+                if let Some((skipped_offset, skipped_value)) = skipped {
+                    findings.report(format!(
+                        "{} read {}@{from} then @{to} at {}, skipping offset {skipped_offset}, which holds {skipped_value}",
+                        op.node,
+                        current.partition,
+                        seconds(op.time)
+                    ));
+                }
+            }
+            if findings.is_full() {
+                break;
+            }
+        }
+        findings.into_violations()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_the_tree_of_known_records((history, state) in random_reads()) {
+            proptest::prop_assert_eq!(check(&history, &state), oracle(&history, &state));
+        }
+    }
 }

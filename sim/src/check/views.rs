@@ -466,4 +466,18 @@ mod tests {
         assert_eq!(views.find_partition(&partition(3)), None);
         assert_eq!(views.reads()[1].partition, views.find_partition(&partition(1)).expect("in the final state"));
     }
+
+    proptest::proptest! {
+        #[test]
+        fn consecutive_reads_agree_with_the_tree_walk((history, state) in random_reads()) {
+            let views = Views::new(&history, &state);
+            let found: Vec<_> = views.consecutive_reads().map(|(previous, current)| (previous.op, previous.record, current.op, current.record)).collect();
+            let expected = consecutive_reads_oracle(&history);
+            proptest::prop_assert_eq!(found.len(), expected.len());
+            for (found, expected) in found.iter().zip(&expected) {
+                proptest::prop_assert!(std::ptr::eq(found.0, expected.0) && std::ptr::eq(found.1, expected.1));
+                proptest::prop_assert!(std::ptr::eq(found.2, expected.2) && std::ptr::eq(found.3, expected.3));
+            }
+        }
+    }
 }
