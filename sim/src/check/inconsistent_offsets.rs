@@ -53,16 +53,22 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
 }
 
 /// Every position the history reports for a value, in history order: `ok` sends
-/// that carry a partition and offset, and polled records.
+/// that carry a partition and offset, and polled records. Left out are those that
+/// agree with the committed log, which is the reference wherever it reaches: they
+/// can neither disagree nor become the first observation of their offset.
 fn history_observations<'a>(views: &'a Views<'_>) -> impl Iterator<Item = (PartitionKey, Offset, Value, Witness<'a>)> {
+    let disputed = |partition: PartitionKey, offset: Offset, value: Value| value_at(views.partition(partition).log, offset) != Some(value);
     let mut acknowledged = views
         .acknowledged_sends()
         .iter()
-        .filter_map(|send| Some((send.op_index, send.partition?.1, send.offset?, send.value, Witness::acknowledged(send.op))))
+        .filter_map(|send| Some((send, send.partition?.1, send.offset?)))
+        .filter(move |(send, partition, offset)| disputed(*partition, *offset, send.value))
+        .map(|(send, partition, offset)| (send.op_index, partition, offset, send.value, Witness::acknowledged(send.op)))
         .peekable();
     let mut polled = views
         .reads()
         .iter()
+        .filter(move |read| disputed(read.partition, read.record.offset, read.record.value))
         .map(|read| (read.op_index, read.partition, read.record.offset, read.record.value, Witness::polled(read.op)))
         .peekable();
     // Both lists are in history order and no op is both a send and a poll: merge them by op index.

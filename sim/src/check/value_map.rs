@@ -17,6 +17,9 @@ use std::collections::BTreeMap;
 /// length at a time; sequences beyond that go to the overflow tree.
 const LANE_LENGTH_MIN: u64 = 1024;
 
+/// A lane starts this long, or as long as its first sequence needs.
+const LANE_GROWTH_MIN: usize = 256;
+
 pub(crate) struct ValueMap<T> {
     /// Sorted by lane id: `scope << 32 | producer`.
     lanes: Vec<(u64, Vec<Option<T>>)>,
@@ -113,9 +116,9 @@ impl<T> ValueMap<T> {
         }
         let sequence = sequence as usize;
         if sequence >= slots.len() {
-            // Grow by at least half again, so that a lane filled in sequence
-            // order comes here a logarithmic number of times.
-            let length = (sequence + 1).max(slots.len() + slots.len() / 2);
+            // Grow at least twofold, so that a lane filled in sequence order
+            // comes here a logarithmic number of times.
+            let length = (sequence + 1).max(slots.len() * 2).max(LANE_GROWTH_MIN);
             slots.resize_with(length, || None);
         }
         &mut slots[sequence]

@@ -164,6 +164,8 @@ pub(crate) struct Views<'a> {
     /// Per topic number: its partitions' numbers and keys, sorted by number.
     topic_partitions: Vec<Vec<(u32, PartitionKey)>>,
     partitions: Vec<PartitionView<'a>>,
+    /// The partition `partition_key` looked up last, and its key.
+    last_partition: Option<(&'a TopicPartition, PartitionKey)>,
     final_partition_count: usize,
     reads: Vec<Read<'a>>,
     acknowledged: Vec<AcknowledgedSend<'a>>,
@@ -183,6 +185,7 @@ impl<'a> Views<'a> {
             topics: Names::default(),
             topic_partitions: Vec::new(),
             partitions: Vec::with_capacity(final_state.partitions.len()),
+            last_partition: None,
             final_partition_count: final_state.partitions.len(),
             reads: Vec::new(),
             acknowledged: Vec::new(),
@@ -207,6 +210,7 @@ impl<'a> Views<'a> {
     /// resets of consecutive reads, and the heal.
     fn index_history(&mut self) -> Vec<ReadReset> {
         let history = self.history;
+        self.reserve(history);
         let mut resets = Vec::new();
         // Open invokes by node and value: pipeline members may send the same
         // output value at once (a zombie and its successor), and each completion
@@ -255,8 +259,37 @@ impl<'a> Views<'a> {
         resets
     }
 
+    /// Sizes the lists `index_history` fills, so that they never reallocate.
+    fn reserve(&mut self, history: &History) {
+        let (mut invokes, mut acknowledged, mut reads) = (0, 0, 0);
+        for op in &history.ops {
+            match (&op.body, op.kind) {
+                (OpBody::Send { .. }, OpType::Invoke) => invokes += 1,
+                (OpBody::Send { .. }, OpType::Ok) => acknowledged += 1,
+                (OpBody::Poll { records }, OpType::Ok | OpType::Info) => reads += records.len(),
+                _ => {}
+            }
+        }
+        self.send_pairs.reserve_exact(invokes);
+        self.acknowledged.reserve_exact(acknowledged);
+        self.reads.reserve_exact(reads);
+    }
+
     /// The key of `partition`, given a new one if the run has not named it yet.
+    #[inline]
     fn partition_key(&mut self, partition: &'a TopicPartition) -> PartitionKey {
+        // Consecutive records of a poll mostly share their partition.
+        if let Some((last, key)) = self.last_partition {
+            if last.partition == partition.partition && Arc::ptr_eq(&last.topic, &partition.topic) {
+                return key;
+            }
+        }
+        let key = self.partition_key_by_name(partition);
+        self.last_partition = Some((partition, key));
+        key
+    }
+
+    fn partition_key_by_name(&mut self, partition: &'a TopicPartition) -> PartitionKey {
         let topic = self.topics.key(&partition.topic) as usize;
         if topic == self.topic_partitions.len() {
             self.topic_partitions.push(Vec::new());
