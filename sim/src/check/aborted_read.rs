@@ -8,34 +8,43 @@
 //! outcome is unknown may have committed.
 
 use super::findings::Findings;
-use super::observations::polled_records;
 use super::transactions::{ended_transactions, Outcome};
+use super::value_map::{ValueMap, ValueSet};
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
-use crate::history::{History, Value};
-use std::collections::{BTreeMap, BTreeSet};
+use crate::history::History;
 
-pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::AbortedRead);
-    let mut aborted: BTreeMap<Value, (u64, &str)> = BTreeMap::new();
-    for transaction in ended_transactions(history).filter(|transaction| transaction.outcome == Outcome::Aborted) {
+    // Per value: the last aborted transaction that sent it, and its producer.
+    let mut aborted: ValueMap<(u64, &str)> = ValueMap::new();
+    let mut any_aborted = false;
+    for transaction in ended_transactions(views.history).filter(|transaction| transaction.outcome == Outcome::Aborted) {
         for value in transaction.values {
-            aborted.insert(*value, (transaction.number, &transaction.op.node));
+            aborted.insert(0, *value, (transaction.number, &transaction.op.node));
+            any_aborted = true;
         }
     }
-    if aborted.is_empty() {
+    if !any_aborted {
         return Vec::new();
     }
-    let mut reported: BTreeSet<Value> = BTreeSet::new();
-    for (op, record) in polled_records(history) {
+    let mut reported = ValueSet::new();
+    for read in views.reads() {
         if findings.is_full() {
             break;
         }
-        if let Some((number, producer)) = aborted.get(&record.value) {
-            if reported.insert(record.value) {
+        let record = read.record;
+        if let Some((number, producer)) = aborted.get(0, record.value) {
+            if reported.add(0, record.value) {
                 findings.report(format!(
                     "{} read {} at {}@{}, written in transaction {number} of {producer}, which aborted",
-                    op.node, record.value, record.partition, record.offset
+                    read.op.node, record.value, record.partition, record.offset
                 ));
             }
         }

@@ -9,22 +9,30 @@
 //! one of the group's `Process` ops (matched by value, which is unique per send).
 
 use super::findings::Findings;
-use super::observations::committed_logs;
+use super::value_map::ValueSet;
+use super::views::{Names, Views};
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
-use crate::history::{History, OpBody, OpType, Value};
+use crate::history::{History, OpBody, OpType};
 use kafsim_model::{Offset, TopicPartition};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// Per group and partition: the highest committed offset, who committed it and when.
 type Committed<'a> = BTreeMap<(&'a Arc<str>, &'a TopicPartition), (Offset, &'a Arc<str>, u64)>;
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::AtLeastOnce);
     let mut committed: Committed = BTreeMap::new();
-    let mut processed: BTreeSet<(&Arc<str>, Value)> = BTreeSet::new();
-    for op in &history.ops {
+    let mut groups = Names::default();
+    // Per group (its number in `groups`): the values its members processed.
+    let mut processed = ValueSet::new();
+    for op in &views.history.ops {
         match &op.body {
             OpBody::Commit { group, offsets, .. } if op.kind == OpType::Ok => {
                 for (partition, offset) in offsets {
@@ -34,15 +42,21 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
                     }
                 }
             }
-            OpBody::Process { group, records } => processed.extend(records.iter().map(|record| (group, record.value))),
+            OpBody::Process { group, records } => {
+                let scope = groups.key(group);
+                for record in records {
+                    processed.add(scope, record.value);
+                }
+            }
             _ => {}
         }
     }
-    let logs = committed_logs(final_state);
     for ((group, partition), (offset, node, time)) in committed {
-        let Some(log) = logs.get(partition) else { continue };
+        let Some(key) = views.find_partition(partition) else { continue };
+        let scope = groups.find(group);
+        let log = views.partition(key).log;
         for (record_offset, value) in log.iter().take_while(|(record_offset, _)| *record_offset < offset) {
-            if !processed.contains(&(group, *value)) {
+            if !scope.is_some_and(|scope| processed.contains(scope, *value)) {
                 findings.report(format!(
                     "group {group} committed {partition} up to offset {offset} ({node} at {}), but nobody processed {value} at offset {record_offset}",
                     super::findings::seconds(time)

@@ -7,24 +7,30 @@
 //! group, by any members, is one violation.
 
 use super::findings::{seconds, Findings};
+use super::value_map::ValueMap;
+use super::views::{Names, Views};
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
-use crate::history::{History, OpBody, Value};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use crate::history::{History, OpBody};
 
-pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::AtMostOnce);
+    let mut groups = Names::default();
     // Per group and value: the node that first processed it, and when.
-    let mut first: BTreeMap<(&Arc<str>, Value), (&str, u64)> = BTreeMap::new();
-    for op in &history.ops {
+    let mut first: ValueMap<(&str, u64)> = ValueMap::new();
+    for op in &views.history.ops {
         let OpBody::Process { group, records } = &op.body else { continue };
+        let scope = groups.key(group);
         for record in records {
-            match first.get(&(group, record.value)) {
-                None => {
-                    first.insert((group, record.value), (&*op.node, op.time));
-                }
-                Some(&(node, time)) => {
+            let slot = first.slot(scope, record.value);
+            match *slot {
+                None => *slot = Some((&*op.node, op.time)),
+                Some((node, time)) => {
                     findings.report(format!(
                         "group {group} processed {} ({}@{}) twice: by {node} at {} and by {} at {}",
                         record.value,

@@ -8,25 +8,30 @@
 //! One violation per partition offset, however many times it was read.
 
 use super::findings::{seconds, Findings};
-use super::observations::{committed_logs, polled_records, value_at};
+use super::observations::value_at;
+use super::views::{PartitionKey, Views};
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::History;
-use kafsim_model::{Offset, TopicPartition};
+use kafsim_model::Offset;
 use std::collections::BTreeSet;
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::CommittedDataLost);
-    let logs = committed_logs(final_state);
-    let mut reported: BTreeSet<(&TopicPartition, Offset)> = BTreeSet::new();
-    for (op, record) in polled_records(history) {
+    let mut reported: BTreeSet<(PartitionKey, Offset)> = BTreeSet::new();
+    for read in views.reads() {
         if findings.is_full() {
             break;
         }
-        let (partition, offset, value) = (&record.partition, record.offset, record.value);
-        let snapshot = final_state.partitions.get(partition);
-        let high_watermark = snapshot.and_then(|snapshot| snapshot.committed()).map(|replica| replica.high_watermark);
-        let committed_value = logs.get(partition).and_then(|log| value_at(log, offset));
+        let (offset, value) = (read.record.offset, read.record.value);
+        let view = views.partition(read.partition);
+        let high_watermark = view.committed.map(|replica| replica.high_watermark);
+        let committed_value = value_at(view.log, offset);
         let gone = match (high_watermark, committed_value) {
             (None, _) => "the partition has no committed replica".to_string(),
             (_, Some(committed_value)) if committed_value == value => continue,
@@ -36,11 +41,12 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
             }
             (Some(_), None) => "the committed log holds no workload record there".to_string(),
         };
-        if reported.insert((partition, offset)) {
+        if reported.insert((read.partition, offset)) {
             findings.report(format!(
-                "value {value} read at {partition}@{offset} by {} at {} is gone: {gone}",
-                op.node,
-                seconds(op.time)
+                "value {value} read at {}@{offset} by {} at {} is gone: {gone}",
+                read.record.partition,
+                read.op.node,
+                seconds(read.op.time)
             ));
         }
     }

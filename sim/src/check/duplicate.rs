@@ -10,50 +10,55 @@
 //! Reading the same record twice (after a seek) is one position, not a duplicate.
 
 use super::findings::Findings;
-use super::observations::{committed_logs, polled_records, Witness};
+use super::observations::Witness;
+use super::value_map::ValueMap;
+use super::views::{PartitionKey, Views};
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
-use crate::history::{History, Value};
-use kafsim_model::{Offset, TopicPartition};
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::history::History;
+use kafsim_model::Offset;
 
-/// Where a value was first seen standing.
+/// Where a value was first seen standing, and whether it was reported.
 struct Position<'a> {
-    partition: &'a TopicPartition,
+    partition: PartitionKey,
     offset: Offset,
     witness: Witness<'a>,
+    reported: bool,
 }
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::Duplicate);
-    let mut first_positions: BTreeMap<Value, Position<'_>> = BTreeMap::new();
-    let mut reported: BTreeSet<Value> = BTreeSet::new();
-    let committed = committed_logs(final_state).into_iter().flat_map(|(partition, log)| {
-        log.iter().map(move |&(offset, value)| (value, Position { partition, offset, witness: Witness::CommittedLog }))
+    let mut first_positions: ValueMap<Position<'_>> = ValueMap::new();
+    let committed = views.final_partitions().flat_map(|(partition, view)| {
+        view.log.iter().map(move |&(offset, value)| (value, partition, offset, Witness::CommittedLog))
     });
-    let polled = polled_records(history).map(|(op, record)| {
-        let position = Position { partition: &record.partition, offset: record.offset, witness: Witness::polled(op) };
-        (record.value, position)
-    });
-    for (value, position) in committed.chain(polled) {
+    let polled = views.reads().iter().map(|read| (read.record.value, read.partition, read.record.offset, Witness::polled(read.op)));
+    for (value, partition, offset, witness) in committed.chain(polled) {
         if findings.is_full() {
             break;
         }
-        match first_positions.entry(value) {
-            Entry::Vacant(entry) => {
-                entry.insert(position);
-            }
-            Entry::Occupied(entry) => {
-                let first = entry.get();
-                let same_place = first.partition == position.partition && first.offset == position.offset;
-                if !same_place && reported.insert(value) {
-                    findings.report(format!(
-                        "value {value} stands at {}@{} ({}) and at {}@{} ({})",
-                        first.partition, first.offset, first.witness, position.partition, position.offset, position.witness
-                    ));
-                }
-            }
+        let slot = first_positions.slot(0, value);
+        let Some(first) = slot else {
+            *slot = Some(Position { partition, offset, witness, reported: false });
+            continue;
+        };
+        let same_place = first.partition == partition && first.offset == offset;
+        if !same_place && !first.reported {
+            first.reported = true;
+            findings.report(format!(
+                "value {value} stands at {}@{} ({}) and at {}@{} ({})",
+                views.partition(first.partition).partition,
+                first.offset,
+                first.witness,
+                views.partition(partition).partition,
+                offset,
+                witness
+            ));
         }
     }
     findings.into_violations()

@@ -14,19 +14,24 @@
 //! input may simply not have been processed yet.
 
 use super::findings::Findings;
-use super::observations::committed_logs;
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, Value};
 use kafsim_model::{Offset, TopicPartition};
 use std::collections::BTreeMap;
 
-pub fn check(_history: &History, final_state: &FinalState) -> Vec<Violation> {
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::EosViolation);
-    let logs = committed_logs(final_state);
-    for pipeline in &final_state.pipelines {
+    let logs = || views.final_partitions().map(|(_, view)| (view.partition, view.log));
+    for pipeline in &views.final_state.pipelines {
         let mut outputs: BTreeMap<Value, Vec<(&TopicPartition, Offset)>> = BTreeMap::new();
-        for (partition, log) in logs.iter().filter(|(partition, _)| &*partition.topic == pipeline.to.as_str()) {
+        for (partition, log) in logs().filter(|(partition, _)| &*partition.topic == pipeline.to.as_str()) {
             for &(offset, value) in log.iter() {
                 if let Some(input) = value.pipeline_input() {
                     outputs.entry(input).or_default().push((partition, offset));
@@ -49,7 +54,7 @@ pub fn check(_history: &History, final_state: &FinalState) -> Vec<Violation> {
         if !pipeline.drained {
             continue;
         }
-        for (partition, log) in logs.iter().filter(|(partition, _)| &*partition.topic == pipeline.from.as_str()) {
+        for (partition, log) in logs().filter(|(partition, _)| &*partition.topic == pipeline.from.as_str()) {
             for &(offset, input) in log.iter() {
                 if findings.is_full() {
                     return findings.into_violations();

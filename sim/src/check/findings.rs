@@ -22,15 +22,6 @@ impl Findings {
         self.violations.len() >= VIOLATIONS_PER_CHECKER_MAX
     }
 
-    /// Whether a walk over the history should go on: it stops once the cap is hit.
-    pub(crate) fn flow(&self) -> std::ops::ControlFlow<()> {
-        if self.is_full() {
-            std::ops::ControlFlow::Break(())
-        } else {
-            std::ops::ControlFlow::Continue(())
-        }
-    }
-
     /// Records one anomaly instance; silently dropped once the cap is reached.
     pub(crate) fn report(&mut self, detail: String) {
         if !self.is_full() {

@@ -6,12 +6,18 @@
 //! Reads `Assign` ops: each names everything its member owns in a generation.
 
 use super::findings::{seconds, Findings};
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, OpBody};
 use kafsim_model::TopicPartition;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// `check` as `check_all` runs it, on the views it built once.
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
+    check(views.history, views.final_state)
+}
 
 pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::GroupOverlap);

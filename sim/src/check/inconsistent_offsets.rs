@@ -11,24 +11,29 @@
 //! partition offset.
 
 use super::findings::Findings;
-use super::observations::{committed_logs, value_at, Witness};
+use super::observations::{value_at, Witness};
+use super::views::{PartitionKey, Views};
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
-use crate::history::{History, OpBody, OpType, PolledRecord, Value};
-use kafsim_model::{Offset, TopicPartition};
+use crate::history::{History, Value};
+use kafsim_model::Offset;
 use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::InconsistentOffsets);
-    let logs = committed_logs(final_state);
-    let mut first_seen: BTreeMap<(&TopicPartition, Offset), (Value, Witness<'_>)> = BTreeMap::new();
-    let mut reported: BTreeSet<(&TopicPartition, Offset)> = BTreeSet::new();
-    for (partition, offset, value, witness) in history_observations(history) {
+    let mut first_seen: BTreeMap<(PartitionKey, Offset), (Value, Witness<'_>)> = BTreeMap::new();
+    let mut reported: BTreeSet<(PartitionKey, Offset)> = BTreeSet::new();
+    for (partition, offset, value, witness) in history_observations(views) {
         if findings.is_full() {
             break;
         }
-        let committed_value = logs.get(partition).and_then(|log| value_at(log, offset));
+        let committed_value = value_at(views.partition(partition).log, offset);
         let reference = match committed_value {
             Some(committed_value) => (committed_value, Witness::CommittedLog),
             None => match first_seen.entry((partition, offset)) {
@@ -40,6 +45,7 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
             },
         };
         if reference.0 != value && reported.insert((partition, offset)) {
+            let partition = views.partition(partition).partition;
             findings.report(format!("{partition}@{offset} holds {} ({}) and {value} ({witness})", reference.0, reference.1));
         }
     }
@@ -47,21 +53,32 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
 }
 
 /// Every position the history reports for a value, in history order: `ok` sends
-/// that carry a partition and offset, and polled records.
-fn history_observations(history: &History) -> impl Iterator<Item = (&TopicPartition, Offset, Value, Witness<'_>)> {
-    history.ops.iter().flat_map(|op| {
-        let acknowledged = match (&op.body, op.kind) {
-            (OpBody::Send { value, partition: Some(partition), offset: Some(offset), .. }, OpType::Ok) => {
-                Some((partition, *offset, *value, Witness::acknowledged(op)))
-            }
-            _ => None,
+/// that carry a partition and offset, and polled records. Left out are those that
+/// agree with the committed log, which is the reference wherever it reaches: they
+/// can neither disagree nor become the first observation of their offset.
+fn history_observations<'a>(views: &'a Views<'_>) -> impl Iterator<Item = (PartitionKey, Offset, Value, Witness<'a>)> {
+    let disputed = |partition: PartitionKey, offset: Offset, value: Value| value_at(views.partition(partition).log, offset) != Some(value);
+    let mut acknowledged = views
+        .acknowledged_sends()
+        .iter()
+        .filter_map(|send| Some((send, send.partition?.1, send.offset?)))
+        .filter(move |(send, partition, offset)| disputed(*partition, *offset, send.value))
+        .map(|(send, partition, offset)| (send.op_index, partition, offset, send.value, Witness::acknowledged(send.op)))
+        .peekable();
+    let mut polled = views
+        .reads()
+        .iter()
+        .filter(move |read| disputed(read.partition, read.record.offset, read.record.value))
+        .map(|read| (read.op_index, read.partition, read.record.offset, read.record.value, Witness::polled(read.op)))
+        .peekable();
+    // Both lists are in history order and no op is both a send and a poll: merge them by op index.
+    std::iter::from_fn(move || {
+        let take_acknowledged = match (acknowledged.peek(), polled.peek()) {
+            (Some(send), Some(read)) => send.0 < read.0,
+            (send, _) => send.is_some(),
         };
-        let records: &[PolledRecord] = match (&op.body, op.kind) {
-            (OpBody::Poll { records }, OpType::Ok | OpType::Info) => records,
-            _ => &[],
-        };
-        let polled = records.iter().map(move |record| (&record.partition, record.offset, record.value, Witness::polled(op)));
-        acknowledged.into_iter().chain(polled)
+        let (_, partition, offset, value, witness) = if take_acknowledged { acknowledged.next() } else { polled.next() }?;
+        Some((partition, offset, value, witness))
     })
 }
 

@@ -12,18 +12,23 @@
 //! owned at the end (a group that never settled after healing).
 
 use super::findings::{seconds, Findings};
-use super::observations::paired_sends;
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::History;
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
+    let final_state = views.final_state;
     let mut findings = Findings::new(CheckerKind::Liveness);
-    if history.heal_time().is_none() {
+    if views.heal_time().is_none() {
         return findings.into_violations();
     }
-    let pairs = paired_sends(history);
-    let mut pending = pairs.iter().filter(|pair| pair.completion.is_none());
+    let mut pending = views.send_pairs().iter().filter(|pair| pair.completion.is_none());
     if let Some(first) = pending.next() {
         let count = 1 + pending.count();
         findings.report(format!(

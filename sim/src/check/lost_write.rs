@@ -9,33 +9,41 @@
 //! snapshot at all lost every write acknowledged in it.
 
 use super::findings::{seconds, Findings};
-use super::observations::{acknowledged_sends, committed_logs, value_at, AcknowledgedSend};
+use super::observations::value_at;
+use super::value_map::ValueSet;
+use super::views::{AcknowledgedSend, PartitionKey, Views};
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, Value};
-use kafsim_model::{Offset, TopicPartition};
-use std::collections::{BTreeMap, BTreeSet};
+use kafsim_model::Offset;
+use std::collections::BTreeMap;
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::LostWrite);
-    let logs = committed_logs(final_state);
     // Values of a partition's committed log, built only for partitions where some
     // acknowledged value is not at its acknowledged offset.
-    let mut value_sets: BTreeMap<&TopicPartition, BTreeSet<Value>> = BTreeMap::new();
-    let mut is_committed = |partition: &TopicPartition, offset: Option<Offset>, value: Value| -> Option<bool> {
-        let (key, log) = logs.get_key_value(partition)?;
-        if offset.and_then(|offset| value_at(log, offset)) == Some(value) {
+    let mut value_sets: BTreeMap<PartitionKey, ValueSet> = BTreeMap::new();
+    // None: the partition has no final snapshot.
+    let mut is_committed = |partition: PartitionKey, offset: Option<Offset>, value: Value| -> Option<bool> {
+        let view = views.partition(partition);
+        view.snapshot?;
+        if offset.and_then(|offset| value_at(view.log, offset)) == Some(value) {
             return Some(true);
         }
-        let values = value_sets.entry(key).or_insert_with(|| log.iter().map(|(_, value)| *value).collect());
-        Some(values.contains(&value))
+        let values = value_sets.entry(partition).or_insert_with(|| view.log.iter().map(|(_, value)| *value).collect());
+        Some(values.contains(0, value))
     };
-    for send in acknowledged_sends(history) {
+    for send in views.acknowledged_sends() {
         if findings.is_full() {
             break;
         }
         let missing = match send.partition {
-            Some(partition) => match is_committed(partition, send.offset, send.value) {
+            Some((_, partition)) => match is_committed(partition, send.offset, send.value) {
                 Some(true) => None,
                 Some(false) => Some("is absent from the committed log"),
                 None => Some("is absent: the partition has no final snapshot"),
@@ -43,13 +51,13 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
             // The broker always says where it put a value; if the history does not,
             // the value must still stand in some partition's committed log.
             None => {
-                let partitions: Vec<&TopicPartition> = logs.keys().copied().collect();
+                let partitions: Vec<PartitionKey> = views.final_partitions().map(|(partition, _)| partition).collect();
                 let found = partitions.into_iter().any(|partition| is_committed(partition, None, send.value) == Some(true));
                 (!found).then_some("is absent from every committed log")
             }
         };
         if let Some(missing) = missing {
-            findings.report(describe(&send, missing));
+            findings.report(describe(send, missing));
         }
     }
     findings.into_violations()
@@ -57,8 +65,8 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
 
 fn describe(send: &AcknowledgedSend<'_>, missing: &str) -> String {
     let place = match (send.partition, send.offset) {
-        (Some(partition), Some(offset)) => format!(" at {partition}@{offset}"),
-        (Some(partition), None) => format!(" in {partition}"),
+        (Some((partition, _)), Some(offset)) => format!(" at {partition}@{offset}"),
+        (Some((partition, _)), None) => format!(" in {partition}"),
         (None, _) => String::new(),
     };
     format!("value {} acknowledged{place} by {} at {} {missing}", send.value, send.op.node, seconds(send.op.time))

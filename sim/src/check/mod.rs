@@ -5,6 +5,7 @@ use crate::final_state::FinalState;
 use crate::history::History;
 use serde::Serialize;
 use std::fmt;
+use views::Views;
 
 pub mod aborted_read;
 pub mod at_least_once;
@@ -29,6 +30,8 @@ pub mod timeout;
 mod transactions;
 pub mod txn_atomicity;
 pub mod unseen;
+mod value_map;
+mod views;
 
 /// Every anomaly kind a scenario may name in `expect.never` / `expect.finds`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -123,36 +126,39 @@ impl Violation {
     }
 }
 
-/// One checker: a pure function of a run's history and final state.
-pub type Checker = fn(&History, &FinalState) -> Vec<Violation>;
+/// One checker: a pure function of a run's history and final state, reading them
+/// through the views `check_all` builds once for every checker. Each checker
+/// module also has `check(history, final_state)`, which builds the views itself.
+pub(crate) type Checker = fn(&Views<'_>) -> Vec<Violation>;
 
 /// Every checker, in `CheckerKind` order.
-pub const CHECKERS: [(CheckerKind, Checker); 18] = [
-    (CheckerKind::LostWrite, lost_write::check),
-    (CheckerKind::Duplicate, duplicate::check),
-    (CheckerKind::InconsistentOffsets, inconsistent_offsets::check),
-    (CheckerKind::NonmonotonicSend, nonmonotonic_send::check),
-    (CheckerKind::NonmonotonicPoll, nonmonotonic_poll::check),
-    (CheckerKind::PollSkip, poll_skip::check),
-    (CheckerKind::CommittedDataLost, committed_data_lost::check),
-    (CheckerKind::ReplicaDivergence, replica_divergence::check),
-    (CheckerKind::Unseen, unseen::check),
-    (CheckerKind::AbortedRead, aborted_read::check),
-    (CheckerKind::TxnAtomicity, txn_atomicity::check),
-    (CheckerKind::EosViolation, eos_violation::check),
-    (CheckerKind::AtMostOnce, at_most_once::check),
-    (CheckerKind::AtLeastOnce, at_least_once::check),
-    (CheckerKind::GroupOverlap, group_overlap::check),
-    (CheckerKind::Liveness, liveness::check),
-    (CheckerKind::Panic, panic::check),
-    (CheckerKind::Timeout, timeout::check),
+pub(crate) const CHECKERS: [(CheckerKind, Checker); 18] = [
+    (CheckerKind::LostWrite, lost_write::judge),
+    (CheckerKind::Duplicate, duplicate::judge),
+    (CheckerKind::InconsistentOffsets, inconsistent_offsets::judge),
+    (CheckerKind::NonmonotonicSend, nonmonotonic_send::judge),
+    (CheckerKind::NonmonotonicPoll, nonmonotonic_poll::judge),
+    (CheckerKind::PollSkip, poll_skip::judge),
+    (CheckerKind::CommittedDataLost, committed_data_lost::judge),
+    (CheckerKind::ReplicaDivergence, replica_divergence::judge),
+    (CheckerKind::Unseen, unseen::judge),
+    (CheckerKind::AbortedRead, aborted_read::judge),
+    (CheckerKind::TxnAtomicity, txn_atomicity::judge),
+    (CheckerKind::EosViolation, eos_violation::judge),
+    (CheckerKind::AtMostOnce, at_most_once::judge),
+    (CheckerKind::AtLeastOnce, at_least_once::judge),
+    (CheckerKind::GroupOverlap, group_overlap::judge),
+    (CheckerKind::Liveness, liveness::judge),
+    (CheckerKind::Panic, panic::judge),
+    (CheckerKind::Timeout, timeout::judge),
 ];
 
 /// Runs every checker over one run's history and final state. Violations come
 /// sorted by kind; within a kind, in the order the checker found them. Each checker
 /// reports at most `VIOLATIONS_PER_CHECKER_MAX` (10) violations.
 pub fn check_all(history: &History, final_state: &FinalState) -> Vec<Violation> {
-    let mut violations: Vec<Violation> = CHECKERS.iter().flat_map(|(_, check)| check(history, final_state)).collect();
+    let views = Views::new(history, final_state);
+    let mut violations: Vec<Violation> = CHECKERS.iter().flat_map(|(_, judge)| judge(&views)).collect();
     // Stable: keeps each checker's own order within its kind.
     violations.sort_by_key(|violation| violation.kind);
     violations
@@ -187,8 +193,9 @@ mod tests {
         history.timeout(50, "limit");
         let history = history.build();
         let state = final_state(vec![]);
-        for (kind, check) in CHECKERS {
-            assert!(check(&history, &state).iter().all(|violation| violation.kind == kind), "{kind}");
+        let views = Views::new(&history, &state);
+        for (kind, judge) in CHECKERS {
+            assert!(judge(&views).iter().all(|violation| violation.kind == kind), "{kind}");
         }
     }
 

@@ -8,14 +8,19 @@
 //! resets the expectation: the next read may start anywhere.
 
 use super::findings::{seconds, Findings};
-use super::observations::for_each_consecutive_read;
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::History;
 
-pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::NonmonotonicPoll);
-    for_each_consecutive_read(history, |previous, current| {
+    for (previous, current) in views.consecutive_reads() {
         if current.record.offset <= previous.record.offset {
             findings.report(format!(
                 "{} read {}@{} ({}) then @{} ({}) at {}",
@@ -27,9 +32,11 @@ pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
                 current.record.value,
                 seconds(current.op.time)
             ));
+            if findings.is_full() {
+                break;
+            }
         }
-        findings.flow()
-    });
+    }
     findings.into_violations()
 }
 

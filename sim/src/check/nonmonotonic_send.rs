@@ -9,28 +9,35 @@
 //! out-of-order send is one violation.
 
 use super::findings::{seconds, Findings};
-use super::observations::paired_sends;
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, OpBody, OpType, Value};
-use kafsim_model::{Offset, TopicPartition};
-use std::collections::BTreeMap;
+use kafsim_model::Offset;
 
-pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::NonmonotonicSend);
-    let mut last_acknowledged: BTreeMap<(&str, &TopicPartition), (Value, Offset)> = BTreeMap::new();
-    for pair in paired_sends(history) {
+    // The last acknowledged send per node and partition, node-major.
+    let partition_count = views.partition_count();
+    let mut last_acknowledged: Vec<Option<(Value, Offset)>> = vec![None; views.node_count() * partition_count];
+    for pair in views.send_pairs() {
         if findings.is_full() {
             break;
         }
         let Some(completion) = pair.completion.filter(|op| op.kind == OpType::Ok) else {
             continue;
         };
-        let OpBody::Send { partition: Some(partition), offset: Some(offset), .. } = &completion.body else {
+        let (OpBody::Send { offset: Some(offset), .. }, Some((partition, key))) = (&completion.body, pair.completion_partition) else {
             continue;
         };
         let node: &str = &completion.node;
-        if let Some((previous_value, previous_offset)) = last_acknowledged.insert((node, partition), (pair.value, *offset)) {
+        let slot = &mut last_acknowledged[pair.node.0 as usize * partition_count + key.0 as usize];
+        if let Some((previous_value, previous_offset)) = slot.replace((pair.value, *offset)) {
             if *offset <= previous_offset {
                 findings.report(format!(
                     "{node} sent {previous_value} then {} to {partition}, \

@@ -3,9 +3,15 @@
 //! there and its seed reproduces it. One violation per `Panic` op, with its message.
 
 use super::findings::{seconds, Findings};
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, OpBody};
+
+/// `check` as `check_all` runs it, on the views it built once.
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
+    check(views.history, views.final_state)
+}
 
 pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::Panic);

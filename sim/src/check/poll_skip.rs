@@ -15,21 +15,27 @@
 //! read_committed consumer rightly steps over them (KIP-98).
 
 use super::findings::{seconds, Findings};
-use super::observations::{committed_logs, for_each_consecutive_read, polled_records};
+use super::value_map::ValueSet;
+use super::views::{PartitionKey, Views};
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, Value};
-use kafsim_model::{Offset, TopicPartition};
-use std::collections::BTreeMap;
+use kafsim_model::Offset;
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
-    let known = known_records(history, final_state);
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::PollSkip);
-    for_each_consecutive_read(history, |previous, current| {
+    // Built at the first gap: most runs have none.
+    let mut known: Option<KnownRecords> = None;
+    for (previous, current) in views.consecutive_reads() {
         let (from, to) = (previous.record.offset, current.record.offset);
         if to.0 > from.0.saturating_add(1) {
-            let skipped = known.get(&current.record.partition).and_then(|records| records.range(from.next()..to).next());
-            if let Some((skipped_offset, skipped_value)) = skipped {
+            let known = known.get_or_insert_with(|| KnownRecords::new(views));
+            if let Some((skipped_offset, skipped_value)) = known.first_between(current.partition, from.next(), to) {
                 findings.report(format!(
                     "{} read {}@{from} then @{to} at {}, skipping offset {skipped_offset}, which holds {skipped_value}",
                     current.op.node,
@@ -38,23 +44,53 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
                 ));
             }
         }
-        findings.flow()
-    });
+        if findings.is_full() {
+            break;
+        }
+    }
     findings.into_violations()
 }
 
 /// Every offset known to hold a record, per partition, with the first value seen
-/// there (committed log first, then polls).
-fn known_records<'a>(history: &'a History, final_state: &'a FinalState) -> BTreeMap<&'a TopicPartition, BTreeMap<Offset, Value>> {
-    let uncommitted = super::transactions::uncommitted_values(history);
-    let mut known: BTreeMap<&TopicPartition, BTreeMap<Offset, Value>> = BTreeMap::new();
-    for (partition, log) in committed_logs(final_state) {
-        known.entry(partition).or_default().extend(log.iter().copied().filter(|(_, value)| !uncommitted.contains(value)));
+/// there: the committed log's, else the first poll's. Values of transactions that
+/// did not commit are not known records.
+struct KnownRecords<'v, 'a> {
+    views: &'v Views<'a>,
+    uncommitted: &'v ValueSet,
+    /// Per partition key: the polled records, sorted by offset, the first poll of
+    /// each offset only.
+    polled: Vec<Vec<(Offset, Value)>>,
+}
+
+impl<'v, 'a> KnownRecords<'v, 'a> {
+    fn new(views: &'v Views<'a>) -> KnownRecords<'v, 'a> {
+        let uncommitted = views.uncommitted_values();
+        let mut polled = vec![Vec::new(); views.partition_count()];
+        for read in views.reads().iter().filter(|read| !uncommitted.contains(0, read.record.value)) {
+            polled[read.partition.0 as usize].push((read.record.offset, read.record.value));
+        }
+        for records in &mut polled {
+            // Stable, so the first poll of an offset stays first and survives the dedup.
+            records.sort_by_key(|(offset, _)| *offset);
+            records.dedup_by_key(|(offset, _)| *offset);
+        }
+        KnownRecords { views, uncommitted, polled }
     }
-    for (_, record) in polled_records(history).filter(|(_, record)| !uncommitted.contains(&record.value)) {
-        known.entry(&record.partition).or_default().entry(record.offset).or_insert(record.value);
+
+    /// The known record with the lowest offset in `from..to`.
+    fn first_between(&self, partition: PartitionKey, from: Offset, to: Offset) -> Option<(Offset, Value)> {
+        let log = self.views.partition(partition).log;
+        let start = log.partition_point(|(offset, _)| *offset < from);
+        let committed = log[start..].iter().take_while(|(offset, _)| *offset < to).find(|(_, value)| !self.uncommitted.contains(0, *value)).copied();
+        let polled = &self.polled[partition.0 as usize];
+        let start = polled.partition_point(|(offset, _)| *offset < from);
+        let polled = polled.get(start).filter(|(offset, _)| *offset < to).copied();
+        match (committed, polled) {
+            // At one offset the committed log's value is the known one.
+            (Some(committed), Some(polled)) => Some(if committed.0 <= polled.0 { committed } else { polled }),
+            (committed, polled) => committed.or(polled),
+        }
     }
-    known
 }
 
 #[cfg(test)]
@@ -117,5 +153,57 @@ mod tests {
         let records = [(0, value(1, 0)), (1, value(1, 1)), (3, value(1, 2))];
         let state = final_state(vec![(0, partition_snapshot(1, &[1], 4, &records))]);
         assert!(check(&history.build(), &state).is_empty());
+    }
+
+    /// `check` as it was before `Views`: trees of every known record.
+    fn oracle(history: &History, final_state: &FinalState) -> Vec<Violation> {
+        use std::collections::{BTreeMap, BTreeSet};
+        let mut uncommitted = BTreeSet::new();
+        let mut committed = BTreeSet::new();
+        for op in &history.ops {
+            if let crate::history::OpBody::Txn { values: sent, .. } = &op.body {
+                let into = if op.kind == crate::history::OpType::Ok { &mut committed } else { &mut uncommitted };
+                into.extend(sent.iter().copied());
+            }
+        }
+        uncommitted.retain(|value| !committed.contains(value));
+        let mut known: BTreeMap<&kafsim_model::TopicPartition, BTreeMap<Offset, Value>> = BTreeMap::new();
+        for (partition, snapshot) in &final_state.partitions {
+            let log = crate::check::observations::committed_log(snapshot);
+            known.entry(partition).or_default().extend(log.iter().copied().filter(|(_, value)| !uncommitted.contains(value)));
+        }
+        for op in history.ops.iter().filter(|op| matches!(op.kind, crate::history::OpType::Ok | crate::history::OpType::Info)) {
+            if let crate::history::OpBody::Poll { records } = &op.body {
+                for record in records.iter().filter(|record| !uncommitted.contains(&record.value)) {
+                    known.entry(&record.partition).or_default().entry(record.offset).or_insert(record.value);
+                }
+            }
+        }
+        let mut findings = Findings::new(CheckerKind::PollSkip);
+        for (_, previous, op, current) in consecutive_reads_oracle(history) {
+            let (from, to) = (previous.offset, current.offset);
+            if to.0 > from.0.saturating_add(1) {
+                let skipped = known.get(&current.partition).and_then(|records| records.range(from.next()..to).next());
+                if let Some((skipped_offset, skipped_value)) = skipped {
+                    findings.report(format!(
+                        "{} read {}@{from} then @{to} at {}, skipping offset {skipped_offset}, which holds {skipped_value}",
+                        op.node,
+                        current.partition,
+                        seconds(op.time)
+                    ));
+                }
+            }
+            if findings.is_full() {
+                break;
+            }
+        }
+        findings.into_violations()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn agrees_with_the_tree_of_known_records((history, state) in random_reads()) {
+            proptest::prop_assert_eq!(check(&history, &state), oracle(&history, &state));
+        }
     }
 }

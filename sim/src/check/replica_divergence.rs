@@ -11,10 +11,16 @@
 //! skipped: there is nothing to compare.
 
 use super::findings::Findings;
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::{FinalState, ReplicaSnapshot};
 use crate::history::{History, Value};
 use kafsim_model::Offset;
+
+/// `check` as `check_all` runs it, on the views it built once.
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
+    check(views.history, views.final_state)
+}
 
 pub fn check(_history: &History, final_state: &FinalState) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::ReplicaDivergence);

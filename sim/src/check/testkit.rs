@@ -65,6 +65,11 @@ impl HistoryBuilder {
         self.push(time_ms, node, OpType::Ok, OpBody::Poll { records })
     }
 
+    /// A poll completed as `kind`: only `ok` and `info` polls count as reads.
+    pub(crate) fn poll_as(&mut self, time_ms: u64, node: &str, kind: OpType, records: &[(u32, u64, Value)]) -> &mut HistoryBuilder {
+        self.push(time_ms, node, kind, OpBody::Poll { records: Self::records(records) })
+    }
+
     pub(crate) fn seek(&mut self, time_ms: u64, node: &str, index: u32, offset: u64) -> &mut HistoryBuilder {
         let body = OpBody::Seek { partition: partition(index), offset: Offset(offset), reason: "rebalance".to_string() };
         self.push(time_ms, node, OpType::Ok, body)
@@ -184,4 +189,93 @@ pub(crate) fn with_consumer(mut state: FinalState, name: &str, positions: &[(u32
     let positions = positions.iter().map(|&(index, offset)| (partition(index), Offset(offset))).collect();
     state.consumers.insert(name.to_string(), ConsumerSnapshot { positions });
     state
+}
+
+/// One step of a random consumer history (`random_reads`).
+#[derive(Clone, Debug)]
+pub(crate) enum ReadStep {
+    Poll { node: u8, kind: OpType, records: Vec<(u32, u64, u64)> },
+    Seek { node: u8, partition: u32 },
+    ClientStart { node: u8 },
+    Txn { kind: OpType, sequences: Vec<u64> },
+}
+
+/// Random small histories of three consumers reading three partitions, with
+/// seeks, restarts and transactions, and final states whose committed logs hold
+/// some of the offsets: for differential tests of the read-based checkers. All
+/// values come from producer 1, with sequences below 12, so they collide often.
+pub(crate) fn random_reads() -> impl proptest::strategy::Strategy<Value = (History, FinalState)> {
+    use proptest::prelude::*;
+    let kind = || prop_oneof![Just(OpType::Ok), Just(OpType::Info), Just(OpType::Fail), Just(OpType::Invoke)];
+    let step = prop_oneof![
+        6 => (0u8..3, kind(), proptest::collection::vec((0u32..3, 0u64..10, 0u64..12), 0..5))
+            .prop_map(|(node, kind, records)| ReadStep::Poll { node, kind, records }),
+        1 => (0u8..3, 0u32..3).prop_map(|(node, partition)| ReadStep::Seek { node, partition }),
+        1 => (0u8..3).prop_map(|node| ReadStep::ClientStart { node }),
+        1 => (kind(), proptest::collection::vec(0u64..12, 0..3)).prop_map(|(kind, sequences)| ReadStep::Txn { kind, sequences }),
+    ];
+    let log = (proptest::collection::btree_map(0u64..10, 0u64..12, 0..8), 0u64..11);
+    (proptest::collection::vec(step, 0..40), proptest::collection::vec(proptest::option::of(log), 3)).prop_map(|(steps, logs)| {
+        let mut history = HistoryBuilder::new();
+        for (index, step) in steps.into_iter().enumerate() {
+            let time = index as u64;
+            match step {
+                ReadStep::Poll { node, kind, records } => {
+                    let records: Vec<(u32, u64, Value)> = records.into_iter().map(|(index, offset, sequence)| (index, offset, value(1, sequence))).collect();
+                    history.poll_as(time, &format!("consumer-{node}"), kind, &records);
+                }
+                ReadStep::Seek { node, partition } => {
+                    history.seek(time, &format!("consumer-{node}"), partition, 0);
+                }
+                ReadStep::ClientStart { node } => {
+                    history.client_start(time, &format!("consumer-{node}"));
+                }
+                ReadStep::Txn { kind, sequences } => {
+                    let values: Vec<Value> = sequences.into_iter().map(|sequence| value(1, sequence)).collect();
+                    history.txn(time, "producer-1", kind, index as u64, &values);
+                }
+            }
+        }
+        let partitions = logs
+            .into_iter()
+            .enumerate()
+            .filter_map(|(index, log)| {
+                let (records, high_watermark) = log?;
+                let records: Vec<(u64, Value)> = records.into_iter().map(|(offset, sequence)| (offset, value(1, sequence))).collect();
+                Some((index as u32, partition_snapshot(1, &[1], high_watermark, &records)))
+            })
+            .collect();
+        (history.build(), final_state(partitions))
+    })
+}
+
+/// Each consumer's consecutive reads of a partition, as the checkers computed
+/// them before `Views` (trees keyed by node name and partition): the oracle that
+/// differential tests hold `Views::consecutive_reads` to.
+pub(crate) fn consecutive_reads_oracle(history: &History) -> Vec<(&crate::history::Op, &PolledRecord, &crate::history::Op, &PolledRecord)> {
+    use std::collections::BTreeMap;
+    let mut pairs = Vec::new();
+    let mut last_reads: BTreeMap<&str, BTreeMap<&TopicPartition, (&crate::history::Op, &PolledRecord)>> = BTreeMap::new();
+    for op in &history.ops {
+        match &op.body {
+            OpBody::ClientStart => {
+                last_reads.remove(&*op.node);
+            }
+            OpBody::Seek { partition, .. } => {
+                if let Some(node_reads) = last_reads.get_mut(&*op.node) {
+                    node_reads.remove(partition);
+                }
+            }
+            OpBody::Poll { records } if matches!(op.kind, OpType::Ok | OpType::Info) => {
+                let node_reads = last_reads.entry(&op.node).or_default();
+                for record in records {
+                    if let Some((previous_op, previous_record)) = node_reads.insert(&record.partition, (op, record)) {
+                        pairs.push((previous_op, previous_record, op, record));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    pairs
 }

@@ -2,7 +2,7 @@
 //! each transaction's values and how it ended, for the transaction checkers.
 
 use crate::history::{History, Op, OpBody, OpType, Value};
-use std::collections::BTreeSet;
+use super::value_map::ValueSet;
 
 /// How a transaction ended, as its producer learned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,16 +37,19 @@ pub(crate) fn ended_transactions(history: &History) -> impl Iterator<Item = Tran
 }
 
 /// Values sent in transactions that did not (knowingly) commit: aborted, of
-/// unknown outcome, or never ended.
-pub(crate) fn uncommitted_values(history: &History) -> BTreeSet<Value> {
-    let mut values = BTreeSet::new();
-    let mut committed = BTreeSet::new();
-    for op in &history.ops {
-        if let OpBody::Txn { values: sent, .. } = &op.body {
-            let into = if op.kind == OpType::Ok { &mut committed } else { &mut values };
-            into.extend(sent.iter().copied());
-        }
+/// unknown outcome, or never ended. In scope 0.
+pub(crate) fn uncommitted_values(history: &History) -> ValueSet {
+    let transaction_ops = || history.ops.iter().filter_map(|op| match &op.body {
+        OpBody::Txn { values, .. } => Some((op.kind, values)),
+        _ => None,
+    });
+    let mut committed = ValueSet::new();
+    for (_, values) in transaction_ops().filter(|(kind, _)| *kind == OpType::Ok) {
+        committed.extend(values.iter().copied());
     }
-    values.retain(|value| !committed.contains(value));
-    values
+    let mut uncommitted = ValueSet::new();
+    for (_, values) in transaction_ops().filter(|(kind, _)| *kind != OpType::Ok) {
+        uncommitted.extend(values.iter().copied().filter(|value| !committed.contains(0, *value)));
+    }
+    uncommitted
 }

@@ -12,34 +12,55 @@
 //! and `aborted-read` judges who read them.
 
 use super::findings::Findings;
-use super::observations::{acknowledged_sends, committed_logs, polled_records};
 use super::transactions::{ended_transactions, Outcome};
+use super::value_map::{ValueMap, ValueSet};
+use super::views::Views;
 use super::{CheckerKind, Violation};
-use crate::final_state::FinalState;
+use crate::final_state::{ConsumerSnapshot, FinalState};
 use crate::history::{History, Value};
 use kafsim_model::{Offset, TopicPartition};
-use std::collections::{BTreeMap, BTreeSet};
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::TxnAtomicity);
-    let committed: Vec<_> = ended_transactions(history).filter(|transaction| transaction.outcome == Outcome::Committed).collect();
+    let committed: Vec<_> = ended_transactions(views.history).filter(|transaction| transaction.outcome == Outcome::Committed).collect();
     if committed.is_empty() {
         return Vec::new();
     }
-    let in_log: BTreeSet<Value> = committed_logs(final_state).values().flat_map(|log| log.iter().map(|(_, value)| *value)).collect();
-    let placed: BTreeMap<Value, (&TopicPartition, Offset)> =
-        acknowledged_sends(history).filter_map(|send| Some((send.value, (send.partition?, send.offset?)))).collect();
-    let mut read_by: BTreeMap<&str, BTreeSet<Value>> = BTreeMap::new();
-    for (op, record) in polled_records(history) {
-        read_by.entry(&op.node).or_default().insert(record.value);
+    let in_log: ValueSet = views.final_partitions().flat_map(|(_, view)| view.log.iter().map(|(_, value)| *value)).collect();
+    let mut placed: ValueMap<(&TopicPartition, Offset)> = ValueMap::new();
+    for send in views.acknowledged_sends() {
+        if let (Some((partition, _)), Some(offset)) = (send.partition, send.offset) {
+            placed.insert(0, send.value, (partition, offset));
+        }
     }
+    // Per reading node (its key is the scope): the values it read.
+    let mut read_by = ValueSet::new();
+    let mut reads_any = vec![false; views.node_count()];
+    for read in views.reads() {
+        read_by.add(read.node.0, read.record.value);
+        reads_any[read.node.0 as usize] = true;
+    }
+    // Consumers that read something and have a final snapshot, by name.
+    let mut consumers: Vec<(&str, u32, &ConsumerSnapshot)> = Vec::new();
+    for (node, _) in reads_any.iter().enumerate().filter(|(_, reads)| **reads) {
+        let name = views.node_name(super::views::NodeKey(node as u32));
+        if let Some(snapshot) = views.final_state.consumers.get(name) {
+            consumers.push((name, node as u32, snapshot));
+        }
+    }
+    consumers.sort_by_key(|(name, _, _)| *name);
     for transaction in &committed {
         if findings.is_full() {
             break;
         }
-        let present: Vec<&Value> = transaction.values.iter().filter(|value| in_log.contains(value)).collect();
+        let present: Vec<&Value> = transaction.values.iter().filter(|value| in_log.contains(0, **value)).collect();
         if !present.is_empty() && present.len() < transaction.values.len() {
-            let missing: Vec<String> = transaction.values.iter().filter(|value| !in_log.contains(value)).map(Value::to_string).collect();
+            let missing: Vec<String> = transaction.values.iter().filter(|value| !in_log.contains(0, **value)).map(Value::to_string).collect();
             findings.report(format!(
                 "transaction {} of {} committed, but the final log holds {} of its {} values (missing {})",
                 transaction.number,
@@ -50,15 +71,14 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
             ));
             continue;
         }
-        for (consumer, seen) in &read_by {
-            let Some(snapshot) = final_state.consumers.get(*consumer) else { continue };
-            let Some(witness) = transaction.values.iter().find(|value| seen.contains(value)) else { continue };
+        for &(consumer, scope, snapshot) in &consumers {
+            let Some(witness) = transaction.values.iter().find(|value| read_by.contains(scope, **value)) else { continue };
             let unseen = transaction.values.iter().find(|value| {
-                !seen.contains(value)
-                    && placed.get(value).is_some_and(|(partition, offset)| snapshot.positions.get(*partition).is_some_and(|position| position > offset))
+                !read_by.contains(scope, **value)
+                    && placed.get(0, **value).is_some_and(|(partition, offset)| snapshot.positions.get(*partition).is_some_and(|position| position > offset))
             });
             if let Some(value) = unseen {
-                let (partition, offset) = placed[value];
+                let (partition, offset) = placed.get(0, *value).expect("found placed just above");
                 findings.report(format!(
                     "{consumer} read {witness} of transaction {} of {}, which committed, but not {value} at {partition}@{offset} though it read past it",
                     transaction.number, transaction.op.node

@@ -12,35 +12,46 @@
 //! read_committed consumer rightly never sees an aborted one (KIP-98).
 
 use super::findings::{seconds, Findings};
-use super::observations::{acknowledged_sends, committed_logs, polled_records};
+use super::value_map::{ValueMap, ValueSet};
+use super::views::Views;
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
-use crate::history::{History, Op, Value};
+use crate::history::{History, Op};
 use kafsim_model::{Offset, TopicPartition};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
+}
+
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
+    let final_state = views.final_state;
     let mut findings = Findings::new(CheckerKind::Unseen);
     if !final_state.drained {
         return findings.into_violations();
     }
-    let uncommitted = super::transactions::uncommitted_values(history);
-    let acknowledged: BTreeMap<Value, &Op> =
-        acknowledged_sends(history).filter(|send| !uncommitted.contains(&send.value)).map(|send| (send.value, send.op)).collect();
-    let polled: BTreeSet<Value> = polled_records(history).map(|(_, record)| record.value).collect();
+    let uncommitted = views.uncommitted_values();
+    // The last `ok` send of each value outside uncommitted transactions.
+    let mut acknowledged: ValueMap<&Op> = ValueMap::new();
+    for send in views.acknowledged_sends().iter().filter(|send| !uncommitted.contains(0, send.value)) {
+        acknowledged.insert(0, send.value, send.op);
+    }
+    let polled: ValueSet = views.reads().iter().map(|read| read.record.value).collect();
     let furthest = furthest_positions(final_state);
-    for (partition, log) in committed_logs(final_state) {
-        let Some(&(position, consumer)) = furthest.get(partition) else {
+    for (_, view) in views.final_partitions() {
+        let Some(&(position, consumer)) = furthest.get(view.partition) else {
             continue;
         };
-        for &(offset, value) in log.iter().take_while(|(offset, _)| *offset < position) {
+        let partition = view.partition;
+        for &(offset, value) in view.log.iter().take_while(|(offset, _)| *offset < position) {
             if findings.is_full() {
                 return findings.into_violations();
             }
-            let Some(op) = acknowledged.get(&value) else {
+            let Some(op) = acknowledged.get(0, value) else {
                 continue;
             };
-            if !polled.contains(&value) {
+            if !polled.contains(0, value) {
                 findings.report(format!(
                     "value {value} acknowledged to {} at {} stands at {partition}@{offset}, \
                      but no consumer polled it though {consumer} reached offset {position}",

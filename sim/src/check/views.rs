@@ -1,0 +1,516 @@
+//! The views of one run that the checkers share, built once per run by
+//! `check_all` rather than once per checker: the records consumers polled, the
+//! sends brokers acknowledged, sends paired with their completions, each
+//! consumer's consecutive reads of a partition, and each partition's committed
+//! log. Nodes and partitions are numbered once (`NodeKey`, `PartitionKey`), so
+//! checkers key their own tables by small integers instead of comparing names.
+//!
+//! Building costs one pass over the history and one over the final state. The
+//! numbering follows the history's order, never a hash, so it is as
+//! deterministic as the run.
+
+use super::observations::committed_log;
+use super::transactions;
+use super::value_map::{ValueMap, ValueSet};
+use crate::final_state::{FinalState, PartitionSnapshot, ReplicaSnapshot};
+use crate::history::{History, Op, OpBody, OpType, PolledRecord, Value};
+use kafsim_model::{Offset, TopicPartition};
+use std::cell::OnceCell;
+use std::sync::Arc;
+
+/// A node of the run (`producer-1`, `consumer-2`), numbered by first appearance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct NodeKey(pub(crate) u32);
+
+/// A partition of the run: the final state's partitions first, numbered in their
+/// order, then any other the history names, by first appearance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct PartitionKey(pub(crate) u32);
+
+impl PartitionKey {
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Names (nodes, groups, topics) numbered by first appearance. Lookups compare
+/// `Arc` pointers first: a run's ops share their node's name, so the pointer
+/// usually matches at once; the text decides when it does not.
+#[derive(Default)]
+pub(crate) struct Names<'a> {
+    names: Vec<&'a Arc<str>>,
+    /// Every `Arc` seen for a name, with the name's number; bounded, since a
+    /// hand-written history makes a new `Arc` per op.
+    pointers: Vec<(&'a Arc<str>, u32)>,
+}
+
+/// How many distinct `Arc`s `Names` remembers before it compares text only.
+const NAME_POINTERS_MAX: usize = 64;
+
+impl<'a> Names<'a> {
+    /// The number of `name`, given a new one if it is new.
+    #[inline]
+    pub(crate) fn key(&mut self, name: &'a Arc<str>) -> u32 {
+        match self.find_pointer(name) {
+            Some(number) => number,
+            None => self.key_by_text(name),
+        }
+    }
+
+    /// The number of `name`, if it has one.
+    #[inline]
+    pub(crate) fn find(&mut self, name: &'a Arc<str>) -> Option<u32> {
+        self.find_pointer(name).or_else(|| self.find_by_text(name))
+    }
+
+    #[inline]
+    fn find_pointer(&self, name: &Arc<str>) -> Option<u32> {
+        self.pointers.iter().find(|(known, _)| Arc::ptr_eq(known, name)).map(|&(_, number)| number)
+    }
+
+    #[inline(never)]
+    fn key_by_text(&mut self, name: &'a Arc<str>) -> u32 {
+        if let Some(number) = self.find_by_text(name) {
+            return number;
+        }
+        let number = self.names.len() as u32;
+        self.names.push(name);
+        self.remember(name, number);
+        number
+    }
+
+    #[inline(never)]
+    fn find_by_text(&mut self, name: &'a Arc<str>) -> Option<u32> {
+        let number = self.find_text(name)?;
+        self.remember(name, number);
+        Some(number)
+    }
+
+    /// The number of `name` without remembering its pointer.
+    pub(crate) fn find_text(&self, name: &str) -> Option<u32> {
+        self.names.iter().position(|known| ***known == *name).map(|number| number as u32)
+    }
+
+    fn remember(&mut self, name: &'a Arc<str>, number: u32) {
+        if self.pointers.len() < NAME_POINTERS_MAX {
+            self.pointers.push((name, number));
+        }
+    }
+
+    pub(crate) fn name(&self, number: u32) -> &'a str {
+        self.names[number as usize]
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.names.len()
+    }
+}
+
+/// One partition as the checkers see it at the end of the run.
+pub(crate) struct PartitionView<'a> {
+    pub(crate) partition: &'a TopicPartition,
+    /// Its final snapshot; None for a partition only the history names.
+    pub(crate) snapshot: Option<&'a PartitionSnapshot>,
+    /// `snapshot.committed()`: the replica whose log is the committed one.
+    pub(crate) committed: Option<&'a ReplicaSnapshot>,
+    /// `committed_log(snapshot)`, sorted by offset; empty without a snapshot.
+    pub(crate) log: &'a [(Offset, Value)],
+}
+
+/// One record as one consumer read it, with where it stands in the history.
+#[derive(Clone, Copy)]
+pub(crate) struct Read<'a> {
+    pub(crate) op: &'a Op,
+    pub(crate) record: &'a PolledRecord,
+    /// The index of `op` in the history.
+    pub(crate) op_index: u32,
+    pub(crate) node: NodeKey,
+    pub(crate) partition: PartitionKey,
+}
+
+/// A send completed `ok`: the broker placed `value` at `partition`/`offset`.
+pub(crate) struct AcknowledgedSend<'a> {
+    pub(crate) op: &'a Op,
+    /// The index of `op` in the history.
+    pub(crate) op_index: u32,
+    pub(crate) value: Value,
+    pub(crate) partition: Option<(&'a TopicPartition, PartitionKey)>,
+    pub(crate) offset: Option<Offset>,
+}
+
+/// One send's invoke and, if it came, its completion (`ok`, `fail` or `info`).
+pub(crate) struct SendPair<'a> {
+    pub(crate) invoke: &'a Op,
+    pub(crate) value: Value,
+    pub(crate) completion: Option<&'a Op>,
+    /// The partition the completion names, if it names one.
+    pub(crate) completion_partition: Option<(&'a TopicPartition, PartitionKey)>,
+    pub(crate) node: NodeKey,
+}
+
+/// What forgets a consumer's previous reads: a `ClientStart` of the node (every
+/// partition) or a `Seek` of one partition.
+struct ReadReset {
+    op_index: u32,
+    node: NodeKey,
+    partition: Option<PartitionKey>,
+}
+
+pub(crate) struct Views<'a> {
+    pub(crate) history: &'a History,
+    pub(crate) final_state: &'a FinalState,
+    nodes: Names<'a>,
+    topics: Names<'a>,
+    /// Per topic number: its partitions' numbers and keys, sorted by number.
+    topic_partitions: Vec<Vec<(u32, PartitionKey)>>,
+    partitions: Vec<PartitionView<'a>>,
+    /// The partition `partition_key` looked up last, and its key.
+    last_partition: Option<(&'a TopicPartition, PartitionKey)>,
+    final_partition_count: usize,
+    reads: Vec<Read<'a>>,
+    acknowledged: Vec<AcknowledgedSend<'a>>,
+    send_pairs: Vec<SendPair<'a>>,
+    /// Pairs of indexes into `reads`: (previous, current).
+    consecutive_reads: Vec<(u32, u32)>,
+    heal_time: Option<u64>,
+    uncommitted: OnceCell<ValueSet>,
+}
+
+impl<'a> Views<'a> {
+    pub(crate) fn new(history: &'a History, final_state: &'a FinalState) -> Views<'a> {
+        let mut views = Views {
+            history,
+            final_state,
+            nodes: Names::default(),
+            topics: Names::default(),
+            topic_partitions: Vec::new(),
+            partitions: Vec::with_capacity(final_state.partitions.len()),
+            last_partition: None,
+            final_partition_count: final_state.partitions.len(),
+            reads: Vec::new(),
+            acknowledged: Vec::new(),
+            send_pairs: Vec::new(),
+            consecutive_reads: Vec::new(),
+            heal_time: None,
+            uncommitted: OnceCell::new(),
+        };
+        for (partition, snapshot) in &final_state.partitions {
+            let key = views.partition_key(partition);
+            let view = &mut views.partitions[key.index()];
+            view.snapshot = Some(snapshot);
+            view.committed = snapshot.committed();
+            view.log = committed_log(snapshot);
+        }
+        let resets = views.index_history();
+        views.consecutive_reads = consecutive_reads(&views.reads, &resets, views.nodes.len(), views.partitions.len());
+        views
+    }
+
+    /// One pass over the history: reads, acknowledged and paired sends, the
+    /// resets of consecutive reads, and the heal.
+    fn index_history(&mut self) -> Vec<ReadReset> {
+        let history = self.history;
+        self.reserve(history);
+        let mut resets = Vec::new();
+        // Open invokes by node and value: pipeline members may send the same
+        // output value at once (a zombie and its successor), and each completion
+        // belongs to its own node's invoke.
+        let mut open: ValueMap<u32> = ValueMap::new();
+        for (op_index, op) in history.ops.iter().enumerate() {
+            let op_index = op_index as u32;
+            match &op.body {
+                OpBody::Send { value, partition, offset, .. } => {
+                    let node = NodeKey(self.nodes.key(&op.node));
+                    if op.kind == OpType::Invoke {
+                        open.insert(node.0, *value, self.send_pairs.len() as u32);
+                        let pair = SendPair { invoke: op, value: *value, completion: None, completion_partition: None, node };
+                        self.send_pairs.push(pair);
+                        continue;
+                    }
+                    let partition = partition.as_ref().map(|partition| (partition, self.partition_key(partition)));
+                    if let Some(index) = open.remove(node.0, *value) {
+                        let pair = &mut self.send_pairs[index as usize];
+                        pair.completion = Some(op);
+                        pair.completion_partition = partition;
+                    }
+                    if op.kind == OpType::Ok {
+                        self.acknowledged.push(AcknowledgedSend { op, op_index, value: *value, partition, offset: *offset });
+                    }
+                }
+                OpBody::Poll { records } if matches!(op.kind, OpType::Ok | OpType::Info) => {
+                    let node = NodeKey(self.nodes.key(&op.node));
+                    for record in records {
+                        let partition = self.partition_key(&record.partition);
+                        self.reads.push(Read { op, record, op_index, node, partition });
+                    }
+                }
+                OpBody::Seek { partition, .. } => {
+                    let node = NodeKey(self.nodes.key(&op.node));
+                    resets.push(ReadReset { op_index, node, partition: Some(self.partition_key(partition)) });
+                }
+                OpBody::ClientStart => {
+                    let node = NodeKey(self.nodes.key(&op.node));
+                    resets.push(ReadReset { op_index, node, partition: None });
+                }
+                OpBody::Heal if self.heal_time.is_none() => self.heal_time = Some(op.time),
+                _ => {}
+            }
+        }
+        resets
+    }
+
+    /// Sizes the lists `index_history` fills, so that they never reallocate.
+    fn reserve(&mut self, history: &History) {
+        let (mut invokes, mut acknowledged, mut reads) = (0, 0, 0);
+        for op in &history.ops {
+            match (&op.body, op.kind) {
+                (OpBody::Send { .. }, OpType::Invoke) => invokes += 1,
+                (OpBody::Send { .. }, OpType::Ok) => acknowledged += 1,
+                (OpBody::Poll { records }, OpType::Ok | OpType::Info) => reads += records.len(),
+                _ => {}
+            }
+        }
+        self.send_pairs.reserve_exact(invokes);
+        self.acknowledged.reserve_exact(acknowledged);
+        self.reads.reserve_exact(reads);
+    }
+
+    /// The key of `partition`, given a new one if the run has not named it yet.
+    #[inline]
+    fn partition_key(&mut self, partition: &'a TopicPartition) -> PartitionKey {
+        // Consecutive records of a poll mostly share their partition.
+        if let Some((last, key)) = self.last_partition {
+            if last.partition == partition.partition && Arc::ptr_eq(&last.topic, &partition.topic) {
+                return key;
+            }
+        }
+        let key = self.partition_key_by_name(partition);
+        self.last_partition = Some((partition, key));
+        key
+    }
+
+    fn partition_key_by_name(&mut self, partition: &'a TopicPartition) -> PartitionKey {
+        let topic = self.topics.key(&partition.topic) as usize;
+        if topic == self.topic_partitions.len() {
+            self.topic_partitions.push(Vec::new());
+        }
+        let numbers = &mut self.topic_partitions[topic];
+        match find_number(numbers, partition.partition) {
+            Ok(key) => key,
+            Err(index) => {
+                let key = PartitionKey(self.partitions.len() as u32);
+                numbers.insert(index, (partition.partition, key));
+                self.partitions.push(PartitionView { partition, snapshot: None, committed: None, log: &[] });
+                key
+            }
+        }
+    }
+
+    /// The key of `partition`, if the run names it.
+    pub(crate) fn find_partition(&self, partition: &TopicPartition) -> Option<PartitionKey> {
+        let topic = self.topics.find_text(&partition.topic)? as usize;
+        find_number(&self.topic_partitions[topic], partition.partition).ok()
+    }
+
+    pub(crate) fn partition(&self, key: PartitionKey) -> &PartitionView<'a> {
+        &self.partitions[key.index()]
+    }
+
+    /// The final state's partitions, in its order, with their keys.
+    pub(crate) fn final_partitions(&self) -> impl Iterator<Item = (PartitionKey, &PartitionView<'a>)> {
+        self.partitions[..self.final_partition_count].iter().enumerate().map(|(index, view)| (PartitionKey(index as u32), view))
+    }
+
+    /// How many partitions the run names.
+    pub(crate) fn partition_count(&self) -> usize {
+        self.partitions.len()
+    }
+
+    pub(crate) fn node_name(&self, node: NodeKey) -> &'a str {
+        self.nodes.name(node.0)
+    }
+
+    /// How many nodes the indexed ops name.
+    pub(crate) fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Every record a consumer reported reading, in history order. A poll that
+    /// failed read nothing; `ok` and `info` polls count, since any record they
+    /// carry was really returned by a broker.
+    pub(crate) fn reads(&self) -> &[Read<'a>] {
+        &self.reads
+    }
+
+    /// Every `ok` send, in history order.
+    pub(crate) fn acknowledged_sends(&self) -> &[AcknowledgedSend<'a>] {
+        &self.acknowledged
+    }
+
+    /// Every invoked send in invoke order, paired with its node's completion by
+    /// value (values are unique per node). A completion with no open invoke of
+    /// its node and value is ignored.
+    pub(crate) fn send_pairs(&self) -> &[SendPair<'a>] {
+        &self.send_pairs
+    }
+
+    /// Each pair of consecutive reads `(previous, current)` of one partition by
+    /// one consumer node, in history order of `current`. A `Seek` of that node
+    /// and partition, or a `ClientStart` of that node, forgets the previous
+    /// read: the next read after it has no predecessor and is never a `current`.
+    pub(crate) fn consecutive_reads(&self) -> impl Iterator<Item = (&Read<'a>, &Read<'a>)> {
+        self.consecutive_reads.iter().map(|&(previous, current)| (&self.reads[previous as usize], &self.reads[current as usize]))
+    }
+
+    /// The time the fault phase ended, if the run got that far.
+    pub(crate) fn heal_time(&self) -> Option<u64> {
+        self.heal_time
+    }
+
+    /// Values sent in transactions that did not (knowingly) commit, in scope 0.
+    pub(crate) fn uncommitted_values(&self) -> &ValueSet {
+        self.uncommitted.get_or_init(|| transactions::uncommitted_values(self.history))
+    }
+}
+
+fn find_number(numbers: &[(u32, PartitionKey)], number: u32) -> Result<PartitionKey, usize> {
+    // Partitions are numbered from 0, so the number is usually its own index.
+    if let Some(&(found, key)) = numbers.get(number as usize) {
+        if found == number {
+            return Ok(key);
+        }
+    }
+    numbers.binary_search_by_key(&number, |(found, _)| *found).map(|index| numbers[index].1)
+}
+
+/// The consecutive reads of `reads`, as pairs of indexes into it, with `resets`
+/// (in history order) applied between them.
+fn consecutive_reads(reads: &[Read<'_>], resets: &[ReadReset], node_count: usize, partition_count: usize) -> Vec<(u32, u32)> {
+    let mut pairs = Vec::with_capacity(reads.len());
+    // The last read index per node and partition, node-major.
+    let mut last: Vec<Option<u32>> = vec![None; node_count * partition_count];
+    let mut resets = resets.iter().peekable();
+    for (index, read) in reads.iter().enumerate() {
+        while let Some(reset) = resets.next_if(|reset| reset.op_index < read.op_index) {
+            let row = reset.node.0 as usize * partition_count;
+            match reset.partition {
+                Some(partition) => last[row + partition.index()] = None,
+                None => last[row..row + partition_count].fill(None),
+            }
+        }
+        let slot = &mut last[read.node.0 as usize * partition_count + read.partition.index()];
+        if let Some(previous) = slot.replace(index as u32) {
+            pairs.push((previous, index as u32));
+        }
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::testkit::*;
+
+    #[test]
+    fn send_pairs_match_completions_by_value() {
+        let mut history = HistoryBuilder::new();
+        history.send_invoke(1, "producer-1", value(1, 0));
+        history.send_invoke(2, "producer-1", value(1, 1));
+        history.send_ok(3, "producer-1", value(1, 1), 0, 0);
+        let history = history.build();
+        let state = final_state(vec![]);
+        let views = Views::new(&history, &state);
+        let pairs = views.send_pairs();
+        assert_eq!(pairs.len(), 2);
+        assert!(pairs[0].completion.is_none());
+        assert_eq!(pairs[1].completion.map(|op| op.time), Some(3_000));
+        assert_eq!(pairs[1].completion_partition.map(|(partition, _)| partition.to_string()), Some("events/0".to_string()));
+    }
+
+    /// Two pipeline members sending the same output value (seed 5 of
+    /// pipeline-exactly-once): each completion pairs with its own node's invoke.
+    #[test]
+    fn send_pairs_keep_apart_the_same_value_sent_by_two_nodes() {
+        let mut history = HistoryBuilder::new();
+        history.send_invoke(1, "pipeline-1", value(1, 0));
+        history.send_invoke(2, "pipeline-2", value(1, 0));
+        history.send_ok(3, "pipeline-2", value(1, 0), 0, 0);
+        history.send_fail(4, "pipeline-1", value(1, 0));
+        let history = history.build();
+        let state = final_state(vec![]);
+        let views = Views::new(&history, &state);
+        let pairs = views.send_pairs();
+        assert_eq!(pairs.len(), 2);
+        assert_eq!(pairs[0].completion.map(|op| op.time), Some(4_000));
+        assert_eq!(pairs[1].completion.map(|op| op.time), Some(3_000));
+    }
+
+    #[test]
+    fn a_second_invoke_of_a_value_takes_its_completion_and_a_stray_completion_is_ignored() {
+        let mut history = HistoryBuilder::new();
+        history.send_invoke(1, "producer-1", value(1, 0));
+        history.send_invoke(2, "producer-1", value(1, 0));
+        history.send_ok(3, "producer-1", value(1, 0), 0, 0);
+        history.send_ok(4, "producer-1", value(1, 0), 0, 1);
+        history.send_ok(5, "producer-1", value(1, 9), 0, 2);
+        let history = history.build();
+        let state = final_state(vec![]);
+        let views = Views::new(&history, &state);
+        let completions: Vec<Option<u64>> = views.send_pairs().iter().map(|pair| pair.completion.map(|op| op.time)).collect();
+        assert_eq!(completions, vec![None, Some(3_000)]);
+        assert_eq!(views.acknowledged_sends().len(), 3);
+    }
+
+    #[test]
+    fn seek_and_client_start_forget_the_previous_read() {
+        let mut history = HistoryBuilder::new();
+        history.poll(1, "consumer-1", &[(0, 0, value(1, 0)), (0, 1, value(1, 1))]);
+        history.seek(2, "consumer-1", 0, 0);
+        history.poll(3, "consumer-1", &[(0, 0, value(1, 0))]);
+        history.client_start(4, "consumer-1");
+        history.poll(5, "consumer-1", &[(0, 0, value(1, 0)), (0, 1, value(1, 1))]);
+        // Another node's and another partition's reads have their own predecessors.
+        history.poll(6, "consumer-2", &[(0, 3, value(1, 3)), (1, 0, value(2, 0))]);
+        history.seek(7, "consumer-2", 0, 0);
+        history.poll(8, "consumer-2", &[(0, 4, value(1, 4)), (1, 1, value(2, 1))]);
+        let history = history.build();
+        let state = final_state(vec![]);
+        let views = Views::new(&history, &state);
+        let pairs: Vec<_> = views
+            .consecutive_reads()
+            .map(|(previous, current)| (previous.op.time / 1000, previous.record.offset.0, current.op.time / 1000, current.record.offset.0))
+            .collect();
+        assert_eq!(pairs, vec![(1, 0, 1, 1), (5, 0, 5, 1), (6, 0, 8, 1)]);
+    }
+
+    #[test]
+    fn final_state_partitions_come_first_and_in_order() {
+        let mut history = HistoryBuilder::new();
+        history.poll(1, "consumer-1", &[(7, 0, value(1, 0)), (1, 0, value(1, 1))]);
+        let history = history.build();
+        let state = final_state(vec![(2, partition_snapshot(1, &[1], 1, &[(0, value(1, 0))])), (1, partition_snapshot(1, &[1], 0, &[]))]);
+        let views = Views::new(&history, &state);
+        let names: Vec<String> = views.final_partitions().map(|(_, view)| view.partition.to_string()).collect();
+        assert_eq!(names, vec!["events/1", "events/2"]);
+        assert_eq!(views.partition_count(), 3);
+        let seven = views.find_partition(&partition(7)).expect("polled, so named");
+        assert!(views.partition(seven).snapshot.is_none());
+        assert_eq!(views.partition(views.find_partition(&partition(2)).expect("in the final state")).log.len(), 1);
+        assert_eq!(views.find_partition(&partition(3)), None);
+        assert_eq!(views.reads()[1].partition, views.find_partition(&partition(1)).expect("in the final state"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn consecutive_reads_agree_with_the_tree_walk((history, state) in random_reads()) {
+            let views = Views::new(&history, &state);
+            let found: Vec<_> = views.consecutive_reads().map(|(previous, current)| (previous.op, previous.record, current.op, current.record)).collect();
+            let expected = consecutive_reads_oracle(&history);
+            proptest::prop_assert_eq!(found.len(), expected.len());
+            for (found, expected) in found.iter().zip(&expected) {
+                proptest::prop_assert!(std::ptr::eq(found.0, expected.0) && std::ptr::eq(found.1, expected.1));
+                proptest::prop_assert!(std::ptr::eq(found.2, expected.2) && std::ptr::eq(found.3, expected.3));
+            }
+        }
+    }
+}
