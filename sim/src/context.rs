@@ -177,6 +177,11 @@ pub struct RunContext {
     pub scenario: Arc<Scenario>,
     pub roster: Roster,
     pub start: madsim::time::Instant,
+    /// The runtime's clock, read directly: cheaper than `Instant::now()`, which
+    /// goes through madsim's `clock_gettime` hook and back.
+    pub time: madsim::time::TimeHandle,
+    /// The clock's elapsed time when the run began.
+    start_elapsed: std::time::Duration,
     pub history: Arc<Mutex<History>>,
     pub disks: BTreeMap<NodeId, SharedDisk>,
     pub producer_progress: BTreeMap<NodeId, Arc<Mutex<ProducerProgress>>>,
@@ -199,6 +204,8 @@ impl RunContext {
             scenario,
             roster,
             start: madsim::time::Instant::now(),
+            time: madsim::time::TimeHandle::current(),
+            start_elapsed: madsim::time::TimeHandle::current().elapsed(),
             history,
             disks,
             producer_progress,
@@ -212,7 +219,7 @@ impl RunContext {
 
     /// Simulated time since the run began.
     pub fn now(&self) -> Instant {
-        Instant::from_micros(madsim::time::Instant::now().duration_since(self.start).as_micros() as u64)
+        Instant::from_micros((self.time.elapsed() - self.start_elapsed).as_micros() as u64)
     }
 
     pub fn next_incarnation(&self, id: NodeId) -> u64 {

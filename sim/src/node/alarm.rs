@@ -23,9 +23,16 @@ pub enum Wake<T> {
 }
 
 /// The deadlines whose timers are armed and not yet due, for one task.
-#[derive(Debug, Default)]
 pub struct Alarm {
     armed: BTreeSet<Instant>,
+    time: madsim::time::TimeHandle,
+}
+
+impl Default for Alarm {
+    /// An alarm on the current runtime's clock.
+    fn default() -> Self {
+        Alarm { armed: BTreeSet::new(), time: madsim::time::TimeHandle::current() }
+    }
 }
 
 impl Alarm {
@@ -42,7 +49,7 @@ impl Alarm {
         let Some(deadline) = deadline else {
             return Poll::Pending;
         };
-        let now = Instant::now();
+        let now = self.time.now_instant();
         if now >= deadline {
             return Poll::Ready(Wake::Deadline);
         }
