@@ -19,7 +19,8 @@ use crate::record::{ProducerStamp, Record};
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, Offset, ProducerId, Sequence, TopicPartition};
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::btree_map::Entry;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Why a send failed, and whether it may be in the log all the same.
@@ -70,24 +71,155 @@ struct InFlight {
     sent: Instant,
 }
 
+/// One partition's part of the accumulator (Kafka's RecordAccumulator keeps a
+/// deque of batches per partition), with what the sender tracks for it.
+#[derive(Default)]
+struct PartitionQueue {
+    batches: VecDeque<Batch>,
+    /// The batches sent since the oldest one not yet completed (true once
+    /// completed), by batch id; a batch being retried stays in. Kafka's TCP
+    /// connection answers requests in order and fails every later request when
+    /// one is lost, so no more than max.in.flight batches are ever written past an
+    /// unresolved one, which keeps a retry within the broker's five-batch
+    /// duplicate window; this keeps that true over lossy simulated links.
+    window: VecDeque<(u64, bool)>,
+    /// Where the next batch's sequence numbers start, under the current producer
+    /// id and epoch (KIP-98).
+    next_sequence: i32,
+    /// The last drain found the next batch waiting for a leader or an in-flight
+    /// slot: it wakes on a response, not on a timer.
+    blocked: bool,
+    /// The partition's leader in the metadata view of the given id, so a drain
+    /// does not look it up again while the view stands.
+    leader: Option<(u64, Option<NodeId>)>,
+}
+
+impl PartitionQueue {
+    fn leader(&mut self, metadata: &MetadataTracker, tp: &TopicPartition) -> Option<NodeId> {
+        let view_id = metadata.view_id();
+        match self.leader {
+            Some((cached, leader)) if cached == view_id => leader,
+            _ => {
+                let leader = metadata.partition(tp).and_then(|state| state.leader);
+                self.leader = Some((view_id, leader));
+                leader
+            }
+        }
+    }
+
+    /// Whether `limit` batches were sent past an unresolved one and the front
+    /// batch (a retry may be among them) is not one of those.
+    fn window_full(&self, limit: usize) -> bool {
+        let front_id = self.batches.front().map(|batch| batch.id);
+        self.window.len() >= limit && !self.window.iter().any(|(id, _)| Some(*id) == front_id)
+    }
+
+    /// Marks a batch completed (acknowledged or failed for good) and slides the window.
+    fn completed(&mut self, batch_id: u64) {
+        if let Some(entry) = self.window.iter_mut().find(|(id, _)| *id == batch_id) {
+            entry.1 = true;
+        }
+        while self.window.front().is_some_and(|(_, done)| *done) {
+            self.window.pop_front();
+        }
+    }
+}
+
+/// The produce requests awaiting an answer, by correlation id, and how many go
+/// to each broker: max.in.flight.requests.per.connection counts per connection.
+#[derive(Default)]
+struct InFlightRequests {
+    by_correlation_id: BTreeMap<u64, InFlight>,
+    per_leader: BTreeMap<NodeId, usize>,
+}
+
+impl InFlightRequests {
+    fn insert(&mut self, correlation_id: u64, flight: InFlight) {
+        debug_assert!(
+            self.by_correlation_id.last_key_value().is_none_or(|(last, latest)| *last < correlation_id && latest.sent <= flight.sent),
+            "requests go out in correlation id order, at nondecreasing times"
+        );
+        *self.per_leader.entry(flight.to).or_insert(0) += 1;
+        let previous = self.by_correlation_id.insert(correlation_id, flight);
+        assert!(previous.is_none(), "a correlation id names one request");
+    }
+
+    fn remove(&mut self, correlation_id: u64) -> Option<InFlight> {
+        let flight = self.by_correlation_id.remove(&correlation_id)?;
+        self.forget(&flight);
+        Some(flight)
+    }
+
+    /// The oldest request, taken out if it was sent `timeout` or longer before
+    /// `now`. Requests go out in correlation id order at nondecreasing times, so
+    /// the expired ones are always the first.
+    fn pop_expired(&mut self, now: Instant, timeout: std::time::Duration) -> Option<InFlight> {
+        let entry = self.by_correlation_id.first_entry()?;
+        if now.saturating_since(entry.get().sent) < timeout {
+            return None;
+        }
+        let flight = entry.remove();
+        self.forget(&flight);
+        Some(flight)
+    }
+
+    fn forget(&mut self, flight: &InFlight) {
+        let count = self.per_leader.get_mut(&flight.to).expect("every request in flight is counted");
+        *count -= 1;
+    }
+
+    fn count_to(&self, leader: NodeId) -> usize {
+        self.per_leader.get(&leader).copied().unwrap_or(0)
+    }
+
+    /// When the oldest request went out.
+    fn oldest_sent(&self) -> Option<Instant> {
+        self.by_correlation_id.first_key_value().map(|(_, flight)| flight.sent)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_correlation_id.is_empty()
+    }
+
+    fn values(&self) -> impl Iterator<Item = &InFlight> {
+        self.by_correlation_id.values()
+    }
+}
+
+/// The partition count of each topic sent to, in one metadata view: the
+/// partitioner asks for it once per record.
+#[derive(Default)]
+struct PartitionCounts {
+    view_id: u64,
+    counts: Vec<(Arc<str>, u32)>,
+}
+
+impl PartitionCounts {
+    fn get(&mut self, metadata: &MetadataTracker, topic: &Arc<str>) -> u32 {
+        if self.view_id != metadata.view_id() {
+            self.view_id = metadata.view_id();
+            self.counts.clear();
+        }
+        if let Some((_, count)) = self.counts.iter().find(|(known, _)| Arc::ptr_eq(known, topic) || known == topic) {
+            return *count;
+        }
+        let count = metadata.current().map(|metadata| metadata.partition_count(topic)).unwrap_or(0);
+        self.counts.push((topic.clone(), count));
+        count
+    }
+}
+
 pub struct Producer {
     config: ProducerConfig,
     metadata: MetadataTracker,
     unpartitioned: VecDeque<PendingRecord>,
-    queues: BTreeMap<TopicPartition, VecDeque<Batch>>,
-    next_sequence: BTreeMap<TopicPartition, i32>,
-    in_flight: BTreeMap<u64, InFlight>,
-    /// Per partition, the batches sent since the oldest one not yet completed
-    /// (true once completed), by batch id; a batch being retried stays in. Kafka's
-    /// TCP connection answers requests in order and fails every later request when
-    /// one is lost, so no more than max.in.flight batches are ever written past an
-    /// unresolved one, which keeps a retry within the broker's five-batch
-    /// duplicate window; this keeps that true over lossy simulated links.
-    windows: BTreeMap<TopicPartition, VecDeque<(u64, bool)>>,
+    queues: BTreeMap<TopicPartition, PartitionQueue>,
+    /// No queued batch was made before this (None: nothing is queued), so batches
+    /// need no expiry check until delivery.timeout.ms after it.
+    oldest_queued: Option<Instant>,
+    in_flight: InFlightRequests,
     next_batch_id: u64,
-    /// Partitions whose next batch waits for a leader or an in-flight slot; they
-    /// wake on a response, not on a timer.
-    blocked: BTreeSet<TopicPartition>,
+    partition_counts: PartitionCounts,
     round_robin: BTreeMap<Arc<str>, RoundRobin>,
     producer_id: Option<(ProducerId, u16)>,
     producer_id_request: Option<(u64, Instant)>,
@@ -109,11 +241,10 @@ impl Producer {
             metadata,
             unpartitioned: VecDeque::new(),
             queues: BTreeMap::new(),
-            next_sequence: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
-            windows: BTreeMap::new(),
+            oldest_queued: None,
+            in_flight: InFlightRequests::default(),
             next_batch_id: 0,
-            blocked: BTreeSet::new(),
+            partition_counts: PartitionCounts::default(),
             round_robin: BTreeMap::new(),
             producer_id: None,
             producer_id_request: None,
@@ -126,7 +257,7 @@ impl Producer {
     /// Records accepted but not yet completed.
     pub fn pending_count(&self) -> usize {
         self.unpartitioned.len()
-            + self.queues.values().flatten().map(|batch| batch.handles.len()).sum::<usize>()
+            + self.queues.values().flat_map(|queue| &queue.batches).map(|batch| batch.handles.len()).sum::<usize>()
             + self.in_flight.values().map(|flight| flight.batch.handles.len()).sum::<usize>()
     }
 
@@ -148,17 +279,17 @@ impl Producer {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.metadata.next_deadline();
-        for (tp, queue) in &self.queues {
-            let Some(batch) = queue.front() else { continue };
+        for queue in self.queues.values() {
+            let Some(batch) = queue.batches.front() else { continue };
             deadline = earliest(deadline, Some(batch.created + self.config.delivery_timeout));
-            if self.blocked.contains(tp) {
+            if queue.blocked {
                 continue;
             }
             let ready = if batch.closed { batch.retry_at } else { batch.created + self.config.linger };
             deadline = earliest(deadline, Some(ready.max(batch.retry_at)));
         }
-        for flight in self.in_flight.values() {
-            deadline = earliest(deadline, Some(flight.sent + self.config.request_timeout));
+        if let Some(sent) = self.in_flight.oldest_sent() {
+            deadline = earliest(deadline, Some(sent + self.config.request_timeout));
         }
         if let Some((_, sent)) = self.producer_id_request {
             deadline = earliest(deadline, Some(sent + self.config.request_timeout.min(std::time::Duration::from_secs(1))));
@@ -192,7 +323,7 @@ impl Producer {
     /// round-robin for null keys; records wait until metadata names the partitions.
     fn partition_pending(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
         while let Some(pending) = self.unpartitioned.front() {
-            let count = self.metadata.current().map(|metadata| metadata.partition_count(&pending.topic)).unwrap_or(0);
+            let count = self.partition_counts.get(&self.metadata, &pending.topic);
             if count == 0 {
                 // Kafka's send() waits for the topic's metadata, asking for it again.
                 self.metadata.request_update();
@@ -204,39 +335,45 @@ impl Producer {
                 }
                 return;
             }
-            let pending = self.unpartitioned.pop_front().expect("front exists");
-            let index = match &pending.record.key {
+            let PendingRecord { handle, topic, record, created } = self.unpartitioned.pop_front().expect("front exists");
+            let index = match &record.key {
                 Some(key) => partition_for_key(key, count),
                 None => {
                     let start = self.start;
-                    self.round_robin.entry(pending.topic.clone()).or_insert_with(|| RoundRobin::new(start)).next_partition(count)
+                    self.round_robin.entry(topic.clone()).or_insert_with(|| RoundRobin::new(start)).next_partition(count)
                 }
             };
-            let partition = TopicPartition { topic: pending.topic.clone(), partition: index };
-            out.push(ProducerOutput::Partitioned { handle: pending.handle, partition: partition.clone() });
-            self.append(partition, pending);
+            let partition = TopicPartition { topic, partition: index };
+            out.push(ProducerOutput::Partitioned { handle, partition: partition.clone() });
+            self.append(partition, handle, record, created);
         }
     }
 
-    fn append(&mut self, partition: TopicPartition, pending: PendingRecord) {
-        let size = pending.record.value.len() + pending.record.key.as_ref().map_or(0, |key| key.len()) + 16;
-        if let Some(batch) = self.queues.get_mut(&partition).and_then(|queue| queue.back_mut()) {
-            if !batch.closed && batch.size_bytes + size <= self.config.batch_size {
-                batch.handles.push(pending.handle);
-                batch.records.push(pending.record);
-                batch.size_bytes += size;
-                return;
+    /// Adds a record to its partition's open batch, or to a new batch when the
+    /// last one was sent or is full.
+    fn append(&mut self, partition: TopicPartition, handle: u64, record: Record, created: Instant) {
+        let size = record.value.len() + record.key.as_ref().map_or(0, |key| key.len()) + 16;
+        let (partition, queue) = match self.queues.entry(partition) {
+            Entry::Occupied(mut entry) => {
+                if let Some(batch) = entry.get_mut().batches.back_mut() {
+                    if !batch.closed && batch.size_bytes + size <= self.config.batch_size {
+                        batch.handles.push(handle);
+                        batch.records.push(record);
+                        batch.size_bytes += size;
+                        return;
+                    }
+                }
+                (entry.key().clone(), entry.into_mut())
             }
-        }
+            Entry::Vacant(entry) => (entry.key().clone(), entry.insert(PartitionQueue::default())),
+        };
         self.next_batch_id += 1;
-        let id = self.next_batch_id;
-        let queue = self.queues.entry(partition.clone()).or_default();
-        queue.push_back(Batch {
-            id,
+        queue.batches.push_back(Batch {
+            id: self.next_batch_id,
             partition,
-            handles: vec![pending.handle],
-            records: vec![pending.record],
-            created: pending.created,
+            handles: vec![handle],
+            records: vec![record],
+            created,
             size_bytes: size,
             base_sequence: None,
             stamped_with: None,
@@ -245,6 +382,7 @@ impl Producer {
             retry_at: Instant::ZERO,
             closed: false,
         });
+        self.oldest_queued = earliest(self.oldest_queued, Some(created));
     }
 
     fn init_producer_id(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
@@ -270,82 +408,68 @@ impl Producer {
     /// Sends every batch that is ready, in queue order, within the in-flight limit.
     fn drain(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
         if self.config.enable_idempotence && self.producer_id.is_none() {
-            self.blocked = self.queues.keys().cloned().collect();
+            for queue in self.queues.values_mut() {
+                queue.blocked = true;
+            }
             return;
         }
-        let partitions: Vec<TopicPartition> = self.queues.keys().cloned().collect();
-        self.blocked.clear();
-        for tp in partitions {
+        let Producer { config, metadata, queues, in_flight, producer_id, next_correlation_id, transactions, .. } = self;
+        let limit = config.max_in_flight_requests_per_connection;
+        for (tp, queue) in queues.iter_mut() {
+            queue.blocked = false;
             loop {
-                let leader = self.metadata.partition(&tp).and_then(|state| state.leader);
-                let Some(leader) = leader else {
-                    self.metadata.request_update();
-                    self.blocked.insert(tp.clone());
+                let Some(leader) = queue.leader(metadata, tp) else {
+                    metadata.request_update();
+                    queue.blocked = true;
                     break;
                 };
-                let in_flight_to_leader = self.in_flight.values().filter(|flight| flight.to == leader).count();
-                let limit = self.config.max_in_flight_requests_per_connection;
-                let front_id = self.queues.get(&tp).and_then(|queue| queue.front()).map(|batch| batch.id);
-                let window_full = self.windows.get(&tp).is_some_and(|window| {
-                    window.len() >= limit && !window.iter().any(|(id, _)| Some(*id) == front_id)
-                });
-                if in_flight_to_leader >= limit || window_full || !self.transaction_allows(&tp) {
-                    self.blocked.insert(tp.clone());
+                if in_flight.count_to(leader) >= limit || queue.window_full(limit) || !transactions.as_mut().is_none_or(|txn| txn.allows(tp)) {
+                    queue.blocked = true;
                     break;
                 }
-                let Some(batch) = self.queues.get(&tp).and_then(|queue| queue.front()) else { break };
-                let full = batch.size_bytes >= self.config.batch_size;
-                let lingered = now >= batch.created + self.config.linger;
+                let Some(batch) = queue.batches.front() else { break };
+                let full = batch.size_bytes >= config.batch_size;
+                let lingered = now >= batch.created + config.linger;
                 if now < batch.retry_at || !(batch.closed || full || lingered) {
                     break;
                 }
-                let mut batch = self.queues.get_mut(&tp).and_then(|queue| queue.pop_front()).expect("front exists");
+                let mut batch = queue.batches.pop_front().expect("front exists");
                 batch.closed = true;
                 batch.attempts += 1;
-                let producer = self.stamp(&mut batch);
-                let correlation_id = self.correlation();
+                let producer = stamp(*producer_id, transactions.is_some(), &mut queue.next_sequence, &mut batch);
+                *next_correlation_id += 1;
+                let correlation_id = *next_correlation_id;
                 let message = Message::ProduceRequest {
                     correlation_id,
-                    acks: self.config.acks,
-                    timeout: self.config.request_timeout,
+                    acks: config.acks,
+                    timeout: config.request_timeout,
                     partition: tp.clone(),
                     producer,
                     records: batch.records.clone(),
-                    transactional_id: self.config.transactional_id.as_deref().map(Arc::from),
+                    transactional_id: transactions.as_ref().map(|txn| txn.transactional_id.clone()),
                 };
                 out.push(ProducerOutput::Send(Send { to: leader, message }));
-                if self.config.acks == Acks::None {
+                if config.acks == Acks::None {
                     // Fire and forget: the send counts as done, at offset unknown.
                     for handle in &batch.handles {
                         let error = SendError { error: "acks=0: no acknowledgement".into(), maybe_written: true };
                         out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
                     }
                 } else {
-                    let window = self.windows.entry(tp.clone()).or_default();
-                    if !window.iter().any(|(id, _)| *id == batch.id) {
-                        window.push_back((batch.id, false));
+                    if !queue.window.iter().any(|(id, _)| *id == batch.id) {
+                        queue.window.push_back((batch.id, false));
                     }
-                    self.in_flight.insert(correlation_id, InFlight { to: leader, batch, sent: now });
+                    in_flight.insert(correlation_id, InFlight { to: leader, batch, sent: now });
                 }
             }
         }
     }
 
-    fn stamp(&mut self, batch: &mut Batch) -> Option<ProducerStamp> {
-        let (producer_id, producer_epoch) = self.producer_id?;
-        if batch.stamped_with != self.producer_id {
-            // Sequences belong to one producer id and epoch; under a new one the
-            // batch is numbered afresh.
-            batch.base_sequence = None;
-            batch.stamped_with = self.producer_id;
+    /// Sequences start again from 0 under a new producer id or epoch.
+    fn reset_sequences(&mut self) {
+        for queue in self.queues.values_mut() {
+            queue.next_sequence = 0;
         }
-        let base_sequence = *batch.base_sequence.get_or_insert_with(|| {
-            let next = self.next_sequence.entry(batch.partition.clone()).or_insert(0);
-            let base = Sequence(*next);
-            *next += batch.records.len() as i32;
-            base
-        });
-        Some(ProducerStamp { producer_id, producer_epoch, base_sequence, transactional: self.transactions.is_some() })
     }
 
     pub fn handle_message(&mut self, now: Instant, message: Message, out: &mut Vec<ProducerOutput>) {
@@ -361,17 +485,17 @@ impl Producer {
                 self.producer_id_request = None;
                 if let Ok(id) = result {
                     self.producer_id = Some(id);
-                    self.next_sequence.clear();
+                    self.reset_sequences();
                     self.fail_unresolved_batches(out);
-                    for batch in self.queues.values_mut().flatten() {
+                    for batch in self.queues.values_mut().flat_map(|queue| &mut queue.batches) {
                         batch.base_sequence = None;
                     }
                 }
             }
             Message::ProduceResponse { correlation_id, partition, result } => {
-                if let Some(flight) = self.in_flight.remove(&correlation_id) {
+                if let Some(flight) = self.in_flight.remove(correlation_id) {
                     debug_assert_eq!(flight.batch.partition, partition);
-                    let oldest = self.windows.get(&partition).and_then(|window| window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
+                    let oldest = self.queues.get(&partition).and_then(|queue| queue.window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
                     if oldest && result == Err(ErrorCode::OutOfOrderSequenceNumber) && self.producer_id.is_some() && self.transactions.is_none() {
                         // KIP-360: the oldest outstanding batch is out of order, so the
                         // broker lost this producer's state (a truncated log): take a
@@ -388,14 +512,7 @@ impl Producer {
     }
 
     fn expire_requests(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
-        let expired: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, flight)| now.saturating_since(flight.sent) >= self.config.request_timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            let flight = self.in_flight.remove(&id).expect("listed above");
+        while let Some(flight) = self.in_flight.pop_expired(now, self.config.request_timeout) {
             self.complete(now, flight.batch, Err((ErrorCode::NetworkTimeout, true)), out);
         }
     }
@@ -403,13 +520,8 @@ impl Producer {
     /// Marks a batch completed (acknowledged or failed for good) and slides its
     /// partition's window.
     fn completed(&mut self, partition: &TopicPartition, batch_id: u64) {
-        if let Some(window) = self.windows.get_mut(partition) {
-            if let Some(entry) = window.iter_mut().find(|(id, _)| *id == batch_id) {
-                entry.1 = true;
-            }
-            while window.front().is_some_and(|(_, done)| *done) {
-                window.pop_front();
-            }
+        if let Some(queue) = self.queues.get_mut(partition) {
+            queue.completed(batch_id);
         }
     }
 
@@ -444,9 +556,10 @@ impl Producer {
     /// the broker sees sequences without gaps.
     fn requeue(&mut self, batch: Batch) {
         let idempotent = self.config.enable_idempotence;
-        let queue = self.queues.entry(batch.partition.clone()).or_default();
-        let position = if idempotent { queue.iter().position(|queued| queued.id > batch.id).unwrap_or(queue.len()) } else { 0 };
-        queue.insert(position, batch);
+        self.oldest_queued = earliest(self.oldest_queued, Some(batch.created));
+        let queue = self.queues.get_mut(&batch.partition).expect("a batch's partition keeps its queue");
+        let position = if idempotent { queue.batches.iter().position(|queued| queued.id > batch.id).unwrap_or(queue.batches.len()) } else { 0 };
+        queue.batches.insert(position, batch);
     }
 
     fn fail(&mut self, batch: Batch, error: String, out: &mut Vec<ProducerOutput>) {
@@ -472,8 +585,9 @@ impl Producer {
     fn fail_unresolved_batches(&mut self, out: &mut Vec<ProducerOutput>) {
         let mut unresolved = Vec::new();
         for queue in self.queues.values_mut() {
-            let (maybe_written, rest): (VecDeque<Batch>, VecDeque<Batch>) = queue.drain(..).partition(|batch| batch.maybe_written && batch.stamped_with.is_some());
-            *queue = rest;
+            let (maybe_written, rest): (VecDeque<Batch>, VecDeque<Batch>) =
+                queue.batches.drain(..).partition(|batch| batch.maybe_written && batch.stamped_with.is_some());
+            queue.batches = rest;
             unresolved.extend(maybe_written);
         }
         for batch in unresolved {
@@ -483,17 +597,39 @@ impl Producer {
 
     fn expire_batches(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
         let timeout = self.config.delivery_timeout;
+        if self.oldest_queued.is_none_or(|oldest| now.saturating_since(oldest) < timeout) {
+            return;
+        }
         let mut expired = Vec::new();
         for queue in self.queues.values_mut() {
-            while queue.front().is_some_and(|batch| now.saturating_since(batch.created) >= timeout) {
-                expired.push(queue.pop_front().expect("front exists"));
+            while queue.batches.front().is_some_and(|batch| now.saturating_since(batch.created) >= timeout) {
+                expired.push(queue.batches.pop_front().expect("front exists"));
             }
         }
+        self.oldest_queued = self.queues.values().flat_map(|queue| &queue.batches).map(|batch| batch.created).min();
         for batch in expired {
             let error = format!("TimeoutException: expiring {} record(s) after delivery.timeout.ms", batch.handles.len());
             self.fail(batch, error, out);
         }
     }
+}
+
+/// Numbers a batch for `producer_id`, unless it already is (a retry keeps its
+/// sequence numbers, KIP-98).
+fn stamp(producer_id: Option<(ProducerId, u16)>, transactional: bool, next_sequence: &mut i32, batch: &mut Batch) -> Option<ProducerStamp> {
+    let (id, epoch) = producer_id?;
+    if batch.stamped_with != producer_id {
+        // Sequences belong to one producer id and epoch; under a new one the
+        // batch is numbered afresh.
+        batch.base_sequence = None;
+        batch.stamped_with = producer_id;
+    }
+    let base_sequence = *batch.base_sequence.get_or_insert_with(|| {
+        let base = Sequence(*next_sequence);
+        *next_sequence += batch.records.len() as i32;
+        base
+    });
+    Some(ProducerStamp { producer_id: id, producer_epoch: epoch, base_sequence, transactional })
 }
 
 #[cfg(test)]

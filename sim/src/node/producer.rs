@@ -41,6 +41,11 @@ pub struct ProducerNode {
     interval: Duration,
     next_send: Instant,
     out: Vec<ProducerOutput>,
+    /// `out`'s buffer while its outputs are carried out, kept for its capacity.
+    spare: Vec<ProducerOutput>,
+    /// The record keys `k0`, `k1`, ..., made once: cloning one costs less than
+    /// formatting it again for every send.
+    key_bytes: Vec<bytes::Bytes>,
     transaction_size: u32,
     abort_ratio: f64,
     abort_pending: bool,
@@ -88,6 +93,8 @@ impl ProducerNode {
             interval,
             next_send: ctx.now(),
             out: Vec::new(),
+            spare: Vec::new(),
+            key_bytes: (0..spec.keys.min(KEY_CACHE_LIMIT)).map(encode_key).collect(),
             transaction_size: spec.transaction_size,
             abort_ratio: spec.abort_ratio,
             abort_pending: false,
@@ -119,10 +126,19 @@ impl ProducerNode {
                 sequence
             };
             let value = Value { producer: self.number, sequence };
-            let key = (self.keys > 0).then(|| bytes::Bytes::from(format!("k{}", madsim::rand::thread_rng().gen_range(0..self.keys))));
+            let key = self.draw_key();
             self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
-            self.producer.send(now, sequence, self.topic.clone(), key, value.encode(), &mut self.out);
+            self.producer.send(now, sequence, self.topic.clone(), key, encode_value(value), &mut self.out);
         }
+    }
+
+    /// One of the scenario's `keys` keys, drawn from the seed; None when keys are null.
+    fn draw_key(&self) -> Option<bytes::Bytes> {
+        if self.keys == 0 {
+            return None;
+        }
+        let index = madsim::rand::thread_rng().gen_range(0..self.keys);
+        Some(self.key_bytes.get(index as usize).cloned().unwrap_or_else(|| encode_key(index)))
     }
 
     /// Begins a transaction when one is due and the last one ended: sends its
@@ -155,9 +171,9 @@ impl ProducerNode {
         self.next_send = now + self.interval * values.len().max(1) as u32;
         self.ctx.record(&self.name, OpType::Invoke, OpBody::Txn { number, values: values.clone(), error: None });
         for value in values {
-            let key = (self.keys > 0).then(|| bytes::Bytes::from(format!("k{}", madsim::rand::thread_rng().gen_range(0..self.keys))));
+            let key = self.draw_key();
             self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
-            self.producer.send(now, value.sequence, self.topic.clone(), key, value.encode(), &mut self.out);
+            self.producer.send(now, value.sequence, self.topic.clone(), key, encode_value(value), &mut self.out);
         }
         // An abort waits until its sends were answered, so aborted records are
         // really in the log for read_committed consumers to skip.
@@ -193,8 +209,8 @@ impl ProducerNode {
     }
 
     fn carry_out_once(&mut self, sends: &mut Vec<Send>) {
-        let outputs = std::mem::take(&mut self.out);
-        for output in outputs {
+        let mut outputs = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+        for output in outputs.drain(..) {
             match output {
                 ProducerOutput::Send(send) => sends.push(send),
                 ProducerOutput::Partitioned { .. } => {}
@@ -221,6 +237,67 @@ impl ProducerNode {
                 }
             }
         }
+        self.spare = outputs;
+    }
+}
+
+/// Keys up to this many are made once per node; more are made per send.
+const KEY_CACHE_LIMIT: u32 = 1024;
+
+/// The bytes of key number `index`: `k` and the number in decimal.
+fn encode_key(index: u32) -> bytes::Bytes {
+    let mut buffer = DecimalBuffer::default();
+    buffer.push(b'k');
+    buffer.push_decimal(u64::from(index));
+    bytes::Bytes::copy_from_slice(buffer.as_bytes())
+}
+
+/// The bytes `Value::encode` makes (`producer:sequence` in decimal), written
+/// without `format!`, which costs more than the rest of a send's shell.
+fn encode_value(value: Value) -> bytes::Bytes {
+    let mut buffer = DecimalBuffer::default();
+    buffer.push_decimal(u64::from(value.producer));
+    buffer.push(b':');
+    buffer.push_decimal(value.sequence);
+    bytes::Bytes::copy_from_slice(buffer.as_bytes())
+}
+
+/// Room for two decimal u64 and a separator.
+struct DecimalBuffer {
+    bytes: [u8; 48],
+    length: usize,
+}
+
+impl Default for DecimalBuffer {
+    fn default() -> Self {
+        DecimalBuffer { bytes: [0; 48], length: 0 }
+    }
+}
+
+impl DecimalBuffer {
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.length] = byte;
+        self.length += 1;
+    }
+
+    fn push_decimal(&mut self, mut number: u64) {
+        let mut digits = [0u8; 20];
+        let mut count = 0;
+        loop {
+            digits[count] = b'0' + (number % 10) as u8;
+            count += 1;
+            number /= 10;
+            if number == 0 {
+                break;
+            }
+        }
+        for digit in digits[..count].iter().rev() {
+            self.push(*digit);
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.length]
     }
 }
 
@@ -239,5 +316,23 @@ impl Machine for ProducerNode {
     fn next_deadline(&self) -> Option<Instant> {
         let next_send = self.active().then_some(self.next_send);
         kafsim_model::time::earliest(self.producer.next_deadline(), next_send)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_and_keys_are_encoded_as_format_would() {
+        for producer in [0, 1, 9, 10, 123, u32::MAX] {
+            for sequence in [0, 1, 9, 10, 99, 100, 5999, 1 << 40, u64::MAX] {
+                let value = Value { producer, sequence };
+                assert_eq!(encode_value(value), value.encode());
+            }
+        }
+        for index in [0, 1, 9, 10, 15, 1023, 1024, u32::MAX] {
+            assert_eq!(encode_key(index), bytes::Bytes::from(format!("k{index}")));
+        }
     }
 }
