@@ -7,11 +7,13 @@
 //! it, as in Kafka: that is how `nonmonotonic-send` happens with
 //! max.in.flight.requests.per.connection > 1.
 
+mod accumulator;
 mod transactional;
 
 pub use transactional::{TransactionOutcome, TransactionPhase, TransactionState};
 
 use super::metadata::MetadataTracker;
+use accumulator::{InFlight, InFlightRequests, PartitionCounts, PartitionQueues};
 use super::partitioner::{partition_for_key, RoundRobin};
 use crate::config::{Acks, ProducerConfig};
 use crate::protocol::{ErrorCode, Message, Send};
@@ -19,7 +21,6 @@ use crate::record::{ProducerStamp, Record};
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, Offset, ProducerId, Sequence, TopicPartition};
 use bytes::Bytes;
-use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
@@ -65,155 +66,11 @@ struct Batch {
     closed: bool,
 }
 
-struct InFlight {
-    to: NodeId,
-    batch: Batch,
-    sent: Instant,
-}
-
-/// One partition's part of the accumulator (Kafka's RecordAccumulator keeps a
-/// deque of batches per partition), with what the sender tracks for it.
-#[derive(Default)]
-struct PartitionQueue {
-    batches: VecDeque<Batch>,
-    /// The batches sent since the oldest one not yet completed (true once
-    /// completed), by batch id; a batch being retried stays in. Kafka's TCP
-    /// connection answers requests in order and fails every later request when
-    /// one is lost, so no more than max.in.flight batches are ever written past an
-    /// unresolved one, which keeps a retry within the broker's five-batch
-    /// duplicate window; this keeps that true over lossy simulated links.
-    window: VecDeque<(u64, bool)>,
-    /// Where the next batch's sequence numbers start, under the current producer
-    /// id and epoch (KIP-98).
-    next_sequence: i32,
-    /// The last drain found the next batch waiting for a leader or an in-flight
-    /// slot: it wakes on a response, not on a timer.
-    blocked: bool,
-    /// The partition's leader in the metadata view of the given id, so a drain
-    /// does not look it up again while the view stands.
-    leader: Option<(u64, Option<NodeId>)>,
-}
-
-impl PartitionQueue {
-    fn leader(&mut self, metadata: &MetadataTracker, tp: &TopicPartition) -> Option<NodeId> {
-        let view_id = metadata.view_id();
-        match self.leader {
-            Some((cached, leader)) if cached == view_id => leader,
-            _ => {
-                let leader = metadata.partition(tp).and_then(|state| state.leader);
-                self.leader = Some((view_id, leader));
-                leader
-            }
-        }
-    }
-
-    /// Whether `limit` batches were sent past an unresolved one and the front
-    /// batch (a retry may be among them) is not one of those.
-    fn window_full(&self, limit: usize) -> bool {
-        let front_id = self.batches.front().map(|batch| batch.id);
-        self.window.len() >= limit && !self.window.iter().any(|(id, _)| Some(*id) == front_id)
-    }
-
-    /// Marks a batch completed (acknowledged or failed for good) and slides the window.
-    fn completed(&mut self, batch_id: u64) {
-        if let Some(entry) = self.window.iter_mut().find(|(id, _)| *id == batch_id) {
-            entry.1 = true;
-        }
-        while self.window.front().is_some_and(|(_, done)| *done) {
-            self.window.pop_front();
-        }
-    }
-}
-
-/// The produce requests awaiting an answer, by correlation id, and how many go
-/// to each broker: max.in.flight.requests.per.connection counts per connection.
-#[derive(Default)]
-struct InFlightRequests {
-    by_correlation_id: BTreeMap<u64, InFlight>,
-    per_leader: BTreeMap<NodeId, usize>,
-}
-
-impl InFlightRequests {
-    fn insert(&mut self, correlation_id: u64, flight: InFlight) {
-        debug_assert!(
-            self.by_correlation_id.last_key_value().is_none_or(|(last, latest)| *last < correlation_id && latest.sent <= flight.sent),
-            "requests go out in correlation id order, at nondecreasing times"
-        );
-        *self.per_leader.entry(flight.to).or_insert(0) += 1;
-        let previous = self.by_correlation_id.insert(correlation_id, flight);
-        assert!(previous.is_none(), "a correlation id names one request");
-    }
-
-    fn remove(&mut self, correlation_id: u64) -> Option<InFlight> {
-        let flight = self.by_correlation_id.remove(&correlation_id)?;
-        self.forget(&flight);
-        Some(flight)
-    }
-
-    /// The oldest request, taken out if it was sent `timeout` or longer before
-    /// `now`. Requests go out in correlation id order at nondecreasing times, so
-    /// the expired ones are always the first.
-    fn pop_expired(&mut self, now: Instant, timeout: std::time::Duration) -> Option<InFlight> {
-        let entry = self.by_correlation_id.first_entry()?;
-        if now.saturating_since(entry.get().sent) < timeout {
-            return None;
-        }
-        let flight = entry.remove();
-        self.forget(&flight);
-        Some(flight)
-    }
-
-    fn forget(&mut self, flight: &InFlight) {
-        let count = self.per_leader.get_mut(&flight.to).expect("every request in flight is counted");
-        *count -= 1;
-    }
-
-    fn count_to(&self, leader: NodeId) -> usize {
-        self.per_leader.get(&leader).copied().unwrap_or(0)
-    }
-
-    /// When the oldest request went out.
-    fn oldest_sent(&self) -> Option<Instant> {
-        self.by_correlation_id.first_key_value().map(|(_, flight)| flight.sent)
-    }
-
-    fn is_empty(&self) -> bool {
-        self.by_correlation_id.is_empty()
-    }
-
-    fn values(&self) -> impl Iterator<Item = &InFlight> {
-        self.by_correlation_id.values()
-    }
-}
-
-/// The partition count of each topic sent to, in one metadata view: the
-/// partitioner asks for it once per record.
-#[derive(Default)]
-struct PartitionCounts {
-    view_id: u64,
-    counts: Vec<(Arc<str>, u32)>,
-}
-
-impl PartitionCounts {
-    fn get(&mut self, metadata: &MetadataTracker, topic: &Arc<str>) -> u32 {
-        if self.view_id != metadata.view_id() {
-            self.view_id = metadata.view_id();
-            self.counts.clear();
-        }
-        if let Some((_, count)) = self.counts.iter().find(|(known, _)| Arc::ptr_eq(known, topic) || known == topic) {
-            return *count;
-        }
-        let count = metadata.current().map(|metadata| metadata.partition_count(topic)).unwrap_or(0);
-        self.counts.push((topic.clone(), count));
-        count
-    }
-}
-
 pub struct Producer {
     config: ProducerConfig,
     metadata: MetadataTracker,
     unpartitioned: VecDeque<PendingRecord>,
-    queues: BTreeMap<TopicPartition, PartitionQueue>,
+    queues: PartitionQueues,
     /// No queued batch was made before this (None: nothing is queued), so batches
     /// need no expiry check until delivery.timeout.ms after it.
     oldest_queued: Option<Instant>,
@@ -240,7 +97,7 @@ impl Producer {
             config,
             metadata,
             unpartitioned: VecDeque::new(),
-            queues: BTreeMap::new(),
+            queues: PartitionQueues::default(),
             oldest_queued: None,
             in_flight: InFlightRequests::default(),
             next_batch_id: 0,
@@ -315,8 +172,9 @@ impl Producer {
     fn poll_metadata(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
         let correlation_id = self.correlation();
         let mut sends = Vec::new();
-        self.metadata.poll(now, correlation_id, &mut sends);
-        out.extend(sends.into_iter().map(ProducerOutput::Send));
+        if self.metadata.poll(now, correlation_id, &mut sends) {
+            out.extend(sends.into_iter().map(ProducerOutput::Send));
+        }
     }
 
     /// Kafka's partitioner: murmur2 of the key modulo the partition count, or
@@ -353,20 +211,16 @@ impl Producer {
     /// last one was sent or is full.
     fn append(&mut self, partition: TopicPartition, handle: u64, record: Record, created: Instant) {
         let size = record.value.len() + record.key.as_ref().map_or(0, |key| key.len()) + 16;
-        let (partition, queue) = match self.queues.entry(partition) {
-            Entry::Occupied(mut entry) => {
-                if let Some(batch) = entry.get_mut().batches.back_mut() {
-                    if !batch.closed && batch.size_bytes + size <= self.config.batch_size {
-                        batch.handles.push(handle);
-                        batch.records.push(record);
-                        batch.size_bytes += size;
-                        return;
-                    }
-                }
-                (entry.key().clone(), entry.into_mut())
+        let (partition, queue) = self.queues.entry(partition);
+        if let Some(batch) = queue.batches.back_mut() {
+            if !batch.closed && batch.size_bytes + size <= self.config.batch_size {
+                batch.handles.push(handle);
+                batch.records.push(record);
+                batch.size_bytes += size;
+                return;
             }
-            Entry::Vacant(entry) => (entry.key().clone(), entry.insert(PartitionQueue::default())),
-        };
+        }
+        let partition = partition.clone();
         self.next_batch_id += 1;
         queue.batches.push_back(Batch {
             id: self.next_batch_id,
@@ -423,6 +277,11 @@ impl Producer {
                     queue.blocked = true;
                     break;
                 };
+                if queue.batches.is_empty() && transactions.is_none() {
+                    // Nothing to send, and `blocked` only counts while a batch
+                    // waits; only a transaction hears of an empty partition.
+                    break;
+                }
                 if in_flight.count_to(leader) >= limit || queue.window_full(limit) || !transactions.as_mut().is_none_or(|txn| txn.allows(tp)) {
                     queue.blocked = true;
                     break;

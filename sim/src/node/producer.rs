@@ -38,6 +38,9 @@ pub struct ProducerNode {
     topic: Arc<str>,
     keys: u32,
     messages: u64,
+    /// Whether `messages` values were sent: only this node advances its
+    /// progress's `next_sequence`, so it keeps the answer without taking the lock.
+    all_sent: bool,
     interval: Duration,
     next_send: Instant,
     out: Vec<ProducerOutput>,
@@ -46,6 +49,7 @@ pub struct ProducerNode {
     /// The record keys `k0`, `k1`, ..., made once: cloning one costs less than
     /// formatting it again for every send.
     key_bytes: Vec<bytes::Bytes>,
+    values: ValueArena,
     transaction_size: u32,
     abort_ratio: f64,
     abort_pending: bool,
@@ -82,6 +86,7 @@ impl ProducerNode {
         let base = ctx.now().as_micros() << 20;
         producer.set_correlation_base(base - base % brokers);
         let interval = Duration::from_secs_f64(1.0 / spec.rate);
+        let all_sent = progress.lock().expect("progress lock").next_sequence >= spec.messages;
         ProducerNode {
             name,
             number,
@@ -90,11 +95,13 @@ impl ProducerNode {
             topic: spec.topic.as_str().into(),
             keys: spec.keys,
             messages: spec.messages,
+            all_sent,
             interval,
             next_send: ctx.now(),
             out: Vec::new(),
             spare: Vec::new(),
             key_bytes: (0..spec.keys.min(KEY_CACHE_LIMIT)).map(encode_key).collect(),
+            values: ValueArena::default(),
             transaction_size: spec.transaction_size,
             abort_ratio: spec.abort_ratio,
             abort_pending: false,
@@ -109,7 +116,7 @@ impl ProducerNode {
     }
 
     fn active(&self) -> bool {
-        !self.ctx.stop_producing.load(Ordering::Relaxed) && self.progress.lock().expect("progress lock").next_sequence < self.messages
+        !self.ctx.stop_producing.load(Ordering::Relaxed) && !self.all_sent
     }
 
     fn send_due(&mut self, now: Instant) {
@@ -123,12 +130,13 @@ impl ProducerNode {
                 let sequence = progress.next_sequence;
                 progress.next_sequence += 1;
                 progress.pending.insert(sequence);
+                self.all_sent = progress.next_sequence >= self.messages;
                 sequence
             };
             let value = Value { producer: self.number, sequence };
             let key = self.draw_key();
             self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
-            self.producer.send(now, sequence, self.topic.clone(), key, encode_value(value), &mut self.out);
+            self.producer.send(now, sequence, self.topic.clone(), key, self.values.encode(value), &mut self.out);
         }
     }
 
@@ -165,6 +173,7 @@ impl ProducerNode {
                 progress.pending.insert(sequence);
                 values.push(Value { producer: self.number, sequence });
             }
+            self.all_sent = progress.next_sequence >= self.messages;
             progress.open_transaction = Some((number, values.clone()));
             number
         };
@@ -173,7 +182,7 @@ impl ProducerNode {
         for value in values {
             let key = self.draw_key();
             self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
-            self.producer.send(now, value.sequence, self.topic.clone(), key, encode_value(value), &mut self.out);
+            self.producer.send(now, value.sequence, self.topic.clone(), key, self.values.encode(value), &mut self.out);
         }
         // An abort waits until its sends were answered, so aborted records are
         // really in the log for read_committed consumers to skip.
@@ -210,12 +219,14 @@ impl ProducerNode {
 
     fn carry_out_once(&mut self, sends: &mut Vec<Send>) {
         let mut outputs = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+        // Recording takes the history's lock, never this node's progress.
+        let mut progress = self.progress.lock().expect("progress lock");
         for output in outputs.drain(..) {
             match output {
                 ProducerOutput::Send(send) => sends.push(send),
                 ProducerOutput::Partitioned { .. } => {}
                 ProducerOutput::TransactionCompleted { outcome } => {
-                    let Some((number, values)) = self.progress.lock().expect("progress lock").open_transaction.take() else { continue };
+                    let Some((number, values)) = progress.open_transaction.take() else { continue };
                     let (kind, error) = match outcome {
                         TransactionOutcome::Committed => (OpType::Ok, None),
                         TransactionOutcome::Aborted => (OpType::Fail, Some("aborted".to_string())),
@@ -224,7 +235,7 @@ impl ProducerNode {
                     self.ctx.record(&self.name, kind, OpBody::Txn { number, values, error });
                 }
                 ProducerOutput::Completed { handle, result } => {
-                    self.progress.lock().expect("progress lock").pending.remove(&handle);
+                    progress.pending.remove(&handle);
                     let value = Value { producer: self.number, sequence: handle };
                     let (kind, body) = match result {
                         Ok((partition, offset)) => (OpType::Ok, OpBody::Send { value, partition: Some(partition), offset: Some(offset), error: None }),
@@ -237,6 +248,7 @@ impl ProducerNode {
                 }
             }
         }
+        drop(progress);
         self.spare = outputs;
     }
 }
@@ -252,14 +264,32 @@ fn encode_key(index: u32) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(buffer.as_bytes())
 }
 
-/// The bytes `Value::encode` makes (`producer:sequence` in decimal), written
-/// without `format!`, which costs more than the rest of a send's shell.
-fn encode_value(value: Value) -> bytes::Bytes {
-    let mut buffer = DecimalBuffer::default();
-    buffer.push_decimal(u64::from(value.producer));
-    buffer.push(b':');
-    buffer.push_decimal(value.sequence);
-    bytes::Bytes::copy_from_slice(buffer.as_bytes())
+/// Where the node writes its values. Each value is a slice of a shared buffer:
+/// cloning it (the producer clones a batch's records for every produce request)
+/// counts one reference, where a `Bytes` of its own would allocate on its first
+/// clone; and no value needs an allocation of its own.
+#[derive(Default)]
+struct ValueArena {
+    buffer: bytes::BytesMut,
+}
+
+/// The arena takes a new buffer of this many bytes when the last one is full.
+const VALUE_ARENA_CHUNK: usize = 4096;
+
+impl ValueArena {
+    /// The bytes `Value::encode` makes (`producer:sequence` in decimal), written
+    /// without `format!`, which cost more than the rest of a send's shell.
+    fn encode(&mut self, value: Value) -> bytes::Bytes {
+        let mut text = DecimalBuffer::default();
+        text.push_decimal(u64::from(value.producer));
+        text.push(b':');
+        text.push_decimal(value.sequence);
+        if self.buffer.capacity() < text.as_bytes().len() {
+            self.buffer = bytes::BytesMut::with_capacity(VALUE_ARENA_CHUNK);
+        }
+        self.buffer.extend_from_slice(text.as_bytes());
+        self.buffer.split().freeze()
+    }
 }
 
 /// Room for two decimal u64 and a separator.
@@ -280,20 +310,14 @@ impl DecimalBuffer {
         self.length += 1;
     }
 
-    fn push_decimal(&mut self, mut number: u64) {
-        let mut digits = [0u8; 20];
-        let mut count = 0;
-        loop {
-            digits[count] = b'0' + (number % 10) as u8;
-            count += 1;
-            number /= 10;
-            if number == 0 {
-                break;
-            }
+    fn push_decimal(&mut self, number: u64) {
+        let digit_count = number.checked_ilog10().unwrap_or(0) as usize + 1;
+        let mut rest = number;
+        for slot in self.bytes[self.length..self.length + digit_count].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
         }
-        for digit in digits[..count].iter().rev() {
-            self.push(*digit);
-        }
+        self.length += digit_count;
     }
 
     fn as_bytes(&self) -> &[u8] {
@@ -325,10 +349,13 @@ mod tests {
 
     #[test]
     fn values_and_keys_are_encoded_as_format_would() {
-        for producer in [0, 1, 9, 10, 123, u32::MAX] {
-            for sequence in [0, 1, 9, 10, 99, 100, 5999, 1 << 40, u64::MAX] {
-                let value = Value { producer, sequence };
-                assert_eq!(encode_value(value), value.encode());
+        let mut arena = ValueArena::default();
+        for round in 0..200 {
+            for producer in [0, 1, 9, 10, 123, u32::MAX] {
+                for sequence in [0, 1, 9, 10, 99, 100, 5999, 1 << 40, u64::MAX] {
+                    let value = Value { producer, sequence: sequence.wrapping_add(round) };
+                    assert_eq!(arena.encode(value), value.encode());
+                }
             }
         }
         for index in [0, 1, 9, 10, 15, 1023, 1024, u32::MAX] {
