@@ -13,7 +13,8 @@ use kafsim_model::client::producer::{Producer, ProducerOutput, TransactionOutcom
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId};
 use rand::Rng;
-use std::collections::BTreeSet;
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,10 +24,62 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct ProducerProgress {
     pub next_sequence: u64,
-    pub pending: BTreeSet<u64>,
+    pub pending: PendingSends,
     pub next_transaction: u64,
     /// The transaction under way, with its values, until it ends.
     pub open_transaction: Option<(u64, Vec<Value>)>,
+}
+
+/// The sequences sent and not yet answered. A node hands sequences out one
+/// after another, so they are kept as flags from the oldest one still pending:
+/// a send and its answer cost a flag each, not a search tree's rebalancing.
+#[derive(Debug, Default)]
+pub struct PendingSends {
+    first: u64,
+    flags: VecDeque<bool>,
+    count: usize,
+}
+
+impl PendingSends {
+    pub fn insert(&mut self, sequence: u64) {
+        if self.flags.is_empty() {
+            self.first = sequence;
+        }
+        assert_eq!(sequence, self.first + self.flags.len() as u64, "a producer sends its sequences in order");
+        self.flags.push_back(true);
+        self.count += 1;
+    }
+
+    /// Whether `sequence` was pending.
+    pub fn remove(&mut self, sequence: u64) -> bool {
+        let Some(flag) = sequence.checked_sub(self.first).and_then(|index| self.flags.get_mut(usize::try_from(index).ok()?)) else { return false };
+        if !std::mem::replace(flag, false) {
+            return false;
+        }
+        self.count -= 1;
+        while self.flags.front() == Some(&false) {
+            self.flags.pop_front();
+            self.first += 1;
+        }
+        true
+    }
+
+    pub fn contains(&self, sequence: u64) -> bool {
+        sequence.checked_sub(self.first).and_then(|index| self.flags.get(usize::try_from(index).ok()?)).is_some_and(|flag| *flag)
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The pending sequences, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.flags.iter().zip(self.first..).filter(|(flag, _)| **flag).map(|(_, sequence)| sequence)
+    }
 }
 
 pub struct ProducerNode {
@@ -34,6 +87,10 @@ pub struct ProducerNode {
     name: Arc<str>,
     number: u32,
     producer: Producer,
+    /// `producer.next_deadline()`, kept until the producer is next touched: the
+    /// driver asks twice per wake, and only the two `Machine` handlers (and
+    /// what they call) change the producer.
+    producer_deadline: Cell<Option<Option<Instant>>>,
     progress: Arc<Mutex<ProducerProgress>>,
     topic: Arc<str>,
     keys: u32,
@@ -61,7 +118,7 @@ impl ProducerNode {
         let scenario = ctx.scenario.clone();
         let spec = &scenario.producers[spec];
         let progress = ctx.producer_progress[&id].clone();
-        let orphans: Vec<u64> = std::mem::take(&mut progress.lock().expect("progress lock").pending).into_iter().collect();
+        let orphans: Vec<u64> = std::mem::take(&mut progress.lock().expect("progress lock").pending).iter().collect();
         for sequence in orphans {
             let value = Value { producer: number, sequence };
             ctx.record(&name, OpType::Info, OpBody::Send { value, partition: None, offset: None, error: Some("producer process crashed".into()) });
@@ -91,6 +148,7 @@ impl ProducerNode {
             name,
             number,
             producer,
+            producer_deadline: Cell::new(None),
             progress,
             topic: spec.topic.as_str().into(),
             keys: spec.keys,
@@ -200,7 +258,7 @@ impl ProducerNode {
         let sent = {
             let progress = self.progress.lock().expect("progress lock");
             match &progress.open_transaction {
-                Some((_, values)) => values.iter().all(|value| !progress.pending.contains(&value.sequence)),
+                Some((_, values)) => values.iter().all(|value| !progress.pending.contains(value.sequence)),
                 None => true,
             }
         };
@@ -235,7 +293,7 @@ impl ProducerNode {
                     self.ctx.record(&self.name, kind, OpBody::Txn { number, values, error });
                 }
                 ProducerOutput::Completed { handle, result } => {
-                    progress.pending.remove(&handle);
+                    progress.pending.remove(handle);
                     let value = Value { producer: self.number, sequence: handle };
                     let (kind, body) = match result {
                         Ok((partition, offset)) => (OpType::Ok, OpBody::Send { value, partition: Some(partition), offset: Some(offset), error: None }),
@@ -327,11 +385,13 @@ impl DecimalBuffer {
 
 impl Machine for ProducerNode {
     fn handle_message(&mut self, now: Instant, _from: NodeId, message: Message, sends: &mut Vec<Send>) {
+        self.producer_deadline.set(None);
         self.producer.handle_message(now, message, &mut self.out);
         self.carry_out(now, sends);
     }
 
     fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
+        self.producer_deadline.set(None);
         self.send_due(now);
         self.producer.handle_timeout(now, &mut self.out);
         self.carry_out(now, sends);
@@ -339,13 +399,40 @@ impl Machine for ProducerNode {
 
     fn next_deadline(&self) -> Option<Instant> {
         let next_send = self.active().then_some(self.next_send);
-        kafsim_model::time::earliest(self.producer.next_deadline(), next_send)
+        let producer_deadline = self.producer_deadline.get().unwrap_or_else(|| {
+            let deadline = self.producer.next_deadline();
+            self.producer_deadline.set(Some(deadline));
+            deadline
+        });
+        kafsim_model::time::earliest(producer_deadline, next_send)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The pending flags answer as the ordered set they replace.
+    #[test]
+    fn pending_sends_behave_as_an_ordered_set() {
+        let mut pending = PendingSends::default();
+        let mut reference = std::collections::BTreeSet::new();
+        let removals = [3u64, 0, 0, 7, 1, 2, 12, 4, 5, 6, 9, 8, 10, 11, 40];
+        for sequence in 0..12 {
+            pending.insert(sequence);
+            reference.insert(sequence);
+        }
+        for removed in removals {
+            assert_eq!(pending.remove(removed), reference.remove(&removed));
+            assert_eq!(pending.len(), reference.len());
+            assert_eq!(pending.iter().collect::<Vec<_>>(), reference.iter().copied().collect::<Vec<_>>());
+            assert!((0..20).all(|sequence| pending.contains(sequence) == reference.contains(&sequence)));
+        }
+        assert!(pending.is_empty());
+        // After a restart the next incarnation goes on from a later sequence.
+        pending.insert(100);
+        assert!(pending.contains(100) && !pending.contains(99));
+    }
 
     #[test]
     fn values_and_keys_are_encoded_as_format_would() {
