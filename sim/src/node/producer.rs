@@ -103,9 +103,6 @@ pub struct ProducerNode {
     out: Vec<ProducerOutput>,
     /// `out`'s buffer while its outputs are carried out, kept for its capacity.
     spare: Vec<ProducerOutput>,
-    /// The record keys `k0`, `k1`, ..., made once: cloning one costs less than
-    /// formatting it again for every send.
-    key_bytes: Vec<bytes::Bytes>,
     values: ValueArena,
     transaction_size: u32,
     abort_ratio: f64,
@@ -158,7 +155,6 @@ impl ProducerNode {
             next_send: ctx.now(),
             out: Vec::new(),
             spare: Vec::new(),
-            key_bytes: (0..spec.keys.min(KEY_CACHE_LIMIT)).map(encode_key).collect(),
             values: ValueArena::default(),
             transaction_size: spec.transaction_size,
             abort_ratio: spec.abort_ratio,
@@ -204,7 +200,7 @@ impl ProducerNode {
             return None;
         }
         let index = madsim::rand::thread_rng().gen_range(0..self.keys);
-        Some(self.key_bytes.get(index as usize).cloned().unwrap_or_else(|| encode_key(index)))
+        Some(static_key(index).unwrap_or_else(|| encode_key(index)))
     }
 
     /// Begins a transaction when one is due and the last one ended: sends its
@@ -311,8 +307,29 @@ impl ProducerNode {
     }
 }
 
-/// Keys up to this many are made once per node; more are made per send.
-const KEY_CACHE_LIMIT: u32 = 1024;
+/// Keys below this number come from a table made once per process; higher ones
+/// are made per send.
+const STATIC_KEY_COUNT: u32 = 1024;
+
+/// Key number `index` from the process's table of static keys. Its text is
+/// allocated once and never freed (a few kilobytes), so a key is a static
+/// `Bytes`: cloning and dropping one, which every copy of a record does in the
+/// producer, the brokers and the consumers, touches no reference count.
+fn static_key(index: u32) -> Option<bytes::Bytes> {
+    static TABLE: std::sync::OnceLock<Vec<bytes::Bytes>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut text = Vec::new();
+        let mut ranges = Vec::new();
+        for index in 0..STATIC_KEY_COUNT {
+            let start = text.len();
+            text.extend_from_slice(&encode_key(index));
+            ranges.push(start..text.len());
+        }
+        let text: &'static [u8] = Box::leak(text.into_boxed_slice());
+        ranges.into_iter().map(|range| bytes::Bytes::from_static(&text[range])).collect()
+    });
+    table.get(index as usize).cloned()
+}
 
 /// The bytes of key number `index`: `k` and the number in decimal.
 fn encode_key(index: u32) -> bytes::Bytes {
@@ -447,6 +464,8 @@ mod tests {
         }
         for index in [0, 1, 9, 10, 15, 1023, 1024, u32::MAX] {
             assert_eq!(encode_key(index), bytes::Bytes::from(format!("k{index}")));
+            assert!(static_key(index).is_none_or(|key| key == encode_key(index)));
         }
+        assert!(static_key(STATIC_KEY_COUNT - 1).is_some() && static_key(STATIC_KEY_COUNT).is_none());
     }
 }
