@@ -86,6 +86,11 @@ pub struct Producer {
     start: u32,
     /// Set when `transactional.id` is (KIP-98).
     transactions: Option<TransactionState>,
+    /// The time of the last `handle_timeout` when its drain sent nothing, the
+    /// producer has no transaction and nothing touched it since (every other
+    /// public method that changes it clears this): a second call at that time
+    /// that finds nothing new to expire or partition has nothing to drain either.
+    settled_at: Option<Instant>,
 }
 
 impl Producer {
@@ -108,6 +113,7 @@ impl Producer {
             next_correlation_id: 0,
             bootstrap,
             start,
+            settled_at: None,
         }
     }
 
@@ -121,6 +127,7 @@ impl Producer {
     /// Starts this producer's correlation ids at `base`, so an application that
     /// runs a consumer beside it on one address can tell their answers apart.
     pub fn set_correlation_base(&mut self, base: u64) {
+        self.settled_at = None;
         self.next_correlation_id = self.next_correlation_id.max(base);
     }
 
@@ -130,6 +137,7 @@ impl Producer {
     }
 
     pub fn send(&mut self, now: Instant, handle: u64, topic: Arc<str>, key: Option<Bytes>, value: Bytes, out: &mut Vec<ProducerOutput>) {
+        self.settled_at = None;
         self.unpartitioned.push_back(PendingRecord { handle, topic, record: Record { key, value }, created: now });
         self.handle_timeout(now, out);
     }
@@ -158,15 +166,27 @@ impl Producer {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
-        self.expire_requests(now, out);
+        let settled = self.settled_at.take() == Some(now);
+        let mut changed = self.expire_requests(now, out);
         self.poll_metadata(now, out);
-        self.partition_pending(now, out);
-        self.expire_batches(now, out);
+        changed |= self.partition_pending(now, out);
+        changed |= self.expire_batches(now, out);
+        if settled && !changed {
+            // Nothing changed since the last pass at this time, which sent nothing:
+            // the producer-id request, the drain (its blocked partitions included)
+            // and a transaction (there is none) would do just what they did then.
+            self.settled_at = Some(now);
+            return;
+        }
         self.init_producer_id(now, out);
         self.poll_transaction(now, out);
-        self.drain(now, out);
+        let sent = self.drain(now, out);
         // The drain may have found partitions to add to the transaction.
         self.poll_transaction(now, out);
+        // A zero request timeout would let the producer-id request go again at once.
+        if !sent && self.transactions.is_none() && !self.config.request_timeout.is_zero() {
+            self.settled_at = Some(now);
+        }
     }
 
     fn poll_metadata(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
@@ -179,7 +199,9 @@ impl Producer {
 
     /// Kafka's partitioner: murmur2 of the key modulo the partition count, or
     /// round-robin for null keys; records wait until metadata names the partitions.
-    fn partition_pending(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    /// Whether it took any record off the queue.
+    fn partition_pending(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) -> bool {
+        let mut changed = false;
         while let Some(pending) = self.unpartitioned.front() {
             let count = self.partition_counts.get(&self.metadata, &pending.topic);
             if count == 0 {
@@ -189,9 +211,10 @@ impl Producer {
                     let pending = self.unpartitioned.pop_front().expect("front exists");
                     let error = SendError { error: "TimeoutException: topic metadata not available".into(), maybe_written: false };
                     out.push(ProducerOutput::Completed { handle: pending.handle, result: Err(error) });
+                    changed = true;
                     continue;
                 }
-                return;
+                return changed;
             }
             let PendingRecord { handle, topic, record, created } = self.unpartitioned.pop_front().expect("front exists");
             let index = match &record.key {
@@ -204,7 +227,9 @@ impl Producer {
             let partition = TopicPartition { topic, partition: index };
             out.push(ProducerOutput::Partitioned { handle, partition: partition.clone() });
             self.append(partition, handle, record, created);
+            changed = true;
         }
+        changed
     }
 
     /// Adds a record to its partition's open batch, or to a new batch when the
@@ -259,14 +284,16 @@ impl Producer {
         out.push(ProducerOutput::Send(Send { to, message: Message::InitProducerIdRequest { correlation_id } }));
     }
 
-    /// Sends every batch that is ready, in queue order, within the in-flight limit.
-    fn drain(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    /// Sends every batch that is ready, in queue order, within the in-flight
+    /// limit; says whether it sent any.
+    fn drain(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) -> bool {
         if self.config.enable_idempotence && self.producer_id.is_none() {
             for queue in self.queues.values_mut() {
                 queue.blocked = true;
             }
-            return;
+            return false;
         }
+        let mut sent = false;
         let Producer { config, metadata, queues, in_flight, producer_id, next_correlation_id, transactions, .. } = self;
         let limit = config.max_in_flight_requests_per_connection;
         for (tp, queue) in queues.iter_mut() {
@@ -293,6 +320,7 @@ impl Producer {
                     break;
                 }
                 let mut batch = queue.batches.pop_front().expect("front exists");
+                sent = true;
                 batch.closed = true;
                 batch.attempts += 1;
                 let producer = stamp(*producer_id, transactions.is_some(), &mut queue.next_sequence, &mut batch);
@@ -322,6 +350,7 @@ impl Producer {
                 }
             }
         }
+        sent
     }
 
     /// Sequences start again from 0 under a new producer id or epoch.
@@ -332,6 +361,7 @@ impl Producer {
     }
 
     pub fn handle_message(&mut self, now: Instant, message: Message, out: &mut Vec<ProducerOutput>) {
+        self.settled_at = None;
         if self.handle_transaction_message(now, &message, out) {
             self.handle_timeout(now, out);
             return;
@@ -370,10 +400,14 @@ impl Producer {
         self.handle_timeout(now, out);
     }
 
-    fn expire_requests(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    /// Whether any request timed out.
+    fn expire_requests(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) -> bool {
+        let mut changed = false;
         while let Some(flight) = self.in_flight.pop_expired(now, self.config.request_timeout) {
             self.complete(now, flight.batch, Err((ErrorCode::NetworkTimeout, true)), out);
+            changed = true;
         }
+        changed
     }
 
     /// Marks a batch completed (acknowledged or failed for good) and slides its
@@ -454,10 +488,11 @@ impl Producer {
         }
     }
 
-    fn expire_batches(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    /// Whether any batch expired.
+    fn expire_batches(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) -> bool {
         let timeout = self.config.delivery_timeout;
         if self.oldest_queued.is_none_or(|oldest| now.saturating_since(oldest) < timeout) {
-            return;
+            return false;
         }
         let mut expired = Vec::new();
         for queue in self.queues.values_mut() {
@@ -466,10 +501,12 @@ impl Producer {
             }
         }
         self.oldest_queued = self.queues.values().flat_map(|queue| &queue.batches).map(|batch| batch.created).min();
+        let changed = !expired.is_empty();
         for batch in expired {
             let error = format!("TimeoutException: expiring {} record(s) after delivery.timeout.ms", batch.handles.len());
             self.fail(batch, error, out);
         }
+        changed
     }
 }
 

@@ -121,6 +121,7 @@ impl Producer {
     }
 
     pub fn begin_transaction(&mut self) -> Result<(), String> {
+        self.settled_at = None;
         if !self.is_ready_for_transaction() {
             return Err(format!("cannot begin a transaction in phase {:?}", self.transaction_phase()));
         }
@@ -146,6 +147,7 @@ impl Producer {
     /// KIP-98's sendOffsetsToTransaction, the transaction side: the group's
     /// offsets partition joins the transaction before it ends.
     pub fn send_offsets_to_transaction(&mut self, group_id: Arc<str>) {
+        self.settled_at = None;
         if let Some(txn) = self.transactions.as_mut() {
             if txn.phase == TransactionPhase::InTransaction {
                 txn.groups.insert(group_id);
@@ -167,6 +169,7 @@ impl Producer {
     }
 
     fn end_transaction(&mut self, now: Instant, commit: bool, out: &mut Vec<ProducerOutput>) {
+        self.settled_at = None;
         let Some(txn) = self.transactions.as_mut() else { return };
         if txn.phase != TransactionPhase::InTransaction {
             return;
