@@ -618,3 +618,144 @@ mod tests {
         assert_eq!(resent.iter().map(|(sequence, _)| *sequence).collect::<Vec<_>>(), vec![0, 1, 2]);
     }
 }
+
+/// The shortcuts of `handle_timeout` (the settled pass) change nothing: two
+/// producers fed the same calls, one of which never takes the shortcut, give the
+/// same outputs and deadlines, over retries, timeouts, leader changes and new
+/// producer ids.
+#[cfg(test)]
+mod settled_tests {
+    use super::*;
+    use crate::config::{Properties, PropertyValue};
+    use crate::protocol::{ClusterMetadata, PartitionState};
+    use crate::types::{LeaderEpoch, PartitionEpoch};
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Send { key: Option<u8>, after_ms: u16 },
+        Wake { after_ms: u16 },
+        WakeAgain,
+        Answer { pick: usize, outcome: u8 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (proptest::option::of(0u8..6), 0u16..30).prop_map(|(key, after_ms)| Step::Send { key, after_ms }),
+            2 => (0u16..1500).prop_map(|after_ms| Step::Wake { after_ms }),
+            2 => Just(Step::WakeAgain),
+            3 => (any::<usize>(), 0u8..8).prop_map(|(pick, outcome)| Step::Answer { pick, outcome }),
+        ]
+    }
+
+    fn producer(idempotent: bool) -> Producer {
+        let mut properties = Properties::new();
+        let settings = [("linger.ms", 5), ("batch.size", 40), ("max.in.flight.requests.per.connection", 2), ("request.timeout.ms", 1000), ("delivery.timeout.ms", 4000)];
+        for (key, value) in settings {
+            properties.insert(key.into(), PropertyValue::Int(value));
+        }
+        if !idempotent {
+            properties.insert("acks".into(), PropertyValue::Text("1".into()));
+        }
+        Producer::new(ProducerConfig::from_properties(&properties).unwrap(), vec![NodeId(1), NodeId(2)], 0)
+    }
+
+    /// The answer to `request`; `outcome` picks success, an error, or leaders.
+    fn answer(request: &Message, outcome: u8, version: u64) -> Option<Message> {
+        Some(match request {
+            Message::MetadataRequest { correlation_id } => {
+                let partitions = (0..3)
+                    .map(|index| {
+                        let leader = match (u32::from(outcome) + index) % 4 {
+                            0 => None,
+                            number => Some(NodeId(1 + number % 2)),
+                        };
+                        let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader, leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![] };
+                        (TopicPartition::new("t", index), state)
+                    })
+                    .collect();
+                Message::MetadataResponse { correlation_id: *correlation_id, metadata: Arc::new(ClusterMetadata { version, brokers: vec![NodeId(1), NodeId(2)], partitions }) }
+            }
+            Message::InitProducerIdRequest { correlation_id } => {
+                Message::InitProducerIdResponse { correlation_id: *correlation_id, result: Ok((ProducerId(version), 0)) }
+            }
+            Message::ProduceRequest { correlation_id, partition, .. } => {
+                let result = match outcome {
+                    0..=3 => Ok(Offset(version)),
+                    4 => Err(ErrorCode::NotLeaderOrFollower),
+                    5 => Err(ErrorCode::RequestTimedOut),
+                    6 => Err(ErrorCode::OutOfOrderSequenceNumber),
+                    _ => Err(ErrorCode::NotEnoughReplicas),
+                };
+                Message::ProduceResponse { correlation_id: *correlation_id, partition: partition.clone(), result }
+            }
+            _ => return None,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_settled_pass_changes_nothing(steps in proptest::collection::vec(step(), 1..120), idempotent in any::<bool>()) {
+            let (mut fast, mut full) = (producer(idempotent), producer(idempotent));
+            let topic: Arc<str> = "t".into();
+            let mut now = Instant::ZERO;
+            let mut requests: Vec<Message> = Vec::new();
+            for (number, step) in steps.into_iter().enumerate() {
+                let (mut fast_out, mut full_out) = (Vec::new(), Vec::new());
+                full.settled_at = None;
+                match step {
+                    Step::Send { key, after_ms } => {
+                        now = now + std::time::Duration::from_millis(after_ms.into());
+                        let key = key.map(|key| Bytes::from(vec![key]));
+                        let value = Bytes::from(format!("v{number}"));
+                        fast.send(now, number as u64, topic.clone(), key.clone(), value.clone(), &mut fast_out);
+                        full.send(now, number as u64, topic.clone(), key, value, &mut full_out);
+                    }
+                    Step::Wake { after_ms } => {
+                        now = now + std::time::Duration::from_millis(after_ms.into());
+                        fast.handle_timeout(now, &mut fast_out);
+                        full.handle_timeout(now, &mut full_out);
+                    }
+                    Step::WakeAgain => {
+                        fast.handle_timeout(now, &mut fast_out);
+                        full.handle_timeout(now, &mut full_out);
+                    }
+                    Step::Answer { pick, outcome } => {
+                        if requests.is_empty() {
+                            continue;
+                        }
+                        let request = requests.remove(pick % requests.len());
+                        if let Some(response) = answer(&request, outcome, number as u64) {
+                            fast.handle_message(now, response.clone(), &mut fast_out);
+                            full.handle_message(now, response, &mut full_out);
+                        }
+                    }
+                }
+                prop_assert_eq!(format!("{fast_out:?}"), format!("{full_out:?}"));
+                prop_assert_eq!(fast.next_deadline(), full.next_deadline());
+                prop_assert_eq!(fast.pending_count(), full.pending_count());
+                requests.extend(fast_out.into_iter().filter_map(|output| match output {
+                    ProducerOutput::Send(send) => Some(send.message),
+                    _ => None,
+                }));
+            }
+        }
+    }
+
+    /// A second wake at the same time after a pass that sent nothing takes the
+    /// shortcut, and still uses a correlation id as the full pass would.
+    #[test]
+    fn a_repeated_wake_is_settled_and_still_counts_its_correlation_id() {
+        let mut producer = producer(true);
+        let mut out = Vec::new();
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        let correlation_id = producer.next_correlation_id;
+        out.clear();
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(producer.settled_at, Some(Instant::ZERO));
+        assert_eq!(producer.next_correlation_id, correlation_id + 1);
+        producer.send(Instant::ZERO, 1, "t".into(), None, Bytes::from_static(b"v"), &mut out);
+        assert_eq!(producer.settled_at, Some(Instant::ZERO), "the send's own pass settles again: nothing could be sent");
+    }
+}

@@ -8,7 +8,6 @@ use super::Batch;
 use crate::client::metadata::MetadataTracker;
 use crate::time::Instant;
 use crate::types::{NodeId, TopicPartition};
-use std::cmp::Ordering;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -82,20 +81,22 @@ pub(super) struct PartitionQueues {
     entries: Vec<(TopicPartition, PartitionQueue)>,
 }
 
-/// `TopicPartition`'s own order, without comparing the topic's bytes when both
-/// name it with the same `Arc` (the producer makes every partition of a topic
-/// from the one it was given).
-fn compare(a: &TopicPartition, b: &TopicPartition) -> Ordering {
-    if Arc::ptr_eq(&a.topic, &b.topic) {
-        a.partition.cmp(&b.partition)
-    } else {
-        a.cmp(b)
-    }
-}
+/// Up to this many queues a search scans the list; beyond, it bisects it.
+const SCAN_LIMIT: usize = 16;
 
 impl PartitionQueues {
+    /// Where `tp`'s queue is, or would go to keep `TopicPartition`'s order. The
+    /// producer makes every partition of a topic from the one `Arc` it was given,
+    /// so a match is usually found without comparing the topic's bytes.
     fn search(&self, tp: &TopicPartition) -> Result<usize, usize> {
-        self.entries.binary_search_by(|(key, _)| compare(key, tp))
+        if self.entries.len() <= SCAN_LIMIT {
+            let same = |key: &TopicPartition| key.partition == tp.partition && (Arc::ptr_eq(&key.topic, &tp.topic) || key.topic == tp.topic);
+            if let Some(index) = self.entries.iter().position(|(key, _)| same(key)) {
+                return Ok(index);
+            }
+            return Err(self.entries.partition_point(|(key, _)| key < tp));
+        }
+        self.entries.binary_search_by(|(key, _)| key.cmp(tp))
     }
 
     pub(super) fn get(&self, tp: &TopicPartition) -> Option<&PartitionQueue> {
@@ -218,5 +219,137 @@ impl PartitionCounts {
         let count = metadata.current().map(|metadata| metadata.partition_count(topic)).unwrap_or(0);
         self.counts.push((topic.clone(), count));
         count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ClusterMetadata, Message, PartitionState};
+    use crate::record::Record;
+    use crate::types::{LeaderEpoch, PartitionEpoch};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn batch(id: u64) -> Batch {
+        Batch {
+            id,
+            partition: TopicPartition::new("t", 0),
+            handles: vec![id],
+            records: vec![Record { key: None, value: Bytes::from_static(b"v") }],
+            created: Instant::ZERO,
+            size_bytes: 17,
+            base_sequence: None,
+            stamped_with: None,
+            attempts: 0,
+            maybe_written: false,
+            retry_at: Instant::ZERO,
+            closed: false,
+        }
+    }
+
+    proptest! {
+        /// The per-broker counts always equal a count over the requests, and
+        /// expiry takes exactly the requests a scan would find expired.
+        #[test]
+        fn in_flight_counts_match_a_scan(steps in proptest::collection::vec((0u8..3, 1u32..4, any::<usize>()), 1..200)) {
+            let mut requests = InFlightRequests::default();
+            let mut next_id = 0u64;
+            let mut now = Instant::ZERO;
+            for (action, leader, pick) in steps {
+                match action {
+                    0 => {
+                        next_id += 1 + pick as u64 % 3;
+                        now = now + Duration::from_millis(pick as u64 % 50);
+                        requests.insert(next_id, InFlight { to: NodeId(leader), batch: batch(next_id), sent: now });
+                    }
+                    1 => {
+                        let ids: Vec<u64> = requests.requests.iter().map(|(id, _)| *id).collect();
+                        if let Some(id) = ids.get(pick % ids.len().max(1)) {
+                            prop_assert_eq!(requests.remove(*id).map(|flight| flight.batch.id), Some(*id));
+                        }
+                        prop_assert!(requests.remove(next_id + 1).is_none());
+                    }
+                    _ => {
+                        now = now + Duration::from_millis(pick as u64 % 200);
+                        let timeout = Duration::from_millis(100);
+                        let expected: Vec<u64> = requests.requests.iter().filter(|(_, flight)| now.saturating_since(flight.sent) >= timeout).map(|(id, _)| *id).collect();
+                        let mut expired = Vec::new();
+                        while let Some(flight) = requests.pop_expired(now, timeout) {
+                            expired.push(flight.batch.id);
+                        }
+                        prop_assert_eq!(expired, expected);
+                    }
+                }
+                for leader in 1..4 {
+                    let scanned = requests.values().filter(|flight| flight.to == NodeId(leader)).count();
+                    prop_assert_eq!(requests.count_to(NodeId(leader)), scanned);
+                }
+                prop_assert_eq!(requests.oldest_sent(), requests.values().map(|flight| flight.sent).min());
+                prop_assert_eq!(requests.is_empty(), requests.values().next().is_none());
+            }
+        }
+
+        /// The list keeps the order a map would, whether it scans or bisects,
+        /// and finds a partition named with another `Arc` of the same topic.
+        #[test]
+        fn queues_keep_map_order(partitions in proptest::collection::vec((0u8..3, 0u32..12), 1..60)) {
+            let topics: Vec<Arc<str>> = vec!["a".into(), "events".into(), "z".into()];
+            let mut queues = PartitionQueues::default();
+            let mut map = BTreeMap::new();
+            for (topic, partition) in partitions {
+                let tp = TopicPartition { topic: topics[usize::from(topic)].clone(), partition };
+                let (key, queue) = queues.entry(tp.clone());
+                prop_assert_eq!(key, &tp);
+                queue.next_sequence += 1;
+                *map.entry(tp).or_insert(0) += 1;
+                let listed: Vec<(TopicPartition, i32)> = queues.iter_mut().map(|(tp, queue)| (tp.clone(), queue.next_sequence)).collect();
+                prop_assert_eq!(listed, map.iter().map(|(tp, count)| (tp.clone(), *count)).collect::<Vec<_>>());
+            }
+            for (tp, count) in &map {
+                let copy = TopicPartition::new(&*tp.topic, tp.partition);
+                prop_assert_eq!(queues.get(&copy).map(|queue| queue.next_sequence), Some(*count));
+            }
+            prop_assert!(queues.get(&TopicPartition::new("m", 0)).is_none());
+        }
+    }
+
+    /// Answers `metadata`'s pending request with leaders `leaders` for t/0 and t/1.
+    fn refresh(metadata: &mut MetadataTracker, now: Instant, version: u64, leaders: [Option<NodeId>; 2]) {
+        let mut sends = Vec::new();
+        assert!(metadata.poll(now, version, &mut sends));
+        let Message::MetadataRequest { correlation_id } = sends[0].message else { panic!("a metadata request") };
+        let partitions = leaders
+            .iter()
+            .enumerate()
+            .map(|(index, leader)| {
+                let state = PartitionState { replicas: vec![], leader: *leader, leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![] };
+                (TopicPartition::new("t", index as u32), state)
+            })
+            .collect();
+        assert!(metadata.handle_response(now, correlation_id, Arc::new(ClusterMetadata { version, brokers: vec![], partitions })));
+        metadata.request_update();
+    }
+
+    /// A queue's leader and a topic's partition count follow each new metadata view.
+    #[test]
+    fn cached_leaders_and_counts_follow_the_metadata() {
+        let mut metadata = MetadataTracker::new(vec![NodeId(1)], 0, Duration::from_secs(300));
+        let mut queue = PartitionQueue::default();
+        let mut counts = PartitionCounts::default();
+        let tp = TopicPartition::new("t", 1);
+        let topic: Arc<str> = "t".into();
+        assert_eq!(queue.leader(&metadata, &tp), None);
+        assert_eq!(counts.get(&metadata, &topic), 0);
+        refresh(&mut metadata, Instant::ZERO, 1, [Some(NodeId(1)), Some(NodeId(2))]);
+        assert_eq!(queue.leader(&metadata, &tp), Some(NodeId(2)));
+        assert_eq!(counts.get(&metadata, &topic), 2);
+        assert_eq!(counts.get(&metadata, &"t".into()), 2, "another Arc of the same topic");
+        assert_eq!(counts.get(&metadata, &"u".into()), 0);
+        refresh(&mut metadata, Instant::from_micros(1_000_000), 2, [Some(NodeId(1)), None]);
+        assert_eq!(queue.leader(&metadata, &tp), None);
+        refresh(&mut metadata, Instant::from_micros(2_000_000), 3, [Some(NodeId(3)), Some(NodeId(3))]);
+        assert_eq!(queue.leader(&metadata, &tp), Some(NodeId(3)));
     }
 }
