@@ -13,13 +13,13 @@ mod transactional;
 pub use transactional::{TransactionOutcome, TransactionPhase, TransactionState};
 
 use super::metadata::MetadataTracker;
-use accumulator::{InFlight, InFlightRequests, PartitionCounts, PartitionQueues};
 use super::partitioner::{partition_for_key, RoundRobin};
 use crate::config::{Acks, ProducerConfig};
 use crate::protocol::{ErrorCode, Message, Send};
 use crate::record::{ProducerStamp, Record};
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, Offset, ProducerId, Sequence, TopicPartition};
+use accumulator::{InFlight, InFlightRequests, PartitionCounts, PartitionQueues};
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;

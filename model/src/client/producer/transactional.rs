@@ -92,9 +92,7 @@ impl TransactionState {
             reinit: false,
         }
     }
-}
 
-impl TransactionState {
     /// Whether `tp` may be sent to now: in a transaction, only once added.
     pub(super) fn allows(&mut self, tp: &TopicPartition) -> bool {
         match self.phase {
