@@ -22,16 +22,24 @@ pub struct MetadataTracker {
     /// When the last answer came; None until the first, which is asked for at once.
     refreshed_at: Option<Instant>,
     max_age: Duration,
+    /// Counts the views taken, so what a client derives from `current()` (a
+    /// partition's leader, a topic's partition count) can be cached until it changes.
+    view_id: u64,
 }
 
 impl MetadataTracker {
     /// `first_broker` spreads clients over the bootstrap list.
     pub fn new(bootstrap: Vec<NodeId>, first_broker: usize, max_age: Duration) -> MetadataTracker {
-        MetadataTracker { bootstrap, next_broker: first_broker, metadata: None, in_flight: None, stale: true, refreshed_at: None, max_age }
+        MetadataTracker { bootstrap, next_broker: first_broker, metadata: None, in_flight: None, stale: true, refreshed_at: None, max_age, view_id: 0 }
     }
 
     pub fn current(&self) -> Option<&Arc<ClusterMetadata>> {
         self.metadata.as_ref()
+    }
+
+    /// Changes whenever `current()` does.
+    pub fn view_id(&self) -> u64 {
+        self.view_id
     }
 
     pub fn partition(&self, tp: &TopicPartition) -> Option<&PartitionState> {
@@ -86,6 +94,7 @@ impl MetadataTracker {
         // Never go back to an older view than one already seen.
         if self.metadata.as_ref().is_none_or(|current| metadata.version >= current.version) {
             self.metadata = Some(metadata);
+            self.view_id += 1;
         }
         true
     }

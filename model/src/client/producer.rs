@@ -7,6 +7,7 @@
 //! it, as in Kafka: that is how `nonmonotonic-send` happens with
 //! max.in.flight.requests.per.connection > 1.
 
+mod accumulator;
 mod transactional;
 
 pub use transactional::{TransactionOutcome, TransactionPhase, TransactionState};
@@ -18,8 +19,9 @@ use crate::protocol::{ErrorCode, Message, Send};
 use crate::record::{ProducerStamp, Record};
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, Offset, ProducerId, Sequence, TopicPartition};
+use accumulator::{InFlight, InFlightRequests, PartitionCounts, PartitionQueues};
 use bytes::Bytes;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 /// Why a send failed, and whether it may be in the log all the same.
@@ -64,30 +66,17 @@ struct Batch {
     closed: bool,
 }
 
-struct InFlight {
-    to: NodeId,
-    batch: Batch,
-    sent: Instant,
-}
-
 pub struct Producer {
     config: ProducerConfig,
     metadata: MetadataTracker,
     unpartitioned: VecDeque<PendingRecord>,
-    queues: BTreeMap<TopicPartition, VecDeque<Batch>>,
-    next_sequence: BTreeMap<TopicPartition, i32>,
-    in_flight: BTreeMap<u64, InFlight>,
-    /// Per partition, the batches sent since the oldest one not yet completed
-    /// (true once completed), by batch id; a batch being retried stays in. Kafka's
-    /// TCP connection answers requests in order and fails every later request when
-    /// one is lost, so no more than max.in.flight batches are ever written past an
-    /// unresolved one, which keeps a retry within the broker's five-batch
-    /// duplicate window; this keeps that true over lossy simulated links.
-    windows: BTreeMap<TopicPartition, VecDeque<(u64, bool)>>,
+    queues: PartitionQueues,
+    /// No queued batch was made before this (None: nothing is queued), so batches
+    /// need no expiry check until delivery.timeout.ms after it.
+    oldest_queued: Option<Instant>,
+    in_flight: InFlightRequests,
     next_batch_id: u64,
-    /// Partitions whose next batch waits for a leader or an in-flight slot; they
-    /// wake on a response, not on a timer.
-    blocked: BTreeSet<TopicPartition>,
+    partition_counts: PartitionCounts,
     round_robin: BTreeMap<Arc<str>, RoundRobin>,
     producer_id: Option<(ProducerId, u16)>,
     producer_id_request: Option<(u64, Instant)>,
@@ -97,6 +86,11 @@ pub struct Producer {
     start: u32,
     /// Set when `transactional.id` is (KIP-98).
     transactions: Option<TransactionState>,
+    /// The time of the last `handle_timeout` when its drain sent nothing, the
+    /// producer has no transaction and nothing touched it since (every other
+    /// public method that changes it clears this): a second call at that time
+    /// that finds nothing new to expire or partition has nothing to drain either.
+    settled_at: Option<Instant>,
 }
 
 impl Producer {
@@ -108,31 +102,32 @@ impl Producer {
             config,
             metadata,
             unpartitioned: VecDeque::new(),
-            queues: BTreeMap::new(),
-            next_sequence: BTreeMap::new(),
-            in_flight: BTreeMap::new(),
-            windows: BTreeMap::new(),
+            queues: PartitionQueues::default(),
+            oldest_queued: None,
+            in_flight: InFlightRequests::default(),
             next_batch_id: 0,
-            blocked: BTreeSet::new(),
+            partition_counts: PartitionCounts::default(),
             round_robin: BTreeMap::new(),
             producer_id: None,
             producer_id_request: None,
             next_correlation_id: 0,
             bootstrap,
             start,
+            settled_at: None,
         }
     }
 
     /// Records accepted but not yet completed.
     pub fn pending_count(&self) -> usize {
         self.unpartitioned.len()
-            + self.queues.values().flatten().map(|batch| batch.handles.len()).sum::<usize>()
+            + self.queues.values().flat_map(|queue| &queue.batches).map(|batch| batch.handles.len()).sum::<usize>()
             + self.in_flight.values().map(|flight| flight.batch.handles.len()).sum::<usize>()
     }
 
     /// Starts this producer's correlation ids at `base`, so an application that
     /// runs a consumer beside it on one address can tell their answers apart.
     pub fn set_correlation_base(&mut self, base: u64) {
+        self.settled_at = None;
         self.next_correlation_id = self.next_correlation_id.max(base);
     }
 
@@ -142,23 +137,24 @@ impl Producer {
     }
 
     pub fn send(&mut self, now: Instant, handle: u64, topic: Arc<str>, key: Option<Bytes>, value: Bytes, out: &mut Vec<ProducerOutput>) {
+        self.settled_at = None;
         self.unpartitioned.push_back(PendingRecord { handle, topic, record: Record { key, value }, created: now });
         self.handle_timeout(now, out);
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.metadata.next_deadline();
-        for (tp, queue) in &self.queues {
-            let Some(batch) = queue.front() else { continue };
+        for queue in self.queues.values() {
+            let Some(batch) = queue.batches.front() else { continue };
             deadline = earliest(deadline, Some(batch.created + self.config.delivery_timeout));
-            if self.blocked.contains(tp) {
+            if queue.blocked {
                 continue;
             }
             let ready = if batch.closed { batch.retry_at } else { batch.created + self.config.linger };
             deadline = earliest(deadline, Some(ready.max(batch.retry_at)));
         }
-        for flight in self.in_flight.values() {
-            deadline = earliest(deadline, Some(flight.sent + self.config.request_timeout));
+        if let Some(sent) = self.in_flight.oldest_sent() {
+            deadline = earliest(deadline, Some(sent + self.config.request_timeout));
         }
         if let Some((_, sent)) = self.producer_id_request {
             deadline = earliest(deadline, Some(sent + self.config.request_timeout.min(std::time::Duration::from_secs(1))));
@@ -170,29 +166,44 @@ impl Producer {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
-        self.expire_requests(now, out);
+        let settled = self.settled_at.take() == Some(now);
+        let mut changed = self.expire_requests(now, out);
         self.poll_metadata(now, out);
-        self.partition_pending(now, out);
-        self.expire_batches(now, out);
+        changed |= self.partition_pending(now, out);
+        changed |= self.expire_batches(now, out);
+        if settled && !changed {
+            // Nothing changed since the last pass at this time, which sent nothing:
+            // the producer-id request, the drain (its blocked partitions included)
+            // and a transaction (there is none) would do just what they did then.
+            self.settled_at = Some(now);
+            return;
+        }
         self.init_producer_id(now, out);
         self.poll_transaction(now, out);
-        self.drain(now, out);
+        let sent = self.drain(now, out);
         // The drain may have found partitions to add to the transaction.
         self.poll_transaction(now, out);
+        // A zero request timeout would let the producer-id request go again at once.
+        if !sent && self.transactions.is_none() && !self.config.request_timeout.is_zero() {
+            self.settled_at = Some(now);
+        }
     }
 
     fn poll_metadata(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
         let correlation_id = self.correlation();
         let mut sends = Vec::new();
-        self.metadata.poll(now, correlation_id, &mut sends);
-        out.extend(sends.into_iter().map(ProducerOutput::Send));
+        if self.metadata.poll(now, correlation_id, &mut sends) {
+            out.extend(sends.into_iter().map(ProducerOutput::Send));
+        }
     }
 
     /// Kafka's partitioner: murmur2 of the key modulo the partition count, or
     /// round-robin for null keys; records wait until metadata names the partitions.
-    fn partition_pending(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    /// Whether it took any record off the queue.
+    fn partition_pending(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) -> bool {
+        let mut changed = false;
         while let Some(pending) = self.unpartitioned.front() {
-            let count = self.metadata.current().map(|metadata| metadata.partition_count(&pending.topic)).unwrap_or(0);
+            let count = self.partition_counts.get(&self.metadata, &pending.topic);
             if count == 0 {
                 // Kafka's send() waits for the topic's metadata, asking for it again.
                 self.metadata.request_update();
@@ -200,43 +211,48 @@ impl Producer {
                     let pending = self.unpartitioned.pop_front().expect("front exists");
                     let error = SendError { error: "TimeoutException: topic metadata not available".into(), maybe_written: false };
                     out.push(ProducerOutput::Completed { handle: pending.handle, result: Err(error) });
+                    changed = true;
                     continue;
                 }
-                return;
+                return changed;
             }
-            let pending = self.unpartitioned.pop_front().expect("front exists");
-            let index = match &pending.record.key {
+            let PendingRecord { handle, topic, record, created } = self.unpartitioned.pop_front().expect("front exists");
+            let index = match &record.key {
                 Some(key) => partition_for_key(key, count),
                 None => {
                     let start = self.start;
-                    self.round_robin.entry(pending.topic.clone()).or_insert_with(|| RoundRobin::new(start)).next_partition(count)
+                    self.round_robin.entry(topic.clone()).or_insert_with(|| RoundRobin::new(start)).next_partition(count)
                 }
             };
-            let partition = TopicPartition { topic: pending.topic.clone(), partition: index };
-            out.push(ProducerOutput::Partitioned { handle: pending.handle, partition: partition.clone() });
-            self.append(partition, pending);
+            let partition = TopicPartition { topic, partition: index };
+            out.push(ProducerOutput::Partitioned { handle, partition: partition.clone() });
+            self.append(partition, handle, record, created);
+            changed = true;
         }
+        changed
     }
 
-    fn append(&mut self, partition: TopicPartition, pending: PendingRecord) {
-        let size = pending.record.value.len() + pending.record.key.as_ref().map_or(0, |key| key.len()) + 16;
-        if let Some(batch) = self.queues.get_mut(&partition).and_then(|queue| queue.back_mut()) {
+    /// Adds a record to its partition's open batch, or to a new batch when the
+    /// last one was sent or is full.
+    fn append(&mut self, partition: TopicPartition, handle: u64, record: Record, created: Instant) {
+        let size = record.value.len() + record.key.as_ref().map_or(0, |key| key.len()) + 16;
+        let (partition, queue) = self.queues.entry(partition);
+        if let Some(batch) = queue.batches.back_mut() {
             if !batch.closed && batch.size_bytes + size <= self.config.batch_size {
-                batch.handles.push(pending.handle);
-                batch.records.push(pending.record);
+                batch.handles.push(handle);
+                batch.records.push(record);
                 batch.size_bytes += size;
                 return;
             }
         }
+        let partition = partition.clone();
         self.next_batch_id += 1;
-        let id = self.next_batch_id;
-        let queue = self.queues.entry(partition.clone()).or_default();
-        queue.push_back(Batch {
-            id,
+        queue.batches.push_back(Batch {
+            id: self.next_batch_id,
             partition,
-            handles: vec![pending.handle],
-            records: vec![pending.record],
-            created: pending.created,
+            handles: vec![handle],
+            records: vec![record],
+            created,
             size_bytes: size,
             base_sequence: None,
             stamped_with: None,
@@ -245,6 +261,7 @@ impl Producer {
             retry_at: Instant::ZERO,
             closed: false,
         });
+        self.oldest_queued = earliest(self.oldest_queued, Some(created));
     }
 
     fn init_producer_id(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
@@ -267,88 +284,84 @@ impl Producer {
         out.push(ProducerOutput::Send(Send { to, message: Message::InitProducerIdRequest { correlation_id } }));
     }
 
-    /// Sends every batch that is ready, in queue order, within the in-flight limit.
-    fn drain(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    /// Sends every batch that is ready, in queue order, within the in-flight
+    /// limit; says whether it sent any.
+    fn drain(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) -> bool {
         if self.config.enable_idempotence && self.producer_id.is_none() {
-            self.blocked = self.queues.keys().cloned().collect();
-            return;
+            for queue in self.queues.values_mut() {
+                queue.blocked = true;
+            }
+            return false;
         }
-        let partitions: Vec<TopicPartition> = self.queues.keys().cloned().collect();
-        self.blocked.clear();
-        for tp in partitions {
+        let mut sent = false;
+        let Producer { config, metadata, queues, in_flight, producer_id, next_correlation_id, transactions, .. } = self;
+        let limit = config.max_in_flight_requests_per_connection;
+        for (tp, queue) in queues.iter_mut() {
+            queue.blocked = false;
             loop {
-                let leader = self.metadata.partition(&tp).and_then(|state| state.leader);
-                let Some(leader) = leader else {
-                    self.metadata.request_update();
-                    self.blocked.insert(tp.clone());
+                let Some(leader) = queue.leader(metadata, tp) else {
+                    metadata.request_update();
+                    queue.blocked = true;
                     break;
                 };
-                let in_flight_to_leader = self.in_flight.values().filter(|flight| flight.to == leader).count();
-                let limit = self.config.max_in_flight_requests_per_connection;
-                let front_id = self.queues.get(&tp).and_then(|queue| queue.front()).map(|batch| batch.id);
-                let window_full = self.windows.get(&tp).is_some_and(|window| {
-                    window.len() >= limit && !window.iter().any(|(id, _)| Some(*id) == front_id)
-                });
-                if in_flight_to_leader >= limit || window_full || !self.transaction_allows(&tp) {
-                    self.blocked.insert(tp.clone());
+                if queue.batches.is_empty() && transactions.is_none() {
+                    // Nothing to send, and `blocked` only counts while a batch
+                    // waits; only a transaction hears of an empty partition.
                     break;
                 }
-                let Some(batch) = self.queues.get(&tp).and_then(|queue| queue.front()) else { break };
-                let full = batch.size_bytes >= self.config.batch_size;
-                let lingered = now >= batch.created + self.config.linger;
+                if in_flight.count_to(leader) >= limit || queue.window_full(limit) || !transactions.as_mut().is_none_or(|txn| txn.allows(tp)) {
+                    queue.blocked = true;
+                    break;
+                }
+                let Some(batch) = queue.batches.front() else { break };
+                let full = batch.size_bytes >= config.batch_size;
+                let lingered = now >= batch.created + config.linger;
                 if now < batch.retry_at || !(batch.closed || full || lingered) {
                     break;
                 }
-                let mut batch = self.queues.get_mut(&tp).and_then(|queue| queue.pop_front()).expect("front exists");
+                let mut batch = queue.batches.pop_front().expect("front exists");
+                sent = true;
                 batch.closed = true;
                 batch.attempts += 1;
-                let producer = self.stamp(&mut batch);
-                let correlation_id = self.correlation();
+                let producer = stamp(*producer_id, transactions.is_some(), &mut queue.next_sequence, &mut batch);
+                *next_correlation_id += 1;
+                let correlation_id = *next_correlation_id;
                 let message = Message::ProduceRequest {
                     correlation_id,
-                    acks: self.config.acks,
-                    timeout: self.config.request_timeout,
+                    acks: config.acks,
+                    timeout: config.request_timeout,
                     partition: tp.clone(),
                     producer,
                     records: batch.records.clone(),
-                    transactional_id: self.config.transactional_id.as_deref().map(Arc::from),
+                    transactional_id: transactions.as_ref().map(|txn| txn.transactional_id.clone()),
                 };
                 out.push(ProducerOutput::Send(Send { to: leader, message }));
-                if self.config.acks == Acks::None {
+                if config.acks == Acks::None {
                     // Fire and forget: the send counts as done, at offset unknown.
                     for handle in &batch.handles {
                         let error = SendError { error: "acks=0: no acknowledgement".into(), maybe_written: true };
                         out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
                     }
                 } else {
-                    let window = self.windows.entry(tp.clone()).or_default();
-                    if !window.iter().any(|(id, _)| *id == batch.id) {
-                        window.push_back((batch.id, false));
+                    if !queue.window.iter().any(|(id, _)| *id == batch.id) {
+                        queue.window.push_back((batch.id, false));
                     }
-                    self.in_flight.insert(correlation_id, InFlight { to: leader, batch, sent: now });
+                    in_flight.insert(correlation_id, InFlight { to: leader, batch, sent: now });
                 }
             }
         }
+        sent
     }
 
-    fn stamp(&mut self, batch: &mut Batch) -> Option<ProducerStamp> {
-        let (producer_id, producer_epoch) = self.producer_id?;
-        if batch.stamped_with != self.producer_id {
-            // Sequences belong to one producer id and epoch; under a new one the
-            // batch is numbered afresh.
-            batch.base_sequence = None;
-            batch.stamped_with = self.producer_id;
+    /// Sequences start again from 0 under a new producer id or epoch.
+    fn reset_sequences(&mut self) {
+        for queue in self.queues.values_mut() {
+            queue.next_sequence = 0;
         }
-        let base_sequence = *batch.base_sequence.get_or_insert_with(|| {
-            let next = self.next_sequence.entry(batch.partition.clone()).or_insert(0);
-            let base = Sequence(*next);
-            *next += batch.records.len() as i32;
-            base
-        });
-        Some(ProducerStamp { producer_id, producer_epoch, base_sequence, transactional: self.transactions.is_some() })
     }
 
     pub fn handle_message(&mut self, now: Instant, message: Message, out: &mut Vec<ProducerOutput>) {
+        self.settled_at = None;
         if self.handle_transaction_message(now, &message, out) {
             self.handle_timeout(now, out);
             return;
@@ -361,17 +374,17 @@ impl Producer {
                 self.producer_id_request = None;
                 if let Ok(id) = result {
                     self.producer_id = Some(id);
-                    self.next_sequence.clear();
+                    self.reset_sequences();
                     self.fail_unresolved_batches(out);
-                    for batch in self.queues.values_mut().flatten() {
+                    for batch in self.queues.values_mut().flat_map(|queue| &mut queue.batches) {
                         batch.base_sequence = None;
                     }
                 }
             }
             Message::ProduceResponse { correlation_id, partition, result } => {
-                if let Some(flight) = self.in_flight.remove(&correlation_id) {
+                if let Some(flight) = self.in_flight.remove(correlation_id) {
                     debug_assert_eq!(flight.batch.partition, partition);
-                    let oldest = self.windows.get(&partition).and_then(|window| window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
+                    let oldest = self.queues.get(&partition).and_then(|queue| queue.window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
                     if oldest && result == Err(ErrorCode::OutOfOrderSequenceNumber) && self.producer_id.is_some() && self.transactions.is_none() {
                         // KIP-360: the oldest outstanding batch is out of order, so the
                         // broker lost this producer's state (a truncated log): take a
@@ -387,29 +400,21 @@ impl Producer {
         self.handle_timeout(now, out);
     }
 
-    fn expire_requests(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
-        let expired: Vec<u64> = self
-            .in_flight
-            .iter()
-            .filter(|(_, flight)| now.saturating_since(flight.sent) >= self.config.request_timeout)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in expired {
-            let flight = self.in_flight.remove(&id).expect("listed above");
+    /// Whether any request timed out.
+    fn expire_requests(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) -> bool {
+        let mut changed = false;
+        while let Some(flight) = self.in_flight.pop_expired(now, self.config.request_timeout) {
             self.complete(now, flight.batch, Err((ErrorCode::NetworkTimeout, true)), out);
+            changed = true;
         }
+        changed
     }
 
     /// Marks a batch completed (acknowledged or failed for good) and slides its
     /// partition's window.
     fn completed(&mut self, partition: &TopicPartition, batch_id: u64) {
-        if let Some(window) = self.windows.get_mut(partition) {
-            if let Some(entry) = window.iter_mut().find(|(id, _)| *id == batch_id) {
-                entry.1 = true;
-            }
-            while window.front().is_some_and(|(_, done)| *done) {
-                window.pop_front();
-            }
+        if let Some(queue) = self.queues.get_mut(partition) {
+            queue.completed(batch_id);
         }
     }
 
@@ -444,9 +449,10 @@ impl Producer {
     /// the broker sees sequences without gaps.
     fn requeue(&mut self, batch: Batch) {
         let idempotent = self.config.enable_idempotence;
-        let queue = self.queues.entry(batch.partition.clone()).or_default();
-        let position = if idempotent { queue.iter().position(|queued| queued.id > batch.id).unwrap_or(queue.len()) } else { 0 };
-        queue.insert(position, batch);
+        self.oldest_queued = earliest(self.oldest_queued, Some(batch.created));
+        let queue = self.queues.get_mut(&batch.partition).expect("a batch's partition keeps its queue");
+        let position = if idempotent { queue.batches.iter().position(|queued| queued.id > batch.id).unwrap_or(queue.batches.len()) } else { 0 };
+        queue.batches.insert(position, batch);
     }
 
     fn fail(&mut self, batch: Batch, error: String, out: &mut Vec<ProducerOutput>) {
@@ -472,8 +478,9 @@ impl Producer {
     fn fail_unresolved_batches(&mut self, out: &mut Vec<ProducerOutput>) {
         let mut unresolved = Vec::new();
         for queue in self.queues.values_mut() {
-            let (maybe_written, rest): (VecDeque<Batch>, VecDeque<Batch>) = queue.drain(..).partition(|batch| batch.maybe_written && batch.stamped_with.is_some());
-            *queue = rest;
+            let (maybe_written, rest): (VecDeque<Batch>, VecDeque<Batch>) =
+                queue.batches.drain(..).partition(|batch| batch.maybe_written && batch.stamped_with.is_some());
+            queue.batches = rest;
             unresolved.extend(maybe_written);
         }
         for batch in unresolved {
@@ -481,19 +488,44 @@ impl Producer {
         }
     }
 
-    fn expire_batches(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    /// Whether any batch expired.
+    fn expire_batches(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) -> bool {
         let timeout = self.config.delivery_timeout;
+        if self.oldest_queued.is_none_or(|oldest| now.saturating_since(oldest) < timeout) {
+            return false;
+        }
         let mut expired = Vec::new();
         for queue in self.queues.values_mut() {
-            while queue.front().is_some_and(|batch| now.saturating_since(batch.created) >= timeout) {
-                expired.push(queue.pop_front().expect("front exists"));
+            while queue.batches.front().is_some_and(|batch| now.saturating_since(batch.created) >= timeout) {
+                expired.push(queue.batches.pop_front().expect("front exists"));
             }
         }
+        self.oldest_queued = self.queues.values().flat_map(|queue| &queue.batches).map(|batch| batch.created).min();
+        let changed = !expired.is_empty();
         for batch in expired {
             let error = format!("TimeoutException: expiring {} record(s) after delivery.timeout.ms", batch.handles.len());
             self.fail(batch, error, out);
         }
+        changed
     }
+}
+
+/// Numbers a batch for `producer_id`, unless it already is (a retry keeps its
+/// sequence numbers, KIP-98).
+fn stamp(producer_id: Option<(ProducerId, u16)>, transactional: bool, next_sequence: &mut i32, batch: &mut Batch) -> Option<ProducerStamp> {
+    let (id, epoch) = producer_id?;
+    if batch.stamped_with != producer_id {
+        // Sequences belong to one producer id and epoch; under a new one the
+        // batch is numbered afresh.
+        batch.base_sequence = None;
+        batch.stamped_with = producer_id;
+    }
+    let base_sequence = *batch.base_sequence.get_or_insert_with(|| {
+        let base = Sequence(*next_sequence);
+        *next_sequence += batch.records.len() as i32;
+        base
+    });
+    Some(ProducerStamp { producer_id: id, producer_epoch: epoch, base_sequence, transactional })
 }
 
 #[cfg(test)]
@@ -584,5 +616,146 @@ mod tests {
         let values: Vec<&[u8]> = resent.iter().map(|(_, value)| &value[..]).collect();
         assert_eq!(values, vec![&b"v0"[..], b"v2", b"v3"], "resent in the order they were made");
         assert_eq!(resent.iter().map(|(sequence, _)| *sequence).collect::<Vec<_>>(), vec![0, 1, 2]);
+    }
+}
+
+/// The shortcuts of `handle_timeout` (the settled pass) change nothing: two
+/// producers fed the same calls, one of which never takes the shortcut, give the
+/// same outputs and deadlines, over retries, timeouts, leader changes and new
+/// producer ids.
+#[cfg(test)]
+mod settled_tests {
+    use super::*;
+    use crate::config::{Properties, PropertyValue};
+    use crate::protocol::{ClusterMetadata, PartitionState};
+    use crate::types::{LeaderEpoch, PartitionEpoch};
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        Send { key: Option<u8>, after_ms: u16 },
+        Wake { after_ms: u16 },
+        WakeAgain,
+        Answer { pick: usize, outcome: u8 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            3 => (proptest::option::of(0u8..6), 0u16..30).prop_map(|(key, after_ms)| Step::Send { key, after_ms }),
+            2 => (0u16..1500).prop_map(|after_ms| Step::Wake { after_ms }),
+            2 => Just(Step::WakeAgain),
+            3 => (any::<usize>(), 0u8..8).prop_map(|(pick, outcome)| Step::Answer { pick, outcome }),
+        ]
+    }
+
+    fn producer(idempotent: bool) -> Producer {
+        let mut properties = Properties::new();
+        let settings = [("linger.ms", 5), ("batch.size", 40), ("max.in.flight.requests.per.connection", 2), ("request.timeout.ms", 1000), ("delivery.timeout.ms", 4000)];
+        for (key, value) in settings {
+            properties.insert(key.into(), PropertyValue::Int(value));
+        }
+        if !idempotent {
+            properties.insert("acks".into(), PropertyValue::Text("1".into()));
+        }
+        Producer::new(ProducerConfig::from_properties(&properties).unwrap(), vec![NodeId(1), NodeId(2)], 0)
+    }
+
+    /// The answer to `request`; `outcome` picks success, an error, or leaders.
+    fn answer(request: &Message, outcome: u8, version: u64) -> Option<Message> {
+        Some(match request {
+            Message::MetadataRequest { correlation_id } => {
+                let partitions = (0..3)
+                    .map(|index| {
+                        let leader = match (u32::from(outcome) + index) % 4 {
+                            0 => None,
+                            number => Some(NodeId(1 + number % 2)),
+                        };
+                        let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader, leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![] };
+                        (TopicPartition::new("t", index), state)
+                    })
+                    .collect();
+                Message::MetadataResponse { correlation_id: *correlation_id, metadata: Arc::new(ClusterMetadata { version, brokers: vec![NodeId(1), NodeId(2)], partitions }) }
+            }
+            Message::InitProducerIdRequest { correlation_id } => {
+                Message::InitProducerIdResponse { correlation_id: *correlation_id, result: Ok((ProducerId(version), 0)) }
+            }
+            Message::ProduceRequest { correlation_id, partition, .. } => {
+                let result = match outcome {
+                    0..=3 => Ok(Offset(version)),
+                    4 => Err(ErrorCode::NotLeaderOrFollower),
+                    5 => Err(ErrorCode::RequestTimedOut),
+                    6 => Err(ErrorCode::OutOfOrderSequenceNumber),
+                    _ => Err(ErrorCode::NotEnoughReplicas),
+                };
+                Message::ProduceResponse { correlation_id: *correlation_id, partition: partition.clone(), result }
+            }
+            _ => return None,
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn the_settled_pass_changes_nothing(steps in proptest::collection::vec(step(), 1..120), idempotent in any::<bool>()) {
+            let (mut fast, mut full) = (producer(idempotent), producer(idempotent));
+            let topic: Arc<str> = "t".into();
+            let mut now = Instant::ZERO;
+            let mut requests: Vec<Message> = Vec::new();
+            for (number, step) in steps.into_iter().enumerate() {
+                let (mut fast_out, mut full_out) = (Vec::new(), Vec::new());
+                full.settled_at = None;
+                match step {
+                    Step::Send { key, after_ms } => {
+                        now = now + std::time::Duration::from_millis(after_ms.into());
+                        let key = key.map(|key| Bytes::from(vec![key]));
+                        let value = Bytes::from(format!("v{number}"));
+                        fast.send(now, number as u64, topic.clone(), key.clone(), value.clone(), &mut fast_out);
+                        full.send(now, number as u64, topic.clone(), key, value, &mut full_out);
+                    }
+                    Step::Wake { after_ms } => {
+                        now = now + std::time::Duration::from_millis(after_ms.into());
+                        fast.handle_timeout(now, &mut fast_out);
+                        full.handle_timeout(now, &mut full_out);
+                    }
+                    Step::WakeAgain => {
+                        fast.handle_timeout(now, &mut fast_out);
+                        full.handle_timeout(now, &mut full_out);
+                    }
+                    Step::Answer { pick, outcome } => {
+                        if requests.is_empty() {
+                            continue;
+                        }
+                        let request = requests.remove(pick % requests.len());
+                        if let Some(response) = answer(&request, outcome, number as u64) {
+                            fast.handle_message(now, response.clone(), &mut fast_out);
+                            full.handle_message(now, response, &mut full_out);
+                        }
+                    }
+                }
+                prop_assert_eq!(format!("{fast_out:?}"), format!("{full_out:?}"));
+                prop_assert_eq!(fast.next_deadline(), full.next_deadline());
+                prop_assert_eq!(fast.pending_count(), full.pending_count());
+                requests.extend(fast_out.into_iter().filter_map(|output| match output {
+                    ProducerOutput::Send(send) => Some(send.message),
+                    _ => None,
+                }));
+            }
+        }
+    }
+
+    /// A second wake at the same time after a pass that sent nothing takes the
+    /// shortcut, and still uses a correlation id as the full pass would.
+    #[test]
+    fn a_repeated_wake_is_settled_and_still_counts_its_correlation_id() {
+        let mut producer = producer(true);
+        let mut out = Vec::new();
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        let correlation_id = producer.next_correlation_id;
+        out.clear();
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(producer.settled_at, Some(Instant::ZERO));
+        assert_eq!(producer.next_correlation_id, correlation_id + 1);
+        producer.send(Instant::ZERO, 1, "t".into(), None, Bytes::from_static(b"v"), &mut out);
+        assert_eq!(producer.settled_at, Some(Instant::ZERO), "the send's own pass settles again: nothing could be sent");
     }
 }

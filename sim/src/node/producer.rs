@@ -13,7 +13,8 @@ use kafsim_model::client::producer::{Producer, ProducerOutput, TransactionOutcom
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId};
 use rand::Rng;
-use std::collections::BTreeSet;
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,10 +24,62 @@ use std::time::Duration;
 #[derive(Debug, Default)]
 pub struct ProducerProgress {
     pub next_sequence: u64,
-    pub pending: BTreeSet<u64>,
+    pub pending: PendingSends,
     pub next_transaction: u64,
     /// The transaction under way, with its values, until it ends.
     pub open_transaction: Option<(u64, Vec<Value>)>,
+}
+
+/// The sequences sent and not yet answered. A node hands sequences out one
+/// after another, so they are kept as flags from the oldest one still pending:
+/// a send and its answer cost a flag each, not a search tree's rebalancing.
+#[derive(Debug, Default)]
+pub struct PendingSends {
+    first: u64,
+    flags: VecDeque<bool>,
+    count: usize,
+}
+
+impl PendingSends {
+    pub fn insert(&mut self, sequence: u64) {
+        if self.flags.is_empty() {
+            self.first = sequence;
+        }
+        assert_eq!(sequence, self.first + self.flags.len() as u64, "a producer sends its sequences in order");
+        self.flags.push_back(true);
+        self.count += 1;
+    }
+
+    /// Whether `sequence` was pending.
+    pub fn remove(&mut self, sequence: u64) -> bool {
+        let Some(flag) = sequence.checked_sub(self.first).and_then(|index| self.flags.get_mut(usize::try_from(index).ok()?)) else { return false };
+        if !std::mem::replace(flag, false) {
+            return false;
+        }
+        self.count -= 1;
+        while self.flags.front() == Some(&false) {
+            self.flags.pop_front();
+            self.first += 1;
+        }
+        true
+    }
+
+    pub fn contains(&self, sequence: u64) -> bool {
+        sequence.checked_sub(self.first).and_then(|index| self.flags.get(usize::try_from(index).ok()?)).is_some_and(|flag| *flag)
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The pending sequences, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        self.flags.iter().zip(self.first..).filter(|(flag, _)| **flag).map(|(_, sequence)| sequence)
+    }
 }
 
 pub struct ProducerNode {
@@ -34,13 +87,23 @@ pub struct ProducerNode {
     name: Arc<str>,
     number: u32,
     producer: Producer,
+    /// `producer.next_deadline()`, kept until the producer is next touched: the
+    /// driver asks twice per wake, and only the two `Machine` handlers (and
+    /// what they call) change the producer.
+    producer_deadline: Cell<Option<Option<Instant>>>,
     progress: Arc<Mutex<ProducerProgress>>,
     topic: Arc<str>,
     keys: u32,
     messages: u64,
+    /// Whether `messages` values were sent: only this node advances its
+    /// progress's `next_sequence`, so it keeps the answer without taking the lock.
+    all_sent: bool,
     interval: Duration,
     next_send: Instant,
     out: Vec<ProducerOutput>,
+    /// `out`'s buffer while its outputs are carried out, kept for its capacity.
+    spare: Vec<ProducerOutput>,
+    values: ValueArena,
     transaction_size: u32,
     abort_ratio: f64,
     abort_pending: bool,
@@ -52,7 +115,7 @@ impl ProducerNode {
         let scenario = ctx.scenario.clone();
         let spec = &scenario.producers[spec];
         let progress = ctx.producer_progress[&id].clone();
-        let orphans: Vec<u64> = std::mem::take(&mut progress.lock().expect("progress lock").pending).into_iter().collect();
+        let orphans: Vec<u64> = std::mem::take(&mut progress.lock().expect("progress lock").pending).iter().collect();
         for sequence in orphans {
             let value = Value { producer: number, sequence };
             ctx.record(&name, OpType::Info, OpBody::Send { value, partition: None, offset: None, error: Some("producer process crashed".into()) });
@@ -77,17 +140,22 @@ impl ProducerNode {
         let base = ctx.now().as_micros() << 20;
         producer.set_correlation_base(base - base % brokers);
         let interval = Duration::from_secs_f64(1.0 / spec.rate);
+        let all_sent = progress.lock().expect("progress lock").next_sequence >= spec.messages;
         ProducerNode {
             name,
             number,
             producer,
+            producer_deadline: Cell::new(None),
             progress,
             topic: spec.topic.as_str().into(),
             keys: spec.keys,
             messages: spec.messages,
+            all_sent,
             interval,
             next_send: ctx.now(),
             out: Vec::new(),
+            spare: Vec::new(),
+            values: ValueArena::default(),
             transaction_size: spec.transaction_size,
             abort_ratio: spec.abort_ratio,
             abort_pending: false,
@@ -102,7 +170,7 @@ impl ProducerNode {
     }
 
     fn active(&self) -> bool {
-        !self.ctx.stop_producing.load(Ordering::Relaxed) && self.progress.lock().expect("progress lock").next_sequence < self.messages
+        !self.ctx.stop_producing.load(Ordering::Relaxed) && !self.all_sent
     }
 
     fn send_due(&mut self, now: Instant) {
@@ -116,13 +184,23 @@ impl ProducerNode {
                 let sequence = progress.next_sequence;
                 progress.next_sequence += 1;
                 progress.pending.insert(sequence);
+                self.all_sent = progress.next_sequence >= self.messages;
                 sequence
             };
             let value = Value { producer: self.number, sequence };
-            let key = (self.keys > 0).then(|| bytes::Bytes::from(format!("k{}", madsim::rand::thread_rng().gen_range(0..self.keys))));
+            let key = self.draw_key();
             self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
-            self.producer.send(now, sequence, self.topic.clone(), key, value.encode(), &mut self.out);
+            self.producer.send(now, sequence, self.topic.clone(), key, self.values.encode(value), &mut self.out);
         }
+    }
+
+    /// One of the scenario's `keys` keys, drawn from the seed; None when keys are null.
+    fn draw_key(&self) -> Option<bytes::Bytes> {
+        if self.keys == 0 {
+            return None;
+        }
+        let index = madsim::rand::thread_rng().gen_range(0..self.keys);
+        Some(static_key(index).unwrap_or_else(|| encode_key(index)))
     }
 
     /// Begins a transaction when one is due and the last one ended: sends its
@@ -149,15 +227,16 @@ impl ProducerNode {
                 progress.pending.insert(sequence);
                 values.push(Value { producer: self.number, sequence });
             }
+            self.all_sent = progress.next_sequence >= self.messages;
             progress.open_transaction = Some((number, values.clone()));
             number
         };
         self.next_send = now + self.interval * values.len().max(1) as u32;
         self.ctx.record(&self.name, OpType::Invoke, OpBody::Txn { number, values: values.clone(), error: None });
         for value in values {
-            let key = (self.keys > 0).then(|| bytes::Bytes::from(format!("k{}", madsim::rand::thread_rng().gen_range(0..self.keys))));
+            let key = self.draw_key();
             self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
-            self.producer.send(now, value.sequence, self.topic.clone(), key, value.encode(), &mut self.out);
+            self.producer.send(now, value.sequence, self.topic.clone(), key, self.values.encode(value), &mut self.out);
         }
         // An abort waits until its sends were answered, so aborted records are
         // really in the log for read_committed consumers to skip.
@@ -175,7 +254,7 @@ impl ProducerNode {
         let sent = {
             let progress = self.progress.lock().expect("progress lock");
             match &progress.open_transaction {
-                Some((_, values)) => values.iter().all(|value| !progress.pending.contains(&value.sequence)),
+                Some((_, values)) => values.iter().all(|value| !progress.pending.contains(value.sequence)),
                 None => true,
             }
         };
@@ -193,13 +272,15 @@ impl ProducerNode {
     }
 
     fn carry_out_once(&mut self, sends: &mut Vec<Send>) {
-        let outputs = std::mem::take(&mut self.out);
-        for output in outputs {
+        let mut outputs = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+        // Recording takes the history's lock, never this node's progress.
+        let mut progress = self.progress.lock().expect("progress lock");
+        for output in outputs.drain(..) {
             match output {
                 ProducerOutput::Send(send) => sends.push(send),
                 ProducerOutput::Partitioned { .. } => {}
                 ProducerOutput::TransactionCompleted { outcome } => {
-                    let Some((number, values)) = self.progress.lock().expect("progress lock").open_transaction.take() else { continue };
+                    let Some((number, values)) = progress.open_transaction.take() else { continue };
                     let (kind, error) = match outcome {
                         TransactionOutcome::Committed => (OpType::Ok, None),
                         TransactionOutcome::Aborted => (OpType::Fail, Some("aborted".to_string())),
@@ -208,7 +289,7 @@ impl ProducerNode {
                     self.ctx.record(&self.name, kind, OpBody::Txn { number, values, error });
                 }
                 ProducerOutput::Completed { handle, result } => {
-                    self.progress.lock().expect("progress lock").pending.remove(&handle);
+                    progress.pending.remove(handle);
                     let value = Value { producer: self.number, sequence: handle };
                     let (kind, body) = match result {
                         Ok((partition, offset)) => (OpType::Ok, OpBody::Send { value, partition: Some(partition), offset: Some(offset), error: None }),
@@ -221,16 +302,113 @@ impl ProducerNode {
                 }
             }
         }
+        drop(progress);
+        self.spare = outputs;
+    }
+}
+
+/// Keys below this number come from a table made once per process; higher ones
+/// are made per send.
+const STATIC_KEY_COUNT: u32 = 1024;
+
+/// Key number `index` from the process's table of static keys. Its text is
+/// allocated once and never freed (a few kilobytes), so a key is a static
+/// `Bytes`: cloning and dropping one, which every copy of a record does in the
+/// producer, the brokers and the consumers, touches no reference count.
+fn static_key(index: u32) -> Option<bytes::Bytes> {
+    static TABLE: std::sync::OnceLock<Vec<bytes::Bytes>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut text = Vec::new();
+        let mut ranges = Vec::new();
+        for index in 0..STATIC_KEY_COUNT {
+            let start = text.len();
+            text.extend_from_slice(&encode_key(index));
+            ranges.push(start..text.len());
+        }
+        let text: &'static [u8] = Box::leak(text.into_boxed_slice());
+        ranges.into_iter().map(|range| bytes::Bytes::from_static(&text[range])).collect()
+    });
+    table.get(index as usize).cloned()
+}
+
+/// The bytes of key number `index`: `k` and the number in decimal.
+fn encode_key(index: u32) -> bytes::Bytes {
+    let mut buffer = DecimalBuffer::default();
+    buffer.push(b'k');
+    buffer.push_decimal(u64::from(index));
+    bytes::Bytes::copy_from_slice(buffer.as_bytes())
+}
+
+/// Where the node writes its values. Each value is a slice of a shared buffer:
+/// cloning it (the producer clones a batch's records for every produce request)
+/// counts one reference, where a `Bytes` of its own would allocate on its first
+/// clone; and no value needs an allocation of its own.
+#[derive(Default)]
+struct ValueArena {
+    buffer: bytes::BytesMut,
+}
+
+/// The arena takes a new buffer of this many bytes when the last one is full.
+const VALUE_ARENA_CHUNK: usize = 4096;
+
+impl ValueArena {
+    /// The bytes `Value::encode` makes (`producer:sequence` in decimal), written
+    /// without `format!`, which cost more than the rest of a send's shell.
+    fn encode(&mut self, value: Value) -> bytes::Bytes {
+        let mut text = DecimalBuffer::default();
+        text.push_decimal(u64::from(value.producer));
+        text.push(b':');
+        text.push_decimal(value.sequence);
+        if self.buffer.capacity() < text.as_bytes().len() {
+            self.buffer = bytes::BytesMut::with_capacity(VALUE_ARENA_CHUNK);
+        }
+        self.buffer.extend_from_slice(text.as_bytes());
+        self.buffer.split().freeze()
+    }
+}
+
+/// Room for two decimal u64 and a separator.
+struct DecimalBuffer {
+    bytes: [u8; 48],
+    length: usize,
+}
+
+impl Default for DecimalBuffer {
+    fn default() -> Self {
+        DecimalBuffer { bytes: [0; 48], length: 0 }
+    }
+}
+
+impl DecimalBuffer {
+    fn push(&mut self, byte: u8) {
+        self.bytes[self.length] = byte;
+        self.length += 1;
+    }
+
+    fn push_decimal(&mut self, number: u64) {
+        let digit_count = number.checked_ilog10().unwrap_or(0) as usize + 1;
+        let mut rest = number;
+        for slot in self.bytes[self.length..self.length + digit_count].iter_mut().rev() {
+            *slot = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+        self.length += digit_count;
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.length]
     }
 }
 
 impl Machine for ProducerNode {
     fn handle_message(&mut self, now: Instant, _from: NodeId, message: Message, sends: &mut Vec<Send>) {
+        self.producer_deadline.set(None);
         self.producer.handle_message(now, message, &mut self.out);
         self.carry_out(now, sends);
     }
 
     fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
+        self.producer_deadline.set(None);
         self.send_due(now);
         self.producer.handle_timeout(now, &mut self.out);
         self.carry_out(now, sends);
@@ -238,6 +416,56 @@ impl Machine for ProducerNode {
 
     fn next_deadline(&self) -> Option<Instant> {
         let next_send = self.active().then_some(self.next_send);
-        kafsim_model::time::earliest(self.producer.next_deadline(), next_send)
+        let producer_deadline = self.producer_deadline.get().unwrap_or_else(|| {
+            let deadline = self.producer.next_deadline();
+            self.producer_deadline.set(Some(deadline));
+            deadline
+        });
+        kafsim_model::time::earliest(producer_deadline, next_send)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pending flags answer as the ordered set they replace.
+    #[test]
+    fn pending_sends_behave_as_an_ordered_set() {
+        let mut pending = PendingSends::default();
+        let mut reference = std::collections::BTreeSet::new();
+        let removals = [3u64, 0, 0, 7, 1, 2, 12, 4, 5, 6, 9, 8, 10, 11, 40];
+        for sequence in 0..12 {
+            pending.insert(sequence);
+            reference.insert(sequence);
+        }
+        for removed in removals {
+            assert_eq!(pending.remove(removed), reference.remove(&removed));
+            assert_eq!(pending.len(), reference.len());
+            assert_eq!(pending.iter().collect::<Vec<_>>(), reference.iter().copied().collect::<Vec<_>>());
+            assert!((0..20).all(|sequence| pending.contains(sequence) == reference.contains(&sequence)));
+        }
+        assert!(pending.is_empty());
+        // After a restart the next incarnation goes on from a later sequence.
+        pending.insert(100);
+        assert!(pending.contains(100) && !pending.contains(99));
+    }
+
+    #[test]
+    fn values_and_keys_are_encoded_as_format_would() {
+        let mut arena = ValueArena::default();
+        for round in 0..200 {
+            for producer in [0, 1, 9, 10, 123, u32::MAX] {
+                for sequence in [0, 1, 9, 10, 99, 100, 5999, 1 << 40, u64::MAX] {
+                    let value = Value { producer, sequence: sequence.wrapping_add(round) };
+                    assert_eq!(arena.encode(value), value.encode());
+                }
+            }
+        }
+        for index in [0, 1, 9, 10, 15, 1023, 1024, u32::MAX] {
+            assert_eq!(encode_key(index), bytes::Bytes::from(format!("k{index}")));
+            assert!(static_key(index).is_none_or(|key| key == encode_key(index)));
+        }
+        assert!(static_key(STATIC_KEY_COUNT - 1).is_some() && static_key(STATIC_KEY_COUNT).is_none());
     }
 }

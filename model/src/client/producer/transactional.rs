@@ -54,7 +54,7 @@ enum Request {
 }
 
 pub struct TransactionState {
-    transactional_id: Arc<str>,
+    pub(super) transactional_id: Arc<str>,
     timeout: Duration,
     pub(super) phase: TransactionPhase,
     coordinator: Option<NodeId>,
@@ -92,6 +92,20 @@ impl TransactionState {
             reinit: false,
         }
     }
+
+    /// Whether `tp` may be sent to now: in a transaction, only once added.
+    pub(super) fn allows(&mut self, tp: &TopicPartition) -> bool {
+        match self.phase {
+            TransactionPhase::InTransaction | TransactionPhase::Ending { .. } if self.partitions.contains(tp) => true,
+            TransactionPhase::InTransaction | TransactionPhase::Ending { commit: true } => {
+                if !self.wanted.contains(tp) {
+                    self.wanted.insert(tp.clone());
+                }
+                false
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Producer {
@@ -105,6 +119,7 @@ impl Producer {
     }
 
     pub fn begin_transaction(&mut self) -> Result<(), String> {
+        self.settled_at = None;
         if !self.is_ready_for_transaction() {
             return Err(format!("cannot begin a transaction in phase {:?}", self.transaction_phase()));
         }
@@ -130,6 +145,7 @@ impl Producer {
     /// KIP-98's sendOffsetsToTransaction, the transaction side: the group's
     /// offsets partition joins the transaction before it ends.
     pub fn send_offsets_to_transaction(&mut self, group_id: Arc<str>) {
+        self.settled_at = None;
         if let Some(txn) = self.transactions.as_mut() {
             if txn.phase == TransactionPhase::InTransaction {
                 txn.groups.insert(group_id);
@@ -151,6 +167,7 @@ impl Producer {
     }
 
     fn end_transaction(&mut self, now: Instant, commit: bool, out: &mut Vec<ProducerOutput>) {
+        self.settled_at = None;
         let Some(txn) = self.transactions.as_mut() else { return };
         if txn.phase != TransactionPhase::InTransaction {
             return;
@@ -169,22 +186,9 @@ impl Producer {
             let error = super::SendError { error: reason.to_string(), maybe_written: false };
             out.push(ProducerOutput::Completed { handle: pending.handle, result: Err(error) });
         }
-        let queued: Vec<super::Batch> = self.queues.values_mut().flat_map(|queue| queue.drain(..)).collect();
+        let queued: Vec<super::Batch> = self.queues.values_mut().flat_map(|queue| queue.batches.drain(..)).collect();
         for batch in queued {
             self.fail(batch, reason.to_string(), out);
-        }
-    }
-
-    /// Whether `tp` may be sent to now: in a transaction, only once added.
-    pub(super) fn transaction_allows(&mut self, tp: &TopicPartition) -> bool {
-        let Some(txn) = self.transactions.as_mut() else { return true };
-        match txn.phase {
-            TransactionPhase::InTransaction | TransactionPhase::Ending { .. } if txn.partitions.contains(tp) => true,
-            TransactionPhase::InTransaction | TransactionPhase::Ending { commit: true } => {
-                txn.wanted.insert(tp.clone());
-                false
-            }
-            _ => false,
         }
     }
 
@@ -287,7 +291,7 @@ impl Producer {
                 if txn.phase == TransactionPhase::InTransaction {
                     return None;
                 }
-                let flushed = idle && self.unpartitioned.is_empty() && self.queues.values().all(|queue| queue.is_empty());
+                let flushed = idle && self.unpartitioned.is_empty() && self.queues.values().all(|queue| queue.batches.is_empty());
                 if flushed {
                     self.finish_or_end(true, out)
                 } else {
@@ -344,7 +348,7 @@ impl Producer {
         if let (Some(epoch), Some((producer_id, _))) = (next_epoch, self.producer_id) {
             // KIP-890 part 2: the next transaction runs under the bumped epoch.
             self.producer_id = Some((producer_id, epoch));
-            self.next_sequence.clear();
+            self.reset_sequences();
         }
         if reinit {
             self.producer_id = None;
@@ -409,7 +413,9 @@ impl Producer {
             (Message::FindCoordinatorResponse { result, .. }, Request::FindCoordinator) => result.map(|coordinator| txn.coordinator = Some(coordinator)),
             (Message::Txn(TxnMessage::InitProducerIdResponse { result, .. }), Request::InitProducerId) => result.map(|id| {
                 self.producer_id = Some(id);
-                self.next_sequence.clear();
+                for queue in self.queues.values_mut() {
+                    queue.next_sequence = 0;
+                }
                 txn.phase = TransactionPhase::Ready;
             }),
             (Message::Txn(TxnMessage::AddPartitionsToTxnResponse { result, .. }), Request::AddPartitions(partitions)) => {
