@@ -87,7 +87,7 @@ impl Outbox {
 struct Link {
     incarnation: u64,
     expected: u64,
-    early: BTreeMap<u64, Message>,
+    early: BTreeMap<u64, Box<Envelope>>,
     /// When the oldest gap will be given up.
     gap_deadline: Option<u64>,
 }
@@ -102,7 +102,9 @@ pub struct Inbox {
 
 impl Inbox {
     /// Takes one arrival at `now` (microseconds); returns what can be delivered, in order.
-    pub fn accept(&mut self, now: u64, envelope: Envelope, deliver: &mut Vec<(NodeId, Message)>) {
+    /// Envelopes stay boxed from the sender's `send` to the handler: a message is
+    /// big enough that each copy on the way shows in a run's time.
+    pub fn accept(&mut self, now: u64, envelope: Box<Envelope>, deliver: &mut Vec<Box<Envelope>>) {
         let from = envelope.from;
         let link = self.links.entry(from).or_insert(Link { incarnation: envelope.incarnation, expected: 0, early: BTreeMap::new(), gap_deadline: None });
         let was_gapped = link.gap_deadline.is_some();
@@ -110,8 +112,7 @@ impl Inbox {
         self.gapped = self.gapped + usize::from(link.gap_deadline.is_some()) - usize::from(was_gapped);
     }
 
-    fn accept_on(link: &mut Link, now: u64, envelope: Envelope, deliver: &mut Vec<(NodeId, Message)>) {
-        let from = envelope.from;
+    fn accept_on(link: &mut Link, now: u64, envelope: Box<Envelope>, deliver: &mut Vec<Box<Envelope>>) {
         if envelope.incarnation != link.incarnation {
             if envelope.incarnation < link.incarnation {
                 return;
@@ -124,21 +125,21 @@ impl Inbox {
         }
         if envelope.sequence == link.expected && link.early.is_empty() {
             // In order, nothing held: the common case needs no buffering.
-            deliver.push((from, envelope.message));
+            deliver.push(envelope);
             link.expected += 1;
             link.gap_deadline = None;
             return;
         }
-        link.early.insert(envelope.sequence, envelope.message);
-        Self::drain(link, from, deliver);
+        link.early.insert(envelope.sequence, envelope);
+        Self::drain(link, deliver);
         if !link.early.is_empty() && link.gap_deadline.is_none() {
             link.gap_deadline = Some(now + GAP_TIMEOUT.as_micros() as u64);
         }
     }
 
-    fn drain(link: &mut Link, from: NodeId, deliver: &mut Vec<(NodeId, Message)>) {
-        while let Some(message) = link.early.remove(&link.expected) {
-            deliver.push((from, message));
+    fn drain(link: &mut Link, deliver: &mut Vec<Box<Envelope>>) {
+        while let Some(envelope) = link.early.remove(&link.expected) {
+            deliver.push(envelope);
             link.expected += 1;
             link.gap_deadline = None;
         }
@@ -152,18 +153,18 @@ impl Inbox {
     }
 
     /// Gives up gaps whose time ran out and delivers what waited behind them.
-    pub fn expire(&mut self, now: u64, deliver: &mut Vec<(NodeId, Message)>) {
+    pub fn expire(&mut self, now: u64, deliver: &mut Vec<Box<Envelope>>) {
         if self.gapped == 0 {
             return;
         }
-        for (from, link) in &mut self.links {
+        for link in self.links.values_mut() {
             if link.gap_deadline.is_some_and(|deadline| deadline <= now) {
                 link.gap_deadline = None;
                 self.gapped -= 1;
                 if let Some(first) = link.early.keys().next().copied() {
                     link.expected = first;
                 }
-                Self::drain(link, *from, deliver);
+                Self::drain(link, deliver);
                 if !link.early.is_empty() {
                     link.gap_deadline = Some(now + GAP_TIMEOUT.as_micros() as u64);
                     self.gapped += 1;
@@ -177,12 +178,22 @@ impl Inbox {
 mod tests {
     use super::*;
 
-    fn envelope(sequence: u64, incarnation: u64) -> Envelope {
-        Envelope { from: NodeId(1), incarnation, sequence, message: Message::MetadataRequest { correlation_id: sequence } }
+    fn envelope(sequence: u64, incarnation: u64) -> Box<Envelope> {
+        Box::new(Envelope { from: NodeId(1), incarnation, sequence, message: Message::MetadataRequest { correlation_id: sequence } })
     }
 
-    fn ids(delivered: &[(NodeId, Message)]) -> Vec<u64> {
+    fn ids(delivered: &[Box<Envelope>]) -> Vec<u64> {
         delivered
+            .iter()
+            .map(|envelope| match &envelope.message {
+                Message::MetadataRequest { correlation_id } => *correlation_id,
+                _ => unreachable!(),
+            })
+            .collect()
+    }
+
+    fn held_ids(released: &[(NodeId, Message)]) -> Vec<u64> {
+        released
             .iter()
             .map(|(_, message)| match message {
                 Message::MetadataRequest { correlation_id } => *correlation_id,
@@ -224,9 +235,9 @@ mod tests {
         assert_eq!(held.next_deadline(), Some(15));
         let mut out = Vec::new();
         held.release(99, &mut out);
-        assert_eq!(ids(&out), vec![4]);
+        assert_eq!(held_ids(&out), vec![4]);
         held.release(100, &mut out);
-        assert_eq!(ids(&out), vec![4, 1, 2]);
+        assert_eq!(held_ids(&out), vec![4, 1, 2]);
         assert_eq!(held.next_deadline(), None);
     }
 

@@ -57,12 +57,12 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
     if incarnation > 1 && ctx.roster.entry(me).role == NodeRole::Broker && panic_on_broker_restart() {
         panic!("test switch KAFSIM_TEST_PANIC_ON_RESTART: broker {me:?} restarted");
     }
-    let (sender, mut arrivals) = futures::channel::mpsc::unbounded::<Envelope>();
+    let (sender, mut arrivals) = futures::channel::mpsc::unbounded::<Box<Envelope>>();
     let receiver = endpoint.clone();
     madsim::task::spawn(async move {
         while let Ok((payload, _)) = receiver.recv_from_raw(0).await {
             if let Ok(envelope) = payload.downcast::<Envelope>() {
-                if sender.unbounded_send(*envelope).is_err() {
+                if sender.unbounded_send(envelope).is_err() {
                     return;
                 }
             }
@@ -135,7 +135,8 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
         }
         inbox.expire(now.as_micros(), &mut delivered);
         let mut state = machine.lock().expect("node state lock");
-        for (from, message) in delivered.drain(..) {
+        for envelope in delivered.drain(..) {
+            let Envelope { from, message, .. } = *envelope;
             state.handle_message(now, from, message, &mut sends);
         }
         machine_deadline = state.next_deadline();
