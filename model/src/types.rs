@@ -57,10 +57,26 @@ impl fmt::Display for LeaderEpoch {
 }
 
 /// A topic's partition, as Kafka names it: `events-0`. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TopicPartition {
     pub topic: Arc<str>,
     pub partition: u32,
+}
+
+/// Ordered by topic name, then partition, as a derived order would be. Maps keyed
+/// by partition compare keys on every lookup, and the two topic names are most
+/// often one shared allocation: then the bytes need no comparing.
+impl Ord for TopicPartition {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let topics = if Arc::ptr_eq(&self.topic, &other.topic) { std::cmp::Ordering::Equal } else { self.topic.cmp(&other.topic) };
+        topics.then(self.partition.cmp(&other.partition))
+    }
+}
+
+impl PartialOrd for TopicPartition {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 impl TopicPartition {
@@ -78,5 +94,24 @@ impl fmt::Display for TopicPartition {
 impl fmt::Debug for TopicPartition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_order_by_topic_name_then_number_whether_or_not_names_are_shared() {
+        let shared: Arc<str> = "events".into();
+        let a = TopicPartition { topic: shared.clone(), partition: 2 };
+        let b = TopicPartition { topic: shared, partition: 10 };
+        let c = TopicPartition::new("events", 10);
+        let d = TopicPartition::new("alpha", 99);
+        assert!(a < b && b == c && b.cmp(&c) == std::cmp::Ordering::Equal);
+        assert!(d < a && d < c);
+        let mut sorted = vec![c.clone(), a.clone(), d.clone(), b.clone()];
+        sorted.sort();
+        assert_eq!(sorted, vec![d, a, b, c]);
     }
 }
