@@ -57,7 +57,7 @@ impl fmt::Display for LeaderEpoch {
 }
 
 /// A topic's partition, as Kafka names it: `events-0`. Cheap to clone.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Eq, Serialize, Deserialize)]
 pub struct TopicPartition {
     pub topic: Arc<str>,
     pub partition: u32,
@@ -70,6 +70,20 @@ impl Ord for TopicPartition {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         let topics = if Arc::ptr_eq(&self.topic, &other.topic) { std::cmp::Ordering::Equal } else { self.topic.cmp(&other.topic) };
         topics.then(self.partition.cmp(&other.partition))
+    }
+}
+
+impl PartialEq for TopicPartition {
+    fn eq(&self, other: &Self) -> bool {
+        self.partition == other.partition && (Arc::ptr_eq(&self.topic, &other.topic) || self.topic == other.topic)
+    }
+}
+
+/// As derived: the topic's name, then the partition.
+impl std::hash::Hash for TopicPartition {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.topic.hash(state);
+        self.partition.hash(state);
     }
 }
 
