@@ -34,7 +34,7 @@ impl Broker {
             Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
             Ok((base_offset, required_offset)) => {
                 self.flush_disk(out);
-                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                self.delayed_produces.push(DelayedProduce::new(waiter, tp.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
                 // after_append completes the delayed write if it is already replicated.
                 self.after_append(now, &tp, out);
             }
@@ -102,7 +102,7 @@ impl Broker {
             Ok((base_offset, required_offset)) => {
                 self.flush_disk(out);
                 let waiter = Waiter::Coordinator { kind, token };
-                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                self.delayed_produces.push(DelayedProduce::new(waiter, tp.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
                 self.after_append(now, &tp, out);
             }
         }
@@ -144,7 +144,7 @@ pub(super) fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorTyp
 /// enough for acks=all, and the producer's epoch is not older than one the
 /// partition has seen (an older one was fenced).
 fn transactional_leader<'a>(
-    partitions: &'a mut BTreeMap<TopicPartition, Partition>,
+    partitions: &'a mut PartitionMap<Partition>,
     min_insync_replicas: usize,
     tp: &TopicPartition,
     producer_id: ProducerId,

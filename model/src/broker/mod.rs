@@ -9,6 +9,7 @@ use crate::coordinator::txn::TransactionCoordinator;
 use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::log::Log;
 use crate::partition::{Partition, Role};
+use crate::partition_map::PartitionMap;
 use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::record::{ControlMarker, ProducerStamp, Record, RecordBatch, SharedBatch};
@@ -22,7 +23,10 @@ use std::time::Duration;
 
 mod fetcher;
 mod coordinators;
+mod purgatory;
 mod verification;
+
+use purgatory::{DelayedProduce, DelayedProduces};
 
 #[cfg(test)]
 mod tests;
@@ -58,14 +62,6 @@ enum Waiter {
 /// `offsets.commit.timeout.ms`, whose default is 5 s).
 const COORDINATOR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-struct DelayedProduce {
-    waiter: Waiter,
-    partition: TopicPartition,
-    base_offset: Offset,
-    required_offset: Offset,
-    deadline: Instant,
-}
-
 struct DelayedFetch {
     client: NodeId,
     correlation_id: u64,
@@ -87,11 +83,12 @@ pub struct Broker {
     controller: NodeId,
     broker_epoch: Option<BrokerEpoch>,
     metadata: Arc<ClusterMetadata>,
-    partitions: BTreeMap<TopicPartition, Partition>,
+    partitions: PartitionMap<Partition>,
     next_correlation_id: u64,
     next_heartbeat: Instant,
-    fetchers: BTreeMap<NodeId, Fetcher>,
-    delayed_produces: Vec<DelayedProduce>,
+    /// One replica fetcher per leader followed, by leader id.
+    fetchers: Vec<(NodeId, Fetcher)>,
+    delayed_produces: DelayedProduces,
     delayed_fetches: Vec<DelayedFetch>,
     next_isr_check: Instant,
     next_checkpoint: Instant,
@@ -110,7 +107,7 @@ impl Broker {
     /// offline: roles come only from the controller, after the broker registers anew.
     pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState) -> (Broker, Vec<BrokerOutput>) {
         let high_watermarks = durable.high_watermarks();
-        let mut partitions = BTreeMap::new();
+        let mut partitions = PartitionMap::new();
         let mut out = Vec::new();
         for (tp, batches) in &durable.logs {
             let (log, cut) = Log::recover(batches);
@@ -138,8 +135,8 @@ impl Broker {
             partitions,
             next_correlation_id: 1,
             next_heartbeat: now,
-            fetchers: BTreeMap::new(),
-            delayed_produces: Vec::new(),
+            fetchers: Vec::new(),
+            delayed_produces: DelayedProduces::default(),
             delayed_fetches: Vec::new(),
             next_producer_id: 0,
             disk: Vec::new(),
@@ -151,7 +148,7 @@ impl Broker {
         self.id
     }
 
-    pub fn partitions(&self) -> &BTreeMap<TopicPartition, Partition> {
+    pub fn partitions(&self) -> &PartitionMap<Partition> {
         &self.partitions
     }
 
@@ -164,9 +161,7 @@ impl Broker {
         deadline = earliest(deadline, self.groups.next_deadline());
         deadline = earliest(deadline, self.transactions.next_deadline());
         deadline = earliest(deadline, self.verification_deadline());
-        for delayed in &self.delayed_produces {
-            deadline = earliest(deadline, Some(delayed.deadline));
-        }
+        deadline = earliest(deadline, self.delayed_produces.next_deadline());
         for delayed in &self.delayed_fetches {
             deadline = earliest(deadline, Some(delayed.deadline));
         }
@@ -175,7 +170,7 @@ impl Broker {
                 deadline = earliest(deadline, Some(*sent + INTER_BROKER_REQUEST_TIMEOUT));
             }
         }
-        for fetcher in self.fetchers.values() {
+        for (_, fetcher) in &self.fetchers {
             let next = match fetcher.in_flight {
                 Some((_, sent)) => sent + self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT,
                 None => fetcher.backoff_until,
@@ -200,7 +195,7 @@ impl Broker {
             let marks = self.partitions.iter().map(|(tp, partition)| (tp.clone(), partition.high_watermark)).collect();
             out.push(BrokerOutput::Disk(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks))));
         }
-        for fetcher in self.fetchers.values_mut() {
+        for (_, fetcher) in &mut self.fetchers {
             if let Some((_, sent)) = fetcher.in_flight {
                 if now.saturating_since(sent) >= self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT {
                     fetcher.in_flight = None;
@@ -317,7 +312,7 @@ impl Broker {
     fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<BrokerOutput>) {
         let me = self.id;
         let mut loads = Vec::new();
-        let partition = self.partitions.entry(tp.clone()).or_insert_with(|| Partition::new(tp.clone(), Log::default(), Offset(0)));
+        let partition = self.partitions.get_or_insert_with(tp, || Partition::new(tp.clone(), Log::default(), Offset(0)));
         let fresh = matches!(partition.role, Role::Offline) && state.leader_epoch >= partition.leader_epoch;
         if state.leader_epoch > partition.leader_epoch || (fresh && state.leader.is_some()) {
             partition.replicas = state.replicas.clone();
@@ -333,7 +328,7 @@ impl Broker {
                 Some(leader) => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, leader = leader.0, "become follower");
                     partition.become_follower(leader, state.leader_epoch, self.config.legacy_high_watermark_truncation, &mut self.disk);
-                    self.fetchers.entry(leader).or_default();
+                    fetcher::add_fetcher(&mut self.fetchers, leader);
                 }
                 None => partition.become_offline(state.leader_epoch),
             }
@@ -447,7 +442,7 @@ impl Broker {
             Acks::Leader => self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
             Acks::All => {
                 let waiter = Waiter::Client { client, correlation_id };
-                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + timeout });
+                self.delayed_produces.push(DelayedProduce::new(waiter, tp.clone(), base_offset, required_offset, now + timeout));
                 self.complete_delayed_produces(&tp, out);
             }
         }
@@ -497,45 +492,29 @@ impl Broker {
     }
 
     fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+        if !self.delayed_produces.waiting_on(tp) {
+            return;
+        }
         let Some(partition) = self.partitions.get(tp) else { return };
         let high_watermark = partition.high_watermark;
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
-        let mut index = 0;
-        while index < self.delayed_produces.len() {
-            let delayed = &self.delayed_produces[index];
-            if &delayed.partition == tp && high_watermark >= delayed.required_offset {
-                let delayed = self.delayed_produces.remove(index);
-                // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
-                // shrank below min.insync.replicas meanwhile.
-                let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
-                self.answer_waiter(delayed.waiter, tp.clone(), result, out);
-            } else {
-                index += 1;
-            }
+        for delayed in self.delayed_produces.take_where(tp, |delayed| high_watermark >= delayed.required_offset) {
+            // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
+            // shrank below min.insync.replicas meanwhile.
+            let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
+            self.answer_waiter(delayed.waiter, delayed.partition, result, out);
         }
     }
 
     fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<BrokerOutput>) {
-        let mut index = 0;
-        while index < self.delayed_produces.len() {
-            if &self.delayed_produces[index].partition == tp {
-                let delayed = self.delayed_produces.remove(index);
-                self.answer_waiter(delayed.waiter, tp.clone(), Err(error), out);
-            } else {
-                index += 1;
-            }
+        for delayed in self.delayed_produces.take_where(tp, |_| true) {
+            self.answer_waiter(delayed.waiter, delayed.partition, Err(error), out);
         }
     }
 
     fn expire_delayed(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
-        let mut index = 0;
-        while index < self.delayed_produces.len() {
-            if self.delayed_produces[index].deadline <= now {
-                let delayed = self.delayed_produces.remove(index);
-                self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
-            } else {
-                index += 1;
-            }
+        for delayed in self.delayed_produces.take_expired(now) {
+            self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
         }
         self.complete_delayed_fetches(now, None, out);
     }
@@ -574,9 +553,8 @@ impl Broker {
     ) {
         if let Some(follower) = replica_id {
             for request in &partitions {
-                let valid = self.validate_leader(&request.partition, request.current_leader_epoch).is_ok();
                 let Some(partition) = self.partitions.get_mut(&request.partition) else { continue };
-                if !valid || request.fetch_offset > partition.log_end_offset() {
+                if check_leader(partition, request.current_leader_epoch).is_err() || request.fetch_offset > partition.log_end_offset() {
                     continue;
                 }
                 partition.record_follower_fetch(now, follower, request.fetch_offset);
@@ -584,11 +562,9 @@ impl Broker {
                     let mut new_isr = partition.isr.clone();
                     new_isr.push(follower);
                     tracing::info!(partition = %request.partition, follower = follower.0, "leader expands ISR");
-                    let tp = request.partition.clone();
-                    self.propose_isr(now, &tp, new_isr, out);
+                    self.propose_isr(now, &request.partition, new_isr, out);
                 }
-                let tp = request.partition.clone();
-                self.after_high_watermark_change(now, &tp, out);
+                self.after_high_watermark_change(now, &request.partition, out);
             }
         }
         let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, read_committed, deadline: now + max_wait };
@@ -663,15 +639,7 @@ impl Broker {
     /// a newer one means this broker has not heard of it yet.
     fn validate_leader(&self, tp: &TopicPartition, current_leader_epoch: LeaderEpoch) -> Result<&Partition, ErrorCode> {
         let partition = self.partitions.get(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
-        if current_leader_epoch < partition.leader_epoch {
-            return Err(ErrorCode::FencedLeaderEpoch);
-        }
-        if current_leader_epoch > partition.leader_epoch {
-            return Err(ErrorCode::UnknownLeaderEpoch);
-        }
-        if !partition.is_leader() {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        }
+        check_leader(partition, current_leader_epoch)?;
         Ok(partition)
     }
 
@@ -693,6 +661,20 @@ impl Broker {
         })
     }
 
+}
+
+/// KIP-320 on one replica: is it the leader at the epoch the request expects?
+fn check_leader(partition: &Partition, current_leader_epoch: LeaderEpoch) -> Result<(), ErrorCode> {
+    if current_leader_epoch < partition.leader_epoch {
+        return Err(ErrorCode::FencedLeaderEpoch);
+    }
+    if current_leader_epoch > partition.leader_epoch {
+        return Err(ErrorCode::UnknownLeaderEpoch);
+    }
+    if !partition.is_leader() {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    }
+    Ok(())
 }
 
 /// Where a fetch's data ends: a follower reads to the log end, a consumer to the
