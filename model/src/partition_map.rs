@@ -59,11 +59,11 @@ impl<V> PartitionMap<V> {
     }
 
     fn topic(&self, name: &Arc<str>) -> Option<&Topic<V>> {
-        self.topics.iter().find(|topic| topic.name == *name)
+        self.topics.iter().find(|topic| same_topic(&topic.name, name))
     }
 
     fn topic_mut(&mut self, name: &Arc<str>) -> Option<&mut Topic<V>> {
-        self.topics.iter_mut().find(|topic| topic.name == *name)
+        self.topics.iter_mut().find(|topic| same_topic(&topic.name, name))
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<&V> {
@@ -151,9 +151,21 @@ impl<V> PartitionMap<V> {
     }
 }
 
+/// Whether two topic names are equal, trying their pointers first: `Arc<str>`'s
+/// own `==` always compares the bytes (std takes the pointer shortcut only for
+/// sized types), and the names of one run mostly share their `Arc`s.
+pub fn same_topic(a: &Arc<str>, b: &Arc<str>) -> bool {
+    Arc::ptr_eq(a, b) || **a == **b
+}
+
+/// `a == b`, trying the topic names' pointers first (see `same_topic`).
+pub fn same_partition(a: &TopicPartition, b: &TopicPartition) -> bool {
+    a.partition == b.partition && same_topic(&a.topic, &b.topic)
+}
+
 /// The slot of `tp`, made (empty) if missing.
 fn slot_mut<'a, V>(topics: &'a mut Vec<Topic<V>>, tp: &TopicPartition) -> &'a mut Option<(TopicPartition, V)> {
-    let index = match topics.iter().position(|topic| topic.name == tp.topic) {
+    let index = match topics.iter().position(|topic| same_topic(&topic.name, &tp.topic)) {
         Some(index) => index,
         None => {
             let index = topics.partition_point(|topic| *topic.name < *tp.topic);

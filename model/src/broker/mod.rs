@@ -9,7 +9,7 @@ use crate::coordinator::txn::TransactionCoordinator;
 use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::log::Log;
 use crate::partition::{Partition, Role};
-use crate::partition_map::PartitionMap;
+use crate::partition_map::{same_partition, PartitionMap};
 use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::record::{ControlMarker, ProducerStamp, Record, RecordBatch, SharedBatch};
@@ -492,13 +492,10 @@ impl Broker {
     }
 
     fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
-        if !self.delayed_produces.waiting_on(tp) {
-            return;
-        }
         let Some(partition) = self.partitions.get(tp) else { return };
         let high_watermark = partition.high_watermark;
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
-        for delayed in self.delayed_produces.take_where(tp, |delayed| high_watermark >= delayed.required_offset) {
+        for delayed in self.delayed_produces.take_replicated(tp, high_watermark) {
             // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
             // shrank below min.insync.replicas meanwhile.
             let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
@@ -507,7 +504,7 @@ impl Broker {
     }
 
     fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<BrokerOutput>) {
-        for delayed in self.delayed_produces.take_where(tp, |_| true) {
+        for delayed in self.delayed_produces.take_all(tp) {
             self.answer_waiter(delayed.waiter, delayed.partition, Err(error), out);
         }
     }
@@ -625,7 +622,7 @@ impl Broker {
         let mut index = 0;
         while index < self.delayed_fetches.len() {
             let fetch = &self.delayed_fetches[index];
-            let touched = tp.is_none_or(|tp| fetch.partitions.iter().any(|request| &request.partition == tp));
+            let touched = tp.is_none_or(|tp| fetch.partitions.iter().any(|request| same_partition(&request.partition, tp)));
             if touched && (fetch.deadline <= now || self.fetch_ready(fetch)) {
                 let fetch = self.delayed_fetches.remove(index);
                 self.respond_fetch(fetch, out);

@@ -31,10 +31,20 @@ impl DelayedProduce {
     }
 }
 
+/// One partition's waiters.
+#[derive(Default)]
+struct Waiters {
+    /// In arrival order.
+    list: Vec<DelayedProduce>,
+    /// No waiter needs less than this: a high watermark below it completes
+    /// nothing, so most calls end here without a walk. It may be lower than the
+    /// least need (after an expiry), never higher.
+    required_offset_min: Offset,
+}
+
 #[derive(Default)]
 pub(super) struct DelayedProduces {
-    /// Per partition, its waiters in arrival order.
-    by_partition: PartitionMap<Vec<DelayedProduce>>,
+    by_partition: PartitionMap<Waiters>,
     /// Every waiter by (deadline, arrival).
     deadlines: BTreeMap<(Instant, u64), TopicPartition>,
     next_arrival: u64,
@@ -45,7 +55,11 @@ impl DelayedProduces {
         delayed.arrival = self.next_arrival;
         self.next_arrival += 1;
         self.deadlines.insert((delayed.deadline, delayed.arrival), delayed.partition.clone());
-        self.by_partition.get_or_insert_with(&delayed.partition, Vec::new).push(delayed);
+        let waiters = self.by_partition.get_or_insert_with(&delayed.partition, Waiters::default);
+        if waiters.list.is_empty() || delayed.required_offset < waiters.required_offset_min {
+            waiters.required_offset_min = delayed.required_offset;
+        }
+        waiters.list.push(delayed);
     }
 
     #[cfg(test)]
@@ -54,24 +68,32 @@ impl DelayedProduces {
     }
 
     /// Whether any write waits on `tp`.
+    #[cfg(test)]
     pub fn waiting_on(&self, tp: &TopicPartition) -> bool {
-        self.by_partition.get(tp).is_some_and(|waiters| !waiters.is_empty())
+        self.by_partition.get(tp).is_some_and(|waiters| !waiters.list.is_empty())
     }
 
-    /// Removes the waiters of `tp` that `done` picks, and returns them in arrival order.
-    pub fn take_where(&mut self, tp: &TopicPartition, mut done: impl FnMut(&DelayedProduce) -> bool) -> Vec<DelayedProduce> {
-        let Some(waiters) = self.by_partition.get_mut(tp) else { return Vec::new() };
-        let mut taken = Vec::new();
-        let mut index = 0;
-        while index < waiters.len() {
-            if done(&waiters[index]) {
-                let delayed = waiters.remove(index);
-                self.deadlines.remove(&(delayed.deadline, delayed.arrival));
-                taken.push(delayed);
-            } else {
-                index += 1;
-            }
+    /// Removes the waiters of `tp` that `high_watermark` reached, in arrival order.
+    pub fn take_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset) -> Vec<DelayedProduce> {
+        match self.by_partition.get(tp) {
+            Some(waiters) if !waiters.list.is_empty() && high_watermark >= waiters.required_offset_min => {}
+            _ => return Vec::new(),
         }
+        self.take_where(tp, |delayed| high_watermark >= delayed.required_offset)
+    }
+
+    /// Removes every waiter of `tp`, in arrival order.
+    pub fn take_all(&mut self, tp: &TopicPartition) -> Vec<DelayedProduce> {
+        self.take_where(tp, |_| true)
+    }
+
+    fn take_where(&mut self, tp: &TopicPartition, mut done: impl FnMut(&DelayedProduce) -> bool) -> Vec<DelayedProduce> {
+        let Some(waiters) = self.by_partition.get_mut(tp) else { return Vec::new() };
+        let taken: Vec<DelayedProduce> = waiters.list.extract_if(.., |delayed| done(delayed)).collect();
+        for delayed in &taken {
+            self.deadlines.remove(&(delayed.deadline, delayed.arrival));
+        }
+        waiters.required_offset_min = waiters.list.iter().map(|delayed| delayed.required_offset).min().unwrap_or_default();
         taken
     }
 
@@ -89,7 +111,7 @@ impl DelayedProduces {
         expired
             .into_iter()
             .map(|(arrival, tp)| {
-                let waiters = self.by_partition.get_mut(&tp).expect("every indexed waiter is in its partition's list");
+                let waiters = &mut self.by_partition.get_mut(&tp).expect("every indexed waiter is in its partition's list").list;
                 let index = waiters.iter().position(|delayed| delayed.arrival == arrival).expect("every indexed waiter is in its partition's list");
                 waiters.remove(index)
             })
@@ -160,14 +182,14 @@ mod tests {
                     }
                     Op::Complete(p, high_watermark) => {
                         let tp = TopicPartition::new("t", p);
-                        let got = purgatory.take_where(&tp, |delayed| delayed.required_offset.0 <= high_watermark).iter().map(token_of).collect();
+                        let got = purgatory.take_replicated(&tp, Offset(high_watermark)).iter().map(token_of).collect();
                         let want = list.iter().filter(|entry| entry.1 == tp && entry.2 <= high_watermark).map(|entry| entry.0).collect();
                         list.retain(|entry| !(entry.1 == tp && entry.2 <= high_watermark));
                         (got, want)
                     }
                     Op::Fail(p) => {
                         let tp = TopicPartition::new("t", p);
-                        let got = purgatory.take_where(&tp, |_| true).iter().map(token_of).collect();
+                        let got = purgatory.take_all(&tp).iter().map(token_of).collect();
                         let want = list.iter().filter(|entry| entry.1 == tp).map(|entry| entry.0).collect();
                         list.retain(|entry| entry.1 != tp);
                         (got, want)
