@@ -26,17 +26,17 @@ impl Broker {
             let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, &tp, producer_id, producer_epoch)?;
             let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
             let batch: SharedBatch = Arc::new(RecordBatch::control(partition.log_end_offset(), partition.leader_epoch, stamp, marker));
-            let range = (batch.base_offset, batch.next_offset());
+            let appended = (partition.tp.clone(), batch.base_offset, batch.next_offset());
             partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
-            Ok(range)
+            Ok(appended)
         })();
         match appended {
             Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
-            Ok((base_offset, required_offset)) => {
+            Ok((local, base_offset, required_offset)) => {
                 self.flush_disk(out);
-                self.delayed_produces.push(DelayedProduce::new(waiter, tp.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
+                self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
                 // after_append completes the delayed write if it is already replicated.
-                self.after_append(now, &tp, out);
+                self.after_append(now, &local, out);
             }
         }
     }
@@ -45,14 +45,14 @@ impl Broker {
     /// offsets partition, stamped with its id and epoch but no sequence (Kafka's
     /// NO_SEQUENCE: the group coordinator, not the producer, writes them). A
     /// producer epoch older than the partition has seen is fenced.
-    pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(Offset, Offset), ErrorCode> {
+    pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
         let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, tp, producer_id, producer_epoch)?;
         let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
         let base_offset = partition.log_end_offset();
         let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, Some(stamp), records));
         let required_offset = batch.next_offset();
         partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
-        Ok((base_offset, required_offset))
+        Ok((partition.tp.clone(), base_offset, required_offset))
     }
 
     pub(super) fn coordinator_mut(&mut self, kind: CoordinatorType) -> &mut dyn Coordinator {
@@ -99,11 +99,11 @@ impl Broker {
         };
         match appended {
             Err(error) => self.completed_writes.push_back((kind, token, Err(error))),
-            Ok((base_offset, required_offset)) => {
+            Ok((local, base_offset, required_offset)) => {
                 self.flush_disk(out);
                 let waiter = Waiter::Coordinator { kind, token };
-                self.delayed_produces.push(DelayedProduce::new(waiter, tp.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
-                self.after_append(now, &tp, out);
+                self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
+                self.after_append(now, &local, out);
             }
         }
     }

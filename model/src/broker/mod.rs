@@ -426,8 +426,8 @@ impl Broker {
         out: &mut Vec<BrokerOutput>,
     ) {
         let result = self.append_as_leader(&tp, acks, producer, records);
-        let (base_offset, required_offset) = match result {
-            Ok(range) => range,
+        let (local, base_offset, required_offset) = match result {
+            Ok(appended) => appended,
             Err(error) => {
                 if acks != Acks::None {
                     self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Err(error) });
@@ -436,21 +436,22 @@ impl Broker {
             }
         };
         self.flush_disk(out);
-        self.after_append(now, &tp, out);
+        self.after_append(now, &local, out);
         match acks {
             Acks::None => {}
             Acks::Leader => self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
             Acks::All => {
                 let waiter = Waiter::Client { client, correlation_id };
-                self.delayed_produces.push(DelayedProduce::new(waiter, tp.clone(), base_offset, required_offset, now + timeout));
-                self.complete_delayed_produces(&tp, out);
+                self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + timeout));
+                self.complete_delayed_produces(&local, out);
             }
         }
     }
 
-    /// Appends on the leader; returns the batch's base offset and the offset the
-    /// high watermark must pass for acks=all.
-    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(Offset, Offset), ErrorCode> {
+    /// Appends on the leader; returns the partition under this broker's own name
+    /// for it (whose topic `Arc` later lookups match by pointer), the batch's base
+    /// offset and the offset the high watermark must pass for acks=all.
+    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
         let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
         if !partition.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
@@ -461,7 +462,7 @@ impl Broker {
         if let Some(stamp) = producer {
             match partition.log.check_sequence(stamp, records.len()) {
                 SequenceCheck::Append => {}
-                SequenceCheck::Duplicate(base) => return Ok((base, Offset(base.0 + records.len() as u64))),
+                SequenceCheck::Duplicate(base) => return Ok((partition.tp.clone(), base, Offset(base.0 + records.len() as u64))),
                 SequenceCheck::OutOfOrder => return Err(ErrorCode::OutOfOrderSequenceNumber),
                 SequenceCheck::ProducerFenced => return Err(ErrorCode::ProducerFenced),
             }
@@ -470,7 +471,7 @@ impl Broker {
         let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, producer, records));
         let required_offset = batch.next_offset();
         partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
-        Ok((base_offset, required_offset))
+        Ok((partition.tp.clone(), base_offset, required_offset))
     }
 
     fn after_append(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {

@@ -16,7 +16,8 @@ use super::isolation::ReadIsolation;
 use super::metadata::MetadataTracker;
 use crate::coordinator::group::protocol::{Generation, GroupMessage, MemberId};
 use crate::config::{ConsumerConfig, OffsetReset};
-use crate::protocol::{ErrorCode, FetchPartition, Message, OffsetSpec, Send};
+use crate::partition_map::PartitionMap;
+use crate::protocol::{ClusterMetadata, ErrorCode, FetchPartition, Message, OffsetSpec, Send};
 use crate::record::Record;
 use crate::time::{earliest, Instant};
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};
@@ -65,11 +66,39 @@ struct Assignment {
     awaiting_committed: bool,
 }
 
+/// What the consumer reads of its metadata on every poll, indexed once per
+/// metadata response instead of looked up in the metadata's `BTreeMap` (whose
+/// search compares topic names byte by byte) for every partition every time.
+#[derive(Default)]
+struct LeaderView {
+    /// The metadata this view was built from.
+    source: Option<Arc<ClusterMetadata>>,
+    /// Per partition in the metadata: its leader, if any, and its leader epoch.
+    partitions: PartitionMap<(Option<NodeId>, LeaderEpoch)>,
+    /// Whether the metadata knows every subscribed topic.
+    topics_known: bool,
+}
+
+impl LeaderView {
+    fn build(metadata: &Arc<ClusterMetadata>, topics: &[Arc<str>]) -> LeaderView {
+        let partitions: PartitionMap<(Option<NodeId>, LeaderEpoch)> =
+            metadata.partitions.iter().map(|(tp, state)| (tp.clone(), (state.leader, state.leader_epoch))).collect();
+        let topics_known = topics.iter().all(|topic| metadata.partition_count(topic) > 0);
+        LeaderView { source: Some(metadata.clone()), partitions, topics_known }
+    }
+
+    fn leader_epoch(&self, tp: &TopicPartition) -> Option<LeaderEpoch> {
+        self.partitions.get(tp).map(|(_, leader_epoch)| *leader_epoch)
+    }
+}
+
 pub struct Consumer {
     config: ConsumerConfig,
     topics: Vec<Arc<str>>,
     metadata: MetadataTracker,
-    assignments: BTreeMap<TopicPartition, Assignment>,
+    /// Built from `metadata.current()` whenever that changes.
+    view: LeaderView,
+    assignments: PartitionMap<Assignment>,
     /// One fetch at a time per broker, as Kafka's fetcher keeps one per node.
     fetches: BTreeMap<NodeId, (u64, Instant)>,
     next_correlation_id: u64,
@@ -77,7 +106,7 @@ pub struct Consumer {
     group: Option<GroupMember>,
     /// Per partition, the offset its fetch in flight asked from (group mode: a
     /// response for an older position, from before a rebalance, is dropped).
-    fetch_offsets: BTreeMap<TopicPartition, Offset>,
+    fetch_offsets: PartitionMap<Offset>,
     offset_fetch_in_flight: Option<(u64, Instant)>,
     /// KIP-447: after UnstableOffsetCommit, OffsetFetch is asked again from here.
     offset_fetch_retry_at: Option<Instant>,
@@ -95,11 +124,12 @@ impl Consumer {
             config,
             topics,
             metadata,
-            assignments: BTreeMap::new(),
+            view: LeaderView::default(),
+            assignments: PartitionMap::new(),
             fetches: BTreeMap::new(),
             next_correlation_id: 0,
             group: None,
-            fetch_offsets: BTreeMap::new(),
+            fetch_offsets: PartitionMap::new(),
             offset_fetch_in_flight: None,
             offset_fetch_retry_at: None,
             commit_in_flight: None,
@@ -288,7 +318,7 @@ impl Consumer {
     /// A position consumed under an older leader epoch than the partition now has
     /// must be checked before fetching on: the new leader's log may end earlier.
     fn needs_validation(&self, tp: &TopicPartition, assignment: &Assignment) -> bool {
-        let Some(current) = self.metadata.partition(tp).map(|state| state.leader_epoch) else { return false };
+        let Some(current) = self.view.leader_epoch(tp) else { return false };
         assignment.position.is_some() && assignment.position_epoch.is_some() && assignment.validated_epoch.is_some_and(|validated| validated < current)
     }
 
@@ -315,7 +345,7 @@ impl Consumer {
 
     fn handle_validation(&mut self, now: Instant, correlation_id: u64, partitions: Vec<(TopicPartition, Result<crate::protocol::EpochEndOffset, ErrorCode>)>, out: &mut Vec<ConsumerOutput>) {
         for (tp, result) in partitions {
-            let current = self.metadata.partition(&tp).map(|state| state.leader_epoch);
+            let current = self.view.leader_epoch(&tp);
             let Some(assignment) = self.assignments.get_mut(&tp) else { continue };
             if assignment.validation_in_flight.map(|(id, _)| id) != Some(correlation_id) {
                 continue;
@@ -341,9 +371,11 @@ impl Consumer {
     }
 
     fn assign_from_metadata(&mut self) {
-        let Some(metadata) = self.metadata.current() else { return };
+        if self.view.source.is_none() {
+            return;
+        }
         let mut known = false;
-        for tp in metadata.partitions.keys().filter(|tp| self.topics.contains(&tp.topic)) {
+        for tp in self.view.partitions.keys().filter(|tp| self.topics.contains(&tp.topic)) {
             known = true;
             if !self.assignments.contains_key(tp) {
                 self.assignments.insert(tp.clone(), Assignment::default());
@@ -356,8 +388,8 @@ impl Consumer {
     }
 
     fn leader_of(&self, tp: &TopicPartition) -> Option<(NodeId, LeaderEpoch)> {
-        let state = self.metadata.partition(tp)?;
-        Some((state.leader?, state.leader_epoch))
+        let (leader, leader_epoch) = *self.view.partitions.get(tp)?;
+        Some((leader?, leader_epoch))
     }
 
     fn reset_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
@@ -416,7 +448,9 @@ impl Consumer {
             let correlation_id = self.correlation();
             self.fetches.insert(leader, (correlation_id, now));
             if self.group.is_some() {
-                self.fetch_offsets.extend(partitions.iter().map(|fetch| (fetch.partition.clone(), fetch.fetch_offset)));
+                for fetch in &partitions {
+                    self.fetch_offsets.insert(fetch.partition.clone(), fetch.fetch_offset);
+                }
             }
             let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions, read_committed: self.config.read_committed };
             out.push(ConsumerOutput::Send(Send { to: leader, message }));
@@ -427,6 +461,7 @@ impl Consumer {
         match message {
             Message::MetadataResponse { correlation_id, metadata } => {
                 self.metadata.handle_response(now, correlation_id, metadata);
+                self.refresh_view();
             }
             Message::ListOffsetsResponse { correlation_id, partition, result } => {
                 let Some(assignment) = self.assignments.get_mut(&partition) else { return };
@@ -468,9 +503,17 @@ impl Consumer {
 
     // ----- group mode -----
 
+    /// Rebuilds the leader view if the metadata changed.
+    fn refresh_view(&mut self) {
+        let Some(current) = self.metadata.current() else { return };
+        if self.view.source.as_ref().is_none_or(|source| !Arc::ptr_eq(source, current)) {
+            self.view = LeaderView::build(current, &self.topics);
+        }
+    }
+
     /// Whether metadata knows every subscribed topic, so a leader can assign them.
     fn topics_known(&self) -> bool {
-        self.metadata.current().is_some_and(|metadata| self.topics.iter().all(|topic| metadata.partition_count(topic) > 0))
+        self.view.source.is_some() && self.view.topics_known
     }
 
     fn poll_group(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
