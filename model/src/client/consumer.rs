@@ -100,7 +100,8 @@ pub struct Consumer {
     view: LeaderView,
     assignments: PartitionMap<Assignment>,
     /// One fetch at a time per broker, as Kafka's fetcher keeps one per node.
-    fetches: BTreeMap<NodeId, (u64, Instant)>,
+    /// (broker, correlation id, sent), at most one per broker, in no particular order.
+    fetches: Vec<(NodeId, u64, Instant)>,
     next_correlation_id: u64,
     /// Group membership, when the consumer subscribed with a group.
     group: Option<GroupMember>,
@@ -126,7 +127,7 @@ impl Consumer {
             metadata,
             view: LeaderView::default(),
             assignments: PartitionMap::new(),
-            fetches: BTreeMap::new(),
+            fetches: Vec::new(),
             next_correlation_id: 0,
             group: None,
             fetch_offsets: PartitionMap::new(),
@@ -256,7 +257,7 @@ impl Consumer {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.metadata.next_deadline();
-        for (_, sent) in self.fetches.values() {
+        for (_, _, sent) in &self.fetches {
             deadline = earliest(deadline, Some(*sent + self.config.fetch_max_wait + self.config.request_timeout));
         }
         for assignment in self.assignments.values() {
@@ -285,7 +286,7 @@ impl Consumer {
         let timeout = self.config.request_timeout;
         let max_wait = self.config.fetch_max_wait;
         let before = self.fetches.len();
-        self.fetches.retain(|_, (_, sent)| now.saturating_since(*sent) < max_wait + timeout);
+        self.fetches.retain(|(_, _, sent)| now.saturating_since(*sent) < max_wait + timeout);
         if self.fetches.len() != before {
             tracing::info!("consumer fetch timed out");
             self.metadata.request_update();
@@ -424,7 +425,8 @@ impl Consumer {
         if self.paused {
             return;
         }
-        let mut by_leader: BTreeMap<NodeId, Vec<FetchPartition>> = BTreeMap::new();
+        // Per leader in id order, the partitions to fetch from it.
+        let mut by_leader: Vec<(NodeId, Vec<FetchPartition>)> = Vec::new();
         let mut leaderless = false;
         for (tp, assignment) in &self.assignments {
             let Some(position) = assignment.position else { continue };
@@ -435,10 +437,17 @@ impl Consumer {
                 leaderless = true;
                 continue;
             };
-            if self.fetches.contains_key(&leader) {
+            if self.fetches.iter().any(|(broker, _, _)| *broker == leader) {
                 continue;
             }
-            by_leader.entry(leader).or_default().push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
+            let index = match by_leader.binary_search_by_key(&leader, |(leader, _)| *leader) {
+                Ok(index) => index,
+                Err(index) => {
+                    by_leader.insert(index, (leader, Vec::new()));
+                    index
+                }
+            };
+            by_leader[index].1.push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
         }
         if leaderless {
             // Kafka's consumer asks for fresh metadata while a partition has no leader.
@@ -446,7 +455,7 @@ impl Consumer {
         }
         for (leader, partitions) in by_leader {
             let correlation_id = self.correlation();
-            self.fetches.insert(leader, (correlation_id, now));
+            self.fetches.push((leader, correlation_id, now));
             if self.group.is_some() {
                 for fetch in &partitions {
                     self.fetch_offsets.insert(fetch.partition.clone(), fetch.fetch_offset);
@@ -490,10 +499,8 @@ impl Consumer {
             }
             Message::Group(message) => self.handle_group_message(now, message, out),
             Message::FetchResponse { correlation_id, partitions } => {
-                if self.fetches.get(&from).map(|(id, _)| *id) != Some(correlation_id) {
-                    return;
-                }
-                self.fetches.remove(&from);
+                let Some(index) = self.fetches.iter().position(|(broker, id, _)| *broker == from && *id == correlation_id) else { return };
+                self.fetches.swap_remove(index);
                 self.handle_fetch_response(now, partitions, out);
             }
             _ => {}
@@ -695,6 +702,9 @@ impl Consumer {
                     let mut isolation = ReadIsolation::new(self.config.read_committed, &data.aborted_transactions);
                     for batch in &data.batches {
                         let skipped = isolation.skips(batch);
+                        if !skipped {
+                            records.reserve(batch.records.len().min(max_records.saturating_sub(records.len())));
+                        }
                         for (offset, record) in batch.iter() {
                             if offset < next || offset >= end || records.len() >= max_records {
                                 continue;
