@@ -110,7 +110,15 @@ impl Broker {
 
     /// Tells coordinators how their writes ended; what they do in turn may finish
     /// more writes, so this runs until nothing is left.
+    #[inline]
     pub(super) fn pump_coordinator_completions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        if self.completed_writes.is_empty() {
+            return;
+        }
+        self.pump_coordinator_completions_slow(now, out);
+    }
+
+    fn pump_coordinator_completions_slow(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
         while let Some((kind, token, result)) = self.completed_writes.pop_front() {
             self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.write_completed(now, token, result, effects));
         }

@@ -89,6 +89,9 @@ pub struct Broker {
     /// One replica fetcher per leader followed, by leader id.
     fetchers: Vec<(NodeId, Fetcher)>,
     delayed_produces: DelayedProduces,
+    /// A buffer for the writes one high watermark completes, kept to spare an
+    /// allocation per completion.
+    completed_produces: Vec<DelayedProduce>,
     delayed_fetches: Vec<DelayedFetch>,
     next_isr_check: Instant,
     next_checkpoint: Instant,
@@ -137,6 +140,7 @@ impl Broker {
             next_heartbeat: now,
             fetchers: Vec::new(),
             delayed_produces: DelayedProduces::default(),
+            completed_produces: Vec::new(),
             delayed_fetches: Vec::new(),
             next_producer_id: 0,
             disk: Vec::new(),
@@ -483,12 +487,15 @@ impl Broker {
         let me = self.id;
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         let before = partition.high_watermark;
-        if partition.maybe_advance_high_watermark(me) {
-            assert!(partition.high_watermark > before, "the high watermark never moves backwards on a leader");
-            self.complete_delayed_produces(tp, out);
+        let advanced = partition.maybe_advance_high_watermark(me);
+        let high_watermark = partition.high_watermark;
+        let enough = partition.isr.len() >= self.config.min_insync_replicas;
+        if advanced {
+            assert!(high_watermark > before, "the high watermark never moves backwards on a leader");
+        }
+        self.complete_replicated(tp, high_watermark, enough, out);
+        if advanced {
             self.complete_delayed_fetches(now, Some(tp), out);
-        } else {
-            self.complete_delayed_produces(tp, out);
         }
     }
 
@@ -496,16 +503,27 @@ impl Broker {
         let Some(partition) = self.partitions.get(tp) else { return };
         let high_watermark = partition.high_watermark;
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
-        for delayed in self.delayed_produces.take_replicated(tp, high_watermark) {
+        self.complete_replicated(tp, high_watermark, enough, out);
+    }
+
+    /// Answers the writes waiting on `tp` that `high_watermark` reached; `enough`:
+    /// whether the partition's ISR still has min.insync.replicas members.
+    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Vec<BrokerOutput>) {
+        let mut done = std::mem::take(&mut self.completed_produces);
+        self.delayed_produces.take_replicated(tp, high_watermark, &mut done);
+        for delayed in done.drain(..) {
             // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
             // shrank below min.insync.replicas meanwhile.
             let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
             self.answer_waiter(delayed.waiter, delayed.partition, result, out);
         }
+        self.completed_produces = done;
     }
 
     fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<BrokerOutput>) {
-        for delayed in self.delayed_produces.take_all(tp) {
+        let mut done = Vec::new();
+        self.delayed_produces.take_all(tp, &mut done);
+        for delayed in done {
             self.answer_waiter(delayed.waiter, delayed.partition, Err(error), out);
         }
     }

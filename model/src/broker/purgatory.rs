@@ -73,28 +73,19 @@ impl DelayedProduces {
         self.by_partition.get(tp).is_some_and(|waiters| !waiters.list.is_empty())
     }
 
-    /// Removes the waiters of `tp` that `high_watermark` reached, in arrival order.
-    pub fn take_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset) -> Vec<DelayedProduce> {
-        match self.by_partition.get(tp) {
-            Some(waiters) if !waiters.list.is_empty() && high_watermark >= waiters.required_offset_min => {}
-            _ => return Vec::new(),
+    /// Moves the waiters of `tp` that `high_watermark` reached to `taken`, in arrival order.
+    pub fn take_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, taken: &mut Vec<DelayedProduce>) {
+        let Some(waiters) = self.by_partition.get_mut(tp) else { return };
+        if waiters.list.is_empty() || high_watermark < waiters.required_offset_min {
+            return;
         }
-        self.take_where(tp, |delayed| high_watermark >= delayed.required_offset)
+        take_where(waiters, &mut self.deadlines, |delayed| high_watermark >= delayed.required_offset, taken);
     }
 
-    /// Removes every waiter of `tp`, in arrival order.
-    pub fn take_all(&mut self, tp: &TopicPartition) -> Vec<DelayedProduce> {
-        self.take_where(tp, |_| true)
-    }
-
-    fn take_where(&mut self, tp: &TopicPartition, mut done: impl FnMut(&DelayedProduce) -> bool) -> Vec<DelayedProduce> {
-        let Some(waiters) = self.by_partition.get_mut(tp) else { return Vec::new() };
-        let taken: Vec<DelayedProduce> = waiters.list.extract_if(.., |delayed| done(delayed)).collect();
-        for delayed in &taken {
-            self.deadlines.remove(&(delayed.deadline, delayed.arrival));
-        }
-        waiters.required_offset_min = waiters.list.iter().map(|delayed| delayed.required_offset).min().unwrap_or_default();
-        taken
+    /// Moves every waiter of `tp` to `taken`, in arrival order.
+    pub fn take_all(&mut self, tp: &TopicPartition, taken: &mut Vec<DelayedProduce>) {
+        let Some(waiters) = self.by_partition.get_mut(tp) else { return };
+        take_where(waiters, &mut self.deadlines, |_| true, taken);
     }
 
     /// Removes every waiter whose deadline is at or before `now`, and returns them in arrival order.
@@ -121,6 +112,15 @@ impl DelayedProduces {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.deadlines.first_key_value().map(|((deadline, _), _)| *deadline)
     }
+}
+
+fn take_where(waiters: &mut Waiters, deadlines: &mut BTreeMap<(Instant, u64), TopicPartition>, mut done: impl FnMut(&DelayedProduce) -> bool, taken: &mut Vec<DelayedProduce>) {
+    let first = taken.len();
+    taken.extend(waiters.list.extract_if(.., |delayed| done(delayed)));
+    for delayed in &taken[first..] {
+        deadlines.remove(&(delayed.deadline, delayed.arrival));
+    }
+    waiters.required_offset_min = waiters.list.iter().map(|delayed| delayed.required_offset).min().unwrap_or_default();
 }
 
 #[cfg(test)]
@@ -182,14 +182,18 @@ mod tests {
                     }
                     Op::Complete(p, high_watermark) => {
                         let tp = TopicPartition::new("t", p);
-                        let got = purgatory.take_replicated(&tp, Offset(high_watermark)).iter().map(token_of).collect();
+                        let mut taken = Vec::new();
+                        purgatory.take_replicated(&tp, Offset(high_watermark), &mut taken);
+                        let got = taken.iter().map(token_of).collect();
                         let want = list.iter().filter(|entry| entry.1 == tp && entry.2 <= high_watermark).map(|entry| entry.0).collect();
                         list.retain(|entry| !(entry.1 == tp && entry.2 <= high_watermark));
                         (got, want)
                     }
                     Op::Fail(p) => {
                         let tp = TopicPartition::new("t", p);
-                        let got = purgatory.take_all(&tp).iter().map(token_of).collect();
+                        let mut taken = Vec::new();
+                        purgatory.take_all(&tp, &mut taken);
+                        let got = taken.iter().map(token_of).collect();
                         let want = list.iter().filter(|entry| entry.1 == tp).map(|entry| entry.0).collect();
                         list.retain(|entry| entry.1 != tp);
                         (got, want)
