@@ -59,11 +59,11 @@ impl<V> PartitionMap<V> {
     }
 
     fn topic(&self, name: &Arc<str>) -> Option<&Topic<V>> {
-        self.topics.iter().find(|topic| same_topic(&topic.name, name))
+        topic_index(&self.topics, name).map(|index| &self.topics[index])
     }
 
     fn topic_mut(&mut self, name: &Arc<str>) -> Option<&mut Topic<V>> {
-        self.topics.iter_mut().find(|topic| same_topic(&topic.name, name))
+        topic_index(&self.topics, name).map(|index| &mut self.topics[index])
     }
 
     pub fn get(&self, tp: &TopicPartition) -> Option<&V> {
@@ -163,9 +163,16 @@ pub fn same_partition(a: &TopicPartition, b: &TopicPartition) -> bool {
     a.partition == b.partition && same_topic(&a.topic, &b.topic)
 }
 
+/// Where `name` is among `topics`: by pointer first, the common case, then by
+/// bytes.
+#[inline]
+fn topic_index<V>(topics: &[Topic<V>], name: &Arc<str>) -> Option<usize> {
+    topics.iter().position(|topic| Arc::ptr_eq(&topic.name, name)).or_else(|| topics.iter().position(|topic| *topic.name == **name))
+}
+
 /// The slot of `tp`, made (empty) if missing.
 fn slot_mut<'a, V>(topics: &'a mut Vec<Topic<V>>, tp: &TopicPartition) -> &'a mut Option<(TopicPartition, V)> {
-    let index = match topics.iter().position(|topic| same_topic(&topic.name, &tp.topic)) {
+    let index = match topic_index(topics, &tp.topic) {
         Some(index) => index,
         None => {
             let index = topics.partition_point(|topic| *topic.name < *tp.topic);
