@@ -56,6 +56,7 @@ impl Broker {
     }
 
     pub(super) fn coordinator_mut(&mut self, kind: CoordinatorType) -> &mut dyn Coordinator {
+        self.cached_deadlines.coordinators.set(None);
         match kind {
             CoordinatorType::Group => &mut self.groups,
             CoordinatorType::Transaction => &mut self.transactions,

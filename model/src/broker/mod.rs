@@ -103,6 +103,34 @@ pub struct Broker {
     completed_writes: VecDeque<(CoordinatorType, WriteToken, Result<Offset, ErrorCode>)>,
     /// Transactional produces waiting for the coordinator's verification (KIP-890).
     verifications: BTreeMap<u64, verification::PendingVerification>,
+    /// `next_deadline`'s parts that change seldom but cost a walk, kept until
+    /// something they depend on changes (None: to be computed again).
+    cached_deadlines: CachedDeadlines,
+}
+
+/// Deadlines remembered between calls of `next_deadline`, each forgotten by
+/// whatever can change it: the drive loop asks after every message, and most
+/// messages change neither the coordinators nor any ISR in flight.
+#[derive(Default)]
+struct CachedDeadlines {
+    /// The group and transaction coordinators' earliest deadline; forgotten
+    /// whenever the broker hands either coordinator anything (`coordinator_mut`,
+    /// a marker's outcome, new metadata).
+    coordinators: std::cell::Cell<Option<Option<Instant>>>,
+    /// When the earliest AlterPartition in flight times out; forgotten whenever
+    /// a partition's role or pending ISR may change.
+    pending_isr: std::cell::Cell<Option<Option<Instant>>>,
+}
+
+impl CachedDeadlines {
+    fn get(cell: &std::cell::Cell<Option<Option<Instant>>>, compute: impl FnOnce() -> Option<Instant>) -> Option<Instant> {
+        if let Some(deadline) = cell.get() {
+            return deadline;
+        }
+        let deadline = compute();
+        cell.set(Some(deadline));
+        deadline
+    }
 }
 
 impl Broker {
@@ -129,6 +157,7 @@ impl Broker {
             transactions: TransactionCoordinator::new(config.clone()),
             completed_writes: VecDeque::new(),
             verifications: BTreeMap::new(),
+            cached_deadlines: CachedDeadlines::default(),
             next_isr_check: now + config.replica_lag_time_max / 2,
             next_checkpoint: now + config.high_watermark_checkpoint_interval,
             config,
@@ -162,24 +191,39 @@ impl Broker {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = Some(self.next_heartbeat.min(self.next_isr_check).min(self.next_checkpoint));
-        deadline = earliest(deadline, self.groups.next_deadline());
-        deadline = earliest(deadline, self.transactions.next_deadline());
+        let coordinators = CachedDeadlines::get(&self.cached_deadlines.coordinators, || self.coordinator_deadline());
+        #[cfg(test)]
+        assert_eq!(coordinators, self.coordinator_deadline(), "the cached coordinator deadline is current");
+        deadline = earliest(deadline, coordinators);
         deadline = earliest(deadline, self.verification_deadline());
         deadline = earliest(deadline, self.delayed_produces.next_deadline());
         for delayed in &self.delayed_fetches {
             deadline = earliest(deadline, Some(delayed.deadline));
         }
-        for partition in self.partitions.values() {
-            if let Some((_, sent)) = partition.pending_isr() {
-                deadline = earliest(deadline, Some(*sent + INTER_BROKER_REQUEST_TIMEOUT));
-            }
-        }
+        let pending_isr = CachedDeadlines::get(&self.cached_deadlines.pending_isr, || self.pending_isr_deadline());
+        #[cfg(test)]
+        assert_eq!(pending_isr, self.pending_isr_deadline(), "the cached AlterPartition deadline is current");
+        deadline = earliest(deadline, pending_isr);
         for (_, fetcher) in &self.fetchers {
             let next = match fetcher.in_flight {
                 Some((_, sent)) => sent + self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT,
                 None => fetcher.backoff_until,
             };
             deadline = earliest(deadline, Some(next));
+        }
+        deadline
+    }
+
+    fn coordinator_deadline(&self) -> Option<Instant> {
+        earliest(self.groups.next_deadline(), self.transactions.next_deadline())
+    }
+
+    fn pending_isr_deadline(&self) -> Option<Instant> {
+        let mut deadline = None;
+        for partition in self.partitions.values() {
+            if let Some((_, sent)) = partition.pending_isr() {
+                deadline = earliest(deadline, Some(*sent + INTER_BROKER_REQUEST_TIMEOUT));
+            }
         }
         deadline
     }
@@ -304,6 +348,7 @@ impl Broker {
             return;
         }
         self.metadata = metadata.clone();
+        self.cached_deadlines.coordinators.set(None);
         self.transactions.update_metadata(metadata.clone());
         for (tp, state) in &metadata.partitions {
             if !state.replicas.contains(&self.id) {
@@ -314,6 +359,7 @@ impl Broker {
     }
 
     fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<BrokerOutput>) {
+        self.cached_deadlines.pending_isr.set(None);
         let me = self.id;
         let mut loads = Vec::new();
         let partition = self.partitions.get_or_insert_with(tp, || Partition::new(tp.clone(), Log::default(), Offset(0)));
@@ -357,6 +403,7 @@ impl Broker {
     }
 
     fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Vec<BrokerOutput>) {
+        self.cached_deadlines.pending_isr.set(None);
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         match result {
             Ok(state) if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch => {
@@ -379,6 +426,7 @@ impl Broker {
     /// leader keeps the maximal ISR meanwhile; giving up and falling back to the
     /// smaller ISR could acknowledge writes the new ISR member never got.
     fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        self.cached_deadlines.pending_isr.set(None);
         let Some(broker_epoch) = self.broker_epoch else { return };
         for partition in self.partitions.values_mut() {
             let Some((new_isr, sent)) = partition.pending_isr().cloned() else { continue };
@@ -389,6 +437,7 @@ impl Broker {
     }
 
     fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<BrokerOutput>) {
+        self.cached_deadlines.pending_isr.set(None);
         let Some(broker_epoch) = self.broker_epoch else { return };
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         if partition.pending_isr().is_none() {
@@ -545,6 +594,7 @@ impl Broker {
                 // KIP-98/KIP-447: the marker is on the group's offsets partition:
                 // its pending transactional offsets are now committed or dropped.
                 if result.is_ok() && &*partition.topic == crate::coordinator::CONSUMER_OFFSETS_TOPIC {
+                    self.cached_deadlines.coordinators.set(None);
                     self.groups.complete_transaction(partition.partition, producer_id, commit);
                 }
                 let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };

@@ -82,12 +82,13 @@ fn encode_offset(record: &OffsetRecord) -> Option<Record> {
     let partition = decimal(u64::from(record.partition.partition), &mut partition_digits);
     let mut offset_digits = itoa_buffer();
     let offset = decimal(record.offset.0, &mut offset_digits);
-    let mut key = Vec::with_capacity(16 + group_id.len() + topic.len());
-    for part in [b"offset:", group_id.as_bytes(), b":", topic.as_bytes(), b"/", partition] {
+    // Exact capacities: a `Bytes` made from a full `Vec` takes it over as it is.
+    let key_parts = [b"offset:", group_id.as_bytes(), b":", topic.as_bytes(), b"/", partition];
+    let mut key = Vec::with_capacity(key_parts.iter().map(|part| part.len()).sum());
+    for part in key_parts {
         key.extend_from_slice(part);
     }
-    let mut value = Vec::with_capacity(80 + group_id.len() + topic.len());
-    for part in [
+    let value_parts = [
         &b"{\"Offset\":{\"group_id\":\""[..],
         group_id.as_bytes(),
         b"\",\"partition\":{\"topic\":\"",
@@ -97,7 +98,9 @@ fn encode_offset(record: &OffsetRecord) -> Option<Record> {
         b"},\"offset\":",
         offset,
         b"}}",
-    ] {
+    ];
+    let mut value = Vec::with_capacity(value_parts.iter().map(|part| part.len()).sum());
+    for part in value_parts {
         value.extend_from_slice(part);
     }
     Some(Record { key: Some(bytes::Bytes::from(key)), value: bytes::Bytes::from(value) })
