@@ -76,6 +76,13 @@ impl<V> PartitionMap<V> {
         slot.as_mut().map(|(_, value)| value)
     }
 
+    /// The key of partition `partition` of `topic`, found by name: a caller holding
+    /// only the name borrows the map's key instead of building one.
+    pub fn key_named(&self, topic: &str, partition: u32) -> Option<&TopicPartition> {
+        let topic = self.topics.iter().find(|candidate| *candidate.name == *topic)?;
+        topic.slots.get(partition as usize)?.as_ref().map(|(tp, _)| tp)
+    }
+
     pub fn contains_key(&self, tp: &TopicPartition) -> bool {
         self.get(tp).is_some()
     }
@@ -324,6 +331,9 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(map.len(), model.len());
+                for (tp, _) in &model {
+                    prop_assert_eq!(map.key_named(&tp.topic, tp.partition), Some(tp));
+                }
                 let entries: Vec<(TopicPartition, u32)> = map.iter().map(|(tp, value)| (tp.clone(), *value)).collect();
                 let expected: Vec<(TopicPartition, u32)> = model.iter().map(|(tp, value)| (tp.clone(), *value)).collect();
                 prop_assert_eq!(entries, expected);

@@ -93,7 +93,10 @@ impl Broker {
         producer: Option<(ProducerId, u16)>,
         out: &mut Vec<BrokerOutput>,
     ) {
-        let tp = TopicPartition::new(kind.topic(), partition);
+        let tp = match self.partitions.key_named(kind.topic(), partition) {
+            Some(tp) => tp.clone(),
+            None => TopicPartition::new(kind.topic(), partition),
+        };
         let appended = match producer {
             None => self.append_as_leader(&tp, Acks::All, None, records),
             Some((producer_id, producer_epoch)) => self.append_transactional_offsets(&tp, producer_id, producer_epoch, records),

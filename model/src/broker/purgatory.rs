@@ -4,16 +4,18 @@
 //!
 //! Waiters are kept per partition, since only a change on their own partition
 //! (its high watermark, its ISR, its leadership) can complete them, and every
-//! produce, follower fetch and ISR change looks at one partition's waiters. An
-//! index by deadline answers `next_deadline` without walking them. Each waiter
-//! carries its arrival number, so what expires together is answered in arrival
-//! order, as from one list in arrival order.
+//! produce, follower fetch and ISR change looks at one partition's waiters.
+//! Each partition remembers the least offset and the earliest deadline its
+//! waiters have, so most looks end without a walk, and the earliest deadline of
+//! all is computed again only after a waiter left. Each waiter carries its
+//! arrival number, so what expires together is answered in arrival order, as
+//! from one list in arrival order.
 
 use super::Waiter;
 use crate::partition_map::PartitionMap;
-use crate::time::Instant;
+use crate::time::{earliest, Instant};
 use crate::types::{Offset, TopicPartition};
-use std::collections::BTreeMap;
+use std::cell::Cell;
 
 pub(super) struct DelayedProduce {
     pub waiter: Waiter,
@@ -36,35 +38,56 @@ impl DelayedProduce {
 struct Waiters {
     /// In arrival order.
     list: Vec<DelayedProduce>,
-    /// No waiter needs less than this: a high watermark below it completes
-    /// nothing, so most calls end here without a walk. It may be lower than the
-    /// least need (after an expiry), never higher.
+    /// The least offset a waiter needs (meaningless when there are none): a
+    /// high watermark below it completes nothing.
     required_offset_min: Offset,
+    /// The earliest deadline among the waiters.
+    deadline_min: Option<Instant>,
+}
+
+impl Waiters {
+    fn push(&mut self, delayed: DelayedProduce) {
+        if self.list.is_empty() || delayed.required_offset < self.required_offset_min {
+            self.required_offset_min = delayed.required_offset;
+        }
+        self.deadline_min = earliest(self.deadline_min, Some(delayed.deadline));
+        self.list.push(delayed);
+    }
+
+    /// Moves the waiters `done` picks to `taken`, in arrival order; returns whether there were any.
+    fn take_where(&mut self, mut done: impl FnMut(&DelayedProduce) -> bool, taken: &mut Vec<DelayedProduce>) -> bool {
+        let before = taken.len();
+        taken.extend(self.list.extract_if(.., |delayed| done(delayed)));
+        if taken.len() == before {
+            return false;
+        }
+        self.required_offset_min = self.list.iter().map(|delayed| delayed.required_offset).min().unwrap_or_default();
+        self.deadline_min = self.list.iter().map(|delayed| delayed.deadline).min();
+        true
+    }
 }
 
 #[derive(Default)]
 pub(super) struct DelayedProduces {
     by_partition: PartitionMap<Waiters>,
-    /// Every waiter by (deadline, arrival).
-    deadlines: BTreeMap<(Instant, u64), TopicPartition>,
     next_arrival: u64,
+    /// The earliest deadline of all waiters, once computed (None: to be computed).
+    deadline_min: Cell<Option<Option<Instant>>>,
 }
 
 impl DelayedProduces {
     pub fn push(&mut self, mut delayed: DelayedProduce) {
         delayed.arrival = self.next_arrival;
         self.next_arrival += 1;
-        self.deadlines.insert((delayed.deadline, delayed.arrival), delayed.partition.clone());
-        let waiters = self.by_partition.get_or_insert_with(&delayed.partition, Waiters::default);
-        if waiters.list.is_empty() || delayed.required_offset < waiters.required_offset_min {
-            waiters.required_offset_min = delayed.required_offset;
+        if let Some(deadline) = self.deadline_min.get() {
+            self.deadline_min.set(Some(earliest(deadline, Some(delayed.deadline))));
         }
-        waiters.list.push(delayed);
+        self.by_partition.get_or_insert_with(&delayed.partition, Waiters::default).push(delayed);
     }
 
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.deadlines.len()
+        self.by_partition.values().map(|waiters| waiters.list.len()).sum()
     }
 
     /// Whether any write waits on `tp`.
@@ -79,48 +102,42 @@ impl DelayedProduces {
         if waiters.list.is_empty() || high_watermark < waiters.required_offset_min {
             return;
         }
-        take_where(waiters, &mut self.deadlines, |delayed| high_watermark >= delayed.required_offset, taken);
+        if waiters.take_where(|delayed| high_watermark >= delayed.required_offset, taken) {
+            self.deadline_min.set(None);
+        }
     }
 
     /// Moves every waiter of `tp` to `taken`, in arrival order.
     pub fn take_all(&mut self, tp: &TopicPartition, taken: &mut Vec<DelayedProduce>) {
         let Some(waiters) = self.by_partition.get_mut(tp) else { return };
-        take_where(waiters, &mut self.deadlines, |_| true, taken);
+        if waiters.take_where(|_| true, taken) {
+            self.deadline_min.set(None);
+        }
     }
 
     /// Removes every waiter whose deadline is at or before `now`, and returns them in arrival order.
     pub fn take_expired(&mut self, now: Instant) -> Vec<DelayedProduce> {
-        let mut expired: Vec<(u64, TopicPartition)> = Vec::new();
-        while let Some(entry) = self.deadlines.first_entry() {
-            if entry.key().0 > now {
-                break;
+        let mut expired = Vec::new();
+        for waiters in self.by_partition.values_mut() {
+            if waiters.deadline_min.is_some_and(|deadline| deadline <= now) {
+                waiters.take_where(|delayed| delayed.deadline <= now, &mut expired);
             }
-            let ((_, arrival), tp) = entry.remove_entry();
-            expired.push((arrival, tp));
         }
-        expired.sort_unstable_by_key(|(arrival, _)| *arrival);
+        if !expired.is_empty() {
+            self.deadline_min.set(None);
+        }
+        expired.sort_by_key(|delayed| delayed.arrival);
         expired
-            .into_iter()
-            .map(|(arrival, tp)| {
-                let waiters = &mut self.by_partition.get_mut(&tp).expect("every indexed waiter is in its partition's list").list;
-                let index = waiters.iter().position(|delayed| delayed.arrival == arrival).expect("every indexed waiter is in its partition's list");
-                waiters.remove(index)
-            })
-            .collect()
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first_key_value().map(|((deadline, _), _)| *deadline)
+        if let Some(deadline) = self.deadline_min.get() {
+            return deadline;
+        }
+        let deadline = self.by_partition.values().fold(None, |deadline, waiters| earliest(deadline, waiters.deadline_min));
+        self.deadline_min.set(Some(deadline));
+        deadline
     }
-}
-
-fn take_where(waiters: &mut Waiters, deadlines: &mut BTreeMap<(Instant, u64), TopicPartition>, mut done: impl FnMut(&DelayedProduce) -> bool, taken: &mut Vec<DelayedProduce>) {
-    let first = taken.len();
-    taken.extend(waiters.list.extract_if(.., |delayed| done(delayed)));
-    for delayed in &taken[first..] {
-        deadlines.remove(&(delayed.deadline, delayed.arrival));
-    }
-    waiters.required_offset_min = waiters.list.iter().map(|delayed| delayed.required_offset).min().unwrap_or_default();
 }
 
 #[cfg(test)]
