@@ -558,6 +558,9 @@ impl Broker {
     /// Answers the writes waiting on `tp` that `high_watermark` reached; `enough`:
     /// whether the partition's ISR still has min.insync.replicas members.
     fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Vec<BrokerOutput>) {
+        if !self.delayed_produces.may_complete(tp, high_watermark) {
+            return;
+        }
         let mut done = std::mem::take(&mut self.completed_produces);
         self.delayed_produces.take_replicated(tp, high_watermark, &mut done);
         for delayed in done.drain(..) {

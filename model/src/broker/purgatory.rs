@@ -96,6 +96,11 @@ impl DelayedProduces {
         self.by_partition.get(tp).is_some_and(|waiters| !waiters.list.is_empty())
     }
 
+    /// Whether `high_watermark` reaches any waiter of `tp`: most calls end here.
+    pub fn may_complete(&self, tp: &TopicPartition, high_watermark: Offset) -> bool {
+        self.by_partition.get(tp).is_some_and(|waiters| !waiters.list.is_empty() && high_watermark >= waiters.required_offset_min)
+    }
+
     /// Moves the waiters of `tp` that `high_watermark` reached to `taken`, in arrival order.
     pub fn take_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, taken: &mut Vec<DelayedProduce>) {
         let Some(waiters) = self.by_partition.get_mut(tp) else { return };
