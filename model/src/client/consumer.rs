@@ -319,17 +319,29 @@ impl Consumer {
     /// A position consumed under an older leader epoch than the partition now has
     /// must be checked before fetching on: the new leader's log may end earlier.
     fn needs_validation(&self, tp: &TopicPartition, assignment: &Assignment) -> bool {
-        let Some(current) = self.view.leader_epoch(tp) else { return false };
-        assignment.position.is_some() && assignment.position_epoch.is_some() && assignment.validated_epoch.is_some_and(|validated| validated < current)
+        // The assignment's own fields first: they usually settle it without a lookup.
+        let Some(validated) = assignment.validated_epoch else { return false };
+        if assignment.position.is_none() || assignment.position_epoch.is_none() {
+            return false;
+        }
+        self.view.leader_epoch(tp).is_some_and(|current| validated < current)
+    }
+
+    /// The assigned partitions that `pick` picks, in order. (A loop rather than a
+    /// collected iterator chain: it runs several times on every poll and most
+    /// often picks nothing.)
+    fn assigned_where(&self, mut pick: impl FnMut(&TopicPartition, &Assignment) -> bool) -> Vec<TopicPartition> {
+        let mut picked = Vec::new();
+        for (tp, assignment) in &self.assignments {
+            if pick(tp, assignment) {
+                picked.push(tp.clone());
+            }
+        }
+        picked
     }
 
     fn validate_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        let due: Vec<TopicPartition> = self
-            .assignments
-            .iter()
-            .filter(|(tp, assignment)| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.needs_validation(tp, assignment))
-            .map(|(tp, _)| tp.clone())
-            .collect();
+        let due = self.assigned_where(|tp, assignment| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.needs_validation(tp, assignment));
         for tp in due {
             let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
                 self.metadata.request_update();
@@ -399,14 +411,9 @@ impl Consumer {
             OffsetReset::Latest => OffsetSpec::Latest,
             OffsetReset::None => return,
         };
-        let needing: Vec<TopicPartition> = self
-            .assignments
-            .iter()
-            .filter(|(_, assignment)| {
-                assignment.position.is_none() && !assignment.awaiting_committed && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none()
-            })
-            .map(|(tp, _)| tp.clone())
-            .collect();
+        let needing = self.assigned_where(|_, assignment| {
+            assignment.position.is_none() && !assignment.awaiting_committed && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none()
+        });
         for tp in needing {
             let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
                 self.metadata.request_update();
@@ -589,7 +596,7 @@ impl Consumer {
             return;
         }
         self.offset_fetch_retry_at = None;
-        let partitions: Vec<TopicPartition> = self.assignments.iter().filter(|(_, assignment)| assignment.awaiting_committed).map(|(tp, _)| tp.clone()).collect();
+        let partitions = self.assigned_where(|_, assignment| assignment.awaiting_committed);
         let Some(group) = &self.group else { return };
         let Some(coordinator) = group.coordinator() else { return };
         if partitions.is_empty() {
