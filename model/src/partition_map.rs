@@ -331,7 +331,7 @@ mod tests {
                     }
                 }
                 prop_assert_eq!(map.len(), model.len());
-                for (tp, _) in &model {
+                for tp in model.keys() {
                     prop_assert_eq!(map.key_named(&tp.topic, tp.partition), Some(tp));
                 }
                 let entries: Vec<(TopicPartition, u32)> = map.iter().map(|(tp, value)| (tp.clone(), *value)).collect();
