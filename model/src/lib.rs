@@ -13,6 +13,7 @@ pub mod controller;
 pub mod coordinator;
 pub mod log;
 pub mod partition;
+pub mod partition_map;
 pub mod protocol;
 pub mod record;
 pub mod storage;

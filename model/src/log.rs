@@ -267,13 +267,33 @@ impl Log {
         self.batches = batches;
     }
 
+    /// The index of the first batch holding an offset at or after `offset` (the
+    /// batch count if none does). Readers mostly ask near the log end (followers
+    /// at it, consumers just behind), so this steps back from the end, doubling
+    /// the step, and bisects only the last step.
+    fn first_batch_ending_after(&self, offset: Offset) -> usize {
+        let ends_before = |batch: &SharedBatch| batch.next_offset() <= offset;
+        let batches = &self.batches[..];
+        let mut high = batches.len();
+        let mut step = 1;
+        while step <= batches.len() {
+            let probe = batches.len() - step;
+            if ends_before(&batches[probe]) {
+                return probe + 1 + batches[probe + 1..high].partition_point(ends_before);
+            }
+            high = probe;
+            step *= 2;
+        }
+        batches[..high].partition_point(ends_before)
+    }
+
     /// Whole batches holding offsets in `[from, until)`, at most `max_batches` of them.
     /// The first batch may start before `from`; readers skip what they did not ask for.
     pub fn read(&self, from: Offset, until: Offset, max_batches: usize) -> Vec<SharedBatch> {
         if from >= until {
             return Vec::new();
         }
-        let start = self.batches.partition_point(|batch| batch.next_offset() <= from);
+        let start = self.first_batch_ending_after(from);
         self.batches[start..]
             .iter()
             .take_while(|batch| batch.base_offset < until)
@@ -317,6 +337,22 @@ mod tests {
         assert_eq!(log.batches().last().unwrap().records.len(), 1);
         log.truncate_to(Offset(3));
         assert_eq!(log.latest_epoch(), Some(LeaderEpoch(1)));
+    }
+
+    #[test]
+    fn the_search_from_the_end_finds_what_a_bisection_finds() {
+        let mut log = Log::default();
+        for base in 0..40u64 {
+            log.append(batch(base * 3, 1, 3));
+        }
+        for count in 0..=40 {
+            let batches = &log.batches()[..count];
+            let shortened = Log { batches: batches.to_vec(), ..Log::default() };
+            for offset in 0..125 {
+                let expected = batches.partition_point(|batch| batch.next_offset() <= Offset(offset));
+                assert_eq!(shortened.first_batch_ending_after(Offset(offset)), expected, "{count} batches, offset {offset}");
+            }
+        }
     }
 
     #[test]

@@ -189,7 +189,10 @@ impl Partition {
     pub fn maybe_advance_high_watermark(&mut self, me: NodeId) -> bool {
         let Role::Leader(state) = &self.role else { return false };
         let mut smallest = self.log.log_end_offset();
-        for replica in self.maximal_isr() {
+        // The maximal ISR's members, some perhaps twice: a minimum does not mind,
+        // and this runs on every follower fetch, so it builds no list.
+        let pending = state.pending_isr.as_ref().map_or(&[][..], |(pending, _)| &pending[..]);
+        for &replica in self.isr.iter().chain(pending) {
             if replica == me {
                 continue;
             }

@@ -165,6 +165,20 @@ impl Checksum {
 
 pub type SharedBatch = Arc<RecordBatch>;
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Checksums are stored with batches on the simulated disk: they must not
+    /// change (this value is FNV-1a over the fields, computed independently).
+    #[test]
+    fn a_batch_checksum_is_what_it_always_was() {
+        let records = vec![Record { key: Some(Bytes::from_static(b"key-1")), value: Bytes::from_static(b"1:17 a value of some length") }];
+        let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 2, base_sequence: Sequence(40), transactional: true };
+        assert_eq!(RecordBatch::new(Offset(1234), LeaderEpoch(5), Some(stamp), records).crc, 0x8c36_a472);
+    }
+}
+
 /// Batches for tests of transactional reading: a one-record transactional batch
 /// and a commit or abort marker, by base offset and producer id.
 #[cfg(test)]

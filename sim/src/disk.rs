@@ -10,6 +10,7 @@
 
 use kafsim_model::record::{RecordBatch, SharedBatch};
 use kafsim_model::storage::{Checkpoint, DiskOp, DurableState};
+use kafsim_model::partition_map::PartitionMap;
 use kafsim_model::{Offset, TopicPartition};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -68,7 +69,8 @@ impl LogFile {
 /// One node's disk.
 #[derive(Debug, Default)]
 pub struct NodeDisk {
-    logs: BTreeMap<TopicPartition, LogFile>,
+    /// Looked up on every append the node makes, so not a `BTreeMap` (see `PartitionMap`).
+    logs: PartitionMap<LogFile>,
     checkpoints: BTreeMap<String, Checkpoint>,
     /// Slow flushes still running: the log and how many of its pending writes they cover.
     slow_flushes: Vec<(TopicPartition, usize)>,
@@ -79,14 +81,14 @@ pub struct NodeDisk {
 impl NodeDisk {
     pub fn apply(&mut self, op: DiskOp) {
         match op {
-            DiskOp::Append { partition, batch } => self.logs.entry(partition).or_default().pending.push(PendingWrite::Append(batch)),
-            DiskOp::Truncate { partition, offset } => self.logs.entry(partition).or_default().pending.push(PendingWrite::Truncate(offset)),
+            DiskOp::Append { partition, batch } => self.logs.get_or_insert_with(&partition, LogFile::default).pending.push(PendingWrite::Append(batch)),
+            DiskOp::Truncate { partition, offset } => self.logs.get_or_insert_with(&partition, LogFile::default).pending.push(PendingWrite::Truncate(offset)),
             DiskOp::Flush { partition } if crate::buggify::fires(crate::buggify::Point::SlowFlush) => {
-                let covered = self.logs.entry(partition.clone()).or_default().pending.len();
+                let covered = self.logs.get_or_insert_with(&partition, LogFile::default).pending.len();
                 self.slow_flushes.push((partition, covered));
                 self.stall_micros = self.stall_micros.max(crate::buggify::draw_micros(20, 2_000));
             }
-            DiskOp::Flush { partition } => self.logs.entry(partition).or_default().flush(),
+            DiskOp::Flush { partition } => self.logs.get_or_insert_with(&partition, LogFile::default).flush(),
             DiskOp::Checkpoint(checkpoint) => {
                 self.checkpoints.insert(checkpoint.file_name(), checkpoint);
             }

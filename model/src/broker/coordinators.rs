@@ -26,17 +26,17 @@ impl Broker {
             let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, &tp, producer_id, producer_epoch)?;
             let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
             let batch: SharedBatch = Arc::new(RecordBatch::control(partition.log_end_offset(), partition.leader_epoch, stamp, marker));
-            let range = (batch.base_offset, batch.next_offset());
+            let appended = (partition.tp.clone(), batch.base_offset, batch.next_offset());
             partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
-            Ok(range)
+            Ok(appended)
         })();
         match appended {
             Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
-            Ok((base_offset, required_offset)) => {
+            Ok((local, base_offset, required_offset)) => {
                 self.flush_disk(out);
-                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
+                self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
                 // after_append completes the delayed write if it is already replicated.
-                self.after_append(now, &tp, out);
+                self.after_append(now, &local, out);
             }
         }
     }
@@ -45,17 +45,18 @@ impl Broker {
     /// offsets partition, stamped with its id and epoch but no sequence (Kafka's
     /// NO_SEQUENCE: the group coordinator, not the producer, writes them). A
     /// producer epoch older than the partition has seen is fenced.
-    pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(Offset, Offset), ErrorCode> {
+    pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
         let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, tp, producer_id, producer_epoch)?;
         let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
         let base_offset = partition.log_end_offset();
         let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, Some(stamp), records));
         let required_offset = batch.next_offset();
         partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
-        Ok((base_offset, required_offset))
+        Ok((partition.tp.clone(), base_offset, required_offset))
     }
 
     pub(super) fn coordinator_mut(&mut self, kind: CoordinatorType) -> &mut dyn Coordinator {
+        self.cached_deadlines.coordinators.set(None);
         match kind {
             CoordinatorType::Group => &mut self.groups,
             CoordinatorType::Transaction => &mut self.transactions,
@@ -92,25 +93,36 @@ impl Broker {
         producer: Option<(ProducerId, u16)>,
         out: &mut Vec<BrokerOutput>,
     ) {
-        let tp = TopicPartition::new(kind.topic(), partition);
+        let tp = match self.partitions.key_named(kind.topic(), partition) {
+            Some(tp) => tp.clone(),
+            None => TopicPartition::new(kind.topic(), partition),
+        };
         let appended = match producer {
             None => self.append_as_leader(&tp, Acks::All, None, records),
             Some((producer_id, producer_epoch)) => self.append_transactional_offsets(&tp, producer_id, producer_epoch, records),
         };
         match appended {
             Err(error) => self.completed_writes.push_back((kind, token, Err(error))),
-            Ok((base_offset, required_offset)) => {
+            Ok((local, base_offset, required_offset)) => {
                 self.flush_disk(out);
                 let waiter = Waiter::Coordinator { kind, token };
-                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + COORDINATOR_WRITE_TIMEOUT });
-                self.after_append(now, &tp, out);
+                self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
+                self.after_append(now, &local, out);
             }
         }
     }
 
     /// Tells coordinators how their writes ended; what they do in turn may finish
     /// more writes, so this runs until nothing is left.
+    #[inline]
     pub(super) fn pump_coordinator_completions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        if self.completed_writes.is_empty() {
+            return;
+        }
+        self.pump_coordinator_completions_slow(now, out);
+    }
+
+    fn pump_coordinator_completions_slow(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
         while let Some((kind, token, result)) = self.completed_writes.pop_front() {
             self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.write_completed(now, token, result, effects));
         }
@@ -144,7 +156,7 @@ pub(super) fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorTyp
 /// enough for acks=all, and the producer's epoch is not older than one the
 /// partition has seen (an older one was fenced).
 fn transactional_leader<'a>(
-    partitions: &'a mut BTreeMap<TopicPartition, Partition>,
+    partitions: &'a mut PartitionMap<Partition>,
     min_insync_replicas: usize,
     tp: &TopicPartition,
     producer_id: ProducerId,

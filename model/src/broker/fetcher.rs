@@ -3,7 +3,7 @@
 //! leader epoch (KIP-101, KIP-279, or the legacy high-watermark truncation behind
 //! a test switch), then fetching and appending what the leader has.
 
-use super::{Broker, BrokerOutput};
+use super::{Broker, BrokerOutput, Fetcher};
 use crate::partition::Role;
 use crate::protocol::{EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, Send};
 use crate::record::{ProducerStamp, RecordBatch};
@@ -21,8 +21,15 @@ impl Broker {
     /// For each leader with an idle fetcher: first find divergence for partitions
     /// that need it (OffsetsForLeaderEpoch), otherwise fetch for all of them.
     pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
-        let leaders: Vec<NodeId> = self.fetchers.iter().filter(|(_, fetcher)| fetcher.in_flight.is_none() && fetcher.backoff_until <= now).map(|(leader, _)| *leader).collect();
-        for leader in leaders {
+        // Leaders in id order; a fetcher with nothing left to fetch is dropped.
+        let mut index = 0;
+        while index < self.fetchers.len() {
+            let (leader, fetcher) = &self.fetchers[index];
+            if fetcher.in_flight.is_some() || fetcher.backoff_until > now {
+                index += 1;
+                continue;
+            }
+            let leader = *leader;
             let mut to_truncate = Vec::new();
             let mut to_fetch = Vec::new();
             for (tp, partition) in &mut self.partitions {
@@ -47,17 +54,17 @@ impl Broker {
             } else if !to_fetch.is_empty() {
                 Message::FetchRequest { correlation_id, replica_id: Some(self.id), max_wait: self.config.replica_fetch_wait_max, partitions: to_fetch, read_committed: false }
             } else {
-                self.fetchers.remove(&leader);
+                self.fetchers.remove(index);
                 continue;
             };
-            let fetcher = self.fetchers.entry(leader).or_default();
-            fetcher.in_flight = Some((correlation_id, now));
+            self.fetchers[index].1.in_flight = Some((correlation_id, now));
             out.push(BrokerOutput::Send(Send { to: leader, message }));
+            index += 1;
         }
     }
 
     fn take_in_flight(&mut self, leader: NodeId, correlation_id: u64) -> bool {
-        match self.fetchers.get_mut(&leader) {
+        match fetcher_mut(&mut self.fetchers, leader) {
             Some(fetcher) if fetcher.in_flight.map(|(id, _)| id) == Some(correlation_id) => {
                 fetcher.in_flight = None;
                 true
@@ -67,7 +74,7 @@ impl Broker {
     }
 
     fn backoff(&mut self, leader: NodeId, now: Instant) {
-        if let Some(fetcher) = self.fetchers.get_mut(&leader) {
+        if let Some(fetcher) = fetcher_mut(&mut self.fetchers, leader) {
             fetcher.backoff_until = now + self.config.replica_fetch_backoff;
         }
     }
@@ -163,6 +170,18 @@ impl Broker {
             self.backoff(leader, now);
         }
     }
+}
+
+/// Adds an idle fetcher for `leader` unless it has one; `fetchers` stays in leader order.
+pub(super) fn add_fetcher(fetchers: &mut Vec<(NodeId, Fetcher)>, leader: NodeId) {
+    if let Err(index) = fetchers.binary_search_by_key(&leader, |(id, _)| *id) {
+        fetchers.insert(index, (leader, Fetcher::default()));
+    }
+}
+
+fn fetcher_mut(fetchers: &mut [(NodeId, Fetcher)], leader: NodeId) -> Option<&mut Fetcher> {
+    let index = fetchers.binary_search_by_key(&leader, |(id, _)| *id).ok()?;
+    Some(&mut fetchers[index].1)
 }
 
 /// The records of `batch` from `from` on, as a batch of their own.

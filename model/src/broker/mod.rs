@@ -9,6 +9,7 @@ use crate::coordinator::txn::TransactionCoordinator;
 use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::log::Log;
 use crate::partition::{Partition, Role};
+use crate::partition_map::{same_partition, PartitionMap};
 use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::record::{ControlMarker, ProducerStamp, Record, RecordBatch, SharedBatch};
@@ -22,7 +23,10 @@ use std::time::Duration;
 
 mod fetcher;
 mod coordinators;
+mod purgatory;
 mod verification;
+
+use purgatory::{DelayedProduce, DelayedProduces};
 
 #[cfg(test)]
 mod tests;
@@ -58,14 +62,6 @@ enum Waiter {
 /// `offsets.commit.timeout.ms`, whose default is 5 s).
 const COORDINATOR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 
-struct DelayedProduce {
-    waiter: Waiter,
-    partition: TopicPartition,
-    base_offset: Offset,
-    required_offset: Offset,
-    deadline: Instant,
-}
-
 struct DelayedFetch {
     client: NodeId,
     correlation_id: u64,
@@ -87,11 +83,15 @@ pub struct Broker {
     controller: NodeId,
     broker_epoch: Option<BrokerEpoch>,
     metadata: Arc<ClusterMetadata>,
-    partitions: BTreeMap<TopicPartition, Partition>,
+    partitions: PartitionMap<Partition>,
     next_correlation_id: u64,
     next_heartbeat: Instant,
-    fetchers: BTreeMap<NodeId, Fetcher>,
-    delayed_produces: Vec<DelayedProduce>,
+    /// One replica fetcher per leader followed, by leader id.
+    fetchers: Vec<(NodeId, Fetcher)>,
+    delayed_produces: DelayedProduces,
+    /// A buffer for the writes one high watermark completes, kept to spare an
+    /// allocation per completion.
+    completed_produces: Vec<DelayedProduce>,
     delayed_fetches: Vec<DelayedFetch>,
     next_isr_check: Instant,
     next_checkpoint: Instant,
@@ -103,6 +103,34 @@ pub struct Broker {
     completed_writes: VecDeque<(CoordinatorType, WriteToken, Result<Offset, ErrorCode>)>,
     /// Transactional produces waiting for the coordinator's verification (KIP-890).
     verifications: BTreeMap<u64, verification::PendingVerification>,
+    /// `next_deadline`'s parts that change seldom but cost a walk, kept until
+    /// something they depend on changes (None: to be computed again).
+    cached_deadlines: CachedDeadlines,
+}
+
+/// Deadlines remembered between calls of `next_deadline`, each forgotten by
+/// whatever can change it: the drive loop asks after every message, and most
+/// messages change neither the coordinators nor any ISR in flight.
+#[derive(Default)]
+struct CachedDeadlines {
+    /// The group and transaction coordinators' earliest deadline; forgotten
+    /// whenever the broker hands either coordinator anything (`coordinator_mut`,
+    /// a marker's outcome, new metadata).
+    coordinators: std::cell::Cell<Option<Option<Instant>>>,
+    /// When the earliest AlterPartition in flight times out; forgotten whenever
+    /// a partition's role or pending ISR may change.
+    pending_isr: std::cell::Cell<Option<Option<Instant>>>,
+}
+
+impl CachedDeadlines {
+    fn get(cell: &std::cell::Cell<Option<Option<Instant>>>, compute: impl FnOnce() -> Option<Instant>) -> Option<Instant> {
+        if let Some(deadline) = cell.get() {
+            return deadline;
+        }
+        let deadline = compute();
+        cell.set(Some(deadline));
+        deadline
+    }
 }
 
 impl Broker {
@@ -110,7 +138,7 @@ impl Broker {
     /// offline: roles come only from the controller, after the broker registers anew.
     pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState) -> (Broker, Vec<BrokerOutput>) {
         let high_watermarks = durable.high_watermarks();
-        let mut partitions = BTreeMap::new();
+        let mut partitions = PartitionMap::new();
         let mut out = Vec::new();
         for (tp, batches) in &durable.logs {
             let (log, cut) = Log::recover(batches);
@@ -129,6 +157,7 @@ impl Broker {
             transactions: TransactionCoordinator::new(config.clone()),
             completed_writes: VecDeque::new(),
             verifications: BTreeMap::new(),
+            cached_deadlines: CachedDeadlines::default(),
             next_isr_check: now + config.replica_lag_time_max / 2,
             next_checkpoint: now + config.high_watermark_checkpoint_interval,
             config,
@@ -138,8 +167,9 @@ impl Broker {
             partitions,
             next_correlation_id: 1,
             next_heartbeat: now,
-            fetchers: BTreeMap::new(),
-            delayed_produces: Vec::new(),
+            fetchers: Vec::new(),
+            delayed_produces: DelayedProduces::default(),
+            completed_produces: Vec::new(),
             delayed_fetches: Vec::new(),
             next_producer_id: 0,
             disk: Vec::new(),
@@ -151,7 +181,7 @@ impl Broker {
         self.id
     }
 
-    pub fn partitions(&self) -> &BTreeMap<TopicPartition, Partition> {
+    pub fn partitions(&self) -> &PartitionMap<Partition> {
         &self.partitions
     }
 
@@ -161,26 +191,39 @@ impl Broker {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = Some(self.next_heartbeat.min(self.next_isr_check).min(self.next_checkpoint));
-        deadline = earliest(deadline, self.groups.next_deadline());
-        deadline = earliest(deadline, self.transactions.next_deadline());
+        let coordinators = CachedDeadlines::get(&self.cached_deadlines.coordinators, || self.coordinator_deadline());
+        #[cfg(test)]
+        assert_eq!(coordinators, self.coordinator_deadline(), "the cached coordinator deadline is current");
+        deadline = earliest(deadline, coordinators);
         deadline = earliest(deadline, self.verification_deadline());
-        for delayed in &self.delayed_produces {
-            deadline = earliest(deadline, Some(delayed.deadline));
-        }
+        deadline = earliest(deadline, self.delayed_produces.next_deadline());
         for delayed in &self.delayed_fetches {
             deadline = earliest(deadline, Some(delayed.deadline));
         }
-        for partition in self.partitions.values() {
-            if let Some((_, sent)) = partition.pending_isr() {
-                deadline = earliest(deadline, Some(*sent + INTER_BROKER_REQUEST_TIMEOUT));
-            }
-        }
-        for fetcher in self.fetchers.values() {
+        let pending_isr = CachedDeadlines::get(&self.cached_deadlines.pending_isr, || self.pending_isr_deadline());
+        #[cfg(test)]
+        assert_eq!(pending_isr, self.pending_isr_deadline(), "the cached AlterPartition deadline is current");
+        deadline = earliest(deadline, pending_isr);
+        for (_, fetcher) in &self.fetchers {
             let next = match fetcher.in_flight {
                 Some((_, sent)) => sent + self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT,
                 None => fetcher.backoff_until,
             };
             deadline = earliest(deadline, Some(next));
+        }
+        deadline
+    }
+
+    fn coordinator_deadline(&self) -> Option<Instant> {
+        earliest(self.groups.next_deadline(), self.transactions.next_deadline())
+    }
+
+    fn pending_isr_deadline(&self) -> Option<Instant> {
+        let mut deadline = None;
+        for partition in self.partitions.values() {
+            if let Some((_, sent)) = partition.pending_isr() {
+                deadline = earliest(deadline, Some(*sent + INTER_BROKER_REQUEST_TIMEOUT));
+            }
         }
         deadline
     }
@@ -200,7 +243,7 @@ impl Broker {
             let marks = self.partitions.iter().map(|(tp, partition)| (tp.clone(), partition.high_watermark)).collect();
             out.push(BrokerOutput::Disk(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks))));
         }
-        for fetcher in self.fetchers.values_mut() {
+        for (_, fetcher) in &mut self.fetchers {
             if let Some((_, sent)) = fetcher.in_flight {
                 if now.saturating_since(sent) >= self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT {
                     fetcher.in_flight = None;
@@ -305,6 +348,7 @@ impl Broker {
             return;
         }
         self.metadata = metadata.clone();
+        self.cached_deadlines.coordinators.set(None);
         self.transactions.update_metadata(metadata.clone());
         for (tp, state) in &metadata.partitions {
             if !state.replicas.contains(&self.id) {
@@ -315,9 +359,10 @@ impl Broker {
     }
 
     fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<BrokerOutput>) {
+        self.cached_deadlines.pending_isr.set(None);
         let me = self.id;
         let mut loads = Vec::new();
-        let partition = self.partitions.entry(tp.clone()).or_insert_with(|| Partition::new(tp.clone(), Log::default(), Offset(0)));
+        let partition = self.partitions.get_or_insert_with(tp, || Partition::new(tp.clone(), Log::default(), Offset(0)));
         let fresh = matches!(partition.role, Role::Offline) && state.leader_epoch >= partition.leader_epoch;
         if state.leader_epoch > partition.leader_epoch || (fresh && state.leader.is_some()) {
             partition.replicas = state.replicas.clone();
@@ -333,7 +378,7 @@ impl Broker {
                 Some(leader) => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, leader = leader.0, "become follower");
                     partition.become_follower(leader, state.leader_epoch, self.config.legacy_high_watermark_truncation, &mut self.disk);
-                    self.fetchers.entry(leader).or_default();
+                    fetcher::add_fetcher(&mut self.fetchers, leader);
                 }
                 None => partition.become_offline(state.leader_epoch),
             }
@@ -358,6 +403,7 @@ impl Broker {
     }
 
     fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Vec<BrokerOutput>) {
+        self.cached_deadlines.pending_isr.set(None);
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         match result {
             Ok(state) if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch => {
@@ -380,6 +426,7 @@ impl Broker {
     /// leader keeps the maximal ISR meanwhile; giving up and falling back to the
     /// smaller ISR could acknowledge writes the new ISR member never got.
     fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        self.cached_deadlines.pending_isr.set(None);
         let Some(broker_epoch) = self.broker_epoch else { return };
         for partition in self.partitions.values_mut() {
             let Some((new_isr, sent)) = partition.pending_isr().cloned() else { continue };
@@ -390,6 +437,7 @@ impl Broker {
     }
 
     fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<BrokerOutput>) {
+        self.cached_deadlines.pending_isr.set(None);
         let Some(broker_epoch) = self.broker_epoch else { return };
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         if partition.pending_isr().is_none() {
@@ -431,8 +479,8 @@ impl Broker {
         out: &mut Vec<BrokerOutput>,
     ) {
         let result = self.append_as_leader(&tp, acks, producer, records);
-        let (base_offset, required_offset) = match result {
-            Ok(range) => range,
+        let (local, base_offset, required_offset) = match result {
+            Ok(appended) => appended,
             Err(error) => {
                 if acks != Acks::None {
                     self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Err(error) });
@@ -441,21 +489,22 @@ impl Broker {
             }
         };
         self.flush_disk(out);
-        self.after_append(now, &tp, out);
+        self.after_append(now, &local, out);
         match acks {
             Acks::None => {}
             Acks::Leader => self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
             Acks::All => {
                 let waiter = Waiter::Client { client, correlation_id };
-                self.delayed_produces.push(DelayedProduce { waiter, partition: tp.clone(), base_offset, required_offset, deadline: now + timeout });
-                self.complete_delayed_produces(&tp, out);
+                self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + timeout));
+                self.complete_delayed_produces(&local, out);
             }
         }
     }
 
-    /// Appends on the leader; returns the batch's base offset and the offset the
-    /// high watermark must pass for acks=all.
-    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(Offset, Offset), ErrorCode> {
+    /// Appends on the leader; returns the partition under this broker's own name
+    /// for it (whose topic `Arc` later lookups match by pointer), the batch's base
+    /// offset and the offset the high watermark must pass for acks=all.
+    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
         let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
         if !partition.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
@@ -466,7 +515,7 @@ impl Broker {
         if let Some(stamp) = producer {
             match partition.log.check_sequence(stamp, records.len()) {
                 SequenceCheck::Append => {}
-                SequenceCheck::Duplicate(base) => return Ok((base, Offset(base.0 + records.len() as u64))),
+                SequenceCheck::Duplicate(base) => return Ok((partition.tp.clone(), base, Offset(base.0 + records.len() as u64))),
                 SequenceCheck::OutOfOrder => return Err(ErrorCode::OutOfOrderSequenceNumber),
                 SequenceCheck::ProducerFenced => return Err(ErrorCode::ProducerFenced),
             }
@@ -475,7 +524,7 @@ impl Broker {
         let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, producer, records));
         let required_offset = batch.next_offset();
         partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
-        Ok((base_offset, required_offset))
+        Ok((partition.tp.clone(), base_offset, required_offset))
     }
 
     fn after_append(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
@@ -487,12 +536,15 @@ impl Broker {
         let me = self.id;
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         let before = partition.high_watermark;
-        if partition.maybe_advance_high_watermark(me) {
-            assert!(partition.high_watermark > before, "the high watermark never moves backwards on a leader");
-            self.complete_delayed_produces(tp, out);
+        let advanced = partition.maybe_advance_high_watermark(me);
+        let high_watermark = partition.high_watermark;
+        let enough = partition.isr.len() >= self.config.min_insync_replicas;
+        if advanced {
+            assert!(high_watermark > before, "the high watermark never moves backwards on a leader");
+        }
+        self.complete_replicated(tp, high_watermark, enough, out);
+        if advanced {
             self.complete_delayed_fetches(now, Some(tp), out);
-        } else {
-            self.complete_delayed_produces(tp, out);
         }
     }
 
@@ -500,42 +552,37 @@ impl Broker {
         let Some(partition) = self.partitions.get(tp) else { return };
         let high_watermark = partition.high_watermark;
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
-        let mut index = 0;
-        while index < self.delayed_produces.len() {
-            let delayed = &self.delayed_produces[index];
-            if &delayed.partition == tp && high_watermark >= delayed.required_offset {
-                let delayed = self.delayed_produces.remove(index);
-                // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
-                // shrank below min.insync.replicas meanwhile.
-                let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
-                self.answer_waiter(delayed.waiter, tp.clone(), result, out);
-            } else {
-                index += 1;
-            }
+        self.complete_replicated(tp, high_watermark, enough, out);
+    }
+
+    /// Answers the writes waiting on `tp` that `high_watermark` reached; `enough`:
+    /// whether the partition's ISR still has min.insync.replicas members.
+    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Vec<BrokerOutput>) {
+        if !self.delayed_produces.may_complete(tp, high_watermark) {
+            return;
         }
+        let mut done = std::mem::take(&mut self.completed_produces);
+        self.delayed_produces.take_replicated(tp, high_watermark, &mut done);
+        for delayed in done.drain(..) {
+            // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
+            // shrank below min.insync.replicas meanwhile.
+            let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
+            self.answer_waiter(delayed.waiter, delayed.partition, result, out);
+        }
+        self.completed_produces = done;
     }
 
     fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<BrokerOutput>) {
-        let mut index = 0;
-        while index < self.delayed_produces.len() {
-            if &self.delayed_produces[index].partition == tp {
-                let delayed = self.delayed_produces.remove(index);
-                self.answer_waiter(delayed.waiter, tp.clone(), Err(error), out);
-            } else {
-                index += 1;
-            }
+        let mut done = Vec::new();
+        self.delayed_produces.take_all(tp, &mut done);
+        for delayed in done {
+            self.answer_waiter(delayed.waiter, delayed.partition, Err(error), out);
         }
     }
 
     fn expire_delayed(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
-        let mut index = 0;
-        while index < self.delayed_produces.len() {
-            if self.delayed_produces[index].deadline <= now {
-                let delayed = self.delayed_produces.remove(index);
-                self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
-            } else {
-                index += 1;
-            }
+        for delayed in self.delayed_produces.take_expired(now) {
+            self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
         }
         self.complete_delayed_fetches(now, None, out);
     }
@@ -550,6 +597,7 @@ impl Broker {
                 // KIP-98/KIP-447: the marker is on the group's offsets partition:
                 // its pending transactional offsets are now committed or dropped.
                 if result.is_ok() && &*partition.topic == crate::coordinator::CONSUMER_OFFSETS_TOPIC {
+                    self.cached_deadlines.coordinators.set(None);
                     self.groups.complete_transaction(partition.partition, producer_id, commit);
                 }
                 let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
@@ -574,9 +622,8 @@ impl Broker {
     ) {
         if let Some(follower) = replica_id {
             for request in &partitions {
-                let valid = self.validate_leader(&request.partition, request.current_leader_epoch).is_ok();
                 let Some(partition) = self.partitions.get_mut(&request.partition) else { continue };
-                if !valid || request.fetch_offset > partition.log_end_offset() {
+                if check_leader(partition, request.current_leader_epoch).is_err() || request.fetch_offset > partition.log_end_offset() {
                     continue;
                 }
                 partition.record_follower_fetch(now, follower, request.fetch_offset);
@@ -584,11 +631,9 @@ impl Broker {
                     let mut new_isr = partition.isr.clone();
                     new_isr.push(follower);
                     tracing::info!(partition = %request.partition, follower = follower.0, "leader expands ISR");
-                    let tp = request.partition.clone();
-                    self.propose_isr(now, &tp, new_isr, out);
+                    self.propose_isr(now, &request.partition, new_isr, out);
                 }
-                let tp = request.partition.clone();
-                self.after_high_watermark_change(now, &tp, out);
+                self.after_high_watermark_change(now, &request.partition, out);
             }
         }
         let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, read_committed, deadline: now + max_wait };
@@ -649,7 +694,7 @@ impl Broker {
         let mut index = 0;
         while index < self.delayed_fetches.len() {
             let fetch = &self.delayed_fetches[index];
-            let touched = tp.is_none_or(|tp| fetch.partitions.iter().any(|request| &request.partition == tp));
+            let touched = tp.is_none_or(|tp| fetch.partitions.iter().any(|request| same_partition(&request.partition, tp)));
             if touched && (fetch.deadline <= now || self.fetch_ready(fetch)) {
                 let fetch = self.delayed_fetches.remove(index);
                 self.respond_fetch(fetch, out);
@@ -663,15 +708,7 @@ impl Broker {
     /// a newer one means this broker has not heard of it yet.
     fn validate_leader(&self, tp: &TopicPartition, current_leader_epoch: LeaderEpoch) -> Result<&Partition, ErrorCode> {
         let partition = self.partitions.get(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
-        if current_leader_epoch < partition.leader_epoch {
-            return Err(ErrorCode::FencedLeaderEpoch);
-        }
-        if current_leader_epoch > partition.leader_epoch {
-            return Err(ErrorCode::UnknownLeaderEpoch);
-        }
-        if !partition.is_leader() {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        }
+        check_leader(partition, current_leader_epoch)?;
         Ok(partition)
     }
 
@@ -693,6 +730,20 @@ impl Broker {
         })
     }
 
+}
+
+/// KIP-320 on one replica: is it the leader at the epoch the request expects?
+fn check_leader(partition: &Partition, current_leader_epoch: LeaderEpoch) -> Result<(), ErrorCode> {
+    if current_leader_epoch < partition.leader_epoch {
+        return Err(ErrorCode::FencedLeaderEpoch);
+    }
+    if current_leader_epoch > partition.leader_epoch {
+        return Err(ErrorCode::UnknownLeaderEpoch);
+    }
+    if !partition.is_leader() {
+        return Err(ErrorCode::NotLeaderOrFollower);
+    }
+    Ok(())
 }
 
 /// Where a fetch's data ends: a follower reads to the log end, a consumer to the

@@ -147,3 +147,53 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
     assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(Offset(0)), .. })));
     assert!(broker.partitions()[&tp].log.transactions().is_ongoing(ProducerId(7)));
 }
+
+/// `next_deadline` keeps the coordinators' deadline and the AlterPartition
+/// timeout between calls; whatever changes them must make it look again. (In
+/// test builds `next_deadline` also checks each cached part against a fresh
+/// walk, so every call here checks the cache.)
+#[test]
+fn next_deadline_follows_isr_changes_and_coordinator_loads() {
+    let tp = TopicPartition::new("t", 0);
+    let offsets = TopicPartition::new(crate::coordinator::CONSUMER_OFFSETS_TOPIC, 0);
+    let state = |isr: Vec<NodeId>, partition_epoch| PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(partition_epoch), isr };
+    let config = BrokerConfig { offsets_topic_num_partitions: 1, ..BrokerConfig::default() };
+    let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), config, &DurableState::default());
+    let partitions = [(tp.clone(), state(vec![NodeId(1)], 0)), (offsets.clone(), state(vec![NodeId(1)], 0))].into_iter().collect();
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
+    let mut out = Vec::new();
+    let before = broker.next_deadline();
+    broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+    let loaded = broker.next_deadline();
+    assert!(before.is_some() && loaded.is_some());
+    // The follower catches up: the leader asks to expand the ISR and waits at
+    // most INTER_BROKER_REQUEST_TIMEOUT for the answer.
+    let asked_at = Instant::ZERO + Duration::from_millis(100);
+    let fetch = FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) };
+    out.clear();
+    broker.handle_message(asked_at, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch], read_committed: false }, &mut out);
+    assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { partition, .. } if *partition == tp)));
+    let pending = broker.next_deadline().expect("a deadline");
+    assert!(pending <= asked_at + INTER_BROKER_REQUEST_TIMEOUT);
+    assert_eq!(broker.pending_isr_deadline(), Some(asked_at + INTER_BROKER_REQUEST_TIMEOUT));
+    // The controller's answer clears the pending ISR, and its timeout with it.
+    out.clear();
+    broker.handle_message(asked_at, NodeId(1000), Message::AlterPartitionResponse { partition: tp.clone(), result: Ok(state(vec![NodeId(1), NodeId(2)], 1)) }, &mut out);
+    assert_eq!(broker.pending_isr_deadline(), None);
+    broker.next_deadline();
+    // A group joins: the coordinator's deadlines move, and the broker sees it.
+    out.clear();
+    let join = crate::coordinator::group::protocol::GroupMessage::JoinGroupRequest {
+        correlation_id: 2,
+        group_id: "g".into(),
+        member_id: None,
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(10),
+        protocols: vec!["range".into()],
+        subscription: crate::coordinator::group::protocol::Subscription { topics: vec!["t".into()], owned_partitions: Vec::new(), generation: crate::coordinator::group::protocol::Generation(-1) },
+    };
+    broker.handle_message(asked_at, NodeId(50), Message::Group(join), &mut out);
+    broker.next_deadline();
+    broker.handle_timeout(asked_at + Duration::from_secs(1), &mut out);
+    broker.next_deadline();
+}

@@ -16,7 +16,8 @@ use super::isolation::ReadIsolation;
 use super::metadata::MetadataTracker;
 use crate::coordinator::group::protocol::{Generation, GroupMessage, MemberId};
 use crate::config::{ConsumerConfig, OffsetReset};
-use crate::protocol::{ErrorCode, FetchPartition, Message, OffsetSpec, Send};
+use crate::partition_map::PartitionMap;
+use crate::protocol::{ClusterMetadata, ErrorCode, FetchPartition, Message, OffsetSpec, Send};
 use crate::record::Record;
 use crate::time::{earliest, Instant};
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};
@@ -65,19 +66,48 @@ struct Assignment {
     awaiting_committed: bool,
 }
 
+/// What the consumer reads of its metadata on every poll, indexed once per
+/// metadata response instead of looked up in the metadata's `BTreeMap` (whose
+/// search compares topic names byte by byte) for every partition every time.
+#[derive(Default)]
+struct LeaderView {
+    /// The metadata this view was built from.
+    source: Option<Arc<ClusterMetadata>>,
+    /// Per partition in the metadata: its leader, if any, and its leader epoch.
+    partitions: PartitionMap<(Option<NodeId>, LeaderEpoch)>,
+    /// Whether the metadata knows every subscribed topic.
+    topics_known: bool,
+}
+
+impl LeaderView {
+    fn build(metadata: &Arc<ClusterMetadata>, topics: &[Arc<str>]) -> LeaderView {
+        let partitions: PartitionMap<(Option<NodeId>, LeaderEpoch)> =
+            metadata.partitions.iter().map(|(tp, state)| (tp.clone(), (state.leader, state.leader_epoch))).collect();
+        let topics_known = topics.iter().all(|topic| metadata.partition_count(topic) > 0);
+        LeaderView { source: Some(metadata.clone()), partitions, topics_known }
+    }
+
+    fn leader_epoch(&self, tp: &TopicPartition) -> Option<LeaderEpoch> {
+        self.partitions.get(tp).map(|(_, leader_epoch)| *leader_epoch)
+    }
+}
+
 pub struct Consumer {
     config: ConsumerConfig,
     topics: Vec<Arc<str>>,
     metadata: MetadataTracker,
-    assignments: BTreeMap<TopicPartition, Assignment>,
+    /// Built from `metadata.current()` whenever that changes.
+    view: LeaderView,
+    assignments: PartitionMap<Assignment>,
     /// One fetch at a time per broker, as Kafka's fetcher keeps one per node.
-    fetches: BTreeMap<NodeId, (u64, Instant)>,
+    /// (broker, correlation id, sent), at most one per broker, in no particular order.
+    fetches: Vec<(NodeId, u64, Instant)>,
     next_correlation_id: u64,
     /// Group membership, when the consumer subscribed with a group.
     group: Option<GroupMember>,
     /// Per partition, the offset its fetch in flight asked from (group mode: a
     /// response for an older position, from before a rebalance, is dropped).
-    fetch_offsets: BTreeMap<TopicPartition, Offset>,
+    fetch_offsets: PartitionMap<Offset>,
     offset_fetch_in_flight: Option<(u64, Instant)>,
     /// KIP-447: after UnstableOffsetCommit, OffsetFetch is asked again from here.
     offset_fetch_retry_at: Option<Instant>,
@@ -95,11 +125,12 @@ impl Consumer {
             config,
             topics,
             metadata,
-            assignments: BTreeMap::new(),
-            fetches: BTreeMap::new(),
+            view: LeaderView::default(),
+            assignments: PartitionMap::new(),
+            fetches: Vec::new(),
             next_correlation_id: 0,
             group: None,
-            fetch_offsets: BTreeMap::new(),
+            fetch_offsets: PartitionMap::new(),
             offset_fetch_in_flight: None,
             offset_fetch_retry_at: None,
             commit_in_flight: None,
@@ -226,7 +257,7 @@ impl Consumer {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.metadata.next_deadline();
-        for (_, sent) in self.fetches.values() {
+        for (_, _, sent) in &self.fetches {
             deadline = earliest(deadline, Some(*sent + self.config.fetch_max_wait + self.config.request_timeout));
         }
         for assignment in self.assignments.values() {
@@ -255,7 +286,7 @@ impl Consumer {
         let timeout = self.config.request_timeout;
         let max_wait = self.config.fetch_max_wait;
         let before = self.fetches.len();
-        self.fetches.retain(|_, (_, sent)| now.saturating_since(*sent) < max_wait + timeout);
+        self.fetches.retain(|(_, _, sent)| now.saturating_since(*sent) < max_wait + timeout);
         if self.fetches.len() != before {
             tracing::info!("consumer fetch timed out");
             self.metadata.request_update();
@@ -288,17 +319,29 @@ impl Consumer {
     /// A position consumed under an older leader epoch than the partition now has
     /// must be checked before fetching on: the new leader's log may end earlier.
     fn needs_validation(&self, tp: &TopicPartition, assignment: &Assignment) -> bool {
-        let Some(current) = self.metadata.partition(tp).map(|state| state.leader_epoch) else { return false };
-        assignment.position.is_some() && assignment.position_epoch.is_some() && assignment.validated_epoch.is_some_and(|validated| validated < current)
+        // The assignment's own fields first: they usually settle it without a lookup.
+        let Some(validated) = assignment.validated_epoch else { return false };
+        if assignment.position.is_none() || assignment.position_epoch.is_none() {
+            return false;
+        }
+        self.view.leader_epoch(tp).is_some_and(|current| validated < current)
+    }
+
+    /// The assigned partitions that `pick` picks, in order. (A loop rather than a
+    /// collected iterator chain: it runs several times on every poll and most
+    /// often picks nothing.)
+    fn assigned_where(&self, mut pick: impl FnMut(&TopicPartition, &Assignment) -> bool) -> Vec<TopicPartition> {
+        let mut picked = Vec::new();
+        for (tp, assignment) in &self.assignments {
+            if pick(tp, assignment) {
+                picked.push(tp.clone());
+            }
+        }
+        picked
     }
 
     fn validate_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        let due: Vec<TopicPartition> = self
-            .assignments
-            .iter()
-            .filter(|(tp, assignment)| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.needs_validation(tp, assignment))
-            .map(|(tp, _)| tp.clone())
-            .collect();
+        let due = self.assigned_where(|tp, assignment| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.needs_validation(tp, assignment));
         for tp in due {
             let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
                 self.metadata.request_update();
@@ -315,7 +358,7 @@ impl Consumer {
 
     fn handle_validation(&mut self, now: Instant, correlation_id: u64, partitions: Vec<(TopicPartition, Result<crate::protocol::EpochEndOffset, ErrorCode>)>, out: &mut Vec<ConsumerOutput>) {
         for (tp, result) in partitions {
-            let current = self.metadata.partition(&tp).map(|state| state.leader_epoch);
+            let current = self.view.leader_epoch(&tp);
             let Some(assignment) = self.assignments.get_mut(&tp) else { continue };
             if assignment.validation_in_flight.map(|(id, _)| id) != Some(correlation_id) {
                 continue;
@@ -341,9 +384,11 @@ impl Consumer {
     }
 
     fn assign_from_metadata(&mut self) {
-        let Some(metadata) = self.metadata.current() else { return };
+        if self.view.source.is_none() {
+            return;
+        }
         let mut known = false;
-        for tp in metadata.partitions.keys().filter(|tp| self.topics.contains(&tp.topic)) {
+        for tp in self.view.partitions.keys().filter(|tp| self.topics.contains(&tp.topic)) {
             known = true;
             if !self.assignments.contains_key(tp) {
                 self.assignments.insert(tp.clone(), Assignment::default());
@@ -356,8 +401,8 @@ impl Consumer {
     }
 
     fn leader_of(&self, tp: &TopicPartition) -> Option<(NodeId, LeaderEpoch)> {
-        let state = self.metadata.partition(tp)?;
-        Some((state.leader?, state.leader_epoch))
+        let (leader, leader_epoch) = *self.view.partitions.get(tp)?;
+        Some((leader?, leader_epoch))
     }
 
     fn reset_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
@@ -366,14 +411,9 @@ impl Consumer {
             OffsetReset::Latest => OffsetSpec::Latest,
             OffsetReset::None => return,
         };
-        let needing: Vec<TopicPartition> = self
-            .assignments
-            .iter()
-            .filter(|(_, assignment)| {
-                assignment.position.is_none() && !assignment.awaiting_committed && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none()
-            })
-            .map(|(tp, _)| tp.clone())
-            .collect();
+        let needing = self.assigned_where(|_, assignment| {
+            assignment.position.is_none() && !assignment.awaiting_committed && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none()
+        });
         for tp in needing {
             let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
                 self.metadata.request_update();
@@ -392,7 +432,8 @@ impl Consumer {
         if self.paused {
             return;
         }
-        let mut by_leader: BTreeMap<NodeId, Vec<FetchPartition>> = BTreeMap::new();
+        // Per leader in id order, the partitions to fetch from it.
+        let mut by_leader: Vec<(NodeId, Vec<FetchPartition>)> = Vec::new();
         let mut leaderless = false;
         for (tp, assignment) in &self.assignments {
             let Some(position) = assignment.position else { continue };
@@ -403,10 +444,17 @@ impl Consumer {
                 leaderless = true;
                 continue;
             };
-            if self.fetches.contains_key(&leader) {
+            if self.fetches.iter().any(|(broker, _, _)| *broker == leader) {
                 continue;
             }
-            by_leader.entry(leader).or_default().push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
+            let index = match by_leader.binary_search_by_key(&leader, |(leader, _)| *leader) {
+                Ok(index) => index,
+                Err(index) => {
+                    by_leader.insert(index, (leader, Vec::new()));
+                    index
+                }
+            };
+            by_leader[index].1.push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
         }
         if leaderless {
             // Kafka's consumer asks for fresh metadata while a partition has no leader.
@@ -414,9 +462,11 @@ impl Consumer {
         }
         for (leader, partitions) in by_leader {
             let correlation_id = self.correlation();
-            self.fetches.insert(leader, (correlation_id, now));
+            self.fetches.push((leader, correlation_id, now));
             if self.group.is_some() {
-                self.fetch_offsets.extend(partitions.iter().map(|fetch| (fetch.partition.clone(), fetch.fetch_offset)));
+                for fetch in &partitions {
+                    self.fetch_offsets.insert(fetch.partition.clone(), fetch.fetch_offset);
+                }
             }
             let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions, read_committed: self.config.read_committed };
             out.push(ConsumerOutput::Send(Send { to: leader, message }));
@@ -427,6 +477,7 @@ impl Consumer {
         match message {
             Message::MetadataResponse { correlation_id, metadata } => {
                 self.metadata.handle_response(now, correlation_id, metadata);
+                self.refresh_view();
             }
             Message::ListOffsetsResponse { correlation_id, partition, result } => {
                 let Some(assignment) = self.assignments.get_mut(&partition) else { return };
@@ -455,10 +506,8 @@ impl Consumer {
             }
             Message::Group(message) => self.handle_group_message(now, message, out),
             Message::FetchResponse { correlation_id, partitions } => {
-                if self.fetches.get(&from).map(|(id, _)| *id) != Some(correlation_id) {
-                    return;
-                }
-                self.fetches.remove(&from);
+                let Some(index) = self.fetches.iter().position(|(broker, id, _)| *broker == from && *id == correlation_id) else { return };
+                self.fetches.swap_remove(index);
                 self.handle_fetch_response(now, partitions, out);
             }
             _ => {}
@@ -468,9 +517,17 @@ impl Consumer {
 
     // ----- group mode -----
 
+    /// Rebuilds the leader view if the metadata changed.
+    fn refresh_view(&mut self) {
+        let Some(current) = self.metadata.current() else { return };
+        if self.view.source.as_ref().is_none_or(|source| !Arc::ptr_eq(source, current)) {
+            self.view = LeaderView::build(current, &self.topics);
+        }
+    }
+
     /// Whether metadata knows every subscribed topic, so a leader can assign them.
     fn topics_known(&self) -> bool {
-        self.metadata.current().is_some_and(|metadata| self.topics.iter().all(|topic| metadata.partition_count(topic) > 0))
+        self.view.source.is_some() && self.view.topics_known
     }
 
     fn poll_group(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
@@ -539,7 +596,7 @@ impl Consumer {
             return;
         }
         self.offset_fetch_retry_at = None;
-        let partitions: Vec<TopicPartition> = self.assignments.iter().filter(|(_, assignment)| assignment.awaiting_committed).map(|(tp, _)| tp.clone()).collect();
+        let partitions = self.assigned_where(|_, assignment| assignment.awaiting_committed);
         let Some(group) = &self.group else { return };
         let Some(coordinator) = group.coordinator() else { return };
         if partitions.is_empty() {
@@ -652,6 +709,9 @@ impl Consumer {
                     let mut isolation = ReadIsolation::new(self.config.read_committed, &data.aborted_transactions);
                     for batch in &data.batches {
                         let skipped = isolation.skips(batch);
+                        if !skipped {
+                            records.reserve(batch.records.len().min(max_records.saturating_sub(records.len())));
+                        }
                         for (offset, record) in batch.iter() {
                             if offset < next || offset >= end || records.len() >= max_records {
                                 continue;

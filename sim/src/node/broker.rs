@@ -28,11 +28,13 @@ impl BrokerNode {
     }
 
     fn carry_out(&mut self, sends: &mut Vec<Send>) {
-        let mut disk = self.disk.lock().expect("disk lock");
+        // Most steps write nothing to disk (a follower's fetch at the leader, say),
+        // so the disk is locked only once there is something to write.
+        let mut disk = None;
         for output in self.out.drain(..) {
             match output {
                 BrokerOutput::Send(send) => sends.push(send),
-                BrokerOutput::Disk(op) => disk.apply(op),
+                BrokerOutput::Disk(op) => disk.get_or_insert_with(|| self.disk.lock().expect("disk lock")).apply(op),
                 BrokerOutput::BecameLeader { partition, leader_epoch } => self.invariants.leader_elected(&partition, leader_epoch, self.broker.id()),
             }
         }

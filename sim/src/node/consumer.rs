@@ -74,12 +74,18 @@ impl ConsumerNode {
     }
 
     fn carry_out(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        while !self.out.is_empty() {
-            let outputs: Vec<ConsumerOutput> = self.out.drain(..).collect();
-            for output in outputs {
+        // Outputs in the order they came; a commit they lead to adds more. The
+        // two buffers trade places so neither is allocated anew per step.
+        let mut outputs = std::mem::take(&mut self.out);
+        while !outputs.is_empty() {
+            for output in outputs.drain(..) {
                 self.handle_output(output, sends);
             }
             self.maybe_commit(now);
+            std::mem::swap(&mut outputs, &mut self.out);
+        }
+        if outputs.capacity() > self.out.capacity() {
+            self.out = outputs;
         }
     }
 
