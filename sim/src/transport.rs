@@ -112,6 +112,8 @@ impl Inbox {
         self.gapped = self.gapped + usize::from(link.gap_deadline.is_some()) - usize::from(was_gapped);
     }
 
+    // Boxes in a Vec on purpose: the envelope stays in the allocation it was sent in.
+    #[allow(clippy::vec_box)]
     fn accept_on(link: &mut Link, now: u64, envelope: Box<Envelope>, deliver: &mut Vec<Box<Envelope>>) {
         if envelope.incarnation != link.incarnation {
             if envelope.incarnation < link.incarnation {
@@ -137,6 +139,7 @@ impl Inbox {
         }
     }
 
+    #[allow(clippy::vec_box)]
     fn drain(link: &mut Link, deliver: &mut Vec<Box<Envelope>>) {
         while let Some(envelope) = link.early.remove(&link.expected) {
             deliver.push(envelope);
