@@ -9,9 +9,9 @@ pub mod pipeline;
 pub mod producer;
 
 use crate::buggify::Point;
-use alarm::{Alarm, Wake};
 use crate::context::{NodeRole, RunContext};
 use crate::transport::{Envelope, HeldSends, Inbox, Outbox};
+use alarm::{Alarm, Wake};
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId};
 use madsim::net::Endpoint;
