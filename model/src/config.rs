@@ -294,6 +294,11 @@ pub struct ConsumerConfig {
     pub auto_commit_interval: Duration,
     /// `partition.assignment.strategy`, in preference order.
     pub assignors: Vec<crate::coordinator::group::assignor::Assignor>,
+    /// A deliberately injected bug behind a test-only switch
+    /// (`kafsim.test.overlapping.assignment`, not a Kafka property): as group
+    /// leader, this consumer gives every member every partition, so tests can
+    /// show that `group-overlap` catches a broken assignment.
+    pub overlapping_assignment: bool,
 }
 
 pub const CONSUMER_PROPERTIES: &[&str] = &[
@@ -310,6 +315,7 @@ pub const CONSUMER_PROPERTIES: &[&str] = &[
     "enable.auto.commit",
     "auto.commit.interval.ms",
     "partition.assignment.strategy",
+    "kafsim.test.overlapping.assignment",
 ];
 
 impl ConsumerConfig {
@@ -339,6 +345,7 @@ impl ConsumerConfig {
             enable_auto_commit: reader.boolean("enable.auto.commit", false)?,
             auto_commit_interval: reader.millis("auto.commit.interval.ms", 5_000)?,
             assignors: reader.assignors("partition.assignment.strategy")?,
+            overlapping_assignment: reader.boolean("kafsim.test.overlapping.assignment", false)?,
         })
     }
 }

@@ -107,3 +107,22 @@ fn a_plain_pipeline_duplicates_outputs_and_a_transactional_one_does_not() {
         assert_eq!(seeds_showing(&exactly_once, kind), 0, "pipeline-exactly-once showed {kind}");
     }
 }
+
+/// No configuration Kafka allows makes a group hand one partition to two members
+/// in one generation, so the must-find case is a deliberately injected bug behind
+/// a test-only consumer property: the group leader gives every member every
+/// partition. The same seeds without the switch stay clean.
+#[test]
+fn a_broken_assignment_shows_as_group_overlap() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios").join("group-at-least-once.toml");
+    let mut scenario = Scenario::load(&path).expect("the scenario parses");
+    for consumer in &mut scenario.consumers {
+        consumer.config.overlapping_assignment = true;
+    }
+    let seeds: Vec<u64> = (0..5).collect();
+    let options = BatchOptions { jobs: 2, watchdog: Duration::from_secs(300), check_determinism: false };
+    let broken = run_batch(&Arc::new(scenario), &seeds, &options, |_| {}).0;
+    assert_eq!(seeds_showing(&broken, CheckerKind::GroupOverlap), seeds.len(), "every seed rebalances at least once, so every seed overlaps");
+    let sound = run("group-at-least-once.toml", 5);
+    assert_eq!(seeds_showing(&sound, CheckerKind::GroupOverlap), 0);
+}

@@ -62,6 +62,8 @@ pub struct GroupMember {
     request_timeout: Duration,
     retry_backoff: Duration,
     assignors: Vec<Assignor>,
+    /// The injected bug of `ConsumerConfig::overlapping_assignment`.
+    overlapping_assignment: bool,
 }
 
 impl GroupMember {
@@ -85,6 +87,7 @@ impl GroupMember {
             request_timeout: config.request_timeout,
             retry_backoff: config.retry_backoff,
             assignors: config.assignors.clone(),
+            overlapping_assignment: config.overlapping_assignment,
         }
     }
 
@@ -307,7 +310,14 @@ impl GroupMember {
                     (topic, count)
                 })
                 .collect();
-            assignor.assign(&result.members, &counts).into_iter().collect()
+            let assignment = assignor.assign(&result.members, &counts);
+            if self.overlapping_assignment {
+                // The injected bug (ConsumerConfig::overlapping_assignment).
+                let everything: Vec<TopicPartition> = assignment.values().flatten().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+                assignment.into_keys().map(|member| (member, everything.clone())).collect()
+            } else {
+                assignment.into_iter().collect()
+            }
         } else {
             Vec::new()
         };
