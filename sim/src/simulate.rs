@@ -225,13 +225,10 @@ fn snapshot(ctx: &RunContext) -> FinalState {
             // without the records of aborted transactions (KIP-98).
             let aborted = if outputs.contains(&&*tp.topic) { partition.log.transactions().aborted_between(Offset(0), partition.log_end_offset()) } else { Vec::new() };
             let mut isolation = kafsim_model::client::isolation::ReadIsolation::new(!aborted.is_empty(), &aborted);
-            let records = partition
-                .log
-                .batches()
-                .iter()
-                .filter(|batch| !isolation.skips(batch))
-                .flat_map(|batch| batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value))).collect::<Vec<_>>())
-                .collect();
+            let mut records = Vec::with_capacity(partition.log_end_offset().0 as usize);
+            for batch in partition.log.batches().iter().filter(|batch| !isolation.skips(batch)) {
+                records.extend(batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value))));
+            }
             let replica = ReplicaSnapshot {
                 broker: id,
                 records,
