@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod controller;
 pub mod coordinator;
+pub mod hash;
 pub mod log;
 pub mod partition;
 pub mod partition_map;

@@ -4,6 +4,7 @@
 //! an idempotent producer, its producer id, epoch and base sequence (KIP-98). Its
 //! `crc` lets recovery after a power loss cut a torn tail at the last whole batch.
 
+use crate::hash::StableHasher;
 use crate::types::{LeaderEpoch, Offset, ProducerId, Sequence};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -114,52 +115,29 @@ impl RecordBatch {
     /// stand-in that is cheap and stable. Only its agreement with the batch matters
     /// (a torn write breaks it), never its value.
     fn compute_crc(&self) -> u32 {
-        let mut hash = Checksum(0xcbf2_9ce4_8422_2325);
-        hash.eat(&self.base_offset.0.to_le_bytes());
-        hash.eat(&self.partition_leader_epoch.0.to_le_bytes());
+        let mut hash = StableHasher::default();
+        hash.write(&self.base_offset.0.to_le_bytes());
+        hash.write(&self.partition_leader_epoch.0.to_le_bytes());
         if let Some(stamp) = &self.producer {
-            hash.eat(&stamp.producer_id.0.to_le_bytes());
-            hash.eat(&stamp.base_sequence.0.to_le_bytes());
+            hash.write(&stamp.producer_id.0.to_le_bytes());
+            hash.write(&stamp.base_sequence.0.to_le_bytes());
             if stamp.transactional {
-                hash.eat(&stamp.producer_epoch.to_le_bytes());
-                hash.eat(b"txn");
+                hash.write(&stamp.producer_epoch.to_le_bytes());
+                hash.write(b"txn");
             }
         }
         if let Some(marker) = &self.control {
-            hash.eat(&[u8::from(marker.commit)]);
-            hash.eat(&marker.coordinator_epoch.to_le_bytes());
+            hash.write(&[u8::from(marker.commit)]);
+            hash.write(&marker.coordinator_epoch.to_le_bytes());
         }
         for record in &self.records {
             if let Some(key) = &record.key {
-                hash.eat(key);
+                hash.write(key);
             }
-            hash.eat(&record.value);
+            hash.write(&record.value);
         }
-        let hash = hash.0;
+        let hash = hash.finish();
         (hash ^ (hash >> 32)) as u32
-    }
-}
-
-struct Checksum(u64);
-
-impl Checksum {
-    fn word(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(0x0100_0000_01b3).rotate_left(31);
-    }
-
-    /// The bytes as little-endian words (the last one padded), then their length.
-    fn eat(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.word(u64::from_le_bytes(chunk.try_into().expect("chunks of 8")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.word(u64::from_le_bytes(last));
-        }
-        self.word(bytes.len() as u64);
     }
 }
 

@@ -3,6 +3,7 @@
 
 use crate::final_state::FinalState;
 use crate::history::{History, Op, OpDescription};
+use kafsim_model::hash::StableHasher;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -25,97 +26,13 @@ pub fn describe(op: &Op) -> String {
     OpDescription(op).to_string()
 }
 
-/// A word-at-a-time multiplicative hash (FNV-1a's constants, one multiply per
-/// 8 bytes instead of per byte): stable across machines and releases, unlike
-/// std's hasher. As a `Hasher`, integers go in as little-endian words whatever
-/// the machine; byte strings go in as little-endian words, the last one padded
-/// with zeros, then their length.
-#[derive(Clone, Copy)]
-pub struct TraceHasher(u64);
-
-impl Default for TraceHasher {
-    fn default() -> Self {
-        TraceHasher(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl TraceHasher {
-    fn word(&mut self, word: u64) {
-        self.0 = (self.0 ^ word).wrapping_mul(0x0100_0000_01b3).rotate_left(29);
-    }
-
-    pub fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            self.word(u64::from_le_bytes(chunk.try_into().expect("chunks of 8")));
-        }
-        let rest = chunks.remainder();
-        if !rest.is_empty() {
-            let mut last = [0u8; 8];
-            last[..rest.len()].copy_from_slice(rest);
-            self.word(u64::from_le_bytes(last));
-        }
-        self.word(bytes.len() as u64);
-    }
-
-    pub fn finish(self) -> u64 {
-        // A final mix, so that the last words reach every bit.
-        let mut hash = self.0;
-        hash ^= hash >> 33;
-        hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        hash ^ (hash >> 33)
-    }
-}
-
-impl std::hash::Hasher for TraceHasher {
-    fn finish(&self) -> u64 {
-        TraceHasher::finish(*self)
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        TraceHasher::write(self, bytes);
-    }
-
-    fn write_u8(&mut self, value: u8) {
-        self.word(u64::from(value));
-    }
-
-    fn write_u16(&mut self, value: u16) {
-        self.word(u64::from(value));
-    }
-
-    fn write_u32(&mut self, value: u32) {
-        self.word(u64::from(value));
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        self.word(value);
-    }
-
-    fn write_usize(&mut self, value: usize) {
-        self.word(value as u64);
-    }
-
-    fn write_i32(&mut self, value: i32) {
-        self.word(value as u32 as u64);
-    }
-
-    fn write_i64(&mut self, value: i64) {
-        self.word(value as u64);
-    }
-
-    fn write_isize(&mut self, value: isize) {
-        self.word(value as i64 as u64);
-    }
-}
-
 /// The hash of everything a run observed: each operation (with its time, node,
 /// type and body) and the final state of every replica. The values are hashed
 /// as they are, not formatted first: formatting every operation of a run cost
 /// a fifth of the run's time.
 pub fn trace_hash(history: &History, final_state: Option<&FinalState>) -> u64 {
     use std::hash::Hash;
-    let mut hasher = TraceHasher::default();
+    let mut hasher = StableHasher::default();
     history.ops.hash(&mut hasher);
     final_state.hash(&mut hasher);
     hasher.finish()
