@@ -66,6 +66,26 @@ struct Batch {
     closed: bool,
 }
 
+impl Batch {
+    /// A new open batch holding its first record, never sent.
+    fn open(id: u64, partition: TopicPartition, handle: u64, record: Record, created: Instant, size_bytes: usize) -> Batch {
+        Batch {
+            id,
+            partition,
+            handles: vec![handle],
+            records: vec![record],
+            created,
+            size_bytes,
+            base_sequence: None,
+            stamped_with: None,
+            attempts: 0,
+            maybe_written: false,
+            retry_at: Instant::ZERO,
+            closed: false,
+        }
+    }
+}
+
 pub struct Producer {
     config: ProducerConfig,
     metadata: MetadataTracker,
@@ -245,22 +265,8 @@ impl Producer {
                 return;
             }
         }
-        let partition = partition.clone();
         self.next_batch_id += 1;
-        queue.batches.push_back(Batch {
-            id: self.next_batch_id,
-            partition,
-            handles: vec![handle],
-            records: vec![record],
-            created,
-            size_bytes: size,
-            base_sequence: None,
-            stamped_with: None,
-            attempts: 0,
-            maybe_written: false,
-            retry_at: Instant::ZERO,
-            closed: false,
-        });
+        queue.batches.push_back(Batch::open(self.next_batch_id, partition.clone(), handle, record, created, size));
         self.oldest_queued = earliest(self.oldest_queued, Some(created));
     }
 

@@ -233,20 +233,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     fn batch(id: u64) -> Batch {
-        Batch {
-            id,
-            partition: TopicPartition::new("t", 0),
-            handles: vec![id],
-            records: vec![Record { key: None, value: Bytes::from_static(b"v") }],
-            created: Instant::ZERO,
-            size_bytes: 17,
-            base_sequence: None,
-            stamped_with: None,
-            attempts: 0,
-            maybe_written: false,
-            retry_at: Instant::ZERO,
-            closed: false,
-        }
+        Batch::open(id, TopicPartition::new("t", 0), id, Record { key: None, value: Bytes::from_static(b"v") }, Instant::ZERO, 17)
     }
 
     proptest! {
