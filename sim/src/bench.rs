@@ -358,8 +358,7 @@ pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], flo
 /// kafsim and the floor take turns, `jobs` seeds at a time, so that a machine
 /// whose load changes during the bench slows both sides alike: the ratio is
 /// the figure we steer by, and it should not depend on what else ran.
-pub fn bench(scenario: &Arc<Scenario>, seed_count: u64, jobs: usize) -> Result<String, String> {
-    let seeds: Vec<u64> = (0..seed_count).collect();
+pub fn bench(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize) -> Result<String, String> {
     let mut kafsim = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
     let mut floor = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
     let mut outcomes = Vec::new();
@@ -390,14 +389,13 @@ pub fn scaled(scenario: &Scenario, messages: u64, partitions: u32) -> Scenario {
 
 /// `kafsim bench --scaling`: the per-seed cost as messages and partitions double.
 /// The same seeds run each variant, so the rows differ only in the workload.
-pub fn scaling(scenario: &Arc<Scenario>, seed_count: u64, jobs: usize) -> String {
-    let seeds: Vec<u64> = (0..seed_count).collect();
-    let mut out = format!("scaling  {}  seeds {seed_count}  jobs {jobs}\n\n", scenario.path.display());
+pub fn scaling(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize) -> String {
+    let mut out = format!("scaling  {}  seeds {}  jobs {jobs}\n\n", scenario.path.display(), seeds.len());
     out.push_str(&format!("{:<24} {:>14} {:>16} {:>14} {:>12}\n", "workload", "wall ms/seed", "messages/seed", "us/message", "cost x"));
     let mut base: Option<f64> = None;
     for (label, messages, partitions) in [("as written", 1, 1), ("2x messages", 2, 1), ("4x messages", 4, 1), ("2x partitions", 1, 2), ("4x partitions", 1, 4)] {
         let variant = Arc::new(scaled(scenario, messages, partitions));
-        let (phase, _) = kafsim_phase(&variant, &seeds, jobs);
+        let (phase, _) = kafsim_phase(&variant, seeds, jobs);
         let wall = phase.wall_mean().as_secs_f64() * 1000.0;
         let per_message = wall * 1000.0 / phase.messages_mean().max(1.0);
         let factor = wall / *base.get_or_insert(wall);

@@ -134,8 +134,11 @@ pub struct BenchArgs {
     #[arg(long, default_value = REFERENCE_SCENARIO)]
     pub scenario: PathBuf,
     /// How many seeds, from 0.
-    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "seed_range")]
     pub seeds: u64,
+    /// Instead of --seeds: the seeds A, A+1, ..., B-1 (to look at a few heavy or light seeds).
+    #[arg(long, value_parser = parse_seed_range)]
+    pub seed_range: Option<(u64, u64)>,
     /// Worker threads; each run is single-threaded, so 1 measures one core.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     pub jobs: u64,
@@ -365,11 +368,13 @@ pub fn list() -> Result<i32, InputError> {
 
 pub fn bench(args: BenchArgs) -> Result<i32, InputError> {
     let scenario = load(&args.scenario)?;
+    let (first, end) = args.seed_range.unwrap_or((0, args.seeds));
+    let seeds: Vec<u64> = (first..end).collect();
     if args.scaling {
-        print!("{}", crate::bench::scaling(&scenario, args.seeds, args.jobs as usize));
+        print!("{}", crate::bench::scaling(&scenario, &seeds, args.jobs as usize));
         return Ok(0);
     }
-    match crate::bench::bench(&scenario, args.seeds, args.jobs as usize) {
+    match crate::bench::bench(&scenario, &seeds, args.jobs as usize) {
         Ok(table) => {
             print!("{table}");
             Ok(0)
