@@ -192,12 +192,18 @@ pub enum Message {
     /// The controller pushes metadata to brokers as soon as it changes.
     UpdateMetadata { metadata: Arc<ClusterMetadata> },
     /// Group coordination and committed offsets (`coordinator::group::protocol`).
-    Group(GroupMessage),
+    /// Boxed: the largest of them would make every message bigger, and each
+    /// message is moved several times on its way through a node.
+    Group(Box<GroupMessage>),
     /// Transactions (`coordinator::txn::protocol`).
     Txn(TxnMessage),
 }
 
 impl Message {
+    pub fn group(message: GroupMessage) -> Message {
+        Message::Group(Box::new(message))
+    }
+
     /// Which coordinator serves this request, for the broker to route it.
     pub fn coordinator(&self) -> Option<CoordinatorType> {
         match self {

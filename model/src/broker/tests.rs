@@ -192,7 +192,7 @@ fn next_deadline_follows_isr_changes_and_coordinator_loads() {
         protocols: vec!["range".into()],
         subscription: crate::coordinator::group::protocol::Subscription { topics: vec!["t".into()], owned_partitions: Vec::new(), generation: crate::coordinator::group::protocol::Generation(-1) },
     };
-    broker.handle_message(asked_at, NodeId(50), Message::Group(join), &mut out);
+    broker.handle_message(asked_at, NodeId(50), Message::group(join), &mut out);
     broker.next_deadline();
     broker.handle_timeout(asked_at + Duration::from_secs(1), &mut out);
     broker.next_deadline();

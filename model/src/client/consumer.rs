@@ -185,7 +185,7 @@ impl Consumer {
         let generation = group.generation();
         let message = GroupMessage::OffsetCommitRequest { correlation_id, group_id: group.group_id.clone(), generation, member_id: Some(member_id), offsets: offsets.clone() };
         self.commit_in_flight = Some(CommitInFlight { correlation_id, sent: now, generation, offsets, auto });
-        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::Group(message) }));
+        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::group(message) }));
         true
     }
 
@@ -226,7 +226,7 @@ impl Consumer {
             offsets: offsets.clone(),
         };
         self.commit_in_flight = Some(CommitInFlight { correlation_id, sent: now, generation, offsets, auto: false });
-        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::Group(message) }));
+        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::group(message) }));
         true
     }
 
@@ -504,7 +504,7 @@ impl Consumer {
                     group.handle_find_coordinator(now, correlation_id, result);
                 }
             }
-            Message::Group(message) => self.handle_group_message(now, message, out),
+            Message::Group(message) => self.handle_group_message(now, *message, out),
             Message::FetchResponse { correlation_id, partitions } => {
                 let Some(index) = self.fetches.iter().position(|(broker, id, _)| *broker == from && *id == correlation_id) else { return };
                 self.fetches.swap_remove(index);
@@ -607,7 +607,7 @@ impl Consumer {
         self.offset_fetch_in_flight = Some((correlation_id, now));
         // KIP-447: a read_committed consumer asks for stable offsets only.
         let message = GroupMessage::OffsetFetchRequest { correlation_id, group_id, partitions, require_stable: self.config.read_committed };
-        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::Group(message) }));
+        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::group(message) }));
     }
 
     /// `enable.auto.commit`: every `auto.commit.interval.ms` the consumed positions are committed.

@@ -231,14 +231,14 @@ impl GroupMember {
                     protocols: self.assignors.iter().map(|assignor| Arc::from(assignor.name())).collect(),
                     subscription,
                 };
-                out.push(Send { to: coordinator, message: Message::Group(message) });
+                out.push(Send { to: coordinator, message: Message::group(message) });
             }
             Phase::Stable { next_heartbeat, heartbeat_in_flight: None } if next_heartbeat <= now => {
                 let Some(member_id) = self.member_id.clone() else { return };
                 let correlation_id = correlation();
                 self.phase = Phase::Stable { next_heartbeat: now + self.heartbeat_interval, heartbeat_in_flight: Some((correlation_id, now)) };
                 let message = GroupMessage::HeartbeatRequest { correlation_id, group_id: self.group_id.clone(), generation: self.generation, member_id };
-                out.push(Send { to: coordinator, message: Message::Group(message) });
+                out.push(Send { to: coordinator, message: Message::group(message) });
             }
             _ => {}
         }
@@ -323,7 +323,7 @@ impl GroupMember {
         };
         self.phase = Phase::AwaitingSync { correlation_id, sent: now };
         let message = GroupMessage::SyncGroupRequest { correlation_id, group_id: self.group_id.clone(), generation: self.generation, member_id: result.member_id, assignments };
-        out.push(Send { to: coordinator, message: Message::Group(message) });
+        out.push(Send { to: coordinator, message: Message::group(message) });
     }
 
     fn handle_synced(&mut self, now: Instant, partitions: Vec<TopicPartition>, events: &mut Vec<MemberEvent>) {
@@ -372,7 +372,7 @@ mod tests {
     use crate::config::Properties;
 
     fn sent(out: &[Send]) -> Vec<&GroupMessage> {
-        out.iter().filter_map(|send| if let Message::Group(message) = &send.message { Some(message) } else { None }).collect()
+        out.iter().filter_map(|send| if let Message::Group(message) = &send.message { Some(&**message) } else { None }).collect()
     }
 
     /// A member that joined and synced, then hears nothing from its coordinator,

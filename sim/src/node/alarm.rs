@@ -8,7 +8,6 @@
 
 use futures::{Stream, StreamExt};
 use madsim::time::Instant;
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -22,16 +21,18 @@ pub enum Wake<T> {
     Deadline,
 }
 
-/// The deadlines whose timers are armed and not yet due, for one task.
+/// The deadlines whose timers are armed and not yet due, for one task. There
+/// are seldom more than two, so a plain list beats a tree (whose first insert
+/// allocates a node, every time the set was emptied).
 pub struct Alarm {
-    armed: BTreeSet<Instant>,
+    armed: Vec<Instant>,
     time: madsim::time::TimeHandle,
 }
 
 impl Default for Alarm {
     /// An alarm on the current runtime's clock.
     fn default() -> Self {
-        Alarm { armed: BTreeSet::new(), time: madsim::time::TimeHandle::current() }
+        Alarm { armed: Vec::new(), time: madsim::time::TimeHandle::current() }
     }
 }
 
@@ -54,10 +55,9 @@ impl Alarm {
             return Poll::Ready(Wake::Deadline);
         }
         // Timers already due have fired; what is left still wakes this task.
-        while self.armed.first().is_some_and(|armed| *armed <= now) {
-            self.armed.pop_first();
-        }
-        if self.armed.insert(deadline) {
+        self.armed.retain(|armed| *armed > now);
+        if !self.armed.contains(&deadline) {
+            self.armed.push(deadline);
             // Polled once, the sleep leaves a timer that wakes this task at its
             // deadline (or a millisecond from now, madsim's minimum), and is dropped.
             let mut sleep = madsim::time::sleep_until(deadline);

@@ -168,7 +168,7 @@ impl GroupCoordinator {
 
     fn handle_group_request(&mut self, now: Instant, from: NodeId, message: GroupMessage, out: &mut Vec<CoordinatorEffect>) {
         let Some(group_id) = message.group_id().cloned() else { return };
-        let send = |out: &mut Vec<CoordinatorEffect>, message| out.push(CoordinatorEffect::Send(Send { to: from, message: Message::Group(message) }));
+        let send = |out: &mut Vec<CoordinatorEffect>, message| out.push(CoordinatorEffect::Send(Send { to: from, message: Message::group(message) }));
         let served = self.check_coordinator(&group_id);
         let mut effects = Vec::new();
         match message {
@@ -330,7 +330,7 @@ impl Coordinator for GroupCoordinator {
 
     fn handle_request(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<CoordinatorEffect>) {
         if let Message::Group(message) = message {
-            self.handle_group_request(now, from, message, out);
+            self.handle_group_request(now, from, *message, out);
         }
     }
 
@@ -372,7 +372,7 @@ impl Coordinator for GroupCoordinator {
                     }
                     Err(error) => Err(coordinator_error(error)),
                 };
-                out.push(CoordinatorEffect::Send(Send { to: client, message: Message::Group(GroupMessage::OffsetCommitResponse { correlation_id, result }) }));
+                out.push(CoordinatorEffect::Send(Send { to: client, message: Message::group(GroupMessage::OffsetCommitResponse { correlation_id, result }) }));
             }
             PendingWrite::TxnCommit { group_id, client, correlation_id, producer_id, offsets } => {
                 let result = match result {
@@ -384,7 +384,7 @@ impl Coordinator for GroupCoordinator {
                     Err(error) => Err(coordinator_error(error)),
                 };
                 let message = GroupMessage::TxnOffsetCommitResponse { correlation_id, result };
-                out.push(CoordinatorEffect::Send(Send { to: client, message: Message::Group(message) }));
+                out.push(CoordinatorEffect::Send(Send { to: client, message: Message::group(message) }));
             }
         }
     }

@@ -70,7 +70,7 @@ pub struct Group {
 }
 
 fn reply(out: &mut Vec<GroupEffect>, to: NodeId, message: GroupMessage) {
-    out.push(GroupEffect::Send(Send { to, message: Message::Group(message) }));
+    out.push(GroupEffect::Send(Send { to, message: Message::group(message) }));
 }
 
 impl Group {

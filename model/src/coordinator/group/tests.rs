@@ -39,10 +39,10 @@ fn a_loaded_partition_serves_nothing_until_its_barrier_commits() {
         effects.iter().find_map(|effect| if let CoordinatorEffect::Append { token, .. } = effect { Some(*token) } else { None }).expect("a barrier write")
     };
     let first = barrier(&effects);
-    let fetch = || Message::Group(GroupMessage::OffsetFetchRequest { correlation_id: 7, group_id: "g".into(), partitions: Vec::new(), require_stable: false });
+    let fetch = || Message::group(GroupMessage::OffsetFetchRequest { correlation_id: 7, group_id: "g".into(), partitions: Vec::new(), require_stable: false });
     let mut out = Vec::new();
     coordinator.handle_request(Instant::ZERO, NodeId(9), fetch(), &mut out);
-    assert!(matches!(&out[..], [CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::OffsetFetchResponse { result: Err(ErrorCode::CoordinatorLoadInProgress), .. }), .. })]));
+    assert!(matches!(group_replies(&out)[..], [GroupMessage::OffsetFetchResponse { result: Err(ErrorCode::CoordinatorLoadInProgress), .. }]));
     coordinator.write_completed(Instant::ZERO, first, Err(ErrorCode::NotEnoughReplicas), &mut Vec::new());
     assert_eq!(coordinator.next_deadline(), Some(Instant::ZERO + BARRIER_RETRY_BACKOFF));
     let mut retried = Vec::new();
@@ -50,7 +50,7 @@ fn a_loaded_partition_serves_nothing_until_its_barrier_commits() {
     coordinator.write_completed(Instant::ZERO + BARRIER_RETRY_BACKOFF, barrier(&retried), Ok(Offset(0)), &mut Vec::new());
     let mut out = Vec::new();
     coordinator.handle_request(Instant::ZERO + BARRIER_RETRY_BACKOFF, NodeId(9), fetch(), &mut out);
-    assert!(matches!(&out[..], [CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::OffsetFetchResponse { result: Ok(_), .. }), .. })]));
+    assert!(matches!(group_replies(&out)[..], [GroupMessage::OffsetFetchResponse { result: Ok(_), .. }]));
 }
 
 /// A coordinator that leads partition 0, whose writes all commit at once; the
@@ -75,7 +75,7 @@ impl Harness {
                 match effect {
                     CoordinatorEffect::Send(send) => {
                         if let Message::Group(message) = send.message {
-                            self.replies.push((send.to, message));
+                            self.replies.push((send.to, *message));
                         }
                     }
                     CoordinatorEffect::Append { records, token, producer, .. } => {
@@ -110,7 +110,7 @@ impl Harness {
 
     fn request(&mut self, now: Instant, from: u32, message: GroupMessage) {
         let mut effects = Vec::new();
-        self.coordinator.handle_request(now, NodeId(from), Message::Group(message), &mut effects);
+        self.coordinator.handle_request(now, NodeId(from), Message::group(message), &mut effects);
         self.carry_out(now, effects);
     }
 
@@ -242,9 +242,12 @@ fn fetch(correlation_id: u64, require_stable: bool) -> GroupMessage {
 /// The committed offset of t/0 an OffsetFetch answers, or its error.
 fn fetched(coordinator: &mut GroupCoordinator, require_stable: bool) -> Result<Option<Offset>, ErrorCode> {
     let mut effects = Vec::new();
-    coordinator.handle_request(at(9), NodeId(3001), Message::Group(fetch(99, require_stable)), &mut effects);
+    coordinator.handle_request(at(9), NodeId(3001), Message::group(fetch(99, require_stable)), &mut effects);
     let answer = effects.into_iter().find_map(|effect| match effect {
-        CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::OffsetFetchResponse { result, .. }), .. }) => Some(result),
+        CoordinatorEffect::Send(Send { message: Message::Group(message), .. }) => match *message {
+            GroupMessage::OffsetFetchResponse { result, .. } => Some(result),
+            _ => None,
+        },
         _ => None,
     });
     answer.expect("an OffsetFetch answer").map(|offsets| offsets[0].1)
@@ -291,15 +294,15 @@ fn a_failed_group_write_rebalances() {
     let mut coordinator = GroupCoordinator::new(config());
     load_committed(&mut coordinator, Instant::ZERO, LeaderEpoch(1), &[]);
     let mut effects = Vec::new();
-    coordinator.handle_request(at(0), NodeId(3001), Message::Group(join(1, None)), &mut effects);
+    coordinator.handle_request(at(0), NodeId(3001), Message::group(join(1, None)), &mut effects);
     let member = coordinator.groups["g"].members.keys().next().cloned().expect("a member");
     let generation = coordinator.groups["g"].generation;
     effects.clear();
-    coordinator.handle_request(at(0), NodeId(3001), Message::Group(sync(2, generation, &member, vec![])), &mut effects);
+    coordinator.handle_request(at(0), NodeId(3001), Message::group(sync(2, generation, &member, vec![])), &mut effects);
     let token = effects.iter().find_map(|effect| if let CoordinatorEffect::Append { token, .. } = effect { Some(*token) } else { None }).expect("a write");
     effects.clear();
     coordinator.write_completed(at(1), token, Err(ErrorCode::NotLeaderOrFollower), &mut effects);
-    assert!(effects.iter().any(|effect| matches!(effect, CoordinatorEffect::Send(Send { message: Message::Group(GroupMessage::SyncGroupResponse { result: Err(ErrorCode::NotCoordinator), .. }), .. }))));
+    assert!(group_replies(&effects).iter().any(|message| matches!(message, GroupMessage::SyncGroupResponse { result: Err(ErrorCode::NotCoordinator), .. })));
     assert!(matches!(coordinator.groups["g"].phase, state::Phase::PreparingRebalance { .. }));
 }
 
@@ -418,4 +421,15 @@ mod properties {
             }
         }
     }
+}
+
+/// The group messages among a coordinator's effects, in order.
+fn group_replies(effects: &[CoordinatorEffect]) -> Vec<&GroupMessage> {
+    effects
+        .iter()
+        .filter_map(|effect| match effect {
+            CoordinatorEffect::Send(Send { message: Message::Group(message), .. }) => Some(&**message),
+            _ => None,
+        })
+        .collect()
 }
