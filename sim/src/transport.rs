@@ -69,15 +69,20 @@ pub struct Envelope {
     pub message: Message,
 }
 
-/// The sending half: per-destination sequence numbers.
+/// The sending half: per-destination sequence numbers, in a list sorted by
+/// destination (a node talks to a handful of peers).
 #[derive(Default)]
 pub struct Outbox {
-    next_sequence: BTreeMap<NodeId, u64>,
+    next_sequence: Vec<(NodeId, u64)>,
 }
 
 impl Outbox {
     pub fn stamp(&mut self, from: NodeId, incarnation: u64, to: NodeId, message: Message) -> Envelope {
-        let next = self.next_sequence.entry(to).or_insert(0);
+        let index = self.next_sequence.binary_search_by_key(&to, |(node, _)| *node).unwrap_or_else(|index| {
+            self.next_sequence.insert(index, (to, 0));
+            index
+        });
+        let next = &mut self.next_sequence[index].1;
         let sequence = *next;
         *next += 1;
         Envelope { from, incarnation, sequence, message }
@@ -92,10 +97,13 @@ struct Link {
     gap_deadline: Option<u64>,
 }
 
-/// The receiving half, keyed by sending node.
+/// The receiving half, one link per sending node.
 #[derive(Default)]
 pub struct Inbox {
-    links: BTreeMap<NodeId, Link>,
+    /// Sorted by sending node, so gaps expire in the same order a map would
+    /// give; a node hears from a handful of peers, so a sorted list is quicker
+    /// to search than a tree.
+    links: Vec<(NodeId, Link)>,
     /// How many links wait on a gap; while none does, there is nothing to expire.
     gapped: usize,
 }
@@ -106,7 +114,14 @@ impl Inbox {
     /// big enough that each copy on the way shows in a run's time.
     pub fn accept(&mut self, now: u64, envelope: Box<Envelope>, deliver: &mut Vec<Box<Envelope>>) {
         let from = envelope.from;
-        let link = self.links.entry(from).or_insert(Link { incarnation: envelope.incarnation, expected: 0, early: BTreeMap::new(), gap_deadline: None });
+        let index = match self.links.binary_search_by_key(&from, |(node, _)| *node) {
+            Ok(index) => index,
+            Err(index) => {
+                self.links.insert(index, (from, Link { incarnation: envelope.incarnation, expected: 0, early: BTreeMap::new(), gap_deadline: None }));
+                index
+            }
+        };
+        let link = &mut self.links[index].1;
         let was_gapped = link.gap_deadline.is_some();
         Self::accept_on(link, now, envelope, deliver);
         self.gapped = self.gapped + usize::from(link.gap_deadline.is_some()) - usize::from(was_gapped);
@@ -152,7 +167,7 @@ impl Inbox {
         if self.gapped == 0 {
             return None;
         }
-        self.links.values().filter_map(|link| link.gap_deadline).min()
+        self.links.iter().filter_map(|(_, link)| link.gap_deadline).min()
     }
 
     /// Gives up gaps whose time ran out and delivers what waited behind them.
@@ -160,7 +175,7 @@ impl Inbox {
         if self.gapped == 0 {
             return;
         }
-        for link in self.links.values_mut() {
+        for (_, link) in &mut self.links {
             if link.gap_deadline.is_some_and(|deadline| deadline <= now) {
                 link.gap_deadline = None;
                 self.gapped -= 1;
@@ -261,8 +276,8 @@ mod tests {
                     arrival.from = NodeId(from);
                     inbox.accept(now, arrival, &mut out);
                 }
-                let scanned = inbox.links.values().filter_map(|link| link.gap_deadline).min();
-                proptest::prop_assert_eq!(inbox.gapped, inbox.links.values().filter(|link| link.gap_deadline.is_some()).count());
+                let scanned = inbox.links.iter().filter_map(|(_, link)| link.gap_deadline).min();
+                proptest::prop_assert_eq!(inbox.gapped, inbox.links.iter().filter(|(_, link)| link.gap_deadline.is_some()).count());
                 proptest::prop_assert_eq!(inbox.next_deadline(), scanned);
             }
         }
