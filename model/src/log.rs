@@ -371,7 +371,7 @@ mod tests {
         let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0), transactional: false };
         assert_eq!(log.check_sequence(stamp, 2), SequenceCheck::Append);
         let records = vec![Record { key: None, value: Bytes::from_static(b"a") }, Record { key: None, value: Bytes::from_static(b"b") }];
-        log.append(Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), Some(stamp), records)));
+        log.append(Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), Some(stamp), records.into())));
         assert_eq!(log.check_sequence(stamp, 2), SequenceCheck::Duplicate(Offset(0)));
         let next = ProducerStamp { base_sequence: Sequence(3), ..stamp };
         assert_eq!(log.check_sequence(next, 1), SequenceCheck::OutOfOrder);
@@ -386,7 +386,7 @@ mod tests {
     fn recovered_and_replicated_logs_keep_recognising_retries() {
         let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0), transactional: false };
         let records = vec![Record { key: None, value: Bytes::from_static(b"a") }];
-        let batches = vec![batch(0, 0, 2), Arc::new(RecordBatch::new(Offset(2), LeaderEpoch(0), Some(stamp), records))];
+        let batches = vec![batch(0, 0, 2), Arc::new(RecordBatch::new(Offset(2), LeaderEpoch(0), Some(stamp), records.into()))];
         let (recovered, cut) = Log::recover(&batches);
         assert_eq!(cut, None);
         assert_eq!(recovered.check_sequence(stamp, 1), SequenceCheck::Duplicate(Offset(2)));

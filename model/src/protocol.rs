@@ -156,7 +156,7 @@ pub enum Message {
         timeout: Duration,
         partition: TopicPartition,
         producer: Option<ProducerStamp>,
-        records: Vec<Record>,
+        records: Arc<[Record]>,
         /// KIP-98: set by a transactional producer, so the leader can verify the
         /// partition is in the transaction (KIP-890 part 1).
         transactional_id: Option<Arc<str>>,
@@ -237,4 +237,19 @@ impl Message {
 pub struct Send {
     pub to: NodeId,
     pub message: Message,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Message;
+
+    /// A message is moved several times between a node and the network, and
+    /// each move copies as many bytes as the largest variant holds; past about
+    /// 128 bytes the compiler also turns each move into a call to memcpy. A
+    /// large field of a rare message goes in a Box instead (as JoinGroup's
+    /// subscription does).
+    #[test]
+    fn a_message_stays_small() {
+        assert!(std::mem::size_of::<Message>() <= 112, "Message grew to {} bytes", std::mem::size_of::<Message>());
+    }
 }

@@ -40,7 +40,9 @@ pub struct RecordBatch {
     pub base_offset: Offset,
     pub partition_leader_epoch: LeaderEpoch,
     pub producer: Option<ProducerStamp>,
-    pub records: Vec<Record>,
+    /// Shared with the produce request that brought them (and its retries), so
+    /// appending a batch never copies its records.
+    pub records: Arc<[Record]>,
     /// Set on a control batch (KIP-98's `isControl` attribute); such a batch holds
     /// one control record and is never handed to an application.
     pub control: Option<ControlMarker>,
@@ -53,7 +55,7 @@ impl RecordBatch {
         base_offset: Offset,
         partition_leader_epoch: LeaderEpoch,
         producer: Option<ProducerStamp>,
-        records: Vec<Record>,
+        records: Arc<[Record]>,
     ) -> RecordBatch {
         assert!(!records.is_empty(), "a record batch holds at least one record");
         let mut batch = RecordBatch { base_offset, partition_leader_epoch, producer, records, control: None, crc: 0 };
@@ -85,21 +87,21 @@ impl RecordBatch {
             return None;
         }
         let keep = (end.0 - self.base_offset.0) as usize;
-        let records = self.records[..keep.min(self.records.len())].to_vec();
+        let records = self.records[..keep.min(self.records.len())].into();
         Some(self.sliced(self.base_offset, self.producer, records))
     }
 
     /// A control batch carrying `marker` for the producer of `stamp` (KIP-98).
     pub fn control(base_offset: Offset, partition_leader_epoch: LeaderEpoch, stamp: ProducerStamp, marker: ControlMarker) -> RecordBatch {
         let record = Record { key: Some(Bytes::from_static(if marker.commit { b"COMMIT" } else { b"ABORT" })), value: Bytes::new() };
-        let mut batch = RecordBatch::new(base_offset, partition_leader_epoch, Some(stamp), vec![record]);
+        let mut batch = RecordBatch::new(base_offset, partition_leader_epoch, Some(stamp), Arc::new([record]));
         batch.control = Some(marker);
         batch.crc = batch.compute_crc();
         batch
     }
 
     /// A part of this batch as a batch of its own, keeping its attributes.
-    pub fn sliced(&self, base_offset: Offset, producer: Option<ProducerStamp>, records: Vec<Record>) -> RecordBatch {
+    pub fn sliced(&self, base_offset: Offset, producer: Option<ProducerStamp>, records: Arc<[Record]>) -> RecordBatch {
         let mut batch = RecordBatch::new(base_offset, self.partition_leader_epoch, producer, records);
         batch.control = self.control;
         batch.crc = batch.compute_crc();
@@ -130,7 +132,7 @@ impl RecordBatch {
             hash.write(&[u8::from(marker.commit)]);
             hash.write(&marker.coordinator_epoch.to_le_bytes());
         }
-        for record in &self.records {
+        for record in self.records.iter() {
             if let Some(key) = &record.key {
                 hash.write(key);
             }
@@ -154,7 +156,7 @@ mod tests {
     fn a_batch_checksum_covers_every_field_and_record() {
         let record = |key: &'static [u8], value: &'static [u8]| Record { key: Some(Bytes::from_static(key)), value: Bytes::from_static(value) };
         let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 2, base_sequence: Sequence(40), transactional: true };
-        let batch = |offset: u64, epoch: u32, stamp: ProducerStamp, records: Vec<Record>| RecordBatch::new(Offset(offset), LeaderEpoch(epoch), Some(stamp), records);
+        let batch = |offset: u64, epoch: u32, stamp: ProducerStamp, records: Vec<Record>| RecordBatch::new(Offset(offset), LeaderEpoch(epoch), Some(stamp), records.into());
         let original = batch(1234, 5, stamp, vec![record(b"key-1", b"1:17 a value of some length")]);
         assert!(original.is_valid());
         assert_eq!(original.crc, batch(1234, 5, stamp, vec![record(b"key-1", b"1:17 a value of some length")]).crc);
@@ -171,7 +173,7 @@ mod tests {
             assert_ne!(other.crc, original.crc, "{other:?}");
         }
         let mut torn = original.clone();
-        torn.records[0].value = Bytes::from_static(b"1:17 a value of some");
+        torn.records = Arc::new([record(b"key-1", b"1:17 a value of some")]);
         assert!(!torn.is_valid());
     }
 }
@@ -183,10 +185,11 @@ pub(crate) mod transactional_batches {
     use super::{ControlMarker, ProducerStamp, Record, RecordBatch};
     use crate::types::{LeaderEpoch, Offset, ProducerId, Sequence};
     use bytes::Bytes;
+    use std::sync::Arc;
 
     pub fn data(base: u64, producer: u64) -> RecordBatch {
         let stamp = ProducerStamp { producer_id: ProducerId(producer), producer_epoch: 0, base_sequence: Sequence(0), transactional: true };
-        RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp), vec![Record { key: None, value: Bytes::from_static(b"v") }])
+        RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp), Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]))
     }
 
     pub fn marker(base: u64, producer: u64, commit: bool) -> RecordBatch {

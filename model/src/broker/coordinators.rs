@@ -45,7 +45,7 @@ impl Broker {
     /// offsets partition, stamped with its id and epoch but no sequence (Kafka's
     /// NO_SEQUENCE: the group coordinator, not the producer, writes them). A
     /// producer epoch older than the partition has seen is fenced.
-    pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Vec<crate::record::Record>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
+    pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Arc<[crate::record::Record]>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
         let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, tp, producer_id, producer_epoch)?;
         let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
         let base_offset = partition.log_end_offset();
@@ -97,6 +97,7 @@ impl Broker {
             Some(tp) => tp.clone(),
             None => TopicPartition::new(kind.topic(), partition),
         };
+        let records = Arc::from(records);
         let appended = match producer {
             None => self.append_as_leader(&tp, Acks::All, None, records),
             Some((producer_id, producer_epoch)) => self.append_transactional_offsets(&tp, producer_id, producer_epoch, records),

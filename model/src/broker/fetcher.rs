@@ -188,6 +188,6 @@ fn fetcher_mut(fetchers: &mut [(NodeId, Fetcher)], leader: NodeId) -> Option<&mu
 fn slice_from(batch: &RecordBatch, from: Offset) -> RecordBatch {
     let skip = (from.0 - batch.base_offset.0) as usize;
     let producer = batch.producer.map(|stamp| ProducerStamp { base_sequence: crate::types::Sequence(stamp.base_sequence.0 + skip as i32), ..stamp });
-    batch.sliced(from, producer, batch.records[skip..].to_vec())
+    batch.sliced(from, producer, batch.records[skip..].into())
 }
 

@@ -475,7 +475,7 @@ impl Broker {
         timeout: Duration,
         tp: TopicPartition,
         producer: Option<ProducerStamp>,
-        records: Vec<Record>,
+        records: Arc<[Record]>,
         out: &mut Vec<BrokerOutput>,
     ) {
         let result = self.append_as_leader(&tp, acks, producer, records);
@@ -504,7 +504,7 @@ impl Broker {
     /// Appends on the leader; returns the partition under this broker's own name
     /// for it (whose topic `Arc` later lookups match by pointer), the batch's base
     /// offset and the offset the high watermark must pass for acks=all.
-    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Vec<Record>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
+    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Arc<[Record]>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
         let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
         if !partition.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);

@@ -30,7 +30,7 @@ fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
     assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { new_isr, .. } if new_isr.len() == 2)));
     // acks=all waits for the follower, whatever the controller said.
     out.clear();
-    let records = vec![Record { key: None, value: Bytes::from_static(b"v") }];
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]);
     broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None }, &mut out);
     out.clear();
     broker.handle_timeout(Instant::ZERO + INTER_BROKER_REQUEST_TIMEOUT + Duration::from_millis(1), &mut out);
@@ -58,7 +58,7 @@ fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
         timeout: Duration::from_secs(30),
         partition: tp.clone(),
         producer,
-        records: vec![Record { key: None, value: Bytes::from_static(value) }],
+        records: Arc::new([Record { key: None, value: Bytes::from_static(value) }]),
         transactional_id: None,
     };
     broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Some(stamp), b"in-txn"), &mut out);
@@ -120,7 +120,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
         timeout: Duration::from_secs(30),
         partition: tp.clone(),
         producer: Some(stamp),
-        records: vec![Record { key: None, value: Bytes::from_static(b"v") }],
+        records: Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]),
         transactional_id: Some("tx".into()),
     };
     let verification = |out: &[BrokerOutput]| {
@@ -190,7 +190,7 @@ fn next_deadline_follows_isr_changes_and_coordinator_loads() {
         session_timeout: Duration::from_secs(10),
         rebalance_timeout: Duration::from_secs(10),
         protocols: vec!["range".into()],
-        subscription: crate::coordinator::group::protocol::Subscription { topics: vec!["t".into()], owned_partitions: Vec::new(), generation: crate::coordinator::group::protocol::Generation(-1) },
+        subscription: Box::new(crate::coordinator::group::protocol::Subscription { topics: vec!["t".into()], owned_partitions: Vec::new(), generation: crate::coordinator::group::protocol::Generation(-1) }),
     };
     broker.handle_message(asked_at, NodeId(50), Message::group(join), &mut out);
     broker.next_deadline();

@@ -25,7 +25,7 @@ pub(super) struct PendingVerification {
     timeout: Duration,
     partition: TopicPartition,
     producer: ProducerStamp,
-    records: Vec<Record>,
+    records: Arc<[Record]>,
     sent: Instant,
 }
 
@@ -40,7 +40,7 @@ impl Broker {
         timeout: Duration,
         tp: TopicPartition,
         producer: Option<ProducerStamp>,
-        records: Vec<Record>,
+        records: Arc<[Record]>,
         transactional_id: Option<Arc<str>>,
         out: &mut Vec<BrokerOutput>,
     ) {

@@ -8,6 +8,7 @@
 //! max.in.flight.requests.per.connection > 1.
 
 mod accumulator;
+mod batch;
 mod transactional;
 
 pub use transactional::{TransactionOutcome, TransactionPhase, TransactionState};
@@ -20,6 +21,7 @@ use crate::record::{ProducerStamp, Record};
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, Offset, ProducerId, Sequence, TopicPartition};
 use accumulator::{InFlight, InFlightRequests, PartitionCounts, PartitionQueues};
+use batch::Batch;
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -46,44 +48,6 @@ struct PendingRecord {
     topic: Arc<str>,
     record: Record,
     created: Instant,
-}
-
-struct Batch {
-    /// Unique within this producer, for the in-flight window.
-    id: u64,
-    partition: TopicPartition,
-    handles: Vec<u64>,
-    records: Vec<Record>,
-    created: Instant,
-    size_bytes: usize,
-    base_sequence: Option<Sequence>,
-    /// The producer id and epoch `base_sequence` belongs to.
-    stamped_with: Option<(ProducerId, u16)>,
-    attempts: u32,
-    maybe_written: bool,
-    retry_at: Instant,
-    /// No more records join a batch once it was sent.
-    closed: bool,
-}
-
-impl Batch {
-    /// A new open batch holding its first record, never sent.
-    fn open(id: u64, partition: TopicPartition, handle: u64, record: Record, created: Instant, size_bytes: usize) -> Batch {
-        Batch {
-            id,
-            partition,
-            handles: vec![handle],
-            records: vec![record],
-            created,
-            size_bytes,
-            base_sequence: None,
-            stamped_with: None,
-            attempts: 0,
-            maybe_written: false,
-            retry_at: Instant::ZERO,
-            closed: false,
-        }
-    }
 }
 
 pub struct Producer {
@@ -170,7 +134,7 @@ impl Producer {
             if queue.blocked {
                 continue;
             }
-            let ready = if batch.closed { batch.retry_at } else { batch.created + self.config.linger };
+            let ready = if batch.is_closed() { batch.retry_at } else { batch.created + self.config.linger };
             deadline = earliest(deadline, Some(ready.max(batch.retry_at)));
         }
         if let Some(sent) = self.in_flight.oldest_sent() {
@@ -258,10 +222,8 @@ impl Producer {
         let size = record.value.len() + record.key.as_ref().map_or(0, |key| key.len()) + 16;
         let (partition, queue) = self.queues.entry(partition);
         if let Some(batch) = queue.batches.back_mut() {
-            if !batch.closed && batch.size_bytes + size <= self.config.batch_size {
-                batch.handles.push(handle);
-                batch.records.push(record);
-                batch.size_bytes += size;
+            if !batch.is_closed() && batch.size_bytes + size <= self.config.batch_size {
+                batch.push(handle, record, size);
                 return;
             }
         }
@@ -322,12 +284,12 @@ impl Producer {
                 let Some(batch) = queue.batches.front() else { break };
                 let full = batch.size_bytes >= config.batch_size;
                 let lingered = now >= batch.created + config.linger;
-                if now < batch.retry_at || !(batch.closed || full || lingered) {
+                if now < batch.retry_at || !(batch.is_closed() || full || lingered) {
                     break;
                 }
                 let mut batch = queue.batches.pop_front().expect("front exists");
                 sent = true;
-                batch.closed = true;
+                let records = batch.close();
                 batch.attempts += 1;
                 let producer = stamp(*producer_id, transactions.is_some(), &mut queue.next_sequence, &mut batch);
                 *next_correlation_id += 1;
@@ -338,7 +300,7 @@ impl Producer {
                     timeout: config.request_timeout,
                     partition: tp.clone(),
                     producer,
-                    records: batch.records.clone(),
+                    records,
                     transactional_id: transactions.as_ref().map(|txn| txn.transactional_id.clone()),
                 };
                 out.push(ProducerOutput::Send(Send { to: leader, message }));
@@ -526,9 +488,10 @@ fn stamp(producer_id: Option<(ProducerId, u16)>, transactional: bool, next_seque
         batch.base_sequence = None;
         batch.stamped_with = producer_id;
     }
+    let record_count = batch.record_count() as i32;
     let base_sequence = *batch.base_sequence.get_or_insert_with(|| {
         let base = Sequence(*next_sequence);
-        *next_sequence += batch.records.len() as i32;
+        *next_sequence += record_count;
         base
     });
     Some(ProducerStamp { producer_id: id, producer_epoch: epoch, base_sequence, transactional })

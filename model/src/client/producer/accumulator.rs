@@ -4,7 +4,7 @@
 //! counted per broker for max.in.flight.requests.per.connection), and the
 //! partition count of each topic sent to.
 
-use super::Batch;
+use super::batch::Batch;
 use crate::client::metadata::MetadataTracker;
 use crate::time::Instant;
 use crate::types::{NodeId, TopicPartition};

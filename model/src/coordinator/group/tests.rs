@@ -86,7 +86,7 @@ impl Harness {
                             base_sequence: crate::types::Sequence(-1),
                             transactional: true,
                         });
-                        self.log.push(Arc::new(RecordBatch::new(base, LeaderEpoch(1), stamp, records)));
+                        self.log.push(Arc::new(RecordBatch::new(base, LeaderEpoch(1), stamp, records.into())));
                         self.coordinator.write_completed(now, token, Ok(base), &mut next);
                     }
                 }
@@ -133,7 +133,7 @@ fn join(correlation_id: u64, member_id: Option<MemberId>) -> GroupMessage {
         session_timeout: Duration::from_secs(10),
         rebalance_timeout: Duration::from_secs(30),
         protocols: vec!["range".into()],
-        subscription: Subscription { topics: vec!["t".into()], ..Subscription::default() },
+        subscription: Box::new(Subscription { topics: vec!["t".into()], ..Subscription::default() }),
     }
 }
 

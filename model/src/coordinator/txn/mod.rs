@@ -578,7 +578,7 @@ mod tests {
         assert!(matches!(sent[..], [(_, TxnMessage::AddPartitionsToTxnResponse { result: Err(ErrorCode::ProducerFenced), .. })]));
 
         // Failover before the markers were answered: the successor resumes them.
-        let batch: SharedBatch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(4), None, harness.log.clone()));
+        let batch: SharedBatch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(4), None, harness.log.clone().into()));
         let mut successor = Harness { coordinator: coordinator(), log: harness.log.clone() };
         let mut effects = Vec::new();
         successor.coordinator.load(Instant::ZERO, 0, LeaderEpoch(4), &[batch], &mut effects);
