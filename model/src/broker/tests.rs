@@ -190,7 +190,7 @@ fn next_deadline_follows_isr_changes_and_coordinator_loads() {
         session_timeout: Duration::from_secs(10),
         rebalance_timeout: Duration::from_secs(10),
         protocols: vec!["range".into()],
-        subscription: Box::new(crate::coordinator::group::protocol::Subscription { topics: vec!["t".into()], owned_partitions: Vec::new(), generation: crate::coordinator::group::protocol::Generation(-1) }),
+        subscription: crate::coordinator::group::protocol::Subscription { topics: vec!["t".into()], owned_partitions: Vec::new(), generation: crate::coordinator::group::protocol::Generation(-1) },
     };
     broker.handle_message(asked_at, NodeId(50), Message::group(join), &mut out);
     broker.next_deadline();

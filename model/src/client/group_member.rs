@@ -221,7 +221,7 @@ impl GroupMember {
                 }
                 let correlation_id = correlation();
                 self.phase = Phase::Joining { correlation_id, sent: now };
-                let subscription = Box::new(Subscription { topics: self.topics.clone(), owned_partitions: self.owned.clone(), generation: self.generation });
+                let subscription = Subscription { topics: self.topics.clone(), owned_partitions: self.owned.clone(), generation: self.generation };
                 let message = GroupMessage::JoinGroupRequest {
                     correlation_id,
                     group_id: self.group_id.clone(),

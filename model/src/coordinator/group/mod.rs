@@ -183,7 +183,7 @@ impl GroupCoordinator {
                 self.next_member += 1;
                 let epoch = self.loaded[&self.partition_of(&group_id)];
                 let new_member_id: MemberId = format!("{}-{}-{}", from.0, epoch.0, self.next_member).into();
-                self.group_mut(&group_id).handle_join(now, from, correlation_id, member_id, new_member_id, session_timeout, rebalance_timeout, protocols, *subscription, &mut effects);
+                self.group_mut(&group_id).handle_join(now, from, correlation_id, member_id, new_member_id, session_timeout, rebalance_timeout, protocols, subscription, &mut effects);
             }
             GroupMessage::SyncGroupRequest { correlation_id, generation, member_id, assignments, .. } => {
                 if let Err(error) = served {

@@ -60,9 +60,7 @@ pub enum GroupMessage {
         rebalance_timeout: Duration,
         /// Assignor names in the member's preference order.
         protocols: Vec<Arc<str>>,
-        /// Boxed because it would make this rare request the largest `Message`,
-        /// and every message pays for the largest one each time it is moved.
-        subscription: Box<Subscription>,
+        subscription: Subscription,
     },
     JoinGroupResponse { correlation_id: u64, result: Result<JoinResult, ErrorCode> },
     /// The leader sends every member's assignment; followers send none.

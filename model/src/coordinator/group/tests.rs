@@ -133,7 +133,7 @@ fn join(correlation_id: u64, member_id: Option<MemberId>) -> GroupMessage {
         session_timeout: Duration::from_secs(10),
         rebalance_timeout: Duration::from_secs(30),
         protocols: vec!["range".into()],
-        subscription: Box::new(Subscription { topics: vec!["t".into()], ..Subscription::default() }),
+        subscription: Subscription { topics: vec!["t".into()], ..Subscription::default() },
     }
 }
 
