@@ -3,8 +3,9 @@
 
 use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
 use crate::final_state::{ConsumerSnapshot, FinalState, GroupSnapshot, PartitionSnapshot, ReplicaSnapshot};
-use crate::history::{History, OpBody, OpType, Value};
+use crate::history::{History, OpBody, OpType};
 use crate::nemesis::{AppliedFaults, Nemesis};
+use crate::replica_records::DecodedBatches;
 use crate::node::broker::BrokerNode;
 use crate::node::consumer::ConsumerNode;
 use crate::node::controller::ControllerNode;
@@ -218,6 +219,8 @@ fn snapshot(ctx: &RunContext) -> FinalState {
         }
     }
     let outputs: Vec<&str> = ctx.scenario.pipelines.iter().map(|pipeline| pipeline.to.as_str()).collect();
+    // Per partition, the replica decoded last and its batches.
+    let mut decoded: BTreeMap<kafsim_model::TopicPartition, (NodeId, DecodedBatches)> = BTreeMap::new();
     for (id, broker) in live.brokers() {
         let broker = broker.lock().expect("broker lock");
         for (tp, partition) in broker.broker.partitions() {
@@ -225,10 +228,11 @@ fn snapshot(ctx: &RunContext) -> FinalState {
             // without the records of aborted transactions (KIP-98).
             let aborted = if outputs.contains(&&*tp.topic) { partition.log.transactions().aborted_between(Offset(0), partition.log_end_offset()) } else { Vec::new() };
             let mut isolation = kafsim_model::client::isolation::ReadIsolation::new(!aborted.is_empty(), &aborted);
-            let mut records = Vec::with_capacity(partition.log_end_offset().0 as usize);
-            for batch in partition.log.batches().iter().filter(|batch| !isolation.skips(batch)) {
-                records.extend(batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value))));
-            }
+            let (previous_id, batches) = decoded.entry(tp.clone()).or_insert_with(|| (id, DecodedBatches::default()));
+            let previous = partitions.get(tp).and_then(|snapshot| snapshot.replicas.get(previous_id)).map_or(&[][..], |replica| &replica.records[..]);
+            let log = partition.log.batches().iter().filter(|batch| !isolation.skips(batch));
+            let records = batches.decode(log, previous, partition.log_end_offset().0 as usize);
+            *previous_id = id;
             let replica = ReplicaSnapshot {
                 broker: id,
                 records,
