@@ -32,7 +32,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut groups = Names::default();
     // Per group (its number in `groups`): the values its members processed.
     let mut processed = ValueSet::new();
-    for op in &views.history.ops {
+    for op in views.group_ops() {
         match &op.body {
             OpBody::Commit { group, offsets, .. } if op.kind == OpType::Ok => {
                 for (partition, offset) in offsets {
