@@ -33,11 +33,12 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     }
     let uncommitted = views.uncommitted_values();
     // The last `ok` send of each value outside uncommitted transactions.
-    let mut acknowledged: ValueMap<&Op> = ValueMap::new();
+    let mut acknowledged: ValueMap<&Op> = ValueMap::with_sequence_bound(views.sequence_bound());
     for send in views.acknowledged_sends().iter().filter(|send| !uncommitted.contains(0, send.value)) {
         acknowledged.insert(0, send.value, send.op);
     }
-    let polled: ValueSet = views.reads().iter().map(|read| read.record.value).collect();
+    let mut polled = ValueSet::with_sequence_bound(views.sequence_bound());
+    polled.extend(views.reads().iter().map(|read| read.record.value));
     let furthest = furthest_positions(final_state);
     for (_, view) in views.final_partitions() {
         let Some(&(position, consumer)) = furthest.get(view.partition) else {

@@ -174,6 +174,8 @@ pub(crate) struct Views<'a> {
     /// Pairs of indexes into `reads`: (previous, current).
     consecutive_reads: Vec<(u32, u32)>,
     heal_time: Option<u64>,
+    /// One more than the largest sequence sent.
+    sequence_bound: u64,
     uncommitted: OnceCell<ValueSet>,
     group_ops: Vec<&'a Op>,
     transaction_ops: Vec<&'a Op>,
@@ -196,6 +198,7 @@ impl<'a> Views<'a> {
             send_pairs: Vec::new(),
             consecutive_reads: Vec::new(),
             heal_time: None,
+            sequence_bound: 0,
             uncommitted: OnceCell::new(),
             group_ops: Vec::new(),
             transaction_ops: Vec::new(),
@@ -222,7 +225,7 @@ impl<'a> Views<'a> {
         // Open invokes by node and value: pipeline members may send the same
         // output value at once (a zombie and its successor), and each completion
         // belongs to its own node's invoke.
-        let mut open: ValueMap<u32> = ValueMap::new();
+        let mut open: ValueMap<u32> = ValueMap::with_sequence_bound(self.sequence_bound);
         for (op_index, op) in history.ops.iter().enumerate() {
             let op_index = op_index as u32;
             match &op.body {
@@ -269,12 +272,16 @@ impl<'a> Views<'a> {
         resets
     }
 
-    /// Sizes the lists `index_history` fills, so that they never reallocate.
+    /// Sizes the lists `index_history` fills, so that they never reallocate,
+    /// and finds the sequence bound.
     fn reserve(&mut self, history: &History) {
         let (mut invokes, mut acknowledged, mut reads) = (0, 0, 0);
         for op in &history.ops {
             match (&op.body, op.kind) {
-                (OpBody::Send { .. }, OpType::Invoke) => invokes += 1,
+                (OpBody::Send { value, .. }, OpType::Invoke) => {
+                    invokes += 1;
+                    self.sequence_bound = self.sequence_bound.max(value.sequence.saturating_add(1));
+                }
                 (OpBody::Send { .. }, OpType::Ok) => acknowledged += 1,
                 (OpBody::Poll { records }, OpType::Ok | OpType::Info) => reads += records.len(),
                 _ => {}
@@ -375,6 +382,12 @@ impl<'a> Views<'a> {
     /// The time the fault phase ended, if the run got that far.
     pub(crate) fn heal_time(&self) -> Option<u64> {
         self.heal_time
+    }
+
+    /// One more than the largest sequence of any value sent: value-keyed maps
+    /// made with it (`ValueMap::with_sequence_bound`) allocate each lane once.
+    pub(crate) fn sequence_bound(&self) -> u64 {
+        self.sequence_bound
     }
 
     /// Values sent in transactions that did not (knowingly) commit, in scope 0.
