@@ -14,6 +14,7 @@ pub mod matrix;
 pub mod merge;
 pub mod nemesis;
 pub mod node;
+pub mod replica_records;
 pub mod report;
 pub mod runner;
 pub mod scenario;

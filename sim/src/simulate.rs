@@ -3,8 +3,9 @@
 
 use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
 use crate::final_state::{ConsumerSnapshot, FinalState, GroupSnapshot, PartitionSnapshot, ReplicaSnapshot};
-use crate::history::{History, OpBody, OpType, Value};
+use crate::history::{History, OpBody, OpType};
 use crate::nemesis::{AppliedFaults, Nemesis};
+use crate::replica_records::DecodedBatches;
 use crate::node::broker::BrokerNode;
 use crate::node::consumer::ConsumerNode;
 use crate::node::controller::ControllerNode;
@@ -124,7 +125,8 @@ fn settled_ends(ctx: &RunContext) -> Option<BTreeMap<kafsim_model::TopicPartitio
 
 fn settled_ends_unlocked(_ctx: &RunContext, live: &crate::context::LiveNodes) -> Option<BTreeMap<kafsim_model::TopicPartition, Offset>> {
     let controller = live.controller()?;
-    let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
+    let controller = controller.lock().expect("controller lock");
+    let metadata = controller.controller.metadata();
     let mut ends = BTreeMap::new();
     for (tp, state) in &metadata.partitions {
         let leader = live.broker(state.leader?)?;
@@ -158,11 +160,12 @@ fn drained(ctx: &RunContext) -> bool {
     // A client restarted at the heal has not run yet: wait for every one to be up,
     // so a crashed producer's orphaned sends are recorded before the snapshot.
     let producers = live.producers();
-    let clients_up = producers.len() == ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. })).len()
-        && live.consumers().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Consumer { .. })).len()
-        && live.pipelines().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Pipeline { .. })).len();
+    let roster_count = |role: fn(&NodeRole) -> bool| ctx.roster.entries.iter().filter(|entry| role(&entry.role)).count();
+    let clients_up = producers.len() == roster_count(|role| matches!(role, NodeRole::Producer { .. }))
+        && live.consumers().len() == roster_count(|role| matches!(role, NodeRole::Consumer { .. }))
+        && live.pipelines().len() == roster_count(|role| matches!(role, NodeRole::Pipeline { .. }));
     let sends_done = clients_up && producers.iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
-    let mut group_reads: BTreeMap<(String, kafsim_model::TopicPartition), Offset> = BTreeMap::new();
+    let mut group_reads: BTreeMap<(&str, kafsim_model::TopicPartition), Offset> = BTreeMap::new();
     let mut groups_settled = true;
     let reads_done = live.consumers().iter().all(|(id, consumer)| {
         let node = consumer.lock().expect("consumer lock");
@@ -170,7 +173,7 @@ fn drained(ctx: &RunContext) -> bool {
         if let Some(group) = ctx.roster.consumer_group(*id, &ctx.scenario) {
             groups_settled &= node.settled() && node.consumer.group().is_some_and(|member| member.is_stable());
             for (tp, position) in positions {
-                let furthest = group_reads.entry((group.to_string(), tp)).or_insert(position);
+                let furthest = group_reads.entry((group, tp)).or_insert(position);
                 *furthest = (*furthest).max(position);
             }
             return true;
@@ -178,7 +181,7 @@ fn drained(ctx: &RunContext) -> bool {
         ends.iter().all(|(tp, end)| positions.get(tp).is_some_and(|position| position >= end) || !positions.contains_key(tp) && *end == Offset(0))
     });
     let groups_done = ctx.scenario.consumers.iter().filter_map(|spec| spec.group.as_ref().map(|group| (group, &spec.topic))).all(|(group, topic)| {
-        ends.iter().filter(|(tp, _)| &*tp.topic == topic.as_str()).all(|(tp, end)| group_reads.get(&(group.clone(), tp.clone())).is_some_and(|position| position >= end))
+        ends.iter().filter(|(tp, _)| &*tp.topic == topic.as_str()).all(|(tp, end)| group_reads.get(&(group.as_str(), tp.clone())).is_some_and(|position| position >= end))
     });
     let pipelines_done = (0..ctx.scenario.pipelines.len()).all(|spec| pipeline_drained(ctx, &live, &ends, spec));
     sends_done && reads_done && groups_done && groups_settled && pipelines_done && !ends.is_empty()
@@ -218,6 +221,8 @@ fn snapshot(ctx: &RunContext) -> FinalState {
         }
     }
     let outputs: Vec<&str> = ctx.scenario.pipelines.iter().map(|pipeline| pipeline.to.as_str()).collect();
+    // Per partition, the replica decoded last and its batches.
+    let mut decoded: BTreeMap<kafsim_model::TopicPartition, (NodeId, DecodedBatches)> = BTreeMap::new();
     for (id, broker) in live.brokers() {
         let broker = broker.lock().expect("broker lock");
         for (tp, partition) in broker.broker.partitions() {
@@ -225,10 +230,11 @@ fn snapshot(ctx: &RunContext) -> FinalState {
             // without the records of aborted transactions (KIP-98).
             let aborted = if outputs.contains(&&*tp.topic) { partition.log.transactions().aborted_between(Offset(0), partition.log_end_offset()) } else { Vec::new() };
             let mut isolation = kafsim_model::client::isolation::ReadIsolation::new(!aborted.is_empty(), &aborted);
-            let mut records = Vec::with_capacity(partition.log_end_offset().0 as usize);
-            for batch in partition.log.batches().iter().filter(|batch| !isolation.skips(batch)) {
-                records.extend(batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value))));
-            }
+            let (previous_id, batches) = decoded.entry(tp.clone()).or_insert_with(|| (id, DecodedBatches::default()));
+            let previous = partitions.get(tp).and_then(|snapshot| snapshot.replicas.get(previous_id)).map_or(&[][..], |replica| &replica.records[..]);
+            let log = partition.log.batches().iter().filter(|batch| !isolation.skips(batch));
+            let records = batches.decode(log, previous, partition.log_end_offset().0 as usize);
+            *previous_id = id;
             let replica = ReplicaSnapshot {
                 broker: id,
                 records,

@@ -25,7 +25,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     // Per value: the last aborted transaction that sent it, and its producer.
     let mut aborted: ValueMap<(u64, &str)> = ValueMap::new();
     let mut any_aborted = false;
-    for transaction in ended_transactions(views.history).filter(|transaction| transaction.outcome == Outcome::Aborted) {
+    for transaction in ended_transactions(views.transaction_ops()).filter(|transaction| transaction.outcome == Outcome::Aborted) {
         for value in transaction.values {
             aborted.insert(0, *value, (transaction.number, &transaction.op.node));
             any_aborted = true;

@@ -31,8 +31,8 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut committed: Committed = BTreeMap::new();
     let mut groups = Names::default();
     // Per group (its number in `groups`): the values its members processed.
-    let mut processed = ValueSet::new();
-    for op in &views.history.ops {
+    let mut processed = ValueSet::with_sequence_bound(views.sequence_bound());
+    for op in views.group_ops() {
         match &op.body {
             OpBody::Commit { group, offsets, .. } if op.kind == OpType::Ok => {
                 for (partition, offset) in offsets {

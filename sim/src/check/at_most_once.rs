@@ -22,8 +22,8 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::AtMostOnce);
     let mut groups = Names::default();
     // Per group and value: the node that first processed it, and when.
-    let mut first: ValueMap<(&str, u64)> = ValueMap::new();
-    for op in &views.history.ops {
+    let mut first: ValueMap<(&str, u64)> = ValueMap::with_sequence_bound(views.sequence_bound());
+    for op in views.group_ops() {
         let OpBody::Process { group, records } = &op.body else { continue };
         let scope = groups.key(group);
         for record in records {

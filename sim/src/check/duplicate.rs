@@ -33,7 +33,7 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
 /// `check` on views already built (`check_all` builds them once for every checker).
 pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::Duplicate);
-    let mut first_positions: ValueMap<Position<'_>> = ValueMap::new();
+    let mut first_positions: ValueMap<Position<'_>> = ValueMap::with_sequence_bound(views.sequence_bound());
     let committed = views.final_partitions().flat_map(|(partition, view)| {
         view.log.iter().map(move |&(offset, value)| (value, partition, offset, Witness::CommittedLog))
     });

@@ -14,16 +14,16 @@ use kafsim_model::TopicPartition;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// `check` as `check_all` runs it, on the views it built once.
-pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
-    check(views.history, views.final_state)
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
 }
 
-pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::GroupOverlap);
     // Per group, generation and partition: the first member assigned it, and when.
     let mut owners: BTreeMap<(&Arc<str>, i32, &TopicPartition), (&str, u64)> = BTreeMap::new();
-    for op in &history.ops {
+    for op in views.group_ops() {
         let OpBody::Assign { group, generation, partitions } = &op.body else { continue };
         for partition in partitions {
             match owners.get(&(group, *generation, partition)) {

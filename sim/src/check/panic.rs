@@ -8,14 +8,14 @@ use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, OpBody};
 
-/// `check` as `check_all` runs it, on the views it built once.
-pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
-    check(views.history, views.final_state)
+pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
+    judge(&Views::new(history, final_state))
 }
 
-pub fn check(history: &History, _final_state: &FinalState) -> Vec<Violation> {
+/// `check` on views already built (`check_all` builds them once for every checker).
+pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::Panic);
-    for op in &history.ops {
+    for op in views.run_end_ops() {
         if findings.is_full() {
             break;
         }

@@ -1,7 +1,7 @@
 //! The transactions of a run as the history records them (KIP-98 workloads):
 //! each transaction's values and how it ended, for the transaction checkers.
 
-use crate::history::{History, Op, OpBody, OpType, Value};
+use crate::history::{Op, OpBody, OpType, Value};
 use super::value_map::ValueSet;
 
 /// How a transaction ended, as its producer learned.
@@ -20,9 +20,10 @@ pub(crate) struct Transaction<'a> {
     pub(crate) outcome: Outcome,
 }
 
-/// Every ended transaction (its completion op), in history order.
-pub(crate) fn ended_transactions(history: &History) -> impl Iterator<Item = Transaction<'_>> {
-    history.ops.iter().filter_map(|op| match &op.body {
+/// Every ended transaction (its completion op) among `transaction_ops` (the
+/// run's `Txn` ops, `Views::transaction_ops`), in their order.
+pub(crate) fn ended_transactions<'o, 'a>(transaction_ops: &'o [&'a Op]) -> impl Iterator<Item = Transaction<'a>> + 'o {
+    transaction_ops.iter().filter_map(|&op| match &op.body {
         OpBody::Txn { number, values, .. } => {
             let outcome = match op.kind {
                 OpType::Invoke => return None,
@@ -38,8 +39,8 @@ pub(crate) fn ended_transactions(history: &History) -> impl Iterator<Item = Tran
 
 /// Values sent in transactions that did not (knowingly) commit: aborted, of
 /// unknown outcome, or never ended. In scope 0.
-pub(crate) fn uncommitted_values(history: &History) -> ValueSet {
-    let transaction_ops = || history.ops.iter().filter_map(|op| match &op.body {
+pub(crate) fn uncommitted_values(transaction_ops: &[&Op]) -> ValueSet {
+    let transaction_ops = || transaction_ops.iter().filter_map(|op| match &op.body {
         OpBody::Txn { values, .. } => Some((op.kind, values)),
         _ => None,
     });

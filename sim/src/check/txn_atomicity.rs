@@ -27,7 +27,7 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
 /// `check` on views already built (`check_all` builds them once for every checker).
 pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::TxnAtomicity);
-    let committed: Vec<_> = ended_transactions(views.history).filter(|transaction| transaction.outcome == Outcome::Committed).collect();
+    let committed: Vec<_> = ended_transactions(views.transaction_ops()).filter(|transaction| transaction.outcome == Outcome::Committed).collect();
     if committed.is_empty() {
         return Vec::new();
     }

@@ -20,6 +20,12 @@ const LANE_LENGTH_MIN: u64 = 1024;
 /// A lane starts this long, or as long as its first sequence needs.
 const LANE_GROWTH_MIN: usize = 256;
 
+/// Up to this many lanes, a lane is found by a scan rather than a bisection.
+const LANES_SCANNED_MAX: usize = 8;
+
+/// A map told the run's sequence bound starts its lanes that long, up to this.
+const LANE_PRESIZE_MAX: u64 = 1 << 16;
+
 pub(crate) struct ValueMap<T> {
     /// Sorted by lane id: `scope << 32 | producer`.
     lanes: Vec<(u64, Vec<Option<T>>)>,
@@ -29,6 +35,9 @@ pub(crate) struct ValueMap<T> {
     overflow: BTreeMap<(u64, u64), Option<T>>,
     /// The index of the lane used last: lookups mostly stay in one lane a while.
     last_lane: Cell<usize>,
+    /// How long a new lane starts, so that a lane filled in sequence order is
+    /// allocated once instead of grown twofold again and again.
+    lane_length_initial: usize,
 }
 
 /// A set of values within scopes.
@@ -40,13 +49,20 @@ fn lane_id(scope: u32, value: Value) -> u64 {
 
 impl<T> Default for ValueMap<T> {
     fn default() -> ValueMap<T> {
-        ValueMap { lanes: Vec::new(), overflow: BTreeMap::new(), last_lane: Cell::new(0) }
+        ValueMap { lanes: Vec::new(), overflow: BTreeMap::new(), last_lane: Cell::new(0), lane_length_initial: LANE_GROWTH_MIN }
     }
 }
 
 impl<T> ValueMap<T> {
     pub(crate) fn new() -> ValueMap<T> {
         ValueMap::default()
+    }
+
+    /// A map for values whose sequences are mostly below `bound`
+    /// (`Views::sequence_bound`): its lanes start that long.
+    pub(crate) fn with_sequence_bound(bound: u64) -> ValueMap<T> {
+        let lane_length_initial = bound.min(LANE_PRESIZE_MAX) as usize;
+        ValueMap { lane_length_initial: lane_length_initial.max(LANE_GROWTH_MIN), ..ValueMap::default() }
     }
 
     /// The index of lane `id`, if it exists.
@@ -56,7 +72,13 @@ impl<T> ValueMap<T> {
         if self.lanes.get(last).is_some_and(|(lane, _)| *lane == id) {
             return Some(last);
         }
-        let index = self.lanes.binary_search_by_key(&id, |(lane, _)| *lane).ok()?;
+        // A run's values alternate between a few producers, so lookups often
+        // change lanes; among that few, a scan is cheaper than a bisection.
+        let index = if self.lanes.len() <= LANES_SCANNED_MAX {
+            self.lanes.iter().position(|(lane, _)| *lane == id)?
+        } else {
+            self.lanes.binary_search_by_key(&id, |(lane, _)| *lane).ok()?
+        };
         self.last_lane.set(index);
         Some(index)
     }
@@ -111,14 +133,14 @@ impl<T> ValueMap<T> {
         };
         let slots = &mut self.lanes[index].1;
         let length = slots.len() as u64;
-        if sequence >= length.saturating_mul(2).max(LANE_LENGTH_MIN) {
+        if sequence >= length.saturating_mul(2).max(LANE_LENGTH_MIN).max(self.lane_length_initial as u64) {
             return self.overflow.entry((id, sequence)).or_insert(None);
         }
         let sequence = sequence as usize;
         if sequence >= slots.len() {
             // Grow at least twofold, so that a lane filled in sequence order
             // comes here a logarithmic number of times.
-            let length = (sequence + 1).max(slots.len() * 2).max(LANE_GROWTH_MIN);
+            let length = (sequence + 1).max(slots.len() * 2).max(self.lane_length_initial);
             slots.resize_with(length, || None);
         }
         &mut slots[sequence]
@@ -214,10 +236,14 @@ mod tests {
     }
 
     proptest! {
-        /// Any sequence of inserts and removes agrees with a BTreeMap.
+        /// Any sequence of inserts and removes agrees with a BTreeMap, whatever
+        /// sequence bound the map was made with.
         #[test]
-        fn agrees_with_a_tree(operations in proptest::collection::vec((0u32..3, 0u32..3, prop_oneof![0u64..3000, any::<u64>()], any::<bool>()), 0..300)) {
-            let mut map: ValueMap<u64> = ValueMap::new();
+        fn agrees_with_a_tree(
+            operations in proptest::collection::vec((0u32..3, 0u32..3, prop_oneof![0u64..3000, any::<u64>()], any::<bool>()), 0..300),
+            bound in prop_oneof![Just(None), (0u64..5000).prop_map(Some), any::<u64>().prop_map(Some)],
+        ) {
+            let mut map: ValueMap<u64> = bound.map_or_else(ValueMap::new, ValueMap::with_sequence_bound);
             let mut tree: BTreeMap<(u32, Value), u64> = BTreeMap::new();
             for (index, (scope, producer, sequence, is_insert)) in operations.into_iter().enumerate() {
                 let key = value(producer, sequence);

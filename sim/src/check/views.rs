@@ -1,9 +1,10 @@
 //! The views of one run that the checkers share, built once per run by
 //! `check_all` rather than once per checker: the records consumers polled, the
 //! sends brokers acknowledged, sends paired with their completions, each
-//! consumer's consecutive reads of a partition, and each partition's committed
-//! log. Nodes and partitions are numbered once (`NodeKey`, `PartitionKey`), so
-//! checkers key their own tables by small integers instead of comparing names.
+//! consumer's consecutive reads of a partition, each partition's committed
+//! log, and the few ops of kinds that only some checkers read. Nodes and
+//! partitions are numbered once (`NodeKey`, `PartitionKey`), so checkers key
+//! their own tables by small integers instead of comparing names.
 //!
 //! Building costs one pass over the history and one over the final state. The
 //! numbering follows the history's order, never a hash, so it is as
@@ -173,7 +174,12 @@ pub(crate) struct Views<'a> {
     /// Pairs of indexes into `reads`: (previous, current).
     consecutive_reads: Vec<(u32, u32)>,
     heal_time: Option<u64>,
+    /// One more than the largest sequence sent.
+    sequence_bound: u64,
     uncommitted: OnceCell<ValueSet>,
+    group_ops: Vec<&'a Op>,
+    transaction_ops: Vec<&'a Op>,
+    run_end_ops: Vec<&'a Op>,
 }
 
 impl<'a> Views<'a> {
@@ -192,7 +198,11 @@ impl<'a> Views<'a> {
             send_pairs: Vec::new(),
             consecutive_reads: Vec::new(),
             heal_time: None,
+            sequence_bound: 0,
             uncommitted: OnceCell::new(),
+            group_ops: Vec::new(),
+            transaction_ops: Vec::new(),
+            run_end_ops: Vec::new(),
         };
         for (partition, snapshot) in &final_state.partitions {
             let key = views.partition_key(partition);
@@ -207,7 +217,7 @@ impl<'a> Views<'a> {
     }
 
     /// One pass over the history: reads, acknowledged and paired sends, the
-    /// resets of consecutive reads, and the heal.
+    /// resets of consecutive reads, the heal, and the ops of the sparse kinds.
     fn index_history(&mut self) -> Vec<ReadReset> {
         let history = self.history;
         self.reserve(history);
@@ -215,7 +225,7 @@ impl<'a> Views<'a> {
         // Open invokes by node and value: pipeline members may send the same
         // output value at once (a zombie and its successor), and each completion
         // belongs to its own node's invoke.
-        let mut open: ValueMap<u32> = ValueMap::new();
+        let mut open: ValueMap<u32> = ValueMap::with_sequence_bound(self.sequence_bound);
         for (op_index, op) in history.ops.iter().enumerate() {
             let op_index = op_index as u32;
             match &op.body {
@@ -253,18 +263,25 @@ impl<'a> Views<'a> {
                     resets.push(ReadReset { op_index, node, partition: None });
                 }
                 OpBody::Heal if self.heal_time.is_none() => self.heal_time = Some(op.time),
+                OpBody::Assign { .. } | OpBody::Revoke { .. } | OpBody::Commit { .. } | OpBody::Process { .. } => self.group_ops.push(op),
+                OpBody::Txn { .. } => self.transaction_ops.push(op),
+                OpBody::Panic { .. } | OpBody::Timeout { .. } => self.run_end_ops.push(op),
                 _ => {}
             }
         }
         resets
     }
 
-    /// Sizes the lists `index_history` fills, so that they never reallocate.
+    /// Sizes the lists `index_history` fills, so that they never reallocate,
+    /// and finds the sequence bound.
     fn reserve(&mut self, history: &History) {
         let (mut invokes, mut acknowledged, mut reads) = (0, 0, 0);
         for op in &history.ops {
             match (&op.body, op.kind) {
-                (OpBody::Send { .. }, OpType::Invoke) => invokes += 1,
+                (OpBody::Send { value, .. }, OpType::Invoke) => {
+                    invokes += 1;
+                    self.sequence_bound = self.sequence_bound.max(value.sequence.saturating_add(1));
+                }
                 (OpBody::Send { .. }, OpType::Ok) => acknowledged += 1,
                 (OpBody::Poll { records }, OpType::Ok | OpType::Info) => reads += records.len(),
                 _ => {}
@@ -367,9 +384,32 @@ impl<'a> Views<'a> {
         self.heal_time
     }
 
+    /// One more than the largest sequence of any value sent: value-keyed maps
+    /// made with it (`ValueMap::with_sequence_bound`) allocate each lane once.
+    pub(crate) fn sequence_bound(&self) -> u64 {
+        self.sequence_bound
+    }
+
     /// Values sent in transactions that did not (knowingly) commit, in scope 0.
     pub(crate) fn uncommitted_values(&self) -> &ValueSet {
-        self.uncommitted.get_or_init(|| transactions::uncommitted_values(self.history))
+        self.uncommitted.get_or_init(|| transactions::uncommitted_values(&self.transaction_ops))
+    }
+
+    /// The ops of consumer groups (`Assign`, `Revoke`, `Commit`, `Process`), in
+    /// history order. These, like the other sparse kinds below, are listed once
+    /// so that the checkers that read them need not each walk the whole history.
+    pub(crate) fn group_ops(&self) -> &[&'a Op] {
+        &self.group_ops
+    }
+
+    /// The `Txn` ops, in history order.
+    pub(crate) fn transaction_ops(&self) -> &[&'a Op] {
+        &self.transaction_ops
+    }
+
+    /// The `Panic` and `Timeout` ops, in history order.
+    pub(crate) fn run_end_ops(&self) -> &[&'a Op] {
+        &self.run_end_ops
     }
 }
 
