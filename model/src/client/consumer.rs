@@ -400,6 +400,14 @@ impl Consumer {
         }
     }
 
+    /// `tp` under the metadata's own key for it, when the metadata knows it. A
+    /// group's assignment names topics as its leader member spelled them, in
+    /// `Arc`s of its own; under the metadata's, the names match by pointer in
+    /// every later lookup, here and at the brokers (see `partition_map`).
+    fn metadata_key(&self, tp: TopicPartition) -> TopicPartition {
+        self.view.partitions.key_named(&tp.topic, tp.partition).cloned().unwrap_or(tp)
+    }
+
     fn leader_of(&self, tp: &TopicPartition) -> Option<(NodeId, LeaderEpoch)> {
         let (leader, leader_epoch) = *self.view.partitions.get(tp)?;
         Some((leader?, leader_epoch))
@@ -579,6 +587,7 @@ impl Consumer {
                 }
                 MemberEvent::Assigned { generation, partitions, added } => {
                     for partition in added {
+                        let partition = self.metadata_key(partition);
                         self.assignments.insert(partition, Assignment { awaiting_committed: true, ..Assignment::default() });
                     }
                     if self.config.enable_auto_commit {
