@@ -90,6 +90,22 @@ impl LeaderView {
     fn leader_epoch(&self, tp: &TopicPartition) -> Option<LeaderEpoch> {
         self.partitions.get(tp).map(|(_, leader_epoch)| *leader_epoch)
     }
+
+    fn leader_of(&self, tp: &TopicPartition) -> Option<(NodeId, LeaderEpoch)> {
+        let (leader, leader_epoch) = *self.partitions.get(tp)?;
+        Some((leader?, leader_epoch))
+    }
+
+    /// A position consumed under an older leader epoch than the partition now has
+    /// must be checked before fetching on: the new leader's log may end earlier.
+    fn needs_validation(&self, tp: &TopicPartition, assignment: &Assignment) -> bool {
+        // The assignment's own fields first: they usually settle it without a lookup.
+        let Some(validated) = assignment.validated_epoch else { return false };
+        if assignment.position.is_none() || assignment.position_epoch.is_none() {
+            return false;
+        }
+        self.leader_epoch(tp).is_some_and(|current| validated < current)
+    }
 }
 
 pub struct Consumer {
@@ -321,17 +337,6 @@ impl Consumer {
         self.send_fetches(now, out);
     }
 
-    /// A position consumed under an older leader epoch than the partition now has
-    /// must be checked before fetching on: the new leader's log may end earlier.
-    fn needs_validation(&self, tp: &TopicPartition, assignment: &Assignment) -> bool {
-        // The assignment's own fields first: they usually settle it without a lookup.
-        let Some(validated) = assignment.validated_epoch else { return false };
-        if assignment.position.is_none() || assignment.position_epoch.is_none() {
-            return false;
-        }
-        self.view.leader_epoch(tp).is_some_and(|current| validated < current)
-    }
-
     /// The assigned partitions that `pick` picks, in order. (A loop rather than a
     /// collected iterator chain: it runs several times on every poll and most
     /// often picks nothing.)
@@ -346,9 +351,9 @@ impl Consumer {
     }
 
     fn validate_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        let due = self.assigned_where(|tp, assignment| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.needs_validation(tp, assignment));
+        let due = self.assigned_where(|tp, assignment| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.view.needs_validation(tp, assignment));
         for tp in due {
-            let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
+            let Some((leader, current_leader_epoch)) = self.view.leader_of(&tp) else {
                 self.metadata.request_update();
                 continue;
             };
@@ -413,11 +418,6 @@ impl Consumer {
         self.view.partitions.key_named(&tp.topic, tp.partition).cloned().unwrap_or(tp)
     }
 
-    fn leader_of(&self, tp: &TopicPartition) -> Option<(NodeId, LeaderEpoch)> {
-        let (leader, leader_epoch) = *self.view.partitions.get(tp)?;
-        Some((leader?, leader_epoch))
-    }
-
     fn reset_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
         let spec = match self.config.auto_offset_reset {
             OffsetReset::Earliest => OffsetSpec::Earliest,
@@ -428,7 +428,7 @@ impl Consumer {
             assignment.position.is_none() && !assignment.awaiting_committed && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none()
         });
         for tp in needing {
-            let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
+            let Some((leader, current_leader_epoch)) = self.view.leader_of(&tp) else {
                 self.metadata.request_update();
                 continue;
             };
@@ -445,36 +445,39 @@ impl Consumer {
         if self.paused {
             return;
         }
-        // Per leader in id order, the partitions to fetch from it.
-        let mut by_leader = std::mem::take(&mut self.fetch_plan);
+        // Per leader in id order, the partitions to fetch from it, planned in
+        // `fetch_plan` (the fields are borrowed apart so it needs no moving out).
+        let plan = &mut self.fetch_plan;
         let mut leaderless = false;
         for (tp, assignment) in &self.assignments {
             let Some(position) = assignment.position else { continue };
-            if assignment.backoff_until.is_some() || assignment.validation_in_flight.is_some() || self.needs_validation(tp, assignment) {
+            if assignment.backoff_until.is_some() || assignment.validation_in_flight.is_some() || self.view.needs_validation(tp, assignment) {
                 continue;
             }
-            let Some((leader, current_leader_epoch)) = self.leader_of(tp) else {
+            let Some((leader, current_leader_epoch)) = self.view.leader_of(tp) else {
                 leaderless = true;
                 continue;
             };
             if self.fetches.iter().any(|(broker, _, _)| *broker == leader) {
                 continue;
             }
-            let index = match by_leader.binary_search_by_key(&leader, |(leader, _)| *leader) {
+            let index = match plan.binary_search_by_key(&leader, |(leader, _)| *leader) {
                 Ok(index) => index,
                 Err(index) => {
-                    by_leader.insert(index, (leader, Vec::new()));
+                    plan.insert(index, (leader, Vec::new()));
                     index
                 }
             };
-            by_leader[index].1.push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
+            plan[index].1.push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
         }
         if leaderless {
             // Kafka's consumer asks for fresh metadata while a partition has no leader.
             self.metadata.request_update();
         }
-        for (leader, partitions) in by_leader.drain(..) {
-            let correlation_id = self.correlation();
+        for (leader, partitions) in self.fetch_plan.drain(..) {
+            // `correlation()`, written out: the plan stays borrowed.
+            self.next_correlation_id += 1;
+            let correlation_id = self.next_correlation_id;
             self.fetches.push((leader, correlation_id, now));
             if self.group.is_some() {
                 for fetch in &partitions {
@@ -484,7 +487,6 @@ impl Consumer {
             let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions, read_committed: self.config.read_committed };
             out.push(ConsumerOutput::Send(Send { to: leader, message }));
         }
-        self.fetch_plan = by_leader;
     }
 
     pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<ConsumerOutput>) {
