@@ -20,12 +20,22 @@ impl Broker {
 
     /// For each leader with an idle fetcher: first find divergence for partitions
     /// that need it (OffsetsForLeaderEpoch), otherwise fetch for all of them.
+    /// Runs after every message; most often every fetcher is busy, which the
+    /// check, always inlined (`handle_message` is large enough that a plain hint
+    /// is not taken), finds without a call.
+    #[inline(always)]
     pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+        if self.fetchers.iter().any(|(_, fetcher)| is_idle(fetcher, now)) {
+            self.send_fetches_slow(now, out);
+        }
+    }
+
+    fn send_fetches_slow(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
         // Leaders in id order; a fetcher with nothing left to fetch is dropped.
         let mut index = 0;
         while index < self.fetchers.len() {
             let (leader, fetcher) = &self.fetchers[index];
-            if fetcher.in_flight.is_some() || fetcher.backoff_until > now {
+            if !is_idle(fetcher, now) {
                 index += 1;
                 continue;
             }
@@ -177,6 +187,11 @@ pub(super) fn add_fetcher(fetchers: &mut Vec<(NodeId, Fetcher)>, leader: NodeId)
     if let Err(index) = fetchers.binary_search_by_key(&leader, |(id, _)| *id) {
         fetchers.insert(index, (leader, Fetcher::default()));
     }
+}
+
+/// Whether a fetcher may send: nothing in flight, and not backing off.
+fn is_idle(fetcher: &Fetcher, now: Instant) -> bool {
+    fetcher.in_flight.is_none() && fetcher.backoff_until <= now
 }
 
 fn fetcher_mut(fetchers: &mut [(NodeId, Fetcher)], leader: NodeId) -> Option<&mut Fetcher> {

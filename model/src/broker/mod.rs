@@ -658,9 +658,10 @@ impl Broker {
     }
 
     fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Vec<BrokerOutput>) {
+        // The request's partitions are consumed: each key moves into the response.
         let partitions = fetch
             .partitions
-            .iter()
+            .into_iter()
             .map(|request| {
                 let result = self.validate_leader(&request.partition, request.current_leader_epoch).and_then(|partition| {
                     let end = fetch_end(partition, fetch.replica_id, fetch.read_committed);
@@ -684,7 +685,7 @@ impl Broker {
                         aborted_transactions,
                     })
                 });
-                (request.partition.clone(), result)
+                (request.partition, result)
             })
             .collect();
         out.push(BrokerOutput::Send(Send { to: fetch.client, message: Message::FetchResponse { correlation_id: fetch.correlation_id, partitions } }));

@@ -90,6 +90,22 @@ impl LeaderView {
     fn leader_epoch(&self, tp: &TopicPartition) -> Option<LeaderEpoch> {
         self.partitions.get(tp).map(|(_, leader_epoch)| *leader_epoch)
     }
+
+    fn leader_of(&self, tp: &TopicPartition) -> Option<(NodeId, LeaderEpoch)> {
+        let (leader, leader_epoch) = *self.partitions.get(tp)?;
+        Some((leader?, leader_epoch))
+    }
+
+    /// A position consumed under an older leader epoch than the partition now has
+    /// must be checked before fetching on: the new leader's log may end earlier.
+    fn needs_validation(&self, tp: &TopicPartition, assignment: &Assignment) -> bool {
+        // The assignment's own fields first: they usually settle it without a lookup.
+        let Some(validated) = assignment.validated_epoch else { return false };
+        if assignment.position.is_none() || assignment.position_epoch.is_none() {
+            return false;
+        }
+        self.leader_epoch(tp).is_some_and(|current| validated < current)
+    }
 }
 
 pub struct Consumer {
@@ -102,6 +118,9 @@ pub struct Consumer {
     /// One fetch at a time per broker, as Kafka's fetcher keeps one per node.
     /// (broker, correlation id, sent), at most one per broker, in no particular order.
     fetches: Vec<(NodeId, u64, Instant)>,
+    /// `send_fetches`' grouping by leader, empty between polls: kept to spare
+    /// an allocation on every poll.
+    fetch_plan: Vec<(NodeId, Vec<FetchPartition>)>,
     next_correlation_id: u64,
     /// Group membership, when the consumer subscribed with a group.
     group: Option<GroupMember>,
@@ -128,6 +147,7 @@ impl Consumer {
             view: LeaderView::default(),
             assignments: PartitionMap::new(),
             fetches: Vec::new(),
+            fetch_plan: Vec::new(),
             next_correlation_id: 0,
             group: None,
             fetch_offsets: PartitionMap::new(),
@@ -285,9 +305,10 @@ impl Consumer {
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
         let timeout = self.config.request_timeout;
         let max_wait = self.config.fetch_max_wait;
-        let before = self.fetches.len();
-        self.fetches.retain(|(_, _, sent)| now.saturating_since(*sent) < max_wait + timeout);
-        if self.fetches.len() != before {
+        let fetch_timeout = max_wait + timeout;
+        // Most polls find no fetch timed out: looked for first, spared the rewrite.
+        if self.fetches.iter().any(|(_, _, sent)| now.saturating_since(*sent) >= fetch_timeout) {
+            self.fetches.retain(|(_, _, sent)| now.saturating_since(*sent) < fetch_timeout);
             tracing::info!("consumer fetch timed out");
             self.metadata.request_update();
         }
@@ -305,7 +326,7 @@ impl Consumer {
         let correlation_id = self.correlation();
         let mut sends = Vec::new();
         self.metadata.poll(now, correlation_id, &mut sends);
-        out.extend(sends.into_iter().map(ConsumerOutput::Send));
+        extend_sends(out, sends);
         if self.group.is_some() {
             self.poll_group(now, out);
         } else {
@@ -314,17 +335,6 @@ impl Consumer {
         self.reset_positions(now, out);
         self.validate_positions(now, out);
         self.send_fetches(now, out);
-    }
-
-    /// A position consumed under an older leader epoch than the partition now has
-    /// must be checked before fetching on: the new leader's log may end earlier.
-    fn needs_validation(&self, tp: &TopicPartition, assignment: &Assignment) -> bool {
-        // The assignment's own fields first: they usually settle it without a lookup.
-        let Some(validated) = assignment.validated_epoch else { return false };
-        if assignment.position.is_none() || assignment.position_epoch.is_none() {
-            return false;
-        }
-        self.view.leader_epoch(tp).is_some_and(|current| validated < current)
     }
 
     /// The assigned partitions that `pick` picks, in order. (A loop rather than a
@@ -341,9 +351,9 @@ impl Consumer {
     }
 
     fn validate_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        let due = self.assigned_where(|tp, assignment| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.needs_validation(tp, assignment));
+        let due = self.assigned_where(|tp, assignment| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.view.needs_validation(tp, assignment));
         for tp in due {
-            let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
+            let Some((leader, current_leader_epoch)) = self.view.leader_of(&tp) else {
                 self.metadata.request_update();
                 continue;
             };
@@ -400,9 +410,12 @@ impl Consumer {
         }
     }
 
-    fn leader_of(&self, tp: &TopicPartition) -> Option<(NodeId, LeaderEpoch)> {
-        let (leader, leader_epoch) = *self.view.partitions.get(tp)?;
-        Some((leader?, leader_epoch))
+    /// `tp` under the metadata's own key for it, when the metadata knows it. A
+    /// group's assignment names topics as its leader member spelled them, in
+    /// `Arc`s of its own; under the metadata's, the names match by pointer in
+    /// every later lookup, here and at the brokers (see `partition_map`).
+    fn metadata_key(&self, tp: TopicPartition) -> TopicPartition {
+        self.view.partitions.key_named(&tp.topic, tp.partition).cloned().unwrap_or(tp)
     }
 
     fn reset_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
@@ -415,7 +428,7 @@ impl Consumer {
             assignment.position.is_none() && !assignment.awaiting_committed && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none()
         });
         for tp in needing {
-            let Some((leader, current_leader_epoch)) = self.leader_of(&tp) else {
+            let Some((leader, current_leader_epoch)) = self.view.leader_of(&tp) else {
                 self.metadata.request_update();
                 continue;
             };
@@ -432,36 +445,39 @@ impl Consumer {
         if self.paused {
             return;
         }
-        // Per leader in id order, the partitions to fetch from it.
-        let mut by_leader: Vec<(NodeId, Vec<FetchPartition>)> = Vec::new();
+        // Per leader in id order, the partitions to fetch from it, planned in
+        // `fetch_plan` (the fields are borrowed apart so it needs no moving out).
+        let plan = &mut self.fetch_plan;
         let mut leaderless = false;
         for (tp, assignment) in &self.assignments {
             let Some(position) = assignment.position else { continue };
-            if assignment.backoff_until.is_some() || assignment.validation_in_flight.is_some() || self.needs_validation(tp, assignment) {
+            if assignment.backoff_until.is_some() || assignment.validation_in_flight.is_some() || self.view.needs_validation(tp, assignment) {
                 continue;
             }
-            let Some((leader, current_leader_epoch)) = self.leader_of(tp) else {
+            let Some((leader, current_leader_epoch)) = self.view.leader_of(tp) else {
                 leaderless = true;
                 continue;
             };
             if self.fetches.iter().any(|(broker, _, _)| *broker == leader) {
                 continue;
             }
-            let index = match by_leader.binary_search_by_key(&leader, |(leader, _)| *leader) {
+            let index = match plan.binary_search_by_key(&leader, |(leader, _)| *leader) {
                 Ok(index) => index,
                 Err(index) => {
-                    by_leader.insert(index, (leader, Vec::new()));
+                    plan.insert(index, (leader, Vec::new()));
                     index
                 }
             };
-            by_leader[index].1.push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
+            plan[index].1.push(FetchPartition { partition: tp.clone(), fetch_offset: position, current_leader_epoch });
         }
         if leaderless {
             // Kafka's consumer asks for fresh metadata while a partition has no leader.
             self.metadata.request_update();
         }
-        for (leader, partitions) in by_leader {
-            let correlation_id = self.correlation();
+        for (leader, partitions) in self.fetch_plan.drain(..) {
+            // `correlation()`, written out: the plan stays borrowed.
+            self.next_correlation_id += 1;
+            let correlation_id = self.next_correlation_id;
             self.fetches.push((leader, correlation_id, now));
             if self.group.is_some() {
                 for fetch in &partitions {
@@ -555,7 +571,7 @@ impl Consumer {
             }, &mut sends, &mut events);
             self.next_correlation_id = next_correlation_id;
         }
-        out.extend(sends.into_iter().map(ConsumerOutput::Send));
+        extend_sends(out, sends);
         self.apply_member_events(now, events, out);
         self.fetch_committed_offsets(now, out);
         self.maybe_auto_commit(now, out);
@@ -567,7 +583,16 @@ impl Consumer {
         }
     }
 
+    /// Most polls bring no event: the check, always inlined (the callers are
+    /// large enough that a plain hint is not taken), spares them a call.
+    #[inline(always)]
     fn apply_member_events(&mut self, now: Instant, events: Vec<MemberEvent>, out: &mut Vec<ConsumerOutput>) {
+        if !events.is_empty() {
+            self.apply_member_events_slow(now, events, out);
+        }
+    }
+
+    fn apply_member_events_slow(&mut self, now: Instant, events: Vec<MemberEvent>, out: &mut Vec<ConsumerOutput>) {
         for event in events {
             match event {
                 MemberEvent::Revoked { generation, partitions, reason } => {
@@ -579,6 +604,7 @@ impl Consumer {
                 }
                 MemberEvent::Assigned { generation, partitions, added } => {
                     for partition in added {
+                        let partition = self.metadata_key(partition);
                         self.assignments.insert(partition, Assignment { awaiting_committed: true, ..Assignment::default() });
                     }
                     if self.config.enable_auto_commit {
@@ -743,6 +769,13 @@ impl Consumer {
         if !records.is_empty() {
             out.push(ConsumerOutput::Records(records));
         }
+    }
+}
+
+/// Queues a step's sends as outputs; most polls have none to queue.
+fn extend_sends(out: &mut Vec<ConsumerOutput>, sends: Vec<Send>) {
+    if !sends.is_empty() {
+        out.extend(sends.into_iter().map(ConsumerOutput::Send));
     }
 }
 
