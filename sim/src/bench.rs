@@ -345,6 +345,12 @@ pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], flo
     }
     let memory = peak_memory.map_or("unavailable".to_string(), mebibytes);
     out.push_str(&format!("{:<34} {:>12}   (VmHWM of the whole process, read at the end)\n", "peak memory", memory));
+    // The cost of a simulated network message, kafsim's over the floor's. Both
+    // sides move the same messages, so it is also the ratio of mean wall per seed.
+    let per_message = floor.messages_per_core_second() / kafsim.messages_per_core_second();
+    if per_message.is_finite() {
+        out.push_str(&format!("\nkafsim/floor, wall per network message: {per_message:.2}x"));
+    }
     out.push_str(&format!(
         "\nkafsim/floor, wall per seed: {} (mean), {} (median)\n",
         ratio(kafsim.wall_mean(), floor.wall_mean()),
