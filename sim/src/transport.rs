@@ -69,8 +69,18 @@ pub struct Envelope {
     pub message: Message,
 }
 
-/// The sending half: per-destination sequence numbers, in a list sorted by
-/// destination (a node talks to a handful of peers).
+/// The value kept for `node` in a list sorted by node, made by `new` when the
+/// node is not there yet. A node talks to a handful of peers, so a sorted list
+/// is quicker to search than a tree, and walks in the same order.
+fn peer_entry<V>(list: &mut Vec<(NodeId, V)>, node: NodeId, new: impl FnOnce() -> V) -> &mut V {
+    let index = list.binary_search_by_key(&node, |(known, _)| *known).unwrap_or_else(|index| {
+        list.insert(index, (node, new()));
+        index
+    });
+    &mut list[index].1
+}
+
+/// The sending half: per-destination sequence numbers (`peer_entry`).
 #[derive(Default)]
 pub struct Outbox {
     next_sequence: Vec<(NodeId, u64)>,
@@ -78,11 +88,7 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn stamp(&mut self, from: NodeId, incarnation: u64, to: NodeId, message: Message) -> Envelope {
-        let index = self.next_sequence.binary_search_by_key(&to, |(node, _)| *node).unwrap_or_else(|index| {
-            self.next_sequence.insert(index, (to, 0));
-            index
-        });
-        let next = &mut self.next_sequence[index].1;
+        let next = peer_entry(&mut self.next_sequence, to, || 0);
         let sequence = *next;
         *next += 1;
         Envelope { from, incarnation, sequence, message }
@@ -100,9 +106,8 @@ struct Link {
 /// The receiving half, one link per sending node.
 #[derive(Default)]
 pub struct Inbox {
-    /// Sorted by sending node, so gaps expire in the same order a map would
-    /// give; a node hears from a handful of peers, so a sorted list is quicker
-    /// to search than a tree.
+    /// Sorted by sending node (`peer_entry`), so gaps expire in the order a
+    /// map keyed by node would give.
     links: Vec<(NodeId, Link)>,
     /// How many links wait on a gap; while none does, there is nothing to expire.
     gapped: usize,
@@ -114,14 +119,7 @@ impl Inbox {
     /// big enough that each copy on the way shows in a run's time.
     pub fn accept(&mut self, now: u64, envelope: Box<Envelope>, deliver: &mut Vec<Box<Envelope>>) {
         let from = envelope.from;
-        let index = match self.links.binary_search_by_key(&from, |(node, _)| *node) {
-            Ok(index) => index,
-            Err(index) => {
-                self.links.insert(index, (from, Link { incarnation: envelope.incarnation, expected: 0, early: BTreeMap::new(), gap_deadline: None }));
-                index
-            }
-        };
-        let link = &mut self.links[index].1;
+        let link = peer_entry(&mut self.links, from, || Link { incarnation: envelope.incarnation, expected: 0, early: BTreeMap::new(), gap_deadline: None });
         let was_gapped = link.gap_deadline.is_some();
         Self::accept_on(link, now, envelope, deliver);
         self.gapped = self.gapped + usize::from(link.gap_deadline.is_some()) - usize::from(was_gapped);

@@ -340,9 +340,9 @@ fn encode_key(index: u32) -> bytes::Bytes {
 }
 
 /// Where the node writes its values. Each value is a slice of a shared buffer:
-/// cloning it (the producer clones a batch's records for every produce request)
-/// counts one reference, where a `Bytes` of its own would allocate on its first
-/// clone; and no value needs an allocation of its own.
+/// cloning it (a log cut inside a batch, or a follower appending only part of
+/// one, copies that batch's records) counts one reference, where a `Bytes` of its own would allocate on
+/// its first clone; and no value needs an allocation of its own.
 #[derive(Default)]
 struct ValueArena {
     buffer: bytes::BytesMut,
