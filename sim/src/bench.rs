@@ -245,7 +245,9 @@ async fn floor_simulation(roster: Roster, messages: u64, span: Duration) -> (Dur
     (start.elapsed(), sent.load(Ordering::Relaxed))
 }
 
-/// The floor for one seed of `kafsim`'s run, on this thread.
+/// The floor for one seed of `kafsim`'s run, on this thread. Never inlined, so
+/// that a profiler can collect the floor's cost apart from kafsim's.
+#[inline(never)]
 fn floor_seed(scenario: &Scenario, kafsim: &SeedCost) -> Result<SeedCost, String> {
     let started = Instant::now();
     let mut runtime = madsim::runtime::Runtime::with_seed_and_config(kafsim.seed, madsim::Config::default());

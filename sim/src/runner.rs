@@ -84,7 +84,9 @@ pub fn run_seed_in_mode(scenario: &Arc<Scenario>, seed: u64, swarm: bool) -> Run
     }
 }
 
-/// Runs one seed to the end, on this thread.
+/// Runs one seed to the end, on this thread. Never inlined, so that a profiler
+/// can collect a seed's cost apart from the batch around it.
+#[inline(never)]
 pub fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> RunDetail {
     let started = std::time::Instant::now();
     let history = Arc::new(Mutex::new(History::default()));
