@@ -73,7 +73,7 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>, app
 }
 
 async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
-    crate::trace::set_current_node(Some(ctx.roster.entry(id).name.clone()));
+    crate::trace::set_current_node(&ctx.roster.entry(id).name);
     let now = ctx.now();
     match role {
         NodeRole::Controller => {

@@ -18,8 +18,19 @@ thread_local! {
     static CURRENT_NODE: RefCell<Option<Arc<str>>> = const { RefCell::new(None) };
 }
 
-pub fn set_current_node(name: Option<Arc<str>>) {
-    CURRENT_NODE.with(|current| *current.borrow_mut() = name);
+/// Names the node that steps from now on, for the trace lines it emits. Only a
+/// trace subscriber reads the name, so without one (every run but `replay
+/// --trace`) this costs an atomic load, not a reference count on every send.
+pub fn set_current_node(name: &Arc<str>) {
+    if tracing::level_filters::LevelFilter::current() == tracing::level_filters::LevelFilter::OFF {
+        return;
+    }
+    CURRENT_NODE.with(|current| {
+        let mut current = current.borrow_mut();
+        if current.as_ref().is_none_or(|known| !Arc::ptr_eq(known, name)) {
+            *current = Some(name.clone());
+        }
+    });
 }
 
 pub fn describe(op: &Op) -> String {

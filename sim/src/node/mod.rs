@@ -83,7 +83,7 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
     // Trace lines name the node that is stepping; other nodes run whenever this
     // one awaits, so it names itself again after every await.
     let name = ctx.roster.entry(me).name.clone();
-    crate::trace::set_current_node(Some(name.clone()));
+    crate::trace::set_current_node(&name);
     let is_broker = ctx.roster.entry(me).role == NodeRole::Broker;
     let lag_micros = (buggify && is_broker && crate::buggify::fires(Point::LaggingFollower)).then(|| crate::buggify::draw_micros(50, 1_500));
     let mut machine_deadline = {
@@ -109,7 +109,7 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
             sends.extend(released.drain(..).map(|(to, message)| Send { to, message }));
         }
         for send in sends.drain(..) {
-            crate::trace::set_current_node(Some(name.clone()));
+            crate::trace::set_current_node(&name);
             tracing::debug!(target: "kafsim::net", to = &*ctx.roster.entry(send.to).name, "send {:?}", send.message);
             let envelope = outbox.stamp(me, incarnation, send.to, send.message);
             ctx.count_message();
@@ -122,7 +122,7 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
         let deadline = deadline.map(|deadline| ctx.start + Duration::from_micros(deadline.as_micros()));
         let wake = alarm.next(&mut arrivals, deadline).await;
         let now = ctx.now();
-        crate::trace::set_current_node(Some(name.clone()));
+        crate::trace::set_current_node(&name);
         match wake {
             Wake::Arrival(Some(envelope)) => inbox.accept(now.as_micros(), envelope, &mut delivered),
             Wake::Arrival(None) => return,
