@@ -89,7 +89,8 @@ pub fn run_seed_in_mode(scenario: &Arc<Scenario>, seed: u64, swarm: bool) -> Run
 #[inline(never)]
 pub fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> RunDetail {
     let started = std::time::Instant::now();
-    let history = Arc::new(Mutex::new(History::default()));
+    let messages = scenario.producers.iter().map(|producer| u64::from(producer.count).saturating_mul(producer.messages)).sum();
+    let history = Arc::new(Mutex::new(History::with_room_for(messages)));
     let applied = AppliedFaults::default();
     let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     runtime.set_time_limit(scenario.time_limit);

@@ -60,7 +60,7 @@ impl Alarm {
             self.armed.push(deadline);
             // Polled once, the sleep leaves a timer that wakes this task at its
             // deadline (or a millisecond from now, madsim's minimum), and is dropped.
-            let mut sleep = madsim::time::sleep_until(deadline);
+            let mut sleep = self.time.sleep_until(deadline);
             if Pin::new(&mut sleep).poll(cx).is_ready() {
                 return Poll::Ready(Wake::Deadline);
             }
