@@ -41,7 +41,9 @@ impl Broker {
             }
             let leader = *leader;
             let mut to_truncate = Vec::new();
-            let mut to_fetch = Vec::new();
+            // Sized once for the most it can hold (every partition here), so the
+            // pushes below never grow it.
+            let mut to_fetch = Vec::with_capacity(self.partitions.len());
             for (tp, partition) in &mut self.partitions {
                 let Role::Follower(state) = &mut partition.role else { continue };
                 if state.leader != leader {
