@@ -33,7 +33,6 @@ impl Broker {
         match appended {
             Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
             Ok((local, base_offset, required_offset)) => {
-                self.flush_disk(out);
                 self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
                 // after_append completes the delayed write if it is already replicated.
                 self.after_append(now, &local, out);
@@ -105,7 +104,6 @@ impl Broker {
         match appended {
             Err(error) => self.completed_writes.push_back((kind, token, Err(error))),
             Ok((local, base_offset, required_offset)) => {
-                self.flush_disk(out);
                 let waiter = Waiter::Coordinator { kind, token };
                 self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
                 self.after_append(now, &local, out);

@@ -98,7 +98,6 @@ impl Broker {
         leader: NodeId,
         correlation_id: u64,
         partitions: Vec<(TopicPartition, Result<EpochEndOffset, ErrorCode>)>,
-        out: &mut Vec<BrokerOutput>,
     ) {
         if !self.take_in_flight(leader, correlation_id) {
             return;
@@ -134,13 +133,12 @@ impl Broker {
                 state.truncated = done;
             }
         }
-        self.flush_disk(out);
         if failed {
             self.backoff(leader, now);
         }
     }
 
-    pub(super) fn handle_fetch_response(&mut self, now: Instant, leader: NodeId, correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)>, out: &mut Vec<BrokerOutput>) {
+    pub(super) fn handle_fetch_response(&mut self, now: Instant, leader: NodeId, correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)>) {
         if !self.take_in_flight(leader, correlation_id) {
             return;
         }
@@ -177,7 +175,6 @@ impl Broker {
             }
             partition.high_watermark = data.high_watermark.min(partition.log.log_end_offset());
         }
-        self.flush_disk(out);
         if failed {
             self.backoff(leader, now);
         }

@@ -38,10 +38,11 @@ const FETCH_MAX_BATCHES: usize = 64;
 /// gives up and retries. Kafka's TCP connections would time out the same way.
 const INTER_BROKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// What one step of the broker asks of the world besides its disk writes, which
+/// wait in the broker until the caller takes them (`drain_disk_ops`).
 #[derive(Clone, Debug)]
 pub enum BrokerOutput {
     Send(Send),
-    Disk(DiskOp),
     /// This broker took leadership of a partition at an epoch, so the simulator
     /// can check that no epoch ever has two leaders.
     BecameLeader { partition: TopicPartition, leader_epoch: LeaderEpoch },
@@ -96,6 +97,7 @@ pub struct Broker {
     next_isr_check: Instant,
     next_checkpoint: Instant,
     next_producer_id: u64,
+    /// Disk writes, in the order asked, until the caller takes them (`drain_disk_ops`).
     disk: Vec<DiskOp>,
     groups: GroupCoordinator,
     transactions: TransactionCoordinator,
@@ -136,19 +138,21 @@ impl CachedDeadlines {
 impl Broker {
     /// Rebuilds a broker from what survived on its disk. Every partition comes back
     /// offline: roles come only from the controller, after the broker registers anew.
-    pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState) -> (Broker, Vec<BrokerOutput>) {
+    /// Recovery only writes to disk (cutting torn tails): those writes wait in
+    /// `drain_disk_ops`.
+    pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState) -> Broker {
         let high_watermarks = durable.high_watermarks();
         let mut partitions = PartitionMap::new();
-        let mut out = Vec::new();
+        let mut disk = Vec::new();
         for (tp, batches) in &durable.logs {
             let (log, cut) = Log::recover(batches);
             if let Some(offset) = cut {
                 tracing::info!(partition = %tp, offset = offset.0, "recovery cut a torn or missing log tail");
-                out.push(BrokerOutput::Disk(DiskOp::Truncate { partition: tp.clone(), offset }));
+                disk.push(DiskOp::Truncate { partition: tp.clone(), offset });
             }
             let high_watermark = high_watermarks.get(tp).copied().unwrap_or_default();
             let partition = Partition::new(tp.clone(), log, high_watermark);
-            out.push(BrokerOutput::Disk(partition.epoch_checkpoint()));
+            disk.push(partition.epoch_checkpoint());
             partitions.insert(tp.clone(), partition);
         }
         let broker = Broker {
@@ -172,9 +176,9 @@ impl Broker {
             completed_produces: Vec::new(),
             delayed_fetches: Vec::new(),
             next_producer_id: 0,
-            disk: Vec::new(),
+            disk,
         };
-        (broker, out)
+        broker
     }
 
     pub fn id(&self) -> NodeId {
@@ -187,6 +191,17 @@ impl Broker {
 
     pub fn metadata(&self) -> &Arc<ClusterMetadata> {
         &self.metadata
+    }
+
+    /// The disk writes asked for since the caller last took them, in the order
+    /// asked. They wait here instead of among the step's outputs so each is
+    /// moved once, and a step that writes nothing (most do not) costs nothing.
+    pub fn drain_disk_ops(&mut self) -> std::vec::Drain<'_, DiskOp> {
+        self.disk.drain(..)
+    }
+
+    pub fn has_disk_ops(&self) -> bool {
+        !self.disk.is_empty()
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -241,7 +256,7 @@ impl Broker {
         if now >= self.next_checkpoint {
             self.next_checkpoint = now + self.config.high_watermark_checkpoint_interval;
             let marks = self.partitions.iter().map(|(tp, partition)| (tp.clone(), partition.high_watermark)).collect();
-            out.push(BrokerOutput::Disk(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks))));
+            self.disk.push(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks)));
         }
         for (_, fetcher) in &mut self.fetchers {
             if let Some((_, sent)) = fetcher.in_flight {
@@ -272,7 +287,7 @@ impl Broker {
             Message::FetchRequest { correlation_id, replica_id, max_wait, partitions, read_committed } => {
                 self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, read_committed, out)
             }
-            Message::FetchResponse { correlation_id, partitions } => self.handle_fetch_response(now, from, correlation_id, partitions, out),
+            Message::FetchResponse { correlation_id, partitions } => self.handle_fetch_response(now, from, correlation_id, partitions),
             Message::ListOffsetsRequest { correlation_id, partition, spec, current_leader_epoch } => {
                 let result = self.list_offsets(&partition, spec, current_leader_epoch);
                 self.reply(out, from, Message::ListOffsetsResponse { correlation_id, partition, result })
@@ -288,7 +303,7 @@ impl Broker {
                 self.reply(out, from, Message::OffsetsForLeaderEpochResponse { correlation_id, partitions })
             }
             Message::OffsetsForLeaderEpochResponse { correlation_id, partitions } => {
-                self.handle_offsets_for_leader_epoch_response(now, from, correlation_id, partitions, out)
+                self.handle_offsets_for_leader_epoch_response(now, from, correlation_id, partitions)
             }
             Message::FindCoordinatorRequest { correlation_id, key_type, key } => {
                 let result = find_coordinator(&self.metadata, key_type, &key);
@@ -335,10 +350,6 @@ impl Broker {
 
     fn reply(&self, out: &mut Vec<BrokerOutput>, to: NodeId, message: Message) {
         out.push(BrokerOutput::Send(Send { to, message }));
-    }
-
-    fn flush_disk(&mut self, out: &mut Vec<BrokerOutput>) {
-        out.extend(self.disk.drain(..).map(BrokerOutput::Disk));
     }
 
     // ----- metadata and roles -----
@@ -395,7 +406,6 @@ impl Broker {
         } else {
             return;
         }
-        self.flush_disk(out);
         for leader_epoch in loads {
             self.load_coordinator(now, tp, leader_epoch, out);
         }
@@ -488,7 +498,6 @@ impl Broker {
                 return;
             }
         };
-        self.flush_disk(out);
         self.after_append(now, &local, out);
         match acks {
             Acks::None => {}

@@ -20,22 +20,29 @@ pub struct BrokerNode {
 impl BrokerNode {
     pub fn start(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, disk: SharedDisk, invariants: Arc<Invariants>) -> BrokerNode {
         let durable = disk.lock().expect("disk lock").durable_state();
-        let (broker, out) = Broker::recover(now, id, controller, config, &durable);
-        let mut node = BrokerNode { broker, disk, invariants, out };
+        let broker = Broker::recover(now, id, controller, config, &durable);
+        let mut node = BrokerNode { broker, disk, invariants, out: Vec::new() };
         // Recovery only writes to disk (cutting torn tails); it sends nothing.
         node.carry_out(&mut Vec::new());
         node
     }
 
+    /// Carries out one step's outputs, then its disk writes in the order the
+    /// broker made them. The two kinds touch nothing in common (sends leave only
+    /// after the step), so taking them apart keeps every effect as it was.
     fn carry_out(&mut self, sends: &mut Vec<Send>) {
-        // Most steps write nothing to disk (a follower's fetch at the leader, say),
-        // so the disk is locked only once there is something to write.
-        let mut disk = None;
         for output in self.out.drain(..) {
             match output {
                 BrokerOutput::Send(send) => sends.push(send),
-                BrokerOutput::Disk(op) => disk.get_or_insert_with(|| self.disk.lock().expect("disk lock")).apply(op),
                 BrokerOutput::BecameLeader { partition, leader_epoch } => self.invariants.leader_elected(&partition, leader_epoch, self.broker.id()),
+            }
+        }
+        // Most steps write nothing to disk (a follower's fetch at the leader, say),
+        // so the disk is locked only once there is something to write.
+        if self.broker.has_disk_ops() {
+            let mut disk = self.disk.lock().expect("disk lock");
+            for op in self.broker.drain_disk_ops() {
+                disk.apply(op);
             }
         }
     }
