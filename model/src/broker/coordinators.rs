@@ -35,7 +35,7 @@ impl Broker {
             Ok((local, base_offset, required_offset)) => {
                 self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
                 // after_append completes the delayed write if it is already replicated.
-                self.after_append(now, &local, out);
+                self.after_append(now, &local, false, out);
             }
         }
     }
@@ -106,7 +106,7 @@ impl Broker {
             Ok((local, base_offset, required_offset)) => {
                 let waiter = Waiter::Coordinator { kind, token };
                 self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
-                self.after_append(now, &local, out);
+                self.after_append(now, &local, false, out);
             }
         }
     }

@@ -498,7 +498,8 @@ impl Broker {
                 return;
             }
         };
-        self.after_append(now, &local, out);
+        // The write is not waiting yet: it is checked below, once it is.
+        self.after_append(now, &local, true, out);
         match acks {
             Acks::None => {}
             Acks::Leader => self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
@@ -536,12 +537,24 @@ impl Broker {
         Ok((partition.tp.clone(), base_offset, required_offset))
     }
 
-    fn after_append(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
-        self.after_high_watermark_change(now, tp, out);
+    /// After an append to `tp`; `waiters_checked` as for `advance_high_watermark`.
+    fn after_append(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<BrokerOutput>) {
+        self.advance_high_watermark(now, tp, waiters_checked, out);
         self.complete_delayed_fetches(now, Some(tp), out);
     }
 
     fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+        self.advance_high_watermark(now, tp, false, out);
+    }
+
+    /// Moves the leader's high watermark of `tp` if it can, and completes the
+    /// writes and fetches that waited for it. `waiters_checked`: the caller knows
+    /// every write waiting on `tp` was checked against the current mark already
+    /// (each is checked when it arrives and whenever the mark moves, and none
+    /// arrived since), so unless the mark moves there is nothing to complete and
+    /// the purgatory is not asked; a follower's fetch and a client's produce,
+    /// the commonest callers, know this.
+    fn advance_high_watermark(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<BrokerOutput>) {
         let me = self.id;
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         let before = partition.high_watermark;
@@ -550,6 +563,10 @@ impl Broker {
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
         if advanced {
             assert!(high_watermark > before, "the high watermark never moves backwards on a leader");
+        } else if waiters_checked {
+            #[cfg(test)]
+            assert!(!self.delayed_produces.may_complete(tp, high_watermark), "a write the unmoved high watermark completes was already answered");
+            return;
         }
         self.complete_replicated(tp, high_watermark, enough, out);
         if advanced {
@@ -642,7 +659,7 @@ impl Broker {
                     tracing::info!(partition = %request.partition, follower = follower.0, "leader expands ISR");
                     self.propose_isr(now, &request.partition, new_isr, out);
                 }
-                self.after_high_watermark_change(now, &request.partition, out);
+                self.advance_high_watermark(now, &request.partition, true, out);
             }
         }
         let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, read_committed, deadline: now + max_wait };
