@@ -3,7 +3,7 @@
 //! leader epoch (KIP-101, KIP-279, or the legacy high-watermark truncation behind
 //! a test switch), then fetching and appending what the leader has.
 
-use super::{Broker, BrokerOutput, Fetcher};
+use super::{Broker, Fetcher};
 use crate::partition::Role;
 use crate::protocol::{EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, Send};
 use crate::record::{ProducerStamp, RecordBatch};
@@ -24,13 +24,13 @@ impl Broker {
     /// check, always inlined (`handle_message` is large enough that a plain hint
     /// is not taken), finds without a call.
     #[inline(always)]
-    pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Vec<Send>) {
         if self.fetchers.iter().any(|(_, fetcher)| is_idle(fetcher, now)) {
             self.send_fetches_slow(now, out);
         }
     }
 
-    fn send_fetches_slow(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn send_fetches_slow(&mut self, now: Instant, out: &mut Vec<Send>) {
         // Leaders in id order; a fetcher with nothing left to fetch is dropped.
         let mut index = 0;
         while index < self.fetchers.len() {
@@ -70,7 +70,7 @@ impl Broker {
                 continue;
             };
             self.fetchers[index].1.in_flight = Some((correlation_id, now));
-            out.push(BrokerOutput::Send(Send { to: leader, message }));
+            out.push(Send { to: leader, message });
             index += 1;
         }
     }

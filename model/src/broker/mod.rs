@@ -38,16 +38,6 @@ const FETCH_MAX_BATCHES: usize = 64;
 /// gives up and retries. Kafka's TCP connections would time out the same way.
 const INTER_BROKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What one step of the broker asks of the world besides its disk writes, which
-/// wait in the broker until the caller takes them (`drain_disk_ops`).
-#[derive(Clone, Debug)]
-pub enum BrokerOutput {
-    Send(Send),
-    /// This broker took leadership of a partition at an epoch, so the simulator
-    /// can check that no epoch ever has two leaders.
-    BecameLeader { partition: TopicPartition, leader_epoch: LeaderEpoch },
-}
-
 /// Who waits for a delayed produce: a client's request, or a coordinator's write.
 #[derive(Clone, Copy, Debug)]
 enum Waiter {
@@ -99,6 +89,8 @@ pub struct Broker {
     next_producer_id: u64,
     /// Disk writes, in the order asked, until the caller takes them (`drain_disk_ops`).
     disk: Vec<DiskOp>,
+    /// Leaderships taken, until the caller takes them (`drain_leaderships`).
+    leaderships: Vec<(TopicPartition, LeaderEpoch)>,
     groups: GroupCoordinator,
     transactions: TransactionCoordinator,
     /// Coordinator writes that finished and whose coordinator has not heard yet.
@@ -177,6 +169,7 @@ impl Broker {
             delayed_fetches: Vec::new(),
             next_producer_id: 0,
             disk,
+            leaderships: Vec::new(),
         };
         broker
     }
@@ -202,6 +195,13 @@ impl Broker {
 
     pub fn has_disk_ops(&self) -> bool {
         !self.disk.is_empty()
+    }
+
+    /// The partitions this broker took leadership of, and at which epoch, since
+    /// the caller last took them: so the simulator can check that no epoch ever
+    /// has two leaders.
+    pub fn drain_leaderships(&mut self) -> std::vec::Drain<'_, (TopicPartition, LeaderEpoch)> {
+        self.leaderships.drain(..)
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -243,11 +243,11 @@ impl Broker {
         deadline
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Send>) {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.broker_heartbeat_interval;
             let message = Message::BrokerHeartbeat { broker: self.id, broker_epoch: self.broker_epoch, metadata_version: self.metadata.version };
-            out.push(BrokerOutput::Send(Send { to: self.controller, message }));
+            out.push(Send { to: self.controller, message });
         }
         if now >= self.next_isr_check {
             self.next_isr_check = now + self.config.replica_lag_time_max / 2;
@@ -275,7 +275,7 @@ impl Broker {
         self.send_fetches(now, out);
     }
 
-    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<BrokerOutput>) {
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<Send>) {
         match message {
             Message::MetadataRequest { correlation_id } => {
                 self.reply(out, from, Message::MetadataResponse { correlation_id, metadata: self.metadata.clone() })
@@ -348,13 +348,13 @@ impl Broker {
         self.send_fetches(now, out);
     }
 
-    fn reply(&self, out: &mut Vec<BrokerOutput>, to: NodeId, message: Message) {
-        out.push(BrokerOutput::Send(Send { to, message }));
+    fn reply(&self, out: &mut Vec<Send>, to: NodeId, message: Message) {
+        out.push(Send { to, message });
     }
 
     // ----- metadata and roles -----
 
-    fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Vec<BrokerOutput>) {
+    fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Vec<Send>) {
         if metadata.version <= self.metadata.version {
             return;
         }
@@ -369,7 +369,7 @@ impl Broker {
         }
     }
 
-    fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<BrokerOutput>) {
+    fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<Send>) {
         self.cached_deadlines.pending_isr.set(None);
         let me = self.id;
         let mut loads = Vec::new();
@@ -383,7 +383,7 @@ impl Broker {
                 Some(leader) if leader == me => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, "become leader");
                     partition.become_leader(now, me, state.leader_epoch, &mut self.disk);
-                    out.push(BrokerOutput::BecameLeader { partition: tp.clone(), leader_epoch: state.leader_epoch });
+                    self.leaderships.push((tp.clone(), state.leader_epoch));
                     loads.push(state.leader_epoch);
                 }
                 Some(leader) => {
@@ -412,7 +412,7 @@ impl Broker {
         self.after_high_watermark_change(now, tp, out);
     }
 
-    fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Vec<BrokerOutput>) {
+    fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Vec<Send>) {
         self.cached_deadlines.pending_isr.set(None);
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         match result {
@@ -435,7 +435,7 @@ impl Broker {
     /// KIP-497: an AlterPartition whose answer did not come is sent again, and the
     /// leader keeps the maximal ISR meanwhile; giving up and falling back to the
     /// smaller ISR could acknowledge writes the new ISR member never got.
-    fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<Send>) {
         self.cached_deadlines.pending_isr.set(None);
         let Some(broker_epoch) = self.broker_epoch else { return };
         for partition in self.partitions.values_mut() {
@@ -446,7 +446,7 @@ impl Broker {
         }
     }
 
-    fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<BrokerOutput>) {
+    fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<Send>) {
         self.cached_deadlines.pending_isr.set(None);
         let Some(broker_epoch) = self.broker_epoch else { return };
         let Some(partition) = self.partitions.get_mut(tp) else { return };
@@ -455,7 +455,7 @@ impl Broker {
         }
     }
 
-    fn shrink_isrs(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn shrink_isrs(&mut self, now: Instant, out: &mut Vec<Send>) {
         let mut proposals = Vec::new();
         for (tp, partition) in &self.partitions {
             if partition.pending_isr().is_some() {
@@ -486,7 +486,7 @@ impl Broker {
         tp: TopicPartition,
         producer: Option<ProducerStamp>,
         records: Arc<[Record]>,
-        out: &mut Vec<BrokerOutput>,
+        out: &mut Vec<Send>,
     ) {
         let result = self.append_as_leader(&tp, acks, producer, records);
         let (local, base_offset, required_offset) = match result {
@@ -538,12 +538,12 @@ impl Broker {
     }
 
     /// After an append to `tp`; `waiters_checked` as for `advance_high_watermark`.
-    fn after_append(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<BrokerOutput>) {
+    fn after_append(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<Send>) {
         self.advance_high_watermark(now, tp, waiters_checked, out);
         self.complete_delayed_fetches(now, Some(tp), out);
     }
 
-    fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+    fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<Send>) {
         self.advance_high_watermark(now, tp, false, out);
     }
 
@@ -554,7 +554,7 @@ impl Broker {
     /// arrived since), so unless the mark moves there is nothing to complete and
     /// the purgatory is not asked; a follower's fetch and a client's produce,
     /// the commonest callers, know this.
-    fn advance_high_watermark(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<BrokerOutput>) {
+    fn advance_high_watermark(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<Send>) {
         let me = self.id;
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         let before = partition.high_watermark;
@@ -574,7 +574,7 @@ impl Broker {
         }
     }
 
-    fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+    fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Vec<Send>) {
         let Some(partition) = self.partitions.get(tp) else { return };
         let high_watermark = partition.high_watermark;
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
@@ -583,7 +583,7 @@ impl Broker {
 
     /// Answers the writes waiting on `tp` that `high_watermark` reached; `enough`:
     /// whether the partition's ISR still has min.insync.replicas members.
-    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Vec<BrokerOutput>) {
+    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Vec<Send>) {
         if !self.delayed_produces.may_complete(tp, high_watermark) {
             return;
         }
@@ -598,7 +598,7 @@ impl Broker {
         self.completed_produces = done;
     }
 
-    fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<BrokerOutput>) {
+    fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<Send>) {
         let mut done = Vec::new();
         self.delayed_produces.take_all(tp, &mut done);
         for delayed in done {
@@ -606,17 +606,17 @@ impl Broker {
         }
     }
 
-    fn expire_delayed(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn expire_delayed(&mut self, now: Instant, out: &mut Vec<Send>) {
         for delayed in self.delayed_produces.take_expired(now) {
             self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
         }
         self.complete_delayed_fetches(now, None, out);
     }
 
-    fn answer_waiter(&mut self, waiter: Waiter, partition: TopicPartition, result: Result<Offset, ErrorCode>, out: &mut Vec<BrokerOutput>) {
+    fn answer_waiter(&mut self, waiter: Waiter, partition: TopicPartition, result: Result<Offset, ErrorCode>, out: &mut Vec<Send>) {
         match waiter {
             Waiter::Client { client, correlation_id } => {
-                out.push(BrokerOutput::Send(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } }))
+                out.push(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } })
             }
             Waiter::Coordinator { kind, token } => self.completed_writes.push_back((kind, token, result)),
             Waiter::Marker { coordinator, correlation_id, producer_id, commit } => {
@@ -627,7 +627,7 @@ impl Broker {
                     self.groups.complete_transaction(partition.partition, producer_id, commit);
                 }
                 let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
-                out.push(BrokerOutput::Send(Send { to: coordinator, message: Message::Txn(message) }))
+                out.push(Send { to: coordinator, message: Message::Txn(message) })
             }
         }
     }
@@ -644,7 +644,7 @@ impl Broker {
         max_wait: Duration,
         partitions: Vec<FetchPartition>,
         read_committed: bool,
-        out: &mut Vec<BrokerOutput>,
+        out: &mut Vec<Send>,
     ) {
         if let Some(follower) = replica_id {
             for request in &partitions {
@@ -683,7 +683,7 @@ impl Broker {
         })
     }
 
-    fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Vec<BrokerOutput>) {
+    fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Vec<Send>) {
         // The request's partitions are consumed: each key moves into the response.
         let partitions = fetch
             .partitions
@@ -714,10 +714,10 @@ impl Broker {
                 (request.partition, result)
             })
             .collect();
-        out.push(BrokerOutput::Send(Send { to: fetch.client, message: Message::FetchResponse { correlation_id: fetch.correlation_id, partitions } }));
+        out.push(Send { to: fetch.client, message: Message::FetchResponse { correlation_id: fetch.correlation_id, partitions } });
     }
 
-    fn complete_delayed_fetches(&mut self, now: Instant, tp: Option<&TopicPartition>, out: &mut Vec<BrokerOutput>) {
+    fn complete_delayed_fetches(&mut self, now: Instant, tp: Option<&TopicPartition>, out: &mut Vec<Send>) {
         let mut index = 0;
         while index < self.delayed_fetches.len() {
             let fetch = &self.delayed_fetches[index];
@@ -786,7 +786,7 @@ fn fetch_end(partition: &Partition, replica_id: Option<NodeId>, read_committed: 
 }
 
 /// Marks `new_isr` pending on the partition and asks the controller for it (KIP-497).
-fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId, partition: &mut Partition, new_isr: Vec<NodeId>, now: Instant) -> BrokerOutput {
+fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId, partition: &mut Partition, new_isr: Vec<NodeId>, now: Instant) -> Send {
     partition.set_pending_isr(Some((new_isr.clone(), now)));
     let message = Message::AlterPartitionRequest {
         broker,
@@ -796,5 +796,5 @@ fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId
         partition_epoch: partition.partition_epoch,
         new_isr,
     };
-    BrokerOutput::Send(Send { to: controller, message })
+    Send { to: controller, message }
 }

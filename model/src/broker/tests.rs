@@ -5,8 +5,8 @@ use crate::protocol::PartitionState;
 use crate::types::PartitionEpoch;
 use bytes::Bytes;
 
-fn sends(out: &[BrokerOutput]) -> Vec<&Message> {
-    out.iter().filter_map(|output| if let BrokerOutput::Send(send) = output { Some(&send.message) } else { None }).collect()
+fn sends(out: &[Send]) -> Vec<&Message> {
+    out.iter().map(|send| &send.message).collect()
 }
 
 /// KIP-497: an ISR expansion whose answer is lost may still have been
@@ -70,7 +70,7 @@ fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
         partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) }],
         read_committed: true,
     };
-    let fetched = |out: &[BrokerOutput], wanted: u64| -> FetchedData {
+    let fetched = |out: &[Send], wanted: u64| -> FetchedData {
         sends(out)
             .into_iter()
             .find_map(|message| match message {
@@ -123,7 +123,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
         records: Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]),
         transactional_id: Some("tx".into()),
     };
-    let verification = |out: &[BrokerOutput]| {
+    let verification = |out: &[Send]| {
         sends(out)
             .into_iter()
             .find_map(|message| match message {
