@@ -69,7 +69,8 @@ impl Broker {
                 self.fetchers.remove(index);
                 continue;
             };
-            self.fetchers[index].1.in_flight = Some((correlation_id, now));
+            let expires = now + self.config.replica_fetch_wait_max + super::INTER_BROKER_REQUEST_TIMEOUT;
+            self.fetchers[index].1.in_flight = Some((correlation_id, expires));
             out.push(Send { to: leader, message });
             index += 1;
         }

@@ -64,6 +64,9 @@ struct DelayedFetch {
 
 #[derive(Default)]
 struct Fetcher {
+    /// The request in flight: its correlation id and when the fetcher gives up
+    /// on it (sent + replica.fetch.wait.max.ms + the request timeout), kept
+    /// rather than the send time so `next_deadline` need not add it up.
     in_flight: Option<(u64, Instant)>,
     backoff_until: Instant,
 }
@@ -221,7 +224,7 @@ impl Broker {
         deadline = earliest(deadline, pending_isr);
         for (_, fetcher) in &self.fetchers {
             let next = match fetcher.in_flight {
-                Some((_, sent)) => sent + self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT,
+                Some((_, expires)) => expires,
                 None => fetcher.backoff_until,
             };
             deadline = earliest(deadline, Some(next));
@@ -229,10 +232,14 @@ impl Broker {
         deadline
     }
 
+    // Out of line, as is every recomputation `next_deadline` may need, so its
+    // own code, run after every message, stays a few cache lines long.
+    #[inline(never)]
     fn coordinator_deadline(&self) -> Option<Instant> {
         earliest(self.groups.next_deadline(), self.transactions.next_deadline())
     }
 
+    #[inline(never)]
     fn pending_isr_deadline(&self) -> Option<Instant> {
         let mut deadline = None;
         for partition in self.partitions.values() {
@@ -259,8 +266,8 @@ impl Broker {
             self.disk.push(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks)));
         }
         for (_, fetcher) in &mut self.fetchers {
-            if let Some((_, sent)) = fetcher.in_flight {
-                if now.saturating_since(sent) >= self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT {
+            if let Some((_, expires)) = fetcher.in_flight {
+                if now >= expires {
                     fetcher.in_flight = None;
                     fetcher.backoff_until = now + self.config.replica_fetch_backoff;
                 }
