@@ -150,7 +150,7 @@ impl Broker {
             disk.push(partition.epoch_checkpoint());
             partitions.insert(tp.clone(), partition);
         }
-        let broker = Broker {
+        Broker {
             id,
             groups: GroupCoordinator::new(config.clone()),
             transactions: TransactionCoordinator::new(config.clone()),
@@ -173,8 +173,7 @@ impl Broker {
             next_producer_id: 0,
             disk,
             leaderships: Vec::new(),
-        };
-        broker
+        }
     }
 
     pub fn id(&self) -> NodeId {
