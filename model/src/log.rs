@@ -181,7 +181,12 @@ impl Log {
     }
 
     fn remember_producer(&mut self, stamp: ProducerStamp, batch: &RecordBatch) {
-        let entry = self.producers.entry(stamp.producer_id).or_default();
+        // Most batches come from a producer already known: a lookup is cheaper
+        // than the entry API, which prepares an insertion on every call.
+        let entry = match self.producers.get_mut(&stamp.producer_id) {
+            Some(entry) => entry,
+            None => self.producers.entry(stamp.producer_id).or_default(),
+        };
         if batch.control.is_some() {
             // A marker carries the producer's bumped epoch and no sequence: it
             // fences the older epoch's late batches (KIP-98, KIP-890).
@@ -196,9 +201,14 @@ impl Log {
             entry.batches.clear();
         }
         let last_sequence = Sequence(stamp.base_sequence.0 + batch.records.len() as i32 - 1);
-        entry.batches.push(BatchMetadata { first_sequence: stamp.base_sequence, last_sequence, base_offset: batch.base_offset });
-        if entry.batches.len() > PRODUCER_BATCHES_RETAINED {
-            entry.batches.remove(0);
+        let metadata = BatchMetadata { first_sequence: stamp.base_sequence, last_sequence, base_offset: batch.base_offset };
+        if entry.batches.len() == PRODUCER_BATCHES_RETAINED {
+            // Full: the oldest goes and the rest move up one, in place, instead
+            // of a push that may grow the vector followed by `remove(0)`.
+            entry.batches.copy_within(1.., 0);
+            *entry.batches.last_mut().expect("five batches are retained") = metadata;
+        } else {
+            entry.batches.push(metadata);
         }
     }
 

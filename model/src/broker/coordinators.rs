@@ -19,7 +19,7 @@ impl Broker {
         producer_epoch: u16,
         marker: ControlMarker,
         tp: TopicPartition,
-        out: &mut Vec<BrokerOutput>,
+        out: &mut Vec<Send>,
     ) {
         let waiter = Waiter::Marker { coordinator, correlation_id, producer_id, commit: marker.commit };
         let appended = (|| {
@@ -33,10 +33,9 @@ impl Broker {
         match appended {
             Err(error) => self.answer_waiter(waiter, tp, Err(error), out),
             Ok((local, base_offset, required_offset)) => {
-                self.flush_disk(out);
                 self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
                 // after_append completes the delayed write if it is already replicated.
-                self.after_append(now, &local, out);
+                self.after_append(now, &local, false, out);
             }
         }
     }
@@ -69,14 +68,14 @@ impl Broker {
         &mut self,
         now: Instant,
         kind: CoordinatorType,
-        out: &mut Vec<BrokerOutput>,
+        out: &mut Vec<Send>,
         call: impl FnOnce(&mut dyn Coordinator, Instant, &mut Vec<CoordinatorEffect>),
     ) {
         let mut effects = Vec::new();
         call(self.coordinator_mut(kind), now, &mut effects);
         for effect in effects {
             match effect {
-                CoordinatorEffect::Send(send) => out.push(BrokerOutput::Send(send)),
+                CoordinatorEffect::Send(send) => out.push(send),
                 CoordinatorEffect::Append { partition, records, token, producer } => self.append_for_coordinator(now, kind, partition, records, token, producer, out),
             }
         }
@@ -91,7 +90,7 @@ impl Broker {
         records: Vec<crate::record::Record>,
         token: WriteToken,
         producer: Option<(ProducerId, u16)>,
-        out: &mut Vec<BrokerOutput>,
+        out: &mut Vec<Send>,
     ) {
         let tp = match self.partitions.key_named(kind.topic(), partition) {
             Some(tp) => tp.clone(),
@@ -105,10 +104,9 @@ impl Broker {
         match appended {
             Err(error) => self.completed_writes.push_back((kind, token, Err(error))),
             Ok((local, base_offset, required_offset)) => {
-                self.flush_disk(out);
                 let waiter = Waiter::Coordinator { kind, token };
                 self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + COORDINATOR_WRITE_TIMEOUT));
-                self.after_append(now, &local, out);
+                self.after_append(now, &local, false, out);
             }
         }
     }
@@ -116,20 +114,20 @@ impl Broker {
     /// Tells coordinators how their writes ended; what they do in turn may finish
     /// more writes, so this runs until nothing is left.
     #[inline]
-    pub(super) fn pump_coordinator_completions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    pub(super) fn pump_coordinator_completions(&mut self, now: Instant, out: &mut Vec<Send>) {
         if self.completed_writes.is_empty() {
             return;
         }
         self.pump_coordinator_completions_slow(now, out);
     }
 
-    fn pump_coordinator_completions_slow(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn pump_coordinator_completions_slow(&mut self, now: Instant, out: &mut Vec<Send>) {
         while let Some((kind, token, result)) = self.completed_writes.pop_front() {
             self.run_coordinator(now, kind, out, move |coordinator, now, effects| coordinator.write_completed(now, token, result, effects));
         }
     }
 
-    pub(super) fn load_coordinator(&mut self, now: Instant, tp: &TopicPartition, leader_epoch: LeaderEpoch, out: &mut Vec<BrokerOutput>) {
+    pub(super) fn load_coordinator(&mut self, now: Instant, tp: &TopicPartition, leader_epoch: LeaderEpoch, out: &mut Vec<Send>) {
         let Some(kind) = internal_coordinator(tp) else { return };
         let batches = self.partitions[tp].log.batches().to_vec();
         tracing::info!(partition = %tp, epoch = leader_epoch.0, "coordinator loads its partition");

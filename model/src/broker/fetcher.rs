@@ -3,7 +3,7 @@
 //! leader epoch (KIP-101, KIP-279, or the legacy high-watermark truncation behind
 //! a test switch), then fetching and appending what the leader has.
 
-use super::{Broker, BrokerOutput, Fetcher};
+use super::{Broker, Fetcher};
 use crate::partition::Role;
 use crate::protocol::{EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, Send};
 use crate::record::{ProducerStamp, RecordBatch};
@@ -24,13 +24,13 @@ impl Broker {
     /// check, always inlined (`handle_message` is large enough that a plain hint
     /// is not taken), finds without a call.
     #[inline(always)]
-    pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Vec<Send>) {
         if self.fetchers.iter().any(|(_, fetcher)| is_idle(fetcher, now)) {
             self.send_fetches_slow(now, out);
         }
     }
 
-    fn send_fetches_slow(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn send_fetches_slow(&mut self, now: Instant, out: &mut Vec<Send>) {
         // Leaders in id order; a fetcher with nothing left to fetch is dropped.
         let mut index = 0;
         while index < self.fetchers.len() {
@@ -41,7 +41,9 @@ impl Broker {
             }
             let leader = *leader;
             let mut to_truncate = Vec::new();
-            let mut to_fetch = Vec::new();
+            // Sized once for the most it can hold (every partition here), so the
+            // pushes below never grow it.
+            let mut to_fetch = Vec::with_capacity(self.partitions.len());
             for (tp, partition) in &mut self.partitions {
                 let Role::Follower(state) = &mut partition.role else { continue };
                 if state.leader != leader {
@@ -67,8 +69,9 @@ impl Broker {
                 self.fetchers.remove(index);
                 continue;
             };
-            self.fetchers[index].1.in_flight = Some((correlation_id, now));
-            out.push(BrokerOutput::Send(Send { to: leader, message }));
+            let expires = now + self.config.replica_fetch_wait_max + super::INTER_BROKER_REQUEST_TIMEOUT;
+            self.fetchers[index].1.in_flight = Some((correlation_id, expires));
+            out.push(Send { to: leader, message });
             index += 1;
         }
     }
@@ -96,7 +99,6 @@ impl Broker {
         leader: NodeId,
         correlation_id: u64,
         partitions: Vec<(TopicPartition, Result<EpochEndOffset, ErrorCode>)>,
-        out: &mut Vec<BrokerOutput>,
     ) {
         if !self.take_in_flight(leader, correlation_id) {
             return;
@@ -132,13 +134,12 @@ impl Broker {
                 state.truncated = done;
             }
         }
-        self.flush_disk(out);
         if failed {
             self.backoff(leader, now);
         }
     }
 
-    pub(super) fn handle_fetch_response(&mut self, now: Instant, leader: NodeId, correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)>, out: &mut Vec<BrokerOutput>) {
+    pub(super) fn handle_fetch_response(&mut self, now: Instant, leader: NodeId, correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)>) {
         if !self.take_in_flight(leader, correlation_id) {
             return;
         }
@@ -175,7 +176,6 @@ impl Broker {
             }
             partition.high_watermark = data.high_watermark.min(partition.log.log_end_offset());
         }
-        self.flush_disk(out);
         if failed {
             self.backoff(leader, now);
         }

@@ -38,15 +38,6 @@ const FETCH_MAX_BATCHES: usize = 64;
 /// gives up and retries. Kafka's TCP connections would time out the same way.
 const INTER_BROKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-#[derive(Clone, Debug)]
-pub enum BrokerOutput {
-    Send(Send),
-    Disk(DiskOp),
-    /// This broker took leadership of a partition at an epoch, so the simulator
-    /// can check that no epoch ever has two leaders.
-    BecameLeader { partition: TopicPartition, leader_epoch: LeaderEpoch },
-}
-
 /// Who waits for a delayed produce: a client's request, or a coordinator's write.
 #[derive(Clone, Copy, Debug)]
 enum Waiter {
@@ -73,6 +64,9 @@ struct DelayedFetch {
 
 #[derive(Default)]
 struct Fetcher {
+    /// The request in flight: its correlation id and when the fetcher gives up
+    /// on it (sent + replica.fetch.wait.max.ms + the request timeout), kept
+    /// rather than the send time so `next_deadline` need not add it up.
     in_flight: Option<(u64, Instant)>,
     backoff_until: Instant,
 }
@@ -96,7 +90,10 @@ pub struct Broker {
     next_isr_check: Instant,
     next_checkpoint: Instant,
     next_producer_id: u64,
+    /// Disk writes, in the order asked, until the caller takes them (`drain_disk_ops`).
     disk: Vec<DiskOp>,
+    /// Leaderships taken, until the caller takes them (`drain_leaderships`).
+    leaderships: Vec<(TopicPartition, LeaderEpoch)>,
     groups: GroupCoordinator,
     transactions: TransactionCoordinator,
     /// Coordinator writes that finished and whose coordinator has not heard yet.
@@ -136,22 +133,24 @@ impl CachedDeadlines {
 impl Broker {
     /// Rebuilds a broker from what survived on its disk. Every partition comes back
     /// offline: roles come only from the controller, after the broker registers anew.
-    pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState) -> (Broker, Vec<BrokerOutput>) {
+    /// Recovery only writes to disk (cutting torn tails): those writes wait in
+    /// `drain_disk_ops`.
+    pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState) -> Broker {
         let high_watermarks = durable.high_watermarks();
         let mut partitions = PartitionMap::new();
-        let mut out = Vec::new();
+        let mut disk = Vec::new();
         for (tp, batches) in &durable.logs {
             let (log, cut) = Log::recover(batches);
             if let Some(offset) = cut {
                 tracing::info!(partition = %tp, offset = offset.0, "recovery cut a torn or missing log tail");
-                out.push(BrokerOutput::Disk(DiskOp::Truncate { partition: tp.clone(), offset }));
+                disk.push(DiskOp::Truncate { partition: tp.clone(), offset });
             }
             let high_watermark = high_watermarks.get(tp).copied().unwrap_or_default();
             let partition = Partition::new(tp.clone(), log, high_watermark);
-            out.push(BrokerOutput::Disk(partition.epoch_checkpoint()));
+            disk.push(partition.epoch_checkpoint());
             partitions.insert(tp.clone(), partition);
         }
-        let broker = Broker {
+        Broker {
             id,
             groups: GroupCoordinator::new(config.clone()),
             transactions: TransactionCoordinator::new(config.clone()),
@@ -172,9 +171,9 @@ impl Broker {
             completed_produces: Vec::new(),
             delayed_fetches: Vec::new(),
             next_producer_id: 0,
-            disk: Vec::new(),
-        };
-        (broker, out)
+            disk,
+            leaderships: Vec::new(),
+        }
     }
 
     pub fn id(&self) -> NodeId {
@@ -187,6 +186,24 @@ impl Broker {
 
     pub fn metadata(&self) -> &Arc<ClusterMetadata> {
         &self.metadata
+    }
+
+    /// The disk writes asked for since the caller last took them, in the order
+    /// asked. They wait here instead of among the step's outputs so each is
+    /// moved once, and a step that writes nothing (most do not) costs nothing.
+    pub fn drain_disk_ops(&mut self) -> std::vec::Drain<'_, DiskOp> {
+        self.disk.drain(..)
+    }
+
+    pub fn has_disk_ops(&self) -> bool {
+        !self.disk.is_empty()
+    }
+
+    /// The partitions this broker took leadership of, and at which epoch, since
+    /// the caller last took them: so the simulator can check that no epoch ever
+    /// has two leaders.
+    pub fn drain_leaderships(&mut self) -> std::vec::Drain<'_, (TopicPartition, LeaderEpoch)> {
+        self.leaderships.drain(..)
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
@@ -206,7 +223,7 @@ impl Broker {
         deadline = earliest(deadline, pending_isr);
         for (_, fetcher) in &self.fetchers {
             let next = match fetcher.in_flight {
-                Some((_, sent)) => sent + self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT,
+                Some((_, expires)) => expires,
                 None => fetcher.backoff_until,
             };
             deadline = earliest(deadline, Some(next));
@@ -214,10 +231,14 @@ impl Broker {
         deadline
     }
 
+    // Out of line, as is every recomputation `next_deadline` may need, so its
+    // own code, run after every message, stays a few cache lines long.
+    #[inline(never)]
     fn coordinator_deadline(&self) -> Option<Instant> {
         earliest(self.groups.next_deadline(), self.transactions.next_deadline())
     }
 
+    #[inline(never)]
     fn pending_isr_deadline(&self) -> Option<Instant> {
         let mut deadline = None;
         for partition in self.partitions.values() {
@@ -228,11 +249,11 @@ impl Broker {
         deadline
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Send>) {
         if now >= self.next_heartbeat {
             self.next_heartbeat = now + self.config.broker_heartbeat_interval;
             let message = Message::BrokerHeartbeat { broker: self.id, broker_epoch: self.broker_epoch, metadata_version: self.metadata.version };
-            out.push(BrokerOutput::Send(Send { to: self.controller, message }));
+            out.push(Send { to: self.controller, message });
         }
         if now >= self.next_isr_check {
             self.next_isr_check = now + self.config.replica_lag_time_max / 2;
@@ -241,11 +262,11 @@ impl Broker {
         if now >= self.next_checkpoint {
             self.next_checkpoint = now + self.config.high_watermark_checkpoint_interval;
             let marks = self.partitions.iter().map(|(tp, partition)| (tp.clone(), partition.high_watermark)).collect();
-            out.push(BrokerOutput::Disk(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks))));
+            self.disk.push(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks)));
         }
         for (_, fetcher) in &mut self.fetchers {
-            if let Some((_, sent)) = fetcher.in_flight {
-                if now.saturating_since(sent) >= self.config.replica_fetch_wait_max + INTER_BROKER_REQUEST_TIMEOUT {
+            if let Some((_, expires)) = fetcher.in_flight {
+                if now >= expires {
                     fetcher.in_flight = None;
                     fetcher.backoff_until = now + self.config.replica_fetch_backoff;
                 }
@@ -260,7 +281,7 @@ impl Broker {
         self.send_fetches(now, out);
     }
 
-    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<BrokerOutput>) {
+    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<Send>) {
         match message {
             Message::MetadataRequest { correlation_id } => {
                 self.reply(out, from, Message::MetadataResponse { correlation_id, metadata: self.metadata.clone() })
@@ -272,7 +293,7 @@ impl Broker {
             Message::FetchRequest { correlation_id, replica_id, max_wait, partitions, read_committed } => {
                 self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, read_committed, out)
             }
-            Message::FetchResponse { correlation_id, partitions } => self.handle_fetch_response(now, from, correlation_id, partitions, out),
+            Message::FetchResponse { correlation_id, partitions } => self.handle_fetch_response(now, from, correlation_id, partitions),
             Message::ListOffsetsRequest { correlation_id, partition, spec, current_leader_epoch } => {
                 let result = self.list_offsets(&partition, spec, current_leader_epoch);
                 self.reply(out, from, Message::ListOffsetsResponse { correlation_id, partition, result })
@@ -288,7 +309,7 @@ impl Broker {
                 self.reply(out, from, Message::OffsetsForLeaderEpochResponse { correlation_id, partitions })
             }
             Message::OffsetsForLeaderEpochResponse { correlation_id, partitions } => {
-                self.handle_offsets_for_leader_epoch_response(now, from, correlation_id, partitions, out)
+                self.handle_offsets_for_leader_epoch_response(now, from, correlation_id, partitions)
             }
             Message::FindCoordinatorRequest { correlation_id, key_type, key } => {
                 let result = find_coordinator(&self.metadata, key_type, &key);
@@ -333,17 +354,13 @@ impl Broker {
         self.send_fetches(now, out);
     }
 
-    fn reply(&self, out: &mut Vec<BrokerOutput>, to: NodeId, message: Message) {
-        out.push(BrokerOutput::Send(Send { to, message }));
-    }
-
-    fn flush_disk(&mut self, out: &mut Vec<BrokerOutput>) {
-        out.extend(self.disk.drain(..).map(BrokerOutput::Disk));
+    fn reply(&self, out: &mut Vec<Send>, to: NodeId, message: Message) {
+        out.push(Send { to, message });
     }
 
     // ----- metadata and roles -----
 
-    fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Vec<BrokerOutput>) {
+    fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Vec<Send>) {
         if metadata.version <= self.metadata.version {
             return;
         }
@@ -358,7 +375,7 @@ impl Broker {
         }
     }
 
-    fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<BrokerOutput>) {
+    fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<Send>) {
         self.cached_deadlines.pending_isr.set(None);
         let me = self.id;
         let mut loads = Vec::new();
@@ -372,7 +389,7 @@ impl Broker {
                 Some(leader) if leader == me => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, "become leader");
                     partition.become_leader(now, me, state.leader_epoch, &mut self.disk);
-                    out.push(BrokerOutput::BecameLeader { partition: tp.clone(), leader_epoch: state.leader_epoch });
+                    self.leaderships.push((tp.clone(), state.leader_epoch));
                     loads.push(state.leader_epoch);
                 }
                 Some(leader) => {
@@ -395,14 +412,13 @@ impl Broker {
         } else {
             return;
         }
-        self.flush_disk(out);
         for leader_epoch in loads {
             self.load_coordinator(now, tp, leader_epoch, out);
         }
         self.after_high_watermark_change(now, tp, out);
     }
 
-    fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Vec<BrokerOutput>) {
+    fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Vec<Send>) {
         self.cached_deadlines.pending_isr.set(None);
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         match result {
@@ -425,7 +441,7 @@ impl Broker {
     /// KIP-497: an AlterPartition whose answer did not come is sent again, and the
     /// leader keeps the maximal ISR meanwhile; giving up and falling back to the
     /// smaller ISR could acknowledge writes the new ISR member never got.
-    fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<Send>) {
         self.cached_deadlines.pending_isr.set(None);
         let Some(broker_epoch) = self.broker_epoch else { return };
         for partition in self.partitions.values_mut() {
@@ -436,7 +452,7 @@ impl Broker {
         }
     }
 
-    fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<BrokerOutput>) {
+    fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<Send>) {
         self.cached_deadlines.pending_isr.set(None);
         let Some(broker_epoch) = self.broker_epoch else { return };
         let Some(partition) = self.partitions.get_mut(tp) else { return };
@@ -445,7 +461,7 @@ impl Broker {
         }
     }
 
-    fn shrink_isrs(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn shrink_isrs(&mut self, now: Instant, out: &mut Vec<Send>) {
         let mut proposals = Vec::new();
         for (tp, partition) in &self.partitions {
             if partition.pending_isr().is_some() {
@@ -476,7 +492,7 @@ impl Broker {
         tp: TopicPartition,
         producer: Option<ProducerStamp>,
         records: Arc<[Record]>,
-        out: &mut Vec<BrokerOutput>,
+        out: &mut Vec<Send>,
     ) {
         let result = self.append_as_leader(&tp, acks, producer, records);
         let (local, base_offset, required_offset) = match result {
@@ -488,8 +504,8 @@ impl Broker {
                 return;
             }
         };
-        self.flush_disk(out);
-        self.after_append(now, &local, out);
+        // The write is not waiting yet: it is checked below, once it is.
+        self.after_append(now, &local, true, out);
         match acks {
             Acks::None => {}
             Acks::Leader => self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
@@ -527,12 +543,24 @@ impl Broker {
         Ok((partition.tp.clone(), base_offset, required_offset))
     }
 
-    fn after_append(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
-        self.after_high_watermark_change(now, tp, out);
+    /// After an append to `tp`; `waiters_checked` as for `advance_high_watermark`.
+    fn after_append(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<Send>) {
+        self.advance_high_watermark(now, tp, waiters_checked, out);
         self.complete_delayed_fetches(now, Some(tp), out);
     }
 
-    fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+    fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<Send>) {
+        self.advance_high_watermark(now, tp, false, out);
+    }
+
+    /// Moves the leader's high watermark of `tp` if it can, and completes the
+    /// writes and fetches that waited for it. `waiters_checked`: the caller knows
+    /// every write waiting on `tp` was checked against the current mark already
+    /// (each is checked when it arrives and whenever the mark moves, and none
+    /// arrived since), so unless the mark moves there is nothing to complete and
+    /// the purgatory is not asked; a follower's fetch and a client's produce,
+    /// the commonest callers, know this.
+    fn advance_high_watermark(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<Send>) {
         let me = self.id;
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         let before = partition.high_watermark;
@@ -541,6 +569,10 @@ impl Broker {
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
         if advanced {
             assert!(high_watermark > before, "the high watermark never moves backwards on a leader");
+        } else if waiters_checked {
+            #[cfg(test)]
+            assert!(!self.delayed_produces.may_complete(tp, high_watermark), "a write the unmoved high watermark completes was already answered");
+            return;
         }
         self.complete_replicated(tp, high_watermark, enough, out);
         if advanced {
@@ -548,7 +580,7 @@ impl Broker {
         }
     }
 
-    fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Vec<BrokerOutput>) {
+    fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Vec<Send>) {
         let Some(partition) = self.partitions.get(tp) else { return };
         let high_watermark = partition.high_watermark;
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
@@ -557,7 +589,7 @@ impl Broker {
 
     /// Answers the writes waiting on `tp` that `high_watermark` reached; `enough`:
     /// whether the partition's ISR still has min.insync.replicas members.
-    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Vec<BrokerOutput>) {
+    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Vec<Send>) {
         if !self.delayed_produces.may_complete(tp, high_watermark) {
             return;
         }
@@ -572,7 +604,7 @@ impl Broker {
         self.completed_produces = done;
     }
 
-    fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<BrokerOutput>) {
+    fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<Send>) {
         let mut done = Vec::new();
         self.delayed_produces.take_all(tp, &mut done);
         for delayed in done {
@@ -580,17 +612,17 @@ impl Broker {
         }
     }
 
-    fn expire_delayed(&mut self, now: Instant, out: &mut Vec<BrokerOutput>) {
+    fn expire_delayed(&mut self, now: Instant, out: &mut Vec<Send>) {
         for delayed in self.delayed_produces.take_expired(now) {
             self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
         }
         self.complete_delayed_fetches(now, None, out);
     }
 
-    fn answer_waiter(&mut self, waiter: Waiter, partition: TopicPartition, result: Result<Offset, ErrorCode>, out: &mut Vec<BrokerOutput>) {
+    fn answer_waiter(&mut self, waiter: Waiter, partition: TopicPartition, result: Result<Offset, ErrorCode>, out: &mut Vec<Send>) {
         match waiter {
             Waiter::Client { client, correlation_id } => {
-                out.push(BrokerOutput::Send(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } }))
+                out.push(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } })
             }
             Waiter::Coordinator { kind, token } => self.completed_writes.push_back((kind, token, result)),
             Waiter::Marker { coordinator, correlation_id, producer_id, commit } => {
@@ -601,7 +633,7 @@ impl Broker {
                     self.groups.complete_transaction(partition.partition, producer_id, commit);
                 }
                 let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
-                out.push(BrokerOutput::Send(Send { to: coordinator, message: Message::Txn(message) }))
+                out.push(Send { to: coordinator, message: Message::Txn(message) })
             }
         }
     }
@@ -618,7 +650,7 @@ impl Broker {
         max_wait: Duration,
         partitions: Vec<FetchPartition>,
         read_committed: bool,
-        out: &mut Vec<BrokerOutput>,
+        out: &mut Vec<Send>,
     ) {
         if let Some(follower) = replica_id {
             for request in &partitions {
@@ -633,7 +665,7 @@ impl Broker {
                     tracing::info!(partition = %request.partition, follower = follower.0, "leader expands ISR");
                     self.propose_isr(now, &request.partition, new_isr, out);
                 }
-                self.after_high_watermark_change(now, &request.partition, out);
+                self.advance_high_watermark(now, &request.partition, true, out);
             }
         }
         let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, read_committed, deadline: now + max_wait };
@@ -657,7 +689,7 @@ impl Broker {
         })
     }
 
-    fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Vec<BrokerOutput>) {
+    fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Vec<Send>) {
         // The request's partitions are consumed: each key moves into the response.
         let partitions = fetch
             .partitions
@@ -688,10 +720,10 @@ impl Broker {
                 (request.partition, result)
             })
             .collect();
-        out.push(BrokerOutput::Send(Send { to: fetch.client, message: Message::FetchResponse { correlation_id: fetch.correlation_id, partitions } }));
+        out.push(Send { to: fetch.client, message: Message::FetchResponse { correlation_id: fetch.correlation_id, partitions } });
     }
 
-    fn complete_delayed_fetches(&mut self, now: Instant, tp: Option<&TopicPartition>, out: &mut Vec<BrokerOutput>) {
+    fn complete_delayed_fetches(&mut self, now: Instant, tp: Option<&TopicPartition>, out: &mut Vec<Send>) {
         let mut index = 0;
         while index < self.delayed_fetches.len() {
             let fetch = &self.delayed_fetches[index];
@@ -760,7 +792,7 @@ fn fetch_end(partition: &Partition, replica_id: Option<NodeId>, read_committed: 
 }
 
 /// Marks `new_isr` pending on the partition and asks the controller for it (KIP-497).
-fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId, partition: &mut Partition, new_isr: Vec<NodeId>, now: Instant) -> BrokerOutput {
+fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId, partition: &mut Partition, new_isr: Vec<NodeId>, now: Instant) -> Send {
     partition.set_pending_isr(Some((new_isr.clone(), now)));
     let message = Message::AlterPartitionRequest {
         broker,
@@ -770,5 +802,5 @@ fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId
         partition_epoch: partition.partition_epoch,
         new_isr,
     };
-    BrokerOutput::Send(Send { to: controller, message })
+    Send { to: controller, message }
 }

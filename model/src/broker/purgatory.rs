@@ -136,9 +136,16 @@ impl DelayedProduces {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        if let Some(deadline) = self.deadline_min.get() {
-            return deadline;
+        match self.deadline_min.get() {
+            Some(deadline) => deadline,
+            None => self.compute_next_deadline(),
         }
+    }
+
+    /// Out of line: the broker asks for the deadline after every message, and
+    /// mostly the remembered one still holds.
+    #[inline(never)]
+    fn compute_next_deadline(&self) -> Option<Instant> {
         let deadline = self.by_partition.values().fold(None, |deadline, waiters| earliest(deadline, waiters.deadline_min));
         self.deadline_min.set(Some(deadline));
         deadline

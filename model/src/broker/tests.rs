@@ -5,8 +5,8 @@ use crate::protocol::PartitionState;
 use crate::types::PartitionEpoch;
 use bytes::Bytes;
 
-fn sends(out: &[BrokerOutput]) -> Vec<&Message> {
-    out.iter().filter_map(|output| if let BrokerOutput::Send(send) = output { Some(&send.message) } else { None }).collect()
+fn sends(out: &[Send]) -> Vec<&Message> {
+    out.iter().map(|send| &send.message).collect()
 }
 
 /// KIP-497: an ISR expansion whose answer is lost may still have been
@@ -17,7 +17,7 @@ fn sends(out: &[BrokerOutput]) -> Vec<&Message> {
 #[test]
 fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
     let tp = TopicPartition::new("t", 0);
-    let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
     let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
     let mut out = Vec::new();
@@ -46,7 +46,7 @@ fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
 #[test]
 fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
     let tp = TopicPartition::new("t", 0);
-    let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
     let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
     let mut out = Vec::new();
@@ -70,7 +70,7 @@ fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
         partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) }],
         read_committed: true,
     };
-    let fetched = |out: &[BrokerOutput], wanted: u64| -> FetchedData {
+    let fetched = |out: &[Send], wanted: u64| -> FetchedData {
         sends(out)
             .into_iter()
             .find_map(|message| match message {
@@ -110,7 +110,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
     let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
     let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::coordinator::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
-    let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
+    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
     let mut out = Vec::new();
     broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
     let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
@@ -123,7 +123,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
         records: Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]),
         transactional_id: Some("tx".into()),
     };
-    let verification = |out: &[BrokerOutput]| {
+    let verification = |out: &[Send]| {
         sends(out)
             .into_iter()
             .find_map(|message| match message {
@@ -158,7 +158,7 @@ fn next_deadline_follows_isr_changes_and_coordinator_loads() {
     let offsets = TopicPartition::new(crate::coordinator::CONSUMER_OFFSETS_TOPIC, 0);
     let state = |isr: Vec<NodeId>, partition_epoch| PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(partition_epoch), isr };
     let config = BrokerConfig { offsets_topic_num_partitions: 1, ..BrokerConfig::default() };
-    let (mut broker, _) = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), config, &DurableState::default());
+    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), config, &DurableState::default());
     let partitions = [(tp.clone(), state(vec![NodeId(1)], 0)), (offsets.clone(), state(vec![NodeId(1)], 0))].into_iter().collect();
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
     let mut out = Vec::new();
