@@ -163,10 +163,15 @@ impl Producer {
             return;
         }
         self.init_producer_id(now, out);
-        self.poll_transaction(now, out);
+        // Checked here, so a producer without transactions never calls in.
+        if self.transactions.is_some() {
+            self.poll_transaction(now, out);
+        }
         let sent = self.drain(now, out);
         // The drain may have found partitions to add to the transaction.
-        self.poll_transaction(now, out);
+        if self.transactions.is_some() {
+            self.poll_transaction(now, out);
+        }
         // A zero request timeout would let the producer-id request go again at once.
         if !sent && self.transactions.is_none() && !self.config.request_timeout.is_zero() {
             self.settled_at = Some(now);
@@ -306,9 +311,9 @@ impl Producer {
                 out.push(ProducerOutput::Send(Send { to: leader, message }));
                 if config.acks == Acks::None {
                     // Fire and forget: the send counts as done, at offset unknown.
-                    for handle in &batch.handles {
+                    for handle in batch.handles.iter() {
                         let error = SendError { error: "acks=0: no acknowledgement".into(), maybe_written: true };
-                        out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
+                        out.push(ProducerOutput::Completed { handle, result: Err(error) });
                     }
                 } else {
                     if !queue.window.iter().any(|(id, _)| *id == batch.id) {
@@ -392,7 +397,7 @@ impl Producer {
                 self.completed(&batch.partition, batch.id);
                 for (index, handle) in batch.handles.iter().enumerate() {
                     let offset = Offset(base.0 + index as u64);
-                    out.push(ProducerOutput::Completed { handle: *handle, result: Ok((batch.partition.clone(), offset)) });
+                    out.push(ProducerOutput::Completed { handle, result: Ok((batch.partition.clone(), offset)) });
                 }
                 return;
             }
@@ -434,9 +439,9 @@ impl Producer {
             // KIP-360: after an unknown outcome the sequence space is suspect; start anew.
             self.producer_id = None;
         }
-        for handle in &batch.handles {
+        for handle in batch.handles.iter() {
             let error = SendError { error: error.clone(), maybe_written: batch.maybe_written };
-            out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
+            out.push(ProducerOutput::Completed { handle, result: Err(error) });
         }
     }
 
