@@ -357,7 +357,9 @@ impl Producer {
             Message::ProduceResponse { correlation_id, partition, result } => {
                 if let Some(flight) = self.in_flight.remove(correlation_id) {
                     debug_assert_eq!(flight.batch.partition, partition);
-                    let oldest = self.queues.get(&partition).and_then(|queue| queue.window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
+                    // The batch's partition shares the queue's topic `Arc`, so the
+                    // queue is found without comparing the topic's bytes.
+                    let oldest = self.queues.get(&flight.batch.partition).and_then(|queue| queue.window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
                     if oldest && result == Err(ErrorCode::OutOfOrderSequenceNumber) && self.producer_id.is_some() && self.transactions.is_none() {
                         // KIP-360: the oldest outstanding batch is out of order, so the
                         // broker lost this producer's state (a truncated log): take a

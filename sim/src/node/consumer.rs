@@ -97,8 +97,13 @@ impl ConsumerNode {
                     .into_iter()
                     .filter_map(|(partition, offset, record)| Value::decode(&record.value).map(|value| PolledRecord { partition, offset, value }))
                     .collect();
-                self.record(OpType::Ok, OpBody::Poll { records: records.clone() });
-                self.polled(records);
+                // Only an application keeps the records once the poll is recorded.
+                if self.application.is_some() && !records.is_empty() {
+                    self.record(OpType::Ok, OpBody::Poll { records: records.clone() });
+                    self.polled(records);
+                } else {
+                    self.record(OpType::Ok, OpBody::Poll { records });
+                }
             }
             ConsumerOutput::Seek { partition, offset, reason } => {
                 self.record(OpType::Ok, OpBody::Seek { partition, offset, reason: reason.to_string() });

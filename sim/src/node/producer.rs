@@ -339,31 +339,55 @@ fn encode_key(index: u32) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(buffer.as_bytes())
 }
 
-/// Where the node writes its values. Each value is a slice of a shared buffer:
-/// cloning it (a log cut inside a batch, or a follower appending only part of
-/// one, copies that batch's records) counts one reference, where a `Bytes` of its own would allocate on
-/// its first clone; and no value needs an allocation of its own.
+/// Where the node's values come from. A node sends consecutive sequences of
+/// one producer, so their bytes (`producer:sequence` in decimal, as
+/// `Value::encode` makes them) are written `VALUE_CHUNK_COUNT` at a time into
+/// one shared buffer, and each value is a slice of it: it needs no allocation
+/// of its own, and cloning it (a log cut inside a batch, or a follower
+/// appending only part of one, copies that batch's records) counts one
+/// reference, where a `Bytes` of its own would allocate on its first clone.
 #[derive(Default)]
 struct ValueArena {
-    buffer: bytes::BytesMut,
+    chunk: bytes::Bytes,
+    producer: u32,
+    first_sequence: u64,
+    /// Where each value of the chunk ends in it, from `first_sequence` on.
+    ends: Vec<usize>,
 }
 
-/// The arena takes a new buffer of this many bytes when the last one is full.
-const VALUE_ARENA_CHUNK: usize = 4096;
+/// How many values the arena writes ahead in one buffer.
+const VALUE_CHUNK_COUNT: u64 = 256;
 
 impl ValueArena {
-    /// The bytes `Value::encode` makes (`producer:sequence` in decimal), written
-    /// without `format!`, which cost more than the rest of a send's shell.
+    /// The bytes of `value`, written without `format!`, which cost more than the
+    /// rest of a send's shell.
     fn encode(&mut self, value: Value) -> bytes::Bytes {
-        let mut text = DecimalBuffer::default();
-        text.push_decimal(u64::from(value.producer));
-        text.push(b':');
-        text.push_decimal(value.sequence);
-        if self.buffer.capacity() < text.as_bytes().len() {
-            self.buffer = bytes::BytesMut::with_capacity(VALUE_ARENA_CHUNK);
+        let mut index = value.sequence.wrapping_sub(self.first_sequence);
+        if value.producer != self.producer || index >= self.ends.len() as u64 {
+            self.write_from(value);
+            index = 0;
         }
-        self.buffer.extend_from_slice(text.as_bytes());
-        self.buffer.split().freeze()
+        let index = index as usize;
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        self.chunk.slice(start..self.ends[index])
+    }
+
+    /// Writes `value` and the values of the sequences after it into a new chunk.
+    fn write_from(&mut self, value: Value) {
+        let mut text = Vec::with_capacity(VALUE_CHUNK_COUNT as usize * 16);
+        self.ends.clear();
+        for offset in 0..VALUE_CHUNK_COUNT {
+            let Some(sequence) = value.sequence.checked_add(offset) else { break };
+            let mut buffer = DecimalBuffer::default();
+            buffer.push_decimal(u64::from(value.producer));
+            buffer.push(b':');
+            buffer.push_decimal(sequence);
+            text.extend_from_slice(buffer.as_bytes());
+            self.ends.push(text.len());
+        }
+        self.chunk = bytes::Bytes::from(text);
+        self.producer = value.producer;
+        self.first_sequence = value.sequence;
     }
 }
 
