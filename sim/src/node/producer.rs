@@ -189,7 +189,7 @@ impl ProducerNode {
             };
             let value = Value { producer: self.number, sequence };
             let key = self.draw_key();
-            self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
+            self.ctx.record_at(now, &self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
             self.producer.send(now, sequence, self.topic.clone(), key, self.values.encode(value), &mut self.out);
         }
     }
@@ -232,10 +232,10 @@ impl ProducerNode {
             number
         };
         self.next_send = now + self.interval * values.len().max(1) as u32;
-        self.ctx.record(&self.name, OpType::Invoke, OpBody::Txn { number, values: values.clone(), error: None });
+        self.ctx.record_at(now, &self.name, OpType::Invoke, OpBody::Txn { number, values: values.clone(), error: None });
         for value in values {
             let key = self.draw_key();
-            self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
+            self.ctx.record_at(now, &self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
             self.producer.send(now, value.sequence, self.topic.clone(), key, self.values.encode(value), &mut self.out);
         }
         // An abort waits until its sends were answered, so aborted records are
@@ -266,30 +266,32 @@ impl ProducerNode {
 
     fn carry_out(&mut self, now: Instant, sends: &mut Vec<Send>) {
         while !self.out.is_empty() {
-            self.carry_out_once(sends);
+            self.carry_out_once(now, sends);
             self.abort_when_sent(now);
         }
     }
 
-    fn carry_out_once(&mut self, sends: &mut Vec<Send>) {
+    fn carry_out_once(&mut self, now: Instant, sends: &mut Vec<Send>) {
         let mut outputs = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
-        // Recording takes the history's lock, never this node's progress.
-        let mut progress = self.progress.lock().expect("progress lock");
+        // Recording takes the history's lock, never this node's progress. The
+        // progress is locked only once an answer needs it: most steps only send.
+        let mut progress = None;
         for output in outputs.drain(..) {
             match output {
                 ProducerOutput::Send(send) => sends.push(send),
                 ProducerOutput::Partitioned { .. } => {}
                 ProducerOutput::TransactionCompleted { outcome } => {
+                    let progress = progress.get_or_insert_with(|| self.progress.lock().expect("progress lock"));
                     let Some((number, values)) = progress.open_transaction.take() else { continue };
                     let (kind, error) = match outcome {
                         TransactionOutcome::Committed => (OpType::Ok, None),
                         TransactionOutcome::Aborted => (OpType::Fail, Some("aborted".to_string())),
                         TransactionOutcome::Unknown(error) => (OpType::Info, Some(error)),
                     };
-                    self.ctx.record(&self.name, kind, OpBody::Txn { number, values, error });
+                    self.ctx.record_at(now, &self.name, kind, OpBody::Txn { number, values, error });
                 }
                 ProducerOutput::Completed { handle, result } => {
-                    progress.pending.remove(handle);
+                    progress.get_or_insert_with(|| self.progress.lock().expect("progress lock")).pending.remove(handle);
                     let value = Value { producer: self.number, sequence: handle };
                     let (kind, body) = match result {
                         Ok((partition, offset)) => (OpType::Ok, OpBody::Send { value, partition: Some(partition), offset: Some(offset), error: None }),
@@ -298,7 +300,7 @@ impl ProducerNode {
                             (kind, OpBody::Send { value, partition: None, offset: None, error: Some(error.error) })
                         }
                     };
-                    self.ctx.record(&self.name, kind, body);
+                    self.ctx.record_at(now, &self.name, kind, body);
                 }
             }
         }
