@@ -238,7 +238,13 @@ impl RunContext {
     }
 
     pub fn record(&self, node: &Arc<str>, kind: OpType, body: OpBody) {
-        let time = self.now().as_micros();
+        self.record_at(self.now(), node, kind, body);
+    }
+
+    /// `record` for a node that was handed `now` (the clock's time, which does
+    /// not move while a node steps), so the clock is not read again.
+    pub fn record_at(&self, now: Instant, node: &Arc<str>, kind: OpType, body: OpBody) {
+        let time = now.as_micros();
         let mut history = self.history.lock().expect("history lock");
         history.push(time, node, kind, body);
         if tracing::enabled!(target: "kafsim::history", tracing::Level::INFO) {

@@ -176,9 +176,9 @@ fn drained(ctx: &RunContext) -> bool {
     let mut groups_settled = true;
     let reads_done = live.consumers().iter().all(|(id, consumer)| {
         let node = consumer.lock().expect("consumer lock");
-        let positions = node.consumer.positions();
+        let positions = node.consumer().positions();
         if let Some(group) = ctx.roster.consumer_group(*id, &ctx.scenario) {
-            groups_settled &= node.settled() && node.consumer.group().is_some_and(|member| member.is_stable());
+            groups_settled &= node.settled() && node.consumer().group().is_some_and(|member| member.is_stable());
             for (tp, position) in positions {
                 let furthest = group_reads.entry((group, tp)).or_insert(position);
                 *furthest = (*furthest).max(position);
@@ -257,7 +257,7 @@ fn snapshot(ctx: &RunContext) -> FinalState {
         .consumers()
         .into_iter()
         .map(|(id, consumer)| {
-            let positions = consumer.lock().expect("consumer lock").consumer.positions();
+            let positions = consumer.lock().expect("consumer lock").consumer().positions();
             (ctx.roster.entry(id).name.to_string(), ConsumerSnapshot { positions })
         })
         .collect();

@@ -163,10 +163,15 @@ impl Producer {
             return;
         }
         self.init_producer_id(now, out);
-        self.poll_transaction(now, out);
+        // Checked here, so a producer without transactions never calls in.
+        if self.transactions.is_some() {
+            self.poll_transaction(now, out);
+        }
         let sent = self.drain(now, out);
         // The drain may have found partitions to add to the transaction.
-        self.poll_transaction(now, out);
+        if self.transactions.is_some() {
+            self.poll_transaction(now, out);
+        }
         // A zero request timeout would let the producer-id request go again at once.
         if !sent && self.transactions.is_none() && !self.config.request_timeout.is_zero() {
             self.settled_at = Some(now);
@@ -306,9 +311,9 @@ impl Producer {
                 out.push(ProducerOutput::Send(Send { to: leader, message }));
                 if config.acks == Acks::None {
                     // Fire and forget: the send counts as done, at offset unknown.
-                    for handle in &batch.handles {
+                    for handle in batch.handles.iter() {
                         let error = SendError { error: "acks=0: no acknowledgement".into(), maybe_written: true };
-                        out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
+                        out.push(ProducerOutput::Completed { handle, result: Err(error) });
                     }
                 } else {
                     if !queue.window.iter().any(|(id, _)| *id == batch.id) {
@@ -352,7 +357,9 @@ impl Producer {
             Message::ProduceResponse { correlation_id, partition, result } => {
                 if let Some(flight) = self.in_flight.remove(correlation_id) {
                     debug_assert_eq!(flight.batch.partition, partition);
-                    let oldest = self.queues.get(&partition).and_then(|queue| queue.window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
+                    // The batch's partition shares the queue's topic `Arc`, so the
+                    // queue is found without comparing the topic's bytes.
+                    let oldest = self.queues.get(&flight.batch.partition).and_then(|queue| queue.window.front()).map(|(id, _)| *id) == Some(flight.batch.id);
                     if oldest && result == Err(ErrorCode::OutOfOrderSequenceNumber) && self.producer_id.is_some() && self.transactions.is_none() {
                         // KIP-360: the oldest outstanding batch is out of order, so the
                         // broker lost this producer's state (a truncated log): take a
@@ -392,7 +399,7 @@ impl Producer {
                 self.completed(&batch.partition, batch.id);
                 for (index, handle) in batch.handles.iter().enumerate() {
                     let offset = Offset(base.0 + index as u64);
-                    out.push(ProducerOutput::Completed { handle: *handle, result: Ok((batch.partition.clone(), offset)) });
+                    out.push(ProducerOutput::Completed { handle, result: Ok((batch.partition.clone(), offset)) });
                 }
                 return;
             }
@@ -434,9 +441,9 @@ impl Producer {
             // KIP-360: after an unknown outcome the sequence space is suspect; start anew.
             self.producer_id = None;
         }
-        for handle in &batch.handles {
+        for handle in batch.handles.iter() {
             let error = SendError { error: error.clone(), maybe_written: batch.maybe_written };
-            out.push(ProducerOutput::Completed { handle: *handle, result: Err(error) });
+            out.push(ProducerOutput::Completed { handle, result: Err(error) });
         }
     }
 

@@ -19,6 +19,7 @@ use crate::scenario::Delivery;
 use kafsim_model::client::consumer::{Consumer, ConsumerOutput};
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId, Offset, TopicPartition};
+use std::cell::Cell;
 use std::sync::Arc;
 
 /// The application side of a group consumer.
@@ -36,7 +37,11 @@ struct Application {
 pub struct ConsumerNode {
     ctx: Arc<RunContext>,
     name: Arc<str>,
-    pub consumer: Consumer,
+    consumer: Consumer,
+    /// `consumer.next_deadline()`, kept until the consumer is next touched: the
+    /// driver asks twice on a wake that times out, and only the two `Machine`
+    /// handlers (and what they call) change the consumer, which others only read.
+    consumer_deadline: Cell<Option<Option<Instant>>>,
     out: Vec<ConsumerOutput>,
     application: Option<Application>,
 }
@@ -61,7 +66,11 @@ impl ConsumerNode {
         // correlation id, say an OffsetCommitResponse) must not match a new request.
         // Zero at the run's start, so consumers that never restart are unchanged.
         consumer.set_correlation_base(ctx.now().as_micros() << 20);
-        ConsumerNode { name, consumer, out: Vec::new(), ctx, application }
+        ConsumerNode { name, consumer, consumer_deadline: Cell::new(None), out: Vec::new(), ctx, application }
+    }
+
+    pub fn consumer(&self) -> &Consumer {
+        &self.consumer
     }
 
     /// Whether the application has nothing left to process or commit.
@@ -97,8 +106,13 @@ impl ConsumerNode {
                     .into_iter()
                     .filter_map(|(partition, offset, record)| Value::decode(&record.value).map(|value| PolledRecord { partition, offset, value }))
                     .collect();
-                self.record(OpType::Ok, OpBody::Poll { records: records.clone() });
-                self.polled(records);
+                // Only an application keeps the records once the poll is recorded.
+                if self.application.is_some() && !records.is_empty() {
+                    self.record(OpType::Ok, OpBody::Poll { records: records.clone() });
+                    self.polled(records);
+                } else {
+                    self.record(OpType::Ok, OpBody::Poll { records });
+                }
             }
             ConsumerOutput::Seek { partition, offset, reason } => {
                 self.record(OpType::Ok, OpBody::Seek { partition, offset, reason: reason.to_string() });
@@ -217,16 +231,22 @@ impl ConsumerNode {
 
 impl Machine for ConsumerNode {
     fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, sends: &mut Vec<Send>) {
+        self.consumer_deadline.set(None);
         self.consumer.handle_message(now, from, message, &mut self.out);
         self.carry_out(now, sends);
     }
 
     fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
+        self.consumer_deadline.set(None);
         self.consumer.handle_timeout(now, &mut self.out);
         self.carry_out(now, sends);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.consumer.next_deadline()
+        self.consumer_deadline.get().unwrap_or_else(|| {
+            let deadline = self.consumer.next_deadline();
+            self.consumer_deadline.set(Some(deadline));
+            deadline
+        })
     }
 }

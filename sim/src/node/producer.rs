@@ -189,7 +189,7 @@ impl ProducerNode {
             };
             let value = Value { producer: self.number, sequence };
             let key = self.draw_key();
-            self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
+            self.ctx.record_at(now, &self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
             self.producer.send(now, sequence, self.topic.clone(), key, self.values.encode(value), &mut self.out);
         }
     }
@@ -232,10 +232,10 @@ impl ProducerNode {
             number
         };
         self.next_send = now + self.interval * values.len().max(1) as u32;
-        self.ctx.record(&self.name, OpType::Invoke, OpBody::Txn { number, values: values.clone(), error: None });
+        self.ctx.record_at(now, &self.name, OpType::Invoke, OpBody::Txn { number, values: values.clone(), error: None });
         for value in values {
             let key = self.draw_key();
-            self.ctx.record(&self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
+            self.ctx.record_at(now, &self.name, OpType::Invoke, OpBody::Send { value, partition: None, offset: None, error: None });
             self.producer.send(now, value.sequence, self.topic.clone(), key, self.values.encode(value), &mut self.out);
         }
         // An abort waits until its sends were answered, so aborted records are
@@ -266,30 +266,32 @@ impl ProducerNode {
 
     fn carry_out(&mut self, now: Instant, sends: &mut Vec<Send>) {
         while !self.out.is_empty() {
-            self.carry_out_once(sends);
+            self.carry_out_once(now, sends);
             self.abort_when_sent(now);
         }
     }
 
-    fn carry_out_once(&mut self, sends: &mut Vec<Send>) {
+    fn carry_out_once(&mut self, now: Instant, sends: &mut Vec<Send>) {
         let mut outputs = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
-        // Recording takes the history's lock, never this node's progress.
-        let mut progress = self.progress.lock().expect("progress lock");
+        // Recording takes the history's lock, never this node's progress. The
+        // progress is locked only once an answer needs it: most steps only send.
+        let mut progress = None;
         for output in outputs.drain(..) {
             match output {
                 ProducerOutput::Send(send) => sends.push(send),
                 ProducerOutput::Partitioned { .. } => {}
                 ProducerOutput::TransactionCompleted { outcome } => {
+                    let progress = progress.get_or_insert_with(|| self.progress.lock().expect("progress lock"));
                     let Some((number, values)) = progress.open_transaction.take() else { continue };
                     let (kind, error) = match outcome {
                         TransactionOutcome::Committed => (OpType::Ok, None),
                         TransactionOutcome::Aborted => (OpType::Fail, Some("aborted".to_string())),
                         TransactionOutcome::Unknown(error) => (OpType::Info, Some(error)),
                     };
-                    self.ctx.record(&self.name, kind, OpBody::Txn { number, values, error });
+                    self.ctx.record_at(now, &self.name, kind, OpBody::Txn { number, values, error });
                 }
                 ProducerOutput::Completed { handle, result } => {
-                    progress.pending.remove(handle);
+                    progress.get_or_insert_with(|| self.progress.lock().expect("progress lock")).pending.remove(handle);
                     let value = Value { producer: self.number, sequence: handle };
                     let (kind, body) = match result {
                         Ok((partition, offset)) => (OpType::Ok, OpBody::Send { value, partition: Some(partition), offset: Some(offset), error: None }),
@@ -298,7 +300,7 @@ impl ProducerNode {
                             (kind, OpBody::Send { value, partition: None, offset: None, error: Some(error.error) })
                         }
                     };
-                    self.ctx.record(&self.name, kind, body);
+                    self.ctx.record_at(now, &self.name, kind, body);
                 }
             }
         }
@@ -339,31 +341,55 @@ fn encode_key(index: u32) -> bytes::Bytes {
     bytes::Bytes::copy_from_slice(buffer.as_bytes())
 }
 
-/// Where the node writes its values. Each value is a slice of a shared buffer:
-/// cloning it (a log cut inside a batch, or a follower appending only part of
-/// one, copies that batch's records) counts one reference, where a `Bytes` of its own would allocate on
-/// its first clone; and no value needs an allocation of its own.
+/// Where the node's values come from. A node sends consecutive sequences of
+/// one producer, so their bytes (`producer:sequence` in decimal, as
+/// `Value::encode` makes them) are written `VALUE_CHUNK_COUNT` at a time into
+/// one shared buffer, and each value is a slice of it: it needs no allocation
+/// of its own, and cloning it (a log cut inside a batch, or a follower
+/// appending only part of one, copies that batch's records) counts one
+/// reference, where a `Bytes` of its own would allocate on its first clone.
 #[derive(Default)]
 struct ValueArena {
-    buffer: bytes::BytesMut,
+    chunk: bytes::Bytes,
+    producer: u32,
+    first_sequence: u64,
+    /// Where each value of the chunk ends in it, from `first_sequence` on.
+    ends: Vec<usize>,
 }
 
-/// The arena takes a new buffer of this many bytes when the last one is full.
-const VALUE_ARENA_CHUNK: usize = 4096;
+/// How many values the arena writes ahead in one buffer.
+const VALUE_CHUNK_COUNT: u64 = 256;
 
 impl ValueArena {
-    /// The bytes `Value::encode` makes (`producer:sequence` in decimal), written
-    /// without `format!`, which cost more than the rest of a send's shell.
+    /// The bytes of `value`, written without `format!`, which cost more than the
+    /// rest of a send's shell.
     fn encode(&mut self, value: Value) -> bytes::Bytes {
-        let mut text = DecimalBuffer::default();
-        text.push_decimal(u64::from(value.producer));
-        text.push(b':');
-        text.push_decimal(value.sequence);
-        if self.buffer.capacity() < text.as_bytes().len() {
-            self.buffer = bytes::BytesMut::with_capacity(VALUE_ARENA_CHUNK);
+        let mut index = value.sequence.wrapping_sub(self.first_sequence);
+        if value.producer != self.producer || index >= self.ends.len() as u64 {
+            self.write_from(value);
+            index = 0;
         }
-        self.buffer.extend_from_slice(text.as_bytes());
-        self.buffer.split().freeze()
+        let index = index as usize;
+        let start = if index == 0 { 0 } else { self.ends[index - 1] };
+        self.chunk.slice(start..self.ends[index])
+    }
+
+    /// Writes `value` and the values of the sequences after it into a new chunk.
+    fn write_from(&mut self, value: Value) {
+        let mut text = Vec::with_capacity(VALUE_CHUNK_COUNT as usize * 16);
+        self.ends.clear();
+        for offset in 0..VALUE_CHUNK_COUNT {
+            let Some(sequence) = value.sequence.checked_add(offset) else { break };
+            let mut buffer = DecimalBuffer::default();
+            buffer.push_decimal(u64::from(value.producer));
+            buffer.push(b':');
+            buffer.push_decimal(sequence);
+            text.extend_from_slice(buffer.as_bytes());
+            self.ends.push(text.len());
+        }
+        self.chunk = bytes::Bytes::from(text);
+        self.producer = value.producer;
+        self.first_sequence = value.sequence;
     }
 }
 

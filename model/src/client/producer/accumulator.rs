@@ -42,6 +42,7 @@ pub(super) struct PartitionQueue {
 }
 
 impl PartitionQueue {
+    #[inline]
     pub(super) fn leader(&mut self, metadata: &MetadataTracker, tp: &TopicPartition) -> Option<NodeId> {
         let view_id = metadata.view_id();
         match self.leader {
@@ -157,8 +158,13 @@ impl InFlightRequests {
     }
 
     pub(super) fn remove(&mut self, correlation_id: u64) -> Option<InFlight> {
-        let index = self.requests.binary_search_by_key(&correlation_id, |(id, _)| *id).ok()?;
-        let (_, flight) = self.requests.remove(index).expect("found above");
+        // Answers mostly come in the order requests went out: the oldest first.
+        let (_, flight) = if self.requests.front().is_some_and(|(id, _)| *id == correlation_id) {
+            self.requests.pop_front().expect("front exists")
+        } else {
+            let index = self.requests.binary_search_by_key(&correlation_id, |(id, _)| *id).ok()?;
+            self.requests.remove(index).expect("found above")
+        };
         self.forget(&flight);
         Some(flight)
     }

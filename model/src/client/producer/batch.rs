@@ -11,7 +11,7 @@ pub(super) struct Batch {
     /// Unique within this producer, for the in-flight window.
     pub(super) id: u64,
     pub(super) partition: TopicPartition,
-    pub(super) handles: Vec<u64>,
+    pub(super) handles: Handles,
     records: BatchRecords,
     pub(super) created: Instant,
     pub(super) size_bytes: usize,
@@ -21,6 +21,24 @@ pub(super) struct Batch {
     pub(super) attempts: u32,
     pub(super) maybe_written: bool,
     pub(super) retry_at: Instant,
+}
+
+/// The sends whose records a batch holds, in record order. The first is kept
+/// apart, as the first record is: a batch of one record, the common case, then
+/// costs no allocation for its handles (and a second record only one).
+pub(super) struct Handles {
+    first: u64,
+    rest: Vec<u64>,
+}
+
+impl Handles {
+    pub(super) fn len(&self) -> usize {
+        1 + self.rest.len()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = u64> + '_ {
+        std::iter::once(self.first).chain(self.rest.iter().copied())
+    }
 }
 
 /// No more records join a batch once it was sent, so from then on its records
@@ -40,7 +58,7 @@ impl Batch {
         Batch {
             id,
             partition,
-            handles: vec![handle],
+            handles: Handles { first: handle, rest: Vec::new() },
             records: BatchRecords::Open { first: record, rest: Vec::new() },
             created,
             size_bytes,
@@ -68,7 +86,7 @@ impl Batch {
     pub(super) fn push(&mut self, handle: u64, record: Record, size_bytes: usize) {
         let BatchRecords::Open { rest, .. } = &mut self.records else { panic!("a record joins only a batch never sent") };
         rest.push(record);
-        self.handles.push(handle);
+        self.handles.rest.push(handle);
         self.size_bytes += size_bytes;
     }
 
