@@ -36,8 +36,6 @@ pub struct SendError {
 #[derive(Clone, Debug)]
 pub enum ProducerOutput {
     Send(Send),
-    /// The send chose its partition.
-    Partitioned { handle: u64, partition: TopicPartition },
     Completed { handle: u64, result: Result<(TopicPartition, Offset), SendError> },
     /// The current transaction ended (transactional producers only).
     TransactionCompleted { outcome: TransactionOutcome },
@@ -214,7 +212,6 @@ impl Producer {
                 }
             };
             let partition = TopicPartition { topic, partition: index };
-            out.push(ProducerOutput::Partitioned { handle, partition: partition.clone() });
             self.append(partition, handle, record, created);
             changed = true;
         }

@@ -201,7 +201,6 @@ impl PipelineNode {
     fn handle_producer_output(&mut self, output: ProducerOutput, sends: &mut Vec<Send>) {
         match output {
             ProducerOutput::Send(send) => sends.push(send),
-            ProducerOutput::Partitioned { .. } => {}
             ProducerOutput::Completed { handle, result } => {
                 let Some(value) = self.progress.lock().expect("progress lock").pending.remove(&handle) else { return };
                 let (kind, body) = match result {

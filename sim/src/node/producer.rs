@@ -279,7 +279,6 @@ impl ProducerNode {
         for output in outputs.drain(..) {
             match output {
                 ProducerOutput::Send(send) => sends.push(send),
-                ProducerOutput::Partitioned { .. } => {}
                 ProducerOutput::TransactionCompleted { outcome } => {
                     let progress = progress.get_or_insert_with(|| self.progress.lock().expect("progress lock"));
                     let Some((number, values)) = progress.open_transaction.take() else { continue };
