@@ -322,7 +322,8 @@ fn ratio(kafsim: Duration, floor: Duration) -> String {
 /// The table `kafsim bench` prints; its rows are the same on every run, only the numbers change.
 pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], floor: &Phase, peak_memory: Option<u64>) -> String {
     let mut out = String::new();
-    out.push_str(&format!("bench  {path}  seeds {}  jobs {jobs}\n", kafsim.seeds.len()));
+    // One outcome per seed, however many rounds ran them.
+    out.push_str(&format!("bench  {path}  seeds {}  jobs {jobs}\n", outcomes.len()));
     out.push_str(&format!(
         "kafsim outcomes: ok {}  with findings (judged or not) {}  panic {}  timeout {}\n\n",
         count(outcomes, Outcome::Ok),
@@ -349,7 +350,7 @@ pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], flo
     out.push_str(&format!("{:<34} {:>12}   (VmHWM of the whole process, read at the end)\n", "peak memory", memory));
     // The cost of a simulated network message, kafsim's over the floor's. Both
     // sides move the same messages, so it is also the ratio of mean wall per seed.
-    let per_message = floor.messages_per_core_second() / kafsim.messages_per_core_second();
+    let per_message = per_message_ratio(kafsim, floor);
     if per_message.is_finite() {
         out.push_str(&format!("\nkafsim/floor, wall per network message: {per_message:.2}x"));
     }
@@ -366,19 +367,53 @@ pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], flo
 /// kafsim and the floor take turns, `jobs` seeds at a time, so that a machine
 /// whose load changes during the bench slows both sides alike: the ratio is
 /// the figure we steer by, and it should not depend on what else ran.
-pub fn bench(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize) -> Result<String, String> {
+pub fn bench(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize, rounds: usize) -> Result<String, String> {
     let mut kafsim = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
     let mut floor = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
     let mut outcomes = Vec::new();
-    for turn in seeds.chunks(jobs.max(1)) {
-        let (kafsim_turn, turn_outcomes) = kafsim_phase(scenario, turn, jobs);
-        let floor_turn = floor_phase(scenario, &kafsim_turn.seeds, jobs)?;
-        kafsim.absorb(kafsim_turn);
-        floor.absorb(floor_turn);
-        outcomes.extend(turn_outcomes);
+    let mut ratios = Vec::new();
+    for round in 0..rounds.max(1) {
+        let mut kafsim_round = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
+        let mut floor_round = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
+        for turn in seeds.chunks(jobs.max(1)) {
+            let (kafsim_turn, turn_outcomes) = kafsim_phase(scenario, turn, jobs);
+            let floor_turn = floor_phase(scenario, &kafsim_turn.seeds, jobs)?;
+            kafsim_round.absorb(kafsim_turn);
+            floor_round.absorb(floor_turn);
+            // Every round runs the same seeds to the same outcomes.
+            if round == 0 {
+                outcomes.extend(turn_outcomes);
+            }
+        }
+        ratios.push(per_message_ratio(&kafsim_round, &floor_round));
+        kafsim.absorb(kafsim_round);
+        floor.absorb(floor_round);
     }
     let peak_memory = std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(parse_vm_hwm);
-    Ok(render(&scenario.path.display().to_string(), jobs, &kafsim, &outcomes, &floor, peak_memory))
+    let mut table = render(&scenario.path.display().to_string(), jobs, &kafsim, &outcomes, &floor, peak_memory);
+    if ratios.len() > 1 {
+        let each: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}x")).collect();
+        table.push_str(&format!("kafsim/floor, wall per network message, by round: {}; median {:.2}x\n", each.join(" "), median_ratio(ratios)));
+    }
+    Ok(table)
+}
+
+/// kafsim's wall time per network message over the floor's. Both sides move the
+/// same messages, so it is also the ratio of their mean wall time per seed.
+fn per_message_ratio(kafsim: &Phase, floor: &Phase) -> f64 {
+    floor.messages_per_core_second() / kafsim.messages_per_core_second()
+}
+
+/// The median of the rounds' ratios: a round that the machine's load slowed
+/// moves it less than it moves their mean.
+fn median_ratio(mut ratios: Vec<f64>) -> f64 {
+    ratios.sort_by(f64::total_cmp);
+    let count = ratios.len();
+    match count {
+        0 => f64::NAN,
+        _ if count % 2 == 1 => ratios[count / 2],
+        _ => (ratios[count / 2 - 1] + ratios[count / 2]) / 2.0,
+    }
 }
 
 /// The scenario with every producer's messages (and rate, so the fault phase
@@ -434,6 +469,14 @@ mod tests {
         assert_eq!(median(millis(&[7])), Duration::from_millis(7));
         assert_eq!(median(millis(&[9, 1, 5])), Duration::from_millis(5));
         assert_eq!(median(millis(&[4, 1, 3, 2])), Duration::from_micros(2500));
+    }
+
+    #[test]
+    fn median_ratio_of_odd_and_even_rounds() {
+        assert_eq!(median_ratio(vec![2.3, 1.9, 2.0]), 2.0);
+        assert_eq!(median_ratio(vec![2.2, 1.8]), 2.0);
+        assert_eq!(median_ratio(vec![1.95]), 1.95);
+        assert!(median_ratio(Vec::new()).is_nan());
     }
 
     #[test]

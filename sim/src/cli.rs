@@ -145,6 +145,11 @@ pub struct BenchArgs {
     /// Instead of the floor comparison: the per-seed cost as messages and partitions double.
     #[arg(long)]
     pub scaling: bool,
+    /// Run the comparison this many times over the same seeds, and print each
+    /// round's kafsim/floor ratio and their median, which the machine's changing
+    /// load moves less than one run's ratio. The table covers all rounds.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "scaling")]
+    pub rounds: u64,
 }
 
 fn parse_seed_range(text: &str) -> Result<(u64, u64), String> {
@@ -374,7 +379,7 @@ pub fn bench(args: BenchArgs) -> Result<i32, InputError> {
         print!("{}", crate::bench::scaling(&scenario, &seeds, args.jobs as usize));
         return Ok(0);
     }
-    match crate::bench::bench(&scenario, &seeds, args.jobs as usize) {
+    match crate::bench::bench(&scenario, &seeds, args.jobs as usize, args.rounds as usize) {
         Ok(table) => {
             print!("{table}");
             Ok(0)
