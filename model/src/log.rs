@@ -206,7 +206,7 @@ impl Log {
             // Full: the oldest goes and the rest move up one, in place, instead
             // of a push that may grow the vector followed by `remove(0)`.
             entry.batches.copy_within(1.., 0);
-            *entry.batches.last_mut().expect("five batches are retained") = metadata;
+            *entry.batches.last_mut().expect("a full list of retained batches is not empty") = metadata;
         } else {
             entry.batches.push(metadata);
         }

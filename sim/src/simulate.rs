@@ -167,10 +167,9 @@ fn drained(ctx: &RunContext) -> bool {
     // A client restarted at the heal has not run yet: wait for every one to be up,
     // so a crashed producer's orphaned sends are recorded before the snapshot.
     let producers = live.producers();
-    let roster_count = |role: fn(&NodeRole) -> bool| ctx.roster.entries.iter().filter(|entry| role(&entry.role)).count();
-    let clients_up = producers.len() == roster_count(|role| matches!(role, NodeRole::Producer { .. }))
-        && live.consumers().len() == roster_count(|role| matches!(role, NodeRole::Consumer { .. }))
-        && live.pipelines().len() == roster_count(|role| matches!(role, NodeRole::Pipeline { .. }));
+    let clients_up = producers.len() == ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. })).len()
+        && live.consumers().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Consumer { .. })).len()
+        && live.pipelines().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Pipeline { .. })).len();
     let sends_done = clients_up && producers.iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
     let mut group_reads: BTreeMap<(&str, kafsim_model::TopicPartition), Offset> = BTreeMap::new();
     let mut groups_settled = true;

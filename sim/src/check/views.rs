@@ -6,9 +6,9 @@
 //! partitions are numbered once (`NodeKey`, `PartitionKey`), so checkers key
 //! their own tables by small integers instead of comparing names.
 //!
-//! Building costs one pass over the history and one over the final state. The
-//! numbering follows the history's order, never a hash, so it is as
-//! deterministic as the run.
+//! Building costs two passes over the history (one sizes the lists, one fills
+//! them) and one over the final state. The numbering follows the history's
+//! order, never a hash, so it is as deterministic as the run.
 
 use super::observations::committed_log;
 use super::transactions;
