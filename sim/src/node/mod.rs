@@ -51,7 +51,7 @@ fn panic_on_broker_restart() -> bool {
 }
 
 /// Runs one node until madsim kills it.
-pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<M>>) {
+pub async fn drive(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<dyn Machine>>) {
     let endpoint = Endpoint::bind(ctx.roster.address(me)).await.expect("each node binds its own address once per start");
     let incarnation = ctx.next_incarnation(me);
     if incarnation > 1 && ctx.roster.entry(me).role == NodeRole::Broker && panic_on_broker_restart() {
@@ -95,22 +95,12 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
         if buggify {
             stall_for_slow_flushes(disk.as_ref()).await;
             machine_deadline = machine.lock().expect("node state lock").next_deadline();
-            let now = ctx.now().as_micros();
-            for send in sends.drain(..) {
-                let fault = buggify_send(&send.message, lag_micros);
-                if fault == Some(None) {
-                    continue;
-                }
-                if let Some(message) = held.hold(now, send.to, send.message, fault.flatten()) {
-                    released.push((send.to, message));
-                }
-            }
-            held.release(now, &mut released);
-            sends.extend(released.drain(..).map(|(to, message)| Send { to, message }));
+            buggify_sends(ctx.now().as_micros(), &mut sends, &mut held, &mut released, lag_micros);
         }
         for send in sends.drain(..) {
-            crate::trace::set_current_node(&name);
-            tracing::debug!(target: "kafsim::net", to = &*ctx.roster.entry(send.to).name, "send {:?}", send.message);
+            if tracing::level_enabled!(tracing::Level::DEBUG) {
+                trace_send(&ctx, &name, &send);
+            }
             let envelope = outbox.stamp(me, incarnation, send.to, send.message);
             ctx.count_message();
             // A send to an unreachable node fails like a lost packet would.
@@ -146,6 +136,31 @@ pub async fn drive<M: Machine>(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mu
             machine_deadline = state.next_deadline();
         }
     }
+}
+
+/// Passes `sends` through the buggify send faults: drops some, holds some back,
+/// and puts back those whose hold is over. Out of line, as it runs only with buggify on.
+#[inline(never)]
+fn buggify_sends(now: u64, sends: &mut Vec<Send>, held: &mut HeldSends, released: &mut Vec<(NodeId, Message)>, lag_micros: Option<u64>) {
+    for send in sends.drain(..) {
+        let fault = buggify_send(&send.message, lag_micros);
+        if fault == Some(None) {
+            continue;
+        }
+        if let Some(message) = held.hold(now, send.to, send.message, fault.flatten()) {
+            released.push((send.to, message));
+        }
+    }
+    held.release(now, released);
+    sends.extend(released.drain(..).map(|(to, message)| Send { to, message }));
+}
+
+/// The trace line of one send; out of line, as only `replay --trace` wants it.
+#[cold]
+#[inline(never)]
+fn trace_send(ctx: &RunContext, name: &Arc<str>, send: &Send) {
+    crate::trace::set_current_node(name);
+    tracing::debug!(target: "kafsim::net", to = &*ctx.roster.entry(send.to).name, "send {:?}", send.message);
 }
 
 /// A slow flush (buggify) stalls the node's loop, as a log thread blocked in
