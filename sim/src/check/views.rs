@@ -6,9 +6,9 @@
 //! partitions are numbered once (`NodeKey`, `PartitionKey`), so checkers key
 //! their own tables by small integers instead of comparing names.
 //!
-//! Building costs two passes over the history (one sizes the lists, one fills
-//! them) and one over the final state. The numbering follows the history's
-//! order, never a hash, so it is as deterministic as the run.
+//! Building costs one pass over the history (sized by the counts the history
+//! keeps as it is recorded) and one over the final state. The numbering
+//! follows the history's order, never a hash, so it is as deterministic as the run.
 
 use super::observations::committed_log;
 use super::transactions;
@@ -273,23 +273,13 @@ impl<'a> Views<'a> {
     }
 
     /// Sizes the lists `index_history` fills, so that they never reallocate,
-    /// and finds the sequence bound.
+    /// and takes the sequence bound, from the history's tally (no pass of its own).
     fn reserve(&mut self, history: &History) {
-        let (mut invokes, mut acknowledged, mut reads) = (0, 0, 0);
-        for op in &history.ops {
-            match (&op.body, op.kind) {
-                (OpBody::Send { value, .. }, OpType::Invoke) => {
-                    invokes += 1;
-                    self.sequence_bound = self.sequence_bound.max(value.sequence.saturating_add(1));
-                }
-                (OpBody::Send { .. }, OpType::Ok) => acknowledged += 1,
-                (OpBody::Poll { records }, OpType::Ok | OpType::Info) => reads += records.len(),
-                _ => {}
-            }
-        }
-        self.send_pairs.reserve_exact(invokes);
-        self.acknowledged.reserve_exact(acknowledged);
-        self.reads.reserve_exact(reads);
+        let tally = history.tally();
+        self.sequence_bound = tally.sequence_bound;
+        self.send_pairs.reserve_exact(tally.invokes);
+        self.acknowledged.reserve_exact(tally.acknowledged);
+        self.reads.reserve_exact(tally.polled_records);
     }
 
     /// The key of `partition`, given a new one if the run has not named it yet.
