@@ -39,12 +39,11 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
         if findings.is_full() {
             break;
         }
-        let record = read.record;
-        if let Some((number, producer)) = aborted.get(0, record.value) {
-            if reported.add(0, record.value) {
+        if let Some((number, producer)) = aborted.get(0, read.value) {
+            if reported.add(0, read.value) {
                 findings.report(format!(
                     "{} read {} at {}@{}, written in transaction {number} of {producer}, which aborted",
-                    read.op.node, record.value, record.partition, record.offset
+                    read.op.node, read.value, read.record.partition, read.offset
                 ));
             }
         }

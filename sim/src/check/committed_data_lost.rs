@@ -28,7 +28,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
         if findings.is_full() {
             break;
         }
-        let (offset, value) = (read.record.offset, read.record.value);
+        let (offset, value) = (read.offset, read.value);
         let view = views.partition(read.partition);
         let high_watermark = view.committed.map(|replica| replica.high_watermark);
         let committed_value = value_at(view.log, offset);

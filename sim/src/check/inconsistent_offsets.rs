@@ -68,8 +68,8 @@ fn history_observations<'a>(views: &'a Views<'_>) -> impl Iterator<Item = (Parti
     let mut polled = views
         .reads()
         .iter()
-        .filter(move |read| disputed(read.partition, read.record.offset, read.record.value))
-        .map(|read| (read.op_index, read.partition, read.record.offset, read.record.value, Witness::polled(read.op)))
+        .filter(move |read| disputed(read.partition, read.offset, read.value))
+        .map(|read| (read.op_index, read.partition, read.offset, read.value, Witness::polled(read.op)))
         .peekable();
     // Both lists are in history order and no op is both a send and a poll: merge them by op index.
     std::iter::from_fn(move || {

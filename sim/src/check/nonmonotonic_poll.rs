@@ -21,7 +21,7 @@ pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
 pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut findings = Findings::new(CheckerKind::NonmonotonicPoll);
     for (previous, current) in views.consecutive_reads() {
-        if current.record.offset <= previous.record.offset {
+        if current.offset <= previous.offset {
             findings.report(format!(
                 "{} read {}@{} ({}) then @{} ({}) at {}",
                 current.op.node,

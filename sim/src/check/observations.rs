@@ -9,31 +9,34 @@ use kafsim_model::Offset;
 use std::fmt;
 
 /// Where a checker saw a value stand at a partition offset, for violation details.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// It keeps the op and reads it only when a violation is written: a checker
+/// makes a witness for every value it meets and reports a few, and reading the
+/// op of each would walk the whole history again.
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Witness<'a> {
     /// A producer's send completed `ok` with this position.
-    Acknowledged { node: &'a str, time: u64 },
+    Acknowledged(&'a Op),
     /// A consumer's poll returned it.
-    Polled { node: &'a str, time: u64 },
+    Polled(&'a Op),
     /// The final committed log holds it.
     CommittedLog,
 }
 
 impl Witness<'_> {
     pub(crate) fn acknowledged(op: &Op) -> Witness<'_> {
-        Witness::Acknowledged { node: &op.node, time: op.time }
+        Witness::Acknowledged(op)
     }
 
     pub(crate) fn polled(op: &Op) -> Witness<'_> {
-        Witness::Polled { node: &op.node, time: op.time }
+        Witness::Polled(op)
     }
 }
 
 impl fmt::Display for Witness<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Witness::Acknowledged { node, time } => write!(f, "acknowledged to {node} at {}", seconds(*time)),
-            Witness::Polled { node, time } => write!(f, "polled by {node} at {}", seconds(*time)),
+            Witness::Acknowledged(op) => write!(f, "acknowledged to {} at {}", op.node, seconds(op.time)),
+            Witness::Polled(op) => write!(f, "polled by {} at {}", op.node, seconds(op.time)),
             Witness::CommittedLog => f.write_str("in the committed log"),
         }
     }

@@ -32,7 +32,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     // Built at the first gap: most runs have none.
     let mut known: Option<KnownRecords> = None;
     for (previous, current) in views.consecutive_reads() {
-        let (from, to) = (previous.record.offset, current.record.offset);
+        let (from, to) = (previous.offset, current.offset);
         if to.0 > from.0.saturating_add(1) {
             let known = known.get_or_insert_with(|| KnownRecords::new(views));
             if let Some((skipped_offset, skipped_value)) = known.first_between(current.partition, from.next(), to) {
@@ -66,8 +66,8 @@ impl<'v, 'a> KnownRecords<'v, 'a> {
     fn new(views: &'v Views<'a>) -> KnownRecords<'v, 'a> {
         let uncommitted = views.uncommitted_values();
         let mut polled = vec![Vec::new(); views.partition_count()];
-        for read in views.reads().iter().filter(|read| !uncommitted.contains(0, read.record.value)) {
-            polled[read.partition.0 as usize].push((read.record.offset, read.record.value));
+        for read in views.reads().iter().filter(|read| !uncommitted.contains(0, read.value)) {
+            polled[read.partition.0 as usize].push((read.offset, read.value));
         }
         for records in &mut polled {
             // Stable, so the first poll of an offset stays first and survives the dedup.

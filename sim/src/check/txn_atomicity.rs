@@ -42,7 +42,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let mut read_by = ValueSet::new();
     let mut reads_any = vec![false; views.node_count()];
     for read in views.reads() {
-        read_by.add(read.node.0, read.record.value);
+        read_by.add(read.node.0, read.value);
         reads_any[read.node.0 as usize] = true;
     }
     // Consumers that read something and have a final snapshot, by name.

@@ -32,7 +32,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
         return findings.into_violations();
     }
     let mut polled = ValueSet::with_sequence_bound(views.sequence_bound());
-    polled.extend(views.reads().iter().map(|read| read.record.value));
+    polled.extend(views.reads().iter().map(|read| read.value));
     // Built at the first record nobody polled: in a clean run, never.
     let mut acknowledged = None;
     let furthest = furthest_positions(final_state);

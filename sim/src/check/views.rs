@@ -119,10 +119,14 @@ pub(crate) struct PartitionView<'a> {
 }
 
 /// One record as one consumer read it, with where it stands in the history.
+/// Its offset and value are copied in, so that the checkers, which walk every
+/// read, read this list alone and not the polls' records too.
 #[derive(Clone, Copy)]
 pub(crate) struct Read<'a> {
     pub(crate) op: &'a Op,
     pub(crate) record: &'a PolledRecord,
+    pub(crate) offset: Offset,
+    pub(crate) value: Value,
     /// The index of `op` in the history.
     pub(crate) op_index: u32,
     pub(crate) node: NodeKey,
@@ -251,7 +255,7 @@ impl<'a> Views<'a> {
                     let node = NodeKey(self.nodes.key(&op.node));
                     for record in records {
                         let partition = self.partition_key(&record.partition);
-                        self.reads.push(Read { op, record, op_index, node, partition });
+                        self.reads.push(Read { op, record, offset: record.offset, value: record.value, op_index, node, partition });
                     }
                 }
                 OpBody::Seek { partition, .. } => {
