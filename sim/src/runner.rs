@@ -2,13 +2,14 @@
 //! (one runtime each), a simulated-time limit per run and a wall-clock watchdog.
 //! A panic inside a run is a `panic` finding with its seed; the batch goes on.
 
-use crate::check::{check_all, CheckerKind, Violation};
+use crate::check::{check_all_hashing, CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, OpBody, OpType};
 use crate::nemesis::AppliedFaults;
 use crate::scenario::Scenario;
 use crate::simulate::simulate;
-use crate::trace::trace_hash;
+use crate::trace::trace_hash_after;
+use kafsim_model::hash::StableHasher;
 use serde::Serialize;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -114,9 +115,11 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> RunDetail {
         }
     };
     let sim_ms = sim_micros / 1000;
+    // The checkers' pass over the history also hashes it for the trace hash.
+    let mut ops_hasher = StableHasher::default();
     let violations = match &final_state {
-        Some(final_state) => check_all(&history, final_state),
-        None => check_all(&history, &FinalState::default())
+        Some(final_state) => check_all_hashing(&history, final_state, &mut ops_hasher),
+        None => check_all_hashing(&history, &FinalState::default(), &mut ops_hasher)
             .into_iter()
             .filter(|violation| matches!(violation.kind, CheckerKind::Panic | CheckerKind::Timeout))
             .collect(),
@@ -133,7 +136,7 @@ pub fn run_seed(scenario: &Arc<Scenario>, seed: u64) -> RunDetail {
     let result = RunResult {
         seed,
         outcome,
-        trace_hash: trace_hash(&history, final_state.as_ref()),
+        trace_hash: trace_hash_after(ops_hasher, final_state.as_ref()),
         sim_ms,
         events: history.ops.len(),
         violations,

@@ -45,8 +45,15 @@ pub fn trace_hash(history: &History, final_state: Option<&FinalState>) -> u64 {
     use std::hash::Hash;
     let mut hasher = StableHasher::default();
     history.ops.hash(&mut hasher);
-    final_state.hash(&mut hasher);
-    hasher.finish()
+    trace_hash_after(hasher, final_state)
+}
+
+/// `trace_hash`, where `ops_hasher` has hashed the history's ops already
+/// (`check::check_all_hashing` does it in the checkers' pass over them).
+pub fn trace_hash_after(mut ops_hasher: StableHasher, final_state: Option<&FinalState>) -> u64 {
+    use std::hash::Hash;
+    final_state.hash(&mut ops_hasher);
+    ops_hasher.finish()
 }
 
 #[derive(Default)]

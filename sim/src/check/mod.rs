@@ -3,6 +3,7 @@
 
 use crate::final_state::FinalState;
 use crate::history::History;
+use kafsim_model::hash::StableHasher;
 use serde::Serialize;
 use std::fmt;
 use views::Views;
@@ -157,8 +158,18 @@ pub(crate) const CHECKERS: [(CheckerKind, Checker); 18] = [
 /// sorted by kind; within a kind, in the order the checker found them. Each checker
 /// reports at most `VIOLATIONS_PER_CHECKER_MAX` (10) violations.
 pub fn check_all(history: &History, final_state: &FinalState) -> Vec<Violation> {
-    let views = Views::new(history, final_state);
-    let mut violations: Vec<Violation> = CHECKERS.iter().flat_map(|(_, judge)| judge(&views)).collect();
+    judge_all(&Views::new(history, final_state))
+}
+
+/// `check_all`, which also hashes the history's ops into `ops_hasher` in the one
+/// pass it makes over them, so that a run's trace hash (`trace::trace_hash_after`)
+/// needs no pass of its own over a history of megabytes.
+pub fn check_all_hashing(history: &History, final_state: &FinalState, ops_hasher: &mut StableHasher) -> Vec<Violation> {
+    judge_all(&Views::new_hashing(history, final_state, ops_hasher))
+}
+
+fn judge_all(views: &Views<'_>) -> Vec<Violation> {
+    let mut violations: Vec<Violation> = CHECKERS.iter().flat_map(|(_, judge)| judge(views)).collect();
     // Stable: keeps each checker's own order within its kind.
     violations.sort_by_key(|violation| violation.kind);
     violations
@@ -216,6 +227,22 @@ mod tests {
         state = with_consumer(state, "consumer-1", &[(0, 2), (1, 1)]);
         state.drained = true;
         assert_eq!(check_all(&history.build(), &state), Vec::new());
+    }
+
+    proptest::proptest! {
+        /// The trace hash the runner takes from the checkers' pass is the one
+        /// `trace_hash` computes in a pass of its own, and so are the violations.
+        #[test]
+        fn check_all_hashing_gives_the_trace_hash_and_the_violations_of_check_all((history, state) in random_reads()) {
+            for final_state in [Some(&state), None] {
+                let judged = final_state.cloned().unwrap_or_default();
+                let mut ops_hasher = StableHasher::default();
+                let violations = check_all_hashing(&history, &judged, &mut ops_hasher);
+                proptest::prop_assert_eq!(violations, check_all(&history, &judged));
+                let expected = crate::trace::trace_hash(&history, final_state);
+                proptest::prop_assert_eq!(crate::trace::trace_hash_after(ops_hasher, final_state), expected);
+            }
+        }
     }
 
     #[test]

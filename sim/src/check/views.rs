@@ -16,7 +16,9 @@ use super::value_map::{ValueMap, ValueSet};
 use crate::final_state::{FinalState, PartitionSnapshot, ReplicaSnapshot};
 use crate::history::{History, Op, OpBody, OpType, PolledRecord, Value};
 use kafsim_model::{Offset, TopicPartition};
+use kafsim_model::hash::StableHasher;
 use std::cell::OnceCell;
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 /// A node of the run (`producer-1`, `consumer-2`), numbered by first appearance.
@@ -188,6 +190,17 @@ pub(crate) struct Views<'a> {
 
 impl<'a> Views<'a> {
     pub(crate) fn new(history: &'a History, final_state: &'a FinalState) -> Views<'a> {
+        Views::build(history, final_state, None)
+    }
+
+    /// `new`, which also hashes the history's ops into `ops_hasher` in its one
+    /// pass, as `history.ops.hash(ops_hasher)` would in a pass of its own
+    /// (`crate::trace::trace_hash_after`).
+    pub(crate) fn new_hashing(history: &'a History, final_state: &'a FinalState, ops_hasher: &mut StableHasher) -> Views<'a> {
+        Views::build(history, final_state, Some(ops_hasher))
+    }
+
+    fn build(history: &'a History, final_state: &'a FinalState, ops_hasher: Option<&mut StableHasher>) -> Views<'a> {
         let mut views = Views {
             history,
             final_state,
@@ -215,14 +228,15 @@ impl<'a> Views<'a> {
             view.committed = snapshot.committed();
             view.log = committed_log(snapshot);
         }
-        let resets = views.index_history();
+        let resets = views.index_history(ops_hasher);
         views.consecutive_reads = consecutive_reads(&views.reads, &resets, views.nodes.len(), views.partitions.len());
         views
     }
 
     /// One pass over the history: reads, acknowledged and paired sends, the
-    /// resets of consecutive reads, the heal, and the ops of the sparse kinds.
-    fn index_history(&mut self) -> Vec<ReadReset> {
+    /// resets of consecutive reads, the heal, and the ops of the sparse kinds;
+    /// and each op into `ops_hasher`, if given, while it is in the cache.
+    fn index_history(&mut self, mut ops_hasher: Option<&mut StableHasher>) -> Vec<ReadReset> {
         let history = self.history;
         self.reserve(history);
         let mut resets = Vec::new();
@@ -230,8 +244,15 @@ impl<'a> Views<'a> {
         // output value at once (a zombie and its successor), and each completion
         // belongs to its own node's invoke.
         let mut open: ValueMap<u32> = ValueMap::with_sequence_bound(self.sequence_bound);
+        if let Some(hasher) = ops_hasher.as_deref_mut() {
+            // A slice hashes as its length, then each element.
+            hasher.write_usize(history.ops.len());
+        }
         for (op_index, op) in history.ops.iter().enumerate() {
             let op_index = op_index as u32;
+            if let Some(hasher) = ops_hasher.as_deref_mut() {
+                op.hash(hasher);
+            }
             match &op.body {
                 OpBody::Send { value, partition, offset, .. } => {
                     let node = NodeKey(self.nodes.key(&op.node));
