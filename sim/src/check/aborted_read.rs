@@ -43,7 +43,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
             if reported.add(0, read.value) {
                 findings.report(format!(
                     "{} read {} at {}@{}, written in transaction {number} of {producer}, which aborted",
-                    read.op.node, read.value, read.record.partition, read.offset
+                    views.read_op(read).node, read.value, views.read_record(read).partition, read.offset
                 ));
             }
         }

@@ -44,9 +44,9 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
         if reported.insert((read.partition, offset)) {
             findings.report(format!(
                 "value {value} read at {}@{offset} by {} at {} is gone: {gone}",
-                read.record.partition,
-                read.op.node,
-                seconds(read.op.time)
+                views.read_record(read).partition,
+                views.read_op(read).node,
+                seconds(views.read_op(read).time)
             ));
         }
     }

@@ -37,7 +37,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     let committed = views.final_partitions().flat_map(|(partition, view)| {
         view.log.iter().map(move |&(offset, value)| (value, partition, offset, Witness::CommittedLog))
     });
-    let polled = views.reads().iter().map(|read| (read.value, read.partition, read.offset, Witness::polled(read.op)));
+    let polled = views.reads().iter().map(|read| (read.value, read.partition, read.offset, Witness::polled(views.read_op(read))));
     for (value, partition, offset, witness) in committed.chain(polled) {
         if findings.is_full() {
             break;

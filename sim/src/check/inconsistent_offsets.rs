@@ -69,7 +69,7 @@ fn history_observations<'a>(views: &'a Views<'_>) -> impl Iterator<Item = (Parti
         .reads()
         .iter()
         .filter(move |read| disputed(read.partition, read.offset, read.value))
-        .map(|read| (read.op_index, read.partition, read.offset, read.value, Witness::polled(read.op)))
+        .map(|read| (read.op_index, read.partition, read.offset, read.value, Witness::polled(views.read_op(read))))
         .peekable();
     // Both lists are in history order and no op is both a send and a poll: merge them by op index.
     std::iter::from_fn(move || {

@@ -24,13 +24,13 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
         if current.offset <= previous.offset {
             findings.report(format!(
                 "{} read {}@{} ({}) then @{} ({}) at {}",
-                current.op.node,
-                current.record.partition,
-                previous.record.offset,
-                previous.record.value,
-                current.record.offset,
-                current.record.value,
-                seconds(current.op.time)
+                views.read_op(current).node,
+                views.read_record(current).partition,
+                previous.offset,
+                previous.value,
+                current.offset,
+                current.value,
+                seconds(views.read_op(current).time)
             ));
             if findings.is_full() {
                 break;

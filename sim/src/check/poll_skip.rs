@@ -38,9 +38,9 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
             if let Some((skipped_offset, skipped_value)) = known.first_between(current.partition, from.next(), to) {
                 findings.report(format!(
                     "{} read {}@{from} then @{to} at {}, skipping offset {skipped_offset}, which holds {skipped_value}",
-                    current.op.node,
-                    current.record.partition,
-                    seconds(current.op.time)
+                    views.read_op(current).node,
+                    views.read_record(current).partition,
+                    seconds(views.read_op(current).time)
                 ));
             }
         }

@@ -121,16 +121,18 @@ pub(crate) struct PartitionView<'a> {
 }
 
 /// One record as one consumer read it, with where it stands in the history.
-/// Its offset and value are copied in, so that the checkers, which walk every
-/// read, read this list alone and not the polls' records too.
+/// Its offset and value are copied in and its poll is named by index, so that
+/// the checkers, which walk every read, read this list alone (40 bytes a read)
+/// and not the polls' ops and records too; `Views::read_op` and
+/// `Views::read_record` find those for a violation's details.
 #[derive(Clone, Copy)]
-pub(crate) struct Read<'a> {
-    pub(crate) op: &'a Op,
-    pub(crate) record: &'a PolledRecord,
+pub(crate) struct Read {
     pub(crate) offset: Offset,
     pub(crate) value: Value,
-    /// The index of `op` in the history.
+    /// The index of the poll's op in the history.
     pub(crate) op_index: u32,
+    /// The index of the record among the poll's records.
+    record_index: u32,
     pub(crate) node: NodeKey,
     pub(crate) partition: PartitionKey,
 }
@@ -174,7 +176,7 @@ pub(crate) struct Views<'a> {
     /// The partition `partition_key` looked up last, and its key.
     last_partition: Option<(&'a TopicPartition, PartitionKey)>,
     final_partition_count: usize,
-    reads: Vec<Read<'a>>,
+    reads: Vec<Read>,
     acknowledged: Vec<AcknowledgedSend<'a>>,
     send_pairs: Vec<SendPair<'a>>,
     /// Pairs of indexes into `reads`: (previous, current).
@@ -274,9 +276,10 @@ impl<'a> Views<'a> {
                 }
                 OpBody::Poll { records } if matches!(op.kind, OpType::Ok | OpType::Info) => {
                     let node = NodeKey(self.nodes.key(&op.node));
-                    for record in records {
+                    for (record_index, record) in records.iter().enumerate() {
                         let partition = self.partition_key(&record.partition);
-                        self.reads.push(Read { op, record, offset: record.offset, value: record.value, op_index, node, partition });
+                        let record_index = record_index as u32;
+                        self.reads.push(Read { offset: record.offset, value: record.value, op_index, record_index, node, partition });
                     }
                 }
                 OpBody::Seek { partition, .. } => {
@@ -370,8 +373,21 @@ impl<'a> Views<'a> {
     /// Every record a consumer reported reading, in history order. A poll that
     /// failed read nothing; `ok` and `info` polls count, since any record they
     /// carry was really returned by a broker.
-    pub(crate) fn reads(&self) -> &[Read<'a>] {
+    pub(crate) fn reads(&self) -> &[Read] {
         &self.reads
+    }
+
+    /// The poll that returned `read`.
+    pub(crate) fn read_op(&self, read: &Read) -> &'a Op {
+        &self.history.ops[read.op_index as usize]
+    }
+
+    /// The record `read` is of, as its poll returned it.
+    pub(crate) fn read_record(&self, read: &Read) -> &'a PolledRecord {
+        match &self.read_op(read).body {
+            OpBody::Poll { records } => &records[read.record_index as usize],
+            body => unreachable!("a read names a poll, not {body:?}"),
+        }
     }
 
     /// Every `ok` send, in history order.
@@ -390,7 +406,7 @@ impl<'a> Views<'a> {
     /// one consumer node, in history order of `current`. A `Seek` of that node
     /// and partition, or a `ClientStart` of that node, forgets the previous
     /// read: the next read after it has no predecessor and is never a `current`.
-    pub(crate) fn consecutive_reads(&self) -> impl Iterator<Item = (&Read<'a>, &Read<'a>)> {
+    pub(crate) fn consecutive_reads(&self) -> impl Iterator<Item = (&Read, &Read)> {
         self.consecutive_reads.iter().map(|&(previous, current)| (&self.reads[previous as usize], &self.reads[current as usize]))
     }
 
@@ -440,7 +456,7 @@ fn find_number(numbers: &[(u32, PartitionKey)], number: u32) -> Result<Partition
 
 /// The consecutive reads of `reads`, as pairs of indexes into it, with `resets`
 /// (in history order) applied between them.
-fn consecutive_reads(reads: &[Read<'_>], resets: &[ReadReset], node_count: usize, partition_count: usize) -> Vec<(u32, u32)> {
+fn consecutive_reads(reads: &[Read], resets: &[ReadReset], node_count: usize, partition_count: usize) -> Vec<(u32, u32)> {
     let mut pairs = Vec::with_capacity(reads.len());
     // The last read index per node and partition, node-major.
     let mut last: Vec<Option<u32>> = vec![None; node_count * partition_count];
@@ -533,7 +549,7 @@ mod tests {
         let views = Views::new(&history, &state);
         let pairs: Vec<_> = views
             .consecutive_reads()
-            .map(|(previous, current)| (previous.op.time / 1000, previous.record.offset.0, current.op.time / 1000, current.record.offset.0))
+            .map(|(previous, current)| (views.read_op(previous).time / 1000, previous.offset.0, views.read_op(current).time / 1000, current.offset.0))
             .collect();
         assert_eq!(pairs, vec![(1, 0, 1, 1), (5, 0, 5, 1), (6, 0, 8, 1)]);
     }
@@ -555,11 +571,25 @@ mod tests {
         assert_eq!(views.reads()[1].partition, views.find_partition(&partition(1)).expect("in the final state"));
     }
 
+    /// Every checker that walks the reads streams this list; its size is most of their cost.
+    #[test]
+    fn a_read_stays_small() {
+        assert!(std::mem::size_of::<Read>() <= 40, "Read grew to {} bytes", std::mem::size_of::<Read>());
+    }
+
     proptest::proptest! {
         #[test]
         fn consecutive_reads_agree_with_the_tree_walk((history, state) in random_reads()) {
             let views = Views::new(&history, &state);
-            let found: Vec<_> = views.consecutive_reads().map(|(previous, current)| (previous.op, previous.record, current.op, current.record)).collect();
+            let found: Vec<_> = views
+                .consecutive_reads()
+                .map(|(previous, current)| (views.read_op(previous), views.read_record(previous), views.read_op(current), views.read_record(current)))
+                .collect();
+            for (previous, current) in views.consecutive_reads() {
+                let (previous_record, current_record) = (views.read_record(previous), views.read_record(current));
+                proptest::prop_assert!(previous.offset == previous_record.offset && previous.value == previous_record.value);
+                proptest::prop_assert!(current.offset == current_record.offset && current.value == current_record.value);
+            }
             let expected = consecutive_reads_oracle(&history);
             proptest::prop_assert_eq!(found.len(), expected.len());
             for (found, expected) in found.iter().zip(&expected) {
