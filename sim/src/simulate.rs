@@ -113,9 +113,9 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
     }
 }
 
-/// `drive`, behind a pointer: each node kind's loop is then a function of its
-/// own, where awaiting it inline would make all five loops one function of over
-/// 100 KB whose hot paths, interleaved, miss the instruction cache.
+/// `drive`, behind a pointer: the loop's poll is then one function of its own,
+/// where awaiting it inline in each arm of `start_node` would copy it into one
+/// function of over 100 KB whose hot paths, interleaved, miss the instruction cache.
 fn drive_apart(ctx: Arc<RunContext>, id: NodeId, node: Arc<Mutex<dyn crate::node::Machine>>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(drive(ctx, id, node))
 }

@@ -50,7 +50,9 @@ fn panic_on_broker_restart() -> bool {
     *SWITCH.get_or_init(|| std::env::var_os("KAFSIM_TEST_PANIC_ON_RESTART").is_some())
 }
 
-/// Runs one node until madsim kills it.
+/// Runs one node until madsim kills it. The machine is a trait object, so that
+/// every node kind runs this one loop: five copies of it, one per kind, took
+/// turns message by message and did not fit the instruction cache together.
 pub async fn drive(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<dyn Machine>>) {
     let endpoint = Endpoint::bind(ctx.roster.address(me)).await.expect("each node binds its own address once per start");
     let incarnation = ctx.next_incarnation(me);
