@@ -75,7 +75,8 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>, app
 async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
     crate::trace::set_current_node(&ctx.roster.entry(id).name);
     let now = ctx.now();
-    match role {
+    // Every kind runs the one `drive` loop, awaited once below.
+    let node: Arc<Mutex<dyn crate::node::Machine>> = match role {
         NodeRole::Controller => {
             let topics = ctx
                 .scenario
@@ -87,37 +88,31 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
             let config = ControllerConfig::new(ctx.roster.brokers(), topics, &ctx.scenario.cluster.config);
             let node = Arc::new(Mutex::new(ControllerNode::start(now, config, ctx.disks[&id].clone())));
             ctx.live.lock().expect("live lock").set_controller(&node);
-            drive_apart(ctx, id, node).await
+            node
         }
         NodeRole::Broker => {
             let config = ctx.scenario.cluster.config.clone();
             let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone(), ctx.invariants.clone())));
             ctx.live.lock().expect("live lock").set_broker(id, &node);
-            drive_apart(ctx, id, node).await
+            node
         }
         NodeRole::Producer { spec, number } => {
             let node = Arc::new(Mutex::new(ProducerNode::start(ctx.clone(), id, spec, number)));
             ctx.live.lock().expect("live lock").set_producer(id, &node);
-            drive_apart(ctx, id, node).await
+            node
         }
         NodeRole::Consumer { spec, number } => {
             let node = Arc::new(Mutex::new(ConsumerNode::start(ctx.clone(), id, spec, number)));
             ctx.live.lock().expect("live lock").set_consumer(id, &node);
-            drive_apart(ctx, id, node).await
+            node
         }
         NodeRole::Pipeline { spec, number } => {
             let node = Arc::new(Mutex::new(PipelineNode::start(ctx.clone(), id, spec, number)));
             ctx.live.lock().expect("live lock").set_pipeline(id, &node);
-            drive_apart(ctx, id, node).await
+            node
         }
-    }
-}
-
-/// `drive`, behind a pointer: the loop's poll is then one function of its own,
-/// where awaiting it inline in each arm of `start_node` would copy it into one
-/// function of over 100 KB whose hot paths, interleaved, miss the instruction cache.
-fn drive_apart(ctx: Arc<RunContext>, id: NodeId, node: Arc<Mutex<dyn crate::node::Machine>>) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
-    Box::pin(drive(ctx, id, node))
+    };
+    drive(ctx, id, node).await
 }
 
 /// The committed end of every partition, once replication has settled: the
