@@ -122,6 +122,25 @@ impl GroupMessage {
         )
     }
 
+    pub fn correlation_id(&self) -> u64 {
+        match self {
+            GroupMessage::JoinGroupRequest { correlation_id, .. }
+            | GroupMessage::JoinGroupResponse { correlation_id, .. }
+            | GroupMessage::SyncGroupRequest { correlation_id, .. }
+            | GroupMessage::SyncGroupResponse { correlation_id, .. }
+            | GroupMessage::HeartbeatRequest { correlation_id, .. }
+            | GroupMessage::HeartbeatResponse { correlation_id, .. }
+            | GroupMessage::LeaveGroupRequest { correlation_id, .. }
+            | GroupMessage::LeaveGroupResponse { correlation_id, .. }
+            | GroupMessage::OffsetCommitRequest { correlation_id, .. }
+            | GroupMessage::OffsetCommitResponse { correlation_id, .. }
+            | GroupMessage::OffsetFetchRequest { correlation_id, .. }
+            | GroupMessage::OffsetFetchResponse { correlation_id, .. }
+            | GroupMessage::TxnOffsetCommitRequest { correlation_id, .. }
+            | GroupMessage::TxnOffsetCommitResponse { correlation_id, .. } => *correlation_id,
+        }
+    }
+
     pub fn api(&self) -> &'static str {
         match self {
             GroupMessage::JoinGroupRequest { .. } | GroupMessage::JoinGroupResponse { .. } => "JoinGroup",

@@ -73,9 +73,9 @@ impl Harness {
             let mut next = Vec::new();
             for effect in effects {
                 match effect {
-                    CoordinatorEffect::Send(send) => {
-                        if let Message::Group(message) = send.message {
-                            self.replies.push((send.to, *message));
+                    CoordinatorEffect::Send { to, message } => {
+                        if let Message::Group(message) = message {
+                            self.replies.push((to, *message));
                         }
                     }
                     CoordinatorEffect::Append { records, token, producer, .. } => {
@@ -244,7 +244,7 @@ fn fetched(coordinator: &mut GroupCoordinator, require_stable: bool) -> Result<O
     let mut effects = Vec::new();
     coordinator.handle_request(at(9), NodeId(3001), Message::group(fetch(99, require_stable)), &mut effects);
     let answer = effects.into_iter().find_map(|effect| match effect {
-        CoordinatorEffect::Send(Send { message: Message::Group(message), .. }) => match *message {
+        CoordinatorEffect::Send { message: Message::Group(message), .. } => match *message {
             GroupMessage::OffsetFetchResponse { result, .. } => Some(result),
             _ => None,
         },
@@ -428,7 +428,7 @@ fn group_replies(effects: &[CoordinatorEffect]) -> Vec<&GroupMessage> {
     effects
         .iter()
         .filter_map(|effect| match effect {
-            CoordinatorEffect::Send(Send { message: Message::Group(message), .. }) => Some(&**message),
+            CoordinatorEffect::Send { message: Message::Group(message), .. } => Some(&**message),
             _ => None,
         })
         .collect()

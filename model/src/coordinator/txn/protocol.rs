@@ -60,6 +60,33 @@ impl TxnMessage {
         }
     }
 
+    /// Whether this answers a request rather than being one.
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self,
+            TxnMessage::InitProducerIdResponse { .. }
+                | TxnMessage::AddPartitionsToTxnResponse { .. }
+                | TxnMessage::AddOffsetsToTxnResponse { .. }
+                | TxnMessage::EndTxnResponse { .. }
+                | TxnMessage::WriteTxnMarkersResponse { .. }
+        )
+    }
+
+    pub fn correlation_id(&self) -> u64 {
+        match self {
+            TxnMessage::InitProducerIdRequest { correlation_id, .. }
+            | TxnMessage::InitProducerIdResponse { correlation_id, .. }
+            | TxnMessage::AddPartitionsToTxnRequest { correlation_id, .. }
+            | TxnMessage::AddPartitionsToTxnResponse { correlation_id, .. }
+            | TxnMessage::AddOffsetsToTxnRequest { correlation_id, .. }
+            | TxnMessage::AddOffsetsToTxnResponse { correlation_id, .. }
+            | TxnMessage::EndTxnRequest { correlation_id, .. }
+            | TxnMessage::EndTxnResponse { correlation_id, .. }
+            | TxnMessage::WriteTxnMarkersRequest { correlation_id, .. }
+            | TxnMessage::WriteTxnMarkersResponse { correlation_id, .. } => *correlation_id,
+        }
+    }
+
     pub fn api(&self) -> &'static str {
         match self {
             TxnMessage::InitProducerIdRequest { .. } | TxnMessage::InitProducerIdResponse { .. } => "InitProducerId",
