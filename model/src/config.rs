@@ -123,9 +123,14 @@ pub struct BrokerConfig {
     /// which the replica fetchers and the transaction markers use.
     pub request_timeout: Duration,
     pub network: NetworkConfig,
+    /// A deliberately injected bug behind a test-only switch
+    /// (`kafsim.test.panic.on.restart`): a broker panics when it restarts, so
+    /// tests can show a panic is reported with its seed and shrinks to its crash.
+    pub panic_on_restart: bool,
 }
 
 pub const BROKER_PROPERTIES: &[&str] = &[
+    "kafsim.test.panic.on.restart",
     "request.timeout.ms",
     "reconnect.backoff.ms",
     "reconnect.backoff.max.ms",
@@ -179,6 +184,7 @@ impl BrokerConfig {
             group_max_session_timeout: reader.millis("group.max.session.timeout.ms", 1_800_000)?,
             request_timeout: reader.millis("request.timeout.ms", 30_000)?,
             network: reader.network()?,
+            panic_on_restart: reader.boolean("kafsim.test.panic.on.restart", false)?,
         })
     }
 }

@@ -288,11 +288,7 @@ impl Controller {
 
     /// After a change: persist, then push the new metadata to every live broker.
     fn publish(&mut self, now: Instant, out: &mut Outbox<ControllerEvent>) {
-        if self.dirty {
-            self.refresh_metadata();
-            self.dirty = false;
-            out.disk.push(DiskOp::Checkpoint(Checkpoint::Controller(self.state.clone())));
-        }
+        self.start(out);
         self.push_metadata(now, out);
     }
 
@@ -312,9 +308,14 @@ impl Controller {
         }
     }
 
-    /// Persists the bootstrap metadata on first start.
-    pub fn start(&mut self, now: Instant, out: &mut Outbox<ControllerEvent>) {
-        self.publish(now, out);
+    /// Persists the bootstrap metadata on first start; the metadata goes out
+    /// with the first `handle_timeout`, once the controller's driver runs it.
+    pub fn start(&mut self, out: &mut Outbox<ControllerEvent>) {
+        if self.dirty {
+            self.refresh_metadata();
+            self.dirty = false;
+            out.disk.push(DiskOp::Checkpoint(Checkpoint::Controller(self.state.clone())));
+        }
     }
 }
 

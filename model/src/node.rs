@@ -48,10 +48,12 @@ impl<E> Outbox<E> {
         self.sends.is_empty() && self.connections.is_empty() && self.disk.is_empty() && self.events.is_empty()
     }
 
-    /// Moves the network's lanes (sends, connection commands) to `wire`.
-    pub fn move_wire_to<F>(&mut self, wire: &mut Outbox<F>) {
-        wire.sends.append(&mut self.sends);
-        wire.connections.append(&mut self.connections);
+    /// Trades the network's lanes (sends, connection commands) with `wire`'s:
+    /// a driver lends its buffers to a node's own outbox for a step, and takes
+    /// them back with the step's sends in them, copying nothing.
+    pub fn swap_wire<F>(&mut self, wire: &mut Outbox<F>) {
+        std::mem::swap(&mut self.sends, &mut wire.sends);
+        std::mem::swap(&mut self.connections, &mut wire.connections);
     }
 }
 

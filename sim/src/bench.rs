@@ -4,8 +4,8 @@
 //! The floor is what the simulator itself costs: for each seed, a fresh madsim
 //! runtime with the same seed and the same nodes (names and addresses from the
 //! scenario's roster) moves the same total number of messages that the kafsim
-//! run of that seed sent, over the same simulated time, through the same
-//! transport (`Endpoint::send_to_raw` of a boxed payload, one receiver task per
+//! run of that seed sent, over the same simulated time, through madsim's own
+//! network (`Endpoint::send_to_raw` of a boxed payload, one receiver task per
 //! node feeding an mpsc channel, a driving loop), with no Kafka logic at all.
 //! Every node that is not a broker sends to a broker, which echoes. The ratio of
 //! kafsim's wall time per seed to the floor's is the figure we steer by.
@@ -212,6 +212,11 @@ async fn send_pings(me: SocketAddr, peer: SocketAddr, plan: SenderPlan, span: Du
     }
 }
 
+/// A floor node's socket address: its roster address, on Kafka's port.
+fn floor_address(roster: &Roster, id: kafsim_model::NodeId) -> SocketAddr {
+    SocketAddr::new(roster.entry(id).ip, 9092)
+}
+
 /// One floor run inside its runtime: returns the simulated time it took and the messages sent.
 async fn floor_simulation(roster: Roster, messages: u64, span: Duration) -> (Duration, u64) {
     let handle = Handle::current();
@@ -223,16 +228,16 @@ async fn floor_simulation(roster: Roster, messages: u64, span: Duration) -> (Dur
     let mut nodes = Vec::new();
     for broker in &brokers {
         let node = handle.create_node().name(broker.name.to_string()).ip(broker.ip).build();
-        node.spawn(echo(roster.address(broker.id), sent.clone()));
+        node.spawn(echo(floor_address(&roster, broker.id), sent.clone()));
         nodes.push(node.id());
     }
     madsim::time::sleep(FLOOR_SETTLE).await;
     let plans = floor_plan(messages, senders.len() as u64);
     let mut running = Vec::new();
     for (index, (entry, plan)) in senders.iter().zip(plans).enumerate() {
-        let peer = roster.address(brokers[index % brokers.len()].id);
+        let peer = floor_address(&roster, brokers[index % brokers.len()].id);
         let node = handle.create_node().name(entry.name.to_string()).ip(entry.ip).build();
-        running.push(node.spawn(send_pings(roster.address(entry.id), peer, plan, span, sent.clone())));
+        running.push(node.spawn(send_pings(floor_address(&roster, entry.id), peer, plan, span, sent.clone())));
         nodes.push(node.id());
     }
     for task in running {

@@ -256,6 +256,14 @@ impl Coordinator for GroupCoordinator {
     /// Replays the partition's log: the last group record of each group is its
     /// state, and the last offset record per partition its committed offset.
     fn load(&mut self, now: Instant, partition: u32, leader_epoch: LeaderEpoch, batches: &[SharedBatch], out: &mut Vec<CoordinatorEffect>) {
+        if let Some(epoch) = self.loaded.get_mut(&partition) {
+            // Elected again without losing the partition in between (a leader
+            // epoch bump): Kafka's GroupMetadataManager keeps a partition it
+            // already owns (`addLoadingPartition`), so the groups in memory, and
+            // the requests parked in them, stay as they are.
+            *epoch = leader_epoch;
+            return;
+        }
         let delay = self.config.group_initial_rebalance_delay;
         let mut loaded: BTreeMap<Arc<str>, Group> = BTreeMap::new();
         let mut pending: PendingTransactionalOffsets = BTreeMap::new();

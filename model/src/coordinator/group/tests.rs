@@ -433,3 +433,28 @@ fn group_replies(effects: &[CoordinatorEffect]) -> Vec<&GroupMessage> {
         })
         .collect()
 }
+
+/// A coordinator elected again for its partition at a higher leader epoch,
+/// without losing it in between, keeps its groups and the JoinGroup parked in
+/// them, as Kafka's GroupMetadataManager keeps a partition it owns; reloading
+/// dropped the parked joins unanswered, and their members waited out the
+/// rebalance timeout (found by a scenario with Kafka's default 300 s).
+#[test]
+fn a_coordinator_elected_again_keeps_its_parked_joins() {
+    let mut harness = Harness::new();
+    harness.request(at(0), 1, join(1, None));
+    harness.tick(at(0));
+    let member = join_results(&harness.take())[0].member_id.clone();
+    harness.request(at(1), 1, sync(2, Generation(1), &member, vec![(member.clone(), vec![TopicPartition::new("t", 0)])]));
+    harness.take();
+    // A second member joins: the first must rejoin, and its JoinGroup parks.
+    harness.request(at(2), 2, join(3, None));
+    harness.request(at(2), 1, join(4, Some(member.clone())));
+    let log = harness.log.clone();
+    let mut effects = Vec::new();
+    harness.coordinator.load(at(3), 0, LeaderEpoch(2), &log, &mut effects);
+    assert!(effects.is_empty(), "nothing is loaded again");
+    harness.tick(at(3) + Duration::from_secs(31));
+    let answered: Vec<u64> = harness.take().iter().filter_map(|(_, message)| if let GroupMessage::JoinGroupResponse { correlation_id, result: Ok(_) } = message { Some(*correlation_id) } else { None }).collect();
+    assert!(answered.contains(&3) && answered.contains(&4), "both parked joins complete: {answered:?}");
+}

@@ -1,0 +1,507 @@
+//! The network as Kafka's TCP connections see it: one connection per
+//! (initiator endpoint, acceptor, channel), opened by a handshake, in order and
+//! lossless while it is open, and closed only by what closes TCP connections.
+//!
+//! Faults it can inject, and what each does to a connection:
+//! - A partition (a cut link, in one or both directions) or a machine that lost
+//!   power delays what is sent across it: TCP retransmits with an exponential
+//!   backoff (RTO from 200 ms, doubling up to 120 s; 1 s for a SYN), so the data
+//!   arrives at the first retransmission after the link heals, unless the
+//!   connection closed first.
+//! - Packet loss is retransmission latency, never loss: a segment lost k times
+//!   arrives 200 ms x (2^k - 1) late, and what follows it waits behind it.
+//! - A process crash (the machine stays up) closes its sockets: each peer that
+//!   opened a connection to it sees a reset one network delay later, after
+//!   whatever the process had sent before it died.
+//! - A power loss sends nothing: peers notice only by their own timeouts. When
+//!   the machine comes back, a segment retransmitted on an old connection gets a
+//!   reset, and so does the next one a peer sends on it.
+//! - A connect to a machine whose process is down is refused (RST) after one
+//!   round trip; to a machine that is off or cut off, the SYN is retransmitted.
+//! - A paused process's kernel still accepts connections and data: they wait
+//!   for the process in its socket buffers.
+//!
+//! Delivery runs on madsim's timer, not through madsim's own network: each
+//! segment is handed to the receiving endpoint's mailbox at its arrival time.
+
+use kafsim_model::net::{Channel, CloseReason, ConnectionCommand, ConnectionEvent, Destination};
+use kafsim_model::protocol::{Message, Send};
+use kafsim_model::{Instant, NodeId};
+use rand::Rng;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A link's one-way latency: madsim's default range.
+const LATENCY_MIN_MICROS: u64 = 1_000;
+const LATENCY_MAX_MICROS: u64 = 10_000;
+/// Between two endpoints of one machine (loopback).
+const LOOPBACK_MICROS: u64 = 50;
+/// Linux's TCP_RTO_MIN (200 ms) and TCP_TIMEOUT_INIT (1 s, a SYN's first RTO).
+const RTO_MIN_MICROS: u64 = 200_000;
+const SYN_RTO_MICROS: u64 = 1_000_000;
+/// Linux's TCP_RTO_MAX.
+const RTO_MAX_MICROS: u64 = 120_000_000;
+/// `tcp_retries2` = 15: a connection whose data goes unacknowledged this long
+/// is given up (ETIMEDOUT), at least 924.6 s.
+const RETRANSMISSION_LIMIT_MICROS: u64 = 924_600_000;
+/// How many times one segment may be lost in a row (tcp_retries2).
+const LOSS_RETRIES_MAX: u32 = 15;
+
+/// What reaches a node: a message for one of its endpoints, or word on a
+/// connection one of its endpoints opened.
+#[derive(Debug)]
+pub enum Arrival {
+    Message { to: NodeId, from: NodeId, message: Message },
+    Connection { at: NodeId, destination: Destination, event: ConnectionEvent },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct ConnectionKey {
+    initiator: NodeId,
+    acceptor: NodeId,
+    channel: Channel,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Initiator,
+    Acceptor,
+}
+
+/// What travels in one direction of a connection.
+#[derive(Debug)]
+enum Segment {
+    Data(Message),
+    /// The initiator's SYN.
+    Syn,
+    /// What the initiator hears of its connection: the handshake's outcome, or its end.
+    Event(ConnectionEvent),
+}
+
+#[derive(Debug, Default)]
+struct Direction {
+    /// When the last segment scheduled on it arrives (microseconds), so the
+    /// next arrives after it: TCP delivers in order.
+    last_arrival: u64,
+    /// Segments waiting for a cut link to heal or a machine to come back.
+    stalled: VecDeque<Segment>,
+    /// When the oldest unacknowledged segment was first sent.
+    unacked_since: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Connection {
+    generation: u64,
+    open: bool,
+    /// The initiator closed it (a request timed out): nothing more reaches it.
+    closed_by_initiator: bool,
+    /// The acceptor's machine restarted after a power loss and knows nothing of
+    /// the connection: the initiator's next segment gets a reset.
+    half_open: bool,
+    initiator_incarnation: u64,
+    acceptor_incarnation: u64,
+    /// initiator -> acceptor, and acceptor -> initiator.
+    forward: Direction,
+    backward: Direction,
+}
+
+impl Connection {
+    fn direction(&mut self, toward: Side) -> &mut Direction {
+        match toward {
+            Side::Acceptor => &mut self.forward,
+            Side::Initiator => &mut self.backward,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Host {
+    mailbox: Option<futures::channel::mpsc::UnboundedSender<Arrival>>,
+    incarnation: u64,
+    process_up: bool,
+    machine_up: bool,
+}
+
+#[derive(Default)]
+struct State {
+    hosts: BTreeMap<NodeId, Host>,
+    /// Every endpoint's host (a host is the endpoint named like it, and perhaps more).
+    host_of: BTreeMap<NodeId, NodeId>,
+    connections: BTreeMap<ConnectionKey, Connection>,
+    /// Cut links between hosts, by direction, counted: faults may overlap.
+    cuts: BTreeMap<(NodeId, NodeId), u32>,
+    cut_count: u64,
+    loss_rate: f64,
+    extra_latency_micros: u64,
+    next_generation: u64,
+}
+
+pub struct Network {
+    state: Mutex<State>,
+    rng: Mutex<ChaCha8Rng>,
+    time: madsim::time::TimeHandle,
+    /// The madsim instant of the run's time zero.
+    start: madsim::time::Instant,
+}
+
+impl Network {
+    /// `endpoints` lists each host's endpoints, the host's own first.
+    pub fn new(seed: u64, start: madsim::time::Instant, endpoints: &[(NodeId, Vec<NodeId>)]) -> Network {
+        let mut state = State::default();
+        for (host, list) in endpoints {
+            // Every machine is on; its process starts when its node first runs.
+            state.hosts.insert(*host, Host { machine_up: true, ..Host::default() });
+            for endpoint in list {
+                state.host_of.insert(*endpoint, *host);
+            }
+        }
+        Network { state: Mutex::new(state), rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x7463_702d_6e65_7421)), time: madsim::time::TimeHandle::current(), start }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().expect("network lock")
+    }
+
+    /// Carries out a node's connection commands.
+    pub fn command(self: &Arc<Self>, now: Instant, from: NodeId, command: ConnectionCommand) {
+        match command {
+            ConnectionCommand::Connect(destination) => self.connect(now, from, destination),
+            ConnectionCommand::Disconnect(destination, _) => {
+                let key = ConnectionKey { initiator: from, acceptor: destination.node, channel: destination.channel };
+                if let Some(connection) = self.lock().connections.get_mut(&key) {
+                    connection.open = false;
+                    connection.closed_by_initiator = true;
+                    connection.forward.stalled.clear();
+                    connection.backward.stalled.clear();
+                }
+            }
+        }
+    }
+
+    fn connect(self: &Arc<Self>, now: Instant, initiator: NodeId, destination: Destination) {
+        let now = now.as_micros();
+        let key = ConnectionKey { initiator, acceptor: destination.node, channel: destination.channel };
+        let mut state = self.lock();
+        let Some(&acceptor_host) = state.host_of.get(&destination.node) else { return };
+        let initiator_host = state.host_of[&initiator];
+        state.next_generation += 1;
+        let connection = Connection {
+            generation: state.next_generation,
+            open: false,
+            closed_by_initiator: false,
+            half_open: false,
+            initiator_incarnation: state.hosts[&initiator_host].incarnation,
+            acceptor_incarnation: state.hosts[&acceptor_host].incarnation,
+            forward: Direction::default(),
+            backward: Direction::default(),
+        };
+        state.connections.insert(key, connection);
+        self.transmit(&mut state, now, key, Side::Acceptor, Segment::Syn, 0);
+    }
+
+    /// A SYN leaves at `now` on a link that is up: the acceptor's kernel answers
+    /// it with a SYN-ACK if its process listens (or is only paused), else a RST.
+    fn handshake(self: &Arc<Self>, state: &mut State, now: u64, key: ConnectionKey) {
+        let (initiator_host, acceptor_host) = hosts_of(state, key, Side::Acceptor);
+        let syn_arrival = now + self.one_way_delay(state, initiator_host, acceptor_host);
+        let acceptor = &state.hosts[&acceptor_host];
+        let (accepted, incarnation) = (acceptor.process_up, acceptor.incarnation);
+        let connection = state.connections.get_mut(&key).expect("a handshake of a known connection");
+        let event = if accepted {
+            connection.open = true;
+            connection.acceptor_incarnation = incarnation;
+            ConnectionEvent::Established
+        } else {
+            ConnectionEvent::Closed(CloseReason::Refused)
+        };
+        self.transmit(state, syn_arrival, key, Side::Initiator, Segment::Event(event), 0);
+    }
+
+    /// Sends a node's message on the connection it belongs to: a request on the
+    /// sender's own connection, a response on the one its request came on.
+    pub fn send(self: &Arc<Self>, now: Instant, send: Send, extra_micros: u64) {
+        let Send { from, to, message } = send;
+        let (key, toward) = if message.is_response() {
+            (ConnectionKey { initiator: to, acceptor: from, channel: message.channel() }, Side::Initiator)
+        } else {
+            (ConnectionKey { initiator: from, acceptor: to, channel: message.channel() }, Side::Acceptor)
+        };
+        let now = now.as_micros();
+        let mut state = self.lock();
+        let Some(connection) = state.connections.get_mut(&key) else { return };
+        if !connection.open {
+            // Gone already; the node hears of it (or has) by its own event.
+            return;
+        }
+        if toward == Side::Acceptor && connection.half_open {
+            // The acceptor's machine came back knowing nothing of this connection: RST.
+            connection.open = false;
+            self.transmit(&mut state, now, key, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
+            return;
+        }
+        self.transmit(&mut state, now, key, toward, Segment::Data(message), extra_micros);
+    }
+
+    /// Puts `segment` on its way `toward` one end of `key`'s connection: stalled
+    /// while the link is cut or the receiving machine is off, else scheduled
+    /// after what is already on its way.
+    fn transmit(self: &Arc<Self>, state: &mut State, now: u64, key: ConnectionKey, toward: Side, segment: Segment, extra_micros: u64) {
+        let (sender_host, receiver_host) = hosts_of(state, key, toward);
+        let blocked = is_cut(state, sender_host, receiver_host) || !state.hosts[&receiver_host].machine_up;
+        let connection = state.connections.get_mut(&key).expect("transmitting on a known connection");
+        let direction = connection.direction(toward);
+        if blocked || !direction.stalled.is_empty() {
+            direction.unacked_since.get_or_insert(now);
+            direction.stalled.push_back(segment);
+            return;
+        }
+        if let Segment::Syn = segment {
+            return self.handshake(state, now, key);
+        }
+        let delay = self.one_way_delay(state, sender_host, receiver_host) + extra_micros;
+        self.schedule(state, now + delay, key, toward, segment);
+    }
+
+    /// The latency of one segment, with the retransmissions packet loss costs it.
+    fn one_way_delay(&self, state: &State, sender_host: NodeId, receiver_host: NodeId) -> u64 {
+        if sender_host == receiver_host {
+            return LOOPBACK_MICROS;
+        }
+        let mut rng = self.rng.lock().expect("network rng lock");
+        let mut delay = rng.gen_range(LATENCY_MIN_MICROS..LATENCY_MAX_MICROS) + state.extra_latency_micros;
+        if state.loss_rate > 0.0 {
+            let mut rto = RTO_MIN_MICROS;
+            let mut losses = 0;
+            while losses < LOSS_RETRIES_MAX && rng.gen_bool(state.loss_rate) {
+                delay += rto;
+                rto = (rto * 2).min(RTO_MAX_MICROS);
+                losses += 1;
+            }
+        }
+        delay
+    }
+
+    /// Hands `segment` over at `arrival` (or just after what precedes it on its
+    /// direction), through madsim's timer.
+    fn schedule(self: &Arc<Self>, state: &mut State, arrival: u64, key: ConnectionKey, toward: Side, segment: Segment) {
+        let connection = state.connections.get_mut(&key).expect("scheduling on a known connection");
+        let generation = connection.generation;
+        let direction = connection.direction(toward);
+        let arrival = arrival.max(direction.last_arrival + 1);
+        direction.last_arrival = arrival;
+        let network = self.clone();
+        let at = self.start + Duration::from_micros(arrival);
+        self.time.add_timer_at(at, move || network.arrive(arrival, key, generation, toward, segment));
+    }
+
+    /// A segment reaches its end of the connection: handed to the endpoint, or
+    /// dropped if that end is gone.
+    fn arrive(self: &Arc<Self>, now: u64, key: ConnectionKey, generation: u64, toward: Side, segment: Segment) {
+        let mut state = self.lock();
+        let Some(connection) = state.connections.get(&key) else { return };
+        if connection.generation != generation {
+            return;
+        }
+        let (endpoint, peer, incarnation) = match toward {
+            Side::Acceptor => (key.acceptor, key.initiator, connection.acceptor_incarnation),
+            Side::Initiator => (key.initiator, key.acceptor, connection.initiator_incarnation),
+        };
+        let host = state.host_of[&endpoint];
+        let receiver = &state.hosts[&host];
+        let alive = receiver.process_up && receiver.incarnation == incarnation && !(toward == Side::Initiator && connection.closed_by_initiator);
+        if !alive {
+            if !receiver.machine_up && connection.open {
+                // Lost into a machine that is off: retransmitted until it answers.
+                let connection = state.connections.get_mut(&key).expect("looked up above");
+                connection.direction(toward).unacked_since.get_or_insert(now);
+            }
+            return;
+        }
+        let arrival = match segment {
+            // What was on the wire before a close still arrives (FIN follows data).
+            Segment::Data(message) => Arrival::Message { to: endpoint, from: peer, message },
+            Segment::Event(event) => Arrival::Connection { at: endpoint, destination: Destination::new(key.acceptor, key.channel), event },
+            Segment::Syn => unreachable!("a SYN is answered when it is sent or flushed, never delivered"),
+        };
+        if let Some(mailbox) = &state.hosts[&host].mailbox {
+            // A mailbox whose process just died refuses it, as its socket would.
+            let _ = mailbox.unbounded_send(arrival);
+        }
+    }
+}
+
+impl Network {
+    /// A process crashed on a machine that stays up: its kernel closes every
+    /// socket, so each peer that opened a connection to it sees a reset one
+    /// network delay later, after what the process sent before it died. What
+    /// was on its way to the process is lost with it.
+    pub fn crash(self: &Arc<Self>, now: Instant, host: NodeId) {
+        let now = now.as_micros();
+        let mut state = self.lock();
+        let entry = state.hosts.get_mut(&host).expect("every host is known");
+        entry.process_up = false;
+        entry.mailbox = None;
+        for key in connections_of(&state, host) {
+            let (initiator_host, acceptor_host) = hosts_of(&state, key, Side::Acceptor);
+            let connection = state.connections.get_mut(&key).expect("listed above");
+            let was_open = std::mem::replace(&mut connection.open, false);
+            if acceptor_host == host {
+                connection.forward.stalled.retain(|segment| matches!(segment, Segment::Syn));
+            }
+            if initiator_host == host {
+                connection.forward.stalled.clear();
+                connection.backward.stalled.clear();
+            }
+            if was_open && acceptor_host == host && initiator_host != host {
+                self.transmit(&mut state, now, key, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
+            }
+        }
+    }
+
+    /// A machine lost power: it sends nothing, not even a reset. Its peers'
+    /// segments go unanswered until it comes back (`attach`).
+    pub fn power_loss(&self, host: NodeId) {
+        let mut state = self.lock();
+        let entry = state.hosts.get_mut(&host).expect("every host is known");
+        entry.process_up = false;
+        entry.machine_up = false;
+        entry.mailbox = None;
+    }
+
+    /// A process starts on `host` at `now` (at the run's start, or after a crash
+    /// or a power loss): its mailbox, for every endpoint it holds. A machine
+    /// back from a power loss answers every old connection with a reset: at once
+    /// where a peer was retransmitting to it, else on the peer's next segment.
+    pub fn attach(self: &Arc<Self>, now: Instant, host: NodeId) -> futures::channel::mpsc::UnboundedReceiver<Arrival> {
+        let (sender, receiver) = futures::channel::mpsc::unbounded();
+        let mut state = self.lock();
+        let entry = state.hosts.get_mut(&host).expect("every host is known");
+        let powered_on = !entry.machine_up && entry.incarnation > 0;
+        entry.mailbox = Some(sender);
+        entry.incarnation += 1;
+        entry.process_up = true;
+        entry.machine_up = true;
+        let now = now.as_micros();
+        for key in connections_of(&state, host) {
+            let (initiator_host, acceptor_host) = hosts_of(&state, key, Side::Acceptor);
+            let connection = state.connections.get_mut(&key).expect("listed above");
+            if powered_on && connection.open && acceptor_host == host && initiator_host != host {
+                if connection.forward.unacked_since.is_some() || !connection.forward.stalled.is_empty() {
+                    let since = connection.forward.unacked_since.take().unwrap_or(now);
+                    connection.forward.stalled.clear();
+                    connection.open = false;
+                    let retransmission = next_retransmission(since, now, RTO_MIN_MICROS);
+                    self.transmit(&mut state, retransmission, key, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
+                } else {
+                    connection.half_open = true;
+                }
+            } else if powered_on && initiator_host == host {
+                connection.open = false;
+                connection.forward.stalled.clear();
+                connection.backward.stalled.clear();
+            }
+            // SYNs retransmitted to the machine now find it.
+            self.flush(&mut state, now, key, Side::Acceptor);
+        }
+        receiver
+    }
+
+    /// Cuts the links `from -> to` between hosts.
+    pub fn cut(&self, links: &[(NodeId, NodeId)]) {
+        let mut state = self.lock();
+        for link in links {
+            *state.cuts.entry(*link).or_insert(0) += 1;
+            state.cut_count += 1;
+        }
+    }
+
+    /// Heals links `cut` cut; what waited behind them goes at the next retransmission.
+    pub fn heal(self: &Arc<Self>, now: Instant, links: &[(NodeId, NodeId)]) {
+        let mut state = self.lock();
+        for link in links {
+            let count = state.cuts.get_mut(link).expect("a healed link was cut");
+            *count -= 1;
+            if *count == 0 {
+                state.cuts.remove(link);
+            }
+            state.cut_count -= 1;
+        }
+        let keys: Vec<ConnectionKey> = state.connections.keys().copied().collect();
+        for key in keys {
+            self.flush(&mut state, now.as_micros(), key, Side::Acceptor);
+            self.flush(&mut state, now.as_micros(), key, Side::Initiator);
+        }
+    }
+
+    pub fn set_loss_rate(&self, rate: f64) {
+        self.lock().loss_rate = rate;
+    }
+
+    pub fn set_extra_latency(&self, extra: Duration) {
+        self.lock().extra_latency_micros = extra.as_micros() as u64;
+    }
+
+    /// Sends what stalled on one direction once nothing blocks it: from TCP's
+    /// next retransmission on, in order. A connection that stalled past TCP's
+    /// retransmission limit died meanwhile (ETIMEDOUT).
+    fn flush(self: &Arc<Self>, state: &mut State, now: u64, key: ConnectionKey, toward: Side) {
+        let (sender_host, receiver_host) = hosts_of(state, key, toward);
+        if is_cut(state, sender_host, receiver_host) || !state.hosts[&receiver_host].machine_up {
+            return;
+        }
+        let connection = state.connections.get_mut(&key).expect("flushing a known connection");
+        let direction = connection.direction(toward);
+        if direction.stalled.is_empty() {
+            direction.unacked_since = None;
+            return;
+        }
+        let since = direction.unacked_since.take().unwrap_or(now);
+        let first_rto = if matches!(direction.stalled.front(), Some(Segment::Syn)) { SYN_RTO_MICROS } else { RTO_MIN_MICROS };
+        let segments = std::mem::take(&mut direction.stalled);
+        let retransmission = next_retransmission(since, now, first_rto);
+        if retransmission.saturating_sub(since) > RETRANSMISSION_LIMIT_MICROS {
+            connection.open = false;
+            if toward == Side::Acceptor {
+                self.transmit(state, now, key, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::TimedOut)), 0);
+            }
+            return;
+        }
+        for segment in segments {
+            self.transmit(state, retransmission, key, toward, segment, 0);
+        }
+    }
+}
+
+/// TCP's first retransmission at or after `now` of a segment first sent at
+/// `since`: the RTO starts at `first_rto` and doubles up to TCP_RTO_MAX.
+fn next_retransmission(since: u64, now: u64, first_rto: u64) -> u64 {
+    let mut rto = first_rto;
+    let mut at = since + rto;
+    while at < now {
+        rto = (rto * 2).min(RTO_MAX_MICROS);
+        at += rto;
+    }
+    at
+}
+
+/// The connections with an end on `host`.
+fn connections_of(state: &State, host: NodeId) -> Vec<ConnectionKey> {
+    state.connections.keys().filter(|key| state.host_of[&key.initiator] == host || state.host_of[&key.acceptor] == host).copied().collect()
+}
+
+/// The sending and receiving hosts of a segment going `toward` one end.
+fn hosts_of(state: &State, key: ConnectionKey, toward: Side) -> (NodeId, NodeId) {
+    let initiator = state.host_of[&key.initiator];
+    let acceptor = state.host_of[&key.acceptor];
+    match toward {
+        Side::Acceptor => (initiator, acceptor),
+        Side::Initiator => (acceptor, initiator),
+    }
+}
+
+fn is_cut(state: &State, from: NodeId, to: NodeId) -> bool {
+    state.cut_count > 0 && state.cuts.get(&(from, to)).is_some_and(|count| *count > 0)
+}
