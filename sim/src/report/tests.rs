@@ -120,8 +120,9 @@ fn the_page_is_well_formed_and_explains_and_highlights_the_violation() {
 fn a_real_failing_seed_gives_a_well_formed_page() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/acks1-leader-crash.toml");
     let scenario = Arc::new(Scenario::load(&path).expect("the scenario loads"));
-    let detail = run_seed_in_mode(&scenario, 1, false);
-    assert!(!detail.result.violations.is_empty(), "seed 1 of acks1-leader-crash fails");
+    // The first failing seed, whichever it is: acks=1 under leader crashes finds
+    // lost writes in most seeds.
+    let detail = (0..20).map(|seed| run_seed_in_mode(&scenario, seed, false)).find(|detail| !detail.result.violations.is_empty()).expect("acks1-leader-crash fails within 20 seeds");
     let page = render_page_described(&scenario.name, &scenario.path, &scenario.description, &detail);
     assert_well_formed(&page);
     let first = &detail.result.violations[0];
