@@ -21,8 +21,15 @@ impl Broker {
     /// is not taken), finds without a call.
     #[inline(always)]
     pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
-        if self.fetchers.iter().any(|(_, fetcher)| is_idle(fetcher, now)) {
+        if self.fetchers.iter().any(|(_, fetcher)| is_idle(fetcher, now) && !fetcher.waiting_for_connection) {
             self.send_fetches_slow(now, out);
+        }
+    }
+
+    /// A connection of the broker's changed: fetchers waiting for it may go.
+    pub(super) fn connection_changed(&mut self, destination: crate::net::Destination) {
+        if let Some(fetcher) = fetcher_mut(&mut self.fetchers, destination.node) {
+            fetcher.waiting_for_connection = false;
         }
     }
 
@@ -39,6 +46,7 @@ impl Broker {
             // Kafka's fetcher waits for its connection to the leader (`awaitReady`).
             let destination = Destination::new(leader, Channel::Default);
             if !self.network.ready(now, destination, out) {
+                self.fetchers[index].1.waiting_for_connection = true;
                 index += 1;
                 continue;
             }

@@ -95,6 +95,8 @@ struct DelayedFetch {
 struct Fetcher {
     /// A request is out (the `NetworkClient` holds it and its timeout).
     in_flight: bool,
+    /// Its leader's connection is not ready: its event wakes the broker.
+    waiting_for_connection: bool,
     backoff_until: Instant,
 }
 
@@ -103,6 +105,8 @@ struct Fetcher {
 struct Heartbeat {
     next_at: Instant,
     in_flight: bool,
+    /// Due, but the controller's connection is not ready: its event wakes the broker.
+    waiting_for_connection: bool,
     failures: u32,
 }
 
@@ -176,7 +180,7 @@ impl Broker {
             broker_epoch: None,
             metadata: Arc::new(ClusterMetadata::default()),
             partitions,
-            heartbeat: Heartbeat { next_at: now, in_flight: false, failures: 0 },
+            heartbeat: Heartbeat { next_at: now, in_flight: false, waiting_for_connection: false, failures: 0 },
             fetchers: Vec::new(),
             delayed_produces: DelayedProduces::default(),
             completed_produces: Vec::new(),
@@ -205,11 +209,13 @@ impl Broker {
 
     /// Sends a heartbeat (or, after a restart, a registration) when one is due.
     fn maybe_heartbeat(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
+        self.heartbeat.waiting_for_connection = false;
         if self.heartbeat.in_flight || now < self.heartbeat.next_at {
             return;
         }
         let controller = Destination::new(self.controller, Channel::Heartbeat);
         if !self.network.ready(now, controller, out) {
+            self.heartbeat.waiting_for_connection = true;
             return;
         }
         self.heartbeat.in_flight = true;
@@ -259,7 +265,7 @@ impl Broker {
     fn handle_response(&mut self, now: Instant, from: NodeId, request: BrokerRequest, message: Message, out: &mut Outbox<BrokerEvent>) {
         match (request, message) {
             (BrokerRequest::Heartbeat, Message::BrokerHeartbeatResponse { broker_epoch, metadata, error, .. }) => {
-                self.heartbeat = Heartbeat { next_at: now + self.config.broker_heartbeat_interval, in_flight: false, failures: 0 };
+                self.heartbeat = Heartbeat { next_at: now + self.config.broker_heartbeat_interval, in_flight: false, waiting_for_connection: false, failures: 0 };
                 if error == Some(ErrorCode::StaleBrokerEpoch) {
                     self.broker_epoch = None;
                     return;
@@ -804,6 +810,7 @@ impl Node for Broker {
 
     fn handle_connection(&mut self, now: Instant, destination: Destination, event: ConnectionEvent, out: &mut Outbox<BrokerEvent>) {
         let failed = self.network.handle_connection(now, destination, event);
+        self.connection_changed(destination);
         self.handle_failures(now, failed, out);
         self.retry_alter_partitions(now, out);
         self.poll(now, out);
@@ -812,6 +819,10 @@ impl Node for Broker {
     fn handle_timeout(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
         let failed = self.network.poll_timeouts(now, out);
         self.handle_failures(now, failed, out);
+        // A connection's backoff may have ended: fetchers waiting on one look again.
+        for (_, fetcher) in &mut self.fetchers {
+            fetcher.waiting_for_connection = false;
+        }
         if now >= self.next_isr_check {
             self.next_isr_check = now + self.config.replica_lag_time_max / 2;
             self.shrink_isrs(now, out);
@@ -831,7 +842,7 @@ impl Node for Broker {
 
     fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = Some(self.next_isr_check.min(self.next_checkpoint));
-        if !self.heartbeat.in_flight {
+        if !self.heartbeat.in_flight && !self.heartbeat.waiting_for_connection {
             deadline = earliest(deadline, Some(self.heartbeat.next_at));
         }
         let coordinators = match self.coordinator_deadline.get() {
@@ -851,7 +862,7 @@ impl Node for Broker {
             deadline = earliest(deadline, Some(delayed.deadline));
         }
         for (_, fetcher) in &self.fetchers {
-            if !fetcher.in_flight {
+            if !fetcher.in_flight && !fetcher.waiting_for_connection {
                 deadline = earliest(deadline, Some(fetcher.backoff_until));
             }
         }

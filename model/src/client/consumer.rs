@@ -783,7 +783,9 @@ impl Node for Consumer {
         if let Some(group) = &self.group {
             deadline = earliest(deadline, group.next_deadline());
             deadline = earliest(deadline, self.offset_fetch_retry_at);
-            if self.config.enable_auto_commit {
+            // An auto-commit that cannot go yet waits for what will let it
+            // (a rebalance's end, the coordinator's connection, a commit's answer).
+            if self.config.enable_auto_commit && self.can_commit() {
                 deadline = earliest(deadline, self.next_auto_commit);
             }
         }

@@ -61,6 +61,9 @@ pub struct GroupMember {
     next_broker: usize,
     coordinator: Option<NodeId>,
     finding: bool,
+    /// A request is due, but its connection is not ready: the connection's
+    /// event (or the `NetworkClient`'s deadline) wakes the member.
+    waiting_for_connection: bool,
     retry_at: Option<Instant>,
     member_id: Option<MemberId>,
     generation: Generation,
@@ -87,6 +90,7 @@ impl GroupMember {
             next_broker: first_broker,
             coordinator: None,
             finding: false,
+            waiting_for_connection: false,
             retry_at: None,
             member_id: None,
             generation: Generation::NONE,
@@ -157,7 +161,9 @@ impl GroupMember {
     /// its client's `NetworkClient`'s.
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.retry_at;
-        if let Phase::Stable { next_heartbeat, heartbeat_in_flight: None } = self.phase {
+        // A heartbeat goes only to a known coordinator over a ready connection;
+        // until then, finding it (or the connection's event) wakes the member.
+        if let (Phase::Stable { next_heartbeat, heartbeat_in_flight: None }, Some(_), false) = (self.phase, self.coordinator, self.waiting_for_connection) {
             deadline = earliest(deadline, Some(next_heartbeat));
         }
         if self.session_matters() {
@@ -190,6 +196,7 @@ impl GroupMember {
 
     /// Drives membership: the session clock, coordinator discovery, joining, heartbeats.
     pub fn poll<T: From<MemberRequest>, E>(&mut self, now: Instant, network: &mut NetworkClient<T>, out: &mut Outbox<E>, events: &mut Vec<MemberEvent>) {
+        self.waiting_for_connection = false;
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
         }
@@ -204,9 +211,14 @@ impl GroupMember {
         let Some(coordinator) = self.coordinator_destination() else {
             if !self.finding && !self.bootstrap.is_empty() {
                 // AbstractCoordinator.lookupCoordinator: FindCoordinator to the least loaded node.
-                let Some(node) = network.least_loaded_node(now, &self.bootstrap, self.next_broker, Channel::Default) else { return };
+                let Some(node) = network.least_loaded_node(now, &self.bootstrap, self.next_broker, Channel::Default) else {
+                    network.want_any(&self.bootstrap, Channel::Default);
+                    self.waiting_for_connection = true;
+                    return;
+                };
                 let destination = Destination::new(node, Channel::Default);
                 if !network.ready(now, destination, out) {
+                    self.waiting_for_connection = true;
                     return;
                 }
                 self.next_broker += 1;
@@ -220,6 +232,7 @@ impl GroupMember {
         match self.phase {
             Phase::Unjoined => {
                 if !network.ready(now, coordinator, out) {
+                    self.waiting_for_connection = true;
                     return;
                 }
                 if self.protocol() == RebalanceProtocol::Eager && !self.owned.is_empty() {
@@ -240,6 +253,7 @@ impl GroupMember {
             Phase::Stable { next_heartbeat, heartbeat_in_flight: None } if next_heartbeat <= now => {
                 let Some(member_id) = self.member_id.clone() else { return };
                 if !network.ready(now, coordinator, out) {
+                    self.waiting_for_connection = true;
                     return;
                 }
                 let (group_id, generation) = (self.group_id.clone(), self.generation);

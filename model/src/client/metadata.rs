@@ -19,6 +19,9 @@ pub struct MetadataTracker {
     metadata: Option<Arc<ClusterMetadata>>,
     /// A request is out (its correlation id is in the client's `NetworkClient`).
     in_flight: bool,
+    /// A request is due, but no broker's connection is ready yet: the
+    /// connection's event (or the `NetworkClient`'s deadline) wakes the client.
+    waiting_for_connection: bool,
     stale: bool,
     /// When the last request was answered or failed; None until the first.
     last_attempt: Option<Instant>,
@@ -39,6 +42,7 @@ impl MetadataTracker {
             next_broker: first_broker,
             metadata: None,
             in_flight: false,
+            waiting_for_connection: false,
             stale: true,
             last_attempt: None,
             refreshed_at: None,
@@ -84,18 +88,28 @@ impl MetadataTracker {
     /// When the next request is due; while one is out, its client's
     /// `NetworkClient` keeps the deadline.
     pub fn next_deadline(&self) -> Option<Instant> {
+        if self.waiting_for_connection {
+            return None;
+        }
         self.due_at()
     }
 
     /// Sends a metadata request when one is due and a broker can take it;
     /// `tag` names it in the client's `NetworkClient`.
     pub fn poll<T, E>(&mut self, now: Instant, network: &mut NetworkClient<T>, tag: impl FnOnce() -> T, out: &mut Outbox<E>) {
+        self.waiting_for_connection = false;
         if self.due_at().is_none_or(|due| now < due) || self.bootstrap.is_empty() {
             return;
         }
-        let Some(node) = network.least_loaded_node(now, &self.bootstrap, self.next_broker, Channel::Default) else { return };
+        let Some(node) = network.least_loaded_node(now, &self.bootstrap, self.next_broker, Channel::Default) else {
+            // Every broker is backing off: wake when the first may be tried.
+            network.want_any(&self.bootstrap, Channel::Default);
+            self.waiting_for_connection = true;
+            return;
+        };
         let destination = Destination::new(node, Channel::Default);
         if !network.ready(now, destination, out) {
+            self.waiting_for_connection = true;
             return;
         }
         self.next_broker += 1;

@@ -129,6 +129,8 @@ pub struct Producer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum ProducerIdRequest {
     Idle { retry_at: Instant },
+    /// Due, but no broker's connection is ready: its event wakes the producer.
+    WaitingForConnection,
     InFlight,
 }
 
@@ -249,14 +251,23 @@ impl Producer {
         if !self.config.enable_idempotence || self.producer_id.is_some() || self.bootstrap.is_empty() || self.transactions.is_some() {
             return;
         }
-        let ProducerIdRequest::Idle { retry_at } = self.producer_id_request else { return };
+        let retry_at = match self.producer_id_request {
+            ProducerIdRequest::Idle { retry_at } => retry_at,
+            ProducerIdRequest::WaitingForConnection => now,
+            ProducerIdRequest::InFlight => return,
+        };
         // KIP-360: a new id only once nothing is in flight under the old one.
         if now < retry_at || self.produce_in_flight() {
             return;
         }
-        let Some(node) = self.network.least_loaded_node(now, &self.bootstrap, self.start as usize, Channel::Default) else { return };
+        let Some(node) = self.network.least_loaded_node(now, &self.bootstrap, self.start as usize, Channel::Default) else {
+            self.network.want_any(&self.bootstrap, Channel::Default);
+            self.producer_id_request = ProducerIdRequest::WaitingForConnection;
+            return;
+        };
         let destination = Destination::new(node, Channel::Default);
         if !self.network.ready(now, destination, out) {
+            self.producer_id_request = ProducerIdRequest::WaitingForConnection;
             return;
         }
         self.producer_id_request = ProducerIdRequest::InFlight;
@@ -526,7 +537,8 @@ impl Node for Producer {
             deadline = earliest(deadline, Some(ready.max(batch.retry_at)));
         }
         if let ProducerIdRequest::Idle { retry_at } = self.producer_id_request {
-            if self.config.enable_idempotence && self.producer_id.is_none() && self.transactions.is_none() {
+            // KIP-360: with batches in flight under the old id, their answers wake it.
+            if self.config.enable_idempotence && self.producer_id.is_none() && self.transactions.is_none() && !self.produce_in_flight() {
                 deadline = earliest(deadline, Some(retry_at));
             }
         }

@@ -149,6 +149,18 @@ impl<T> NetworkClient<T> {
         }
     }
 
+    /// Asks to be woken (`next_deadline`) when a connect to any of `nodes` may
+    /// start: for a caller that found every node backing off.
+    pub fn want_any(&mut self, nodes: &[NodeId], channel: super::Channel) {
+        for node in nodes {
+            if let Ok(index) = self.index(Destination::new(*node, channel)) {
+                if let State::Disconnected { retry_at, .. } = self.connections[index].state {
+                    self.connections[index].state = State::Disconnected { retry_at, wanted: true };
+                }
+            }
+        }
+    }
+
     pub fn is_ready(&self, destination: Destination) -> bool {
         self.index(destination).is_ok_and(|index| self.connections[index].state == State::Ready)
     }
@@ -279,6 +291,15 @@ impl<T> NetworkClient<T> {
     /// Gives up connects and requests whose time is over: each closes its
     /// connection (a command for the network) and fails what was in flight on it.
     pub fn poll_timeouts<E>(&mut self, now: Instant, out: &mut Outbox<E>) -> Vec<(T, RequestFailure)> {
+        // A wanted connection whose backoff is over has had its wake: a caller
+        // that still wants it asks `ready` again in this pass.
+        for connection in &mut self.connections {
+            if let State::Disconnected { retry_at, wanted: true } = connection.state {
+                if retry_at <= now {
+                    connection.state = State::Disconnected { retry_at, wanted: false };
+                }
+            }
+        }
         let mut failed = Vec::new();
         let setup_expired: Vec<Destination> = self
             .connections

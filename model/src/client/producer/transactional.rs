@@ -76,6 +76,9 @@ pub struct TransactionState {
     coordinator: Option<NodeId>,
     /// A request is out; the producer's `NetworkClient` holds which.
     in_flight: bool,
+    /// A request is due, but its broker's connection is not ready: the
+    /// connection's event (or the `NetworkClient`'s deadline) wakes the producer.
+    waiting_for_connection: bool,
     retry_at: Instant,
     /// Partitions the coordinator has in the transaction.
     pub(super) partitions: BTreeSet<TopicPartition>,
@@ -99,6 +102,7 @@ impl TransactionState {
             phase: TransactionPhase::Initializing,
             coordinator: None,
             in_flight: false,
+            waiting_for_connection: false,
             retry_at: Instant::ZERO,
             partitions: BTreeSet::new(),
             wanted: BTreeSet::new(),
@@ -220,15 +224,18 @@ impl Producer {
     /// When a retry is due; a request in flight has its deadline in the `NetworkClient`.
     pub(super) fn transaction_deadline(&self) -> Option<Instant> {
         let txn = self.transactions.as_ref()?;
-        (!txn.in_flight && txn.retry_at > Instant::ZERO).then_some(txn.retry_at)
+        (!txn.in_flight && !txn.waiting_for_connection && txn.retry_at > Instant::ZERO).then_some(txn.retry_at)
     }
 
     /// Drives the transaction: the next request to the coordinator, if any is due.
     pub(super) fn poll_transaction(&mut self, now: Instant, out: &mut Outbox<ProducerEvent>) {
-        let Some(txn) = self.transactions.as_ref() else { return };
+        let Some(txn) = self.transactions.as_mut() else { return };
+        txn.waiting_for_connection = false;
         if now < txn.retry_at || txn.in_flight {
             return;
         }
+        // The retry, if one was due, is this pass.
+        txn.retry_at = Instant::ZERO;
         let Some(request) = self.next_transaction_request(out) else { return };
         let txn = self.transactions.as_ref().expect("transactional");
         // Kafka's TransactionManager finds its coordinator first; FindCoordinator
@@ -237,12 +244,17 @@ impl Producer {
         let (to, request) = match (request, txn.coordinator) {
             (Request::FindCoordinator, _) | (_, None) => match self.network.least_loaded_node(now, &self.bootstrap, self.start as usize, Channel::Default) {
                 Some(node) => (node, Request::FindCoordinator),
-                None => return,
+                None => {
+                    self.network.want_any(&self.bootstrap, Channel::Default);
+                    self.transactions.as_mut().expect("transactional").waiting_for_connection = true;
+                    return;
+                }
             },
             (request, Some(coordinator)) => (coordinator, request),
         };
         let destination = Destination::new(to, Channel::Default);
         if !self.network.ready(now, destination, out) {
+            self.transactions.as_mut().expect("transactional").waiting_for_connection = true;
             return;
         }
         let transactional_id = txn.transactional_id.clone();

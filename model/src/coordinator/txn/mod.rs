@@ -477,7 +477,9 @@ impl Coordinator for TransactionCoordinator {
             }
             deadline = earliest(deadline, entry.retry_at);
             if entry.meta.phase == TxnPhase::Ongoing {
-                deadline = earliest(deadline, Some(entry.started + Duration::from_millis(entry.meta.timeout_ms)));
+                // The abort of a timed-out transaction waits for a failed step's retry too.
+                let timeout_at = entry.started + Duration::from_millis(entry.meta.timeout_ms);
+                deadline = earliest(deadline, Some(entry.retry_at.map_or(timeout_at, |retry_at| retry_at.max(timeout_at))));
             }
         }
         deadline
