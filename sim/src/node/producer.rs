@@ -452,7 +452,10 @@ impl Machine for ProducerNode {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let next_send = self.active().then_some(self.next_send);
+        // A transactional producer's next transaction waits for the last to end,
+        // which the producer's own answers (not a timer) bring.
+        let waiting_for_transaction = self.producer.transaction_phase().is_some() && !self.producer.is_ready_for_transaction();
+        let next_send = (self.active() && !waiting_for_transaction).then_some(self.next_send);
         let producer_deadline = self.producer_deadline.get().unwrap_or_else(|| {
             let deadline = self.producer.next_deadline();
             self.producer_deadline.set(Some(deadline));
