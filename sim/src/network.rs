@@ -47,6 +47,9 @@ const RTO_MAX_MICROS: u64 = 120_000_000;
 /// `tcp_retries2` = 15: a connection whose data goes unacknowledged this long
 /// is given up (ETIMEDOUT), at least 924.6 s.
 const RETRANSMISSION_LIMIT_MICROS: u64 = 924_600_000;
+/// A socket its process closed with data still unacknowledged (an orphan) keeps
+/// retransmitting it: `tcp_orphan_retries` = 0 means 8 retries, about 102 s.
+const ORPHAN_RETRANSMISSION_LIMIT_MICROS: u64 = 102_200_000;
 /// How many times one segment may be lost in a row (tcp_retries2).
 const LOSS_RETRIES_MAX: u32 = 15;
 
@@ -63,6 +66,14 @@ struct ConnectionKey {
     initiator: NodeId,
     acceptor: NodeId,
     channel: Channel,
+}
+
+/// One connection, whether the current one of its key or an orphan: a key
+/// may have been connected again while an older connection still holds data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ConnectionId {
+    key: ConnectionKey,
+    generation: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -131,6 +142,9 @@ struct State {
     /// Every endpoint's host (a host is the endpoint named like it, and perhaps more).
     host_of: BTreeMap<NodeId, NodeId>,
     connections: BTreeMap<ConnectionKey, Connection>,
+    /// Connections their initiator closed and then replaced, while their kernel
+    /// still retransmits what they held.
+    orphans: Vec<(ConnectionKey, Connection)>,
     /// Cut links between hosts, by direction, counted: faults may overlap.
     cuts: BTreeMap<(NodeId, NodeId), u32>,
     cut_count: u64,
@@ -165,6 +179,11 @@ impl Network {
         self.state.lock().expect("network lock")
     }
 
+    /// The current connection of `key`.
+    fn current(state: &State, key: ConnectionKey) -> Option<ConnectionId> {
+        state.connections.get(&key).map(|connection| ConnectionId { key, generation: connection.generation })
+    }
+
     /// Carries out a node's connection commands.
     pub fn command(self: &Arc<Self>, now: Instant, from: NodeId, command: ConnectionCommand) {
         match command {
@@ -172,9 +191,13 @@ impl Network {
             ConnectionCommand::Disconnect(destination, _) => {
                 let key = ConnectionKey { initiator: from, acceptor: destination.node, channel: destination.channel };
                 if let Some(connection) = self.lock().connections.get_mut(&key) {
+                    // close(2): nothing more reaches the initiator, but what it sent
+                    // and was not acknowledged is still retransmitted by its kernel
+                    // (an orphaned socket), so a request delayed behind a partition
+                    // may reach the broker after the client has given up on it.
                     connection.open = false;
                     connection.closed_by_initiator = true;
-                    connection.forward.stalled.clear();
+                    connection.forward.stalled.retain(|segment| matches!(segment, Segment::Data(_)));
                     connection.backward.stalled.clear();
                 }
             }
@@ -198,18 +221,23 @@ impl Network {
             forward: Direction::default(),
             backward: Direction::default(),
         };
-        state.connections.insert(key, connection);
-        self.transmit(&mut state, now, key, Side::Acceptor, Segment::Syn, 0);
+        let id = ConnectionId { key, generation: connection.generation };
+        if let Some(replaced) = state.connections.insert(key, connection) {
+            if replaced.closed_by_initiator && !replaced.forward.stalled.is_empty() {
+                state.orphans.push((key, replaced));
+            }
+        }
+        self.transmit(&mut state, now, id, Side::Acceptor, Segment::Syn, 0);
     }
 
     /// A SYN leaves at `now` on a link that is up: the acceptor's kernel answers
     /// it with a SYN-ACK if its process listens (or is only paused), else a RST.
-    fn handshake(self: &Arc<Self>, state: &mut State, now: u64, key: ConnectionKey) {
-        let (initiator_host, acceptor_host) = hosts_of(state, key, Side::Acceptor);
+    fn handshake(self: &Arc<Self>, state: &mut State, now: u64, id: ConnectionId) {
+        let (initiator_host, acceptor_host) = hosts_of(state, id.key, Side::Acceptor);
         let syn_arrival = now + self.one_way_delay(state, initiator_host, acceptor_host);
         let acceptor = &state.hosts[&acceptor_host];
         let (accepted, incarnation) = (acceptor.process_up, acceptor.incarnation);
-        let connection = state.connections.get_mut(&key).expect("a handshake of a known connection");
+        let connection = connection_mut(state, id).expect("a handshake of a known connection");
         let event = if accepted {
             connection.open = true;
             connection.acceptor_incarnation = incarnation;
@@ -217,7 +245,7 @@ impl Network {
         } else {
             ConnectionEvent::Closed(CloseReason::Refused)
         };
-        self.transmit(state, syn_arrival, key, Side::Initiator, Segment::Event(event), 0);
+        self.transmit(state, syn_arrival, id, Side::Initiator, Segment::Event(event), 0);
     }
 
     /// Sends a node's message on the connection it belongs to: a request on the
@@ -231,7 +259,8 @@ impl Network {
         };
         let now = now.as_micros();
         let mut state = self.lock();
-        let Some(connection) = state.connections.get_mut(&key) else { return };
+        let Some(id) = Self::current(&state, key) else { return };
+        let connection = state.connections.get_mut(&key).expect("looked up above");
         if !connection.open {
             // Gone already; the node hears of it (or has) by its own event.
             return;
@@ -239,19 +268,19 @@ impl Network {
         if toward == Side::Acceptor && connection.half_open {
             // The acceptor's machine came back knowing nothing of this connection: RST.
             connection.open = false;
-            self.transmit(&mut state, now, key, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
+            self.transmit(&mut state, now, id, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
             return;
         }
-        self.transmit(&mut state, now, key, toward, Segment::Data(message), extra_micros);
+        self.transmit(&mut state, now, id, toward, Segment::Data(message), extra_micros);
     }
 
     /// Puts `segment` on its way `toward` one end of `key`'s connection: stalled
     /// while the link is cut or the receiving machine is off, else scheduled
     /// after what is already on its way.
-    fn transmit(self: &Arc<Self>, state: &mut State, now: u64, key: ConnectionKey, toward: Side, segment: Segment, extra_micros: u64) {
-        let (sender_host, receiver_host) = hosts_of(state, key, toward);
+    fn transmit(self: &Arc<Self>, state: &mut State, now: u64, id: ConnectionId, toward: Side, segment: Segment, extra_micros: u64) {
+        let (sender_host, receiver_host) = hosts_of(state, id.key, toward);
         let blocked = is_cut(state, sender_host, receiver_host) || !state.hosts[&receiver_host].machine_up;
-        let connection = state.connections.get_mut(&key).expect("transmitting on a known connection");
+        let connection = connection_mut(state, id).expect("transmitting on a known connection");
         let direction = connection.direction(toward);
         if blocked || !direction.stalled.is_empty() {
             direction.unacked_since.get_or_insert(now);
@@ -259,10 +288,10 @@ impl Network {
             return;
         }
         if let Segment::Syn = segment {
-            return self.handshake(state, now, key);
+            return self.handshake(state, now, id);
         }
         let delay = self.one_way_delay(state, sender_host, receiver_host) + extra_micros;
-        self.schedule(state, now + delay, key, toward, segment);
+        self.schedule(state, now + delay, id, toward, segment);
     }
 
     /// The latency of one segment, with the retransmissions packet loss costs it.
@@ -286,36 +315,34 @@ impl Network {
 
     /// Hands `segment` over at `arrival` (or just after what precedes it on its
     /// direction), through madsim's timer.
-    fn schedule(self: &Arc<Self>, state: &mut State, arrival: u64, key: ConnectionKey, toward: Side, segment: Segment) {
-        let connection = state.connections.get_mut(&key).expect("scheduling on a known connection");
-        let generation = connection.generation;
+    fn schedule(self: &Arc<Self>, state: &mut State, arrival: u64, id: ConnectionId, toward: Side, segment: Segment) {
+        let connection = connection_mut(state, id).expect("scheduling on a known connection");
         let direction = connection.direction(toward);
         let arrival = arrival.max(direction.last_arrival + 1);
         direction.last_arrival = arrival;
         let network = self.clone();
         let at = self.start + Duration::from_micros(arrival);
-        self.time.add_timer_at(at, move || network.arrive(arrival, key, generation, toward, segment));
+        self.time.add_timer_at(at, move || network.arrive(arrival, id, toward, segment));
     }
 
     /// A segment reaches its end of the connection: handed to the endpoint, or
     /// dropped if that end is gone.
-    fn arrive(self: &Arc<Self>, now: u64, key: ConnectionKey, generation: u64, toward: Side, segment: Segment) {
+    fn arrive(self: &Arc<Self>, now: u64, id: ConnectionId, toward: Side, segment: Segment) {
         let mut state = self.lock();
-        let Some(connection) = state.connections.get(&key) else { return };
-        if connection.generation != generation {
-            return;
-        }
+        let key = id.key;
+        let Some(connection) = connection_mut(&mut state, id) else { return };
+        let (open, closed_by_initiator) = (connection.open, connection.closed_by_initiator);
         let (endpoint, peer, incarnation) = match toward {
             Side::Acceptor => (key.acceptor, key.initiator, connection.acceptor_incarnation),
             Side::Initiator => (key.initiator, key.acceptor, connection.initiator_incarnation),
         };
         let host = state.host_of[&endpoint];
         let receiver = &state.hosts[&host];
-        let alive = receiver.process_up && receiver.incarnation == incarnation && !(toward == Side::Initiator && connection.closed_by_initiator);
+        let alive = receiver.process_up && receiver.incarnation == incarnation && !(toward == Side::Initiator && closed_by_initiator);
         if !alive {
-            if !receiver.machine_up && connection.open {
+            if !receiver.machine_up && open {
                 // Lost into a machine that is off: retransmitted until it answers.
-                let connection = state.connections.get_mut(&key).expect("looked up above");
+                let connection = connection_mut(&mut state, id).expect("looked up above");
                 connection.direction(toward).unacked_since.get_or_insert(now);
             }
             return;
@@ -344,9 +371,9 @@ impl Network {
         let entry = state.hosts.get_mut(&host).expect("every host is known");
         entry.process_up = false;
         entry.mailbox = None;
-        for key in connections_of(&state, host) {
-            let (initiator_host, acceptor_host) = hosts_of(&state, key, Side::Acceptor);
-            let connection = state.connections.get_mut(&key).expect("listed above");
+        for id in connections_of(&state, host) {
+            let (initiator_host, acceptor_host) = hosts_of(&state, id.key, Side::Acceptor);
+            let connection = connection_mut(&mut state, id).expect("listed above");
             let was_open = std::mem::replace(&mut connection.open, false);
             if acceptor_host == host {
                 connection.forward.stalled.retain(|segment| matches!(segment, Segment::Syn));
@@ -356,7 +383,7 @@ impl Network {
                 connection.backward.stalled.clear();
             }
             if was_open && acceptor_host == host && initiator_host != host {
-                self.transmit(&mut state, now, key, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
+                self.transmit(&mut state, now, id, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
             }
         }
     }
@@ -385,16 +412,16 @@ impl Network {
         entry.process_up = true;
         entry.machine_up = true;
         let now = now.as_micros();
-        for key in connections_of(&state, host) {
-            let (initiator_host, acceptor_host) = hosts_of(&state, key, Side::Acceptor);
-            let connection = state.connections.get_mut(&key).expect("listed above");
+        for id in connections_of(&state, host) {
+            let (initiator_host, acceptor_host) = hosts_of(&state, id.key, Side::Acceptor);
+            let connection = connection_mut(&mut state, id).expect("listed above");
             if powered_on && connection.open && acceptor_host == host && initiator_host != host {
                 if connection.forward.unacked_since.is_some() || !connection.forward.stalled.is_empty() {
                     let since = connection.forward.unacked_since.take().unwrap_or(now);
                     connection.forward.stalled.clear();
                     connection.open = false;
                     let retransmission = next_retransmission(since, now, RTO_MIN_MICROS);
-                    self.transmit(&mut state, retransmission, key, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
+                    self.transmit(&mut state, retransmission, id, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
                 } else {
                     connection.half_open = true;
                 }
@@ -404,7 +431,7 @@ impl Network {
                 connection.backward.stalled.clear();
             }
             // SYNs retransmitted to the machine now find it.
-            self.flush(&mut state, now, key, Side::Acceptor);
+            self.flush(&mut state, now, id, Side::Acceptor);
         }
         receiver
     }
@@ -429,10 +456,13 @@ impl Network {
             }
             state.cut_count -= 1;
         }
-        let keys: Vec<ConnectionKey> = state.connections.keys().copied().collect();
-        for key in keys {
-            self.flush(&mut state, now.as_micros(), key, Side::Acceptor);
-            self.flush(&mut state, now.as_micros(), key, Side::Initiator);
+        let now = now.as_micros();
+        // Orphans whose data all arrived are gone for good.
+        state.orphans.retain(|(_, orphan)| !orphan.forward.stalled.is_empty() || orphan.forward.last_arrival >= now);
+        let ids: Vec<ConnectionId> = all_connections(&state);
+        for id in ids {
+            self.flush(&mut state, now, id, Side::Acceptor);
+            self.flush(&mut state, now, id, Side::Initiator);
         }
     }
 
@@ -447,12 +477,12 @@ impl Network {
     /// Sends what stalled on one direction once nothing blocks it: from TCP's
     /// next retransmission on, in order. A connection that stalled past TCP's
     /// retransmission limit died meanwhile (ETIMEDOUT).
-    fn flush(self: &Arc<Self>, state: &mut State, now: u64, key: ConnectionKey, toward: Side) {
-        let (sender_host, receiver_host) = hosts_of(state, key, toward);
+    fn flush(self: &Arc<Self>, state: &mut State, now: u64, id: ConnectionId, toward: Side) {
+        let (sender_host, receiver_host) = hosts_of(state, id.key, toward);
         if is_cut(state, sender_host, receiver_host) || !state.hosts[&receiver_host].machine_up {
             return;
         }
-        let connection = state.connections.get_mut(&key).expect("flushing a known connection");
+        let connection = connection_mut(state, id).expect("flushing a known connection");
         let direction = connection.direction(toward);
         if direction.stalled.is_empty() {
             direction.unacked_since = None;
@@ -462,15 +492,19 @@ impl Network {
         let first_rto = if matches!(direction.stalled.front(), Some(Segment::Syn)) { SYN_RTO_MICROS } else { RTO_MIN_MICROS };
         let segments = std::mem::take(&mut direction.stalled);
         let retransmission = next_retransmission(since, now, first_rto);
+        if connection.closed_by_initiator && retransmission.saturating_sub(since) > ORPHAN_RETRANSMISSION_LIMIT_MICROS {
+            // The orphan gave up: what it held is lost, and nobody is told.
+            return;
+        }
         if retransmission.saturating_sub(since) > RETRANSMISSION_LIMIT_MICROS {
             connection.open = false;
             if toward == Side::Acceptor {
-                self.transmit(state, now, key, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::TimedOut)), 0);
+                self.transmit(state, now, id, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::TimedOut)), 0);
             }
             return;
         }
         for segment in segments {
-            self.transmit(state, retransmission, key, toward, segment, 0);
+            self.transmit(state, retransmission, id, toward, segment, 0);
         }
     }
 }
@@ -487,9 +521,24 @@ fn next_retransmission(since: u64, now: u64, first_rto: u64) -> u64 {
     at
 }
 
+/// Every connection, current ones first, then orphans.
+fn all_connections(state: &State) -> Vec<ConnectionId> {
+    let current = state.connections.iter().map(|(key, connection)| ConnectionId { key: *key, generation: connection.generation });
+    let orphans = state.orphans.iter().map(|(key, connection)| ConnectionId { key: *key, generation: connection.generation });
+    current.chain(orphans).collect()
+}
+
 /// The connections with an end on `host`.
-fn connections_of(state: &State, host: NodeId) -> Vec<ConnectionKey> {
-    state.connections.keys().filter(|key| state.host_of[&key.initiator] == host || state.host_of[&key.acceptor] == host).copied().collect()
+fn connections_of(state: &State, host: NodeId) -> Vec<ConnectionId> {
+    all_connections(state).into_iter().filter(|id| state.host_of[&id.key.initiator] == host || state.host_of[&id.key.acceptor] == host).collect()
+}
+
+/// The connection `id` names, current or orphaned; None once it is gone.
+fn connection_mut(state: &mut State, id: ConnectionId) -> Option<&mut Connection> {
+    if state.connections.get(&id.key).is_some_and(|connection| connection.generation == id.generation) {
+        return state.connections.get_mut(&id.key);
+    }
+    state.orphans.iter_mut().find(|(key, orphan)| *key == id.key && orphan.generation == id.generation).map(|(_, orphan)| orphan)
 }
 
 /// The sending and receiving hosts of a segment going `toward` one end.
@@ -504,4 +553,173 @@ fn hosts_of(state: &State, key: ConnectionKey, toward: Side) -> (NodeId, NodeId)
 
 fn is_cut(state: &State, from: NodeId, to: NodeId) -> bool {
     state.cut_count > 0 && state.cuts.get(&(from, to)).is_some_and(|count| *count > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::channel::mpsc::UnboundedReceiver;
+
+    const CLIENT: NodeId = NodeId(2001);
+    const BROKER: NodeId = NodeId(1);
+    const DEFAULT: Channel = Channel::Default;
+
+    fn run(test: impl std::future::Future<Output = ()> + 'static) {
+        madsim::runtime::Runtime::with_seed_and_config(7, madsim::Config::default()).block_on(test);
+    }
+
+    struct Net {
+        network: Arc<Network>,
+        start: madsim::time::Instant,
+        client: UnboundedReceiver<Arrival>,
+        broker: UnboundedReceiver<Arrival>,
+    }
+
+    impl Net {
+        fn new() -> Net {
+            let start = madsim::time::Instant::now();
+            let network = Arc::new(Network::new(7, start, &[(CLIENT, vec![CLIENT]), (BROKER, vec![BROKER])]));
+            let client = network.attach(Instant::ZERO, CLIENT);
+            let broker = network.attach(Instant::ZERO, BROKER);
+            Net { network, start, client, broker }
+        }
+
+        fn now(&self) -> Instant {
+            Instant::from_micros(self.start.elapsed().as_micros() as u64)
+        }
+
+        async fn wait(&self, millis: u64) {
+            madsim::time::sleep(Duration::from_millis(millis)).await;
+        }
+
+        fn connect(&self) {
+            self.network.command(self.now(), CLIENT, ConnectionCommand::Connect(Destination::new(BROKER, DEFAULT)));
+        }
+
+        fn request(&self, correlation_id: u64) {
+            self.network.send(self.now(), Send { from: CLIENT, to: BROKER, message: Message::MetadataRequest { correlation_id } }, 0);
+        }
+
+        fn client_events(&mut self) -> Vec<ConnectionEvent> {
+            let mut events = Vec::new();
+            while let Ok(arrival) = self.client.try_recv() {
+                if let Arrival::Connection { event, .. } = arrival {
+                    events.push(event);
+                }
+            }
+            events
+        }
+
+        fn broker_requests(&mut self) -> Vec<u64> {
+            let mut ids = Vec::new();
+            while let Ok(Arrival::Message { message: Message::MetadataRequest { correlation_id }, .. }) = self.broker.try_recv() {
+                ids.push(correlation_id);
+            }
+            ids
+        }
+
+        async fn established(&mut self) {
+            self.connect();
+            self.wait(30).await;
+            assert_eq!(self.client_events(), vec![ConnectionEvent::Established]);
+        }
+    }
+
+    #[test]
+    fn requests_arrive_in_order_after_the_handshake() {
+        run(async {
+            let mut net = Net::new();
+            net.established().await;
+            for id in 0..50 {
+                net.request(id);
+            }
+            net.wait(20).await;
+            assert_eq!(net.broker_requests(), (0..50).collect::<Vec<_>>(), "TCP delivers in order, whatever each segment's latency");
+        });
+    }
+
+    #[test]
+    fn a_partition_delays_requests_until_the_next_retransmission_after_it_heals() {
+        run(async {
+            let mut net = Net::new();
+            net.established().await;
+            net.network.cut(&[(CLIENT, BROKER)]);
+            net.request(1);
+            net.request(2);
+            net.wait(5_000).await;
+            assert!(net.broker_requests().is_empty(), "nothing crosses the cut link");
+            let healed = net.now();
+            net.network.heal(healed, &[(CLIENT, BROKER)]);
+            net.wait(10_000).await;
+            assert_eq!(net.broker_requests(), vec![1, 2], "delayed, never lost");
+            assert!(net.client_events().is_empty(), "the connection stays open");
+        });
+    }
+
+    #[test]
+    fn packet_loss_delays_but_loses_nothing() {
+        run(async {
+            let mut net = Net::new();
+            net.established().await;
+            net.network.set_loss_rate(0.5);
+            for id in 0..40 {
+                net.request(id);
+            }
+            net.wait(60_000).await;
+            assert_eq!(net.broker_requests(), (0..40).collect::<Vec<_>>());
+        });
+    }
+
+    #[test]
+    fn a_crashed_process_resets_its_peers_and_refuses_connects_until_it_restarts() {
+        run(async {
+            let mut net = Net::new();
+            net.established().await;
+            net.network.crash(net.now(), BROKER);
+            net.wait(20).await;
+            assert_eq!(net.client_events(), vec![ConnectionEvent::Closed(CloseReason::Reset)], "a reset one network delay later");
+            net.connect();
+            net.wait(30).await;
+            assert_eq!(net.client_events(), vec![ConnectionEvent::Closed(CloseReason::Refused)], "nothing listens");
+            net.broker = net.network.attach(net.now(), BROKER);
+            net.established().await;
+        });
+    }
+
+    #[test]
+    fn a_power_loss_is_silent_and_the_machine_resets_old_connections_when_it_returns() {
+        run(async {
+            let mut net = Net::new();
+            net.established().await;
+            net.network.power_loss(BROKER);
+            net.request(1);
+            net.wait(5_000).await;
+            assert!(net.client_events().is_empty(), "no reset from a machine that is off");
+            net.broker = net.network.attach(net.now(), BROKER);
+            net.wait(10_000).await;
+            assert_eq!(net.client_events(), vec![ConnectionEvent::Closed(CloseReason::Reset)], "the retransmitted request meets a machine that knows nothing of it");
+            assert!(net.broker_requests().is_empty(), "the request died with the old incarnation");
+        });
+    }
+
+    #[test]
+    fn a_request_the_client_gave_up_on_still_reaches_the_broker_after_the_heal() {
+        run(async {
+            let mut net = Net::new();
+            net.established().await;
+            net.network.cut(&[(CLIENT, BROKER)]);
+            net.request(1);
+            net.wait(30_000).await;
+            // request.timeout.ms: the client closes the connection and connects anew.
+            net.network.command(net.now(), CLIENT, ConnectionCommand::Disconnect(Destination::new(BROKER, DEFAULT), kafsim_model::net::DisconnectReason::RequestTimedOut));
+            net.connect();
+            net.wait(1_000).await;
+            net.network.heal(net.now(), &[(CLIENT, BROKER)]);
+            net.wait(3_000).await;
+            assert_eq!(net.client_events(), vec![ConnectionEvent::Established], "the new connection opens after the heal");
+            net.request(2);
+            net.wait(40_000).await;
+            assert_eq!(net.broker_requests(), vec![2, 1], "the orphaned socket's retransmission lands after the retry");
+        });
+    }
 }

@@ -13,7 +13,7 @@ use crate::context::{NodeRole, RunContext};
 use crate::history::{OpBody, OpType};
 use crate::network::Arrival;
 use alarm::{Alarm, Wake};
-use kafsim_model::net::{ConnectionCommand, ConnectionEvent, Destination};
+use kafsim_model::net::{CloseReason, ConnectionCommand, ConnectionEvent, Destination};
 use kafsim_model::node::Outbox;
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId};
@@ -124,10 +124,12 @@ pub async fn drive(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<dyn Mach
                 Arrival::Message { to, from, message } => state.handle_message(now, to, from, message, &mut wire),
                 Arrival::Connection { at, destination, event } => {
                     match event {
-                        ConnectionEvent::Closed(reason) => record_connection(&ctx, &name, destination, reason.describe()),
-                        ConnectionEvent::Established => {
-                            tracing::debug!(target: "kafsim::net", peer = &*ctx.roster.endpoint_name(destination.node), channel = destination.channel.name(), "connection established");
+                        // A refused connect is a try, not news: trace lines only.
+                        ConnectionEvent::Closed(CloseReason::Refused) | ConnectionEvent::Established => {
+                            let peer = ctx.roster.endpoint_name(destination.node);
+                            tracing::debug!(target: "kafsim::net", peer = &*peer, channel = destination.channel.name(), "connection {}", describe(event));
                         }
+                        ConnectionEvent::Closed(reason) => record_connection(&ctx, &name, destination, reason.describe()),
                     }
                     state.handle_connection(now, at, destination, event, &mut wire);
                 }
@@ -150,6 +152,13 @@ fn record_connection(ctx: &RunContext, name: &Arc<str>, destination: Destination
     let peer = ctx.roster.endpoint_name(destination.node);
     let event = format!("connection to {peer} ({}) closed: {why}", destination.channel.name());
     ctx.record(name, OpType::Info, OpBody::Connection { event });
+}
+
+fn describe(event: ConnectionEvent) -> &'static str {
+    match event {
+        ConnectionEvent::Established => "established",
+        ConnectionEvent::Closed(reason) => reason.describe(),
+    }
 }
 
 /// The trace line of one send; out of line, as only `replay --trace` wants it.
