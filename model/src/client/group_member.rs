@@ -205,6 +205,11 @@ impl GroupMember {
             self.lose_partitions("session timed out: partitions lost", events);
             self.coordinator_lost(now);
         }
+        // AbstractCoordinator.checkAndGetCoordinator: a coordinator whose
+        // connection failed and is backing off is looked up again.
+        if self.coordinator_destination().is_some_and(|coordinator| network.is_unavailable(now, coordinator)) {
+            self.coordinator_lost(now);
+        }
         if self.retry_at.is_some() {
             return;
         }
@@ -405,9 +410,7 @@ impl GroupMember {
                 self.phase = Phase::Unjoined;
             }
             ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => self.lose_partitions("fenced by the coordinator: partitions lost", events),
-            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::CoordinatorLoadInProgress | ErrorCode::NetworkTimeout | ErrorCode::NetworkException => {
-                self.coordinator_lost(now)
-            }
+            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::NetworkTimeout | ErrorCode::NetworkException => self.coordinator_lost(now),
             _ => {
                 self.phase = if self.is_stable() { self.phase } else { Phase::Unjoined };
                 self.retry_at = Some(now + self.retry_backoff);

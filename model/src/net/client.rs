@@ -161,6 +161,16 @@ impl<T> NetworkClient<T> {
         }
     }
 
+    /// Kafka's `NetworkClient.isUnavailable`: the last connect to
+    /// `destination` failed and its backoff runs, so a caller that needs that
+    /// very node (a coordinator) should look it up again.
+    pub fn is_unavailable(&self, now: Instant, destination: Destination) -> bool {
+        self.index(destination).is_ok_and(|index| {
+            let connection = &self.connections[index];
+            connection.failures > 0 && matches!(connection.state, State::Disconnected { retry_at, .. } if retry_at > now)
+        })
+    }
+
     pub fn is_ready(&self, destination: Destination) -> bool {
         self.index(destination).is_ok_and(|index| self.connections[index].state == State::Ready)
     }

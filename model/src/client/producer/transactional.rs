@@ -237,6 +237,12 @@ impl Producer {
         // The retry, if one was due, is this pass.
         txn.retry_at = Instant::ZERO;
         let Some(request) = self.next_transaction_request(out) else { return };
+        let txn = self.transactions.as_mut().expect("transactional");
+        // Sender.maybeSendAndPollTransactionalRequest: a coordinator it cannot
+        // connect to is looked up again.
+        if txn.coordinator.is_some_and(|coordinator| self.network.is_unavailable(now, Destination::new(coordinator, Channel::Default))) {
+            txn.coordinator = None;
+        }
         let txn = self.transactions.as_ref().expect("transactional");
         // Kafka's TransactionManager finds its coordinator first; FindCoordinator
         // goes to the least loaded broker, the rest to the coordinator (on the
