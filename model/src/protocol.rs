@@ -204,6 +204,35 @@ pub enum Message {
     Txn(TxnMessage),
 }
 
+/// The correlation id field of the variants `Message` defines itself (group and
+/// transaction messages have their own), by reference or mutable reference as
+/// `$message` is borrowed: one list for both accessors.
+macro_rules! own_correlation_field {
+    ($message:expr) => {
+        match $message {
+            Message::MetadataRequest { correlation_id }
+            | Message::MetadataResponse { correlation_id, .. }
+            | Message::ProduceRequest { correlation_id, .. }
+            | Message::ProduceResponse { correlation_id, .. }
+            | Message::FetchRequest { correlation_id, .. }
+            | Message::FetchResponse { correlation_id, .. }
+            | Message::ListOffsetsRequest { correlation_id, .. }
+            | Message::ListOffsetsResponse { correlation_id, .. }
+            | Message::OffsetsForLeaderEpochRequest { correlation_id, .. }
+            | Message::OffsetsForLeaderEpochResponse { correlation_id, .. }
+            | Message::FindCoordinatorRequest { correlation_id, .. }
+            | Message::FindCoordinatorResponse { correlation_id, .. }
+            | Message::InitProducerIdRequest { correlation_id }
+            | Message::InitProducerIdResponse { correlation_id, .. }
+            | Message::BrokerHeartbeat { correlation_id, .. }
+            | Message::BrokerHeartbeatResponse { correlation_id, .. }
+            | Message::AlterPartitionRequest { correlation_id, .. }
+            | Message::AlterPartitionResponse { correlation_id, .. } => Some(correlation_id),
+            Message::UpdateMetadata { .. } | Message::Group(_) | Message::Txn(_) => None,
+        }
+    };
+}
+
 impl Message {
     pub fn group(message: GroupMessage) -> Message {
         Message::Group(Box::new(message))
@@ -260,27 +289,20 @@ impl Message {
     /// UpdateMetadata, which the controller pushes without expecting an answer.
     pub fn correlation_id(&self) -> Option<u64> {
         match self {
-            Message::MetadataRequest { correlation_id }
-            | Message::MetadataResponse { correlation_id, .. }
-            | Message::ProduceRequest { correlation_id, .. }
-            | Message::ProduceResponse { correlation_id, .. }
-            | Message::FetchRequest { correlation_id, .. }
-            | Message::FetchResponse { correlation_id, .. }
-            | Message::ListOffsetsRequest { correlation_id, .. }
-            | Message::ListOffsetsResponse { correlation_id, .. }
-            | Message::OffsetsForLeaderEpochRequest { correlation_id, .. }
-            | Message::OffsetsForLeaderEpochResponse { correlation_id, .. }
-            | Message::FindCoordinatorRequest { correlation_id, .. }
-            | Message::FindCoordinatorResponse { correlation_id, .. }
-            | Message::InitProducerIdRequest { correlation_id }
-            | Message::InitProducerIdResponse { correlation_id, .. }
-            | Message::BrokerHeartbeat { correlation_id, .. }
-            | Message::BrokerHeartbeatResponse { correlation_id, .. }
-            | Message::AlterPartitionRequest { correlation_id, .. }
-            | Message::AlterPartitionResponse { correlation_id, .. } => Some(*correlation_id),
-            Message::UpdateMetadata { .. } => None,
             Message::Group(message) => Some(message.correlation_id()),
             Message::Txn(message) => Some(message.correlation_id()),
+            _ => own_correlation_field!(self).copied(),
+        }
+    }
+
+    /// The correlation id, for the simulator's network: it gives each request
+    /// an id unique to its connection and restores the client's id on the
+    /// response, so a response reaches only the connection its request came on.
+    pub fn correlation_id_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Message::Group(message) => Some(message.correlation_id_mut()),
+            Message::Txn(message) => Some(message.correlation_id_mut()),
+            _ => own_correlation_field!(self),
         }
     }
 

@@ -151,6 +151,19 @@ struct State {
     loss_rate: f64,
     extra_latency_micros: u64,
     next_generation: u64,
+    /// Requests on their way or waiting at their acceptor, by the id the
+    /// acceptor knows them by: the connection they came on and the id their
+    /// sender gave them. Kafka answers on the socket a request came in on, and
+    /// a client restarted or reconnected reuses correlation ids, so a late
+    /// answer must not reach a newer connection of the same key.
+    routes: BTreeMap<u64, Route>,
+    next_route: u64,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Route {
+    generation: u64,
+    correlation_id: u64,
 }
 
 pub struct Network {
@@ -251,7 +264,7 @@ impl Network {
     /// Sends a node's message on the connection it belongs to: a request on the
     /// sender's own connection, a response on the one its request came on.
     pub fn send(self: &Arc<Self>, now: Instant, send: Send, extra_micros: u64) {
-        let Send { from, to, message } = send;
+        let Send { from, to, mut message } = send;
         let (key, toward) = if message.is_response() {
             (ConnectionKey { initiator: to, acceptor: from, channel: message.channel() }, Side::Initiator)
         } else {
@@ -270,6 +283,20 @@ impl Network {
             connection.open = false;
             self.transmit(&mut state, now, id, Side::Initiator, Segment::Event(ConnectionEvent::Closed(CloseReason::Reset)), 0);
             return;
+        }
+        if let Some(correlation_id) = message.correlation_id_mut() {
+            if toward == Side::Acceptor {
+                state.next_route += 1;
+                let route_id = state.next_route;
+                state.routes.insert(route_id, Route { generation: id.generation, correlation_id: *correlation_id });
+                *correlation_id = route_id;
+            } else if let Some(route) = state.routes.remove(correlation_id) {
+                if route.generation != id.generation {
+                    // Its request came on a connection that has closed since.
+                    return;
+                }
+                *correlation_id = route.correlation_id;
+            }
         }
         self.transmit(&mut state, now, id, toward, Segment::Data(message), extra_micros);
     }
@@ -610,10 +637,31 @@ mod tests {
             events
         }
 
+        /// The requests the broker received, by the ids the client gave them
+        /// (the broker knows each by an id unique to its connection).
         fn broker_requests(&mut self) -> Vec<u64> {
+            self.broker_request_routes().into_iter().map(|route| self.network.lock().routes[&route].correlation_id).collect()
+        }
+
+        fn broker_request_routes(&mut self) -> Vec<u64> {
             let mut ids = Vec::new();
             while let Ok(Arrival::Message { message: Message::MetadataRequest { correlation_id }, .. }) = self.broker.try_recv() {
                 ids.push(correlation_id);
+            }
+            ids
+        }
+
+        fn answer(&self, route: u64) {
+            let metadata = Arc::new(kafsim_model::protocol::ClusterMetadata::default());
+            self.network.send(self.now(), Send { from: BROKER, to: CLIENT, message: Message::MetadataResponse { correlation_id: route, metadata } }, 0);
+        }
+
+        fn client_responses(&mut self) -> Vec<u64> {
+            let mut ids = Vec::new();
+            while let Ok(arrival) = self.client.try_recv() {
+                if let Arrival::Message { message: Message::MetadataResponse { correlation_id, .. }, .. } = arrival {
+                    ids.push(correlation_id);
+                }
             }
             ids
         }
@@ -720,6 +768,31 @@ mod tests {
             net.request(2);
             net.wait(40_000).await;
             assert_eq!(net.broker_requests(), vec![2, 1], "the orphaned socket's retransmission lands after the retry");
+        });
+    }
+
+    #[test]
+    fn a_response_reaches_only_the_connection_its_request_came_on() {
+        run(async {
+            let mut net = Net::new();
+            net.established().await;
+            net.request(5);
+            net.wait(20).await;
+            let old_request = net.broker_request_routes();
+            assert_eq!(old_request.len(), 1);
+            // The client's process restarts and reuses its correlation ids.
+            net.network.crash(net.now(), CLIENT);
+            net.client = net.network.attach(net.now(), CLIENT);
+            net.established().await;
+            net.request(5);
+            net.wait(20).await;
+            let new_request = net.broker_request_routes();
+            net.answer(old_request[0]);
+            net.wait(20).await;
+            assert!(net.client_responses().is_empty(), "the answer to the dead incarnation's request is dropped with its socket");
+            net.answer(new_request[0]);
+            net.wait(20).await;
+            assert_eq!(net.client_responses(), vec![5], "the new request's answer comes back under the client's own id");
         });
     }
 }
