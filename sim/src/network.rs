@@ -156,14 +156,46 @@ struct State {
     /// sender gave them. Kafka answers on the socket a request came in on, and
     /// a client restarted or reconnected reuses correlation ids, so a late
     /// answer must not reach a newer connection of the same key.
-    routes: BTreeMap<u64, Route>,
-    next_route: u64,
+    routes: Routes,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Route {
     generation: u64,
     correlation_id: u64,
+}
+
+/// Routes by id, ids handed out in order. Answers come back roughly in the
+/// order requests went out, so a queue indexed from its oldest open id is a
+/// map with O(1) insert and remove (one request in thousands goes unanswered
+/// and holds its slot until the run ends).
+#[derive(Debug, Default)]
+struct Routes {
+    /// The id of `slots[0]`.
+    first: u64,
+    slots: VecDeque<Option<Route>>,
+}
+
+impl Routes {
+    fn insert(&mut self, route: Route) -> u64 {
+        self.slots.push_back(Some(route));
+        self.first + self.slots.len() as u64 - 1
+    }
+
+    fn remove(&mut self, id: u64) -> Option<Route> {
+        let index = usize::try_from(id.checked_sub(self.first)?).ok()?;
+        let route = self.slots.get_mut(index)?.take();
+        while let Some(None) = self.slots.front() {
+            self.slots.pop_front();
+            self.first += 1;
+        }
+        route
+    }
+
+    #[cfg(test)]
+    fn get(&self, id: u64) -> Option<Route> {
+        *self.slots.get(usize::try_from(id.checked_sub(self.first)?).ok()?)?
+    }
 }
 
 pub struct Network {
@@ -286,16 +318,13 @@ impl Network {
         }
         if let Some(correlation_id) = message.correlation_id_mut() {
             if toward == Side::Acceptor {
-                state.next_route += 1;
-                let route_id = state.next_route;
-                state.routes.insert(route_id, Route { generation: id.generation, correlation_id: *correlation_id });
-                *correlation_id = route_id;
-            } else if let Some(route) = state.routes.remove(correlation_id) {
-                if route.generation != id.generation {
+                *correlation_id = state.routes.insert(Route { generation: id.generation, correlation_id: *correlation_id });
+            } else {
+                match state.routes.remove(*correlation_id) {
+                    Some(route) if route.generation == id.generation => *correlation_id = route.correlation_id,
                     // Its request came on a connection that has closed since.
-                    return;
+                    _ => return,
                 }
-                *correlation_id = route.correlation_id;
             }
         }
         self.transmit(&mut state, now, id, toward, Segment::Data(message), extra_micros);
@@ -640,7 +669,7 @@ mod tests {
         /// The requests the broker received, by the ids the client gave them
         /// (the broker knows each by an id unique to its connection).
         fn broker_requests(&mut self) -> Vec<u64> {
-            self.broker_request_routes().into_iter().map(|route| self.network.lock().routes[&route].correlation_id).collect()
+            self.broker_request_routes().into_iter().map(|route| self.network.lock().routes.get(route).expect("the request is unanswered").correlation_id).collect()
         }
 
         fn broker_request_routes(&mut self) -> Vec<u64> {
