@@ -376,9 +376,15 @@ impl Network {
         let direction = connection.direction(toward);
         let arrival = arrival.max(direction.last_arrival + 1);
         direction.last_arrival = arrival;
-        let network = self.clone();
+        // Weak: the timer belongs to the runtime the network holds a handle
+        // to, and a strong reference would keep both alive past the run.
+        let network = Arc::downgrade(self);
         let at = self.start + Duration::from_micros(arrival);
-        self.time.add_timer_at(at, move || network.arrive(arrival, id, toward, segment));
+        self.time.add_timer_at(at, move || {
+            if let Some(network) = network.upgrade() {
+                network.arrive(arrival, id, toward, segment);
+            }
+        });
     }
 
     /// A segment reaches its end of the connection: handed to the endpoint, or
@@ -823,5 +829,21 @@ mod tests {
             net.wait(20).await;
             assert_eq!(net.client_responses(), vec![5], "the new request's answer comes back under the client's own id");
         });
+    }
+
+    /// A segment still on its way when the run ends must not keep the network
+    /// (and through its timer handle, the runtime) alive: that leaked every
+    /// seed's network into the next.
+    #[test]
+    fn the_network_is_freed_with_its_run() {
+        let runtime = madsim::runtime::Runtime::with_seed_and_config(7, madsim::Config::default());
+        let network = runtime.block_on(async {
+            let mut net = Net::new();
+            net.established().await;
+            net.request(1);
+            Arc::downgrade(&net.network)
+        });
+        drop(runtime);
+        assert!(network.upgrade().is_none(), "the network outlived its run");
     }
 }
