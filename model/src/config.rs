@@ -4,6 +4,7 @@
 //! reads the names it knows and refuses the rest, so a misspelt key is an error
 //! rather than a silently ignored setting.
 
+use crate::net::NetworkConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -117,9 +118,24 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay: Duration,
     pub group_min_session_timeout: Duration,
     pub group_max_session_timeout: Duration,
+    /// How long a broker waits for another broker's (or the controller's)
+    /// answer before it closes the connection: Kafka's `request.timeout.ms`,
+    /// which the replica fetchers and the transaction markers use.
+    pub request_timeout: Duration,
+    pub network: NetworkConfig,
+    /// A deliberately injected bug behind a test-only switch
+    /// (`kafsim.test.panic.on.restart`): a broker panics when it restarts, so
+    /// tests can show a panic is reported with its seed and shrinks to its crash.
+    pub panic_on_restart: bool,
 }
 
 pub const BROKER_PROPERTIES: &[&str] = &[
+    "kafsim.test.panic.on.restart",
+    "request.timeout.ms",
+    "reconnect.backoff.ms",
+    "reconnect.backoff.max.ms",
+    "socket.connection.setup.timeout.ms",
+    "socket.connection.setup.timeout.max.ms",
     "min.insync.replicas",
     "unclean.leader.election.enable",
     "log.flush.interval.messages",
@@ -166,6 +182,9 @@ impl BrokerConfig {
             group_initial_rebalance_delay: reader.millis("group.initial.rebalance.delay.ms", 3_000)?,
             group_min_session_timeout: reader.millis("group.min.session.timeout.ms", 6_000)?,
             group_max_session_timeout: reader.millis("group.max.session.timeout.ms", 1_800_000)?,
+            request_timeout: reader.millis("request.timeout.ms", 30_000)?,
+            network: reader.network()?,
+            panic_on_restart: reader.boolean("kafsim.test.panic.on.restart", false)?,
         })
     }
 }
@@ -197,9 +216,17 @@ pub struct ProducerConfig {
     /// KIP-98: makes the producer transactional (and idempotent).
     pub transactional_id: Option<String>,
     pub transaction_timeout: Duration,
+    pub network: NetworkConfig,
 }
 
+/// The connection settings every Kafka client shares (`NetworkConfig`).
+const NETWORK_PROPERTIES: [&str; 4] = ["reconnect.backoff.ms", "reconnect.backoff.max.ms", "socket.connection.setup.timeout.ms", "socket.connection.setup.timeout.max.ms"];
+
 pub const PRODUCER_PROPERTIES: &[&str] = &[
+    "reconnect.backoff.ms",
+    "reconnect.backoff.max.ms",
+    "socket.connection.setup.timeout.ms",
+    "socket.connection.setup.timeout.max.ms",
     "transactional.id",
     "transaction.timeout.ms",
     "acks",
@@ -264,6 +291,7 @@ impl ProducerConfig {
             metadata_max_age: reader.millis("metadata.max.age.ms", 300_000)?,
             transactional_id,
             transaction_timeout: reader.millis("transaction.timeout.ms", 60_000)?,
+            network: reader.network()?,
         })
     }
 }
@@ -299,9 +327,14 @@ pub struct ConsumerConfig {
     /// leader, this consumer gives every member every partition, so tests can
     /// show that `group-overlap` catches a broken assignment.
     pub overlapping_assignment: bool,
+    pub network: NetworkConfig,
 }
 
 pub const CONSUMER_PROPERTIES: &[&str] = &[
+    "reconnect.backoff.ms",
+    "reconnect.backoff.max.ms",
+    "socket.connection.setup.timeout.ms",
+    "socket.connection.setup.timeout.max.ms",
     "auto.offset.reset",
     "fetch.max.wait.ms",
     "max.poll.records",
@@ -346,11 +379,24 @@ impl ConsumerConfig {
             auto_commit_interval: reader.millis("auto.commit.interval.ms", 5_000)?,
             assignors: reader.assignors("partition.assignment.strategy")?,
             overlapping_assignment: reader.boolean("kafsim.test.overlapping.assignment", false)?,
+            network: reader.network()?,
         })
     }
 }
 
 impl Reader<'_> {
+    /// Kafka's connection settings (`reconnect.backoff.ms` and kin), with their defaults.
+    fn network(&self) -> Result<NetworkConfig, ConfigError> {
+        let defaults = NetworkConfig::default();
+        let [reconnect, reconnect_max, setup, setup_max] = NETWORK_PROPERTIES;
+        Ok(NetworkConfig {
+            reconnect_backoff: self.millis(reconnect, defaults.reconnect_backoff.as_millis() as u64)?,
+            reconnect_backoff_max: self.millis(reconnect_max, defaults.reconnect_backoff_max.as_millis() as u64)?,
+            connection_setup_timeout: self.millis(setup, defaults.connection_setup_timeout.as_millis() as u64)?,
+            connection_setup_timeout_max: self.millis(setup_max, defaults.connection_setup_timeout_max.as_millis() as u64)?,
+        })
+    }
+
     /// A comma-separated list of assignors, by Kafka class name or short name.
     /// Kafka's default is `[RangeAssignor, CooperativeStickyAssignor]`, which
     /// rebalances eagerly until every member drops the range assignor (KIP-429).

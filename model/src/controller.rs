@@ -9,7 +9,9 @@
 //! replicas are not modelled yet.
 
 use crate::config::BrokerConfig;
-use crate::protocol::{ClusterMetadata, ErrorCode, Message, PartitionState, Send};
+use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient, NetworkConfig};
+use crate::node::{Node, Outbox};
+use crate::protocol::{ClusterMetadata, ErrorCode, Message, PartitionState};
 use crate::storage::{Checkpoint, DiskOp, DurableState};
 use crate::time::Instant;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, TopicPartition};
@@ -32,6 +34,7 @@ pub struct ControllerConfig {
     pub topics: Vec<TopicSpec>,
     pub broker_session_timeout: Duration,
     pub unclean_leader_election_enable: bool,
+    pub network: NetworkConfig,
 }
 
 impl ControllerConfig {
@@ -41,6 +44,7 @@ impl ControllerConfig {
             topics,
             broker_session_timeout: broker.broker_session_timeout,
             unclean_leader_election_enable: broker.unclean_leader_election_enable,
+            network: broker.network,
         }
     }
 }
@@ -59,11 +63,8 @@ pub struct ControllerSnapshot {
     pub metadata: ClusterMetadata,
 }
 
-#[derive(Clone, Debug)]
-pub enum ControllerOutput {
-    Send(Send),
-    Disk(DiskOp),
-}
+/// The controller reports nothing besides its messages and disk writes.
+pub type ControllerEvent = std::convert::Infallible;
 
 pub struct Controller {
     config: ControllerConfig,
@@ -71,6 +72,10 @@ pub struct Controller {
     last_heartbeat: BTreeMap<NodeId, Instant>,
     metadata: Arc<ClusterMetadata>,
     dirty: bool,
+    /// The controller's own connections to the brokers, for UpdateMetadata.
+    network: NetworkClient<()>,
+    /// Per broker, the metadata version pushed on its current connection.
+    pushed: BTreeMap<NodeId, u64>,
 }
 
 impl Controller {
@@ -78,7 +83,7 @@ impl Controller {
     /// there is none. Kafka assigns replicas round-robin from a random broker; here
     /// partition `p`'s replicas start at broker `p mod n`, which is as balanced and
     /// needs no randomness.
-    pub fn recover(now: Instant, config: ControllerConfig, durable: &DurableState) -> Controller {
+    pub fn recover(now: Instant, config: ControllerConfig, durable: &DurableState, jitter_seed: u64) -> Controller {
         let state = match durable.controller() {
             Some(snapshot) => snapshot.clone(),
             None => ControllerSnapshot { next_broker_epoch: 1, registrations: BTreeMap::new(), metadata: bootstrap_metadata(&config) },
@@ -86,7 +91,8 @@ impl Controller {
         // A restarted controller gives every registered broker a full session before fencing it.
         let last_heartbeat = state.registrations.keys().map(|broker| (*broker, now)).collect();
         let metadata = Arc::new(state.metadata.clone());
-        Controller { config, state, last_heartbeat, metadata, dirty: durable.controller().is_none() }
+        let network = NetworkClient::new(config.network, jitter_seed);
+        Controller { config, state, last_heartbeat, metadata, dirty: durable.controller().is_none(), network, pushed: BTreeMap::new() }
     }
 
     pub fn metadata(&self) -> &Arc<ClusterMetadata> {
@@ -97,7 +103,7 @@ impl Controller {
         &self.state.registrations
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    fn session_deadline(&self) -> Option<Instant> {
         self.last_heartbeat
             .iter()
             .filter(|(broker, _)| self.state.registrations.get(broker).is_some_and(|registration| !registration.fenced))
@@ -105,42 +111,24 @@ impl Controller {
             .min()
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<ControllerOutput>) {
-        let expired: Vec<NodeId> = self
-            .last_heartbeat
-            .iter()
-            .filter(|(broker, last)| {
-                now.saturating_since(**last) >= self.config.broker_session_timeout
-                    && self.state.registrations.get(broker).is_some_and(|registration| !registration.fenced)
-            })
-            .map(|(broker, _)| *broker)
-            .collect();
-        for broker in expired {
-            tracing::info!(broker = broker.0, "controller fences broker: session timed out");
-            self.fence(broker);
-        }
-        self.publish(out);
-    }
-
-    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<ControllerOutput>) {
+    fn handle_request(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Outbox<ControllerEvent>) {
         match message {
-            Message::BrokerHeartbeat { broker, broker_epoch, metadata_version } if broker == from => {
-                self.handle_heartbeat(now, broker, broker_epoch, metadata_version, out)
+            Message::BrokerHeartbeat { correlation_id, broker, broker_epoch, metadata_version } if broker == from => {
+                self.handle_heartbeat(now, correlation_id, broker, broker_epoch, metadata_version, out)
             }
-            Message::AlterPartitionRequest { broker, broker_epoch, partition, leader_epoch, partition_epoch, new_isr } => {
+            Message::AlterPartitionRequest { correlation_id, broker, broker_epoch, partition, leader_epoch, partition_epoch, new_isr } => {
                 let result = self.handle_alter_partition(broker, broker_epoch, &partition, leader_epoch, partition_epoch, new_isr);
-                out.push(ControllerOutput::Send(Send { to: from, message: Message::AlterPartitionResponse { partition, result } }));
+                out.send(from, Message::AlterPartitionResponse { correlation_id, partition, result });
             }
             Message::MetadataRequest { correlation_id } => {
                 let metadata = self.metadata.clone();
-                out.push(ControllerOutput::Send(Send { to: from, message: Message::MetadataResponse { correlation_id, metadata } }));
+                out.send(from, Message::MetadataResponse { correlation_id, metadata });
             }
             _ => {}
         }
-        self.publish(out);
     }
 
-    fn handle_heartbeat(&mut self, now: Instant, broker: NodeId, broker_epoch: Option<BrokerEpoch>, metadata_version: u64, out: &mut Vec<ControllerOutput>) {
+    fn handle_heartbeat(&mut self, now: Instant, correlation_id: u64, broker: NodeId, broker_epoch: Option<BrokerEpoch>, metadata_version: u64, out: &mut Outbox<ControllerEvent>) {
         if !self.config.brokers.contains(&broker) {
             return;
         }
@@ -169,15 +157,15 @@ impl Controller {
                 epoch
             }
             (Some(epoch), _) => {
-                let message = Message::BrokerHeartbeatResponse { broker_epoch: epoch, metadata: None, error: Some(ErrorCode::StaleBrokerEpoch) };
-                out.push(ControllerOutput::Send(Send { to: broker, message }));
+                let message = Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: epoch, metadata: None, error: Some(ErrorCode::StaleBrokerEpoch) };
+                out.send(broker, message);
                 return;
             }
         };
         self.last_heartbeat.insert(broker, now);
         self.refresh_metadata();
         let metadata = (broker_epoch.is_none() || metadata_version < self.metadata.version).then(|| self.metadata.clone());
-        out.push(ControllerOutput::Send(Send { to: broker, message: Message::BrokerHeartbeatResponse { broker_epoch: epoch, metadata, error: None } }));
+        out.send(broker, Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: epoch, metadata, error: None });
     }
 
     fn handle_alter_partition(
@@ -299,23 +287,75 @@ impl Controller {
     }
 
     /// After a change: persist, then push the new metadata to every live broker.
-    fn publish(&mut self, out: &mut Vec<ControllerOutput>) {
-        if !self.dirty {
-            return;
-        }
-        self.refresh_metadata();
-        self.dirty = false;
-        out.push(ControllerOutput::Disk(DiskOp::Checkpoint(Checkpoint::Controller(self.state.clone()))));
+    fn publish(&mut self, now: Instant, out: &mut Outbox<ControllerEvent>) {
+        self.start(out);
+        self.push_metadata(now, out);
+    }
+
+    /// UpdateMetadata to every unfenced broker that has not had the current
+    /// version on its connection, opening connections as needed.
+    fn push_metadata(&mut self, now: Instant, out: &mut Outbox<ControllerEvent>) {
+        let version = self.metadata.version;
         for (broker, registration) in &self.state.registrations {
-            if !registration.fenced {
-                out.push(ControllerOutput::Send(Send { to: *broker, message: Message::UpdateMetadata { metadata: self.metadata.clone() } }));
+            if registration.fenced || self.pushed.get(broker).is_some_and(|pushed| *pushed >= version) {
+                continue;
+            }
+            let destination = Destination::new(*broker, Channel::Default);
+            if self.network.ready(now, destination, out) {
+                self.network.send_one_way(destination, Message::UpdateMetadata { metadata: self.metadata.clone() }, out);
+                self.pushed.insert(*broker, version);
             }
         }
     }
 
-    /// Persists the bootstrap metadata on first start.
-    pub fn start(&mut self, out: &mut Vec<ControllerOutput>) {
-        self.publish(out);
+    /// Persists the bootstrap metadata on first start; the metadata goes out
+    /// with the first `handle_timeout`, once the controller's driver runs it.
+    pub fn start(&mut self, out: &mut Outbox<ControllerEvent>) {
+        if self.dirty {
+            self.refresh_metadata();
+            self.dirty = false;
+            out.disk.push(DiskOp::Checkpoint(Checkpoint::Controller(self.state.clone())));
+        }
+    }
+}
+
+impl Node for Controller {
+    type Event = ControllerEvent;
+
+    fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Outbox<ControllerEvent>) {
+        self.handle_request(now, from, message, out);
+        self.publish(now, out);
+    }
+
+    fn handle_connection(&mut self, now: Instant, destination: Destination, event: ConnectionEvent, out: &mut Outbox<ControllerEvent>) {
+        self.network.handle_connection(now, destination, event);
+        if matches!(event, ConnectionEvent::Closed(_)) {
+            // What reaches the broker on its next connection starts afresh.
+            self.pushed.remove(&destination.node);
+        }
+        self.publish(now, out);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Outbox<ControllerEvent>) {
+        self.network.poll_timeouts(now, out);
+        let expired: Vec<NodeId> = self
+            .last_heartbeat
+            .iter()
+            .filter(|(broker, last)| {
+                now.saturating_since(**last) >= self.config.broker_session_timeout
+                    && self.state.registrations.get(broker).is_some_and(|registration| !registration.fenced)
+            })
+            .map(|(broker, _)| *broker)
+            .collect();
+        for broker in expired {
+            tracing::info!(broker = broker.0, "controller fences broker: session timed out");
+            self.fence(broker);
+        }
+        self.publish(now, out);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        crate::time::earliest(self.session_deadline(), self.network.next_deadline())
     }
 }
 
@@ -351,11 +391,12 @@ mod tests {
             topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
             broker_session_timeout: Duration::from_secs(9),
             unclean_leader_election_enable: unclean,
+            network: NetworkConfig::default(),
         };
-        let mut controller = Controller::recover(Instant::ZERO, config, &DurableState::default());
-        let mut out = Vec::new();
+        let mut controller = Controller::recover(Instant::ZERO, config, &DurableState::default(), 1);
+        let mut out = Outbox::new(NodeId(1000));
         for broker in 1..=3 {
-            controller.handle_message(Instant::ZERO, NodeId(broker), Message::BrokerHeartbeat { broker: NodeId(broker), broker_epoch: None, metadata_version: 0 }, &mut out);
+            controller.handle_message(Instant::ZERO, NodeId(broker), Message::BrokerHeartbeat { correlation_id: 1, broker: NodeId(broker), broker_epoch: None, metadata_version: 0 }, &mut out);
         }
         controller
     }
@@ -368,10 +409,10 @@ mod tests {
     fn fencing_the_leader_elects_the_next_isr_member_and_bumps_the_epoch() {
         let mut controller = controller(false);
         assert_eq!(state(&controller).leader, Some(NodeId(1)));
-        let mut out = Vec::new();
+        let mut out = Outbox::new(NodeId(1000));
         // Brokers 2 and 3 keep heartbeating; broker 1 goes silent.
         for broker in [2, 3] {
-            controller.handle_message(Instant::from_micros(5_000_000), NodeId(broker), Message::BrokerHeartbeat { broker: NodeId(broker), broker_epoch: Some(BrokerEpoch(broker as u64)), metadata_version: 0 }, &mut out);
+            controller.handle_message(Instant::from_micros(5_000_000), NodeId(broker), Message::BrokerHeartbeat { correlation_id: 1, broker: NodeId(broker), broker_epoch: Some(BrokerEpoch(broker as u64)), metadata_version: 0 }, &mut out);
         }
         controller.handle_timeout(Instant::from_micros(10_000_000), &mut out);
         let after = state(&controller);
@@ -384,10 +425,11 @@ mod tests {
     fn the_last_isr_member_stays_and_only_unclean_election_picks_another_replica() {
         for unclean in [false, true] {
             let mut controller = controller(unclean);
-            let mut out = Vec::new();
-            let shrink = |controller: &mut Controller, isr: Vec<NodeId>, out: &mut Vec<ControllerOutput>| {
+            let mut out = Outbox::new(NodeId(1000));
+            let shrink = |controller: &mut Controller, isr: Vec<NodeId>, out: &mut Outbox<ControllerEvent>| {
                 let current = state(controller);
                 controller.handle_message(Instant::ZERO, NodeId(1), Message::AlterPartitionRequest {
+                    correlation_id: 1,
                     broker: NodeId(1), broker_epoch: BrokerEpoch(1), partition: TopicPartition::new("t", 0),
                     leader_epoch: current.leader_epoch, partition_epoch: current.partition_epoch, new_isr: isr,
                 }, out);
@@ -395,7 +437,7 @@ mod tests {
             shrink(&mut controller, vec![NodeId(1)], &mut out);
             assert_eq!(state(&controller).isr, vec![NodeId(1)]);
             for broker in [2, 3] {
-                controller.handle_message(Instant::from_micros(5_000_000), NodeId(broker), Message::BrokerHeartbeat { broker: NodeId(broker), broker_epoch: Some(BrokerEpoch(broker as u64)), metadata_version: 0 }, &mut out);
+                controller.handle_message(Instant::from_micros(5_000_000), NodeId(broker), Message::BrokerHeartbeat { correlation_id: 1, broker: NodeId(broker), broker_epoch: Some(BrokerEpoch(broker as u64)), metadata_version: 0 }, &mut out);
             }
             controller.handle_timeout(Instant::from_micros(10_000_000), &mut out);
             let after = state(&controller);
@@ -412,8 +454,9 @@ mod tests {
     #[test]
     fn a_stale_leader_epoch_cannot_alter_the_isr() {
         let mut controller = controller(false);
-        let mut out = Vec::new();
+        let mut out = Outbox::new(NodeId(1000));
         controller.handle_message(Instant::ZERO, NodeId(1), Message::AlterPartitionRequest {
+                    correlation_id: 1,
             broker: NodeId(1), broker_epoch: BrokerEpoch(1), partition: TopicPartition::new("t", 0),
             leader_epoch: LeaderEpoch(7), partition_epoch: PartitionEpoch(0), new_isr: vec![NodeId(1)],
         }, &mut out);

@@ -13,11 +13,15 @@ pub mod controller;
 pub mod coordinator;
 pub mod hash;
 pub mod log;
+pub mod net;
+pub mod node;
 pub mod partition;
 pub mod partition_map;
 pub mod protocol;
 pub mod record;
 pub mod storage;
+#[cfg(test)]
+mod testkit;
 pub mod time;
 pub mod txn_index;
 pub mod types;

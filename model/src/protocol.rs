@@ -7,6 +7,7 @@ use crate::config::Acks;
 use crate::coordinator::group::protocol::GroupMessage;
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::coordinator::CoordinatorType;
+use crate::net::Channel;
 use crate::record::{ProducerStamp, Record, SharedBatch};
 use crate::txn_index::AbortedTransaction;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, ProducerId, TopicPartition};
@@ -50,6 +51,9 @@ pub enum ErrorCode {
     InvalidProducerEpoch,
     /// A client gave up waiting for the response (the request may still have been served).
     NetworkTimeout,
+    /// The connection closed with the request in flight (Kafka's NETWORK_EXCEPTION):
+    /// the request may still have been served.
+    NetworkException,
     /// Group coordination: the request's generation is not the group's current one.
     IllegalGeneration,
     /// Group coordination: the member is not (or no longer) in the group.
@@ -80,7 +84,7 @@ impl ErrorCode {
 
     /// Whether a produce that failed with this error may nonetheless be in the log.
     pub fn maybe_written(self) -> bool {
-        matches!(self, ErrorCode::NotEnoughReplicasAfterAppend | ErrorCode::RequestTimedOut | ErrorCode::NetworkTimeout)
+        matches!(self, ErrorCode::NotEnoughReplicasAfterAppend | ErrorCode::RequestTimedOut | ErrorCode::NetworkTimeout | ErrorCode::NetworkException)
     }
 }
 
@@ -177,10 +181,11 @@ pub enum Message {
     InitProducerIdRequest { correlation_id: u64 },
     InitProducerIdResponse { correlation_id: u64, result: Result<(ProducerId, u16), ErrorCode> },
     /// A broker's registration (`broker_epoch` None, after every start) or heartbeat.
-    BrokerHeartbeat { broker: NodeId, broker_epoch: Option<BrokerEpoch>, metadata_version: u64 },
-    BrokerHeartbeatResponse { broker_epoch: BrokerEpoch, metadata: Option<Arc<ClusterMetadata>>, error: Option<ErrorCode> },
+    BrokerHeartbeat { correlation_id: u64, broker: NodeId, broker_epoch: Option<BrokerEpoch>, metadata_version: u64 },
+    BrokerHeartbeatResponse { correlation_id: u64, broker_epoch: BrokerEpoch, metadata: Option<Arc<ClusterMetadata>>, error: Option<ErrorCode> },
     /// KIP-497: a leader asks the controller to change a partition's ISR.
     AlterPartitionRequest {
+        correlation_id: u64,
         broker: NodeId,
         broker_epoch: BrokerEpoch,
         partition: TopicPartition,
@@ -188,7 +193,7 @@ pub enum Message {
         partition_epoch: PartitionEpoch,
         new_isr: Vec<NodeId>,
     },
-    AlterPartitionResponse { partition: TopicPartition, result: Result<PartitionState, ErrorCode> },
+    AlterPartitionResponse { correlation_id: u64, partition: TopicPartition, result: Result<PartitionState, ErrorCode> },
     /// The controller pushes metadata to brokers as soon as it changes.
     UpdateMetadata { metadata: Arc<ClusterMetadata> },
     /// Group coordination and committed offsets (`coordinator::group::protocol`).
@@ -197,6 +202,35 @@ pub enum Message {
     Group(Box<GroupMessage>),
     /// Transactions (`coordinator::txn::protocol`).
     Txn(TxnMessage),
+}
+
+/// The correlation id field of the variants `Message` defines itself (group and
+/// transaction messages have their own), by reference or mutable reference as
+/// `$message` is borrowed: one list for both accessors.
+macro_rules! own_correlation_field {
+    ($message:expr) => {
+        match $message {
+            Message::MetadataRequest { correlation_id }
+            | Message::MetadataResponse { correlation_id, .. }
+            | Message::ProduceRequest { correlation_id, .. }
+            | Message::ProduceResponse { correlation_id, .. }
+            | Message::FetchRequest { correlation_id, .. }
+            | Message::FetchResponse { correlation_id, .. }
+            | Message::ListOffsetsRequest { correlation_id, .. }
+            | Message::ListOffsetsResponse { correlation_id, .. }
+            | Message::OffsetsForLeaderEpochRequest { correlation_id, .. }
+            | Message::OffsetsForLeaderEpochResponse { correlation_id, .. }
+            | Message::FindCoordinatorRequest { correlation_id, .. }
+            | Message::FindCoordinatorResponse { correlation_id, .. }
+            | Message::InitProducerIdRequest { correlation_id }
+            | Message::InitProducerIdResponse { correlation_id, .. }
+            | Message::BrokerHeartbeat { correlation_id, .. }
+            | Message::BrokerHeartbeatResponse { correlation_id, .. }
+            | Message::AlterPartitionRequest { correlation_id, .. }
+            | Message::AlterPartitionResponse { correlation_id, .. } => Some(correlation_id),
+            Message::UpdateMetadata { .. } | Message::Group(_) | Message::Txn(_) => None,
+        }
+    };
 }
 
 impl Message {
@@ -210,6 +244,65 @@ impl Message {
             Message::Group(message) if message.routes_to_coordinator() => Some(CoordinatorType::Group),
             Message::Txn(message) if message.routes_to_coordinator() => Some(CoordinatorType::Transaction),
             _ => None,
+        }
+    }
+
+    /// Whether this answers a request (and so travels on a connection its
+    /// receiver opened) rather than being one.
+    pub fn is_response(&self) -> bool {
+        match self {
+            Message::MetadataResponse { .. }
+            | Message::ProduceResponse { .. }
+            | Message::FetchResponse { .. }
+            | Message::ListOffsetsResponse { .. }
+            | Message::OffsetsForLeaderEpochResponse { .. }
+            | Message::FindCoordinatorResponse { .. }
+            | Message::InitProducerIdResponse { .. }
+            | Message::BrokerHeartbeatResponse { .. }
+            | Message::AlterPartitionResponse { .. } => true,
+            Message::MetadataRequest { .. }
+            | Message::ProduceRequest { .. }
+            | Message::FetchRequest { .. }
+            | Message::ListOffsetsRequest { .. }
+            | Message::OffsetsForLeaderEpochRequest { .. }
+            | Message::FindCoordinatorRequest { .. }
+            | Message::InitProducerIdRequest { .. }
+            | Message::BrokerHeartbeat { .. }
+            | Message::AlterPartitionRequest { .. }
+            | Message::UpdateMetadata { .. } => false,
+            Message::Group(message) => !message.routes_to_coordinator(),
+            Message::Txn(message) => message.is_response(),
+        }
+    }
+
+    /// The connection this message travels on (`net::Channel`).
+    pub fn channel(&self) -> Channel {
+        match self {
+            Message::Group(_) => Channel::GroupCoordinator,
+            Message::Txn(TxnMessage::WriteTxnMarkersRequest { .. } | TxnMessage::WriteTxnMarkersResponse { .. }) => Channel::TxnMarkers,
+            Message::BrokerHeartbeat { .. } | Message::BrokerHeartbeatResponse { .. } => Channel::Heartbeat,
+            _ => Channel::Default,
+        }
+    }
+
+    /// The correlation id a request carries or a response echoes; None for
+    /// UpdateMetadata, which the controller pushes without expecting an answer.
+    pub fn correlation_id(&self) -> Option<u64> {
+        match self {
+            Message::Group(message) => Some(message.correlation_id()),
+            Message::Txn(message) => Some(message.correlation_id()),
+            _ => own_correlation_field!(self).copied(),
+        }
+    }
+
+    /// The correlation id, for the simulator's network: it gives each request
+    /// an id unique to its connection and restores the client's id on the
+    /// response, so a response reaches only the connection its request came on.
+    pub fn correlation_id_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Message::Group(message) => Some(message.correlation_id_mut()),
+            Message::Txn(message) => Some(message.correlation_id_mut()),
+            _ => own_correlation_field!(self),
         }
     }
 
@@ -232,9 +325,11 @@ impl Message {
     }
 }
 
-/// A message on its way out of a node.
+/// A message on its way out of a node: from one of its network endpoints
+/// (`Outbox::me`) to another node's.
 #[derive(Clone, Debug)]
 pub struct Send {
+    pub from: NodeId,
     pub to: NodeId,
     pub message: Message,
 }

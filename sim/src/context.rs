@@ -12,7 +12,7 @@ use crate::node::producer::{ProducerNode, ProducerProgress};
 use crate::scenario::Scenario;
 use kafsim_model::{Instant, NodeId};
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -42,7 +42,12 @@ pub struct Roster {
 }
 
 pub const CONTROLLER_ID: NodeId = NodeId(1000);
-const PORT: u16 = 9092;
+/// Pipeline member `n` is node 4000 + n; its producer's endpoint is 6000 + n.
+const PIPELINE_PRODUCER_OFFSET: u32 = 2000;
+
+pub fn pipeline_producer_endpoint(number: u32) -> NodeId {
+    NodeId(4000 + PIPELINE_PRODUCER_OFFSET + number)
+}
 
 impl Roster {
     pub fn for_scenario(scenario: &Scenario) -> Roster {
@@ -81,12 +86,27 @@ impl Roster {
         self.entries.iter().find(|entry| entry.id == id).expect("every node id comes from the roster")
     }
 
-    pub fn by_name(&self, name: &str) -> Option<&RosterEntry> {
-        self.entries.iter().find(|entry| &*entry.name == name)
+    /// The network endpoints a node holds, its own id first: a pipeline member
+    /// runs a consumer and a producer, each with connections of its own (as a
+    /// Kafka Streams application's two clients have), the producer's at
+    /// `pipeline_producer_endpoint`.
+    pub fn endpoints(&self, id: NodeId) -> Vec<NodeId> {
+        match self.entry(id).role {
+            NodeRole::Pipeline { number, .. } => vec![id, pipeline_producer_endpoint(number)],
+            _ => vec![id],
+        }
     }
 
-    pub fn address(&self, id: NodeId) -> SocketAddr {
-        SocketAddr::new(self.entry(id).ip, PORT)
+    /// The name of the node an endpoint belongs to.
+    pub fn endpoint_name(&self, endpoint: NodeId) -> Arc<str> {
+        match self.entries.iter().find(|entry| entry.id == endpoint) {
+            Some(entry) => entry.name.clone(),
+            None => format!("{} (producer)", self.entry(NodeId(endpoint.0 - PIPELINE_PRODUCER_OFFSET)).name).into(),
+        }
+    }
+
+    pub fn by_name(&self, name: &str) -> Option<&RosterEntry> {
+        self.entries.iter().find(|entry| &*entry.name == name)
     }
 
     pub fn brokers(&self) -> Vec<NodeId> {
@@ -184,6 +204,7 @@ pub struct RunContext {
     start_elapsed: std::time::Duration,
     pub history: Arc<Mutex<History>>,
     pub disks: BTreeMap<NodeId, SharedDisk>,
+    pub network: Arc<crate::network::Network>,
     pub producer_progress: BTreeMap<NodeId, Arc<Mutex<ProducerProgress>>>,
     pub pipeline_progress: BTreeMap<NodeId, Arc<Mutex<PipelineProgress>>>,
     pub live: Mutex<LiveNodes>,
@@ -199,11 +220,15 @@ impl RunContext {
         let disks = roster.ids(|role| matches!(role, NodeRole::Controller | NodeRole::Broker)).into_iter().map(|id| (id, SharedDisk::default())).collect();
         let producer_progress = roster.ids(|role| matches!(role, NodeRole::Producer { .. })).into_iter().map(|id| (id, Arc::default())).collect();
         let pipeline_progress = roster.ids(|role| matches!(role, NodeRole::Pipeline { .. })).into_iter().map(|id| (id, Arc::default())).collect();
+        let start = madsim::time::Instant::now();
+        let endpoints: Vec<(NodeId, Vec<NodeId>)> = roster.entries.iter().map(|entry| (entry.id, roster.endpoints(entry.id))).collect();
+        let network = Arc::new(crate::network::Network::new(madsim::runtime::Handle::current().seed(), start, &endpoints));
         RunContext {
+            network,
             pipeline_progress,
             scenario,
             roster,
-            start: madsim::time::Instant::now(),
+            start,
             time: madsim::time::TimeHandle::current(),
             start_elapsed: madsim::time::TimeHandle::current().elapsed(),
             history,

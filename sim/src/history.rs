@@ -127,6 +127,9 @@ pub enum OpBody {
     /// Last, after the group variants, so the variants before it keep their
     /// discriminants and the trace hashes of runs without transactions stay as they were.
     Txn { number: u64, values: Vec<Value>, error: Option<String> },
+    /// A connection a node opened closed: reset by its peer, refused, or
+    /// closed by the node itself (a request timed out), with which peer and why.
+    Connection { event: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -193,6 +196,7 @@ impl fmt::Display for OpDescription<'_> {
             }
             OpBody::Seek { partition, offset, reason } => write!(f, "seek {partition} to {offset} ({reason})"),
             OpBody::ClientStart => write!(f, "client start"),
+            OpBody::Connection { event } => write!(f, "{event}"),
             OpBody::Assign { group, generation, partitions } => write!(f, "assign {group} gen {generation} {partitions:?}"),
             OpBody::Revoke { group, generation, partitions, reason } => write!(f, "revoke {group} gen {generation} {partitions:?} ({reason})"),
             OpBody::Commit { group, generation, offsets, error } => {

@@ -1,19 +1,20 @@
 //! The nemesis: turns the scenario's `[faults]` into a timed schedule and applies
 //! it, recording every fault and every undo in the history.
 //!
-//! Faults it can inject: process crash (page cache survives), power loss (only
-//! flushed writes survive, the last may be torn), pause (a stalled process that
-//! wakes still believing what it believed), node isolation, a split of the
-//! cluster in two (clients land on either side), one-way links (a node that hears
-//! but cannot speak), packet loss, added latency, and power loss of every replica
-//! of one partition at once. Random mode draws kind, target, time and duration
-//! from the seed; scripted mode follows `[[faults.schedule]]`.
+//! Faults it can inject: process crash (page cache survives; peers' connections
+//! are reset), power loss (only flushed writes survive, the last may be torn;
+//! nothing tells the peers), pause (a stalled process that wakes still believing
+//! what it believed), node isolation, a split of the cluster in two (clients
+//! land on either side), one-way links (a node that hears but cannot speak),
+//! packet loss (retransmission latency: TCP loses nothing), added latency, and
+//! power loss of every replica of one partition at once. What each does to
+//! connections is `network`'s. Random mode draws kind, target, time and
+//! duration from the seed; scripted mode follows `[[faults.schedule]]`.
 
 use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
 use crate::history::{OpBody, OpType};
 use crate::scenario::{Action, FaultKind, ScheduledFault, Target};
 use kafsim_model::{Instant, NodeId, TopicPartition};
-use madsim::net::NetSim;
 use madsim::runtime::Handle;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -22,18 +23,15 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// madsim's default link latency, restored when a latency fault ends.
-const BASE_LATENCY: std::ops::Range<Duration> = Duration::from_millis(1)..Duration::from_millis(10);
-
 /// A fault in effect, with what undoing it takes.
 #[derive(Clone, Debug)]
 enum Applied {
     Down { nodes: Vec<NodeId>, power_loss: bool },
     Paused(Vec<NodeId>),
-    /// A split: `side` against the rest, cut along `links`.
+    /// A split: `side` against the rest, cut along `links` (each direction).
     Links { side: Vec<NodeId>, links: Vec<(NodeId, NodeId)> },
-    Isolated(NodeId),
-    SilencedOutbound(NodeId),
+    Isolated { node: NodeId, links: Vec<(NodeId, NodeId)> },
+    SilencedOutbound { node: NodeId, links: Vec<(NodeId, NodeId)> },
     Loss(f64),
     Latency(Duration),
 }
@@ -86,8 +84,8 @@ impl Nemesis {
             Applied::Down { nodes, power_loss: false } => (Action::Crash, target(nodes), None, None),
             Applied::Paused(nodes) => (Action::Pause, target(nodes), None, None),
             Applied::Links { side, .. } => (Action::Partition, Target::Nodes(self.names_of(side)), None, None),
-            Applied::Isolated(node) => (Action::Isolate, target(&[*node]), None, None),
-            Applied::SilencedOutbound(node) => (Action::OneWay, target(&[*node]), None, None),
+            Applied::Isolated { node, .. } => (Action::Isolate, target(&[*node]), None, None),
+            Applied::SilencedOutbound { node, .. } => (Action::OneWay, target(&[*node]), None, None),
             Applied::Loss(rate) => (Action::Loss, Target::Random, Some(*rate), None),
             Applied::Latency(extra) => (Action::Latency, Target::Random, None, Some(*extra)),
         };
@@ -297,7 +295,7 @@ impl Nemesis {
             }
             Action::Heal => {
                 self.undo_matching(|active| {
-                    matches!(active.applied, Applied::Links { .. } | Applied::Isolated(_) | Applied::SilencedOutbound(_) | Applied::Loss(_) | Applied::Latency(_))
+                    matches!(active.applied, Applied::Links { .. } | Applied::Isolated { .. } | Applied::SilencedOutbound { .. } | Applied::Loss(_) | Applied::Latency(_))
                 });
                 None
             }
@@ -327,12 +325,13 @@ impl Nemesis {
 
     fn crash(&mut self, nodes: Vec<NodeId>, power_loss: bool) -> Applied {
         let handle = Handle::current();
+        let now = self.ctx.now();
         for node in &nodes {
             if power_loss {
                 if let Some(disk) = self.ctx.disks.get(node) {
                     // What survives a power loss depends only on the run seed, the
                     // time and the node, so a replayed schedule loses the same writes.
-                    let at = self.ctx.now().as_micros();
+                    let at = now.as_micros();
                     let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ at.rotate_left(17) ^ u64::from(node.0).rotate_left(41));
                     disk.lock().expect("disk lock").power_loss(|pending| {
                         if pending == 0 || rng.gen_bool(0.5) {
@@ -341,10 +340,13 @@ impl Nemesis {
                         (rng.gen_range(0..=pending), rng.gen_bool(0.5))
                     });
                 }
+                self.ctx.network.power_loss(*node);
+            } else {
+                self.ctx.network.crash(now, *node);
             }
             handle.kill(self.ids[node]);
         }
-        let kind = if power_loss { "power-loss" } else { "crash" };
+        let kind = if power_loss { "power-loss (no reset: peers notice by their timeouts)" } else { "crash (peers' connections reset)" };
         self.record(format!("{kind} {}", self.names(&nodes)));
         Applied::Down { nodes, power_loss }
     }
@@ -357,16 +359,23 @@ impl Nemesis {
         Applied::Paused(nodes)
     }
 
+    /// Every host but `node`.
+    fn others(&self, node: NodeId) -> Vec<NodeId> {
+        self.ctx.roster.entries.iter().map(|entry| entry.id).filter(|other| *other != node).collect()
+    }
+
     fn isolate(&mut self, node: NodeId) -> Applied {
-        NetSim::current().clog_node(self.ids[&node]);
+        let links: Vec<(NodeId, NodeId)> = self.others(node).into_iter().flat_map(|other| [(node, other), (other, node)]).collect();
+        self.ctx.network.cut(&links);
         self.record(format!("isolate {}", self.node_name(node)));
-        Applied::Isolated(node)
+        Applied::Isolated { node, links }
     }
 
     fn silence_outbound(&mut self, node: NodeId) -> Applied {
-        NetSim::current().clog_node_out(self.ids[&node]);
+        let links: Vec<(NodeId, NodeId)> = self.others(node).into_iter().map(|other| (node, other)).collect();
+        self.ctx.network.cut(&links);
         self.record(format!("one-way: {} hears but cannot send", self.node_name(node)));
-        Applied::SilencedOutbound(node)
+        Applied::SilencedOutbound { node, links }
     }
 
     /// Splits the nodes in two: `side` (or a random minority of the servers) against
@@ -391,38 +400,37 @@ impl Nemesis {
                 right.push(client);
             }
         }
-        let net = NetSim::current();
         let mut links = Vec::new();
         for a in &left {
             for b in &right {
-                net.clog_link(self.ids[a], self.ids[b]);
-                net.clog_link(self.ids[b], self.ids[a]);
                 links.push((*a, *b));
+                links.push((*b, *a));
             }
         }
+        self.ctx.network.cut(&links);
         self.record(format!("partition [{}] | [{}]", self.names(&left), self.names(&right)));
         Applied::Links { side: left, links }
     }
 
     fn loss(&mut self, rate: f64) -> Applied {
-        NetSim::current().update_config(|config| config.packet_loss_rate = rate);
-        self.record(format!("packet loss {:.0}%", rate * 100.0));
+        self.ctx.network.set_loss_rate(rate);
+        self.record(format!("packet loss {:.0}% (retransmitted: late, never lost)", rate * 100.0));
         Applied::Loss(rate)
     }
 
     fn latency(&mut self, extra: Duration) -> Applied {
-        // The spread stays that of the base latency, below the transport's gap timeout.
-        NetSim::current().update_config(|config| config.send_latency = BASE_LATENCY.start + extra..BASE_LATENCY.end + extra);
+        self.ctx.network.set_extra_latency(extra);
         self.record(format!("latency +{}ms", extra.as_millis()));
         Applied::Latency(extra)
     }
 
     fn undo(&mut self, applied: Applied) {
-        let net = NetSim::current();
+        let now = self.ctx.now();
+        let network = self.ctx.network.clone();
         match applied {
             Applied::Down { nodes, .. } => {
                 for node in &nodes {
-                    // madsim's restart does not close the old incarnation's sockets;
+                    // madsim's restart does not close the old incarnation's tasks;
                     // a kill does, so a node downed twice can come back once cleanly.
                     Handle::current().kill(self.ids[node]);
                     Handle::current().restart(self.ids[node]);
@@ -436,26 +444,23 @@ impl Nemesis {
                 self.record(format!("resume {}", self.names(&nodes)));
             }
             Applied::Links { links, .. } => {
-                for (a, b) in links {
-                    net.unclog_link(self.ids[&a], self.ids[&b]);
-                    net.unclog_link(self.ids[&b], self.ids[&a]);
-                }
+                network.heal(now, &links);
                 self.record("heal partition".to_string());
             }
-            Applied::Isolated(node) => {
-                net.unclog_node(self.ids[&node]);
+            Applied::Isolated { node, links } => {
+                network.heal(now, &links);
                 self.record(format!("heal isolation of {}", self.node_name(node)));
             }
-            Applied::SilencedOutbound(node) => {
-                net.unclog_node_out(self.ids[&node]);
+            Applied::SilencedOutbound { node, links } => {
+                network.heal(now, &links);
                 self.record(format!("heal one-way link of {}", self.node_name(node)));
             }
             Applied::Loss(_) => {
-                net.update_config(|config| config.packet_loss_rate = 0.0);
+                network.set_loss_rate(0.0);
                 self.record("packet loss over".to_string());
             }
             Applied::Latency(_) => {
-                net.update_config(|config| config.send_latency = BASE_LATENCY);
+                network.set_extra_latency(Duration::ZERO);
                 self.record("latency back to normal".to_string());
             }
         }

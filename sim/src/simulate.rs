@@ -86,13 +86,15 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
                 .chain(internal_topics(&ctx.scenario.cluster.config, ctx.scenario.cluster.brokers, ctx.scenario.uses_groups(), ctx.scenario.uses_transactions()))
                 .collect();
             let config = ControllerConfig::new(ctx.roster.brokers(), topics, &ctx.scenario.cluster.config);
-            let node = Arc::new(Mutex::new(ControllerNode::start(now, config, ctx.disks[&id].clone())));
+            let jitter_seed = crate::node::producer::jitter_seed(id, now);
+            let node = Arc::new(Mutex::new(ControllerNode::start(now, id, config, ctx.disks[&id].clone(), jitter_seed)));
             ctx.live.lock().expect("live lock").set_controller(&node);
             node
         }
         NodeRole::Broker => {
             let config = ctx.scenario.cluster.config.clone();
-            let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone(), ctx.invariants.clone())));
+            let jitter_seed = crate::node::producer::jitter_seed(id, now);
+            let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone(), ctx.invariants.clone(), jitter_seed)));
             ctx.live.lock().expect("live lock").set_broker(id, &node);
             node
         }

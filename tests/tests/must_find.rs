@@ -90,6 +90,21 @@ fn without_idempotence_retries_duplicate_and_reorder_and_with_it_they_do_not() {
     }
 }
 
+/// TCP delays rather than drops: requests held behind a 40 s partition reach
+/// the broker after the producer gave up on them and retried on a new
+/// connection. Without idempotence that writes them twice and out of order;
+/// with it (KIP-98) the broker recognises their sequence numbers.
+#[test]
+fn requests_delayed_past_their_retry_duplicate_without_idempotence_and_not_with_it() {
+    let delayed = run("no-idempotence-delayed-retry.toml", 10);
+    assert!(seeds_showing(&delayed, CheckerKind::Duplicate) > 0, "no delayed request was written twice in 10 seeds");
+    assert!(seeds_showing(&delayed, CheckerKind::NonmonotonicSend) > 0, "no delayed request was written out of order in 10 seeds");
+    let idempotent = run("idempotent-delayed-retry.toml", 10);
+    for kind in [CheckerKind::Duplicate, CheckerKind::NonmonotonicSend, CheckerKind::LostWrite, CheckerKind::Panic] {
+        assert_eq!(seeds_showing(&idempotent, kind), 0, "idempotent-delayed-retry showed {kind}");
+    }
+}
+
 #[test]
 fn read_uncommitted_reads_aborted_transactions_and_read_committed_does_not() {
     assert_finds("txn-read-uncommitted.toml", 5, CheckerKind::AbortedRead);

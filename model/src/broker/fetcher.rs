@@ -3,34 +3,37 @@
 //! leader epoch (KIP-101, KIP-279, or the legacy high-watermark truncation behind
 //! a test switch), then fetching and appending what the leader has.
 
-use super::{Broker, Fetcher};
+use super::{Broker, BrokerEvent, BrokerRequest, Fetcher};
+use crate::net::{Channel, Destination};
+use crate::node::Outbox;
 use crate::partition::Role;
-use crate::protocol::{EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, Send};
+use crate::protocol::{EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message};
 use crate::record::{ProducerStamp, RecordBatch};
 use crate::time::Instant;
 use crate::types::{NodeId, Offset, TopicPartition};
 use std::sync::Arc;
 
 impl Broker {
-
-    fn next_correlation(&mut self) -> u64 {
-        self.next_correlation_id += 1;
-        self.next_correlation_id
-    }
-
     /// For each leader with an idle fetcher: first find divergence for partitions
     /// that need it (OffsetsForLeaderEpoch), otherwise fetch for all of them.
     /// Runs after every message; most often every fetcher is busy, which the
     /// check, always inlined (`handle_message` is large enough that a plain hint
     /// is not taken), finds without a call.
     #[inline(always)]
-    pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Vec<Send>) {
-        if self.fetchers.iter().any(|(_, fetcher)| is_idle(fetcher, now)) {
+    pub(super) fn send_fetches(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
+        if self.fetchers.iter().any(|(_, fetcher)| is_idle(fetcher, now) && !fetcher.waiting_for_connection) {
             self.send_fetches_slow(now, out);
         }
     }
 
-    fn send_fetches_slow(&mut self, now: Instant, out: &mut Vec<Send>) {
+    /// A connection of the broker's changed: fetchers waiting for it may go.
+    pub(super) fn connection_changed(&mut self, destination: crate::net::Destination) {
+        if let Some(fetcher) = fetcher_mut(&mut self.fetchers, destination.node) {
+            fetcher.waiting_for_connection = false;
+        }
+    }
+
+    fn send_fetches_slow(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
         // Leaders in id order; a fetcher with nothing left to fetch is dropped.
         let mut index = 0;
         while index < self.fetchers.len() {
@@ -40,6 +43,13 @@ impl Broker {
                 continue;
             }
             let leader = *leader;
+            // Kafka's fetcher waits for its connection to the leader (`awaitReady`).
+            let destination = Destination::new(leader, Channel::Default);
+            if !self.network.ready(now, destination, out) {
+                self.fetchers[index].1.waiting_for_connection = true;
+                index += 1;
+                continue;
+            }
             let mut to_truncate = Vec::new();
             // Sized once for the most it can hold (every partition here), so the
             // pushes below never grow it.
@@ -60,26 +70,28 @@ impl Broker {
                     to_fetch.push(FetchPartition { partition: tp.clone(), fetch_offset: partition.log.log_end_offset(), current_leader_epoch: partition.leader_epoch });
                 }
             }
-            let correlation_id = self.next_correlation();
-            let message = if !to_truncate.is_empty() {
-                Message::OffsetsForLeaderEpochRequest { correlation_id, partitions: to_truncate }
-            } else if !to_fetch.is_empty() {
-                Message::FetchRequest { correlation_id, replica_id: Some(self.id), max_wait: self.config.replica_fetch_wait_max, partitions: to_fetch, read_committed: false }
-            } else {
+            if to_truncate.is_empty() && to_fetch.is_empty() {
                 self.fetchers.remove(index);
                 continue;
+            }
+            let (me, max_wait) = (self.id, self.config.replica_fetch_wait_max);
+            let message = |correlation_id| {
+                if !to_truncate.is_empty() {
+                    Message::OffsetsForLeaderEpochRequest { correlation_id, partitions: to_truncate }
+                } else {
+                    Message::FetchRequest { correlation_id, replica_id: Some(me), max_wait, partitions: to_fetch, read_committed: false }
+                }
             };
-            let expires = now + self.config.replica_fetch_wait_max + super::INTER_BROKER_REQUEST_TIMEOUT;
-            self.fetchers[index].1.in_flight = Some((correlation_id, expires));
-            out.push(Send { to: leader, message });
+            self.fetchers[index].1.in_flight = true;
+            self.network.send(now, destination, self.config.request_timeout, BrokerRequest::Fetcher { leader }, message, out);
             index += 1;
         }
     }
 
-    fn take_in_flight(&mut self, leader: NodeId, correlation_id: u64) -> bool {
+    fn take_in_flight(&mut self, leader: NodeId) -> bool {
         match fetcher_mut(&mut self.fetchers, leader) {
-            Some(fetcher) if fetcher.in_flight.map(|(id, _)| id) == Some(correlation_id) => {
-                fetcher.in_flight = None;
+            Some(fetcher) if fetcher.in_flight => {
+                fetcher.in_flight = false;
                 true
             }
             _ => false,
@@ -97,10 +109,10 @@ impl Broker {
         &mut self,
         now: Instant,
         leader: NodeId,
-        correlation_id: u64,
         partitions: Vec<(TopicPartition, Result<EpochEndOffset, ErrorCode>)>,
+        out: &mut Outbox<BrokerEvent>,
     ) {
-        if !self.take_in_flight(leader, correlation_id) {
+        if !self.take_in_flight(leader) {
             return;
         }
         let mut failed = false;
@@ -129,7 +141,7 @@ impl Broker {
                     Some((_, follower_end)) => (answer.end_offset.min(follower_end), true),
                 },
             };
-            partition.truncate_to(target, &mut self.disk);
+            partition.truncate_to(target, &mut out.disk);
             if let Role::Follower(state) = &mut partition.role {
                 state.truncated = done;
             }
@@ -139,8 +151,8 @@ impl Broker {
         }
     }
 
-    pub(super) fn handle_fetch_response(&mut self, now: Instant, leader: NodeId, correlation_id: u64, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)>) {
-        if !self.take_in_flight(leader, correlation_id) {
+    pub(super) fn handle_fetch_response(&mut self, now: Instant, leader: NodeId, partitions: Vec<(TopicPartition, Result<FetchedData, ErrorCode>)>, out: &mut Outbox<BrokerEvent>) {
+        if !self.take_in_flight(leader) {
             return;
         }
         let mut failed = false;
@@ -172,7 +184,7 @@ impl Broker {
                 if batch.base_offset != end {
                     break;
                 }
-                partition.append(batch, flush_interval, &mut self.disk);
+                partition.append(batch, flush_interval, &mut out.disk);
             }
             partition.high_watermark = data.high_watermark.min(partition.log.log_end_offset());
         }
@@ -191,10 +203,10 @@ pub(super) fn add_fetcher(fetchers: &mut Vec<(NodeId, Fetcher)>, leader: NodeId)
 
 /// Whether a fetcher may send: nothing in flight, and not backing off.
 fn is_idle(fetcher: &Fetcher, now: Instant) -> bool {
-    fetcher.in_flight.is_none() && fetcher.backoff_until <= now
+    !fetcher.in_flight && fetcher.backoff_until <= now
 }
 
-fn fetcher_mut(fetchers: &mut [(NodeId, Fetcher)], leader: NodeId) -> Option<&mut Fetcher> {
+pub(super) fn fetcher_mut(fetchers: &mut [(NodeId, Fetcher)], leader: NodeId) -> Option<&mut Fetcher> {
     let index = fetchers.binary_search_by_key(&leader, |(id, _)| *id).ok()?;
     Some(&mut fetchers[index].1)
 }

@@ -2,15 +2,22 @@
 //! epoch requests, runs replica fetchers for the partitions it follows, holds
 //! delayed operations (purgatory) for acks=all produces and long-polling fetches,
 //! and heartbeats to the controller, from which it learns leaders and ISRs.
+//!
+//! What a broker asks of other brokers and of the controller (fetches,
+//! AlterPartition, heartbeats, transaction markers, KIP-890 verifications) goes
+//! through its `NetworkClient`, with Kafka's `request.timeout.ms`; every such
+//! request ends in an answer or a failure the broker acts on.
 
 use crate::config::{Acks, BrokerConfig};
 use crate::coordinator::group::GroupCoordinator;
 use crate::coordinator::txn::TransactionCoordinator;
 use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::log::Log;
+use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient, RequestFailure};
+use crate::node::{Node, Outbox};
 use crate::partition::{Partition, Role};
 use crate::partition_map::{same_partition, PartitionMap};
-use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState, Send};
+use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState};
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::record::{ControlMarker, ProducerStamp, Record, RecordBatch, SharedBatch};
 use crate::storage::{Checkpoint, DiskOp, DurableState};
@@ -34,9 +41,31 @@ mod tests;
 
 /// How many batches one fetch returns per partition (a stand-in for fetch.max.bytes).
 const FETCH_MAX_BATCHES: usize = 64;
-/// How long a replica fetcher or an AlterPartition waits for an answer before it
-/// gives up and retries. Kafka's TCP connections would time out the same way.
-const INTER_BROKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// The first retry of a failed heartbeat; it doubles per failure up to the
+/// session timeout (Kafka's `BrokerLifecycleManager`, whose jitter is 2%).
+const HEARTBEAT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a broker reports besides its messages and disk writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BrokerEvent {
+    /// The broker became leader of `partition` at `leader_epoch`: the simulator
+    /// checks that no epoch ever has two leaders.
+    LeadershipTaken { partition: TopicPartition, leader_epoch: LeaderEpoch },
+}
+
+/// What each request in the broker's `NetworkClient` was.
+#[derive(Clone, Debug)]
+enum BrokerRequest {
+    Heartbeat,
+    AlterPartition(TopicPartition),
+    /// A replica fetcher's Fetch or OffsetsForLeaderEpoch to `leader`.
+    Fetcher { leader: NodeId },
+    /// A transaction coordinator's WriteTxnMarkers, under the correlation id
+    /// the coordinator gave it.
+    Marker { coordinator_correlation_id: u64, partition: TopicPartition },
+    /// KIP-890: a produce waits for this verification (`verifications`).
+    Verification(u64),
+}
 
 /// Who waits for a delayed produce: a client's request, or a coordinator's write.
 #[derive(Clone, Copy, Debug)]
@@ -64,11 +93,21 @@ struct DelayedFetch {
 
 #[derive(Default)]
 struct Fetcher {
-    /// The request in flight: its correlation id and when the fetcher gives up
-    /// on it (sent + replica.fetch.wait.max.ms + the request timeout), kept
-    /// rather than the send time so `next_deadline` need not add it up.
-    in_flight: Option<(u64, Instant)>,
+    /// A request is out (the `NetworkClient` holds it and its timeout).
+    in_flight: bool,
+    /// Its leader's connection is not ready: its event wakes the broker.
+    waiting_for_connection: bool,
     backoff_until: Instant,
+}
+
+/// The broker's heartbeats to the controller: one at a time, the next
+/// `broker.heartbeat.interval.ms` after an answer, sooner after a failure.
+struct Heartbeat {
+    next_at: Instant,
+    in_flight: bool,
+    /// Due, but the controller's connection is not ready: its event wakes the broker.
+    waiting_for_connection: bool,
+    failures: u32,
 }
 
 pub struct Broker {
@@ -78,8 +117,8 @@ pub struct Broker {
     broker_epoch: Option<BrokerEpoch>,
     metadata: Arc<ClusterMetadata>,
     partitions: PartitionMap<Partition>,
-    next_correlation_id: u64,
-    next_heartbeat: Instant,
+    network: NetworkClient<BrokerRequest>,
+    heartbeat: Heartbeat,
     /// One replica fetcher per leader followed, by leader id.
     fetchers: Vec<(NodeId, Fetcher)>,
     delayed_produces: DelayedProduces,
@@ -90,64 +129,38 @@ pub struct Broker {
     next_isr_check: Instant,
     next_checkpoint: Instant,
     next_producer_id: u64,
-    /// Disk writes, in the order asked, until the caller takes them (`drain_disk_ops`).
-    disk: Vec<DiskOp>,
-    /// Leaderships taken, until the caller takes them (`drain_leaderships`).
-    leaderships: Vec<(TopicPartition, LeaderEpoch)>,
     groups: GroupCoordinator,
     transactions: TransactionCoordinator,
     /// Coordinator writes that finished and whose coordinator has not heard yet.
     completed_writes: VecDeque<(CoordinatorType, WriteToken, Result<Offset, ErrorCode>)>,
+    /// Answers for a coordinator that the broker makes itself (a marker request
+    /// that could not go out), delivered once the coordinator's call returned.
+    coordinator_replies: VecDeque<(NodeId, Message)>,
     /// Transactional produces waiting for the coordinator's verification (KIP-890).
     verifications: BTreeMap<u64, verification::PendingVerification>,
-    /// `next_deadline`'s parts that change seldom but cost a walk, kept until
-    /// something they depend on changes (None: to be computed again).
-    cached_deadlines: CachedDeadlines,
-}
-
-/// Deadlines remembered between calls of `next_deadline`, each forgotten by
-/// whatever can change it: the drive loop asks after every message, and most
-/// messages change neither the coordinators nor any ISR in flight.
-#[derive(Default)]
-struct CachedDeadlines {
-    /// The group and transaction coordinators' earliest deadline; forgotten
-    /// whenever the broker hands either coordinator anything (`coordinator_mut`,
-    /// a marker's outcome, new metadata).
-    coordinators: std::cell::Cell<Option<Option<Instant>>>,
-    /// When the earliest AlterPartition in flight times out; forgotten whenever
-    /// a partition's role or pending ISR may change.
-    pending_isr: std::cell::Cell<Option<Option<Instant>>>,
-}
-
-impl CachedDeadlines {
-    fn get(cell: &std::cell::Cell<Option<Option<Instant>>>, compute: impl FnOnce() -> Option<Instant>) -> Option<Instant> {
-        if let Some(deadline) = cell.get() {
-            return deadline;
-        }
-        let deadline = compute();
-        cell.set(Some(deadline));
-        deadline
-    }
+    next_verification: u64,
+    /// The coordinators' earliest deadline, remembered between calls of
+    /// `next_deadline` (which the drive loop asks after every message) and
+    /// forgotten whenever the broker hands either coordinator anything.
+    coordinator_deadline: std::cell::Cell<Option<Option<Instant>>>,
 }
 
 impl Broker {
     /// Rebuilds a broker from what survived on its disk. Every partition comes back
     /// offline: roles come only from the controller, after the broker registers anew.
-    /// Recovery only writes to disk (cutting torn tails): those writes wait in
-    /// `drain_disk_ops`.
-    pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState) -> Broker {
+    /// Recovery only writes to disk (cutting torn tails, rewriting epoch checkpoints).
+    pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState, jitter_seed: u64, out: &mut Outbox<BrokerEvent>) -> Broker {
         let high_watermarks = durable.high_watermarks();
         let mut partitions = PartitionMap::new();
-        let mut disk = Vec::new();
         for (tp, batches) in &durable.logs {
             let (log, cut) = Log::recover(batches);
             if let Some(offset) = cut {
                 tracing::info!(partition = %tp, offset = offset.0, "recovery cut a torn or missing log tail");
-                disk.push(DiskOp::Truncate { partition: tp.clone(), offset });
+                out.disk.push(DiskOp::Truncate { partition: tp.clone(), offset });
             }
             let high_watermark = high_watermarks.get(tp).copied().unwrap_or_default();
             let partition = Partition::new(tp.clone(), log, high_watermark);
-            disk.push(partition.epoch_checkpoint());
+            out.disk.push(partition.epoch_checkpoint());
             partitions.insert(tp.clone(), partition);
         }
         Broker {
@@ -155,24 +168,24 @@ impl Broker {
             groups: GroupCoordinator::new(config.clone()),
             transactions: TransactionCoordinator::new(config.clone()),
             completed_writes: VecDeque::new(),
+            coordinator_replies: VecDeque::new(),
             verifications: BTreeMap::new(),
-            cached_deadlines: CachedDeadlines::default(),
+            next_verification: 0,
+            coordinator_deadline: std::cell::Cell::new(None),
             next_isr_check: now + config.replica_lag_time_max / 2,
             next_checkpoint: now + config.high_watermark_checkpoint_interval,
+            network: NetworkClient::new(config.network, jitter_seed),
             config,
             controller,
             broker_epoch: None,
             metadata: Arc::new(ClusterMetadata::default()),
             partitions,
-            next_correlation_id: 1,
-            next_heartbeat: now,
+            heartbeat: Heartbeat { next_at: now, in_flight: false, waiting_for_connection: false, failures: 0 },
             fetchers: Vec::new(),
             delayed_produces: DelayedProduces::default(),
             completed_produces: Vec::new(),
             delayed_fetches: Vec::new(),
             next_producer_id: 0,
-            disk,
-            leaderships: Vec::new(),
         }
     }
 
@@ -188,115 +201,106 @@ impl Broker {
         &self.metadata
     }
 
-    /// The disk writes asked for since the caller last took them, in the order
-    /// asked. They wait here instead of among the step's outputs so each is
-    /// moved once, and a step that writes nothing (most do not) costs nothing.
-    pub fn drain_disk_ops(&mut self) -> std::vec::Drain<'_, DiskOp> {
-        self.disk.drain(..)
-    }
-
-    pub fn has_disk_ops(&self) -> bool {
-        !self.disk.is_empty()
-    }
-
-    /// The partitions this broker took leadership of, and at which epoch, since
-    /// the caller last took them: so the simulator can check that no epoch ever
-    /// has two leaders.
-    pub fn drain_leaderships(&mut self) -> std::vec::Drain<'_, (TopicPartition, LeaderEpoch)> {
-        self.leaderships.drain(..)
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let mut deadline = Some(self.next_heartbeat.min(self.next_isr_check).min(self.next_checkpoint));
-        let coordinators = CachedDeadlines::get(&self.cached_deadlines.coordinators, || self.coordinator_deadline());
-        #[cfg(test)]
-        assert_eq!(coordinators, self.coordinator_deadline(), "the cached coordinator deadline is current");
-        deadline = earliest(deadline, coordinators);
-        deadline = earliest(deadline, self.verification_deadline());
-        deadline = earliest(deadline, self.delayed_produces.next_deadline());
-        for delayed in &self.delayed_fetches {
-            deadline = earliest(deadline, Some(delayed.deadline));
-        }
-        let pending_isr = CachedDeadlines::get(&self.cached_deadlines.pending_isr, || self.pending_isr_deadline());
-        #[cfg(test)]
-        assert_eq!(pending_isr, self.pending_isr_deadline(), "the cached AlterPartition deadline is current");
-        deadline = earliest(deadline, pending_isr);
-        for (_, fetcher) in &self.fetchers {
-            let next = match fetcher.in_flight {
-                Some((_, expires)) => expires,
-                None => fetcher.backoff_until,
-            };
-            deadline = earliest(deadline, Some(next));
-        }
-        deadline
-    }
-
-    // Out of line, as is every recomputation `next_deadline` may need, so its
-    // own code, run after every message, stays a few cache lines long.
+    // Out of line: `next_deadline`, run after every message, stays short.
     #[inline(never)]
-    fn coordinator_deadline(&self) -> Option<Instant> {
+    fn coordinators_next_deadline(&self) -> Option<Instant> {
         earliest(self.groups.next_deadline(), self.transactions.next_deadline())
     }
 
-    #[inline(never)]
-    fn pending_isr_deadline(&self) -> Option<Instant> {
-        let mut deadline = None;
-        for partition in self.partitions.values() {
-            if let Some((_, sent)) = partition.pending_isr() {
-                deadline = earliest(deadline, Some(*sent + INTER_BROKER_REQUEST_TIMEOUT));
-            }
+    /// Sends a heartbeat (or, after a restart, a registration) when one is due.
+    fn maybe_heartbeat(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
+        self.heartbeat.waiting_for_connection = false;
+        if self.heartbeat.in_flight || now < self.heartbeat.next_at {
+            return;
         }
-        deadline
+        let controller = Destination::new(self.controller, Channel::Heartbeat);
+        if !self.network.ready(now, controller, out) {
+            self.heartbeat.waiting_for_connection = true;
+            return;
+        }
+        self.heartbeat.in_flight = true;
+        let (broker, broker_epoch, metadata_version) = (self.id, self.broker_epoch, self.metadata.version);
+        // The heartbeat channel's requests time out after half a session (KAFKA-14392).
+        let timeout = self.config.broker_session_timeout / 2;
+        let message = |correlation_id| Message::BrokerHeartbeat { correlation_id, broker, broker_epoch, metadata_version };
+        self.network.send(now, controller, timeout, BrokerRequest::Heartbeat, message, out);
     }
 
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<Send>) {
-        if now >= self.next_heartbeat {
-            self.next_heartbeat = now + self.config.broker_heartbeat_interval;
-            let message = Message::BrokerHeartbeat { broker: self.id, broker_epoch: self.broker_epoch, metadata_version: self.metadata.version };
-            out.push(Send { to: self.controller, message });
-        }
-        if now >= self.next_isr_check {
-            self.next_isr_check = now + self.config.replica_lag_time_max / 2;
-            self.shrink_isrs(now, out);
-        }
-        if now >= self.next_checkpoint {
-            self.next_checkpoint = now + self.config.high_watermark_checkpoint_interval;
-            let marks = self.partitions.iter().map(|(tp, partition)| (tp.clone(), partition.high_watermark)).collect();
-            self.disk.push(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks)));
-        }
-        for (_, fetcher) in &mut self.fetchers {
-            if let Some((_, expires)) = fetcher.in_flight {
-                if now >= expires {
-                    fetcher.in_flight = None;
-                    fetcher.backoff_until = now + self.config.replica_fetch_backoff;
-                }
-            }
-        }
-        self.retry_alter_partitions(now, out);
-        self.expire_delayed(now, out);
-        self.expire_verifications(now, out);
-        for kind in [CoordinatorType::Group, CoordinatorType::Transaction] {
-            self.run_coordinator(now, kind, out, |coordinator, now, effects| coordinator.handle_timeout(now, effects));
-        }
+    /// Everything time or an answer may have made due, besides the coordinators.
+    fn poll(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
+        self.maybe_heartbeat(now, out);
+        self.pump_coordinator_completions(now, out);
         self.send_fetches(now, out);
     }
 
-    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<Send>) {
-        match message {
-            Message::MetadataRequest { correlation_id } => {
-                self.reply(out, from, Message::MetadataResponse { correlation_id, metadata: self.metadata.clone() })
+    fn handle_failures(&mut self, now: Instant, failed: Vec<(BrokerRequest, RequestFailure)>, out: &mut Outbox<BrokerEvent>) {
+        for (request, failure) in failed {
+            tracing::debug!(?request, ?failure, "inter-broker request failed");
+            match request {
+                BrokerRequest::Heartbeat => {
+                    self.heartbeat.in_flight = false;
+                    let backoff = HEARTBEAT_RETRY_BACKOFF.saturating_mul(1 << self.heartbeat.failures.min(16)).min(self.config.broker_session_timeout);
+                    self.heartbeat.failures += 1;
+                    self.heartbeat.next_at = now + backoff;
+                }
+                // Sent again while the ISR change is pending (KIP-497): now if the
+                // controller's connection is ready, else once it is.
+                BrokerRequest::AlterPartition(tp) => self.send_alter_partition(now, &tp, out),
+                // AbstractFetcherThread: every partition of the fetcher waits replica.fetch.backoff.ms.
+                BrokerRequest::Fetcher { leader } => {
+                    if let Some(fetcher) = fetcher::fetcher_mut(&mut self.fetchers, leader) {
+                        fetcher.in_flight = false;
+                        fetcher.backoff_until = now + self.config.replica_fetch_backoff;
+                    }
+                }
+                BrokerRequest::Marker { coordinator_correlation_id, partition } => {
+                    let message = TxnMessage::WriteTxnMarkersResponse { correlation_id: coordinator_correlation_id, partition, result: Err(failure.error_code()) };
+                    self.coordinator_replies.push_back((self.id, Message::Txn(message)));
+                }
+                BrokerRequest::Verification(id) => self.handle_verification_response(now, id, Err(failure.error_code()), out),
             }
+        }
+    }
+
+    fn handle_response(&mut self, now: Instant, from: NodeId, request: BrokerRequest, message: Message, out: &mut Outbox<BrokerEvent>) {
+        match (request, message) {
+            (BrokerRequest::Heartbeat, Message::BrokerHeartbeatResponse { broker_epoch, metadata, error, .. }) => {
+                self.heartbeat = Heartbeat { next_at: now + self.config.broker_heartbeat_interval, in_flight: false, waiting_for_connection: false, failures: 0 };
+                if error == Some(ErrorCode::StaleBrokerEpoch) {
+                    self.broker_epoch = None;
+                    return;
+                }
+                self.broker_epoch = Some(broker_epoch);
+                if let Some(metadata) = metadata {
+                    self.apply_metadata(now, metadata, out);
+                }
+            }
+            (BrokerRequest::AlterPartition(_), Message::AlterPartitionResponse { partition, result, .. }) => self.handle_alter_partition_response(now, partition, result, out),
+            (BrokerRequest::Fetcher { leader }, Message::FetchResponse { partitions, .. }) => self.handle_fetch_response(now, leader, partitions, out),
+            (BrokerRequest::Fetcher { leader }, Message::OffsetsForLeaderEpochResponse { partitions, .. }) => {
+                self.handle_offsets_for_leader_epoch_response(now, leader, partitions, out)
+            }
+            (BrokerRequest::Marker { coordinator_correlation_id, .. }, Message::Txn(TxnMessage::WriteTxnMarkersResponse { partition, result, .. })) => {
+                let message = TxnMessage::WriteTxnMarkersResponse { correlation_id: coordinator_correlation_id, partition, result };
+                self.coordinator_replies.push_back((from, Message::Txn(message)));
+            }
+            (BrokerRequest::Verification(id), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { result, .. })) => self.handle_verification_response(now, id, result, out),
+            (request, message) => unreachable!("a {} answer to {request:?}", message.api()),
+        }
+    }
+
+    fn handle_request(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Outbox<BrokerEvent>) {
+        match message {
+            Message::MetadataRequest { correlation_id } => out.send(from, Message::MetadataResponse { correlation_id, metadata: self.metadata.clone() }),
             Message::ProduceRequest { correlation_id, acks, timeout, partition, producer, records, transactional_id } => {
                 self.handle_produce_request(now, from, correlation_id, acks, timeout, partition, producer, records, transactional_id, out)
             }
-            Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id, result }) => self.handle_verification_response(now, correlation_id, result, out),
             Message::FetchRequest { correlation_id, replica_id, max_wait, partitions, read_committed } => {
                 self.handle_fetch(now, from, correlation_id, replica_id, max_wait, partitions, read_committed, out)
             }
-            Message::FetchResponse { correlation_id, partitions } => self.handle_fetch_response(now, from, correlation_id, partitions),
             Message::ListOffsetsRequest { correlation_id, partition, spec, current_leader_epoch } => {
                 let result = self.list_offsets(&partition, spec, current_leader_epoch);
-                self.reply(out, from, Message::ListOffsetsResponse { correlation_id, partition, result })
+                out.send(from, Message::ListOffsetsResponse { correlation_id, partition, result })
             }
             Message::OffsetsForLeaderEpochRequest { correlation_id, partitions } => {
                 let partitions = partitions
@@ -306,14 +310,11 @@ impl Broker {
                         (tp, result)
                     })
                     .collect();
-                self.reply(out, from, Message::OffsetsForLeaderEpochResponse { correlation_id, partitions })
-            }
-            Message::OffsetsForLeaderEpochResponse { correlation_id, partitions } => {
-                self.handle_offsets_for_leader_epoch_response(now, from, correlation_id, partitions)
+                out.send(from, Message::OffsetsForLeaderEpochResponse { correlation_id, partitions })
             }
             Message::FindCoordinatorRequest { correlation_id, key_type, key } => {
                 let result = find_coordinator(&self.metadata, key_type, &key);
-                self.reply(out, from, Message::FindCoordinatorResponse { correlation_id, result })
+                out.send(from, Message::FindCoordinatorResponse { correlation_id, result })
             }
             Message::Txn(TxnMessage::WriteTxnMarkersRequest { correlation_id, producer_id, producer_epoch, coordinator_epoch, commit, partition }) => {
                 let marker = ControlMarker { commit, coordinator_epoch };
@@ -333,39 +334,22 @@ impl Broker {
                     }
                     None => Err(ErrorCode::NotLeaderOrFollower),
                 };
-                self.reply(out, from, Message::InitProducerIdResponse { correlation_id, result })
-            }
-            Message::BrokerHeartbeatResponse { broker_epoch, metadata, error } => {
-                if error == Some(ErrorCode::StaleBrokerEpoch) {
-                    self.broker_epoch = None;
-                    return;
-                }
-                self.broker_epoch = Some(broker_epoch);
-                if let Some(metadata) = metadata {
-                    self.apply_metadata(now, metadata, out);
-                }
+                out.send(from, Message::InitProducerIdResponse { correlation_id, result })
             }
             // Until it has registered, a restarted broker takes no orders.
             Message::UpdateMetadata { metadata } if self.broker_epoch.is_some() => self.apply_metadata(now, metadata, out),
-            Message::AlterPartitionResponse { partition, result } => self.handle_alter_partition_response(now, partition, result, out),
             _ => {}
         }
-        self.pump_coordinator_completions(now, out);
-        self.send_fetches(now, out);
-    }
-
-    fn reply(&self, out: &mut Vec<Send>, to: NodeId, message: Message) {
-        out.push(Send { to, message });
     }
 
     // ----- metadata and roles -----
 
-    fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Vec<Send>) {
+    fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Outbox<BrokerEvent>) {
         if metadata.version <= self.metadata.version {
             return;
         }
         self.metadata = metadata.clone();
-        self.cached_deadlines.coordinators.set(None);
+        self.coordinator_deadline.set(None);
         self.transactions.update_metadata(metadata.clone());
         for (tp, state) in &metadata.partitions {
             if !state.replicas.contains(&self.id) {
@@ -375,8 +359,7 @@ impl Broker {
         }
     }
 
-    fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Vec<Send>) {
-        self.cached_deadlines.pending_isr.set(None);
+    fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Outbox<BrokerEvent>) {
         let me = self.id;
         let mut loads = Vec::new();
         let partition = self.partitions.get_or_insert_with(tp, || Partition::new(tp.clone(), Log::default(), Offset(0)));
@@ -388,13 +371,13 @@ impl Broker {
             match state.leader {
                 Some(leader) if leader == me => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, "become leader");
-                    partition.become_leader(now, me, state.leader_epoch, &mut self.disk);
-                    self.leaderships.push((tp.clone(), state.leader_epoch));
+                    partition.become_leader(now, me, state.leader_epoch, &mut out.disk);
+                    out.event(BrokerEvent::LeadershipTaken { partition: tp.clone(), leader_epoch: state.leader_epoch });
                     loads.push(state.leader_epoch);
                 }
                 Some(leader) => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, leader = leader.0, "become follower");
-                    partition.become_follower(leader, state.leader_epoch, self.config.legacy_high_watermark_truncation, &mut self.disk);
+                    partition.become_follower(leader, state.leader_epoch, self.config.legacy_high_watermark_truncation, &mut out.disk);
                     fetcher::add_fetcher(&mut self.fetchers, leader);
                 }
                 None => partition.become_offline(state.leader_epoch),
@@ -418,8 +401,7 @@ impl Broker {
         self.after_high_watermark_change(now, tp, out);
     }
 
-    fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Vec<Send>) {
-        self.cached_deadlines.pending_isr.set(None);
+    fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Outbox<BrokerEvent>) {
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         match result {
             Ok(state) if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch => {
@@ -438,30 +420,49 @@ impl Broker {
         }
     }
 
-    /// KIP-497: an AlterPartition whose answer did not come is sent again, and the
-    /// leader keeps the maximal ISR meanwhile; giving up and falling back to the
-    /// smaller ISR could acknowledge writes the new ISR member never got.
-    fn retry_alter_partitions(&mut self, now: Instant, out: &mut Vec<Send>) {
-        self.cached_deadlines.pending_isr.set(None);
-        let Some(broker_epoch) = self.broker_epoch else { return };
-        for partition in self.partitions.values_mut() {
-            let Some((new_isr, sent)) = partition.pending_isr().cloned() else { continue };
-            if now.saturating_since(sent) >= INTER_BROKER_REQUEST_TIMEOUT {
-                out.push(alter_partition(self.id, broker_epoch, self.controller, partition, new_isr, now));
+    /// KIP-497: an AlterPartition that got no answer (its connection closed, or
+    /// it timed out) is sent again, and the leader keeps the maximal ISR
+    /// meanwhile; giving up and falling back to the smaller ISR could acknowledge
+    /// writes the new ISR member never got.
+    fn retry_alter_partitions(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
+        if self.broker_epoch.is_none() || !self.partitions.values().any(|partition| partition.pending_isr().is_some()) {
+            return;
+        }
+        let pending: Vec<TopicPartition> = self.partitions.iter().filter(|(_, partition)| partition.pending_isr().is_some()).map(|(tp, _)| tp.clone()).collect();
+        for tp in pending {
+            let in_flight = self.network.in_flight_tags().any(|request| matches!(request, BrokerRequest::AlterPartition(asked) if *asked == tp));
+            if !in_flight {
+                self.send_alter_partition(now, &tp, out);
             }
         }
     }
 
-    fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Vec<Send>) {
-        self.cached_deadlines.pending_isr.set(None);
-        let Some(broker_epoch) = self.broker_epoch else { return };
+    fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Outbox<BrokerEvent>) {
+        if self.broker_epoch.is_none() {
+            return;
+        }
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         if partition.pending_isr().is_none() {
-            out.push(alter_partition(self.id, broker_epoch, self.controller, partition, new_isr, now));
+            partition.set_pending_isr(Some((new_isr, now)));
+            self.send_alter_partition(now, tp, out);
         }
     }
 
-    fn shrink_isrs(&mut self, now: Instant, out: &mut Vec<Send>) {
+    /// Asks the controller for `tp`'s pending ISR (KIP-497), once the controller's
+    /// connection is ready; `retry_alter_partitions` asks again until it answers.
+    fn send_alter_partition(&mut self, now: Instant, tp: &TopicPartition, out: &mut Outbox<BrokerEvent>) {
+        let (Some(broker_epoch), Some(partition)) = (self.broker_epoch, self.partitions.get(tp)) else { return };
+        let Some((new_isr, _)) = partition.pending_isr().cloned() else { return };
+        let controller = Destination::new(self.controller, Channel::Default);
+        if !self.network.ready(now, controller, out) {
+            return;
+        }
+        let (broker, partition_name, leader_epoch, partition_epoch) = (self.id, partition.tp.clone(), partition.leader_epoch, partition.partition_epoch);
+        let message = |correlation_id| Message::AlterPartitionRequest { correlation_id, broker, broker_epoch, partition: partition_name, leader_epoch, partition_epoch, new_isr };
+        self.network.send(now, controller, self.config.request_timeout, BrokerRequest::AlterPartition(tp.clone()), message, out);
+    }
+
+    fn shrink_isrs(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
         let mut proposals = Vec::new();
         for (tp, partition) in &self.partitions {
             if partition.pending_isr().is_some() {
@@ -492,14 +493,14 @@ impl Broker {
         tp: TopicPartition,
         producer: Option<ProducerStamp>,
         records: Arc<[Record]>,
-        out: &mut Vec<Send>,
+        out: &mut Outbox<BrokerEvent>,
     ) {
-        let result = self.append_as_leader(&tp, acks, producer, records);
+        let result = self.append_as_leader(&tp, acks, producer, records, &mut out.disk);
         let (local, base_offset, required_offset) = match result {
             Ok(appended) => appended,
             Err(error) => {
                 if acks != Acks::None {
-                    self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Err(error) });
+                    out.send(client, Message::ProduceResponse { correlation_id, partition: tp, result: Err(error) });
                 }
                 return;
             }
@@ -508,7 +509,7 @@ impl Broker {
         self.after_append(now, &local, true, out);
         match acks {
             Acks::None => {}
-            Acks::Leader => self.reply(out, client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
+            Acks::Leader => out.send(client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
             Acks::All => {
                 let waiter = Waiter::Client { client, correlation_id };
                 self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + timeout));
@@ -520,7 +521,7 @@ impl Broker {
     /// Appends on the leader; returns the partition under this broker's own name
     /// for it (whose topic `Arc` later lookups match by pointer), the batch's base
     /// offset and the offset the high watermark must pass for acks=all.
-    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Arc<[Record]>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
+    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Arc<[Record]>, disk: &mut Vec<DiskOp>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
         let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
         if !partition.is_leader() {
             return Err(ErrorCode::NotLeaderOrFollower);
@@ -539,17 +540,17 @@ impl Broker {
         let base_offset = partition.log_end_offset();
         let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, producer, records));
         let required_offset = batch.next_offset();
-        partition.append(batch, self.config.log_flush_interval_messages, &mut self.disk);
+        partition.append(batch, self.config.log_flush_interval_messages, disk);
         Ok((partition.tp.clone(), base_offset, required_offset))
     }
 
     /// After an append to `tp`; `waiters_checked` as for `advance_high_watermark`.
-    fn after_append(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<Send>) {
+    fn after_append(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Outbox<BrokerEvent>) {
         self.advance_high_watermark(now, tp, waiters_checked, out);
         self.complete_delayed_fetches(now, Some(tp), out);
     }
 
-    fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Vec<Send>) {
+    fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Outbox<BrokerEvent>) {
         self.advance_high_watermark(now, tp, false, out);
     }
 
@@ -560,7 +561,7 @@ impl Broker {
     /// arrived since), so unless the mark moves there is nothing to complete and
     /// the purgatory is not asked; a follower's fetch and a client's produce,
     /// the commonest callers, know this.
-    fn advance_high_watermark(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Vec<Send>) {
+    fn advance_high_watermark(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Outbox<BrokerEvent>) {
         let me = self.id;
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         let before = partition.high_watermark;
@@ -580,7 +581,7 @@ impl Broker {
         }
     }
 
-    fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Vec<Send>) {
+    fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Outbox<BrokerEvent>) {
         let Some(partition) = self.partitions.get(tp) else { return };
         let high_watermark = partition.high_watermark;
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
@@ -589,7 +590,7 @@ impl Broker {
 
     /// Answers the writes waiting on `tp` that `high_watermark` reached; `enough`:
     /// whether the partition's ISR still has min.insync.replicas members.
-    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Vec<Send>) {
+    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Outbox<BrokerEvent>) {
         if !self.delayed_produces.may_complete(tp, high_watermark) {
             return;
         }
@@ -604,7 +605,7 @@ impl Broker {
         self.completed_produces = done;
     }
 
-    fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Vec<Send>) {
+    fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Outbox<BrokerEvent>) {
         let mut done = Vec::new();
         self.delayed_produces.take_all(tp, &mut done);
         for delayed in done {
@@ -612,28 +613,28 @@ impl Broker {
         }
     }
 
-    fn expire_delayed(&mut self, now: Instant, out: &mut Vec<Send>) {
+    fn expire_delayed(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
         for delayed in self.delayed_produces.take_expired(now) {
             self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
         }
         self.complete_delayed_fetches(now, None, out);
     }
 
-    fn answer_waiter(&mut self, waiter: Waiter, partition: TopicPartition, result: Result<Offset, ErrorCode>, out: &mut Vec<Send>) {
+    fn answer_waiter(&mut self, waiter: Waiter, partition: TopicPartition, result: Result<Offset, ErrorCode>, out: &mut Outbox<BrokerEvent>) {
         match waiter {
             Waiter::Client { client, correlation_id } => {
-                out.push(Send { to: client, message: Message::ProduceResponse { correlation_id, partition, result } })
+                out.send(client, Message::ProduceResponse { correlation_id, partition, result })
             }
             Waiter::Coordinator { kind, token } => self.completed_writes.push_back((kind, token, result)),
             Waiter::Marker { coordinator, correlation_id, producer_id, commit } => {
                 // KIP-98/KIP-447: the marker is on the group's offsets partition:
                 // its pending transactional offsets are now committed or dropped.
                 if result.is_ok() && &*partition.topic == crate::coordinator::CONSUMER_OFFSETS_TOPIC {
-                    self.cached_deadlines.coordinators.set(None);
+                    self.coordinator_deadline.set(None);
                     self.groups.complete_transaction(partition.partition, producer_id, commit);
                 }
                 let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
-                out.push(Send { to: coordinator, message: Message::Txn(message) })
+                out.send(coordinator, Message::Txn(message))
             }
         }
     }
@@ -650,7 +651,7 @@ impl Broker {
         max_wait: Duration,
         partitions: Vec<FetchPartition>,
         read_committed: bool,
-        out: &mut Vec<Send>,
+        out: &mut Outbox<BrokerEvent>,
     ) {
         if let Some(follower) = replica_id {
             for request in &partitions {
@@ -689,7 +690,7 @@ impl Broker {
         })
     }
 
-    fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Vec<Send>) {
+    fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Outbox<BrokerEvent>) {
         // The request's partitions are consumed: each key moves into the response.
         let partitions = fetch
             .partitions
@@ -720,10 +721,10 @@ impl Broker {
                 (request.partition, result)
             })
             .collect();
-        out.push(Send { to: fetch.client, message: Message::FetchResponse { correlation_id: fetch.correlation_id, partitions } });
+        out.send(fetch.client, Message::FetchResponse { correlation_id: fetch.correlation_id, partitions });
     }
 
-    fn complete_delayed_fetches(&mut self, now: Instant, tp: Option<&TopicPartition>, out: &mut Vec<Send>) {
+    fn complete_delayed_fetches(&mut self, now: Instant, tp: Option<&TopicPartition>, out: &mut Outbox<BrokerEvent>) {
         let mut index = 0;
         while index < self.delayed_fetches.len() {
             let fetch = &self.delayed_fetches[index];
@@ -791,16 +792,80 @@ fn fetch_end(partition: &Partition, replica_id: Option<NodeId>, read_committed: 
     }
 }
 
-/// Marks `new_isr` pending on the partition and asks the controller for it (KIP-497).
-fn alter_partition(broker: NodeId, broker_epoch: BrokerEpoch, controller: NodeId, partition: &mut Partition, new_isr: Vec<NodeId>, now: Instant) -> Send {
-    partition.set_pending_isr(Some((new_isr.clone(), now)));
-    let message = Message::AlterPartitionRequest {
-        broker,
-        broker_epoch,
-        partition: partition.tp.clone(),
-        leader_epoch: partition.leader_epoch,
-        partition_epoch: partition.partition_epoch,
-        new_isr,
-    };
-    Send { to: controller, message }
+impl Node for Broker {
+    type Event = BrokerEvent;
+
+    fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Outbox<BrokerEvent>) {
+        if message.is_response() {
+            // A response to a request no longer in flight (its connection closed)
+            // is one Kafka would never have read.
+            if let Some(request) = message.correlation_id().and_then(|correlation_id| self.network.take(correlation_id)) {
+                self.handle_response(now, from, request, message, out);
+            }
+        } else {
+            self.handle_request(now, from, message, out);
+        }
+        self.poll(now, out);
+    }
+
+    fn handle_connection(&mut self, now: Instant, destination: Destination, event: ConnectionEvent, out: &mut Outbox<BrokerEvent>) {
+        let failed = self.network.handle_connection(now, destination, event);
+        self.connection_changed(destination);
+        self.handle_failures(now, failed, out);
+        self.retry_alter_partitions(now, out);
+        self.poll(now, out);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
+        let failed = self.network.poll_timeouts(now, out);
+        self.handle_failures(now, failed, out);
+        // A connection's backoff may have ended: fetchers waiting on one look again.
+        for (_, fetcher) in &mut self.fetchers {
+            fetcher.waiting_for_connection = false;
+        }
+        if now >= self.next_isr_check {
+            self.next_isr_check = now + self.config.replica_lag_time_max / 2;
+            self.shrink_isrs(now, out);
+        }
+        if now >= self.next_checkpoint {
+            self.next_checkpoint = now + self.config.high_watermark_checkpoint_interval;
+            let marks = self.partitions.iter().map(|(tp, partition)| (tp.clone(), partition.high_watermark)).collect();
+            out.disk.push(DiskOp::Checkpoint(Checkpoint::HighWatermarks(marks)));
+        }
+        self.expire_delayed(now, out);
+        for kind in [CoordinatorType::Group, CoordinatorType::Transaction] {
+            self.run_coordinator(now, kind, out, |coordinator, now, effects| coordinator.handle_timeout(now, effects));
+        }
+        self.retry_alter_partitions(now, out);
+        self.poll(now, out);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut deadline = Some(self.next_isr_check.min(self.next_checkpoint));
+        if !self.heartbeat.in_flight && !self.heartbeat.waiting_for_connection {
+            deadline = earliest(deadline, Some(self.heartbeat.next_at));
+        }
+        let coordinators = match self.coordinator_deadline.get() {
+            Some(cached) => cached,
+            None => {
+                let computed = self.coordinators_next_deadline();
+                self.coordinator_deadline.set(Some(computed));
+                computed
+            }
+        };
+        #[cfg(test)]
+        assert_eq!(coordinators, self.coordinators_next_deadline(), "the cached coordinator deadline is current");
+        deadline = earliest(deadline, coordinators);
+        deadline = earliest(deadline, self.network.next_deadline());
+        deadline = earliest(deadline, self.delayed_produces.next_deadline());
+        for delayed in &self.delayed_fetches {
+            deadline = earliest(deadline, Some(delayed.deadline));
+        }
+        for (_, fetcher) in &self.fetchers {
+            if !fetcher.in_flight && !fetcher.waiting_for_connection {
+                deadline = earliest(deadline, Some(fetcher.backoff_until));
+            }
+        }
+        deadline
+    }
 }

@@ -2,11 +2,31 @@
 
 use super::*;
 use crate::protocol::PartitionState;
+use crate::testkit::connect_all;
 use crate::types::PartitionEpoch;
 use bytes::Bytes;
 
-fn sends(out: &[Send]) -> Vec<&Message> {
-    out.iter().map(|send| &send.message).collect()
+fn sends(out: &Outbox<BrokerEvent>) -> Vec<&Message> {
+    out.sends.iter().map(|send| &send.message).collect()
+}
+
+/// Broker 1, started with `config`, registered with the controller (node
+/// 1000), which answered its first heartbeat with `metadata`.
+fn registered(config: BrokerConfig, metadata: Arc<ClusterMetadata>) -> (Broker, Outbox<BrokerEvent>) {
+    let mut out = Outbox::new(NodeId(1));
+    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), config, &DurableState::default(), 1, &mut out);
+    broker.handle_timeout(Instant::ZERO, &mut out);
+    connect_all(&mut broker, Instant::ZERO, &mut out);
+    let correlation_id = out
+        .sends
+        .iter()
+        .find_map(|send| if let Message::BrokerHeartbeat { correlation_id, .. } = send.message { Some(correlation_id) } else { None })
+        .expect("the broker registers");
+    out.sends.clear();
+    let response = Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None };
+    broker.handle_message(Instant::ZERO, NodeId(1000), response, &mut out);
+    connect_all(&mut broker, Instant::ZERO, &mut out);
+    (broker, out)
 }
 
 /// KIP-497: an ISR expansion whose answer is lost may still have been
@@ -17,26 +37,35 @@ fn sends(out: &[Send]) -> Vec<&Message> {
 #[test]
 fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
     let tp = TopicPartition::new("t", 0);
-    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
     let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
-    let mut out = Vec::new();
-    broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
     assert!(broker.partitions()[&tp].is_leader());
     // The follower catches up (an empty log) and is proposed for the ISR.
-    out.clear();
+    out.sends.clear();
     let fetch = FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) };
     broker.handle_message(Instant::ZERO, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch], read_committed: false }, &mut out);
+    connect_all(&mut broker, Instant::ZERO, &mut out);
     assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { new_isr, .. } if new_isr.len() == 2)));
     // acks=all waits for the follower, whatever the controller said.
-    out.clear();
+    out.sends.clear();
     let records = Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]);
-    broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None }, &mut out);
-    out.clear();
-    broker.handle_timeout(Instant::ZERO + INTER_BROKER_REQUEST_TIMEOUT + Duration::from_millis(1), &mut out);
-    let messages = sends(&out);
-    assert!(messages.iter().any(|message| matches!(message, Message::AlterPartitionRequest { .. })), "the expansion is asked for again");
-    assert!(!messages.iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(_), .. })), "no acknowledgement without the new member");
+    broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(60), partition: tp.clone(), producer: None, records, transactional_id: None }, &mut out);
+    out.sends.clear();
+    // The controller never answers: the request times out, the connection is
+    // closed, and once it is open again the expansion is asked for again.
+    let mut now = Instant::ZERO;
+    let mut asked_again = false;
+    while now < Instant::ZERO + Duration::from_secs(40) && !asked_again {
+        now = broker.next_deadline().expect("the broker always has a deadline");
+        broker.handle_timeout(now, &mut out);
+        connect_all(&mut broker, now, &mut out);
+        let messages = sends(&out);
+        assert!(!messages.iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(_), .. })), "no acknowledgement without the new member");
+        asked_again = now >= Instant::ZERO + BrokerConfig::default().request_timeout && messages.iter().any(|message| matches!(message, Message::AlterPartitionRequest { .. }));
+        out.sends.clear();
+    }
+    assert!(asked_again, "the expansion is asked for again");
     assert_eq!(broker.partitions()[&tp].high_watermark, Offset(0));
 }
 
@@ -46,11 +75,9 @@ fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
 #[test]
 fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
     let tp = TopicPartition::new("t", 0);
-    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
     let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
-    let mut out = Vec::new();
-    broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
     let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
     let produce = |correlation_id, producer, value: &'static [u8]| Message::ProduceRequest {
         correlation_id,
@@ -70,7 +97,7 @@ fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
         partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) }],
         read_committed: true,
     };
-    let fetched = |out: &[Send], wanted: u64| -> FetchedData {
+    let fetched = |out: &Outbox<BrokerEvent>, wanted: u64| -> FetchedData {
         sends(out)
             .into_iter()
             .find_map(|message| match message {
@@ -79,22 +106,22 @@ fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
             })
             .expect("a fetch response")
     };
-    out.clear();
+    out.sends.clear();
     broker.handle_message(Instant::ZERO, NodeId(60), fetch(3), &mut out);
     let data = fetched(&out, 3);
     assert_eq!((data.high_watermark, data.last_stable_offset), (Offset(2), Offset(0)));
     assert!(data.batches.is_empty(), "nothing below the last stable offset yet");
-    out.clear();
+    out.sends.clear();
     let marker = TxnMessage::WriteTxnMarkersRequest { correlation_id: 4, producer_id: ProducerId(7), producer_epoch: 1, coordinator_epoch: 0, commit: false, partition: tp.clone() };
     broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
     assert!(sends(&out).iter().any(|message| matches!(message, Message::Txn(TxnMessage::WriteTxnMarkersResponse { result: Ok(()), .. }))));
-    out.clear();
+    out.sends.clear();
     broker.handle_message(Instant::ZERO, NodeId(60), fetch(5), &mut out);
     let data = fetched(&out, 5);
     assert_eq!((data.last_stable_offset, data.batches.len()), (Offset(3), 3));
     let aborted = crate::txn_index::AbortedTransaction { producer_id: ProducerId(7), first_offset: Offset(0), last_offset: Offset(2) };
     assert_eq!(data.aborted_transactions, vec![aborted]);
-    out.clear();
+    out.sends.clear();
     let late = ProducerStamp { base_sequence: crate::types::Sequence(1), ..stamp };
     broker.handle_message(Instant::ZERO, NodeId(50), produce(6, Some(late), b"late"), &mut out);
     assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::ProducerFenced), .. })));
@@ -110,9 +137,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
     let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
     let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::coordinator::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
-    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), BrokerConfig::default(), &DurableState::default());
-    let mut out = Vec::new();
-    broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
+    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
     let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
     let produce = |correlation_id| Message::ProduceRequest {
         correlation_id,
@@ -123,7 +148,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
         records: Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]),
         transactional_id: Some("tx".into()),
     };
-    let verification = |out: &[Send]| {
+    let verification = |out: &Outbox<BrokerEvent>| {
         sends(out)
             .into_iter()
             .find_map(|message| match message {
@@ -132,57 +157,40 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
             })
             .expect("the leader asks the coordinator")
     };
-    out.clear();
+    out.sends.clear();
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(1), &mut out);
+    connect_all(&mut broker, Instant::ZERO, &mut out);
     broker.handle_message(Instant::ZERO, NodeId(50), produce(1), &mut out);
     let asked = verification(&out);
-    out.clear();
+    out.sends.clear();
     broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Err(ErrorCode::InvalidTxnState) }), &mut out);
     assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Err(ErrorCode::InvalidTxnState), .. })));
     assert_eq!(broker.partitions()[&tp].log_end_offset(), Offset(0), "a refused batch is not written");
-    out.clear();
+    out.sends.clear();
     broker.handle_message(Instant::ZERO, NodeId(50), produce(2), &mut out);
     let asked = verification(&out);
-    out.clear();
+    out.sends.clear();
     broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: asked, result: Ok(()) }), &mut out);
     assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { result: Ok(Offset(0)), .. })));
     assert!(broker.partitions()[&tp].log.transactions().is_ongoing(ProducerId(7)));
 }
 
-/// `next_deadline` keeps the coordinators' deadline and the AlterPartition
-/// timeout between calls; whatever changes them must make it look again. (In
-/// test builds `next_deadline` also checks each cached part against a fresh
-/// walk, so every call here checks the cache.)
+/// `next_deadline` keeps the coordinators' deadline between calls; whatever
+/// changes it must make it look again. (In test builds `next_deadline` also
+/// checks the cached part against a fresh walk, so every call here checks the cache.)
 #[test]
-fn next_deadline_follows_isr_changes_and_coordinator_loads() {
+fn next_deadline_follows_coordinator_loads() {
     let tp = TopicPartition::new("t", 0);
     let offsets = TopicPartition::new(crate::coordinator::CONSUMER_OFFSETS_TOPIC, 0);
     let state = |isr: Vec<NodeId>, partition_epoch| PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(partition_epoch), isr };
     let config = BrokerConfig { offsets_topic_num_partitions: 1, ..BrokerConfig::default() };
-    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), config, &DurableState::default());
     let partitions = [(tp.clone(), state(vec![NodeId(1)], 0)), (offsets.clone(), state(vec![NodeId(1)], 0))].into_iter().collect();
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
-    let mut out = Vec::new();
-    let before = broker.next_deadline();
-    broker.handle_message(Instant::ZERO, NodeId(1000), Message::BrokerHeartbeatResponse { broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None }, &mut out);
-    let loaded = broker.next_deadline();
-    assert!(before.is_some() && loaded.is_some());
-    // The follower catches up: the leader asks to expand the ISR and waits at
-    // most INTER_BROKER_REQUEST_TIMEOUT for the answer.
+    let (mut broker, mut out) = registered(config, metadata);
+    assert!(broker.next_deadline().is_some());
     let asked_at = Instant::ZERO + Duration::from_millis(100);
-    let fetch = FetchPartition { partition: tp.clone(), fetch_offset: Offset(0), current_leader_epoch: LeaderEpoch(0) };
-    out.clear();
-    broker.handle_message(asked_at, NodeId(2), Message::FetchRequest { correlation_id: 1, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions: vec![fetch], read_committed: false }, &mut out);
-    assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { partition, .. } if *partition == tp)));
-    let pending = broker.next_deadline().expect("a deadline");
-    assert!(pending <= asked_at + INTER_BROKER_REQUEST_TIMEOUT);
-    assert_eq!(broker.pending_isr_deadline(), Some(asked_at + INTER_BROKER_REQUEST_TIMEOUT));
-    // The controller's answer clears the pending ISR, and its timeout with it.
-    out.clear();
-    broker.handle_message(asked_at, NodeId(1000), Message::AlterPartitionResponse { partition: tp.clone(), result: Ok(state(vec![NodeId(1), NodeId(2)], 1)) }, &mut out);
-    assert_eq!(broker.pending_isr_deadline(), None);
-    broker.next_deadline();
     // A group joins: the coordinator's deadlines move, and the broker sees it.
-    out.clear();
+    out.sends.clear();
     let join = crate::coordinator::group::protocol::GroupMessage::JoinGroupRequest {
         correlation_id: 2,
         group_id: "g".into(),
@@ -196,4 +204,29 @@ fn next_deadline_follows_isr_changes_and_coordinator_loads() {
     broker.next_deadline();
     broker.handle_timeout(asked_at + Duration::from_secs(1), &mut out);
     broker.next_deadline();
+}
+
+/// A follower whose leader's process crashed: the reset fails its fetch, which
+/// waits replica.fetch.backoff.ms (AbstractFetcherThread), then reconnects and
+/// fetches again.
+#[test]
+fn a_reset_fetch_connection_backs_off_and_fetches_again() {
+    let tp = TopicPartition::new("t", 0);
+    let state = PartitionState { replicas: vec![NodeId(2), NodeId(1)], leader: Some(NodeId(2)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(2), NodeId(1)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
+    let fetches = |out: &Outbox<BrokerEvent>| out.sends.iter().filter(|send| send.to == NodeId(2) && matches!(send.message, Message::FetchRequest { .. })).count();
+    assert_eq!(fetches(&out), 1, "the follower fetches from its leader");
+    out.sends.clear();
+    let reset = Instant::ZERO + Duration::from_millis(10);
+    broker.handle_connection(reset, Destination::new(NodeId(2), Channel::Default), ConnectionEvent::Closed(crate::net::CloseReason::Reset), &mut out);
+    assert_eq!(fetches(&out), 0, "nothing goes during the backoff");
+    let mut now = reset;
+    while fetches(&out) == 0 {
+        now = broker.next_deadline().expect("a deadline");
+        broker.handle_timeout(now, &mut out);
+        connect_all(&mut broker, now, &mut out);
+    }
+    assert!(now.saturating_since(reset) >= BrokerConfig::default().replica_fetch_backoff, "waited out the fetch backoff");
+    assert!(now.saturating_since(reset) < BrokerConfig::default().replica_fetch_backoff + Duration::from_millis(500));
 }

@@ -6,11 +6,13 @@
 //! instead of opening a transaction no marker will ever close (a "hanging
 //! transaction" that would hold the last stable offset back for good).
 
-use super::{Broker, INTER_BROKER_REQUEST_TIMEOUT};
+use super::{Broker, BrokerEvent, BrokerRequest};
 use crate::config::Acks;
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::coordinator::{find_coordinator, CoordinatorType};
-use crate::protocol::{ErrorCode, Message, Send};
+use crate::net::{Channel, Destination};
+use crate::node::Outbox;
+use crate::protocol::{ErrorCode, Message};
 use crate::record::{ProducerStamp, Record};
 use crate::time::Instant;
 use crate::types::{NodeId, TopicPartition};
@@ -26,7 +28,6 @@ pub(super) struct PendingVerification {
     partition: TopicPartition,
     producer: ProducerStamp,
     records: Arc<[Record]>,
-    sent: Instant,
 }
 
 impl Broker {
@@ -42,7 +43,7 @@ impl Broker {
         producer: Option<ProducerStamp>,
         records: Arc<[Record]>,
         transactional_id: Option<Arc<str>>,
-        out: &mut Vec<Send>,
+        out: &mut Outbox<BrokerEvent>,
     ) {
         let unverified = match (producer, &transactional_id) {
             (Some(stamp), Some(_)) if stamp.transactional => self
@@ -56,27 +57,27 @@ impl Broker {
         };
         let coordinator = match find_coordinator(&self.metadata, CoordinatorType::Transaction, &transactional_id) {
             Ok(coordinator) => coordinator,
-            Err(error) => {
-                return out.push(Send { to: client, message: Message::ProduceResponse { correlation_id, partition: tp, result: Err(error) } });
-            }
+            Err(error) => return out.send(client, Message::ProduceResponse { correlation_id, partition: tp, result: Err(error) }),
         };
-        self.next_correlation_id += 1;
-        let verification = self.next_correlation_id;
-        let request = TxnMessage::AddPartitionsToTxnRequest {
-            correlation_id: verification,
-            transactional_id,
-            producer_id: stamp.producer_id,
-            producer_epoch: stamp.producer_epoch,
-            partitions: vec![tp.clone()],
-            verify_only: true,
+        // Kafka's AddPartitionsToTxnManager: the verification goes to the
+        // coordinator over the broker's connection; the producer retries if it cannot.
+        let destination = Destination::new(coordinator, Channel::Default);
+        if !self.network.ready(now, destination, out) {
+            return out.send(client, Message::ProduceResponse { correlation_id, partition: tp, result: Err(ErrorCode::NetworkException) });
+        }
+        self.next_verification += 1;
+        let verification = self.next_verification;
+        let (producer_id, producer_epoch, partitions) = (stamp.producer_id, stamp.producer_epoch, vec![tp.clone()]);
+        let request = |correlation_id| {
+            Message::Txn(TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: true })
         };
-        out.push(Send { to: coordinator, message: Message::Txn(request) });
-        let pending = PendingVerification { client, correlation_id, acks, timeout, partition: tp, producer: stamp, records, sent: now };
+        self.network.send(now, destination, self.config.request_timeout, BrokerRequest::Verification(verification), request, out);
+        let pending = PendingVerification { client, correlation_id, acks, timeout, partition: tp, producer: stamp, records };
         self.verifications.insert(verification, pending);
     }
 
-    pub(super) fn handle_verification_response(&mut self, now: Instant, correlation_id: u64, result: Result<(), ErrorCode>, out: &mut Vec<Send>) {
-        let Some(pending) = self.verifications.remove(&correlation_id) else { return };
+    pub(super) fn handle_verification_response(&mut self, now: Instant, verification: u64, result: Result<(), ErrorCode>, out: &mut Outbox<BrokerEvent>) {
+        let Some(pending) = self.verifications.remove(&verification) else { return };
         match result {
             Ok(()) => self.handle_produce(
                 now,
@@ -95,35 +96,14 @@ impl Broker {
                     ErrorCode::NotCoordinator | ErrorCode::CoordinatorLoadInProgress | ErrorCode::CoordinatorNotAvailable | ErrorCode::ConcurrentTransactions => {
                         ErrorCode::CoordinatorNotAvailable
                     }
+                    ErrorCode::NetworkException | ErrorCode::NetworkTimeout => ErrorCode::NetworkException,
                     ErrorCode::ProducerFenced => ErrorCode::ProducerFenced,
                     _ => ErrorCode::InvalidTxnState,
                 };
                 tracing::info!(partition = %pending.partition, ?error, "transactional produce refused by verification (KIP-890)");
                 let message = Message::ProduceResponse { correlation_id: pending.correlation_id, partition: pending.partition, result: Err(error) };
-                out.push(Send { to: pending.client, message });
+                out.send(pending.client, message);
             }
         }
-    }
-
-    pub(super) fn expire_verifications(&mut self, now: Instant, out: &mut Vec<Send>) {
-        let expired: Vec<u64> =
-            self.verifications.iter().filter(|(_, pending)| now.saturating_since(pending.sent) >= INTER_BROKER_REQUEST_TIMEOUT).map(|(id, _)| *id).collect();
-        for id in expired {
-            self.handle_verification_response(now, id, Err(ErrorCode::CoordinatorNotAvailable), out);
-        }
-    }
-
-    pub(super) fn verification_deadline(&self) -> Option<Instant> {
-        // `next_deadline` asks after every message; most runs never verify, and
-        // the walk stays out of line so `next_deadline` stays short.
-        if self.verifications.is_empty() {
-            return None;
-        }
-        self.earliest_verification_deadline()
-    }
-
-    #[inline(never)]
-    fn earliest_verification_deadline(&self) -> Option<Instant> {
-        self.verifications.values().map(|pending| pending.sent + INTER_BROKER_REQUEST_TIMEOUT).min()
     }
 }

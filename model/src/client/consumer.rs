@@ -11,22 +11,24 @@
 //! from the group's committed offset (OffsetFetch) or, with none committed, from
 //! auto.offset.reset; commits are fenced by the member's generation.
 
-use super::group_member::{GroupMember, MemberEvent};
+use super::group_member::{GroupMember, MemberEvent, MemberRequest};
 use super::isolation::ReadIsolation;
 use super::metadata::MetadataTracker;
-use crate::coordinator::group::protocol::{Generation, GroupMessage, MemberId};
 use crate::config::{ConsumerConfig, OffsetReset};
+use crate::coordinator::group::protocol::{Generation, GroupMessage, MemberId};
+use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient, RequestFailure};
+use crate::node::{Node, Outbox};
 use crate::partition_map::PartitionMap;
-use crate::protocol::{ClusterMetadata, ErrorCode, FetchPartition, Message, OffsetSpec, Send};
+use crate::protocol::{ClusterMetadata, ErrorCode, FetchPartition, Message, OffsetSpec};
 use crate::record::Record;
 use crate::time::{earliest, Instant};
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+/// What the consumer reports to its application.
 #[derive(Clone, Debug)]
-pub enum ConsumerOutput {
-    Send(Send),
+pub enum ConsumerEvent {
     /// Records from one fetch, in offset order per partition.
     Records(Vec<(TopicPartition, Offset, Record)>),
     /// The position moved without reading.
@@ -41,13 +43,30 @@ pub enum ConsumerOutput {
     CommitCompleted { generation: Generation, offsets: Vec<(TopicPartition, Offset)>, result: Result<(), ErrorCode>, auto: bool },
 }
 
-/// An OffsetCommit in flight.
-struct CommitInFlight {
-    correlation_id: u64,
-    sent: Instant,
+/// An OffsetCommit (or TxnOffsetCommit) in flight, as its tag remembers it.
+#[derive(Debug)]
+pub struct CommitInFlight {
     generation: Generation,
     offsets: Vec<(TopicPartition, Offset)>,
     auto: bool,
+}
+
+/// What each request in the consumer's `NetworkClient` was.
+#[derive(Debug)]
+pub enum ConsumerRequest {
+    Metadata,
+    Fetch { node: NodeId },
+    ListOffsets(TopicPartition),
+    Validate(TopicPartition),
+    OffsetFetch,
+    Commit(CommitInFlight),
+    Member(MemberRequest),
+}
+
+impl From<MemberRequest> for ConsumerRequest {
+    fn from(request: MemberRequest) -> Self {
+        ConsumerRequest::Member(request)
+    }
 }
 
 #[derive(Default)]
@@ -57,10 +76,10 @@ struct Assignment {
     position_epoch: Option<LeaderEpoch>,
     /// The leader epoch the position was last known good under.
     validated_epoch: Option<LeaderEpoch>,
-    /// Set while an OffsetsForLeaderEpoch validation is out.
-    validation_in_flight: Option<(u64, Instant)>,
-    /// Set while a ListOffsets request for this partition is out.
-    reset_in_flight: Option<(u64, Instant)>,
+    /// An OffsetsForLeaderEpoch validation is out.
+    validating: bool,
+    /// A ListOffsets request for this partition is out.
+    resetting: bool,
     backoff_until: Option<Instant>,
     /// A group member's new partition waits for its committed offset (OffsetFetch).
     awaiting_committed: bool,
@@ -112,25 +131,25 @@ pub struct Consumer {
     config: ConsumerConfig,
     topics: Vec<Arc<str>>,
     metadata: MetadataTracker,
+    network: NetworkClient<ConsumerRequest>,
     /// Built from `metadata.current()` whenever that changes.
     view: LeaderView,
     assignments: PartitionMap<Assignment>,
-    /// One fetch at a time per broker, as Kafka's fetcher keeps one per node.
-    /// (broker, correlation id, sent), at most one per broker, in no particular order.
-    fetches: Vec<(NodeId, u64, Instant)>,
+    /// The brokers with a fetch in flight: one at a time per broker, as Kafka's
+    /// fetcher keeps one per node (`nodesWithPendingFetchRequests`).
+    fetching: Vec<NodeId>,
     /// `send_fetches`' grouping by leader, empty between polls: kept to spare
     /// an allocation on every poll.
     fetch_plan: Vec<(NodeId, Vec<FetchPartition>)>,
-    next_correlation_id: u64,
     /// Group membership, when the consumer subscribed with a group.
     group: Option<GroupMember>,
     /// Per partition, the offset its fetch in flight asked from (group mode: a
     /// response for an older position, from before a rebalance, is dropped).
     fetch_offsets: PartitionMap<Offset>,
-    offset_fetch_in_flight: Option<(u64, Instant)>,
+    offset_fetch_in_flight: bool,
     /// KIP-447: after UnstableOffsetCommit, OffsetFetch is asked again from here.
     offset_fetch_retry_at: Option<Instant>,
-    commit_in_flight: Option<CommitInFlight>,
+    committing: bool,
     next_auto_commit: Option<Instant>,
     /// The application paused fetching (KafkaConsumer#pause on every partition):
     /// a consume-transform-produce loop holds its next poll until its batch is done.
@@ -138,50 +157,46 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn new(config: ConsumerConfig, topics: Vec<Arc<str>>, bootstrap: Vec<NodeId>, first_broker: usize) -> Consumer {
-        let metadata = MetadataTracker::new(bootstrap, first_broker, config.metadata_max_age);
+    /// `jitter_seed` feeds the reconnect backoff's jitter (the model draws no randomness itself).
+    pub fn new(config: ConsumerConfig, topics: Vec<Arc<str>>, bootstrap: Vec<NodeId>, first_broker: usize, jitter_seed: u64) -> Consumer {
+        let metadata = MetadataTracker::new(bootstrap, first_broker, config.metadata_max_age, config.retry_backoff, config.request_timeout);
         Consumer {
+            network: NetworkClient::new(config.network, jitter_seed),
             config,
             topics,
             metadata,
             view: LeaderView::default(),
             assignments: PartitionMap::new(),
-            fetches: Vec::new(),
+            fetching: Vec::new(),
             fetch_plan: Vec::new(),
-            next_correlation_id: 0,
             group: None,
             fetch_offsets: PartitionMap::new(),
-            offset_fetch_in_flight: None,
+            offset_fetch_in_flight: false,
             offset_fetch_retry_at: None,
-            commit_in_flight: None,
+            committing: false,
             next_auto_commit: None,
             paused: false,
         }
     }
 
     /// A consumer in group `group_id`, subscribed to `topics`.
-    pub fn subscribe(config: ConsumerConfig, topics: Vec<Arc<str>>, group_id: Arc<str>, bootstrap: Vec<NodeId>, first_broker: usize) -> Consumer {
+    pub fn subscribe(config: ConsumerConfig, topics: Vec<Arc<str>>, group_id: Arc<str>, bootstrap: Vec<NodeId>, first_broker: usize, jitter_seed: u64) -> Consumer {
         let member = GroupMember::new(&config, group_id, topics.clone(), bootstrap.clone(), first_broker);
-        let mut consumer = Consumer::new(config, topics, bootstrap, first_broker);
+        let mut consumer = Consumer::new(config, topics, bootstrap, first_broker, jitter_seed);
         consumer.group = Some(member);
         consumer
-    }
-
-    /// Where this incarnation's correlation ids start. A restarted client must not
-    /// take a response to its previous incarnation's request for one of its own
-    /// (Kafka's new TCP connection guarantees that; the simulated network does not).
-    pub fn set_correlation_base(&mut self, base: u64) {
-        self.next_correlation_id = base;
     }
 
     pub fn group(&self) -> Option<&GroupMember> {
         self.group.as_ref()
     }
 
-    /// Whether a commit can go out now: the member is in a stable generation and
-    /// no other commit is in flight (commits are synchronous, as `commitSync`).
+    /// Whether a commit can go out now: the member is in a stable generation,
+    /// its coordinator's connection is ready, and no other commit is in flight
+    /// (commits are synchronous, as `commitSync`).
     pub fn can_commit(&self) -> bool {
-        self.commit_in_flight.is_none() && self.group.as_ref().is_some_and(|group| group.is_stable() && group.coordinator().is_some())
+        !self.committing
+            && self.group.as_ref().is_some_and(|group| group.is_stable() && group.coordinator_destination().is_some_and(|destination| self.network.is_ready(destination)))
     }
 
     /// The positions of owned partitions that have one: what a commit would commit.
@@ -190,22 +205,23 @@ impl Consumer {
     }
 
     /// Sends OffsetCommit for `offsets` in the current generation; the outcome
-    /// comes back as `ConsumerOutput::CommitCompleted`. False if it cannot go out.
-    pub fn commit(&mut self, now: Instant, offsets: Vec<(TopicPartition, Offset)>, out: &mut Vec<ConsumerOutput>) -> bool {
+    /// comes back as `ConsumerEvent::CommitCompleted`. False if it cannot go out.
+    pub fn commit(&mut self, now: Instant, offsets: Vec<(TopicPartition, Offset)>, out: &mut Outbox<ConsumerEvent>) -> bool {
         self.send_commit(now, offsets, false, out)
     }
 
-    fn send_commit(&mut self, now: Instant, offsets: Vec<(TopicPartition, Offset)>, auto: bool, out: &mut Vec<ConsumerOutput>) -> bool {
+    fn send_commit(&mut self, now: Instant, offsets: Vec<(TopicPartition, Offset)>, auto: bool, out: &mut Outbox<ConsumerEvent>) -> bool {
         if !self.can_commit() || offsets.is_empty() {
             return false;
         }
-        let correlation_id = self.correlation();
         let group = self.group.as_ref().expect("can_commit checked the group");
-        let (Some(coordinator), Some(member_id)) = (group.coordinator(), group.member_id().cloned()) else { return false };
+        let (Some(coordinator), Some(member_id)) = (group.coordinator_destination(), group.member_id().cloned()) else { return false };
         let generation = group.generation();
-        let message = GroupMessage::OffsetCommitRequest { correlation_id, group_id: group.group_id.clone(), generation, member_id: Some(member_id), offsets: offsets.clone() };
-        self.commit_in_flight = Some(CommitInFlight { correlation_id, sent: now, generation, offsets, auto });
-        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::group(message) }));
+        let group_id = group.group_id.clone();
+        let request = ConsumerRequest::Commit(CommitInFlight { generation, offsets: offsets.clone(), auto });
+        let message = |correlation_id| Message::group(GroupMessage::OffsetCommitRequest { correlation_id, group_id, generation, member_id: Some(member_id), offsets });
+        self.network.send(now, coordinator, self.config.request_timeout, request, message, out);
+        self.committing = true;
         true
     }
 
@@ -225,28 +241,22 @@ impl Consumer {
         producer: (Arc<str>, crate::types::ProducerId, u16),
         group_metadata: (Generation, MemberId),
         offsets: Vec<(TopicPartition, Offset)>,
-        out: &mut Vec<ConsumerOutput>,
+        out: &mut Outbox<ConsumerEvent>,
     ) -> bool {
         if !self.can_commit() || offsets.is_empty() {
             return false;
         }
-        let correlation_id = self.correlation();
         let group = self.group.as_ref().expect("can_commit checked the group");
-        let Some(coordinator) = group.coordinator() else { return false };
+        let Some(coordinator) = group.coordinator_destination() else { return false };
+        let group_id = group.group_id.clone();
         let (generation, member_id) = group_metadata;
         let (transactional_id, producer_id, producer_epoch) = producer;
-        let message = GroupMessage::TxnOffsetCommitRequest {
-            correlation_id,
-            group_id: group.group_id.clone(),
-            transactional_id,
-            producer_id,
-            producer_epoch,
-            generation,
-            member_id,
-            offsets: offsets.clone(),
+        let request = ConsumerRequest::Commit(CommitInFlight { generation, offsets: offsets.clone(), auto: false });
+        let message = |correlation_id| {
+            Message::group(GroupMessage::TxnOffsetCommitRequest { correlation_id, group_id, transactional_id, producer_id, producer_epoch, generation, member_id, offsets })
         };
-        self.commit_in_flight = Some(CommitInFlight { correlation_id, sent: now, generation, offsets, auto: false });
-        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::group(message) }));
+        self.network.send(now, coordinator, self.config.request_timeout, request, message, out);
+        self.committing = true;
         true
     }
 
@@ -270,63 +280,14 @@ impl Consumer {
         self.assignments.iter().filter_map(|(tp, assignment)| assignment.position.map(|position| (tp.clone(), position))).collect()
     }
 
-    fn correlation(&mut self) -> u64 {
-        self.next_correlation_id += 1;
-        self.next_correlation_id
-    }
-
-    pub fn next_deadline(&self) -> Option<Instant> {
-        let mut deadline = self.metadata.next_deadline();
-        for (_, _, sent) in &self.fetches {
-            deadline = earliest(deadline, Some(*sent + self.config.fetch_max_wait + self.config.request_timeout));
-        }
-        for assignment in self.assignments.values() {
-            deadline = earliest(deadline, assignment.backoff_until);
-            for (_, sent) in assignment.reset_in_flight.iter().chain(&assignment.validation_in_flight) {
-                deadline = earliest(deadline, Some(*sent + self.config.request_timeout));
-            }
-        }
-        if let Some(group) = &self.group {
-            deadline = earliest(deadline, group.next_deadline());
-            if let Some((_, sent)) = self.offset_fetch_in_flight {
-                deadline = earliest(deadline, Some(sent + self.config.request_timeout));
-            }
-            deadline = earliest(deadline, self.offset_fetch_retry_at);
-            if let Some(commit) = &self.commit_in_flight {
-                deadline = earliest(deadline, Some(commit.sent + self.config.request_timeout));
-            }
-            if self.config.enable_auto_commit {
-                deadline = earliest(deadline, self.next_auto_commit);
-            }
-        }
-        deadline
-    }
-
-    pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        let timeout = self.config.request_timeout;
-        let max_wait = self.config.fetch_max_wait;
-        let fetch_timeout = max_wait + timeout;
-        // Most polls find no fetch timed out: looked for first, spared the rewrite.
-        if self.fetches.iter().any(|(_, _, sent)| now.saturating_since(*sent) >= fetch_timeout) {
-            self.fetches.retain(|(_, _, sent)| now.saturating_since(*sent) < fetch_timeout);
-            tracing::info!("consumer fetch timed out");
-            self.metadata.request_update();
-        }
+    /// Everything time or an answer may have made due.
+    fn poll(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
         for assignment in self.assignments.values_mut() {
             if assignment.backoff_until.is_some_and(|until| until <= now) {
                 assignment.backoff_until = None;
             }
-            if assignment.reset_in_flight.is_some_and(|(_, sent)| now.saturating_since(sent) >= timeout) {
-                assignment.reset_in_flight = None;
-            }
-            if assignment.validation_in_flight.is_some_and(|(_, sent)| now.saturating_since(sent) >= timeout) {
-                assignment.validation_in_flight = None;
-            }
         }
-        let correlation_id = self.correlation();
-        let mut sends = Vec::new();
-        self.metadata.poll(now, correlation_id, &mut sends);
-        extend_sends(out, sends);
+        self.metadata.poll(now, &mut self.network, || ConsumerRequest::Metadata, out);
         if self.group.is_some() {
             self.poll_group(now, out);
         } else {
@@ -350,30 +311,33 @@ impl Consumer {
         picked
     }
 
-    fn validate_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        let due = self.assigned_where(|tp, assignment| assignment.validation_in_flight.is_none() && assignment.backoff_until.is_none() && self.view.needs_validation(tp, assignment));
+    fn validate_positions(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
+        let due = self.assigned_where(|tp, assignment| !assignment.validating && assignment.backoff_until.is_none() && self.view.needs_validation(tp, assignment));
         for tp in due {
             let Some((leader, current_leader_epoch)) = self.view.leader_of(&tp) else {
                 self.metadata.request_update();
                 continue;
             };
-            let correlation_id = self.correlation();
+            let destination = Destination::new(leader, Channel::Default);
+            if !self.network.ready(now, destination, out) {
+                continue;
+            }
             let assignment = self.assignments.get_mut(&tp).expect("listed above");
             let epoch = assignment.position_epoch.expect("validation needs a position epoch");
-            assignment.validation_in_flight = Some((correlation_id, now));
-            let message = Message::OffsetsForLeaderEpochRequest { correlation_id, partitions: vec![(tp, current_leader_epoch, epoch)] };
-            out.push(ConsumerOutput::Send(Send { to: leader, message }));
+            assignment.validating = true;
+            let partitions = vec![(tp.clone(), current_leader_epoch, epoch)];
+            let message = |correlation_id| Message::OffsetsForLeaderEpochRequest { correlation_id, partitions };
+            self.network.send(now, destination, self.config.request_timeout, ConsumerRequest::Validate(tp), message, out);
         }
     }
 
-    fn handle_validation(&mut self, now: Instant, correlation_id: u64, partitions: Vec<(TopicPartition, Result<crate::protocol::EpochEndOffset, ErrorCode>)>, out: &mut Vec<ConsumerOutput>) {
+    fn handle_validation(&mut self, now: Instant, tp: TopicPartition, partitions: Vec<(TopicPartition, Result<crate::protocol::EpochEndOffset, ErrorCode>)>, out: &mut Outbox<ConsumerEvent>) {
+        if let Some(assignment) = self.assignments.get_mut(&tp) {
+            assignment.validating = false;
+        }
         for (tp, result) in partitions {
             let current = self.view.leader_epoch(&tp);
             let Some(assignment) = self.assignments.get_mut(&tp) else { continue };
-            if assignment.validation_in_flight.map(|(id, _)| id) != Some(correlation_id) {
-                continue;
-            }
-            assignment.validation_in_flight = None;
             match result {
                 Ok(answer) => {
                     assignment.validated_epoch = current;
@@ -382,7 +346,7 @@ impl Consumer {
                         tracing::info!(partition = %tp, from = position.0, to = answer.end_offset.0, "consumer detected log truncation");
                         assignment.position = Some(answer.end_offset);
                         assignment.position_epoch = answer.leader_epoch;
-                        out.push(ConsumerOutput::Seek { partition: tp, offset: answer.end_offset, reason: "log truncation detected (KIP-320)" });
+                        out.event(ConsumerEvent::Seek { partition: tp, offset: answer.end_offset, reason: "log truncation detected (KIP-320)" });
                     }
                 }
                 Err(_) => {
@@ -418,30 +382,32 @@ impl Consumer {
         self.view.partitions.key_named(&tp.topic, tp.partition).cloned().unwrap_or(tp)
     }
 
-    fn reset_positions(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+    fn reset_positions(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
         let spec = match self.config.auto_offset_reset {
             OffsetReset::Earliest => OffsetSpec::Earliest,
             OffsetReset::Latest => OffsetSpec::Latest,
             OffsetReset::None => return,
         };
-        let needing = self.assigned_where(|_, assignment| {
-            assignment.position.is_none() && !assignment.awaiting_committed && assignment.reset_in_flight.is_none() && assignment.backoff_until.is_none()
-        });
+        let needing = self.assigned_where(|_, assignment| assignment.position.is_none() && !assignment.awaiting_committed && !assignment.resetting && assignment.backoff_until.is_none());
         for tp in needing {
             let Some((leader, current_leader_epoch)) = self.view.leader_of(&tp) else {
                 self.metadata.request_update();
                 continue;
             };
-            let correlation_id = self.correlation();
-            if let Some(assignment) = self.assignments.get_mut(&tp) {
-                assignment.reset_in_flight = Some((correlation_id, now));
+            let destination = Destination::new(leader, Channel::Default);
+            if !self.network.ready(now, destination, out) {
+                continue;
             }
-            let message = Message::ListOffsetsRequest { correlation_id, partition: tp, spec, current_leader_epoch };
-            out.push(ConsumerOutput::Send(Send { to: leader, message }));
+            if let Some(assignment) = self.assignments.get_mut(&tp) {
+                assignment.resetting = true;
+            }
+            let partition = tp.clone();
+            let message = |correlation_id| Message::ListOffsetsRequest { correlation_id, partition, spec, current_leader_epoch };
+            self.network.send(now, destination, self.config.request_timeout, ConsumerRequest::ListOffsets(tp), message, out);
         }
     }
 
-    fn send_fetches(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+    fn send_fetches(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
         if self.paused {
             return;
         }
@@ -451,14 +417,14 @@ impl Consumer {
         let mut leaderless = false;
         for (tp, assignment) in &self.assignments {
             let Some(position) = assignment.position else { continue };
-            if assignment.backoff_until.is_some() || assignment.validation_in_flight.is_some() || self.view.needs_validation(tp, assignment) {
+            if assignment.backoff_until.is_some() || assignment.validating || self.view.needs_validation(tp, assignment) {
                 continue;
             }
             let Some((leader, current_leader_epoch)) = self.view.leader_of(tp) else {
                 leaderless = true;
                 continue;
             };
-            if self.fetches.iter().any(|(broker, _, _)| *broker == leader) {
+            if self.fetching.contains(&leader) {
                 continue;
             }
             let index = match plan.binary_search_by_key(&leader, |(leader, _)| *leader) {
@@ -474,39 +440,40 @@ impl Consumer {
             // Kafka's consumer asks for fresh metadata while a partition has no leader.
             self.metadata.request_update();
         }
-        for (leader, partitions) in self.fetch_plan.drain(..) {
-            // `correlation()`, written out: the plan stays borrowed.
-            self.next_correlation_id += 1;
-            let correlation_id = self.next_correlation_id;
-            self.fetches.push((leader, correlation_id, now));
+        let timeout = self.config.request_timeout;
+        for (leader, partitions) in std::mem::take(&mut self.fetch_plan) {
+            // Kafka's fetcher skips nodes it is not connected to, connecting to them.
+            let destination = Destination::new(leader, Channel::Default);
+            if !self.network.ready(now, destination, out) {
+                continue;
+            }
+            self.fetching.push(leader);
             if self.group.is_some() {
                 for fetch in &partitions {
                     self.fetch_offsets.insert(fetch.partition.clone(), fetch.fetch_offset);
                 }
             }
-            let message = Message::FetchRequest { correlation_id, replica_id: None, max_wait: self.config.fetch_max_wait, partitions, read_committed: self.config.read_committed };
-            out.push(ConsumerOutput::Send(Send { to: leader, message }));
+            let (max_wait, read_committed) = (self.config.fetch_max_wait, self.config.read_committed);
+            let message = |correlation_id| Message::FetchRequest { correlation_id, replica_id: None, max_wait, partitions, read_committed };
+            self.network.send(now, destination, timeout, ConsumerRequest::Fetch { node: leader }, message, out);
         }
     }
 
-    pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Vec<ConsumerOutput>) {
-        match message {
-            Message::MetadataResponse { correlation_id, metadata } => {
-                self.metadata.handle_response(now, correlation_id, metadata);
+    fn handle_response(&mut self, now: Instant, request: ConsumerRequest, message: Message, out: &mut Outbox<ConsumerEvent>) {
+        match (request, message) {
+            (ConsumerRequest::Metadata, Message::MetadataResponse { metadata, .. }) => {
+                self.metadata.handle_response(now, metadata);
                 self.refresh_view();
             }
-            Message::ListOffsetsResponse { correlation_id, partition, result } => {
-                let Some(assignment) = self.assignments.get_mut(&partition) else { return };
-                if assignment.reset_in_flight.map(|(id, _)| id) != Some(correlation_id) {
-                    return;
-                }
-                assignment.reset_in_flight = None;
+            (ConsumerRequest::ListOffsets(tp), Message::ListOffsetsResponse { partition, result, .. }) => {
+                let Some(assignment) = self.assignments.get_mut(&tp) else { return };
+                assignment.resetting = false;
                 match result {
                     Ok((offset, leader_epoch)) => {
                         assignment.position = Some(offset);
                         assignment.position_epoch = None;
                         assignment.validated_epoch = Some(leader_epoch);
-                        out.push(ConsumerOutput::Seek { partition, offset, reason: "auto.offset.reset" });
+                        out.event(ConsumerEvent::Seek { partition, offset, reason: "auto.offset.reset" });
                     }
                     Err(_) => {
                         assignment.backoff_until = Some(now + self.config.retry_backoff);
@@ -514,21 +481,54 @@ impl Consumer {
                     }
                 }
             }
-            Message::OffsetsForLeaderEpochResponse { correlation_id, partitions } => self.handle_validation(now, correlation_id, partitions, out),
-            Message::FindCoordinatorResponse { correlation_id, result } => {
+            (ConsumerRequest::Validate(tp), Message::OffsetsForLeaderEpochResponse { partitions, .. }) => self.handle_validation(now, tp, partitions, out),
+            (ConsumerRequest::Member(MemberRequest::FindCoordinator), Message::FindCoordinatorResponse { result, .. }) => {
                 if let Some(group) = &mut self.group {
-                    group.handle_find_coordinator(now, correlation_id, result);
+                    group.handle_find_coordinator(now, result);
                 }
             }
-            Message::Group(message) => self.handle_group_message(now, *message, out),
-            Message::FetchResponse { correlation_id, partitions } => {
-                let Some(index) = self.fetches.iter().position(|(broker, id, _)| *broker == from && *id == correlation_id) else { return };
-                self.fetches.swap_remove(index);
+            (ConsumerRequest::Fetch { node }, Message::FetchResponse { partitions, .. }) => {
+                self.fetching.retain(|fetching| *fetching != node);
                 self.handle_fetch_response(now, partitions, out);
             }
-            _ => {}
+            (request, Message::Group(message)) => self.handle_group_response(now, request, *message, out),
+            (request, message) => unreachable!("a {} answer to {request:?}", message.api()),
         }
-        self.handle_timeout(now, out);
+    }
+
+    /// A request got no answer: its connection closed or it timed out.
+    fn handle_failures(&mut self, now: Instant, failed: Vec<(ConsumerRequest, RequestFailure)>, out: &mut Outbox<ConsumerEvent>) {
+        for (request, failure) in failed {
+            match request {
+                ConsumerRequest::Metadata => self.metadata.handle_failure(now),
+                // FetchSessionHandler.handleError: the next fetch starts afresh,
+                // once the node's reconnect backoff allows.
+                ConsumerRequest::Fetch { node } => self.fetching.retain(|fetching| *fetching != node),
+                ConsumerRequest::ListOffsets(tp) | ConsumerRequest::Validate(tp) => {
+                    if let Some(assignment) = self.assignments.get_mut(&tp) {
+                        assignment.resetting = false;
+                        assignment.validating = false;
+                        assignment.backoff_until = Some(now + self.config.retry_backoff);
+                    }
+                }
+                // CoordinatorResponseHandler.onFailure: a disconnect marks the coordinator unknown.
+                ConsumerRequest::OffsetFetch => {
+                    self.offset_fetch_in_flight = false;
+                    self.lose_coordinator(now);
+                }
+                ConsumerRequest::Commit(commit) => {
+                    self.committing = false;
+                    let error = failure.error_code();
+                    out.event(ConsumerEvent::CommitCompleted { generation: commit.generation, offsets: commit.offsets, result: Err(error), auto: commit.auto });
+                    self.lose_coordinator(now);
+                }
+                ConsumerRequest::Member(request) => {
+                    if let Some(group) = &mut self.group {
+                        group.handle_failure(now, request, failure);
+                    }
+                }
+            }
+        }
     }
 
     // ----- group mode -----
@@ -546,32 +546,15 @@ impl Consumer {
         self.view.source.is_some() && self.view.topics_known
     }
 
-    fn poll_group(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+    fn poll_group(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
         if !self.topics_known() {
             self.metadata.request_update();
         }
-        let timeout = self.config.request_timeout;
-        if self.offset_fetch_in_flight.is_some_and(|(_, sent)| now.saturating_since(sent) >= timeout) {
-            self.offset_fetch_in_flight = None;
-            self.lose_coordinator(now);
-        }
-        if self.commit_in_flight.as_ref().is_some_and(|commit| now.saturating_since(commit.sent) >= timeout) {
-            let commit = self.commit_in_flight.take().expect("checked");
-            out.push(ConsumerOutput::CommitCompleted { generation: commit.generation, offsets: commit.offsets, result: Err(ErrorCode::NetworkTimeout), auto: commit.auto });
-            self.lose_coordinator(now);
-        }
-        let mut sends = Vec::new();
         let mut events = Vec::new();
         if self.topics_known() || self.group.as_ref().is_some_and(|group| group.is_stable()) {
-            let mut next_correlation_id = self.next_correlation_id;
             let group = self.group.as_mut().expect("group mode");
-            group.poll(now, || {
-                next_correlation_id += 1;
-                next_correlation_id
-            }, &mut sends, &mut events);
-            self.next_correlation_id = next_correlation_id;
+            group.poll(now, &mut self.network, out, &mut events);
         }
-        extend_sends(out, sends);
         self.apply_member_events(now, events, out);
         self.fetch_committed_offsets(now, out);
         self.maybe_auto_commit(now, out);
@@ -586,13 +569,13 @@ impl Consumer {
     /// Most polls bring no event: the check, always inlined (the callers are
     /// large enough that a plain hint is not taken), spares them a call.
     #[inline(always)]
-    fn apply_member_events(&mut self, now: Instant, events: Vec<MemberEvent>, out: &mut Vec<ConsumerOutput>) {
+    fn apply_member_events(&mut self, now: Instant, events: Vec<MemberEvent>, out: &mut Outbox<ConsumerEvent>) {
         if !events.is_empty() {
             self.apply_member_events_slow(now, events, out);
         }
     }
 
-    fn apply_member_events_slow(&mut self, now: Instant, events: Vec<MemberEvent>, out: &mut Vec<ConsumerOutput>) {
+    fn apply_member_events_slow(&mut self, now: Instant, events: Vec<MemberEvent>, out: &mut Outbox<ConsumerEvent>) {
         for event in events {
             match event {
                 MemberEvent::Revoked { generation, partitions, reason } => {
@@ -600,7 +583,7 @@ impl Consumer {
                         self.assignments.remove(partition);
                         self.fetch_offsets.remove(partition);
                     }
-                    out.push(ConsumerOutput::Revoked { generation, partitions, reason });
+                    out.event(ConsumerEvent::Revoked { generation, partitions, reason });
                 }
                 MemberEvent::Assigned { generation, partitions, added } => {
                     for partition in added {
@@ -610,34 +593,34 @@ impl Consumer {
                     if self.config.enable_auto_commit {
                         self.next_auto_commit = Some(now + self.config.auto_commit_interval);
                     }
-                    out.push(ConsumerOutput::Assigned { generation, partitions });
+                    out.event(ConsumerEvent::Assigned { generation, partitions });
                 }
             }
         }
     }
 
     /// New partitions start from the group's committed offsets (OffsetFetch).
-    fn fetch_committed_offsets(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
-        if self.offset_fetch_in_flight.is_some() || self.offset_fetch_retry_at.is_some_and(|at| now < at) {
+    fn fetch_committed_offsets(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
+        if self.offset_fetch_in_flight || self.offset_fetch_retry_at.is_some_and(|at| now < at) {
             return;
         }
         self.offset_fetch_retry_at = None;
         let partitions = self.assigned_where(|_, assignment| assignment.awaiting_committed);
         let Some(group) = &self.group else { return };
-        let Some(coordinator) = group.coordinator() else { return };
-        if partitions.is_empty() {
+        let Some(coordinator) = group.coordinator_destination() else { return };
+        if partitions.is_empty() || !self.network.ready(now, coordinator, out) {
             return;
         }
         let group_id = group.group_id.clone();
-        let correlation_id = self.correlation();
-        self.offset_fetch_in_flight = Some((correlation_id, now));
+        self.offset_fetch_in_flight = true;
         // KIP-447: a read_committed consumer asks for stable offsets only.
-        let message = GroupMessage::OffsetFetchRequest { correlation_id, group_id, partitions, require_stable: self.config.read_committed };
-        out.push(ConsumerOutput::Send(Send { to: coordinator, message: Message::group(message) }));
+        let require_stable = self.config.read_committed;
+        let message = |correlation_id| Message::group(GroupMessage::OffsetFetchRequest { correlation_id, group_id, partitions, require_stable });
+        self.network.send(now, coordinator, self.config.request_timeout, ConsumerRequest::OffsetFetch, message, out);
     }
 
     /// `enable.auto.commit`: every `auto.commit.interval.ms` the consumed positions are committed.
-    fn maybe_auto_commit(&mut self, now: Instant, out: &mut Vec<ConsumerOutput>) {
+    fn maybe_auto_commit(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
         let due = self.next_auto_commit.is_some_and(|at| at <= now);
         if !(self.config.enable_auto_commit && due && self.can_commit()) {
             return;
@@ -647,13 +630,10 @@ impl Consumer {
         self.send_commit(now, offsets, true, out);
     }
 
-    fn handle_group_message(&mut self, now: Instant, message: GroupMessage, out: &mut Vec<ConsumerOutput>) {
-        match message {
-            GroupMessage::OffsetFetchResponse { correlation_id, result } => {
-                if self.offset_fetch_in_flight.map(|(id, _)| id) != Some(correlation_id) {
-                    return;
-                }
-                self.offset_fetch_in_flight = None;
+    fn handle_group_response(&mut self, now: Instant, request: ConsumerRequest, message: GroupMessage, out: &mut Outbox<ConsumerEvent>) {
+        match (request, message) {
+            (ConsumerRequest::OffsetFetch, GroupMessage::OffsetFetchResponse { result, .. }) => {
+                self.offset_fetch_in_flight = false;
                 match result {
                     Ok(offsets) => self.apply_committed_offsets(offsets, out),
                     // KIP-447: a transaction's offsets are pending; the next
@@ -662,12 +642,9 @@ impl Consumer {
                     Err(_) => self.lose_coordinator(now),
                 }
             }
-            GroupMessage::OffsetCommitResponse { correlation_id, result } | GroupMessage::TxnOffsetCommitResponse { correlation_id, result } => {
-                if self.commit_in_flight.as_ref().map(|commit| commit.correlation_id) != Some(correlation_id) {
-                    return;
-                }
-                let commit = self.commit_in_flight.take().expect("checked");
-                out.push(ConsumerOutput::CommitCompleted { generation: commit.generation, offsets: commit.offsets, result, auto: commit.auto });
+            (ConsumerRequest::Commit(commit), GroupMessage::OffsetCommitResponse { result, .. } | GroupMessage::TxnOffsetCommitResponse { result, .. }) => {
+                self.committing = false;
+                out.event(ConsumerEvent::CommitCompleted { generation: commit.generation, offsets: commit.offsets, result, auto: commit.auto });
                 if let Err(error) = result {
                     let mut events = Vec::new();
                     // A refusal from an older generation says nothing of the current one.
@@ -677,25 +654,20 @@ impl Consumer {
                     self.apply_member_events(now, events, out);
                 }
             }
-            message => {
-                let mut sends = Vec::new();
+            (ConsumerRequest::Member(_), message) => {
+                let correlation_id = message.correlation_id();
                 let mut events = Vec::new();
-                let mut next_correlation_id = self.next_correlation_id;
                 let metadata = self.metadata.current().cloned();
                 if let Some(group) = &mut self.group {
-                    group.handle_response(now, message, metadata.as_ref(), || {
-                        next_correlation_id += 1;
-                        next_correlation_id
-                    }, &mut sends, &mut events);
+                    group.handle_response(now, correlation_id, message, metadata.as_ref(), &mut self.network, out, &mut events);
                 }
-                self.next_correlation_id = next_correlation_id;
-                out.extend(sends.into_iter().map(ConsumerOutput::Send));
                 self.apply_member_events(now, events, out);
             }
+            (request, message) => unreachable!("a {} answer to {request:?}", message.api()),
         }
     }
 
-    fn apply_committed_offsets(&mut self, offsets: Vec<(TopicPartition, Option<Offset>)>, out: &mut Vec<ConsumerOutput>) {
+    fn apply_committed_offsets(&mut self, offsets: Vec<(TopicPartition, Option<Offset>)>, out: &mut Outbox<ConsumerEvent>) {
         for (partition, offset) in offsets {
             let Some(assignment) = self.assignments.get_mut(&partition) else { continue };
             if !assignment.awaiting_committed {
@@ -706,18 +678,18 @@ impl Consumer {
                 Some(offset) => {
                     assignment.position = Some(offset);
                     assignment.position_epoch = None;
-                    out.push(ConsumerOutput::Seek { partition, offset, reason: "committed offset" });
+                    out.event(ConsumerEvent::Seek { partition, offset, reason: "committed offset" });
                 }
                 None if self.config.auto_offset_reset == OffsetReset::None => {
                     // Kafka's NoOffsetForPartitionException: the partition stays unread.
-                    out.push(ConsumerOutput::Error { partition, error: ErrorCode::OffsetOutOfRange });
+                    out.event(ConsumerEvent::Error { partition, error: ErrorCode::OffsetOutOfRange });
                 }
                 None => {}
             }
         }
     }
 
-    fn handle_fetch_response(&mut self, now: Instant, partitions: Vec<(TopicPartition, Result<crate::protocol::FetchedData, ErrorCode>)>, out: &mut Vec<ConsumerOutput>) {
+    fn handle_fetch_response(&mut self, now: Instant, partitions: Vec<(TopicPartition, Result<crate::protocol::FetchedData, ErrorCode>)>, out: &mut Outbox<ConsumerEvent>) {
         let mut records = Vec::new();
         let max_records = self.config.max_poll_records;
         for (tp, result) in partitions {
@@ -753,7 +725,7 @@ impl Consumer {
                 }
                 Err(ErrorCode::OffsetOutOfRange) => {
                     if self.config.auto_offset_reset == OffsetReset::None {
-                        out.push(ConsumerOutput::Error { partition: tp.clone(), error: ErrorCode::OffsetOutOfRange });
+                        out.event(ConsumerEvent::Error { partition: tp.clone(), error: ErrorCode::OffsetOutOfRange });
                         assignment.backoff_until = Some(now + self.config.retry_backoff);
                     } else {
                         assignment.position = None;
@@ -767,21 +739,64 @@ impl Consumer {
             }
         }
         if !records.is_empty() {
-            out.push(ConsumerOutput::Records(records));
+            out.event(ConsumerEvent::Records(records));
         }
     }
 }
 
-/// Queues a step's sends as outputs; most polls have none to queue.
-fn extend_sends(out: &mut Vec<ConsumerOutput>, sends: Vec<Send>) {
-    if !sends.is_empty() {
-        out.extend(sends.into_iter().map(ConsumerOutput::Send));
+impl Node for Consumer {
+    type Event = ConsumerEvent;
+
+    fn handle_message(&mut self, now: Instant, _from: NodeId, message: Message, out: &mut Outbox<ConsumerEvent>) {
+        // A response to a request no longer in flight (its connection closed) is
+        // one Kafka would never have read.
+        if let Some(request) = message.correlation_id().and_then(|correlation_id| self.network.take(correlation_id)) {
+            self.handle_response(now, request, message, out);
+        }
+        self.poll(now, out);
+    }
+
+    fn handle_connection(&mut self, now: Instant, destination: Destination, event: ConnectionEvent, out: &mut Outbox<ConsumerEvent>) {
+        let failed = self.network.handle_connection(now, destination, event);
+        if matches!(event, ConnectionEvent::Closed(_)) {
+            // NetworkClient.processDisconnection: the disconnect may come of stale metadata.
+            self.metadata.request_update();
+        }
+        self.handle_failures(now, failed, out);
+        self.poll(now, out);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
+        let failed = self.network.poll_timeouts(now, out);
+        if !failed.is_empty() {
+            self.metadata.request_update();
+        }
+        self.handle_failures(now, failed, out);
+        self.poll(now, out);
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let mut deadline = earliest(self.metadata.next_deadline(), self.network.next_deadline());
+        for assignment in self.assignments.values() {
+            deadline = earliest(deadline, assignment.backoff_until);
+        }
+        if let Some(group) = &self.group {
+            deadline = earliest(deadline, group.next_deadline());
+            deadline = earliest(deadline, self.offset_fetch_retry_at);
+            // An auto-commit that cannot go yet waits for what will let it
+            // (a rebalance's end, the coordinator's connection, a commit's answer).
+            if self.config.enable_auto_commit && self.can_commit() {
+                deadline = earliest(deadline, self.next_auto_commit);
+            }
+        }
+        deadline
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::connect_all;
     use crate::config::Properties;
     use crate::protocol::{ClusterMetadata, EpochEndOffset, FetchedData, PartitionState};
     use crate::record::RecordBatch;
@@ -799,8 +814,18 @@ mod tests {
         Arc::new(ClusterMetadata { version, brokers: vec![NodeId(1)], partitions: [(TopicPartition::new("t", 0), state)].into_iter().collect() })
     }
 
-    fn sent(out: &[ConsumerOutput]) -> Vec<Message> {
-        out.iter().filter_map(|output| if let ConsumerOutput::Send(send) = output { Some(send.message.clone()) } else { None }).collect()
+    /// The correlation id of the first request of kind `want` among `out`'s sends.
+    fn correlation_of(out: &Outbox<ConsumerEvent>, want: &str) -> u64 {
+        out.sends
+            .iter()
+            .find_map(|send| match &send.message {
+                Message::MetadataRequest { correlation_id } if want == "metadata" => Some(*correlation_id),
+                Message::ListOffsetsRequest { correlation_id, .. } if want == "list" => Some(*correlation_id),
+                Message::FetchRequest { correlation_id, .. } if want == "fetch" => Some(*correlation_id),
+                Message::OffsetsForLeaderEpochRequest { correlation_id, .. } if want == "validate" => Some(*correlation_id),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {want} request among {:?}", out.sends))
     }
 
     /// KIP-320: after a leader change, a consumer whose position is past the new
@@ -808,48 +833,39 @@ mod tests {
     #[test]
     fn a_truncated_log_under_a_new_leader_moves_the_position_back() {
         let config = ConsumerConfig::from_properties(&Properties::new(), "earliest").unwrap();
-        let mut consumer = Consumer::new(config, vec!["t".into()], vec![NodeId(1)], 0);
-        let mut out = Vec::new();
+        let mut consumer = Consumer::new(config, vec!["t".into()], vec![NodeId(1)], 0, 1);
+        let mut out = Outbox::new(NodeId(3001));
         let tp = TopicPartition::new("t", 0);
+        let from = NodeId(1);
         consumer.handle_timeout(Instant::ZERO, &mut out);
-        let correlation_of = |messages: Vec<Message>, want: &str| -> u64 {
-            messages
-                .iter()
-                .find_map(|message| match message {
-                    Message::MetadataRequest { correlation_id } if want == "metadata" => Some(*correlation_id),
-                    Message::ListOffsetsRequest { correlation_id, .. } if want == "list" => Some(*correlation_id),
-                    Message::FetchRequest { correlation_id, .. } if want == "fetch" => Some(*correlation_id),
-                    Message::OffsetsForLeaderEpochRequest { correlation_id, .. } if want == "validate" => Some(*correlation_id),
-                    _ => None,
-                })
-                .unwrap_or_else(|| panic!("no {want} request among {messages:?}"))
-        };
-        let id = correlation_of(sent(&out), "metadata");
-        out.clear();
-        consumer.handle_message(Instant::ZERO, NodeId(1), Message::MetadataResponse { correlation_id: id, metadata: metadata(1, 0) }, &mut out);
-        let id = correlation_of(sent(&out), "list");
-        out.clear();
-        consumer.handle_message(Instant::ZERO, NodeId(1), Message::ListOffsetsResponse { correlation_id: id, partition: tp.clone(), result: Ok((Offset(0), LeaderEpoch(0))) }, &mut out);
-        let id = correlation_of(sent(&out), "fetch");
-        out.clear();
+        connect_all(&mut consumer, Instant::ZERO, &mut out);
+        let id = correlation_of(&out, "metadata");
+        out.sends.clear();
+        consumer.handle_message(Instant::ZERO, from, Message::MetadataResponse { correlation_id: id, metadata: metadata(1, 0) }, &mut out);
+        let id = correlation_of(&out, "list");
+        out.sends.clear();
+        consumer.handle_message(Instant::ZERO, from, Message::ListOffsetsResponse { correlation_id: id, partition: tp.clone(), result: Ok((Offset(0), LeaderEpoch(0))) }, &mut out);
+        let id = correlation_of(&out, "fetch");
+        out.sends.clear();
         let records = (0..5).map(|index| Record { key: None, value: Bytes::from(format!("v{index}")) }).collect();
         let batch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), None, records));
         let data = FetchedData { high_watermark: Offset(5), log_end_offset: Offset(5), batches: vec![batch], last_stable_offset: Offset(5), aborted_transactions: Vec::new() };
-        consumer.handle_message(Instant::ZERO, NodeId(1), Message::FetchResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(data))] }, &mut out);
+        consumer.handle_message(Instant::ZERO, from, Message::FetchResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(data))] }, &mut out);
         assert_eq!(consumer.positions()[&tp], Offset(5));
         // A new leader at epoch 1: the next metadata refresh reveals it.
         consumer.metadata.request_update();
-        out.clear();
-        consumer.handle_timeout(Instant::from_micros(1_000_000), &mut out);
-        let id = correlation_of(sent(&out), "metadata");
-        out.clear();
-        consumer.handle_message(Instant::from_micros(1_000_000), NodeId(1), Message::MetadataResponse { correlation_id: id, metadata: metadata(2, 1) }, &mut out);
-        let id = correlation_of(sent(&out), "validate");
-        assert!(!sent(&out).iter().any(|message| matches!(message, Message::FetchRequest { .. })), "no fetch before the position is validated");
-        out.clear();
+        out.sends.clear();
+        let later = Instant::from_micros(1_000_000);
+        consumer.handle_timeout(later, &mut out);
+        let id = correlation_of(&out, "metadata");
+        out.sends.clear();
+        consumer.handle_message(later, from, Message::MetadataResponse { correlation_id: id, metadata: metadata(2, 1) }, &mut out);
+        let id = correlation_of(&out, "validate");
+        assert!(!out.sends.iter().any(|send| matches!(send.message, Message::FetchRequest { .. })), "no fetch before the position is validated");
+        out.sends.clear();
         let answer = EpochEndOffset { leader_epoch: Some(LeaderEpoch(0)), end_offset: Offset(3) };
-        consumer.handle_message(Instant::from_micros(1_000_000), NodeId(1), Message::OffsetsForLeaderEpochResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(answer))] }, &mut out);
+        consumer.handle_message(later, from, Message::OffsetsForLeaderEpochResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(answer))] }, &mut out);
         assert_eq!(consumer.positions()[&tp], Offset(3));
-        assert!(out.iter().any(|output| matches!(output, ConsumerOutput::Seek { offset: Offset(3), .. })));
+        assert!(out.events.iter().any(|event| matches!(event, ConsumerEvent::Seek { offset: Offset(3), .. })));
     }
 }

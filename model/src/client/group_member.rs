@@ -19,7 +19,9 @@ use crate::config::ConsumerConfig;
 use crate::coordinator::group::assignor::{rebalance_protocol, Assignor, RebalanceProtocol};
 use crate::coordinator::group::protocol::{Generation, GroupMessage, JoinResult, MemberId, Subscription};
 use crate::coordinator::CoordinatorType;
-use crate::protocol::{ClusterMetadata, ErrorCode, Message, Send};
+use crate::net::{Channel, Destination, NetworkClient, RequestFailure};
+use crate::node::Outbox;
+use crate::protocol::{ClusterMetadata, ErrorCode, Message};
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, TopicPartition};
 use std::collections::BTreeMap;
@@ -29,9 +31,19 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
     Unjoined,
-    Joining { correlation_id: u64, sent: Instant },
-    AwaitingSync { correlation_id: u64, sent: Instant },
-    Stable { next_heartbeat: Instant, heartbeat_in_flight: Option<(u64, Instant)> },
+    /// JoinGroup is out; its correlation id tells its answer from a stale one.
+    Joining { correlation_id: u64 },
+    AwaitingSync { correlation_id: u64 },
+    Stable { next_heartbeat: Instant, heartbeat_in_flight: Option<u64> },
+}
+
+/// The member's requests, as its client's `NetworkClient` tags them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberRequest {
+    FindCoordinator,
+    JoinGroup,
+    SyncGroup,
+    Heartbeat,
 }
 
 /// What membership changed, for the consumer to apply to its fetch positions.
@@ -48,7 +60,10 @@ pub struct GroupMember {
     bootstrap: Vec<NodeId>,
     next_broker: usize,
     coordinator: Option<NodeId>,
-    find_in_flight: Option<(u64, Instant)>,
+    finding: bool,
+    /// A request is due, but its connection is not ready: the connection's
+    /// event (or the `NetworkClient`'s deadline) wakes the member.
+    waiting_for_connection: bool,
     retry_at: Option<Instant>,
     member_id: Option<MemberId>,
     generation: Generation,
@@ -74,7 +89,8 @@ impl GroupMember {
             bootstrap,
             next_broker: first_broker,
             coordinator: None,
-            find_in_flight: None,
+            finding: false,
+            waiting_for_connection: false,
             retry_at: None,
             member_id: None,
             generation: Generation::NONE,
@@ -99,6 +115,12 @@ impl GroupMember {
         self.coordinator
     }
 
+    /// The connection to the coordinator: a channel of its own, as Kafka's
+    /// `AbstractCoordinator` keeps (node id `Integer.MAX_VALUE - id`).
+    pub fn coordinator_destination(&self) -> Option<Destination> {
+        self.coordinator.map(|node| Destination::new(node, Channel::GroupCoordinator))
+    }
+
     pub fn is_stable(&self) -> bool {
         matches!(self.phase, Phase::Stable { .. })
     }
@@ -115,7 +137,8 @@ impl GroupMember {
         &self.owned
     }
 
-    /// The coordinator did not answer, or said it is not the coordinator: find it again.
+    /// Kafka's `markCoordinatorUnknown`: the coordinator did not answer, its
+    /// connection closed, or it said it is not the coordinator. Find it again.
     pub fn coordinator_lost(&mut self, now: Instant) {
         if self.coordinator.take().is_some() {
             tracing::info!(group = &*self.group_id, "consumer lost its coordinator");
@@ -128,25 +151,20 @@ impl GroupMember {
         }
     }
 
+    /// JoinGroup waits for the rebalance: Kafka gives it the rebalance timeout
+    /// plus five seconds (`AbstractCoordinator.JOIN_GROUP_TIMEOUT_LAPSE`).
     fn join_timeout(&self) -> Duration {
-        self.rebalance_timeout + Duration::from_secs(5)
+        self.request_timeout.max(self.rebalance_timeout + Duration::from_secs(5))
     }
 
+    /// When the member next has something to do; its requests' timeouts are
+    /// its client's `NetworkClient`'s.
     pub fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = self.retry_at;
-        if let Some((_, sent)) = self.find_in_flight {
-            deadline = earliest(deadline, Some(sent + self.request_timeout));
-        }
-        match self.phase {
-            Phase::Unjoined => {}
-            Phase::Joining { sent, .. } => deadline = earliest(deadline, Some(sent + self.join_timeout())),
-            Phase::AwaitingSync { sent, .. } => deadline = earliest(deadline, Some(sent + self.request_timeout)),
-            Phase::Stable { next_heartbeat, heartbeat_in_flight } => {
-                deadline = earliest(deadline, Some(next_heartbeat));
-                if let Some((_, sent)) = heartbeat_in_flight {
-                    deadline = earliest(deadline, Some(sent + self.request_timeout));
-                }
-            }
+        // A heartbeat goes only to a known coordinator over a ready connection;
+        // until then, finding it (or the connection's event) wakes the member.
+        if let (Phase::Stable { next_heartbeat, heartbeat_in_flight: None }, Some(_), false) = (self.phase, self.coordinator, self.waiting_for_connection) {
+            deadline = earliest(deadline, Some(next_heartbeat));
         }
         if self.session_matters() {
             deadline = earliest(deadline, Some(self.last_contact + self.session_timeout));
@@ -176,79 +194,84 @@ impl GroupMember {
         self.phase = Phase::Unjoined;
     }
 
-    /// Drives membership: timeouts, coordinator discovery, joining, heartbeats.
-    pub fn poll(&mut self, now: Instant, mut correlation: impl FnMut() -> u64, out: &mut Vec<Send>, events: &mut Vec<MemberEvent>) {
+    /// Drives membership: the session clock, coordinator discovery, joining, heartbeats.
+    pub fn poll<T: From<MemberRequest>, E>(&mut self, now: Instant, network: &mut NetworkClient<T>, out: &mut Outbox<E>, events: &mut Vec<MemberEvent>) {
+        self.waiting_for_connection = false;
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
-        }
-        if self.find_in_flight.is_some_and(|(_, sent)| now.saturating_since(sent) >= self.request_timeout) {
-            self.find_in_flight = None;
-        }
-        let timed_out = match self.phase {
-            Phase::Joining { sent, .. } => now.saturating_since(sent) >= self.join_timeout(),
-            Phase::AwaitingSync { sent, .. } => now.saturating_since(sent) >= self.request_timeout,
-            Phase::Stable { heartbeat_in_flight: Some((_, sent)), .. } => now.saturating_since(sent) >= self.request_timeout,
-            _ => false,
-        };
-        if timed_out {
-            self.coordinator_lost(now);
         }
         if self.session_expired(now) {
             tracing::info!(group = &*self.group_id, "consumer's session timed out without a heartbeat response");
             self.lose_partitions("session timed out: partitions lost", events);
             self.coordinator_lost(now);
         }
+        // AbstractCoordinator.checkAndGetCoordinator: a coordinator whose
+        // connection failed and is backing off is looked up again.
+        if self.coordinator_destination().is_some_and(|coordinator| network.is_unavailable(now, coordinator)) {
+            self.coordinator_lost(now);
+        }
         if self.retry_at.is_some() {
             return;
         }
-        let Some(coordinator) = self.coordinator else {
-            if self.find_in_flight.is_none() && !self.bootstrap.is_empty() {
-                let to = self.bootstrap[self.next_broker % self.bootstrap.len()];
+        let Some(coordinator) = self.coordinator_destination() else {
+            if !self.finding && !self.bootstrap.is_empty() {
+                // AbstractCoordinator.lookupCoordinator: FindCoordinator to the least loaded node.
+                let Some(node) = network.least_loaded_node(now, &self.bootstrap, self.next_broker, Channel::Default) else {
+                    network.want_any(&self.bootstrap, Channel::Default);
+                    self.waiting_for_connection = true;
+                    return;
+                };
+                let destination = Destination::new(node, Channel::Default);
+                if !network.ready(now, destination, out) {
+                    self.waiting_for_connection = true;
+                    return;
+                }
                 self.next_broker += 1;
-                let correlation_id = correlation();
-                self.find_in_flight = Some((correlation_id, now));
-                let message = Message::FindCoordinatorRequest { correlation_id, key_type: CoordinatorType::Group, key: self.group_id.clone() };
-                out.push(Send { to, message });
+                self.finding = true;
+                let key = self.group_id.clone();
+                let message = |correlation_id| Message::FindCoordinatorRequest { correlation_id, key_type: CoordinatorType::Group, key };
+                network.send(now, destination, self.request_timeout, MemberRequest::FindCoordinator.into(), message, out);
             }
             return;
         };
         match self.phase {
             Phase::Unjoined => {
+                if !network.ready(now, coordinator, out) {
+                    self.waiting_for_connection = true;
+                    return;
+                }
                 if self.protocol() == RebalanceProtocol::Eager && !self.owned.is_empty() {
                     // Eager: everything is revoked before joining.
                     let partitions = std::mem::take(&mut self.owned);
                     events.push(MemberEvent::Revoked { generation: self.generation, partitions, reason: "rebalance (eager)" });
                 }
-                let correlation_id = correlation();
-                self.phase = Phase::Joining { correlation_id, sent: now };
                 let subscription = Subscription { topics: self.topics.clone(), owned_partitions: self.owned.clone(), generation: self.generation };
-                let message = GroupMessage::JoinGroupRequest {
-                    correlation_id,
-                    group_id: self.group_id.clone(),
-                    member_id: self.member_id.clone(),
-                    session_timeout: self.session_timeout,
-                    rebalance_timeout: self.rebalance_timeout,
-                    protocols: self.assignors.iter().map(|assignor| Arc::from(assignor.name())).collect(),
-                    subscription,
+                let (group_id, member_id) = (self.group_id.clone(), self.member_id.clone());
+                let (session_timeout, rebalance_timeout) = (self.session_timeout, self.rebalance_timeout);
+                let protocols = self.assignors.iter().map(|assignor| Arc::from(assignor.name())).collect();
+                let message = |correlation_id| {
+                    Message::group(GroupMessage::JoinGroupRequest { correlation_id, group_id, member_id, session_timeout, rebalance_timeout, protocols, subscription })
                 };
-                out.push(Send { to: coordinator, message: Message::group(message) });
+                let correlation_id = network.send(now, coordinator, self.join_timeout(), MemberRequest::JoinGroup.into(), message, out);
+                self.phase = Phase::Joining { correlation_id };
             }
             Phase::Stable { next_heartbeat, heartbeat_in_flight: None } if next_heartbeat <= now => {
                 let Some(member_id) = self.member_id.clone() else { return };
-                let correlation_id = correlation();
-                self.phase = Phase::Stable { next_heartbeat: now + self.heartbeat_interval, heartbeat_in_flight: Some((correlation_id, now)) };
-                let message = GroupMessage::HeartbeatRequest { correlation_id, group_id: self.group_id.clone(), generation: self.generation, member_id };
-                out.push(Send { to: coordinator, message: Message::group(message) });
+                if !network.ready(now, coordinator, out) {
+                    self.waiting_for_connection = true;
+                    return;
+                }
+                let (group_id, generation) = (self.group_id.clone(), self.generation);
+                let message = |correlation_id| Message::group(GroupMessage::HeartbeatRequest { correlation_id, group_id, generation, member_id });
+                let correlation_id = network.send(now, coordinator, self.request_timeout, MemberRequest::Heartbeat.into(), message, out);
+                self.phase = Phase::Stable { next_heartbeat: now + self.heartbeat_interval, heartbeat_in_flight: Some(correlation_id) };
             }
             _ => {}
         }
     }
 
-    pub fn handle_find_coordinator(&mut self, now: Instant, correlation_id: u64, result: Result<NodeId, ErrorCode>) {
-        if self.find_in_flight.map(|(id, _)| id) != Some(correlation_id) {
-            return;
-        }
-        self.find_in_flight = None;
+    pub fn handle_find_coordinator(&mut self, now: Instant, result: Result<NodeId, ErrorCode>) {
+        self.finding = false;
         match result {
             Ok(node) => {
                 tracing::info!(group = &*self.group_id, coordinator = node.0, "consumer found its coordinator");
@@ -258,20 +281,44 @@ impl GroupMember {
         }
     }
 
-    /// Handles a group response; returns whether it was this member's.
-    pub fn handle_response(&mut self, now: Instant, message: GroupMessage, metadata: Option<&Arc<ClusterMetadata>>, mut correlation: impl FnMut() -> u64, out: &mut Vec<Send>, events: &mut Vec<MemberEvent>) {
+    /// A request of this member got no answer: `CoordinatorResponseHandler.onFailure`
+    /// marks the coordinator unknown on a disconnect (a timeout closes the
+    /// connection too); a failed lookup is retried after the backoff.
+    pub fn handle_failure(&mut self, now: Instant, request: MemberRequest, failure: RequestFailure) {
+        tracing::info!(group = &*self.group_id, ?request, ?failure, "consumer group request failed");
+        match request {
+            MemberRequest::FindCoordinator => {
+                self.finding = false;
+                self.retry_at = Some(now + self.retry_backoff);
+            }
+            MemberRequest::JoinGroup | MemberRequest::SyncGroup | MemberRequest::Heartbeat => self.coordinator_lost(now),
+        }
+    }
+
+    /// Handles the answer to one of this member's requests (`correlation_id`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn handle_response<T: From<MemberRequest>, E>(
+        &mut self,
+        now: Instant,
+        correlation_id: u64,
+        message: GroupMessage,
+        metadata: Option<&Arc<ClusterMetadata>>,
+        network: &mut NetworkClient<T>,
+        out: &mut Outbox<E>,
+        events: &mut Vec<MemberEvent>,
+    ) {
         match message {
-            GroupMessage::JoinGroupResponse { correlation_id, result } => {
-                if !matches!(self.phase, Phase::Joining { correlation_id: id, .. } if id == correlation_id) {
+            GroupMessage::JoinGroupResponse { result, .. } => {
+                if self.phase != (Phase::Joining { correlation_id }) {
                     return;
                 }
                 match result {
-                    Ok(result) => self.handle_joined(now, result, metadata, correlation(), out),
+                    Ok(result) => self.handle_joined(now, result, metadata, network, out),
                     Err(error) => self.handle_group_error(now, error, events),
                 }
             }
-            GroupMessage::SyncGroupResponse { correlation_id, result } => {
-                if !matches!(self.phase, Phase::AwaitingSync { correlation_id: id, .. } if id == correlation_id) {
+            GroupMessage::SyncGroupResponse { result, .. } => {
+                if self.phase != (Phase::AwaitingSync { correlation_id }) {
                     return;
                 }
                 match result {
@@ -279,8 +326,8 @@ impl GroupMember {
                     Err(error) => self.handle_group_error(now, error, events),
                 }
             }
-            GroupMessage::HeartbeatResponse { correlation_id, error } => {
-                let Phase::Stable { next_heartbeat, heartbeat_in_flight: Some((id, _)) } = self.phase else { return };
+            GroupMessage::HeartbeatResponse { error, .. } => {
+                let Phase::Stable { next_heartbeat, heartbeat_in_flight: Some(id) } = self.phase else { return };
                 if id != correlation_id {
                     return;
                 }
@@ -294,8 +341,8 @@ impl GroupMember {
         }
     }
 
-    fn handle_joined(&mut self, now: Instant, result: JoinResult, metadata: Option<&Arc<ClusterMetadata>>, correlation_id: u64, out: &mut Vec<Send>) {
-        let Some(coordinator) = self.coordinator else { return };
+    fn handle_joined<T: From<MemberRequest>, E>(&mut self, now: Instant, result: JoinResult, metadata: Option<&Arc<ClusterMetadata>>, network: &mut NetworkClient<T>, out: &mut Outbox<E>) {
+        let Some(coordinator) = self.coordinator_destination() else { return };
         self.member_id = Some(result.member_id.clone());
         self.generation = result.generation;
         self.last_contact = now;
@@ -321,9 +368,15 @@ impl GroupMember {
         } else {
             Vec::new()
         };
-        self.phase = Phase::AwaitingSync { correlation_id, sent: now };
-        let message = GroupMessage::SyncGroupRequest { correlation_id, group_id: self.group_id.clone(), generation: self.generation, member_id: result.member_id, assignments };
-        out.push(Send { to: coordinator, message: Message::group(message) });
+        if !network.is_ready(coordinator) {
+            // The JoinGroup answer came on the coordinator's connection, which is ready.
+            self.coordinator_lost(now);
+            return;
+        }
+        let (group_id, generation, member_id) = (self.group_id.clone(), self.generation, result.member_id);
+        let message = |correlation_id| Message::group(GroupMessage::SyncGroupRequest { correlation_id, group_id, generation, member_id, assignments });
+        let correlation_id = network.send(now, coordinator, self.request_timeout, MemberRequest::SyncGroup.into(), message, out);
+        self.phase = Phase::AwaitingSync { correlation_id };
     }
 
     fn handle_synced(&mut self, now: Instant, partitions: Vec<TopicPartition>, events: &mut Vec<MemberEvent>) {
@@ -357,7 +410,7 @@ impl GroupMember {
                 self.phase = Phase::Unjoined;
             }
             ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration => self.lose_partitions("fenced by the coordinator: partitions lost", events),
-            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::CoordinatorLoadInProgress | ErrorCode::NetworkTimeout => self.coordinator_lost(now),
+            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::NetworkTimeout | ErrorCode::NetworkException => self.coordinator_lost(now),
             _ => {
                 self.phase = if self.is_stable() { self.phase } else { Phase::Unjoined };
                 self.retry_at = Some(now + self.retry_backoff);
@@ -370,9 +423,61 @@ impl GroupMember {
 mod tests {
     use super::*;
     use crate::config::Properties;
+    use crate::net::{CloseReason, ConnectionCommand, ConnectionEvent, NetworkConfig};
 
-    fn sent(out: &[Send]) -> Vec<&GroupMessage> {
-        out.iter().filter_map(|send| if let Message::Group(message) = &send.message { Some(&**message) } else { None }).collect()
+    struct Harness {
+        member: GroupMember,
+        network: NetworkClient<MemberRequest>,
+        out: Outbox<()>,
+        events: Vec<MemberEvent>,
+    }
+
+    impl Harness {
+        fn new(config: &ConsumerConfig) -> Harness {
+            let member = GroupMember::new(config, "g".into(), vec!["t".into()], vec![NodeId(1), NodeId(2)], 0);
+            Harness { member, network: NetworkClient::new(NetworkConfig::default(), 1), out: Outbox::new(NodeId(3001)), events: Vec::new() }
+        }
+
+        /// Polls, completing every connect asked for, until nothing more is sent.
+        fn poll(&mut self, now: Instant) {
+            for _ in 0..4 {
+                self.member.poll(now, &mut self.network, &mut self.out, &mut self.events);
+                for (_, command) in std::mem::take(&mut self.out.connections) {
+                    if let ConnectionCommand::Connect(destination) = command {
+                        self.network.handle_connection(now, destination, ConnectionEvent::Established);
+                    }
+                }
+            }
+        }
+
+        /// The last request sent, with its correlation id.
+        fn sent(&mut self) -> (u64, Message) {
+            let send = self.out.sends.pop().expect("a request went out");
+            (send.message.correlation_id().expect("requests carry one"), send.message)
+        }
+
+        fn answer(&mut self, now: Instant, correlation_id: u64, message: GroupMessage) {
+            assert!(self.network.take(correlation_id).is_some(), "the request was in flight");
+            self.member.handle_response(now, correlation_id, message, None, &mut self.network, &mut self.out, &mut self.events);
+        }
+
+        /// Finds coordinator `coordinator`, joins as the group's only member and syncs `partitions`.
+        fn join(&mut self, now: Instant, coordinator: u32, partitions: Vec<TopicPartition>) {
+            self.poll(now);
+            let (id, message) = self.sent();
+            assert!(matches!(message, Message::FindCoordinatorRequest { .. }), "finds its coordinator first: {message:?}");
+            assert!(self.network.take(id).is_some());
+            self.member.handle_find_coordinator(now, Ok(NodeId(coordinator)));
+            self.poll(now);
+            let (id, message) = self.sent();
+            let Message::Group(join) = message else { panic!("joins") };
+            assert!(matches!(*join, GroupMessage::JoinGroupRequest { .. }));
+            let subscription = Subscription { topics: vec!["t".into()], ..Subscription::default() };
+            let result = JoinResult { generation: Generation(1), protocol: "range".into(), leader: "m".into(), member_id: "m".into(), members: vec![("m".into(), subscription)] };
+            self.answer(now, id, GroupMessage::JoinGroupResponse { correlation_id: id, result: Ok(result) });
+            let (id, _) = self.sent();
+            self.answer(now, id, GroupMessage::SyncGroupResponse { correlation_id: id, result: Ok(partitions) });
+        }
     }
 
     /// A member that joined and synced, then hears nothing from its coordinator,
@@ -380,38 +485,69 @@ mod tests {
     #[test]
     fn a_member_cut_off_past_its_session_loses_its_partitions() {
         let config = ConsumerConfig::from_properties(&Properties::new(), "earliest").expect("defaults");
-        let mut member = GroupMember::new(&config, "g".into(), vec!["t".into()], vec![NodeId(1)], 0);
-        let mut counter = 0;
-        let mut next = || {
-            counter += 1;
-            counter
-        };
-        let (mut out, mut events) = (Vec::new(), Vec::new());
+        let mut harness = Harness::new(&config);
         let t0 = Instant::ZERO;
-        member.poll(t0, &mut next, &mut out, &mut events);
-        let find = out.iter().find_map(|send| if let Message::FindCoordinatorRequest { correlation_id, .. } = send.message { Some(correlation_id) } else { None }).expect("finds its coordinator");
-        member.handle_find_coordinator(t0, find, Ok(NodeId(2)));
-        out.clear();
-        member.poll(t0, &mut next, &mut out, &mut events);
-        let GroupMessage::JoinGroupRequest { correlation_id, .. } = sent(&out)[0] else { panic!("joins") };
-        let subscription = Subscription { topics: vec!["t".into()], ..Subscription::default() };
-        let result = JoinResult { generation: Generation(1), protocol: "range".into(), leader: "m".into(), member_id: "m".into(), members: vec![("m".into(), subscription)] };
-        let join = GroupMessage::JoinGroupResponse { correlation_id: *correlation_id, result: Ok(result) };
-        out.clear();
-        member.handle_response(t0, join, None, &mut next, &mut out, &mut events);
-        let GroupMessage::SyncGroupRequest { correlation_id, .. } = sent(&out)[0] else { panic!("syncs") };
         let partitions = vec![TopicPartition::new("t", 0)];
-        member.handle_response(t0, GroupMessage::SyncGroupResponse { correlation_id: *correlation_id, result: Ok(partitions.clone()) }, None, &mut next, &mut out, &mut events);
-        assert_eq!(events, vec![MemberEvent::Assigned { generation: Generation(1), partitions: partitions.clone(), added: partitions.clone() }]);
-        events.clear();
-        // Heartbeats go out but no answer comes back.
+        harness.join(t0, 2, partitions.clone());
+        assert_eq!(harness.events, vec![MemberEvent::Assigned { generation: Generation(1), partitions: partitions.clone(), added: partitions.clone() }]);
+        harness.events.clear();
+        // Heartbeats go out but no answer comes back, and the connection stays up.
         let mut now = t0;
         while now.saturating_since(t0) < config.session_timeout {
             now = now + Duration::from_secs(1);
-            member.poll(now, &mut next, &mut out, &mut events);
+            harness.member.poll(now, &mut harness.network, &mut harness.out, &mut harness.events);
         }
-        assert_eq!(events, vec![MemberEvent::Revoked { generation: Generation(1), partitions, reason: "session timed out: partitions lost" }]);
-        assert!(member.member_id().is_none(), "it rejoins as a new member");
-        assert!(member.owned().is_empty());
+        assert_eq!(harness.events, vec![MemberEvent::Revoked { generation: Generation(1), partitions, reason: "session timed out: partitions lost" }]);
+        assert!(harness.member.member_id().is_none(), "it rejoins as a new member");
+        assert!(harness.member.owned().is_empty());
+    }
+
+    /// Issue 14's hang: JoinGroup parked at a coordinator whose broker process
+    /// crashed. With Kafka's defaults the JoinGroup would wait out the rebalance
+    /// timeout plus five seconds (305 s); the crash resets the connection, so the
+    /// member marks the coordinator unknown, finds the new one and joins again
+    /// within the retry and reconnect backoffs.
+    #[test]
+    fn a_coordinator_crash_during_join_sends_the_member_to_the_next_coordinator_at_once() {
+        let config = ConsumerConfig::from_properties(&Properties::new(), "earliest").expect("defaults");
+        let mut harness = Harness::new(&config);
+        let t0 = Instant::ZERO;
+        harness.poll(t0);
+        let (id, _) = harness.sent();
+        assert!(harness.network.take(id).is_some());
+        harness.member.handle_find_coordinator(t0, Ok(NodeId(2)));
+        harness.poll(t0);
+        let (_, message) = harness.sent();
+        assert!(matches!(message, Message::Group(ref join) if matches!(**join, GroupMessage::JoinGroupRequest { .. })));
+        // Broker 2's process crashes: its kernel resets the connection.
+        let crash = t0 + Duration::from_secs(1);
+        let coordinator = Destination::new(NodeId(2), Channel::GroupCoordinator);
+        let failed = harness.network.handle_connection(crash, coordinator, ConnectionEvent::Closed(CloseReason::Reset));
+        assert_eq!(failed.len(), 1, "the JoinGroup in flight fails");
+        for (request, failure) in failed {
+            harness.member.handle_failure(crash, request, failure);
+        }
+        assert!(harness.member.coordinator().is_none(), "the coordinator is unknown again");
+        let mut now = crash;
+        let rejoined = loop {
+            now = now + Duration::from_millis(10);
+            harness.poll(now);
+            if let Some(send) = harness.out.sends.pop() {
+                let id = send.message.correlation_id().expect("a request");
+                if let Message::FindCoordinatorRequest { .. } = send.message {
+                    assert!(harness.network.take(id).is_some());
+                    harness.member.handle_find_coordinator(now, Ok(NodeId(1)));
+                    continue;
+                }
+                if let Message::Group(ref join) = send.message {
+                    if matches!(**join, GroupMessage::JoinGroupRequest { .. }) {
+                        break (now, send.to);
+                    }
+                }
+            }
+            assert!(now.saturating_since(crash) < Duration::from_secs(5), "the member rejoins within seconds");
+        };
+        assert_eq!(rejoined.1, NodeId(1), "at the new coordinator");
+        assert!(rejoined.0.saturating_since(crash) <= Duration::from_secs(1), "after {:?}", rejoined.0.saturating_since(crash));
     }
 }

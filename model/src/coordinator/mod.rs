@@ -18,7 +18,7 @@ pub mod txn;
 
 use crate::config::BrokerConfig;
 use crate::controller::TopicSpec;
-use crate::protocol::{ClusterMetadata, ErrorCode, Message, Send};
+use crate::protocol::{ClusterMetadata, ErrorCode, Message};
 use crate::record::{Record, SharedBatch};
 use crate::time::Instant;
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};
@@ -101,8 +101,9 @@ pub struct WriteToken(pub u64);
 /// What a coordinator asks its broker to do.
 #[derive(Clone, Debug)]
 pub enum CoordinatorEffect {
-    /// A reply to a client, or a request to another broker.
-    Send(Send),
+    /// A reply to a client, or a request to another broker (which the broker
+    /// sends through its own `NetworkClient`).
+    Send { to: NodeId, message: Message },
     /// Append `records` to the internal `partition` with acks=all; the broker calls
     /// `write_completed(token, ..)` once the write committed, failed or timed out.
     /// `producer`: a transactional write under this producer id and epoch (KIP-98's

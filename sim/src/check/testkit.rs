@@ -119,6 +119,11 @@ impl HistoryBuilder {
         self.push(time_ms, node, OpType::Ok, OpBody::ClientStart)
     }
 
+    /// A connection the node opened closed, as the shell records it.
+    pub(crate) fn connection_closed(&mut self, time_ms: u64, node: &str, event: &str) -> &mut HistoryBuilder {
+        self.push(time_ms, node, OpType::Info, OpBody::Connection { event: event.to_string() })
+    }
+
     pub(crate) fn heal(&mut self, time_ms: u64) -> &mut HistoryBuilder {
         self.push(time_ms, "nemesis", OpType::Info, OpBody::Heal)
     }

@@ -5,7 +5,10 @@
 //! And each consumer: one that read some values of a committed transaction and
 //! whose final position in another of the transaction's partitions lies past
 //! where another of its values stands must have read that value too (KIP-98:
-//! a commit marker makes every partition's share visible at once).
+//! a commit marker makes every partition's share visible at once). Only what
+//! the consumer read itself counts: where its last seek on that partition (to
+//! a group's committed offset, say) put it past the value, someone else read
+//! the value, and that is no partial visibility.
 //!
 //! Transactions that aborted or whose outcome is unknown are not judged here:
 //! an aborted transaction may well have left part of its writes in the log,
@@ -54,6 +57,13 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
         }
     }
     consumers.sort_by_key(|(name, _, _)| *name);
+    // Per consumer and partition: where its last seek put it.
+    let mut last_seek: std::collections::BTreeMap<(&str, &TopicPartition), Offset> = std::collections::BTreeMap::new();
+    for op in &views.history.ops {
+        if let crate::history::OpBody::Seek { partition, offset, .. } = &op.body {
+            last_seek.insert((&op.node, partition), *offset);
+        }
+    }
     for transaction in &committed {
         if findings.is_full() {
             break;
@@ -75,7 +85,10 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
             let Some(witness) = transaction.values.iter().find(|value| read_by.contains(scope, **value)) else { continue };
             let unseen = transaction.values.iter().find(|value| {
                 !read_by.contains(scope, **value)
-                    && placed.get(0, **value).is_some_and(|(partition, offset)| snapshot.positions.get(*partition).is_some_and(|position| position > offset))
+                    && placed.get(0, **value).is_some_and(|(partition, offset)| {
+                        let read_from = last_seek.get(&(consumer, *partition)).copied().unwrap_or(Offset(0));
+                        read_from <= *offset && snapshot.positions.get(*partition).is_some_and(|position| position > offset)
+                    })
             });
             if let Some(value) = unseen {
                 let (partition, offset) = placed.get(0, *value).expect("found placed just above");
@@ -126,6 +139,18 @@ mod tests {
             violations[0].detail,
             "consumer-1 read 1:0 of transaction 0 of producer-1, which committed, but not 1:1 at events/1@0 though it read past it"
         );
+    }
+
+    #[test]
+    fn silent_when_a_seek_moved_the_consumer_past_the_value() {
+        let mut history = HistoryBuilder::new();
+        committed_transaction(&mut history);
+        history.poll(30, "consumer-1", &[(0, 0, value(1, 0))]);
+        // A rebalance hands partition 1 over with another member's committed offset.
+        history.seek(40, "consumer-1", 1, 1);
+        let both = final_state(vec![(0, partition_snapshot(1, &[1], 1, &[(0, value(1, 0))])), (1, partition_snapshot(1, &[1], 1, &[(0, value(1, 1))]))]);
+        let state = with_consumer(both, "consumer-1", &[(0, 1), (1, 2)]);
+        assert!(check(&history.build(), &state).is_empty());
     }
 
     #[test]

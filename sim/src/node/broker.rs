@@ -1,60 +1,75 @@
 //! The broker node: recovers a `Broker` from its disk at every start and carries
-//! out its disk operations on the simulated disk.
+//! out its disk writes on the simulated disk.
 
-use super::Machine;
+use super::{Machine, Wire};
 use crate::disk::SharedDisk;
 use crate::invariants::Invariants;
-use std::sync::Arc;
-use kafsim_model::broker::Broker;
+use kafsim_model::broker::{Broker, BrokerEvent};
 use kafsim_model::config::BrokerConfig;
-use kafsim_model::protocol::{Message, Send};
+use kafsim_model::net::{ConnectionEvent, Destination};
+use kafsim_model::node::{Node, Outbox};
+use kafsim_model::protocol::Message;
 use kafsim_model::{Instant, NodeId};
+use std::sync::Arc;
 
 pub struct BrokerNode {
     pub broker: Broker,
     disk: SharedDisk,
     invariants: Arc<Invariants>,
+    out: Outbox<BrokerEvent>,
 }
 
 impl BrokerNode {
-    pub fn start(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, disk: SharedDisk, invariants: Arc<Invariants>) -> BrokerNode {
+    pub fn start(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, disk: SharedDisk, invariants: Arc<Invariants>, jitter_seed: u64) -> BrokerNode {
         let durable = disk.lock().expect("disk lock").durable_state();
-        let broker = Broker::recover(now, id, controller, config, &durable);
-        let mut node = BrokerNode { broker, disk, invariants };
+        let mut out = Outbox::new(id);
+        let broker = Broker::recover(now, id, controller, config, &durable, jitter_seed, &mut out);
+        let mut node = BrokerNode { broker, disk, invariants, out };
         // Recovery only writes to disk (cutting torn tails); it sends nothing.
         node.carry_out();
         node
     }
 
-    /// Carries out what one step left besides its sends (which the broker put
-    /// straight into the node's list): the leaderships it took, then its disk
-    /// writes in the order it made them. The two touch nothing in common, nor
-    /// do they touch the sends, which leave only after the step.
+    /// Carries out what one step left besides its network outputs (which went
+    /// straight into the wire): the leaderships it took, then its disk writes
+    /// in the order it made them.
     fn carry_out(&mut self) {
         let me = self.broker.id();
-        for (partition, leader_epoch) in self.broker.drain_leaderships() {
+        for event in self.out.events.drain(..) {
+            let BrokerEvent::LeadershipTaken { partition, leader_epoch } = event;
             self.invariants.leader_elected(&partition, leader_epoch, me);
         }
         // Most steps write nothing to disk (a follower's fetch at the leader, say),
         // so the disk is locked only once there is something to write.
-        if self.broker.has_disk_ops() {
+        if !self.out.disk.is_empty() {
             let mut disk = self.disk.lock().expect("disk lock");
-            for op in self.broker.drain_disk_ops() {
+            for op in self.out.disk.drain(..) {
                 disk.apply(op);
             }
         }
     }
+
+    /// Runs one step of the broker with the wire's buffers as its own, so its
+    /// sends land there without a copy.
+    fn step(&mut self, wire: &mut Wire, step: impl FnOnce(&mut Broker, &mut Outbox<BrokerEvent>)) {
+        self.out.swap_wire(wire);
+        step(&mut self.broker, &mut self.out);
+        self.out.swap_wire(wire);
+        self.carry_out();
+    }
 }
 
 impl Machine for BrokerNode {
-    fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, sends: &mut Vec<Send>) {
-        self.broker.handle_message(now, from, message, sends);
-        self.carry_out();
+    fn handle_message(&mut self, now: Instant, _to: NodeId, from: NodeId, message: Message, wire: &mut Wire) {
+        self.step(wire, |broker, out| broker.handle_message(now, from, message, out));
     }
 
-    fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        self.broker.handle_timeout(now, sends);
-        self.carry_out();
+    fn handle_connection(&mut self, now: Instant, _at: NodeId, destination: Destination, event: ConnectionEvent, wire: &mut Wire) {
+        self.step(wire, |broker, out| broker.handle_connection(now, destination, event, out));
+    }
+
+    fn handle_timeout(&mut self, now: Instant, wire: &mut Wire) {
+        self.step(wire, |broker, out| broker.handle_timeout(now, out));
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -12,12 +12,14 @@
 //! one is out wait for the next. Assignments and revocations are recorded with
 //! their generation.
 
-use super::Machine;
+use super::{Machine, Wire};
 use crate::context::RunContext;
 use crate::history::{OpBody, OpType, PolledRecord, Value};
 use crate::scenario::Delivery;
-use kafsim_model::client::consumer::{Consumer, ConsumerOutput};
-use kafsim_model::protocol::{Message, Send};
+use kafsim_model::client::consumer::{Consumer, ConsumerEvent};
+use kafsim_model::net::{ConnectionEvent, Destination};
+use kafsim_model::node::{Node, Outbox};
+use kafsim_model::protocol::{ErrorCode, Message};
 use kafsim_model::{Instant, NodeId, Offset, TopicPartition};
 use std::cell::Cell;
 use std::sync::Arc;
@@ -42,7 +44,7 @@ pub struct ConsumerNode {
     /// driver asks twice on a wake that times out, and only the two `Machine`
     /// handlers (and what they call) change the consumer, which others only read.
     consumer_deadline: Cell<Option<Option<Instant>>>,
-    out: Vec<ConsumerOutput>,
+    out: Outbox<ConsumerEvent>,
     application: Option<Application>,
 }
 
@@ -52,21 +54,17 @@ impl ConsumerNode {
         let spec = &ctx.scenario.consumers[spec];
         ctx.record(&name, OpType::Invoke, OpBody::ClientStart);
         let topics = vec![spec.topic.as_str().into()];
+        let jitter_seed = super::producer::jitter_seed(id, ctx.now());
         let (consumer, application) = match &spec.group {
-            None => (Consumer::new(spec.config.clone(), topics, ctx.roster.brokers(), number as usize), None),
+            None => (Consumer::new(spec.config.clone(), topics, ctx.roster.brokers(), number as usize, jitter_seed), None),
             Some(group) => {
                 let group: Arc<str> = group.as_str().into();
-                let consumer = Consumer::subscribe(spec.config.clone(), topics, group.clone(), ctx.roster.brokers(), number as usize);
+                let consumer = Consumer::subscribe(spec.config.clone(), topics, group.clone(), ctx.roster.brokers(), number as usize, jitter_seed);
                 let application = Application { group, delivery: spec.delivery, unprocessed: Vec::new(), covered: None, uncommitted: false };
                 (consumer, Some(application))
             }
         };
-        let mut consumer = consumer;
-        // Ids unique across restarts: a reply to the previous incarnation (same
-        // correlation id, say an OffsetCommitResponse) must not match a new request.
-        // Zero at the run's start, so consumers that never restart are unchanged.
-        consumer.set_correlation_base(ctx.now().as_micros() << 20);
-        ConsumerNode { name, consumer, consumer_deadline: Cell::new(None), out: Vec::new(), ctx, application }
+        ConsumerNode { name, consumer, consumer_deadline: Cell::new(None), out: Outbox::new(id), ctx, application }
     }
 
     pub fn consumer(&self) -> &Consumer {
@@ -82,26 +80,26 @@ impl ConsumerNode {
         self.ctx.record(&self.name, kind, body);
     }
 
-    fn carry_out(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        // Outputs in the order they came; a commit they lead to adds more. The
-        // two buffers trade places so neither is allocated anew per step.
-        let mut outputs = std::mem::take(&mut self.out);
-        while !outputs.is_empty() {
-            for output in outputs.drain(..) {
-                self.handle_output(output, sends);
-            }
+    /// Records what the consumer reported, and carries out what that leads to
+    /// (a commit), until nothing is left. The two event buffers trade places so
+    /// neither is allocated anew per step.
+    fn carry_out(&mut self, now: Instant) {
+        let mut events = Vec::new();
+        loop {
             self.maybe_commit(now);
-            std::mem::swap(&mut outputs, &mut self.out);
-        }
-        if outputs.capacity() > self.out.capacity() {
-            self.out = outputs;
+            if self.out.events.is_empty() {
+                break;
+            }
+            std::mem::swap(&mut events, &mut self.out.events);
+            for event in events.drain(..) {
+                self.handle_event(event);
+            }
         }
     }
 
-    fn handle_output(&mut self, output: ConsumerOutput, sends: &mut Vec<Send>) {
-        match output {
-            ConsumerOutput::Send(send) => sends.push(send),
-            ConsumerOutput::Records(records) => {
+    fn handle_event(&mut self, event: ConsumerEvent) {
+        match event {
+            ConsumerEvent::Records(records) => {
                 let records: Vec<PolledRecord> = records
                     .into_iter()
                     .filter_map(|(partition, offset, record)| Value::decode(&record.value).map(|value| PolledRecord { partition, offset, value }))
@@ -114,23 +112,23 @@ impl ConsumerNode {
                     self.record(OpType::Ok, OpBody::Poll { records });
                 }
             }
-            ConsumerOutput::Seek { partition, offset, reason } => {
+            ConsumerEvent::Seek { partition, offset, reason } => {
                 self.record(OpType::Ok, OpBody::Seek { partition, offset, reason: reason.to_string() });
             }
-            ConsumerOutput::Error { partition, error } => {
+            ConsumerEvent::Error { partition, error } => {
                 let reason = format!("{error}: position lost, auto.offset.reset=none");
                 self.record(OpType::Fail, OpBody::Seek { partition, offset: Offset(0), reason });
             }
-            ConsumerOutput::Assigned { generation, partitions } => {
+            ConsumerEvent::Assigned { generation, partitions } => {
                 let group = self.group_name();
                 self.record(OpType::Ok, OpBody::Assign { group, generation: generation.0, partitions });
             }
-            ConsumerOutput::Revoked { generation, partitions, reason } => {
+            ConsumerEvent::Revoked { generation, partitions, reason } => {
                 self.revoked(&partitions);
                 let group = self.group_name();
                 self.record(OpType::Ok, OpBody::Revoke { group, generation: generation.0, partitions, reason: reason.to_string() });
             }
-            ConsumerOutput::CommitCompleted { generation, offsets, result, auto } => self.commit_completed(generation.0, offsets, result, auto),
+            ConsumerEvent::CommitCompleted { generation, offsets, result, auto } => self.commit_completed(generation.0, offsets, result, auto),
         }
     }
 
@@ -196,11 +194,12 @@ impl ConsumerNode {
         self.record(OpType::Invoke, OpBody::Commit { group, generation, offsets, error: None });
     }
 
-    fn commit_completed(&mut self, generation: i32, offsets: Vec<(TopicPartition, Offset)>, result: Result<(), kafsim_model::protocol::ErrorCode>, auto: bool) {
+    fn commit_completed(&mut self, generation: i32, offsets: Vec<(TopicPartition, Offset)>, result: Result<(), ErrorCode>, auto: bool) {
         let group = self.group_name();
         let (kind, error) = match result {
             Ok(()) => (OpType::Ok, None),
-            Err(kafsim_model::protocol::ErrorCode::NetworkTimeout) => (OpType::Info, Some("NetworkTimeout".to_string())),
+            // No answer: the commit may have been applied all the same.
+            Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),
             Err(error) => (OpType::Fail, Some(error.to_string())),
         };
         if auto {
@@ -229,17 +228,29 @@ impl ConsumerNode {
     }
 }
 
-impl Machine for ConsumerNode {
-    fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, sends: &mut Vec<Send>) {
+impl ConsumerNode {
+    /// Runs one step of the consumer with the wire's buffers as its own, then
+    /// records what it reported.
+    fn step(&mut self, now: Instant, wire: &mut Wire, step: impl FnOnce(&mut Consumer, &mut Outbox<ConsumerEvent>)) {
         self.consumer_deadline.set(None);
-        self.consumer.handle_message(now, from, message, &mut self.out);
-        self.carry_out(now, sends);
+        self.out.swap_wire(wire);
+        step(&mut self.consumer, &mut self.out);
+        self.carry_out(now);
+        self.out.swap_wire(wire);
+    }
+}
+
+impl Machine for ConsumerNode {
+    fn handle_message(&mut self, now: Instant, _to: NodeId, from: NodeId, message: Message, wire: &mut Wire) {
+        self.step(now, wire, |consumer, out| consumer.handle_message(now, from, message, out));
     }
 
-    fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        self.consumer_deadline.set(None);
-        self.consumer.handle_timeout(now, &mut self.out);
-        self.carry_out(now, sends);
+    fn handle_connection(&mut self, now: Instant, _at: NodeId, destination: Destination, event: ConnectionEvent, wire: &mut Wire) {
+        self.step(now, wire, |consumer, out| consumer.handle_connection(now, destination, event, out));
+    }
+
+    fn handle_timeout(&mut self, now: Instant, wire: &mut Wire) {
+        self.step(now, wire, |consumer, out| consumer.handle_timeout(now, out));
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -10,18 +10,27 @@ pub mod producer;
 
 use crate::buggify::Point;
 use crate::context::{NodeRole, RunContext};
-use crate::transport::{Envelope, HeldSends, Inbox, Outbox};
+use crate::history::{OpBody, OpType};
+use crate::network::Arrival;
 use alarm::{Alarm, Wake};
+use kafsim_model::net::{CloseReason, ConnectionCommand, ConnectionEvent, Destination};
+use kafsim_model::node::Outbox;
 use kafsim_model::protocol::{Message, Send};
 use kafsim_model::{Instant, NodeId};
-use madsim::net::Endpoint;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// What a node's step leaves for the network: its messages and connection
+/// commands. The node's own events and disk writes its shell carries out.
+pub type Wire = Outbox<()>;
+
 /// A model node as the shell drives it; the shell only moves messages and time.
+/// `to` and `at` name which of the node's endpoints a message or connection
+/// event is for (a pipeline member holds two clients, each an endpoint).
 pub trait Machine: std::marker::Send + 'static {
-    fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, sends: &mut Vec<Send>);
-    fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>);
+    fn handle_message(&mut self, now: Instant, to: NodeId, from: NodeId, message: Message, wire: &mut Wire);
+    fn handle_connection(&mut self, now: Instant, at: NodeId, destination: Destination, event: ConnectionEvent, wire: &mut Wire);
+    fn handle_timeout(&mut self, now: Instant, wire: &mut Wire);
     fn next_deadline(&self) -> Option<Instant>;
 }
 
@@ -31,7 +40,8 @@ const MIN_TIMER_STEP: Duration = Duration::from_micros(100);
 
 /// The buggify fault points of the shell's send path (`crate::buggify`): None
 /// when the send goes now, Some(None) when it is dropped, Some(Some(delay)) when
-/// it is held for `delay` microseconds.
+/// it leaves `delay` microseconds late (what follows it on its connection waits
+/// behind it, as TCP delivers in order).
 fn buggify_send(message: &Message, lag_micros: Option<u64>) -> Option<Option<u64>> {
     match message {
         Message::FetchRequest { replica_id: Some(_), .. } if lag_micros.is_some() => Some(lag_micros),
@@ -41,46 +51,22 @@ fn buggify_send(message: &Message, lag_micros: Option<u64>) -> Option<Option<u64
     }
 }
 
-/// A deliberately injected bug, behind a test-only switch: with the environment
-/// variable `KAFSIM_TEST_PANIC_ON_RESTART` set, a broker panics when it restarts,
-/// so tests can show that a panic is reported with its seed and that `shrink`
-/// brings it down to the one crash that causes it.
-fn panic_on_broker_restart() -> bool {
-    static SWITCH: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *SWITCH.get_or_init(|| std::env::var_os("KAFSIM_TEST_PANIC_ON_RESTART").is_some())
-}
-
 /// Runs one node until madsim kills it. The machine is a trait object, so that
 /// every node kind runs this one loop: five copies of it, one per kind, took
 /// turns message by message and did not fit the instruction cache together.
 pub async fn drive(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<dyn Machine>>) {
-    let endpoint = Endpoint::bind(ctx.roster.address(me)).await.expect("each node binds its own address once per start");
     let incarnation = ctx.next_incarnation(me);
-    if incarnation > 1 && ctx.roster.entry(me).role == NodeRole::Broker && panic_on_broker_restart() {
-        panic!("test switch KAFSIM_TEST_PANIC_ON_RESTART: broker {me:?} restarted");
+    if incarnation > 1 && ctx.roster.entry(me).role == NodeRole::Broker && ctx.scenario.cluster.config.panic_on_restart {
+        panic!("test switch kafsim.test.panic.on.restart: broker {me:?} restarted");
     }
-    let (sender, mut arrivals) = futures::channel::mpsc::unbounded::<Box<Envelope>>();
-    let receiver = endpoint.clone();
-    madsim::task::spawn(async move {
-        while let Ok((payload, _)) = receiver.recv_from_raw(0).await {
-            if let Ok(envelope) = payload.downcast::<Envelope>() {
-                if sender.unbounded_send(envelope).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    let mut inbox = Inbox::default();
-    let mut outbox = Outbox::default();
-    let mut sends = Vec::new();
+    let mut arrivals = ctx.network.attach(ctx.now(), me);
+    let mut wire = Wire::new(me);
     let mut delivered = Vec::new();
     let mut earliest_wake = ctx.now();
     let mut alarm = Alarm::default();
-    // Buggify (off unless the scenario asks): sends held back, a stalled disk,
-    // and, for a broker incarnation drawn as a laggard, every replica fetch late.
+    // Buggify (off unless the scenario asks): a stalled disk, sends dropped or
+    // late, and, for a broker incarnation drawn as a laggard, every replica fetch late.
     let buggify = ctx.scenario.faults.buggify;
-    let mut held = HeldSends::default();
-    let mut released = Vec::new();
     let disk = ctx.disks.get(&me).cloned();
     // Trace lines name the node that is stepping; other nodes run whenever this
     // one awaits, so it names itself again after every await.
@@ -90,71 +76,89 @@ pub async fn drive(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<dyn Mach
     let lag_micros = (buggify && is_broker && crate::buggify::fires(Point::LaggingFollower)).then(|| crate::buggify::draw_micros(50, 1_500));
     let mut machine_deadline = {
         let mut state = machine.lock().expect("node state lock");
-        state.handle_timeout(ctx.now(), &mut sends);
+        state.handle_timeout(ctx.now(), &mut wire);
         state.next_deadline()
     };
     loop {
         if buggify {
             stall_for_slow_flushes(disk.as_ref()).await;
             machine_deadline = machine.lock().expect("node state lock").next_deadline();
-            buggify_sends(ctx.now().as_micros(), &mut sends, &mut held, &mut released, lag_micros);
         }
-        for send in sends.drain(..) {
+        let now = ctx.now();
+        for send in wire.sends.drain(..) {
             if tracing::level_enabled!(tracing::Level::DEBUG) {
                 trace_send(&ctx, &name, &send);
             }
-            let envelope = outbox.stamp(me, incarnation, send.to, send.message);
             ctx.count_message();
-            // A send to an unreachable node fails like a lost packet would.
-            let _ = endpoint.send_to_raw(ctx.roster.address(send.to), 0, Box::new(envelope)).await;
+            let extra_micros = match buggify.then(|| buggify_send(&send.message, lag_micros)).flatten() {
+                None => 0,
+                Some(None) => continue,
+                Some(Some(delay)) => delay,
+            };
+            ctx.network.send(now, send, extra_micros);
         }
-        let inbox_deadline = inbox.next_deadline().map(Instant::from_micros);
-        let own_deadline = kafsim_model::time::earliest(machine_deadline, held.next_deadline().map(Instant::from_micros));
-        let deadline = kafsim_model::time::earliest(own_deadline, inbox_deadline).map(|deadline| deadline.max(earliest_wake));
+        for (from, command) in wire.connections.drain(..) {
+            if let ConnectionCommand::Disconnect(destination, reason) = command {
+                record_connection(&ctx, &name, destination, reason.describe());
+            }
+            ctx.network.command(now, from, command);
+        }
+        let deadline = machine_deadline.map(|deadline| deadline.max(earliest_wake));
         let deadline = deadline.map(|deadline| ctx.start + Duration::from_micros(deadline.as_micros()));
         let wake = alarm.next(&mut arrivals, deadline).await;
         let now = ctx.now();
         crate::trace::set_current_node(&name);
         match wake {
-            Wake::Arrival(Some(envelope)) => inbox.accept(now.as_micros(), envelope, &mut delivered),
+            Wake::Arrival(Some(arrival)) => delivered.push(arrival),
             Wake::Arrival(None) => return,
             Wake::Deadline => {}
         }
         // A process that wakes (after a pause, say) reads its socket backlog before
         // its timers fire, as a real event loop would.
-        while let Ok(envelope) = arrivals.try_recv() {
-            inbox.accept(now.as_micros(), envelope, &mut delivered);
+        while let Ok(arrival) = arrivals.try_recv() {
+            delivered.push(arrival);
         }
-        inbox.expire(now.as_micros(), &mut delivered);
         let mut state = machine.lock().expect("node state lock");
-        for envelope in delivered.drain(..) {
-            let Envelope { from, message, .. } = *envelope;
-            state.handle_message(now, from, message, &mut sends);
+        for arrival in delivered.drain(..) {
+            match arrival {
+                Arrival::Message { to, from, message } => state.handle_message(now, to, from, message, &mut wire),
+                Arrival::Connection { at, destination, event } => {
+                    match event {
+                        // A refused connect is a try, not news: trace lines only.
+                        ConnectionEvent::Closed(CloseReason::Refused) | ConnectionEvent::Established => {
+                            let peer = ctx.roster.endpoint_name(destination.node);
+                            tracing::debug!(target: "kafsim::net", peer = &*peer, channel = destination.channel.name(), "connection {}", describe(event));
+                        }
+                        ConnectionEvent::Closed(reason) => record_connection(&ctx, &name, destination, reason.describe()),
+                    }
+                    state.handle_connection(now, at, destination, event, &mut wire);
+                }
+            }
         }
         machine_deadline = state.next_deadline();
         if machine_deadline.is_some_and(|deadline| deadline <= now) {
-            state.handle_timeout(now, &mut sends);
+            state.handle_timeout(now, &mut wire);
             earliest_wake = now + MIN_TIMER_STEP;
             machine_deadline = state.next_deadline();
         }
     }
 }
 
-/// Passes `sends` through the buggify send faults: drops some, holds some back,
-/// and puts back those whose hold is over. Out of line, as it runs only with buggify on.
+/// A connection `name` opened closed, and why: in the history, so the trace
+/// and the report show what the node's clients reacted to.
+#[cold]
 #[inline(never)]
-fn buggify_sends(now: u64, sends: &mut Vec<Send>, held: &mut HeldSends, released: &mut Vec<(NodeId, Message)>, lag_micros: Option<u64>) {
-    for send in sends.drain(..) {
-        let fault = buggify_send(&send.message, lag_micros);
-        if fault == Some(None) {
-            continue;
-        }
-        if let Some(message) = held.hold(now, send.to, send.message, fault.flatten()) {
-            released.push((send.to, message));
-        }
+fn record_connection(ctx: &RunContext, name: &Arc<str>, destination: Destination, why: &str) {
+    let peer = ctx.roster.endpoint_name(destination.node);
+    let event = format!("connection to {peer} ({}) closed: {why}", destination.channel.name());
+    ctx.record(name, OpType::Info, OpBody::Connection { event });
+}
+
+fn describe(event: ConnectionEvent) -> &'static str {
+    match event {
+        ConnectionEvent::Established => "established",
+        ConnectionEvent::Closed(reason) => reason.describe(),
     }
-    held.release(now, released);
-    sends.extend(released.drain(..).map(|(to, message)| Send { to, message }));
 }
 
 /// The trace line of one send; out of line, as only `replay --trace` wants it.
@@ -162,7 +166,7 @@ fn buggify_sends(now: u64, sends: &mut Vec<Send>, held: &mut HeldSends, released
 #[inline(never)]
 fn trace_send(ctx: &RunContext, name: &Arc<str>, send: &Send) {
     crate::trace::set_current_node(name);
-    tracing::debug!(target: "kafsim::net", to = &*ctx.roster.entry(send.to).name, "send {:?}", send.message);
+    tracing::debug!(target: "kafsim::net", to = &*ctx.roster.endpoint_name(send.to), "send {:?}", send.message);
 }
 
 /// A slow flush (buggify) stalls the node's loop, as a log thread blocked in

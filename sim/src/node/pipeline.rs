@@ -21,14 +21,16 @@
 //! consumer; every output as a send; at-least-once commits (and the processing
 //! they cover); and each transaction with its output values and outcome.
 
-use super::Machine;
+use super::{Machine, Wire};
 use crate::context::RunContext;
 use crate::history::{OpBody, OpType, PolledRecord, Value};
 use bytes::Bytes;
-use kafsim_model::client::consumer::{Consumer, ConsumerOutput};
-use kafsim_model::client::producer::{Producer, ProducerOutput, TransactionOutcome};
+use kafsim_model::client::consumer::{Consumer, ConsumerEvent};
+use kafsim_model::client::producer::{Producer, ProducerEvent, TransactionOutcome};
 use kafsim_model::coordinator::group::protocol::{Generation, MemberId};
-use kafsim_model::protocol::{ErrorCode, Message, Send};
+use kafsim_model::net::{ConnectionEvent, Destination};
+use kafsim_model::node::{Node, Outbox};
+use kafsim_model::protocol::{ErrorCode, Message};
 use kafsim_model::{Instant, NodeId, Offset, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -82,9 +84,11 @@ pub struct PipelineNode {
     transactional: bool,
     pub consumer: Consumer,
     producer: Producer,
+    /// The producer's own network endpoint (`Roster::endpoints`).
+    producer_endpoint: NodeId,
     progress: Arc<Mutex<PipelineProgress>>,
-    consumer_out: Vec<ConsumerOutput>,
-    producer_out: Vec<ProducerOutput>,
+    consumer_out: Outbox<ConsumerEvent>,
+    producer_out: Outbox<ProducerEvent>,
     /// Polled, not yet in a batch.
     queued: Vec<Input>,
     batch: Option<Batch>,
@@ -106,7 +110,9 @@ impl PipelineNode {
         }
         ctx.record(&name, OpType::Invoke, OpBody::ClientStart);
         let group: Arc<str> = spec.group.as_str().into();
-        let consumer = Consumer::subscribe(spec.consumer_config.clone(), vec![spec.from.as_str().into()], group.clone(), ctx.roster.brokers(), number as usize);
+        let producer_endpoint = crate::context::pipeline_producer_endpoint(number);
+        let consumer_seed = super::producer::jitter_seed(id, ctx.now());
+        let consumer = Consumer::subscribe(spec.consumer_config.clone(), vec![spec.from.as_str().into()], group.clone(), ctx.roster.brokers(), number as usize, consumer_seed);
         let mut producer_config = spec.producer_config.clone();
         // One transactional id per member, stable across restarts: the restarted
         // member's InitProducerId fences its zombie (KIP-98).
@@ -114,13 +120,7 @@ impl PipelineNode {
             *id = format!("{id}-{number}");
         }
         // Producer numbers only spread first brokers; pipelines start after producers.
-        let mut producer = Producer::new(producer_config, ctx.roster.brokers(), number);
-        // Ids unique across restarts (a reply to the previous incarnation must not
-        // match a new request), and the producer's apart from the consumer's.
-        let mut consumer = consumer;
-        let base = ctx.now().as_micros() << CORRELATION_INCARNATION_SHIFT;
-        consumer.set_correlation_base(base);
-        producer.set_correlation_base(base | PRODUCER_CORRELATION_BIT);
+        let producer = Producer::new(producer_config, ctx.roster.brokers(), number, super::producer::jitter_seed(producer_endpoint, ctx.now()));
         PipelineNode {
             name,
             group,
@@ -128,9 +128,10 @@ impl PipelineNode {
             transactional: spec.transactional,
             consumer,
             producer,
+            producer_endpoint,
             progress,
-            consumer_out: Vec::new(),
-            producer_out: Vec::new(),
+            consumer_out: Outbox::new(id),
+            producer_out: Outbox::new(producer_endpoint),
             queued: Vec::new(),
             batch: None,
             ctx,
@@ -150,27 +151,32 @@ impl PipelineNode {
         self.ctx.record(&self.name, kind, body);
     }
 
-    fn step(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        // Bounded: each round either carries out outputs or moves the batch on.
+    fn step(&mut self, now: Instant, wire: &mut Wire) {
+        // Bounded: each round either carries out events or moves the batch on.
         for _ in 0..256 {
             let progressed = self.advance(now);
-            if !progressed && self.consumer_out.is_empty() && self.producer_out.is_empty() {
+            if !progressed && self.consumer_out.events.is_empty() && self.producer_out.events.is_empty() {
                 break;
             }
-            for output in std::mem::take(&mut self.consumer_out) {
-                self.handle_consumer_output(output, sends);
+            for event in std::mem::take(&mut self.consumer_out.events) {
+                self.handle_consumer_event(event);
             }
-            for output in std::mem::take(&mut self.producer_out) {
-                self.handle_producer_output(output, sends);
+            for event in std::mem::take(&mut self.producer_out.events) {
+                self.handle_producer_event(event);
             }
         }
         self.consumer.set_paused(self.batch.is_some());
+        // Each client's sends and connections leave from its own endpoint.
+        for out in [&mut self.consumer_out.sends, &mut self.producer_out.sends] {
+            wire.sends.append(out);
+        }
+        wire.connections.append(&mut self.consumer_out.connections);
+        wire.connections.append(&mut self.producer_out.connections);
     }
 
-    fn handle_consumer_output(&mut self, output: ConsumerOutput, sends: &mut Vec<Send>) {
-        match output {
-            ConsumerOutput::Send(send) => sends.push(send),
-            ConsumerOutput::Records(records) => {
+    fn handle_consumer_event(&mut self, event: ConsumerEvent) {
+        match event {
+            ConsumerEvent::Records(records) => {
                 let inputs: Vec<Input> = records
                     .into_iter()
                     .filter_map(|(partition, offset, record)| Value::decode(&record.value).map(|value| Input { partition, offset, key: record.key.clone(), value }))
@@ -179,38 +185,37 @@ impl PipelineNode {
                 self.record(OpType::Ok, OpBody::Poll { records: polled });
                 self.queued.extend(inputs);
             }
-            ConsumerOutput::Seek { partition, offset, reason } => {
+            ConsumerEvent::Seek { partition, offset, reason } => {
                 self.queued.retain(|input| input.partition != partition);
                 self.record(OpType::Ok, OpBody::Seek { partition, offset, reason: reason.to_string() });
             }
-            ConsumerOutput::Error { partition, error } => {
+            ConsumerEvent::Error { partition, error } => {
                 let reason = format!("{error}: position lost, auto.offset.reset=none");
                 self.record(OpType::Fail, OpBody::Seek { partition, offset: Offset(0), reason });
             }
-            ConsumerOutput::Assigned { generation, partitions } => {
+            ConsumerEvent::Assigned { generation, partitions } => {
                 self.record(OpType::Ok, OpBody::Assign { group: self.group.clone(), generation: generation.0, partitions });
             }
-            ConsumerOutput::Revoked { generation, partitions, reason } => {
+            ConsumerEvent::Revoked { generation, partitions, reason } => {
                 self.queued.retain(|input| !partitions.contains(&input.partition));
                 self.record(OpType::Ok, OpBody::Revoke { group: self.group.clone(), generation: generation.0, partitions, reason: reason.to_string() });
             }
-            ConsumerOutput::CommitCompleted { generation, offsets, result, auto } => self.commit_completed(generation.0, offsets, result, auto),
+            ConsumerEvent::CommitCompleted { generation, offsets, result, auto } => self.commit_completed(generation.0, offsets, result, auto),
         }
     }
 
-    fn handle_producer_output(&mut self, output: ProducerOutput, sends: &mut Vec<Send>) {
-        match output {
-            ProducerOutput::Send(send) => sends.push(send),
-            ProducerOutput::Completed { handle, result } => {
+    fn handle_producer_event(&mut self, event: ProducerEvent) {
+        match event {
+            ProducerEvent::Completed { handle, result } => {
                 let Some(value) = self.progress.lock().expect("progress lock").pending.remove(&handle) else { return };
                 let (kind, body) = match result {
                     Ok((partition, offset)) => (OpType::Ok, OpBody::Send { value, partition: Some(partition), offset: Some(offset), error: None }),
                     Err(error) => {
                         let kind = if error.maybe_written { OpType::Info } else { OpType::Fail };
                         if let Some(batch) = self.batch.as_mut().filter(|batch| batch.handles.contains(&handle)) {
-                            batch.failed.get_or_insert_with(|| error.error.clone());
+                            batch.failed.get_or_insert_with(|| error.failure.to_string());
                         }
-                        (kind, OpBody::Send { value, partition: None, offset: None, error: Some(error.error) })
+                        (kind, OpBody::Send { value, partition: None, offset: None, error: Some(error.failure.to_string()) })
                     }
                 };
                 if let Some(batch) = &mut self.batch {
@@ -218,7 +223,7 @@ impl PipelineNode {
                 }
                 self.record(kind, body);
             }
-            ProducerOutput::TransactionCompleted { outcome } => {
+            ProducerEvent::TransactionCompleted { outcome } => {
                 let open = self.progress.lock().expect("progress lock").open_transaction.take();
                 if let Some((number, values)) = open {
                     let (kind, error) = match &outcome {
@@ -388,7 +393,8 @@ impl PipelineNode {
             Some(Step::Committing { sent: true }) => {
                 let (kind, error) = match result {
                     Ok(()) => (OpType::Ok, None),
-                    Err(ErrorCode::NetworkTimeout) => (OpType::Info, Some("NetworkTimeout".to_string())),
+                    // No answer: the commit may have been applied all the same.
+                    Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),
                     Err(error) => (OpType::Fail, Some(error.to_string())),
                 };
                 self.record(kind, OpBody::Commit { group: self.group.clone(), generation, offsets, error });
@@ -413,40 +419,31 @@ impl PipelineNode {
 }
 
 impl Machine for PipelineNode {
-    fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, sends: &mut Vec<Send>) {
-        if is_for_producer(&message) {
-            self.producer.handle_message(now, message, &mut self.producer_out);
+    fn handle_message(&mut self, now: Instant, to: NodeId, from: NodeId, message: Message, wire: &mut Wire) {
+        if to == self.producer_endpoint {
+            self.producer.handle_message(now, from, message, &mut self.producer_out);
         } else {
             self.consumer.handle_message(now, from, message, &mut self.consumer_out);
         }
-        self.step(now, sends);
+        self.step(now, wire);
     }
 
-    fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
+    fn handle_connection(&mut self, now: Instant, at: NodeId, destination: Destination, event: ConnectionEvent, wire: &mut Wire) {
+        if at == self.producer_endpoint {
+            self.producer.handle_connection(now, destination, event, &mut self.producer_out);
+        } else {
+            self.consumer.handle_connection(now, destination, event, &mut self.consumer_out);
+        }
+        self.step(now, wire);
+    }
+
+    fn handle_timeout(&mut self, now: Instant, wire: &mut Wire) {
         self.consumer.handle_timeout(now, &mut self.consumer_out);
         self.producer.handle_timeout(now, &mut self.producer_out);
-        self.step(now, sends);
+        self.step(now, wire);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         kafsim_model::time::earliest(self.consumer.next_deadline(), self.producer.next_deadline())
-    }
-}
-
-/// Each incarnation's correlation ids start at its start time (microseconds)
-/// shifted by this, as the consumer node's do; within it the producer's have
-/// `PRODUCER_CORRELATION_BIT` set and the consumer's not, so metadata and
-/// FindCoordinator answers go to whichever client asked. Neither client sends
-/// 2^19 requests in one incarnation of a run.
-const CORRELATION_INCARNATION_SHIFT: u32 = 20;
-const PRODUCER_CORRELATION_BIT: u64 = 1 << 19;
-
-/// Responses the producer asked for; the rest belong to the consumer. Both
-/// clients share one node address, as a Kafka application's two clients share a host.
-fn is_for_producer(message: &Message) -> bool {
-    match message {
-        Message::ProduceResponse { .. } | Message::InitProducerIdResponse { .. } | Message::Txn(_) => true,
-        Message::MetadataResponse { correlation_id, .. } | Message::FindCoordinatorResponse { correlation_id, .. } => *correlation_id & PRODUCER_CORRELATION_BIT != 0,
-        _ => false,
     }
 }

@@ -6,11 +6,13 @@
 //! `transaction_size` values, committing most and aborting `abort_ratio` of them
 //! on purpose, and records each transaction with its values and its outcome.
 
-use super::Machine;
+use super::{Machine, Wire};
 use crate::context::RunContext;
 use crate::history::{OpBody, OpType, Value};
-use kafsim_model::client::producer::{Producer, ProducerOutput, TransactionOutcome};
-use kafsim_model::protocol::{Message, Send};
+use kafsim_model::client::producer::{Producer, ProducerEvent, TransactionOutcome};
+use kafsim_model::net::{ConnectionEvent, Destination};
+use kafsim_model::node::{Node, Outbox};
+use kafsim_model::protocol::Message;
 use kafsim_model::{Instant, NodeId};
 use rand::Rng;
 use std::cell::Cell;
@@ -100,9 +102,9 @@ pub struct ProducerNode {
     all_sent: bool,
     interval: Duration,
     next_send: Instant,
-    out: Vec<ProducerOutput>,
-    /// `out`'s buffer while its outputs are carried out, kept for its capacity.
-    spare: Vec<ProducerOutput>,
+    out: Outbox<ProducerEvent>,
+    /// `out`'s events while they are carried out, kept for its capacity.
+    spare: Vec<ProducerEvent>,
     values: ValueArena,
     transaction_size: u32,
     abort_ratio: f64,
@@ -129,16 +131,7 @@ impl ProducerNode {
         if let Some(id) = &mut config.transactional_id {
             *id = format!("{id}-{number}");
         }
-        let mut producer = Producer::new(config, ctx.roster.brokers(), number);
-        // Ids unique across restarts, as the consumer's: a ProduceResponse to the
-        // previous incarnation (same correlation id) must not acknowledge a new
-        // send with another record's offset. Zero at the run's start, so producers
-        // that never restart are unchanged. A multiple of the broker count, so the
-        // bootstrap broker each request picks (correlation id modulo that count)
-        // follows the same rotation as before.
-        let brokers = ctx.roster.brokers().len().max(1) as u64;
-        let base = ctx.now().as_micros() << 20;
-        producer.set_correlation_base(base - base % brokers);
+        let producer = Producer::new(config, ctx.roster.brokers(), number, jitter_seed(id, ctx.now()));
         let interval = Duration::from_secs_f64(1.0 / spec.rate);
         let all_sent = progress.lock().expect("progress lock").next_sequence >= spec.messages;
         ProducerNode {
@@ -153,7 +146,7 @@ impl ProducerNode {
             all_sent,
             interval,
             next_send: ctx.now(),
-            out: Vec::new(),
+            out: Outbox::new(id),
             spare: Vec::new(),
             values: ValueArena::default(),
             transaction_size: spec.transaction_size,
@@ -264,22 +257,23 @@ impl ProducerNode {
         }
     }
 
-    fn carry_out(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        while !self.out.is_empty() {
-            self.carry_out_once(now, sends);
+    /// Records what the producer reported, and carries out what that leads to
+    /// (an abort waiting for its sends), until nothing is left.
+    fn carry_out(&mut self, now: Instant) {
+        while !self.out.events.is_empty() {
+            self.carry_out_once(now);
             self.abort_when_sent(now);
         }
     }
 
-    fn carry_out_once(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        let mut outputs = std::mem::replace(&mut self.out, std::mem::take(&mut self.spare));
+    fn carry_out_once(&mut self, now: Instant) {
+        let mut events = std::mem::replace(&mut self.out.events, std::mem::take(&mut self.spare));
         // Recording takes the history's lock, never this node's progress. The
         // progress is locked only once an answer needs it: most steps only send.
         let mut progress = None;
-        for output in outputs.drain(..) {
-            match output {
-                ProducerOutput::Send(send) => sends.push(send),
-                ProducerOutput::TransactionCompleted { outcome } => {
+        for event in events.drain(..) {
+            match event {
+                ProducerEvent::TransactionCompleted { outcome } => {
                     let progress = progress.get_or_insert_with(|| self.progress.lock().expect("progress lock"));
                     let Some((number, values)) = progress.open_transaction.take() else { continue };
                     let (kind, error) = match outcome {
@@ -289,14 +283,14 @@ impl ProducerNode {
                     };
                     self.ctx.record_at(now, &self.name, kind, OpBody::Txn { number, values, error });
                 }
-                ProducerOutput::Completed { handle, result } => {
+                ProducerEvent::Completed { handle, result } => {
                     progress.get_or_insert_with(|| self.progress.lock().expect("progress lock")).pending.remove(handle);
                     let value = Value { producer: self.number, sequence: handle };
                     let (kind, body) = match result {
                         Ok((partition, offset)) => (OpType::Ok, OpBody::Send { value, partition: Some(partition), offset: Some(offset), error: None }),
                         Err(error) => {
                             let kind = if error.maybe_written { OpType::Info } else { OpType::Fail };
-                            (kind, OpBody::Send { value, partition: None, offset: None, error: Some(error.error) })
+                            (kind, OpBody::Send { value, partition: None, offset: None, error: Some(error.failure.to_string()) })
                         }
                     };
                     self.ctx.record_at(now, &self.name, kind, body);
@@ -304,8 +298,24 @@ impl ProducerNode {
             }
         }
         drop(progress);
-        self.spare = outputs;
+        self.spare = events;
     }
+
+    /// Runs one step of the producer with the wire's buffers as its own, then
+    /// records what it reported.
+    fn step(&mut self, now: Instant, wire: &mut Wire, step: impl FnOnce(&mut Self)) {
+        self.producer_deadline.set(None);
+        self.out.swap_wire(wire);
+        step(self);
+        self.carry_out(now);
+        self.out.swap_wire(wire);
+    }
+}
+
+/// Seeds a client's reconnect jitter: different for every node and start, and
+/// drawn from nothing random.
+pub fn jitter_seed(id: NodeId, now: Instant) -> u64 {
+    u64::from(id.0) << 40 ^ now.as_micros()
 }
 
 /// Keys below this number come from a table made once per process; higher ones
@@ -426,21 +436,26 @@ impl DecimalBuffer {
 }
 
 impl Machine for ProducerNode {
-    fn handle_message(&mut self, now: Instant, _from: NodeId, message: Message, sends: &mut Vec<Send>) {
-        self.producer_deadline.set(None);
-        self.producer.handle_message(now, message, &mut self.out);
-        self.carry_out(now, sends);
+    fn handle_message(&mut self, now: Instant, _to: NodeId, from: NodeId, message: Message, wire: &mut Wire) {
+        self.step(now, wire, |node| node.producer.handle_message(now, from, message, &mut node.out));
     }
 
-    fn handle_timeout(&mut self, now: Instant, sends: &mut Vec<Send>) {
-        self.producer_deadline.set(None);
-        self.send_due(now);
-        self.producer.handle_timeout(now, &mut self.out);
-        self.carry_out(now, sends);
+    fn handle_connection(&mut self, now: Instant, _at: NodeId, destination: Destination, event: ConnectionEvent, wire: &mut Wire) {
+        self.step(now, wire, |node| node.producer.handle_connection(now, destination, event, &mut node.out));
+    }
+
+    fn handle_timeout(&mut self, now: Instant, wire: &mut Wire) {
+        self.step(now, wire, |node| {
+            node.send_due(now);
+            node.producer.handle_timeout(now, &mut node.out);
+        });
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let next_send = self.active().then_some(self.next_send);
+        // A transactional producer's next transaction waits for the last to end,
+        // which the producer's own answers (not a timer) bring.
+        let waiting_for_transaction = self.producer.transaction_phase().is_some() && !self.producer.is_ready_for_transaction();
+        let next_send = (self.active() && !waiting_for_transaction).then_some(self.next_send);
         let producer_deadline = self.producer_deadline.get().unwrap_or_else(|| {
             let deadline = self.producer.next_deadline();
             self.producer_deadline.set(Some(deadline));

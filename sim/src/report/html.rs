@@ -66,7 +66,7 @@ td.detail{font:13px ui-monospace,monospace}tr:target{background:#ffe9e9}
 .legend{display:flex;flex-wrap:wrap;gap:.3em 1.2em;margin:.6em 0;padding:0;list-style:none}
 .legend li{display:flex;align-items:center;gap:.35em}.sw{display:inline-block;width:14px;height:12px}
 .m-ok{fill:#2ca02c;background:#2ca02c}.m-fail{fill:#d62728;background:#d62728}.m-info{fill:#ff7f0e;background:#ff7f0e}
-.m-poll{fill:#1f77b4;background:#1f77b4}.m-seek{fill:#9ecae1;background:#9ecae1}.m-start{fill:#7b3294;background:#7b3294}
+.m-poll{fill:#1f77b4;background:#1f77b4}.m-seek{fill:#9ecae1;background:#9ecae1}.m-start{fill:#7b3294;background:#7b3294}.m-conn{fill:#8c564b;background:#8c564b}
 .fault-crash,.fault-power-loss,.fault-pause,.fault-isolate,.fault-one-way,.fault-partition,.fault-packet-loss,.fault-latency,.side-a,.side-b{opacity:.35}
 .fault-crash{fill:#c44e52;background:#c44e52}.fault-power-loss{fill:#67000d;background:#67000d}.fault-pause{fill:#bcbd22;background:#bcbd22}
 .fault-isolate{fill:#9467bd;background:#9467bd}.fault-one-way{fill:#c5b0d5;background:#c5b0d5}.fault-partition{fill:#17becf;background:#17becf}

@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 pub enum MarkClass {
     ClientStart,
     Seek,
+    /// A connection closed: reset by its peer or timed out (issue 14).
+    Connection,
     Poll,
     SendOk,
     Info,
@@ -19,13 +21,14 @@ pub enum MarkClass {
 }
 
 impl MarkClass {
-    pub const ALL: [MarkClass; 6] = [MarkClass::ClientStart, MarkClass::Seek, MarkClass::Poll, MarkClass::SendOk, MarkClass::Info, MarkClass::Fail];
+    pub const ALL: [MarkClass; 7] = [MarkClass::ClientStart, MarkClass::Seek, MarkClass::Connection, MarkClass::Poll, MarkClass::SendOk, MarkClass::Info, MarkClass::Fail];
 
     /// The CSS class suffix and legend key.
     pub fn name(self) -> &'static str {
         match self {
             MarkClass::ClientStart => "start",
             MarkClass::Seek => "seek",
+            MarkClass::Connection => "conn",
             MarkClass::Poll => "poll",
             MarkClass::SendOk => "ok",
             MarkClass::Info => "info",
@@ -38,6 +41,7 @@ impl MarkClass {
         match self {
             MarkClass::ClientStart => "client start",
             MarkClass::Seek => "seek",
+            MarkClass::Connection => "connection closed",
             MarkClass::Poll => "poll",
             MarkClass::SendOk => "send ok",
             MarkClass::Info => "outcome unknown (info)",
@@ -51,6 +55,7 @@ impl MarkClass {
         match (&op.body, op.kind) {
             (OpBody::Fault { .. } | OpBody::Heal, _) => None,
             (OpBody::ClientStart, _) => Some(MarkClass::ClientStart),
+            (OpBody::Connection { .. }, _) => Some(MarkClass::Connection),
             (OpBody::Panic { .. } | OpBody::Timeout { .. }, _) => Some(MarkClass::Fail),
             (_, OpType::Invoke) => None,
             (_, OpType::Fail) => Some(MarkClass::Fail),

@@ -13,7 +13,8 @@ fn small_history() -> History {
     let mut history = HistoryBuilder::new();
     history.client_start(0, "producer-1").client_start(0, "consumer-1").client_start(0, "producer-2");
     history.acked_send(100, "producer-1", value(1, 0), 0, 0).acked_send(150, "producer-2", value(2, 0), 1, 0);
-    history.fault(1_000, "crash broker-2").fault(1_500, "partition [broker-1,producer-1] | [broker-3,controller-1,consumer-1]");
+    history.fault(1_000, "crash broker-2").connection_closed(1_003, "producer-2", "connection to broker-2 (default) closed: reset by peer");
+    history.fault(1_500, "partition [broker-1,producer-1] | [broker-3,controller-1,consumer-1]");
     history.acked_send(1_600, "producer-1", value(1, 1), 0, 1);
     history.send_invoke(1_700, "producer-1", value(1, 2)).send_fail(2_200, "producer-1", value(1, 2));
     history.poll(2_000, "consumer-1", &[(0, 0, value(1, 0)), (1, 0, value(2, 0))]);
@@ -120,8 +121,9 @@ fn the_page_is_well_formed_and_explains_and_highlights_the_violation() {
 fn a_real_failing_seed_gives_a_well_formed_page() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/acks1-leader-crash.toml");
     let scenario = Arc::new(Scenario::load(&path).expect("the scenario loads"));
-    let detail = run_seed_in_mode(&scenario, 1, false);
-    assert!(!detail.result.violations.is_empty(), "seed 1 of acks1-leader-crash fails");
+    // The first failing seed, whichever it is: acks=1 under leader crashes finds
+    // lost writes in most seeds.
+    let detail = (0..20).map(|seed| run_seed_in_mode(&scenario, seed, false)).find(|detail| !detail.result.violations.is_empty()).expect("acks1-leader-crash fails within 20 seeds");
     let page = render_page_described(&scenario.name, &scenario.path, &scenario.description, &detail);
     assert_well_formed(&page);
     let first = &detail.result.violations[0];

@@ -25,9 +25,9 @@ const DURATION_MAX: Duration = Duration::from_secs(365 * 24 * 3_600);
 const NAME_LENGTH_MAX: usize = 249;
 
 const SEEDS_DEFAULT: u64 = 200;
-/// Longer than Kafka's request.timeout.ms (30s), so a request lost just before the
-/// heal can time out and be retried within the drain.
-const DRAIN_DEFAULT: Duration = Duration::from_secs(60);
+/// The least default drain: longer than Kafka's request.timeout.ms (30s), so a
+/// request lost just before the heal can time out and be retried within it.
+const DRAIN_MIN_DEFAULT: Duration = Duration::from_secs(60);
 /// Added to duration + drain for the default time limit.
 const TIME_LIMIT_MARGIN: Duration = Duration::from_secs(60);
 const INTERVAL_DEFAULT: Duration = Duration::from_secs(5);
@@ -37,8 +37,6 @@ const LATENCY_DEFAULT: Duration = Duration::from_millis(50);
 pub(super) fn build(raw: RawScenario, path: &Path) -> Result<Scenario, Problem> {
     let name = scenario_name(raw.name, path)?;
     let duration = bounded_duration("duration", raw.duration.0)?;
-    let drain = bounded_duration("drain", raw.drain.map_or(DRAIN_DEFAULT, |drain| drain.0))?;
-    let time_limit = time_limit(raw.time_limit.map(|limit| limit.0), duration, drain)?;
     let seeds = match raw.seeds {
         None => SEEDS_DEFAULT,
         Some(seeds) => integer_in("seeds", seeds, 1, i64::MAX)? as u64,
@@ -48,6 +46,11 @@ pub(super) fn build(raw: RawScenario, path: &Path) -> Result<Scenario, Problem> 
     let producers = build_producers(raw.producers, &topics)?;
     let consumers = build_consumers(raw.consumers, &topics)?;
     let pipelines = build_pipelines(raw.pipelines, &topics)?;
+    let drain = match raw.drain {
+        Some(drain) => bounded_duration("drain", drain.0)?,
+        None => default_drain(&producers, &consumers, &pipelines),
+    };
+    let time_limit = time_limit(raw.time_limit.map(|limit| limit.0), duration, drain)?;
     let mut scenario = Scenario {
         name,
         description: raw.description.unwrap_or_default(),
@@ -67,6 +70,29 @@ pub(super) fn build(raw: RawScenario, path: &Path) -> Result<Scenario, Problem> 
     scenario.faults = build_faults(raw.faults, &scenario)?;
     scenario.expect = build_expect(raw.expect)?;
     Ok(scenario)
+}
+
+/// Without a `drain` key, the drain is long enough for Kafka, configured as the
+/// scenario configures it, to converge from the worst state a fault leaves at
+/// the heal; a run that converges sooner ends its drain sooner.
+/// - A send outstanding at the heal completes (or fails) within
+///   `delivery.timeout.ms` (KIP-91).
+/// - A group member whose JoinGroup is parked at a coordinator that lost power
+///   hears nothing (no reset, no heartbeats while joining) until the JoinGroup
+///   times out, `max.poll.interval.ms` + 5 s later (AbstractCoordinator); it
+///   then finds the new coordinator, whose loaded members may need a session
+///   timeout to expire, and a member that crashed with its JoinGroup parked
+///   counts as joined (the classic coordinator keeps a member awaiting join),
+///   so it is given partitions and expires a session timeout after that.
+/// - A transaction its producer abandoned is aborted `transaction.timeout.ms`
+///   after it began, and its markers then need a request timeout.
+fn default_drain(producers: &[ProducerSpec], consumers: &[ConsumerSpec], pipelines: &[PipelineSpec]) -> Duration {
+    let producer_configs = producers.iter().map(|producer| &producer.config).chain(pipelines.iter().map(|pipeline| &pipeline.producer_config));
+    let group_configs = consumers.iter().filter(|consumer| consumer.group.is_some()).map(|consumer| &consumer.config).chain(pipelines.iter().map(|pipeline| &pipeline.consumer_config));
+    let sends = producer_configs.clone().map(|config| config.delivery_timeout);
+    let transactions = producer_configs.filter(|config| config.transactional_id.is_some()).map(|config| config.transaction_timeout + config.request_timeout);
+    let groups = group_configs.map(|config| config.max_poll_interval + Duration::from_secs(5) + config.session_timeout * 2);
+    sends.chain(transactions).chain(groups).fold(DRAIN_MIN_DEFAULT, Duration::max)
 }
 
 pub(super) fn node_names(controllers: u32, brokers: u32, producers: u32, consumers: u32, pipelines: u32) -> Vec<String> {

@@ -1,33 +1,24 @@
 //! The producer's bookkeeping, shaped for the calls it serves on every wake:
 //! the per-partition queues (Kafka's RecordAccumulator keeps a deque of batches
-//! per partition), the produce requests in flight (Kafka's InFlightRequests,
-//! counted per broker for max.in.flight.requests.per.connection), and the
-//! partition count of each topic sent to.
+//! per partition) and the partition count of each topic sent to. The requests
+//! in flight are the producer's `NetworkClient`'s.
 
 use super::batch::Batch;
 use crate::client::metadata::MetadataTracker;
-use crate::time::Instant;
 use crate::types::{NodeId, TopicPartition};
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
-
-pub(super) struct InFlight {
-    pub(super) to: NodeId,
-    pub(super) batch: Batch,
-    pub(super) sent: Instant,
-}
 
 /// One partition's part of the accumulator, with what the sender tracks for it.
 #[derive(Default)]
 pub(super) struct PartitionQueue {
     pub(super) batches: VecDeque<Batch>,
     /// The batches sent since the oldest one not yet completed (true once
-    /// completed), by batch id; a batch being retried stays in. Kafka's TCP
-    /// connection answers requests in order and fails every later request when
-    /// one is lost, so no more than max.in.flight batches are ever written past an
-    /// unresolved one, which keeps a retry within the broker's five-batch
-    /// duplicate window; this keeps that true over lossy simulated links.
+    /// completed), by batch id; a batch being retried stays in. No more than
+    /// max.in.flight batches are ever written past an unresolved one, which keeps
+    /// a retry within the broker's five-batch duplicate window (Kafka's
+    /// RecordAccumulator drains only the first in-flight sequence of a partition
+    /// whose head is being retried).
     pub(super) window: VecDeque<(u64, bool)>,
     /// Where the next batch's sequence numbers start, under the current producer
     /// id and epoch (KIP-98).
@@ -135,76 +126,6 @@ impl PartitionQueues {
     }
 }
 
-/// The produce requests awaiting an answer, in correlation id order, and how
-/// many go to each broker. Ids only grow, so a request joins at the back, and
-/// the few in flight (max.in.flight per broker) are found by binary search.
-#[derive(Default)]
-pub(super) struct InFlightRequests {
-    requests: VecDeque<(u64, InFlight)>,
-    /// One entry per broker ever sent to: a handful, so a list beats a map.
-    per_leader: Vec<(NodeId, usize)>,
-}
-
-impl InFlightRequests {
-    pub(super) fn insert(&mut self, correlation_id: u64, flight: InFlight) {
-        if let Some((last, latest)) = self.requests.back() {
-            assert!(*last < correlation_id && latest.sent <= flight.sent, "requests go out in correlation id order, at nondecreasing times");
-        }
-        match self.per_leader.iter_mut().find(|(leader, _)| *leader == flight.to) {
-            Some((_, count)) => *count += 1,
-            None => self.per_leader.push((flight.to, 1)),
-        }
-        self.requests.push_back((correlation_id, flight));
-    }
-
-    pub(super) fn remove(&mut self, correlation_id: u64) -> Option<InFlight> {
-        // Answers mostly come in the order requests went out: the oldest first.
-        let (_, flight) = if self.requests.front().is_some_and(|(id, _)| *id == correlation_id) {
-            self.requests.pop_front().expect("front exists")
-        } else {
-            let index = self.requests.binary_search_by_key(&correlation_id, |(id, _)| *id).ok()?;
-            self.requests.remove(index).expect("found above")
-        };
-        self.forget(&flight);
-        Some(flight)
-    }
-
-    /// The oldest request, taken out if it was sent `timeout` or longer before
-    /// `now`. Requests go out in correlation id order at nondecreasing times, so
-    /// the expired ones are always the first.
-    pub(super) fn pop_expired(&mut self, now: Instant, timeout: Duration) -> Option<InFlight> {
-        let (_, oldest) = self.requests.front()?;
-        if now.saturating_since(oldest.sent) < timeout {
-            return None;
-        }
-        let (_, flight) = self.requests.pop_front().expect("front exists");
-        self.forget(&flight);
-        Some(flight)
-    }
-
-    fn forget(&mut self, flight: &InFlight) {
-        let (_, count) = self.per_leader.iter_mut().find(|(leader, _)| *leader == flight.to).expect("every request in flight is counted");
-        *count -= 1;
-    }
-
-    pub(super) fn count_to(&self, leader: NodeId) -> usize {
-        self.per_leader.iter().find(|(known, _)| *known == leader).map_or(0, |(_, count)| *count)
-    }
-
-    /// When the oldest request went out.
-    pub(super) fn oldest_sent(&self) -> Option<Instant> {
-        self.requests.front().map(|(_, flight)| flight.sent)
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.requests.is_empty()
-    }
-
-    pub(super) fn values(&self) -> impl Iterator<Item = &InFlight> {
-        self.requests.iter().map(|(_, flight)| flight)
-    }
-}
-
 /// The partition count of each topic sent to, in one metadata view: the
 /// partitioner asks for it once per record.
 #[derive(Default)]
@@ -231,59 +152,14 @@ impl PartitionCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{ClusterMetadata, Message, PartitionState};
-    use crate::record::Record;
+    use crate::protocol::{ClusterMetadata, PartitionState};
+    use crate::time::Instant;
     use crate::types::{LeaderEpoch, PartitionEpoch};
-    use bytes::Bytes;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
-
-    fn batch(id: u64) -> Batch {
-        Batch::open(id, TopicPartition::new("t", 0), id, Record { key: None, value: Bytes::from_static(b"v") }, Instant::ZERO, 17)
-    }
+    use std::time::Duration;
 
     proptest! {
-        /// The per-broker counts always equal a count over the requests, and
-        /// expiry takes exactly the requests a scan would find expired.
-        #[test]
-        fn in_flight_counts_match_a_scan(steps in proptest::collection::vec((0u8..3, 1u32..4, any::<usize>()), 1..200)) {
-            let mut requests = InFlightRequests::default();
-            let mut next_id = 0u64;
-            let mut now = Instant::ZERO;
-            for (action, leader, pick) in steps {
-                match action {
-                    0 => {
-                        next_id += 1 + pick as u64 % 3;
-                        now = now + Duration::from_millis(pick as u64 % 50);
-                        requests.insert(next_id, InFlight { to: NodeId(leader), batch: batch(next_id), sent: now });
-                    }
-                    1 => {
-                        let ids: Vec<u64> = requests.requests.iter().map(|(id, _)| *id).collect();
-                        if let Some(id) = ids.get(pick % ids.len().max(1)) {
-                            prop_assert_eq!(requests.remove(*id).map(|flight| flight.batch.id), Some(*id));
-                        }
-                        prop_assert!(requests.remove(next_id + 1).is_none());
-                    }
-                    _ => {
-                        now = now + Duration::from_millis(pick as u64 % 200);
-                        let timeout = Duration::from_millis(100);
-                        let expected: Vec<u64> = requests.requests.iter().filter(|(_, flight)| now.saturating_since(flight.sent) >= timeout).map(|(id, _)| *id).collect();
-                        let mut expired = Vec::new();
-                        while let Some(flight) = requests.pop_expired(now, timeout) {
-                            expired.push(flight.batch.id);
-                        }
-                        prop_assert_eq!(expired, expected);
-                    }
-                }
-                for leader in 1..4 {
-                    let scanned = requests.values().filter(|flight| flight.to == NodeId(leader)).count();
-                    prop_assert_eq!(requests.count_to(NodeId(leader)), scanned);
-                }
-                prop_assert_eq!(requests.oldest_sent(), requests.values().map(|flight| flight.sent).min());
-                prop_assert_eq!(requests.is_empty(), requests.values().next().is_none());
-            }
-        }
-
         /// The list keeps the order a map would, whether it scans or bisects,
         /// and finds a partition named with another `Arc` of the same topic.
         #[test]
@@ -308,11 +184,8 @@ mod tests {
         }
     }
 
-    /// Answers `metadata`'s pending request with leaders `leaders` for t/0 and t/1.
+    /// Gives `metadata` a view with leaders `leaders` for t/0 and t/1.
     fn refresh(metadata: &mut MetadataTracker, now: Instant, version: u64, leaders: [Option<NodeId>; 2]) {
-        let mut sends = Vec::new();
-        assert!(metadata.poll(now, version, &mut sends));
-        let Message::MetadataRequest { correlation_id } = sends[0].message else { panic!("a metadata request") };
         let partitions = leaders
             .iter()
             .enumerate()
@@ -321,14 +194,13 @@ mod tests {
                 (TopicPartition::new("t", index as u32), state)
             })
             .collect();
-        assert!(metadata.handle_response(now, correlation_id, Arc::new(ClusterMetadata { version, brokers: vec![], partitions })));
-        metadata.request_update();
+        metadata.handle_response(now, Arc::new(ClusterMetadata { version, brokers: vec![], partitions }));
     }
 
     /// A queue's leader and a topic's partition count follow each new metadata view.
     #[test]
     fn cached_leaders_and_counts_follow_the_metadata() {
-        let mut metadata = MetadataTracker::new(vec![NodeId(1)], 0, Duration::from_secs(300));
+        let mut metadata = MetadataTracker::new(vec![NodeId(1)], 0, Duration::from_secs(300), Duration::from_millis(100), Duration::from_secs(30));
         let mut queue = PartitionQueue::default();
         let mut counts = PartitionCounts::default();
         let tp = TopicPartition::new("t", 1);

@@ -15,11 +15,13 @@
 //! transaction (AddOffsetsToTxn); committing the offsets themselves
 //! (TxnOffsetCommit to the group coordinator) is for the group coordinator's side.
 
-use super::{Producer, ProducerOutput};
+use super::{Producer, ProducerEvent, ProducerRequest, SendError, SendFailure};
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::coordinator::CoordinatorType;
-use crate::protocol::{ErrorCode, Message, Send};
-use crate::time::{earliest, Instant};
+use crate::net::{Channel, Destination};
+use crate::node::Outbox;
+use crate::protocol::{ErrorCode, Message};
+use crate::time::Instant;
 use crate::types::{NodeId, TopicPartition};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -44,8 +46,10 @@ pub enum TransactionPhase {
     Ending { commit: bool },
 }
 
+/// The transactional request in flight, if any: one at a time, as Kafka's
+/// TransactionManager sends them.
 #[derive(Clone, Debug)]
-enum Request {
+pub(super) enum Request {
     FindCoordinator,
     InitProducerId,
     AddPartitions(Vec<TopicPartition>),
@@ -53,12 +57,28 @@ enum Request {
     EndTxn { commit: bool },
 }
 
+impl Request {
+    pub(super) fn api(&self) -> &'static str {
+        match self {
+            Request::FindCoordinator => "FindCoordinator",
+            Request::InitProducerId => "InitProducerId",
+            Request::AddPartitions(_) => "AddPartitionsToTxn",
+            Request::AddOffsets(_) => "AddOffsetsToTxn",
+            Request::EndTxn { .. } => "EndTxn",
+        }
+    }
+}
+
 pub struct TransactionState {
     pub(super) transactional_id: Arc<str>,
     timeout: Duration,
     pub(super) phase: TransactionPhase,
     coordinator: Option<NodeId>,
-    in_flight: Option<(u64, Instant, Request)>,
+    /// A request is out; the producer's `NetworkClient` holds which.
+    in_flight: bool,
+    /// A request is due, but its broker's connection is not ready: the
+    /// connection's event (or the `NetworkClient`'s deadline) wakes the producer.
+    waiting_for_connection: bool,
     retry_at: Instant,
     /// Partitions the coordinator has in the transaction.
     pub(super) partitions: BTreeSet<TopicPartition>,
@@ -81,7 +101,8 @@ impl TransactionState {
             timeout,
             phase: TransactionPhase::Initializing,
             coordinator: None,
-            in_flight: None,
+            in_flight: false,
+            waiting_for_connection: false,
             retry_at: Instant::ZERO,
             partitions: BTreeSet::new(),
             wanted: BTreeSet::new(),
@@ -119,7 +140,6 @@ impl Producer {
     }
 
     pub fn begin_transaction(&mut self) -> Result<(), String> {
-        self.settled_at = None;
         if !self.is_ready_for_transaction() {
             return Err(format!("cannot begin a transaction in phase {:?}", self.transaction_phase()));
         }
@@ -134,18 +154,17 @@ impl Producer {
         Ok(())
     }
 
-    pub fn commit_transaction(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    pub fn commit_transaction(&mut self, now: Instant, out: &mut Outbox<ProducerEvent>) {
         self.end_transaction(now, true, out);
     }
 
-    pub fn abort_transaction(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
+    pub fn abort_transaction(&mut self, now: Instant, out: &mut Outbox<ProducerEvent>) {
         self.end_transaction(now, false, out);
     }
 
     /// KIP-98's sendOffsetsToTransaction, the transaction side: the group's
     /// offsets partition joins the transaction before it ends.
     pub fn send_offsets_to_transaction(&mut self, group_id: Arc<str>) {
-        self.settled_at = None;
         if let Some(txn) = self.transactions.as_mut() {
             if txn.phase == TransactionPhase::InTransaction {
                 txn.groups.insert(group_id);
@@ -166,8 +185,7 @@ impl Producer {
         Some((txn.transactional_id.clone(), producer_id, producer_epoch))
     }
 
-    fn end_transaction(&mut self, now: Instant, commit: bool, out: &mut Vec<ProducerOutput>) {
-        self.settled_at = None;
+    fn end_transaction(&mut self, now: Instant, commit: bool, out: &mut Outbox<ProducerEvent>) {
         let Some(txn) = self.transactions.as_mut() else { return };
         if txn.phase != TransactionPhase::InTransaction {
             return;
@@ -175,107 +193,105 @@ impl Producer {
         txn.phase = TransactionPhase::Ending { commit };
         if !commit {
             // Records not yet sent are dropped; what is in flight is waited for.
-            self.fail_queued_batches("transaction aborted before the record was sent", out);
+            self.fail_queued_batches(out);
         }
-        self.handle_timeout(now, out);
+        self.poll(now, out);
     }
 
     /// Fails every record still queued, never sent.
-    fn fail_queued_batches(&mut self, reason: &str, out: &mut Vec<ProducerOutput>) {
+    fn fail_queued_batches(&mut self, out: &mut Outbox<ProducerEvent>) {
         for pending in std::mem::take(&mut self.unpartitioned) {
-            let error = super::SendError { error: reason.to_string(), maybe_written: false };
-            out.push(ProducerOutput::Completed { handle: pending.handle, result: Err(error) });
+            let error = SendError { failure: SendFailure::TransactionAborted, maybe_written: false };
+            out.event(ProducerEvent::Completed { handle: pending.handle, result: Err(error) });
         }
         let queued: Vec<super::Batch> = self.queues.values_mut().flat_map(|queue| queue.batches.drain(..)).collect();
         for batch in queued {
-            self.fail(batch, reason.to_string(), out);
+            self.fail(batch, SendFailure::TransactionAborted, out);
         }
     }
 
     /// A send of the current transaction failed: only an abort can follow.
-    pub(super) fn transaction_send_failed(&mut self, error: &str, fenced: bool) {
+    pub(super) fn transaction_send_failed(&mut self, failure: &SendFailure) {
         if let Some(txn) = self.transactions.as_mut() {
             if matches!(txn.phase, TransactionPhase::InTransaction | TransactionPhase::Ending { .. }) && txn.abortable.is_none() {
-                txn.abortable = Some(error.to_string());
+                txn.abortable = Some(failure.to_string());
             }
             // A stale epoch needs a new one; anything else the abort's bump renews.
-            txn.reinit |= fenced;
+            txn.reinit |= failure.is_fenced();
         }
     }
 
+    /// When a retry is due; a request in flight has its deadline in the `NetworkClient`.
     pub(super) fn transaction_deadline(&self) -> Option<Instant> {
         let txn = self.transactions.as_ref()?;
-        let mut deadline = None;
-        if let Some((_, sent, _)) = &txn.in_flight {
-            deadline = earliest(deadline, Some(*sent + self.config.request_timeout));
-        } else if txn.retry_at > Instant::ZERO {
-            deadline = earliest(deadline, Some(txn.retry_at));
-        }
-        deadline
+        (!txn.in_flight && !txn.waiting_for_connection && txn.retry_at > Instant::ZERO).then_some(txn.retry_at)
     }
 
     /// Drives the transaction: the next request to the coordinator, if any is due.
-    pub(super) fn poll_transaction(&mut self, now: Instant, out: &mut Vec<ProducerOutput>) {
-        let request_timeout = self.config.request_timeout;
+    pub(super) fn poll_transaction(&mut self, now: Instant, out: &mut Outbox<ProducerEvent>) {
         let Some(txn) = self.transactions.as_mut() else { return };
-        if let Some((_, sent, request)) = &txn.in_flight {
-            if now.saturating_since(*sent) < request_timeout {
-                return;
-            }
-            let request = request.clone();
-            txn.in_flight = None;
-            self.transaction_request_failed(now, request, ErrorCode::NetworkTimeout, out);
-        }
-        let Some(txn) = self.transactions.as_mut() else { return };
-        if now < txn.retry_at || txn.in_flight.is_some() {
+        txn.waiting_for_connection = false;
+        if now < txn.retry_at || txn.in_flight {
             return;
         }
+        // The retry, if one was due, is this pass.
+        txn.retry_at = Instant::ZERO;
         let Some(request) = self.next_transaction_request(out) else { return };
         let txn = self.transactions.as_mut().expect("transactional");
-        let coordinator = match (&request, txn.coordinator) {
-            (Request::FindCoordinator, _) | (_, None) => None,
-            (_, Some(coordinator)) => Some(coordinator),
-        };
-        let request = if coordinator.is_none() { Request::FindCoordinator } else { request };
-        self.next_correlation_id += 1;
-        let correlation_id = self.next_correlation_id;
+        // Sender.maybeSendAndPollTransactionalRequest: a coordinator it cannot
+        // connect to is looked up again.
+        if txn.coordinator.is_some_and(|coordinator| self.network.is_unavailable(now, Destination::new(coordinator, Channel::Default))) {
+            txn.coordinator = None;
+        }
         let txn = self.transactions.as_ref().expect("transactional");
+        // Kafka's TransactionManager finds its coordinator first; FindCoordinator
+        // goes to the least loaded broker, the rest to the coordinator (on the
+        // broker's ordinary connection, shared with produce requests).
+        let (to, request) = match (request, txn.coordinator) {
+            (Request::FindCoordinator, _) | (_, None) => match self.network.least_loaded_node(now, &self.bootstrap, self.start as usize, Channel::Default) {
+                Some(node) => (node, Request::FindCoordinator),
+                None => {
+                    self.network.want_any(&self.bootstrap, Channel::Default);
+                    self.transactions.as_mut().expect("transactional").waiting_for_connection = true;
+                    return;
+                }
+            },
+            (request, Some(coordinator)) => (coordinator, request),
+        };
+        let destination = Destination::new(to, Channel::Default);
+        if !self.network.ready(now, destination, out) {
+            self.transactions.as_mut().expect("transactional").waiting_for_connection = true;
+            return;
+        }
         let transactional_id = txn.transactional_id.clone();
+        let transaction_timeout = txn.timeout;
         let (producer_id, producer_epoch) = self.producer_id.unwrap_or((crate::types::ProducerId(0), 0));
-        let (to, message) = match &request {
-            Request::FindCoordinator => {
-                let to = self.bootstrap[(correlation_id as usize + self.start as usize) % self.bootstrap.len()];
-                (to, Message::FindCoordinatorRequest { correlation_id, key_type: CoordinatorType::Transaction, key: transactional_id })
-            }
-            Request::InitProducerId => {
-                let message = TxnMessage::InitProducerIdRequest { correlation_id, transactional_id, transaction_timeout: txn.timeout };
-                (coordinator.expect("found"), Message::Txn(message))
-            }
+        let message = |request: &Request, correlation_id| match request {
+            Request::FindCoordinator => Message::FindCoordinatorRequest { correlation_id, key_type: CoordinatorType::Transaction, key: transactional_id },
+            Request::InitProducerId => Message::Txn(TxnMessage::InitProducerIdRequest { correlation_id, transactional_id, transaction_timeout }),
             Request::AddPartitions(partitions) => {
                 let partitions = partitions.clone();
-                let message = TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: false };
-                (coordinator.expect("found"), Message::Txn(message))
+                Message::Txn(TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: false })
             }
             Request::AddOffsets(group_id) => {
-                let message = TxnMessage::AddOffsetsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, group_id: group_id.clone() };
-                (coordinator.expect("found"), Message::Txn(message))
+                Message::Txn(TxnMessage::AddOffsetsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, group_id: group_id.clone() })
             }
-            Request::EndTxn { commit } => {
-                let message = TxnMessage::EndTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, commit: *commit };
-                (coordinator.expect("found"), Message::Txn(message))
-            }
+            Request::EndTxn { commit } => Message::Txn(TxnMessage::EndTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, commit: *commit }),
         };
         let txn = self.transactions.as_mut().expect("transactional");
         if matches!(request, Request::EndTxn { commit: true }) {
             txn.commit_sent = true;
         }
-        txn.in_flight = Some((correlation_id, now, request));
-        out.push(ProducerOutput::Send(Send { to, message }));
+        txn.in_flight = true;
+        let timeout = self.config.request_timeout;
+        let built = |correlation_id| message(&request, correlation_id);
+        let tag = ProducerRequest::Transaction(request.clone());
+        self.network.send(now, destination, timeout, tag, built, out);
     }
 
     /// What the transaction needs from the coordinator next, or None.
-    fn next_transaction_request(&mut self, out: &mut Vec<ProducerOutput>) -> Option<Request> {
-        let idle = self.in_flight.is_empty();
+    fn next_transaction_request(&mut self, out: &mut Outbox<ProducerEvent>) -> Option<Request> {
+        let idle = !self.produce_in_flight();
         let txn = self.transactions.as_mut()?;
         match txn.phase {
             TransactionPhase::Initializing => Some(Request::InitProducerId),
@@ -302,7 +318,7 @@ impl Producer {
                 // An abortable error: as Kafka's Sender does (abortUndrainedBatches),
                 // batches not yet sent fail now rather than wait out
                 // delivery.timeout.ms for a transaction that can only abort.
-                self.fail_queued_batches("transaction aborted before the record was written", out);
+                self.fail_queued_batches(out);
                 None
             }
             TransactionPhase::Ending { commit } => {
@@ -312,8 +328,8 @@ impl Producer {
                 }
                 // Aborting: nothing more is sent, retries included; what is in
                 // flight is waited for.
-                self.fail_queued_batches("transaction aborted before the record was written", out);
-                if self.in_flight.is_empty() {
+                self.fail_queued_batches(out);
+                if idle {
                     self.finish_or_end(false, out)
                 } else {
                     None
@@ -324,7 +340,7 @@ impl Producer {
 
     /// Once every batch is answered: EndTxn, or, when nothing was added, the
     /// transaction ends here (Kafka sends no EndTxn for an empty transaction).
-    fn finish_or_end(&mut self, commit: bool, out: &mut Vec<ProducerOutput>) -> Option<Request> {
+    fn finish_or_end(&mut self, commit: bool, out: &mut Outbox<ProducerEvent>) -> Option<Request> {
         let txn = self.transactions.as_mut().expect("transactional");
         if txn.partitions.is_empty() && txn.groups_added.is_empty() {
             let outcome = if commit { TransactionOutcome::Committed } else { TransactionOutcome::Aborted };
@@ -334,7 +350,7 @@ impl Producer {
         Some(Request::EndTxn { commit })
     }
 
-    fn transaction_ended(&mut self, outcome: TransactionOutcome, next_epoch: Option<u16>, out: &mut Vec<ProducerOutput>) {
+    fn transaction_ended(&mut self, outcome: TransactionOutcome, next_epoch: Option<u16>, out: &mut Outbox<ProducerEvent>) {
         let txn = self.transactions.as_mut().expect("transactional");
         let reinit = txn.reinit || next_epoch.is_none() && !txn.partitions.is_empty();
         txn.partitions.clear();
@@ -353,16 +369,19 @@ impl Producer {
         if reinit {
             self.producer_id = None;
         }
-        out.push(ProducerOutput::TransactionCompleted { outcome });
+        out.event(ProducerEvent::TransactionCompleted { outcome });
     }
 
-    fn transaction_request_failed(&mut self, now: Instant, request: Request, error: ErrorCode, out: &mut Vec<ProducerOutput>) {
+    pub(super) fn transaction_request_failed(&mut self, now: Instant, request: Request, error: ErrorCode, out: &mut Outbox<ProducerEvent>) {
         // Kafka retries CONCURRENT_TRANSACTIONS (the last transaction's markers
         // are still being written) after 20 ms rather than retry.backoff.ms (KAFKA-5477).
         let backoff = if error == ErrorCode::ConcurrentTransactions { Duration::from_millis(20).min(self.config.retry_backoff) } else { self.config.retry_backoff };
         let txn = self.transactions.as_mut().expect("transactional");
+        txn.in_flight = false;
         txn.retry_at = now + backoff;
-        if matches!(error, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::NetworkTimeout | ErrorCode::NotLeaderOrFollower) {
+        // TxnRequestHandler.onComplete: a disconnect (or a timeout, which closes
+        // the connection) looks the coordinator up again before the retry.
+        if matches!(error, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::NetworkTimeout | ErrorCode::NetworkException | ErrorCode::NotLeaderOrFollower) {
             txn.coordinator = None;
         }
         if error.is_retriable() {
@@ -391,25 +410,11 @@ impl Producer {
         }
     }
 
-    /// Answers to the transactional requests; true when the message was one.
-    pub(super) fn handle_transaction_message(&mut self, now: Instant, message: &Message, out: &mut Vec<ProducerOutput>) -> bool {
-        let Some(txn) = self.transactions.as_mut() else { return false };
-        let correlation_id = match message {
-            Message::FindCoordinatorResponse { correlation_id, .. } => *correlation_id,
-            Message::Txn(
-                TxnMessage::InitProducerIdResponse { correlation_id, .. }
-                | TxnMessage::AddPartitionsToTxnResponse { correlation_id, .. }
-                | TxnMessage::AddOffsetsToTxnResponse { correlation_id, .. }
-                | TxnMessage::EndTxnResponse { correlation_id, .. },
-            ) => *correlation_id,
-            _ => return false,
-        };
-        let Some((expected, _, request)) = txn.in_flight.clone() else { return true };
-        if expected != correlation_id {
-            return true;
-        }
-        txn.in_flight = None;
-        let result = match (message, &request) {
+    /// The answer to the transactional request in flight.
+    pub(super) fn handle_transaction_response(&mut self, now: Instant, request: Request, message: Message, out: &mut Outbox<ProducerEvent>) {
+        let txn = self.transactions.as_mut().expect("only a transactional producer sends transactional requests");
+        txn.in_flight = false;
+        let result = match (&message, &request) {
             (Message::FindCoordinatorResponse { result, .. }, Request::FindCoordinator) => result.map(|coordinator| txn.coordinator = Some(coordinator)),
             (Message::Txn(TxnMessage::InitProducerIdResponse { result, .. }), Request::InitProducerId) => result.map(|id| {
                 self.producer_id = Some(id);
@@ -432,7 +437,7 @@ impl Producer {
                 }
                 Err(error) => Err(*error),
             },
-            _ => Ok(()),
+            _ => unreachable!("a {} answer to a {} request", message.api(), request.api()),
         };
         match result {
             Ok(()) => {
@@ -442,43 +447,40 @@ impl Producer {
             }
             Err(error) => self.transaction_request_failed(now, request, error, out),
         }
-        true
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testkit::{connect_all, single_partition_metadata};
     use crate::config::{Properties, PropertyValue, ProducerConfig};
-    use crate::protocol::{ClusterMetadata, PartitionState};
-    use crate::types::{LeaderEpoch, Offset, PartitionEpoch, ProducerId};
+    use crate::node::Node;
+    use crate::types::{Offset, ProducerId};
     use bytes::Bytes;
 
     fn producer() -> Producer {
         let mut properties = Properties::new();
         properties.insert("linger.ms".into(), PropertyValue::Int(0));
         properties.insert("transactional.id".into(), PropertyValue::Text("tx-1".into()));
-        Producer::new(ProducerConfig::from_properties(&properties).unwrap(), vec![NodeId(1)], 0)
+        Producer::new(ProducerConfig::from_properties(&properties).unwrap(), vec![NodeId(1)], 0, 1)
     }
 
     /// Plays the broker and the coordinator (both node 1) for every request in
     /// `out`: metadata, FindCoordinator, InitProducerId, AddPartitions, EndTxn,
-    /// and produce, answered by `produce`.
-    fn answer(producer: &mut Producer, out: &mut Vec<ProducerOutput>, produce: &dyn Fn(u64) -> Result<Offset, ErrorCode>) -> Vec<ProducerOutput> {
+    /// and produce, answered by `produce`. Returns the events seen.
+    fn answer(producer: &mut Producer, out: &mut Outbox<ProducerEvent>, produce: &dyn Fn(u64) -> Result<Offset, ErrorCode>) -> Vec<ProducerEvent> {
         let mut seen = Vec::new();
         for _ in 0..20 {
-            let requests: Vec<Message> = out.iter().filter_map(|output| if let ProducerOutput::Send(send) = output { Some(send.message.clone()) } else { None }).collect();
-            seen.extend(out.drain(..).filter(|output| !matches!(output, ProducerOutput::Send(_))));
+            connect_all(producer, Instant::ZERO, out);
+            let requests: Vec<Message> = out.sends.drain(..).map(|send| send.message).collect();
+            seen.append(&mut out.events);
             if requests.is_empty() {
                 break;
             }
             for request in requests {
                 let response = match request {
-                    Message::MetadataRequest { correlation_id } => {
-                        let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
-                        let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(TopicPartition::new("t", 0), state)].into_iter().collect() });
-                        Message::MetadataResponse { correlation_id, metadata }
-                    }
+                    Message::MetadataRequest { correlation_id } => Message::MetadataResponse { correlation_id, metadata: single_partition_metadata() },
                     Message::FindCoordinatorRequest { correlation_id, .. } => Message::FindCoordinatorResponse { correlation_id, result: Ok(NodeId(1)) },
                     Message::Txn(TxnMessage::InitProducerIdRequest { correlation_id, .. }) => {
                         Message::Txn(TxnMessage::InitProducerIdResponse { correlation_id, result: Ok((ProducerId(9), 0)) })
@@ -493,20 +495,21 @@ mod tests {
                     }
                     other => panic!("unexpected request {other:?}"),
                 };
-                producer.handle_message(Instant::ZERO, response, out);
+                producer.handle_message(Instant::ZERO, NodeId(1), response, out);
             }
         }
+        seen.append(&mut out.events);
         seen
     }
 
-    fn outcomes(outputs: &[ProducerOutput]) -> Vec<TransactionOutcome> {
-        outputs.iter().filter_map(|output| if let ProducerOutput::TransactionCompleted { outcome } = output { Some(outcome.clone()) } else { None }).collect()
+    fn outcomes(events: &[ProducerEvent]) -> Vec<TransactionOutcome> {
+        events.iter().filter_map(|event| if let ProducerEvent::TransactionCompleted { outcome } = event { Some(outcome.clone()) } else { None }).collect()
     }
 
     #[test]
     fn a_transaction_adds_its_partition_sends_and_commits_under_the_next_epoch() {
         let mut producer = producer();
-        let mut out = Vec::new();
+        let mut out = Outbox::new(NodeId(2001));
         producer.handle_timeout(Instant::ZERO, &mut out);
         answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
         assert!(producer.is_ready_for_transaction());
@@ -522,14 +525,14 @@ mod tests {
     #[test]
     fn a_failed_send_turns_a_commit_into_an_abort() {
         let mut producer = producer();
-        let mut out = Vec::new();
+        let mut out = Outbox::new(NodeId(2001));
         producer.handle_timeout(Instant::ZERO, &mut out);
         answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
         producer.begin_transaction().unwrap();
         producer.send(Instant::ZERO, 1, "t".into(), None, Bytes::from_static(b"a"), &mut out);
         producer.commit_transaction(Instant::ZERO, &mut out);
         let seen = answer(&mut producer, &mut out, &|_| Err(ErrorCode::InvalidTxnState));
-        assert!(seen.iter().any(|output| matches!(output, ProducerOutput::Completed { handle: 1, result: Err(_) })));
+        assert!(seen.iter().any(|event| matches!(event, ProducerEvent::Completed { handle: 1, result: Err(_) })));
         assert_eq!(outcomes(&seen), vec![TransactionOutcome::Aborted]);
     }
 
@@ -538,11 +541,34 @@ mod tests {
     #[test]
     fn a_single_send_adds_its_partition_without_waiting_for_the_commit() {
         let mut producer = producer();
-        let mut out = Vec::new();
+        let mut out = Outbox::new(NodeId(2001));
         producer.handle_timeout(Instant::ZERO, &mut out);
         answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
         producer.begin_transaction().unwrap();
         producer.send(Instant::ZERO, 1, "t".into(), None, Bytes::from_static(b"a"), &mut out);
-        assert!(out.iter().any(|output| matches!(output, ProducerOutput::Send(Send { message: Message::Txn(TxnMessage::AddPartitionsToTxnRequest { .. }), .. }))));
+        assert!(out.sends.iter().any(|send| matches!(send.message, Message::Txn(TxnMessage::AddPartitionsToTxnRequest { .. }))));
+    }
+
+    /// TxnRequestHandler.onComplete: a disconnect from the coordinator looks it
+    /// up again (FindCoordinator) before the request is retried.
+    #[test]
+    fn a_coordinator_disconnect_finds_the_coordinator_again() {
+        let mut producer = producer();
+        let mut out = Outbox::new(NodeId(2001));
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
+        producer.begin_transaction().unwrap();
+        producer.send(Instant::ZERO, 1, "t".into(), None, Bytes::from_static(b"a"), &mut out);
+        assert!(out.sends.iter().any(|send| matches!(send.message, Message::Txn(TxnMessage::AddPartitionsToTxnRequest { .. }))));
+        out.sends.clear();
+        let closed = crate::net::ConnectionEvent::Closed(crate::net::CloseReason::Reset);
+        producer.handle_connection(Instant::ZERO, Destination::new(NodeId(1), Channel::Default), closed, &mut out);
+        while out.sends.is_empty() {
+            let now = producer.next_deadline().expect("a retry is due");
+            producer.handle_timeout(now, &mut out);
+            connect_all(&mut producer, now, &mut out);
+        }
+        assert!(matches!(out.sends[0].message, Message::FindCoordinatorRequest { key_type: CoordinatorType::Transaction, .. } | Message::MetadataRequest { .. }));
+        assert!(out.sends.iter().any(|send| matches!(send.message, Message::FindCoordinatorRequest { .. })), "{:?}", out.sends);
     }
 }

@@ -29,7 +29,7 @@ pub mod state;
 
 use super::{decode_record, encode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::config::BrokerConfig;
-use crate::protocol::{ErrorCode, Message, Send};
+use crate::protocol::{ErrorCode, Message};
 use crate::record::SharedBatch;
 use crate::time::{earliest, Instant};
 use crate::types::{LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
@@ -66,7 +66,7 @@ pub struct GroupCoordinator {
     next_member: u64,
     /// Answers for parked JoinGroup/SyncGroup requests of groups just unloaded;
     /// `unload` has no outputs, so they go out on the next `handle_timeout`.
-    farewells: Vec<Send>,
+    farewells: Vec<(NodeId, Message)>,
     /// KIP-98: offsets committed in transactions not yet ended by a marker.
     pending_transactional_offsets: PendingTransactionalOffsets,
     /// Loaded partitions that serve nothing yet: their barrier write is out, or
@@ -157,7 +157,7 @@ impl GroupCoordinator {
         let partition = self.partition_of(group_id);
         for effect in effects {
             match effect {
-                GroupEffect::Send(send) => out.push(CoordinatorEffect::Send(send)),
+                GroupEffect::Send { to, message } => out.push(CoordinatorEffect::Send { to, message }),
                 GroupEffect::WriteGroup { record, generation } => {
                     let pending = PendingWrite::Group { group_id: group_id.clone(), generation };
                     self.write(partition, vec![GroupLogRecord::Group(record)], pending, out);
@@ -168,7 +168,7 @@ impl GroupCoordinator {
 
     fn handle_group_request(&mut self, now: Instant, from: NodeId, message: GroupMessage, out: &mut Vec<CoordinatorEffect>) {
         let Some(group_id) = message.group_id().cloned() else { return };
-        let send = |out: &mut Vec<CoordinatorEffect>, message| out.push(CoordinatorEffect::Send(Send { to: from, message: Message::group(message) }));
+        let send = |out: &mut Vec<CoordinatorEffect>, message| out.push(CoordinatorEffect::Send { to: from, message: Message::group(message) });
         let served = self.check_coordinator(&group_id);
         let mut effects = Vec::new();
         match message {
@@ -256,6 +256,14 @@ impl Coordinator for GroupCoordinator {
     /// Replays the partition's log: the last group record of each group is its
     /// state, and the last offset record per partition its committed offset.
     fn load(&mut self, now: Instant, partition: u32, leader_epoch: LeaderEpoch, batches: &[SharedBatch], out: &mut Vec<CoordinatorEffect>) {
+        if let Some(epoch) = self.loaded.get_mut(&partition) {
+            // Elected again without losing the partition in between (a leader
+            // epoch bump): Kafka's GroupMetadataManager keeps a partition it
+            // already owns (`addLoadingPartition`), so the groups in memory, and
+            // the requests parked in them, stay as they are.
+            *epoch = leader_epoch;
+            return;
+        }
         let delay = self.config.group_initial_rebalance_delay;
         let mut loaded: BTreeMap<Arc<str>, Group> = BTreeMap::new();
         let mut pending: PendingTransactionalOffsets = BTreeMap::new();
@@ -323,7 +331,7 @@ impl Coordinator for GroupCoordinator {
             keep
         });
         self.farewells.extend(effects.into_iter().filter_map(|effect| match effect {
-            GroupEffect::Send(send) => Some(send),
+            GroupEffect::Send { to, message } => Some((to, message)),
             GroupEffect::WriteGroup { .. } => None,
         }));
     }
@@ -372,7 +380,7 @@ impl Coordinator for GroupCoordinator {
                     }
                     Err(error) => Err(coordinator_error(error)),
                 };
-                out.push(CoordinatorEffect::Send(Send { to: client, message: Message::group(GroupMessage::OffsetCommitResponse { correlation_id, result }) }));
+                out.push(CoordinatorEffect::Send { to: client, message: Message::group(GroupMessage::OffsetCommitResponse { correlation_id, result }) });
             }
             PendingWrite::TxnCommit { group_id, client, correlation_id, producer_id, offsets } => {
                 let result = match result {
@@ -384,13 +392,13 @@ impl Coordinator for GroupCoordinator {
                     Err(error) => Err(coordinator_error(error)),
                 };
                 let message = GroupMessage::TxnOffsetCommitResponse { correlation_id, result };
-                out.push(CoordinatorEffect::Send(Send { to: client, message: Message::group(message) }));
+                out.push(CoordinatorEffect::Send { to: client, message: Message::group(message) });
             }
         }
     }
 
     fn handle_timeout(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
-        out.extend(self.farewells.drain(..).map(CoordinatorEffect::Send));
+        out.extend(self.farewells.drain(..).map(|(to, message)| CoordinatorEffect::Send { to, message }));
         let due: Vec<u32> = self.loading.iter().filter(|(_, retry_at)| retry_at.is_some_and(|at| at <= now)).map(|(partition, _)| *partition).collect();
         for partition in due {
             self.write_barrier(partition, out);

@@ -106,6 +106,29 @@ pub enum GroupMessage {
     TxnOffsetCommitResponse { correlation_id: u64, result: Result<(), ErrorCode> },
 }
 
+/// The correlation id field of every variant, by reference or by mutable
+/// reference as `$message` is borrowed: one list for both accessors.
+macro_rules! correlation_field {
+    ($message:expr) => {
+        match $message {
+                GroupMessage::JoinGroupRequest { correlation_id, .. }
+                | GroupMessage::JoinGroupResponse { correlation_id, .. }
+                | GroupMessage::SyncGroupRequest { correlation_id, .. }
+                | GroupMessage::SyncGroupResponse { correlation_id, .. }
+                | GroupMessage::HeartbeatRequest { correlation_id, .. }
+                | GroupMessage::HeartbeatResponse { correlation_id, .. }
+                | GroupMessage::LeaveGroupRequest { correlation_id, .. }
+                | GroupMessage::LeaveGroupResponse { correlation_id, .. }
+                | GroupMessage::OffsetCommitRequest { correlation_id, .. }
+                | GroupMessage::OffsetCommitResponse { correlation_id, .. }
+                | GroupMessage::OffsetFetchRequest { correlation_id, .. }
+                | GroupMessage::OffsetFetchResponse { correlation_id, .. }
+                | GroupMessage::TxnOffsetCommitRequest { correlation_id, .. }
+                | GroupMessage::TxnOffsetCommitResponse { correlation_id, .. } => correlation_id,
+        }
+    };
+}
+
 impl GroupMessage {
     /// Whether the broker hands this message to its coordinator (requests do;
     /// responses travel to clients, or to the broker itself).
@@ -120,6 +143,16 @@ impl GroupMessage {
                 | GroupMessage::OffsetFetchRequest { .. }
                 | GroupMessage::TxnOffsetCommitRequest { .. }
         )
+    }
+
+    pub fn correlation_id(&self) -> u64 {
+        *correlation_field!(self)
+    }
+
+    /// The correlation id, for the simulator's network to route a response to
+    /// the connection its request came on.
+    pub fn correlation_id_mut(&mut self) -> &mut u64 {
+        correlation_field!(self)
     }
 
     pub fn api(&self) -> &'static str {

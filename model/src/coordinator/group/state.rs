@@ -15,7 +15,7 @@
 
 use super::protocol::{Generation, GroupMessage, JoinResult, MemberId, Subscription};
 use super::records::{GroupRecord, MemberRecord};
-use crate::protocol::{ErrorCode, Message, Send};
+use crate::protocol::{ErrorCode, Message};
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, Offset, TopicPartition};
 use std::collections::BTreeMap;
@@ -51,7 +51,7 @@ pub struct Member {
 /// What a group asks of its coordinator.
 #[derive(Debug)]
 pub enum GroupEffect {
-    Send(Send),
+    Send { to: NodeId, message: Message },
     /// Write the group's metadata; `Group::sync_written` hears the outcome.
     WriteGroup { record: GroupRecord, generation: Generation },
 }
@@ -70,7 +70,7 @@ pub struct Group {
 }
 
 fn reply(out: &mut Vec<GroupEffect>, to: NodeId, message: GroupMessage) {
-    out.push(GroupEffect::Send(Send { to, message: Message::group(message) }));
+    out.push(GroupEffect::Send { to, message: Message::group(message) });
 }
 
 impl Group {

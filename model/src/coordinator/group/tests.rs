@@ -73,9 +73,9 @@ impl Harness {
             let mut next = Vec::new();
             for effect in effects {
                 match effect {
-                    CoordinatorEffect::Send(send) => {
-                        if let Message::Group(message) = send.message {
-                            self.replies.push((send.to, *message));
+                    CoordinatorEffect::Send { to, message } => {
+                        if let Message::Group(message) = message {
+                            self.replies.push((to, *message));
                         }
                     }
                     CoordinatorEffect::Append { records, token, producer, .. } => {
@@ -244,7 +244,7 @@ fn fetched(coordinator: &mut GroupCoordinator, require_stable: bool) -> Result<O
     let mut effects = Vec::new();
     coordinator.handle_request(at(9), NodeId(3001), Message::group(fetch(99, require_stable)), &mut effects);
     let answer = effects.into_iter().find_map(|effect| match effect {
-        CoordinatorEffect::Send(Send { message: Message::Group(message), .. }) => match *message {
+        CoordinatorEffect::Send { message: Message::Group(message), .. } => match *message {
             GroupMessage::OffsetFetchResponse { result, .. } => Some(result),
             _ => None,
         },
@@ -428,8 +428,33 @@ fn group_replies(effects: &[CoordinatorEffect]) -> Vec<&GroupMessage> {
     effects
         .iter()
         .filter_map(|effect| match effect {
-            CoordinatorEffect::Send(Send { message: Message::Group(message), .. }) => Some(&**message),
+            CoordinatorEffect::Send { message: Message::Group(message), .. } => Some(&**message),
             _ => None,
         })
         .collect()
+}
+
+/// A coordinator elected again for its partition at a higher leader epoch,
+/// without losing it in between, keeps its groups and the JoinGroup parked in
+/// them, as Kafka's GroupMetadataManager keeps a partition it owns; reloading
+/// dropped the parked joins unanswered, and their members waited out the
+/// rebalance timeout (found by a scenario with Kafka's default 300 s).
+#[test]
+fn a_coordinator_elected_again_keeps_its_parked_joins() {
+    let mut harness = Harness::new();
+    harness.request(at(0), 1, join(1, None));
+    harness.tick(at(0));
+    let member = join_results(&harness.take())[0].member_id.clone();
+    harness.request(at(1), 1, sync(2, Generation(1), &member, vec![(member.clone(), vec![TopicPartition::new("t", 0)])]));
+    harness.take();
+    // A second member joins: the first must rejoin, and its JoinGroup parks.
+    harness.request(at(2), 2, join(3, None));
+    harness.request(at(2), 1, join(4, Some(member.clone())));
+    let log = harness.log.clone();
+    let mut effects = Vec::new();
+    harness.coordinator.load(at(3), 0, LeaderEpoch(2), &log, &mut effects);
+    assert!(effects.is_empty(), "nothing is loaded again");
+    harness.tick(at(3) + Duration::from_secs(31));
+    let answered: Vec<u64> = harness.take().iter().filter_map(|(_, message)| if let GroupMessage::JoinGroupResponse { correlation_id, result: Ok(_) } = message { Some(*correlation_id) } else { None }).collect();
+    assert!(answered.contains(&3) && answered.contains(&4), "both parked joins complete: {answered:?}");
 }

@@ -22,7 +22,7 @@ use self::protocol::TxnMessage;
 use self::state::{TxnMetadata, TxnPhase};
 use super::{decode_record, encode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::config::BrokerConfig;
-use crate::protocol::{ClusterMetadata, ErrorCode, Message, Send};
+use crate::protocol::{ClusterMetadata, ErrorCode, Message};
 use crate::record::SharedBatch;
 use crate::time::{earliest, Instant};
 use crate::types::{LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
@@ -30,9 +30,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long a marker request waits for its answer before it is sent again, and
-/// how long a failed step waits before it is tried again.
-const MARKER_REQUEST_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a failed step (a marker, a write) waits before it is tried again.
+/// A marker request always gets an answer: the leader's, or, from the broker's
+/// `NetworkClient`, a NetworkException once its connection closed or it timed out
+/// (Kafka's TransactionMarkerRequestCompletionHandler re-enqueues on a disconnect).
 const RETRY_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Whom to answer once a write committed.
@@ -54,8 +55,8 @@ struct PendingWrite {
 #[derive(Default)]
 struct Markers {
     remaining: BTreeSet<TopicPartition>,
-    /// Partition -> (correlation id, when sent).
-    in_flight: BTreeMap<TopicPartition, (u64, Instant)>,
+    /// Partition -> correlation id of its marker request.
+    in_flight: BTreeMap<TopicPartition, u64>,
 }
 
 struct Entry {
@@ -148,7 +149,7 @@ impl TransactionCoordinator {
             Reply::AddOffsets { to, correlation_id } => (to, TxnMessage::AddOffsetsToTxnResponse { correlation_id, result: result.map(|_| ()) }),
             Reply::EndTxn { to, correlation_id } => (to, TxnMessage::EndTxnResponse { correlation_id, result: result.map(|meta| meta.producer_epoch) }),
         };
-        out.push(CoordinatorEffect::Send(Send { to, message: Message::Txn(message) }));
+        out.push(CoordinatorEffect::Send { to, message: Message::Txn(message) });
     }
 
     /// Writes `next` for `transactional_id`; it takes effect when committed.
@@ -245,7 +246,7 @@ impl TransactionCoordinator {
     fn handle_marker_response(&mut self, now: Instant, correlation_id: u64, partition: TopicPartition, result: Result<(), ErrorCode>, out: &mut Vec<CoordinatorEffect>) {
         let Some((transactional_id, expected)) = self.markers_in_flight.remove(&correlation_id) else { return };
         let Some(entry) = self.entries.get_mut(&transactional_id) else { return };
-        if expected != partition || entry.markers.in_flight.get(&partition).map(|(id, _)| *id) != Some(correlation_id) {
+        if expected != partition || entry.markers.in_flight.get(&partition) != Some(&correlation_id) {
             return;
         }
         entry.markers.in_flight.remove(&partition);
@@ -281,7 +282,7 @@ impl TransactionCoordinator {
             .markers
             .remaining
             .iter()
-            .filter(|tp| entry.markers.in_flight.get(*tp).is_none_or(|(_, sent)| now.saturating_since(*sent) >= MARKER_REQUEST_TIMEOUT))
+            .filter(|tp| !entry.markers.in_flight.contains_key(*tp))
             .cloned()
             .collect();
         let (producer_id, producer_epoch, commit) = (entry.meta.producer_id, entry.meta.marker_epoch(), entry.meta.phase == TxnPhase::PrepareCommit);
@@ -294,10 +295,10 @@ impl TransactionCoordinator {
             self.next_correlation_id += 1;
             let correlation_id = self.next_correlation_id;
             let message = TxnMessage::WriteTxnMarkersRequest { correlation_id, producer_id, producer_epoch, coordinator_epoch, commit, partition: tp.clone() };
-            out.push(CoordinatorEffect::Send(Send { to: leader, message: Message::Txn(message) }));
+            out.push(CoordinatorEffect::Send { to: leader, message: Message::Txn(message) });
             self.markers_in_flight.insert(correlation_id, (transactional_id.to_string(), tp.clone()));
             let entry = self.entries.get_mut(transactional_id).expect("looked up above");
-            entry.markers.in_flight.insert(tp, (correlation_id, now));
+            entry.markers.in_flight.insert(tp, correlation_id);
         }
         let entry = self.entries.get_mut(transactional_id).expect("looked up above");
         entry.retry_at = leaderless.then_some(now + RETRY_BACKOFF);
@@ -369,7 +370,7 @@ impl Coordinator for TransactionCoordinator {
             TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: true } => {
                 let result = self.verify(&transactional_id, producer_id, producer_epoch, &partitions);
                 let message = TxnMessage::AddPartitionsToTxnResponse { correlation_id, result };
-                out.push(CoordinatorEffect::Send(Send { to: from, message: Message::Txn(message) }));
+                out.push(CoordinatorEffect::Send { to: from, message: Message::Txn(message) });
             }
             TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: false } => {
                 let reply = Reply::AddPartitions { to: from, correlation_id };
@@ -476,10 +477,9 @@ impl Coordinator for TransactionCoordinator {
             }
             deadline = earliest(deadline, entry.retry_at);
             if entry.meta.phase == TxnPhase::Ongoing {
-                deadline = earliest(deadline, Some(entry.started + Duration::from_millis(entry.meta.timeout_ms)));
-            }
-            for (_, sent) in entry.markers.in_flight.values() {
-                deadline = earliest(deadline, Some(*sent + MARKER_REQUEST_TIMEOUT));
+                // The abort of a timed-out transaction waits for a failed step's retry too.
+                let timeout_at = entry.started + Duration::from_millis(entry.meta.timeout_ms);
+                deadline = earliest(deadline, Some(entry.retry_at.map_or(timeout_at, |retry_at| retry_at.max(timeout_at))));
             }
         }
         deadline
@@ -527,8 +527,8 @@ mod tests {
                 let mut next = Vec::new();
                 for effect in effects {
                     match effect {
-                        CoordinatorEffect::Send(Send { to, message: Message::Txn(message) }) => sent.push((to, message)),
-                        CoordinatorEffect::Send(_) => {}
+                        CoordinatorEffect::Send { to, message: Message::Txn(message) } => sent.push((to, message)),
+                        CoordinatorEffect::Send { .. } => {}
                         CoordinatorEffect::Append { records, token, .. } => {
                             let offset = Offset(self.log.len() as u64);
                             self.log.extend(records);
@@ -590,7 +590,7 @@ mod tests {
         assert!(effects.iter().all(|effect| matches!(effect, CoordinatorEffect::Append { .. })), "only the barrier before it commits");
         let mut early = Vec::new();
         successor.coordinator.handle_request(Instant::ZERO, NodeId(50), Message::Txn(TxnMessage::EndTxnRequest { correlation_id: 9, transactional_id: id.clone(), producer_id, producer_epoch: 0, commit: true }), &mut early);
-        assert!(matches!(&early[..], [CoordinatorEffect::Send(Send { message: Message::Txn(TxnMessage::EndTxnResponse { result: Err(ErrorCode::CoordinatorLoadInProgress), .. }), .. })]));
+        assert!(matches!(&early[..], [CoordinatorEffect::Send { message: Message::Txn(TxnMessage::EndTxnResponse { result: Err(ErrorCode::CoordinatorLoadInProgress), .. }), .. }]));
         let sent = successor.settle(effects);
         let resumed = markers(&sent);
         assert_eq!(resumed.len(), 2, "{sent:?}");

@@ -40,6 +40,25 @@ pub enum TxnMessage {
     WriteTxnMarkersResponse { correlation_id: u64, partition: TopicPartition, result: Result<(), ErrorCode> },
 }
 
+/// The correlation id field of every variant, by reference or by mutable
+/// reference as `$message` is borrowed: one list for both accessors.
+macro_rules! correlation_field {
+    ($message:expr) => {
+        match $message {
+                TxnMessage::InitProducerIdRequest { correlation_id, .. }
+                | TxnMessage::InitProducerIdResponse { correlation_id, .. }
+                | TxnMessage::AddPartitionsToTxnRequest { correlation_id, .. }
+                | TxnMessage::AddPartitionsToTxnResponse { correlation_id, .. }
+                | TxnMessage::AddOffsetsToTxnRequest { correlation_id, .. }
+                | TxnMessage::AddOffsetsToTxnResponse { correlation_id, .. }
+                | TxnMessage::EndTxnRequest { correlation_id, .. }
+                | TxnMessage::EndTxnResponse { correlation_id, .. }
+                | TxnMessage::WriteTxnMarkersRequest { correlation_id, .. }
+                | TxnMessage::WriteTxnMarkersResponse { correlation_id, .. } => correlation_id,
+        }
+    };
+}
+
 impl TxnMessage {
     /// Whether the broker hands this message to its coordinator (requests do;
     /// responses travel to clients, or to the broker itself).
@@ -58,6 +77,28 @@ impl TxnMessage {
             // Served by the partition leader itself, not by a coordinator.
             | TxnMessage::WriteTxnMarkersRequest { .. } => false,
         }
+    }
+
+    /// Whether this answers a request rather than being one.
+    pub fn is_response(&self) -> bool {
+        matches!(
+            self,
+            TxnMessage::InitProducerIdResponse { .. }
+                | TxnMessage::AddPartitionsToTxnResponse { .. }
+                | TxnMessage::AddOffsetsToTxnResponse { .. }
+                | TxnMessage::EndTxnResponse { .. }
+                | TxnMessage::WriteTxnMarkersResponse { .. }
+        )
+    }
+
+    pub fn correlation_id(&self) -> u64 {
+        *correlation_field!(self)
+    }
+
+    /// The correlation id, for the simulator's network to route a response to
+    /// the connection its request came on.
+    pub fn correlation_id_mut(&mut self) -> &mut u64 {
+        correlation_field!(self)
     }
 
     pub fn api(&self) -> &'static str {

@@ -139,7 +139,11 @@ impl TimeHandle {
         }
     }
 
-    pub(crate) fn add_timer_at(
+    /// Calls `callback` once the clock reaches `deadline`, from the runtime's
+    /// timer rather than from a task. The callback runs while the timer is
+    /// locked, so it must not add timers itself.
+    /// (kafsim patch, vendor/madsim/KAFSIM-PATCH.md.)
+    pub fn add_timer_at(
         &self,
         deadline: Instant,
         callback: impl FnOnce() + Send + Sync + 'static,

@@ -4,31 +4,36 @@
 //! The floor is what the simulator itself costs: for each seed, a fresh madsim
 //! runtime with the same seed and the same nodes (names and addresses from the
 //! scenario's roster) moves the same total number of messages that the kafsim
-//! run of that seed sent, over the same simulated time, through the same
-//! transport (`Endpoint::send_to_raw` of a boxed payload, one receiver task per
-//! node feeding an mpsc channel, a driving loop), with no Kafka logic at all.
-//! Every node that is not a broker sends to a broker, which echoes. The ratio of
-//! kafsim's wall time per seed to the floor's is the figure we steer by.
+//! run of that seed sent, over the same simulated time, by the same means
+//! kafsim's network delivers with (madsim's timer hands each message, after a
+//! link latency drawn from a seeded generator, to the receiving node's mpsc
+//! mailbox, which a driving loop reads), with no connections, no faults and no
+//! Kafka logic at all (`floor`). Every node that is not a broker sends to a
+//! broker, which echoes. The ratio of kafsim's wall time per message to the
+//! floor's is the figure we steer by.
+//!
+//! Beside it, the madsim-net floor (`madsim_net`) moves the same pings over
+//! madsim's own network, as kafsim did before its network modelled TCP
+//! connections: kept so that figures can be compared with earlier ones.
 //!
 //! Wall-clock time is read here, outside the simulated runs, and only to
 //! measure them; nothing inside a run sees it.
 
-use crate::context::{NodeRole, Roster};
+mod floor;
+mod madsim_net;
+
+use crate::context::Roster;
 use crate::runner::{run_batch, BatchOptions, Outcome, RunResult};
 use crate::scenario::Scenario;
-use futures::StreamExt;
-use madsim::net::Endpoint;
-use madsim::runtime::Handle;
-use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// The wall-clock watchdog for one kafsim run, as `kafsim run` sets by default.
 const WATCHDOG: Duration = Duration::from_secs(300);
 
-/// Simulated time the echoing nodes get to bind their endpoints before anyone sends.
+/// Simulated time the echoing nodes get to start (and bind their endpoints) before anyone sends.
 const FLOOR_SETTLE: Duration = Duration::from_millis(1);
 
 /// Simulated time a floor run may take beyond its span before madsim stops it:
@@ -152,109 +157,28 @@ pub fn floor_plan(messages: u64, senders: u64) -> Vec<SenderPlan> {
         .collect()
 }
 
-/// The floor's payload: small, boxed, sent raw like kafsim's `Envelope`.
-struct Ping {
-    reply: bool,
-}
-
-/// The receiver task of a floor node, as `node::drive` has one: forwards arrivals into a channel.
-fn forward_arrivals(endpoint: &Endpoint) -> futures::channel::mpsc::UnboundedReceiver<(Ping, SocketAddr)> {
-    let (sender, arrivals) = futures::channel::mpsc::unbounded();
-    let receiver = endpoint.clone();
-    madsim::task::spawn(async move {
-        while let Ok((payload, from)) = receiver.recv_from_raw(0).await {
-            if let Ok(ping) = payload.downcast::<Ping>() {
-                if sender.unbounded_send((*ping, from)).is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    arrivals
-}
-
-/// A broker of the floor: echoes every ping that asks for a reply, until the run ends.
-async fn echo(me: SocketAddr, sent: Arc<AtomicU64>) {
-    let endpoint = Endpoint::bind(me).await.expect("each floor node binds its own address once");
-    let mut arrivals = forward_arrivals(&endpoint);
-    while let Some((ping, from)) = arrivals.next().await {
-        if ping.reply {
-            sent.fetch_add(1, Ordering::Relaxed);
-            let _ = endpoint.send_to_raw(from, 0, Box::new(Ping { reply: false })).await;
-        }
-    }
-}
-
-/// Any other node of the floor: sends its pings paced over `span`, and waits for every echo.
-async fn send_pings(me: SocketAddr, peer: SocketAddr, plan: SenderPlan, span: Duration, sent: Arc<AtomicU64>) {
-    let endpoint = Endpoint::bind(me).await.expect("each floor node binds its own address once");
-    let mut arrivals = forward_arrivals(&endpoint);
-    let start = madsim::time::Instant::now();
-    let sends = plan.round_trips + plan.one_way;
-    let (mut sent_count, mut echo_count) = (0, 0);
-    while sent_count < sends || echo_count < plan.round_trips {
-        let arrival = if sent_count < sends {
-            let due = start + send_offset(span, sent_count, sends);
-            madsim::time::timeout(due.saturating_duration_since(madsim::time::Instant::now()), arrivals.next()).await.ok()
-        } else {
-            Some(arrivals.next().await)
-        };
-        match arrival {
-            Some(Some(_echo)) => echo_count += 1,
-            Some(None) => panic!("a floor node's receiver task ended while the node still waited for echoes"),
-            None => {
-                let reply = sent_count < plan.round_trips;
-                sent.fetch_add(1, Ordering::Relaxed);
-                let _ = endpoint.send_to_raw(peer, 0, Box::new(Ping { reply })).await;
-                sent_count += 1;
-            }
-        }
-    }
-}
-
-/// One floor run inside its runtime: returns the simulated time it took and the messages sent.
-async fn floor_simulation(roster: Roster, messages: u64, span: Duration) -> (Duration, u64) {
-    let handle = Handle::current();
-    let sent = Arc::new(AtomicU64::new(0));
-    let start = madsim::time::Instant::now();
-    let brokers: Vec<_> = roster.entries.iter().filter(|entry| entry.role == NodeRole::Broker).collect();
-    let senders: Vec<_> = roster.entries.iter().filter(|entry| entry.role != NodeRole::Broker).collect();
-    assert!(!brokers.is_empty(), "a validated scenario has at least one broker for the floor's senders to ping");
-    let mut nodes = Vec::new();
-    for broker in &brokers {
-        let node = handle.create_node().name(broker.name.to_string()).ip(broker.ip).build();
-        node.spawn(echo(roster.address(broker.id), sent.clone()));
-        nodes.push(node.id());
-    }
-    madsim::time::sleep(FLOOR_SETTLE).await;
-    let plans = floor_plan(messages, senders.len() as u64);
-    let mut running = Vec::new();
-    for (index, (entry, plan)) in senders.iter().zip(plans).enumerate() {
-        let peer = roster.address(brokers[index % brokers.len()].id);
-        let node = handle.create_node().name(entry.name.to_string()).ip(entry.ip).build();
-        running.push(node.spawn(send_pings(roster.address(entry.id), peer, plan, span, sent.clone())));
-        nodes.push(node.id());
-    }
-    for task in running {
-        task.await.expect("a floor sender finishes once every echo is back");
-    }
-    // As kafsim's runs do: closing the sockets lets the finished run be freed.
-    for node in nodes {
-        handle.kill(node);
-    }
-    (start.elapsed(), sent.load(Ordering::Relaxed))
+/// Which floor a phase measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Floor {
+    /// madsim's timer and a mailbox, as kafsim's network delivers.
+    Timer,
+    /// madsim's own network, as kafsim delivered before its connections came.
+    MadsimNet,
 }
 
 /// The floor for one seed of `kafsim`'s run, on this thread. Never inlined, so
 /// that a profiler can collect the floor's cost apart from kafsim's.
 #[inline(never)]
-fn floor_seed(scenario: &Scenario, kafsim: &SeedCost) -> Result<SeedCost, String> {
+fn floor_seed(scenario: &Scenario, kafsim: &SeedCost, floor: Floor) -> Result<SeedCost, String> {
     let started = Instant::now();
     let mut runtime = madsim::runtime::Runtime::with_seed_and_config(kafsim.seed, madsim::Config::default());
     runtime.set_time_limit(kafsim.sim + FLOOR_SETTLE + FLOOR_SLACK);
     let roster = Roster::for_scenario(scenario);
     let (messages, span) = (kafsim.messages, kafsim.sim);
-    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| runtime.block_on(floor_simulation(roster, messages, span))));
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| match floor {
+        Floor::Timer => runtime.block_on(floor::simulation(roster, messages, span)),
+        Floor::MadsimNet => runtime.block_on(madsim_net::simulation(roster, messages, span)),
+    }));
     drop(runtime);
     let wall = started.elapsed();
     let (sim, sent) = outcome.map_err(|_| format!("the floor run of seed {} panicked (a bug in the floor)", kafsim.seed))?;
@@ -265,7 +189,7 @@ fn floor_seed(scenario: &Scenario, kafsim: &SeedCost) -> Result<SeedCost, String
 }
 
 /// The floor for every seed, on `jobs` threads; results in seed order.
-fn floor_phase(scenario: &Scenario, kafsim: &[SeedCost], jobs: usize) -> Result<Phase, String> {
+fn floor_phase(scenario: &Scenario, kafsim: &[SeedCost], jobs: usize, floor: Floor) -> Result<Phase, String> {
     let started = Instant::now();
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<SeedCost, String>>>> = Mutex::new(vec![None; kafsim.len()]);
@@ -278,8 +202,8 @@ fn floor_phase(scenario: &Scenario, kafsim: &[SeedCost], jobs: usize) -> Result<
                 .spawn_scoped(scope, move || loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     let Some(cost) = kafsim.get(index) else { return };
-                    let floor = floor_seed(scenario, cost);
-                    results.lock().expect("results lock")[index] = Some(floor);
+                    let measured = floor_seed(scenario, cost, floor);
+                    results.lock().expect("results lock")[index] = Some(measured);
                 })
                 .expect("spawning a floor thread");
         }
@@ -320,7 +244,7 @@ fn ratio(kafsim: Duration, floor: Duration) -> String {
 }
 
 /// The table `kafsim bench` prints; its rows are the same on every run, only the numbers change.
-pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], floor: &Phase, peak_memory: Option<u64>) -> String {
+pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], floor: &Phase, madsim_net: &Phase, peak_memory: Option<u64>) -> String {
     let mut out = String::new();
     // One outcome per seed, however many rounds ran them.
     out.push_str(&format!("bench  {path}  seeds {}  jobs {jobs}\n", outcomes.len()));
@@ -331,20 +255,21 @@ pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], flo
         count(outcomes, Outcome::Panic),
         count(outcomes, Outcome::Timeout)
     ));
-    let rows: [(&str, String, String); 9] = [
-        ("seeds/s", format!("{:.2}", kafsim.seeds_per_second()), format!("{:.2}", floor.seeds_per_second())),
-        ("simulated s per wall s", format!("{:.1}", kafsim.sim_per_wall()), format!("{:.1}", floor.sim_per_wall())),
-        ("messages per wall s per core", format!("{:.0}", kafsim.messages_per_core_second()), format!("{:.0}", floor.messages_per_core_second())),
-        ("history events per wall s per core", format!("{:.0}", kafsim.events_per_core_second()), "-".to_string()),
-        ("wall ms per seed, median", milliseconds(kafsim.wall_median()), milliseconds(floor.wall_median())),
-        ("wall ms per seed, mean", milliseconds(kafsim.wall_mean()), milliseconds(floor.wall_mean())),
-        ("messages per seed, mean", format!("{:.0}", kafsim.messages_mean()), format!("{:.0}", floor.messages_mean())),
-        ("simulated s per seed, mean", format!("{:.1}", kafsim.sim_mean().as_secs_f64()), format!("{:.1}", floor.sim_mean().as_secs_f64())),
-        ("wall s, whole phase", format!("{:.2}", kafsim.elapsed.as_secs_f64()), format!("{:.2}", floor.elapsed.as_secs_f64())),
+    let cells = |value: &dyn Fn(&Phase) -> String| [value(kafsim), value(floor), value(madsim_net)];
+    let rows: [(&str, [String; 3]); 9] = [
+        ("seeds/s", cells(&|phase| format!("{:.2}", phase.seeds_per_second()))),
+        ("simulated s per wall s", cells(&|phase| format!("{:.1}", phase.sim_per_wall()))),
+        ("messages per wall s per core", cells(&|phase| format!("{:.0}", phase.messages_per_core_second()))),
+        ("history events per wall s per core", [format!("{:.0}", kafsim.events_per_core_second()), "-".to_string(), "-".to_string()]),
+        ("wall ms per seed, median", cells(&|phase| milliseconds(phase.wall_median()))),
+        ("wall ms per seed, mean", cells(&|phase| milliseconds(phase.wall_mean()))),
+        ("messages per seed, mean", cells(&|phase| format!("{:.0}", phase.messages_mean()))),
+        ("simulated s per seed, mean", cells(&|phase| format!("{:.1}", phase.sim_mean().as_secs_f64()))),
+        ("wall s, whole phase", cells(&|phase| format!("{:.2}", phase.elapsed.as_secs_f64()))),
     ];
-    out.push_str(&format!("{:<34} {:>12} {:>12}\n", "", "kafsim", "floor"));
-    for (label, kafsim_value, floor_value) in rows {
-        out.push_str(&format!("{label:<34} {kafsim_value:>12} {floor_value:>12}\n"));
+    out.push_str(&format!("{:<34} {:>12} {:>12} {:>17}\n", "", "kafsim", "floor", "madsim-net floor"));
+    for (label, [kafsim_value, floor_value, madsim_net_value]) in rows {
+        out.push_str(&format!("{label:<34} {kafsim_value:>12} {floor_value:>12} {madsim_net_value:>17}\n"));
     }
     let memory = peak_memory.map_or("unavailable".to_string(), mebibytes);
     out.push_str(&format!("{:<34} {:>12}   (VmHWM of the whole process, read at the end)\n", "peak memory", memory));
@@ -359,6 +284,10 @@ pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], flo
         ratio(kafsim.wall_mean(), floor.wall_mean()),
         ratio(kafsim.wall_median(), floor.wall_median())
     ));
+    let against_madsim_net = per_message_ratio(kafsim, madsim_net);
+    if against_madsim_net.is_finite() {
+        out.push_str(&format!("kafsim/madsim-net floor, wall per network message: {against_madsim_net:.2}x (earlier figures' floor)\n"));
+    }
     out
 }
 
@@ -370,6 +299,7 @@ pub fn render(path: &str, jobs: usize, kafsim: &Phase, outcomes: &[Outcome], flo
 pub fn bench(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize, rounds: usize) -> Result<String, String> {
     let mut kafsim = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
     let mut floor = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
+    let mut madsim_net = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
     let mut outcomes = Vec::new();
     let mut ratios = Vec::new();
     for round in 0..rounds.max(1) {
@@ -377,7 +307,8 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize, rounds: usize
         let mut floor_round = Phase { seeds: Vec::new(), elapsed: Duration::ZERO };
         for turn in seeds.chunks(jobs.max(1)) {
             let (kafsim_turn, turn_outcomes) = kafsim_phase(scenario, turn, jobs);
-            let floor_turn = floor_phase(scenario, &kafsim_turn.seeds, jobs)?;
+            let floor_turn = floor_phase(scenario, &kafsim_turn.seeds, jobs, Floor::Timer)?;
+            madsim_net.absorb(floor_phase(scenario, &kafsim_turn.seeds, jobs, Floor::MadsimNet)?);
             kafsim_round.absorb(kafsim_turn);
             floor_round.absorb(floor_turn);
             // Every round runs the same seeds to the same outcomes.
@@ -390,7 +321,7 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize, rounds: usize
         floor.absorb(floor_round);
     }
     let peak_memory = std::fs::read_to_string("/proc/self/status").ok().as_deref().and_then(parse_vm_hwm);
-    let mut table = render(&scenario.path.display().to_string(), jobs, &kafsim, &outcomes, &floor, peak_memory);
+    let mut table = render(&scenario.path.display().to_string(), jobs, &kafsim, &outcomes, &floor, &madsim_net, peak_memory);
     if ratios.len() > 1 {
         let each: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}x")).collect();
         table.push_str(&format!("kafsim/floor, wall per network message, by round: {}; median {:.2}x\n", each.join(" "), median_ratio(ratios)));
