@@ -143,8 +143,6 @@ impl ConsumerNode {
         }
         match application.delivery {
             Delivery::AtMostOnce => application.unprocessed.push(records),
-            // Exactly-once belongs to transactional pipelines; a plain consumer
-            // asking for it processes as at-least-once does.
             Delivery::AtLeastOnce | Delivery::ExactlyOnce => {
                 application.uncommitted = true;
                 let group = application.group.clone();

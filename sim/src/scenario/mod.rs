@@ -109,6 +109,7 @@ pub struct ConsumerSpec {
     /// A consumer group to subscribe with; absent, each consumer assigns itself
     /// every partition of the topic.
     pub group: Option<String>,
+    /// Never `ExactlyOnce`: validation refuses it for a plain consumer.
     pub delivery: Delivery,
     /// `[consumers.config]`; auto.offset.reset defaults to "earliest" here.
     pub config: ConsumerConfig,

@@ -329,6 +329,14 @@ fn unknown_names() {
     error_of(&DESIGN_EXAMPLE.replace("\"at-least-once\"", "\"twice\""), "consumers[0].delivery");
 }
 
+/// A plain consumer cannot be exactly-once (it has no output to put in its
+/// offsets' transaction): refused, pointing to transactional pipelines.
+#[test]
+fn exactly_once_on_a_plain_consumer_is_refused() {
+    let error = error_of(&DESIGN_EXAMPLE.replace("delivery = \"at-least-once\"", "delivery = \"exactly-once\""), "consumers[0].delivery");
+    assert!(error.message.contains("[[pipelines]] with transactional = true"), "{error}");
+}
+
 #[test]
 fn config_properties() {
     let error = error_of(&DESIGN_EXAMPLE.replace("\"min.insync.replicas\"", "\"min.insync.replica\""), "cluster.config.\"min.insync.replica\"");

@@ -274,6 +274,14 @@ fn build_consumers(raw: Vec<RawConsumer>, topics: &[Topic]) -> Result<Vec<Consum
             return Err(Problem::new(format!("{key}.group"), "expected a group name; leave the key out to assign every partition instead"));
         }
         let delivery = consumer.delivery.map_or(Delivery::AtLeastOnce, |delivery| delivery.0);
+        if delivery == Delivery::ExactlyOnce {
+            // A plain consumer has no output to put in a transaction with its
+            // offsets (KIP-98, KIP-447): that is what a transactional pipeline is.
+            return Err(Problem::new(
+                format!("{key}.delivery"),
+                "expected at-most-once or at-least-once; exactly-once needs output written in the offsets' transaction: use [[pipelines]] with transactional = true",
+            ));
+        }
         let config = ConsumerConfig::from_properties(&consumer.config, "earliest")
             .map_err(|error| config_problem(&format!("{key}.config"), error, CONSUMER_PROPERTIES))?;
         consumers.push(ConsumerSpec { count, topic: consumer.topic, group: consumer.group, delivery, config });
