@@ -200,3 +200,7 @@ fn transactional_leader<'a>(
     }
     Ok(partition)
 }
+
+/// How long a coordinator's write may wait for replication (Kafka's
+/// `offsets.commit.timeout.ms`, whose default is 5 s).
+pub(super) const COORDINATOR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);

@@ -28,22 +28,24 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-mod fetcher;
 mod coordinators;
+mod fetch;
+mod fetcher;
+mod isr;
+mod lifecycle;
+mod produce;
 mod purgatory;
 mod verification;
+
+use fetch::DelayedFetch;
+use lifecycle::Heartbeat;
+use produce::Waiter;
 
 use purgatory::{DelayedProduce, DelayedProduces};
 
 #[cfg(test)]
 mod tests;
 
-
-/// How many batches one fetch returns per partition (a stand-in for fetch.max.bytes).
-const FETCH_MAX_BATCHES: usize = 64;
-/// The first retry of a failed heartbeat; it doubles per failure up to the
-/// session timeout (Kafka's `BrokerLifecycleManager`, whose jitter is 2%).
-const HEARTBEAT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// What a broker reports besides its messages and disk writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,30 +69,6 @@ enum BrokerRequest {
     Verification(u64),
 }
 
-/// Who waits for a delayed produce: a client's request, or a coordinator's write.
-#[derive(Clone, Copy, Debug)]
-enum Waiter {
-    Client { client: NodeId, correlation_id: u64 },
-    Coordinator { kind: CoordinatorType, token: WriteToken },
-    /// A transaction coordinator's WriteTxnMarkers (KIP-98).
-    /// `producer_id` and `commit` tell the group coordinator, once a marker on
-    /// `__consumer_offsets` committed, how its transactional offsets end.
-    Marker { coordinator: NodeId, correlation_id: u64, producer_id: ProducerId, commit: bool },
-}
-
-/// How long a coordinator's write may wait for replication (Kafka's
-/// `offsets.commit.timeout.ms`, whose default is 5 s).
-const COORDINATOR_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
-
-struct DelayedFetch {
-    client: NodeId,
-    correlation_id: u64,
-    replica_id: Option<NodeId>,
-    partitions: Vec<FetchPartition>,
-    read_committed: bool,
-    deadline: Instant,
-}
-
 #[derive(Default)]
 struct Fetcher {
     /// A request is out (the `NetworkClient` holds it and its timeout).
@@ -98,16 +76,6 @@ struct Fetcher {
     /// Its leader's connection is not ready: its event wakes the broker.
     waiting_for_connection: bool,
     backoff_until: Instant,
-}
-
-/// The broker's heartbeats to the controller: one at a time, the next
-/// `broker.heartbeat.interval.ms` after an answer, sooner after a failure.
-struct Heartbeat {
-    next_at: Instant,
-    in_flight: bool,
-    /// Due, but the controller's connection is not ready: its event wakes the broker.
-    waiting_for_connection: bool,
-    failures: u32,
 }
 
 pub struct Broker {
@@ -180,7 +148,7 @@ impl Broker {
             broker_epoch: None,
             metadata: Arc::new(ClusterMetadata::default()),
             partitions,
-            heartbeat: Heartbeat { next_at: now, in_flight: false, waiting_for_connection: false, failures: 0 },
+            heartbeat: Heartbeat::due_at(now),
             fetchers: Vec::new(),
             delayed_produces: DelayedProduces::default(),
             completed_produces: Vec::new(),
@@ -207,25 +175,6 @@ impl Broker {
         earliest(self.groups.next_deadline(), self.transactions.next_deadline())
     }
 
-    /// Sends a heartbeat (or, after a restart, a registration) when one is due.
-    fn maybe_heartbeat(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
-        self.heartbeat.waiting_for_connection = false;
-        if self.heartbeat.in_flight || now < self.heartbeat.next_at {
-            return;
-        }
-        let controller = Destination::new(self.controller, Channel::Heartbeat);
-        if !self.network.ready(now, controller, out) {
-            self.heartbeat.waiting_for_connection = true;
-            return;
-        }
-        self.heartbeat.in_flight = true;
-        let (broker, broker_epoch, metadata_version) = (self.id, self.broker_epoch, self.metadata.version);
-        // The heartbeat channel's requests time out after half a session (KAFKA-14392).
-        let timeout = self.config.broker_session_timeout / 2;
-        let message = |correlation_id| Message::BrokerHeartbeat { correlation_id, broker, broker_epoch, metadata_version };
-        self.network.send(now, controller, timeout, BrokerRequest::Heartbeat, message, out);
-    }
-
     /// Everything time or an answer may have made due, besides the coordinators.
     fn poll(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
         self.maybe_heartbeat(now, out);
@@ -237,12 +186,7 @@ impl Broker {
         for (request, failure) in failed {
             tracing::debug!(?request, ?failure, "inter-broker request failed");
             match request {
-                BrokerRequest::Heartbeat => {
-                    self.heartbeat.in_flight = false;
-                    let backoff = HEARTBEAT_RETRY_BACKOFF.saturating_mul(1 << self.heartbeat.failures.min(16)).min(self.config.broker_session_timeout);
-                    self.heartbeat.failures += 1;
-                    self.heartbeat.next_at = now + backoff;
-                }
+                BrokerRequest::Heartbeat => self.heartbeat.failed(now, self.config.broker_session_timeout),
                 // Sent again while the ISR change is pending (KIP-497): now if the
                 // controller's connection is ready, else once it is.
                 BrokerRequest::AlterPartition(tp) => self.send_alter_partition(now, &tp, out),
@@ -265,15 +209,7 @@ impl Broker {
     fn handle_response(&mut self, now: Instant, from: NodeId, request: BrokerRequest, message: Message, out: &mut Outbox<BrokerEvent>) {
         match (request, message) {
             (BrokerRequest::Heartbeat, Message::BrokerHeartbeatResponse { broker_epoch, metadata, error, .. }) => {
-                self.heartbeat = Heartbeat { next_at: now + self.config.broker_heartbeat_interval, in_flight: false, waiting_for_connection: false, failures: 0 };
-                if error == Some(ErrorCode::StaleBrokerEpoch) {
-                    self.broker_epoch = None;
-                    return;
-                }
-                self.broker_epoch = Some(broker_epoch);
-                if let Some(metadata) = metadata {
-                    self.apply_metadata(now, metadata, out);
-                }
+                self.handle_heartbeat_response(now, broker_epoch, metadata, error, out)
             }
             (BrokerRequest::AlterPartition(_), Message::AlterPartitionResponse { partition, result, .. }) => self.handle_alter_partition_response(now, partition, result, out),
             (BrokerRequest::Fetcher { leader }, Message::FetchResponse { partitions, .. }) => self.handle_fetch_response(now, leader, partitions, out),
@@ -344,452 +280,10 @@ impl Broker {
 
     // ----- metadata and roles -----
 
-    fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Outbox<BrokerEvent>) {
-        if metadata.version <= self.metadata.version {
-            return;
-        }
-        self.metadata = metadata.clone();
-        self.coordinator_deadline.set(None);
-        self.transactions.update_metadata(metadata.clone());
-        for (tp, state) in &metadata.partitions {
-            if !state.replicas.contains(&self.id) {
-                continue;
-            }
-            self.apply_partition_state(now, tp, state, out);
-        }
-    }
-
-    fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Outbox<BrokerEvent>) {
-        let me = self.id;
-        let mut loads = Vec::new();
-        let partition = self.partitions.get_or_insert_with(tp, || Partition::new(tp.clone(), Log::default(), Offset(0)));
-        let fresh = matches!(partition.role, Role::Offline) && state.leader_epoch >= partition.leader_epoch;
-        if state.leader_epoch > partition.leader_epoch || (fresh && state.leader.is_some()) {
-            partition.replicas = state.replicas.clone();
-            partition.isr = state.isr.clone();
-            partition.partition_epoch = state.partition_epoch;
-            match state.leader {
-                Some(leader) if leader == me => {
-                    tracing::info!(partition = %tp, epoch = state.leader_epoch.0, "become leader");
-                    partition.become_leader(now, me, state.leader_epoch, &mut out.disk);
-                    out.event(BrokerEvent::LeadershipTaken { partition: tp.clone(), leader_epoch: state.leader_epoch });
-                    loads.push(state.leader_epoch);
-                }
-                Some(leader) => {
-                    tracing::info!(partition = %tp, epoch = state.leader_epoch.0, leader = leader.0, "become follower");
-                    partition.become_follower(leader, state.leader_epoch, self.config.legacy_high_watermark_truncation, &mut out.disk);
-                    fetcher::add_fetcher(&mut self.fetchers, leader);
-                }
-                None => partition.become_offline(state.leader_epoch),
-            }
-            if !partition.is_leader() {
-                self.fail_delayed_produces(tp, ErrorCode::NotLeaderOrFollower, out);
-                // The coordinator hears its writes failed while it still knows whom to tell.
-                self.pump_coordinator_completions(now, out);
-                self.unload_coordinator(tp);
-            }
-        } else if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch {
-            partition.isr = state.isr.clone();
-            partition.partition_epoch = state.partition_epoch;
-            partition.set_pending_isr(None);
-        } else {
-            return;
-        }
-        for leader_epoch in loads {
-            self.load_coordinator(now, tp, leader_epoch, out);
-        }
-        self.after_high_watermark_change(now, tp, out);
-    }
-
-    fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Outbox<BrokerEvent>) {
-        let Some(partition) = self.partitions.get_mut(&tp) else { return };
-        match result {
-            Ok(state) if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch => {
-                partition.isr = state.isr;
-                partition.partition_epoch = state.partition_epoch;
-                partition.set_pending_isr(None);
-                self.after_high_watermark_change(now, &tp, out);
-            }
-            Ok(_) => {}
-            // Refused before anything changed: back to the committed ISR.
-            Err(ErrorCode::IneligibleReplica | ErrorCode::UnknownTopicOrPartition) => partition.set_pending_isr(None),
-            // KIP-497: a stale epoch means the controller's state moved on, perhaps by
-            // this very change applied on an earlier try whose answer was lost. Keep
-            // counting on the maximal ISR until the metadata says what happened.
-            Err(_) => {}
-        }
-    }
-
-    /// KIP-497: an AlterPartition that got no answer (its connection closed, or
-    /// it timed out) is sent again, and the leader keeps the maximal ISR
-    /// meanwhile; giving up and falling back to the smaller ISR could acknowledge
-    /// writes the new ISR member never got.
-    fn retry_alter_partitions(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
-        if self.broker_epoch.is_none() || !self.partitions.values().any(|partition| partition.pending_isr().is_some()) {
-            return;
-        }
-        let pending: Vec<TopicPartition> = self.partitions.iter().filter(|(_, partition)| partition.pending_isr().is_some()).map(|(tp, _)| tp.clone()).collect();
-        for tp in pending {
-            let in_flight = self.network.in_flight_tags().any(|request| matches!(request, BrokerRequest::AlterPartition(asked) if *asked == tp));
-            if !in_flight {
-                self.send_alter_partition(now, &tp, out);
-            }
-        }
-    }
-
-    fn propose_isr(&mut self, now: Instant, tp: &TopicPartition, new_isr: Vec<NodeId>, out: &mut Outbox<BrokerEvent>) {
-        if self.broker_epoch.is_none() {
-            return;
-        }
-        let Some(partition) = self.partitions.get_mut(tp) else { return };
-        if partition.pending_isr().is_none() {
-            partition.set_pending_isr(Some((new_isr, now)));
-            self.send_alter_partition(now, tp, out);
-        }
-    }
-
-    /// Asks the controller for `tp`'s pending ISR (KIP-497), once the controller's
-    /// connection is ready; `retry_alter_partitions` asks again until it answers.
-    fn send_alter_partition(&mut self, now: Instant, tp: &TopicPartition, out: &mut Outbox<BrokerEvent>) {
-        let (Some(broker_epoch), Some(partition)) = (self.broker_epoch, self.partitions.get(tp)) else { return };
-        let Some((new_isr, _)) = partition.pending_isr().cloned() else { return };
-        let controller = Destination::new(self.controller, Channel::Default);
-        if !self.network.ready(now, controller, out) {
-            return;
-        }
-        let (broker, partition_name, leader_epoch, partition_epoch) = (self.id, partition.tp.clone(), partition.leader_epoch, partition.partition_epoch);
-        let message = |correlation_id| Message::AlterPartitionRequest { correlation_id, broker, broker_epoch, partition: partition_name, leader_epoch, partition_epoch, new_isr };
-        self.network.send(now, controller, self.config.request_timeout, BrokerRequest::AlterPartition(tp.clone()), message, out);
-    }
-
-    fn shrink_isrs(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
-        let mut proposals = Vec::new();
-        for (tp, partition) in &self.partitions {
-            if partition.pending_isr().is_some() {
-                continue;
-            }
-            let lagging = partition.out_of_sync_replicas(now, self.id, self.config.replica_lag_time_max);
-            if !lagging.is_empty() {
-                let new_isr: Vec<NodeId> = partition.isr.iter().copied().filter(|replica| !lagging.contains(replica)).collect();
-                tracing::info!(partition = %tp, ?lagging, "leader shrinks ISR");
-                proposals.push((tp.clone(), new_isr));
-            }
-        }
-        for (tp, new_isr) in proposals {
-            self.propose_isr(now, &tp, new_isr, out);
-        }
-    }
-
     // ----- produce -----
-
-    #[allow(clippy::too_many_arguments)]
-    fn handle_produce(
-        &mut self,
-        now: Instant,
-        client: NodeId,
-        correlation_id: u64,
-        acks: Acks,
-        timeout: Duration,
-        tp: TopicPartition,
-        producer: Option<ProducerStamp>,
-        records: Arc<[Record]>,
-        out: &mut Outbox<BrokerEvent>,
-    ) {
-        let result = self.append_as_leader(&tp, acks, producer, records, &mut out.disk);
-        let (local, base_offset, required_offset) = match result {
-            Ok(appended) => appended,
-            Err(error) => {
-                if acks != Acks::None {
-                    out.send(client, Message::ProduceResponse { correlation_id, partition: tp, result: Err(error) });
-                }
-                return;
-            }
-        };
-        // The write is not waiting yet: it is checked below, once it is.
-        self.after_append(now, &local, true, out);
-        match acks {
-            Acks::None => {}
-            Acks::Leader => out.send(client, Message::ProduceResponse { correlation_id, partition: tp, result: Ok(base_offset) }),
-            Acks::All => {
-                let waiter = Waiter::Client { client, correlation_id };
-                self.delayed_produces.push(DelayedProduce::new(waiter, local.clone(), base_offset, required_offset, now + timeout));
-                self.complete_delayed_produces(&local, out);
-            }
-        }
-    }
-
-    /// Appends on the leader; returns the partition under this broker's own name
-    /// for it (whose topic `Arc` later lookups match by pointer), the batch's base
-    /// offset and the offset the high watermark must pass for acks=all.
-    fn append_as_leader(&mut self, tp: &TopicPartition, acks: Acks, producer: Option<ProducerStamp>, records: Arc<[Record]>, disk: &mut Vec<DiskOp>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
-        let partition = self.partitions.get_mut(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
-        if !partition.is_leader() {
-            return Err(ErrorCode::NotLeaderOrFollower);
-        }
-        if acks == Acks::All && partition.isr.len() < self.config.min_insync_replicas {
-            return Err(ErrorCode::NotEnoughReplicas);
-        }
-        if let Some(stamp) = producer {
-            match partition.log.check_sequence(stamp, records.len()) {
-                SequenceCheck::Append => {}
-                SequenceCheck::Duplicate(base) => return Ok((partition.tp.clone(), base, Offset(base.0 + records.len() as u64))),
-                SequenceCheck::OutOfOrder => return Err(ErrorCode::OutOfOrderSequenceNumber),
-                SequenceCheck::ProducerFenced => return Err(ErrorCode::ProducerFenced),
-            }
-        }
-        let base_offset = partition.log_end_offset();
-        let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, producer, records));
-        let required_offset = batch.next_offset();
-        partition.append(batch, self.config.log_flush_interval_messages, disk);
-        Ok((partition.tp.clone(), base_offset, required_offset))
-    }
-
-    /// After an append to `tp`; `waiters_checked` as for `advance_high_watermark`.
-    fn after_append(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Outbox<BrokerEvent>) {
-        self.advance_high_watermark(now, tp, waiters_checked, out);
-        self.complete_delayed_fetches(now, Some(tp), out);
-    }
-
-    fn after_high_watermark_change(&mut self, now: Instant, tp: &TopicPartition, out: &mut Outbox<BrokerEvent>) {
-        self.advance_high_watermark(now, tp, false, out);
-    }
-
-    /// Moves the leader's high watermark of `tp` if it can, and completes the
-    /// writes and fetches that waited for it. `waiters_checked`: the caller knows
-    /// every write waiting on `tp` was checked against the current mark already
-    /// (each is checked when it arrives and whenever the mark moves, and none
-    /// arrived since), so unless the mark moves there is nothing to complete and
-    /// the purgatory is not asked; a follower's fetch and a client's produce,
-    /// the commonest callers, know this.
-    fn advance_high_watermark(&mut self, now: Instant, tp: &TopicPartition, waiters_checked: bool, out: &mut Outbox<BrokerEvent>) {
-        let me = self.id;
-        let Some(partition) = self.partitions.get_mut(tp) else { return };
-        let before = partition.high_watermark;
-        let advanced = partition.maybe_advance_high_watermark(me);
-        let high_watermark = partition.high_watermark;
-        let enough = partition.isr.len() >= self.config.min_insync_replicas;
-        if advanced {
-            assert!(high_watermark > before, "the high watermark never moves backwards on a leader");
-        } else if waiters_checked {
-            #[cfg(test)]
-            assert!(!self.delayed_produces.may_complete(tp, high_watermark), "a write the unmoved high watermark completes was already answered");
-            return;
-        }
-        self.complete_replicated(tp, high_watermark, enough, out);
-        if advanced {
-            self.complete_delayed_fetches(now, Some(tp), out);
-        }
-    }
-
-    fn complete_delayed_produces(&mut self, tp: &TopicPartition, out: &mut Outbox<BrokerEvent>) {
-        let Some(partition) = self.partitions.get(tp) else { return };
-        let high_watermark = partition.high_watermark;
-        let enough = partition.isr.len() >= self.config.min_insync_replicas;
-        self.complete_replicated(tp, high_watermark, enough, out);
-    }
-
-    /// Answers the writes waiting on `tp` that `high_watermark` reached; `enough`:
-    /// whether the partition's ISR still has min.insync.replicas members.
-    fn complete_replicated(&mut self, tp: &TopicPartition, high_watermark: Offset, enough: bool, out: &mut Outbox<BrokerEvent>) {
-        if !self.delayed_produces.may_complete(tp, high_watermark) {
-            return;
-        }
-        let mut done = std::mem::take(&mut self.completed_produces);
-        self.delayed_produces.take_replicated(tp, high_watermark, &mut done);
-        for delayed in done.drain(..) {
-            // Kafka's checkEnoughReplicasReachOffset: replicated, but the ISR
-            // shrank below min.insync.replicas meanwhile.
-            let result = if enough { Ok(delayed.base_offset) } else { Err(ErrorCode::NotEnoughReplicasAfterAppend) };
-            self.answer_waiter(delayed.waiter, delayed.partition, result, out);
-        }
-        self.completed_produces = done;
-    }
-
-    fn fail_delayed_produces(&mut self, tp: &TopicPartition, error: ErrorCode, out: &mut Outbox<BrokerEvent>) {
-        let mut done = Vec::new();
-        self.delayed_produces.take_all(tp, &mut done);
-        for delayed in done {
-            self.answer_waiter(delayed.waiter, delayed.partition, Err(error), out);
-        }
-    }
-
-    fn expire_delayed(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
-        for delayed in self.delayed_produces.take_expired(now) {
-            self.answer_waiter(delayed.waiter, delayed.partition, Err(ErrorCode::RequestTimedOut), out);
-        }
-        self.complete_delayed_fetches(now, None, out);
-    }
-
-    fn answer_waiter(&mut self, waiter: Waiter, partition: TopicPartition, result: Result<Offset, ErrorCode>, out: &mut Outbox<BrokerEvent>) {
-        match waiter {
-            Waiter::Client { client, correlation_id } => {
-                out.send(client, Message::ProduceResponse { correlation_id, partition, result })
-            }
-            Waiter::Coordinator { kind, token } => self.completed_writes.push_back((kind, token, result)),
-            Waiter::Marker { coordinator, correlation_id, producer_id, commit } => {
-                // KIP-98/KIP-447: the marker is on the group's offsets partition:
-                // its pending transactional offsets are now committed or dropped.
-                if result.is_ok() && &*partition.topic == crate::coordinator::CONSUMER_OFFSETS_TOPIC {
-                    self.coordinator_deadline.set(None);
-                    self.groups.complete_transaction(partition.partition, producer_id, commit);
-                }
-                let message = TxnMessage::WriteTxnMarkersResponse { correlation_id, partition, result: result.map(|_| ()) };
-                out.send(coordinator, Message::Txn(message))
-            }
-        }
-    }
 
     // ----- fetch (serving) -----
 
-    #[allow(clippy::too_many_arguments)]
-    fn handle_fetch(
-        &mut self,
-        now: Instant,
-        client: NodeId,
-        correlation_id: u64,
-        replica_id: Option<NodeId>,
-        max_wait: Duration,
-        partitions: Vec<FetchPartition>,
-        read_committed: bool,
-        out: &mut Outbox<BrokerEvent>,
-    ) {
-        if let Some(follower) = replica_id {
-            for request in &partitions {
-                let Some(partition) = self.partitions.get_mut(&request.partition) else { continue };
-                if check_leader(partition, request.current_leader_epoch).is_err() || request.fetch_offset > partition.log_end_offset() {
-                    continue;
-                }
-                partition.record_follower_fetch(now, follower, request.fetch_offset);
-                if partition.may_join_isr(follower) && partition.pending_isr().is_none() {
-                    let mut new_isr = partition.isr.clone();
-                    new_isr.push(follower);
-                    tracing::info!(partition = %request.partition, follower = follower.0, "leader expands ISR");
-                    self.propose_isr(now, &request.partition, new_isr, out);
-                }
-                self.advance_high_watermark(now, &request.partition, true, out);
-            }
-        }
-        let delayed = DelayedFetch { client, correlation_id, replica_id, partitions, read_committed, deadline: now + max_wait };
-        if max_wait.is_zero() || self.fetch_ready(&delayed) {
-            self.respond_fetch(delayed, out);
-        } else {
-            self.delayed_fetches.push(delayed);
-        }
-    }
-
-    /// A delayed fetch completes once any partition has data or an error to report.
-    fn fetch_ready(&self, fetch: &DelayedFetch) -> bool {
-        fetch.partitions.iter().any(|request| match self.validate_leader(&request.partition, request.current_leader_epoch) {
-            Err(_) => true,
-            Ok(partition) => {
-                let end = fetch_end(partition, fetch.replica_id, fetch.read_committed);
-                // A read_committed position may stand past the last stable offset
-                // (after a reset to the high watermark): it waits, as for no data.
-                if fetch.read_committed { request.fetch_offset < end || request.fetch_offset > partition.log_end_offset() } else { request.fetch_offset != end }
-            }
-        })
-    }
-
-    fn respond_fetch(&self, fetch: DelayedFetch, out: &mut Outbox<BrokerEvent>) {
-        // The request's partitions are consumed: each key moves into the response.
-        let partitions = fetch
-            .partitions
-            .into_iter()
-            .map(|request| {
-                let result = self.validate_leader(&request.partition, request.current_leader_epoch).and_then(|partition| {
-                    let end = fetch_end(partition, fetch.replica_id, fetch.read_committed);
-                    if request.fetch_offset > partition.log_end_offset() {
-                        return Err(ErrorCode::OffsetOutOfRange);
-                    }
-                    let batches = partition.log.read(request.fetch_offset, end, FETCH_MAX_BATCHES);
-                    // KIP-98: a read_committed fetch gets data below the last stable
-                    // offset and the aborted transactions among it.
-                    let aborted_transactions = if fetch.read_committed {
-                        let until = batches.last().map_or(request.fetch_offset, |batch| batch.next_offset());
-                        partition.log.transactions().aborted_between(request.fetch_offset, until)
-                    } else {
-                        Vec::new()
-                    };
-                    Ok(FetchedData {
-                        high_watermark: partition.high_watermark,
-                        log_end_offset: partition.log_end_offset(),
-                        batches,
-                        last_stable_offset: partition.log.transactions().last_stable_offset(partition.high_watermark),
-                        aborted_transactions,
-                    })
-                });
-                (request.partition, result)
-            })
-            .collect();
-        out.send(fetch.client, Message::FetchResponse { correlation_id: fetch.correlation_id, partitions });
-    }
-
-    fn complete_delayed_fetches(&mut self, now: Instant, tp: Option<&TopicPartition>, out: &mut Outbox<BrokerEvent>) {
-        let mut index = 0;
-        while index < self.delayed_fetches.len() {
-            let fetch = &self.delayed_fetches[index];
-            let touched = tp.is_none_or(|tp| fetch.partitions.iter().any(|request| same_partition(&request.partition, tp)));
-            if touched && (fetch.deadline <= now || self.fetch_ready(fetch)) {
-                let fetch = self.delayed_fetches.remove(index);
-                self.respond_fetch(fetch, out);
-            } else {
-                index += 1;
-            }
-        }
-    }
-
-    /// KIP-320: requests name the leader epoch they expect; an older one is fenced,
-    /// a newer one means this broker has not heard of it yet.
-    fn validate_leader(&self, tp: &TopicPartition, current_leader_epoch: LeaderEpoch) -> Result<&Partition, ErrorCode> {
-        let partition = self.partitions.get(tp).ok_or(ErrorCode::NotLeaderOrFollower)?;
-        check_leader(partition, current_leader_epoch)?;
-        Ok(partition)
-    }
-
-    fn list_offsets(&self, tp: &TopicPartition, spec: OffsetSpec, current_leader_epoch: LeaderEpoch) -> Result<(Offset, LeaderEpoch), ErrorCode> {
-        let partition = self.validate_leader(tp, current_leader_epoch)?;
-        let offset = match spec {
-            OffsetSpec::Earliest => Offset(0),
-            OffsetSpec::Latest => partition.high_watermark,
-        };
-        Ok((offset, partition.leader_epoch))
-    }
-
-    fn offsets_for_leader_epoch(&self, tp: &TopicPartition, current_leader_epoch: LeaderEpoch, requested: LeaderEpoch) -> Result<EpochEndOffset, ErrorCode> {
-        let partition = self.validate_leader(tp, current_leader_epoch)?;
-        let answer = partition.log.epochs().end_offset_for(requested, partition.log_end_offset());
-        Ok(match answer {
-            Some((epoch, end_offset)) => EpochEndOffset { leader_epoch: Some(epoch), end_offset },
-            None => EpochEndOffset { leader_epoch: None, end_offset: Offset(0) },
-        })
-    }
-
-}
-
-/// KIP-320 on one replica: is it the leader at the epoch the request expects?
-fn check_leader(partition: &Partition, current_leader_epoch: LeaderEpoch) -> Result<(), ErrorCode> {
-    if current_leader_epoch < partition.leader_epoch {
-        return Err(ErrorCode::FencedLeaderEpoch);
-    }
-    if current_leader_epoch > partition.leader_epoch {
-        return Err(ErrorCode::UnknownLeaderEpoch);
-    }
-    if !partition.is_leader() {
-        return Err(ErrorCode::NotLeaderOrFollower);
-    }
-    Ok(())
-}
-
-/// Where a fetch's data ends: a follower reads to the log end, a consumer to the
-/// high watermark, a read_committed consumer to the last stable offset (KIP-98).
-fn fetch_end(partition: &Partition, replica_id: Option<NodeId>, read_committed: bool) -> Offset {
-    if replica_id.is_some() {
-        partition.log_end_offset()
-    } else if read_committed {
-        partition.log.transactions().last_stable_offset(partition.high_watermark)
-    } else {
-        partition.high_watermark
-    }
 }
 
 impl Node for Broker {
@@ -842,9 +336,7 @@ impl Node for Broker {
 
     fn next_deadline(&self) -> Option<Instant> {
         let mut deadline = Some(self.next_isr_check.min(self.next_checkpoint));
-        if !self.heartbeat.in_flight && !self.heartbeat.waiting_for_connection {
-            deadline = earliest(deadline, Some(self.heartbeat.next_at));
-        }
+        deadline = earliest(deadline, self.heartbeat.deadline());
         let coordinators = match self.coordinator_deadline.get() {
             Some(cached) => cached,
             None => {
@@ -858,9 +350,7 @@ impl Node for Broker {
         deadline = earliest(deadline, coordinators);
         deadline = earliest(deadline, self.network.next_deadline());
         deadline = earliest(deadline, self.delayed_produces.next_deadline());
-        for delayed in &self.delayed_fetches {
-            deadline = earliest(deadline, Some(delayed.deadline));
-        }
+        deadline = earliest(deadline, self.delayed_fetches_deadline());
         for (_, fetcher) in &self.fetchers {
             if !fetcher.in_flight && !fetcher.waiting_for_connection {
                 deadline = earliest(deadline, Some(fetcher.backoff_until));

@@ -1,0 +1,104 @@
+//! The broker's life with the controller (Kafka's `BrokerLifecycleManager`):
+//! it registers after every start, heartbeats at `broker.heartbeat.interval.ms`,
+//! and learns from the answers its epoch and the cluster's metadata.
+
+use super::{Broker, BrokerEvent, BrokerRequest};
+use crate::net::{Channel, Destination};
+use crate::node::Outbox;
+use crate::protocol::{ClusterMetadata, ErrorCode, Message};
+use crate::time::Instant;
+use crate::types::BrokerEpoch;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The first retry of a failed heartbeat; it doubles per failure up to the
+/// session timeout (`BrokerLifecycleManager`, whose jitter is 2%).
+const HEARTBEAT_RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The broker's heartbeats to the controller: one at a time, the next
+/// `broker.heartbeat.interval.ms` after an answer, sooner after a failure.
+pub(super) struct Heartbeat {
+    next_at: Instant,
+    in_flight: bool,
+    /// Due, but the controller's connection is not ready: its event wakes the broker.
+    waiting_for_connection: bool,
+    failures: u32,
+}
+
+impl Heartbeat {
+    /// Due at `next_at`, with no failure behind it.
+    pub(super) fn due_at(next_at: Instant) -> Heartbeat {
+        Heartbeat { next_at, in_flight: false, waiting_for_connection: false, failures: 0 }
+    }
+
+    /// When the broker must wake for it, unless an answer or a connection will.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        (!self.in_flight && !self.waiting_for_connection).then_some(self.next_at)
+    }
+
+    /// The heartbeat failed (timed out or its connection closed): retried after
+    /// a backoff that doubles per failure, up to the session timeout.
+    pub(super) fn failed(&mut self, now: Instant, session_timeout: Duration) {
+        self.in_flight = false;
+        let backoff = HEARTBEAT_RETRY_BACKOFF.saturating_mul(1 << self.failures.min(16)).min(session_timeout);
+        self.failures += 1;
+        self.next_at = now + backoff;
+    }
+}
+
+impl Broker {
+    /// Sends a heartbeat (or, after a restart, a registration) when one is due.
+    pub(super) fn maybe_heartbeat(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
+        self.heartbeat.waiting_for_connection = false;
+        if self.heartbeat.in_flight || now < self.heartbeat.next_at {
+            return;
+        }
+        let controller = Destination::new(self.controller, Channel::Heartbeat);
+        if !self.network.ready(now, controller, out) {
+            self.heartbeat.waiting_for_connection = true;
+            return;
+        }
+        self.heartbeat.in_flight = true;
+        let (broker, broker_epoch, metadata_version) = (self.id, self.broker_epoch, self.metadata.version);
+        // The heartbeat channel's requests time out after half a session (KAFKA-14392).
+        let timeout = self.config.broker_session_timeout / 2;
+        let message = |correlation_id| Message::BrokerHeartbeat { correlation_id, broker, broker_epoch, metadata_version };
+        self.network.send(now, controller, timeout, BrokerRequest::Heartbeat, message, out);
+    }
+
+    /// The controller answered: the next heartbeat is due an interval later. A
+    /// stale epoch means the controller fenced this incarnation: register anew.
+    pub(super) fn handle_heartbeat_response(
+        &mut self,
+        now: Instant,
+        broker_epoch: BrokerEpoch,
+        metadata: Option<Arc<ClusterMetadata>>,
+        error: Option<ErrorCode>,
+        out: &mut Outbox<BrokerEvent>,
+    ) {
+        self.heartbeat = Heartbeat::due_at(now + self.config.broker_heartbeat_interval);
+        if error == Some(ErrorCode::StaleBrokerEpoch) {
+            self.broker_epoch = None;
+            return;
+        }
+        self.broker_epoch = Some(broker_epoch);
+        if let Some(metadata) = metadata {
+            self.apply_metadata(now, metadata, out);
+        }
+    }
+
+    pub(super) fn apply_metadata(&mut self, now: Instant, metadata: Arc<ClusterMetadata>, out: &mut Outbox<BrokerEvent>) {
+        if metadata.version <= self.metadata.version {
+            return;
+        }
+        self.metadata = metadata.clone();
+        self.coordinator_deadline.set(None);
+        self.transactions.update_metadata(metadata.clone());
+        for (tp, state) in &metadata.partitions {
+            if !state.replicas.contains(&self.id) {
+                continue;
+            }
+            self.apply_partition_state(now, tp, state, out);
+        }
+    }
+}
