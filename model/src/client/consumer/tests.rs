@@ -1,0 +1,73 @@
+use super::*;
+use crate::testkit::connect_all;
+use crate::config::Properties;
+use crate::protocol::{ClusterMetadata, EpochEndOffset, FetchedData, PartitionState};
+use crate::record::RecordBatch;
+use crate::types::PartitionEpoch;
+use bytes::Bytes;
+
+fn metadata(version: u64, leader_epoch: u32) -> Arc<ClusterMetadata> {
+    let state = PartitionState {
+        replicas: vec![NodeId(1)],
+        leader: Some(NodeId(1)),
+        leader_epoch: LeaderEpoch(leader_epoch),
+        partition_epoch: PartitionEpoch(0),
+        isr: vec![NodeId(1)],
+    };
+    Arc::new(ClusterMetadata { version, brokers: vec![NodeId(1)], partitions: [(TopicPartition::new("t", 0), state)].into_iter().collect() })
+}
+
+/// The correlation id of the first request of kind `want` among `out`'s sends.
+fn correlation_of(out: &Outbox<ConsumerEvent>, want: &str) -> u64 {
+    out.sends
+        .iter()
+        .find_map(|send| match &send.message {
+            Message::MetadataRequest { correlation_id } if want == "metadata" => Some(*correlation_id),
+            Message::ListOffsetsRequest { correlation_id, .. } if want == "list" => Some(*correlation_id),
+            Message::FetchRequest { correlation_id, .. } if want == "fetch" => Some(*correlation_id),
+            Message::OffsetsForLeaderEpochRequest { correlation_id, .. } if want == "validate" => Some(*correlation_id),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no {want} request among {:?}", out.sends))
+}
+
+/// KIP-320: after a leader change, a consumer whose position is past the new
+/// leader's log end for its epoch moves back to where the logs diverge.
+#[test]
+fn a_truncated_log_under_a_new_leader_moves_the_position_back() {
+    let config = ConsumerConfig::from_properties(&Properties::new(), "earliest").unwrap();
+    let mut consumer = Consumer::new(config, vec!["t".into()], vec![NodeId(1)], 0, 1);
+    let mut out = Outbox::new(NodeId(3001));
+    let tp = TopicPartition::new("t", 0);
+    let from = NodeId(1);
+    consumer.handle_timeout(Instant::ZERO, &mut out);
+    connect_all(&mut consumer, Instant::ZERO, &mut out);
+    let id = correlation_of(&out, "metadata");
+    out.sends.clear();
+    consumer.handle_message(Instant::ZERO, from, Message::MetadataResponse { correlation_id: id, metadata: metadata(1, 0) }, &mut out);
+    let id = correlation_of(&out, "list");
+    out.sends.clear();
+    consumer.handle_message(Instant::ZERO, from, Message::ListOffsetsResponse { correlation_id: id, partition: tp.clone(), result: Ok((Offset(0), LeaderEpoch(0))) }, &mut out);
+    let id = correlation_of(&out, "fetch");
+    out.sends.clear();
+    let records = (0..5).map(|index| Record { key: None, value: Bytes::from(format!("v{index}")) }).collect();
+    let batch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), None, records));
+    let data = FetchedData { high_watermark: Offset(5), log_end_offset: Offset(5), batches: vec![batch], last_stable_offset: Offset(5), aborted_transactions: Vec::new() };
+    consumer.handle_message(Instant::ZERO, from, Message::FetchResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(data))] }, &mut out);
+    assert_eq!(consumer.positions()[&tp], Offset(5));
+    // A new leader at epoch 1: the next metadata refresh reveals it.
+    consumer.metadata.request_update();
+    out.sends.clear();
+    let later = Instant::from_micros(1_000_000);
+    consumer.handle_timeout(later, &mut out);
+    let id = correlation_of(&out, "metadata");
+    out.sends.clear();
+    consumer.handle_message(later, from, Message::MetadataResponse { correlation_id: id, metadata: metadata(2, 1) }, &mut out);
+    let id = correlation_of(&out, "validate");
+    assert!(!out.sends.iter().any(|send| matches!(send.message, Message::FetchRequest { .. })), "no fetch before the position is validated");
+    out.sends.clear();
+    let answer = EpochEndOffset { leader_epoch: Some(LeaderEpoch(0)), end_offset: Offset(3) };
+    consumer.handle_message(later, from, Message::OffsetsForLeaderEpochResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(answer))] }, &mut out);
+    assert_eq!(consumer.positions()[&tp], Offset(3));
+    assert!(out.events.iter().any(|event| matches!(event, ConsumerEvent::Seek { offset: Offset(3), .. })));
+}
