@@ -11,7 +11,8 @@
 use crate::config::BrokerConfig;
 use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient, NetworkConfig};
 use crate::node::{Node, Outbox};
-use crate::protocol::{ClusterMetadata, ErrorCode, Message, PartitionState};
+use crate::protocol::{ClusterMetadata, Message, PartitionState};
+use crate::error::ErrorCode;
 use crate::storage::{Checkpoint, DiskOp, DurableState};
 use crate::time::Instant;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, TopicPartition};

@@ -1,8 +1,9 @@
 //! kafsim-model: the Kafka system itself, free of IO.
 //!
 //! Every node (broker, controller, producer, consumer) is a state machine in the
-//! style of quinn-proto: `step(now, input, &mut out)` consumes one input (a message,
-//! a tick, a client call) and pushes outputs (sends, disk operations, replies);
+//! style of quinn-proto, with one shape (`node::Node`): `handle_message`,
+//! `handle_connection` and `handle_timeout` consume one input and push outputs
+//! (sends, connection commands, disk operations, events) into an `Outbox`;
 //! `next_deadline()` says when it wants a tick. Nothing here reads a clock, owns a
 //! random generator or touches a network: the simulator in `sim/` drives it.
 
@@ -11,6 +12,7 @@ pub mod client;
 pub mod config;
 pub mod controller;
 pub mod coordinator;
+pub mod error;
 pub mod hash;
 pub mod log;
 pub mod net;

@@ -5,7 +5,8 @@
 use super::{Broker, BrokerEvent, BrokerRequest};
 use crate::net::{Channel, Destination};
 use crate::node::Outbox;
-use crate::protocol::{ClusterMetadata, ErrorCode, Message};
+use crate::protocol::{ClusterMetadata, Message};
+use crate::error::ErrorCode;
 use crate::time::Instant;
 use crate::types::BrokerEpoch;
 use std::sync::Arc;

@@ -17,7 +17,8 @@ use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient, RequestFa
 use crate::node::{Node, Outbox};
 use crate::partition::{Partition, Role};
 use crate::partition_map::{same_partition, PartitionMap};
-use crate::protocol::{ClusterMetadata, EpochEndOffset, ErrorCode, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState};
+use crate::protocol::{ClusterMetadata, EpochEndOffset, FetchPartition, FetchedData, Message, OffsetSpec, PartitionState};
+use crate::error::ErrorCode;
 use crate::coordinator::txn::protocol::TxnMessage;
 use crate::record::{ControlMarker, ProducerStamp, Record, RecordBatch, SharedBatch};
 use crate::storage::{Checkpoint, DiskOp, DurableState};

@@ -21,7 +21,8 @@ use crate::coordinator::group::protocol::{Generation, GroupMessage, JoinResult, 
 use crate::coordinator::CoordinatorType;
 use crate::net::{Channel, Destination, NetworkClient, RequestFailure};
 use crate::node::Outbox;
-use crate::protocol::{ClusterMetadata, ErrorCode, Message};
+use crate::protocol::{ClusterMetadata, Message};
+use crate::error::ErrorCode;
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, TopicPartition};
 use std::collections::BTreeMap;

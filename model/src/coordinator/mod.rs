@@ -18,7 +18,8 @@ pub mod txn;
 
 use crate::config::BrokerConfig;
 use crate::controller::TopicSpec;
-use crate::protocol::{ClusterMetadata, ErrorCode, Message};
+use crate::protocol::{ClusterMetadata, Message};
+use crate::error::ErrorCode;
 use crate::record::{Record, SharedBatch};
 use crate::time::Instant;
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};

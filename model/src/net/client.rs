@@ -19,7 +19,8 @@
 
 use super::{ConnectionEvent, Destination, DisconnectReason};
 use crate::node::Outbox;
-use crate::protocol::{ErrorCode, Message};
+use crate::protocol::Message;
+use crate::error::ErrorCode;
 use crate::time::{earliest, Instant};
 use crate::types::NodeId;
 use std::collections::VecDeque;

@@ -30,7 +30,8 @@ use kafsim_model::client::producer::{Producer, ProducerEvent, TransactionOutcome
 use kafsim_model::coordinator::group::protocol::{Generation, MemberId};
 use kafsim_model::net::{ConnectionEvent, Destination};
 use kafsim_model::node::{Node, Outbox};
-use kafsim_model::protocol::{ErrorCode, Message};
+use kafsim_model::protocol::Message;
+use kafsim_model::error::ErrorCode;
 use kafsim_model::{Instant, NodeId, Offset, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -29,7 +29,8 @@ pub mod state;
 
 use super::{decode_record, encode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::config::BrokerConfig;
-use crate::protocol::{ErrorCode, Message};
+use crate::protocol::Message;
+use crate::error::ErrorCode;
 use crate::record::SharedBatch;
 use crate::time::{earliest, Instant};
 use crate::types::{LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};

@@ -5,7 +5,7 @@
 
 use super::protocol::{Generation, MemberId};
 use super::state::{Group, Phase};
-use crate::protocol::ErrorCode;
+use crate::error::ErrorCode;
 use crate::types::{Offset, TopicPartition};
 
 /// Whether `group` accepts a commit from `member_id` in `generation`.

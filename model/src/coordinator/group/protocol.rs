@@ -2,7 +2,7 @@
 //! Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch (the classic protocol that
 //! KIP-848 keeps as its "classic" path).
 
-use crate::protocol::ErrorCode;
+use crate::error::ErrorCode;
 use crate::types::{Offset, ProducerId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::fmt;

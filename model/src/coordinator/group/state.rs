@@ -15,7 +15,8 @@
 
 use super::protocol::{Generation, GroupMessage, JoinResult, MemberId, Subscription};
 use super::records::{GroupRecord, MemberRecord};
-use crate::protocol::{ErrorCode, Message};
+use crate::protocol::Message;
+use crate::error::ErrorCode;
 use crate::time::{earliest, Instant};
 use crate::types::{NodeId, Offset, TopicPartition};
 use std::collections::BTreeMap;

@@ -4,7 +4,7 @@
 //! AddOffsetsToTxn only adds the group's `__consumer_offsets` partition to the
 //! transaction (its marker is what makes the offsets visible).
 
-use crate::protocol::ErrorCode;
+use crate::error::ErrorCode;
 use crate::types::{ProducerId, TopicPartition};
 use std::sync::Arc;
 use std::time::Duration;

@@ -18,7 +18,7 @@
 //! and a late duplicate marker (E+1) is fenced by the next transaction's data
 //! instead of ending that transaction early.
 
-use crate::protocol::ErrorCode;
+use crate::error::ErrorCode;
 use crate::types::{ProducerId, TopicPartition};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
