@@ -4,7 +4,6 @@
 //! reads the names it knows and refuses the rest, so a misspelt key is an error
 //! rather than a silently ignored setting.
 
-use crate::net::NetworkConfig;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -321,7 +320,7 @@ pub struct ConsumerConfig {
     pub enable_auto_commit: bool,
     pub auto_commit_interval: Duration,
     /// `partition.assignment.strategy`, in preference order.
-    pub assignors: Vec<crate::coordinator::group::assignor::Assignor>,
+    pub assignors: Vec<crate::client::assignor::Assignor>,
     /// A deliberately injected bug behind a test-only switch
     /// (`kafsim.test.overlapping.assignment`, not a Kafka property): as group
     /// leader, this consumer gives every member every partition, so tests can
@@ -400,8 +399,8 @@ impl Reader<'_> {
     /// A comma-separated list of assignors, by Kafka class name or short name.
     /// Kafka's default is `[RangeAssignor, CooperativeStickyAssignor]`, which
     /// rebalances eagerly until every member drops the range assignor (KIP-429).
-    fn assignors(&self, key: &'static str) -> Result<Vec<crate::coordinator::group::assignor::Assignor>, ConfigError> {
-        use crate::coordinator::group::assignor::Assignor;
+    fn assignors(&self, key: &'static str) -> Result<Vec<crate::client::assignor::Assignor>, ConfigError> {
+        use crate::client::assignor::Assignor;
         let text = match self.properties.get(key) {
             None => return Ok(vec![Assignor::Range, Assignor::CooperativeSticky]),
             Some(PropertyValue::Text(text)) => text.clone(),
@@ -410,6 +409,30 @@ impl Reader<'_> {
         let expected = || ConfigError { key: key.to_string(), expected: format!("a comma-separated list of {}", Assignor::ALL.map(|assignor| assignor.name()).join(", ")) };
         let assignors: Option<Vec<Assignor>> = text.split(',').map(|name| Assignor::from_config_name(name.trim())).collect();
         assignors.filter(|assignors| !assignors.is_empty()).ok_or_else(expected)
+    }
+}
+
+/// The connection settings every Kafka client and broker shares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// `reconnect.backoff.ms` (default 50).
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms` (default 1000).
+    pub reconnect_backoff_max: Duration,
+    /// `socket.connection.setup.timeout.ms` (default 10000).
+    pub connection_setup_timeout: Duration,
+    /// `socket.connection.setup.timeout.max.ms` (default 30000).
+    pub connection_setup_timeout_max: Duration,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_millis(1000),
+            connection_setup_timeout: Duration::from_millis(10_000),
+            connection_setup_timeout_max: Duration::from_millis(30_000),
+        }
     }
 }
 

@@ -6,8 +6,6 @@
 use crate::config::Acks;
 use crate::coordinator::group::protocol::GroupMessage;
 use crate::coordinator::txn::protocol::TxnMessage;
-use crate::coordinator::CoordinatorType;
-use crate::net::Channel;
 use crate::record::{ProducerStamp, Record, SharedBatch};
 use crate::txn_index::AbortedTransaction;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, Offset, PartitionEpoch, ProducerId, TopicPartition};
@@ -16,6 +14,26 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use crate::error::ErrorCode;
+
+/// Kafka's internal topics, where the coordinators keep their state.
+pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Which coordinator a FindCoordinator request asks for (Kafka's `key_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum CoordinatorType {
+    Group,
+    Transaction,
+}
+
+impl CoordinatorType {
+    pub fn topic(self) -> &'static str {
+        match self {
+            CoordinatorType::Group => CONSUMER_OFFSETS_TOPIC,
+            CoordinatorType::Transaction => TRANSACTION_STATE_TOPIC,
+        }
+    }
+}
 
 /// The controller's record of one partition (KRaft's PartitionRecord).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,16 +213,6 @@ impl Message {
             | Message::UpdateMetadata { .. } => false,
             Message::Group(message) => !message.routes_to_coordinator(),
             Message::Txn(message) => message.is_response(),
-        }
-    }
-
-    /// The connection this message travels on (`net::Channel`).
-    pub fn channel(&self) -> Channel {
-        match self {
-            Message::Group(_) => Channel::GroupCoordinator,
-            Message::Txn(TxnMessage::WriteTxnMarkersRequest { .. } | TxnMessage::WriteTxnMarkersResponse { .. }) => Channel::TxnMarkers,
-            Message::BrokerHeartbeat { .. } | Message::BrokerHeartbeatResponse { .. } => Channel::Heartbeat,
-            _ => Channel::Default,
         }
     }
 

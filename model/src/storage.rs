@@ -6,7 +6,7 @@
 //! Appends complete synchronously here: Kafka's log append is a write(2) into the page
 //! cache, and its flush on `log.flush.interval.messages` runs inline in the append path.
 
-use crate::controller::ControllerSnapshot;
+use crate::controller::snapshot::ControllerSnapshot;
 use crate::log::EpochEntry;
 use crate::record::SharedBatch;
 use crate::types::{Offset, TopicPartition};

@@ -298,9 +298,9 @@ impl Network {
     pub fn send(self: &Arc<Self>, now: Instant, send: Send, extra_micros: u64) {
         let Send { from, to, mut message } = send;
         let (key, toward) = if message.is_response() {
-            (ConnectionKey { initiator: to, acceptor: from, channel: message.channel() }, Side::Initiator)
+            (ConnectionKey { initiator: to, acceptor: from, channel: Channel::of(&message) }, Side::Initiator)
         } else {
-            (ConnectionKey { initiator: from, acceptor: to, channel: message.channel() }, Side::Acceptor)
+            (ConnectionKey { initiator: from, acceptor: to, channel: Channel::of(&message) }, Side::Acceptor)
         };
         let now = now.as_micros();
         let mut state = self.lock();

@@ -11,7 +11,8 @@
 use crate::config::{Acks, BrokerConfig};
 use crate::coordinator::group::GroupCoordinator;
 use crate::coordinator::txn::TransactionCoordinator;
-use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
+use crate::coordinator::{find_coordinator, is_internal_topic, Coordinator, CoordinatorEffect, WriteToken};
+use crate::protocol::CoordinatorType;
 use crate::log::Log;
 use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient, RequestFailure};
 use crate::node::{Node, Outbox};

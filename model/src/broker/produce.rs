@@ -115,7 +115,7 @@ impl Broker {
             Waiter::Marker { coordinator, correlation_id, producer_id, commit } => {
                 // KIP-98/KIP-447: the marker is on the group's offsets partition:
                 // its pending transactional offsets are now committed or dropped.
-                if result.is_ok() && &*partition.topic == crate::coordinator::CONSUMER_OFFSETS_TOPIC {
+                if result.is_ok() && &*partition.topic == crate::protocol::CONSUMER_OFFSETS_TOPIC {
                     self.coordinator_deadline.set(None);
                     self.groups.complete_transaction(partition.partition, producer_id, commit);
                 }

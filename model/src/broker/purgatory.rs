@@ -155,7 +155,8 @@ impl DelayedProduces {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::coordinator::{CoordinatorType, WriteToken};
+    use crate::coordinator::WriteToken;
+    use crate::protocol::CoordinatorType;
     use proptest::prelude::*;
     use std::time::Duration;
 

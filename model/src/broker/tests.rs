@@ -135,7 +135,7 @@ fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
 fn a_transactional_produce_is_verified_with_the_coordinator() {
     let tp = TopicPartition::new("t", 0);
     let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
-    let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::coordinator::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
+    let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::protocol::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
     let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
     let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
@@ -181,7 +181,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
 #[test]
 fn next_deadline_follows_coordinator_loads() {
     let tp = TopicPartition::new("t", 0);
-    let offsets = TopicPartition::new(crate::coordinator::CONSUMER_OFFSETS_TOPIC, 0);
+    let offsets = TopicPartition::new(crate::protocol::CONSUMER_OFFSETS_TOPIC, 0);
     let state = |isr: Vec<NodeId>, partition_epoch| PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(partition_epoch), isr };
     let config = BrokerConfig { offsets_topic_num_partitions: 1, ..BrokerConfig::default() };
     let partitions = [(tp.clone(), state(vec![NodeId(1)], 0)), (offsets.clone(), state(vec![NodeId(1)], 0))].into_iter().collect();

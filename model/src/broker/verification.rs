@@ -9,7 +9,8 @@
 use super::{Broker, BrokerEvent, BrokerRequest};
 use crate::config::Acks;
 use crate::coordinator::txn::protocol::TxnMessage;
-use crate::coordinator::{find_coordinator, CoordinatorType};
+use crate::coordinator::find_coordinator;
+use crate::protocol::CoordinatorType;
 use crate::net::{Channel, Destination};
 use crate::node::Outbox;
 use crate::protocol::Message;

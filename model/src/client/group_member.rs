@@ -16,9 +16,9 @@
 //! consumer stops processing what another member may own by now.
 
 use crate::config::ConsumerConfig;
-use crate::coordinator::group::assignor::{rebalance_protocol, Assignor, RebalanceProtocol};
+use crate::client::assignor::{rebalance_protocol, Assignor, RebalanceProtocol};
 use crate::coordinator::group::protocol::{Generation, GroupMessage, JoinResult, MemberId, Subscription};
-use crate::coordinator::CoordinatorType;
+use crate::protocol::CoordinatorType;
 use crate::net::{Channel, Destination, NetworkClient, RequestFailure};
 use crate::node::Outbox;
 use crate::protocol::{ClusterMetadata, Message};
@@ -424,7 +424,8 @@ impl GroupMember {
 mod tests {
     use super::*;
     use crate::config::Properties;
-    use crate::net::{CloseReason, ConnectionCommand, ConnectionEvent, NetworkConfig};
+    use crate::net::{CloseReason, ConnectionCommand, ConnectionEvent};
+    use crate::config::NetworkConfig;
 
     struct Harness {
         member: GroupMember,

@@ -24,25 +24,9 @@ use crate::record::{Record, SharedBatch};
 use crate::time::Instant;
 use crate::types::{LeaderEpoch, NodeId, Offset, TopicPartition};
 use serde::{Deserialize, Serialize};
-
-pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
-pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
-
-/// Which coordinator a FindCoordinator request asks for (Kafka's `key_type`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum CoordinatorType {
-    Group,
-    Transaction,
-}
-
-impl CoordinatorType {
-    pub fn topic(self) -> &'static str {
-        match self {
-            CoordinatorType::Group => CONSUMER_OFFSETS_TOPIC,
-            CoordinatorType::Transaction => TRANSACTION_STATE_TOPIC,
-        }
-    }
-}
+use crate::protocol::TRANSACTION_STATE_TOPIC;
+use crate::protocol::CoordinatorType;
+use crate::protocol::CONSUMER_OFFSETS_TOPIC;
 
 /// Whether a topic is one of Kafka's internal topics (clients never produce to them).
 pub fn is_internal_topic(topic: &str) -> bool {

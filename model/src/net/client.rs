@@ -25,30 +25,7 @@ use crate::time::{earliest, Instant};
 use crate::types::NodeId;
 use std::collections::VecDeque;
 use std::time::Duration;
-
-/// The connection settings every Kafka client and broker shares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct NetworkConfig {
-    /// `reconnect.backoff.ms` (default 50).
-    pub reconnect_backoff: Duration,
-    /// `reconnect.backoff.max.ms` (default 1000).
-    pub reconnect_backoff_max: Duration,
-    /// `socket.connection.setup.timeout.ms` (default 10000).
-    pub connection_setup_timeout: Duration,
-    /// `socket.connection.setup.timeout.max.ms` (default 30000).
-    pub connection_setup_timeout_max: Duration,
-}
-
-impl Default for NetworkConfig {
-    fn default() -> Self {
-        NetworkConfig {
-            reconnect_backoff: Duration::from_millis(50),
-            reconnect_backoff_max: Duration::from_millis(1000),
-            connection_setup_timeout: Duration::from_millis(10_000),
-            connection_setup_timeout_max: Duration::from_millis(30_000),
-        }
-    }
-}
+use crate::config::NetworkConfig;
 
 /// Why a request got no response.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,7 +203,7 @@ impl<T> NetworkClient<T> {
         self.next_correlation_id += 1;
         let correlation_id = self.next_correlation_id;
         let message = message(correlation_id);
-        debug_assert_eq!(message.channel(), destination.channel, "a request travels on its kind's channel");
+        debug_assert_eq!(super::Channel::of(&message), destination.channel, "a request travels on its kind's channel");
         out.send(destination.node, message);
         self.in_flight.push_back(InFlight { correlation_id, destination, deadline: now + timeout, tag });
         correlation_id

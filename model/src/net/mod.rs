@@ -10,8 +10,9 @@
 
 mod client;
 
-pub use client::{NetworkClient, NetworkConfig, RequestFailure};
+pub use client::{NetworkClient, RequestFailure};
 
+use crate::coordinator::txn::protocol::TxnMessage;
 use crate::protocol::Message;
 use crate::types::NodeId;
 
@@ -32,6 +33,17 @@ pub enum Channel {
 }
 
 impl Channel {
+    /// The connection a message travels on: a request on its kind's channel,
+    /// a response on the channel of the request it answers.
+    pub fn of(message: &Message) -> Channel {
+        match message {
+            Message::Group(_) => Channel::GroupCoordinator,
+            Message::Txn(TxnMessage::WriteTxnMarkersRequest { .. } | TxnMessage::WriteTxnMarkersResponse { .. }) => Channel::TxnMarkers,
+            Message::BrokerHeartbeat { .. } | Message::BrokerHeartbeatResponse { .. } => Channel::Heartbeat,
+            _ => Channel::Default,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Channel::Default => "default",
@@ -56,7 +68,7 @@ impl Destination {
 
     /// Where a request goes: to `node`, on the channel its kind travels on.
     pub fn of(node: NodeId, message: &Message) -> Destination {
-        Destination { node, channel: message.channel() }
+        Destination { node, channel: Channel::of(message) }
     }
 }
 

@@ -496,8 +496,8 @@ fn partition_reference(key: &str, inner: &str, text: &str, scenario: &Scenario) 
     // coordinator: leader(__consumer_offsets/2), leader(__transaction_state/0).
     let partitions = match scenario.topic(topic_name) {
         Some(topic) => topic.partitions,
-        None if topic_name == kafsim_model::coordinator::CONSUMER_OFFSETS_TOPIC && scenario.uses_groups() => scenario.cluster.config.offsets_topic_num_partitions,
-        None if topic_name == kafsim_model::coordinator::TRANSACTION_STATE_TOPIC && scenario.uses_transactions() => {
+        None if topic_name == kafsim_model::protocol::CONSUMER_OFFSETS_TOPIC && scenario.uses_groups() => scenario.cluster.config.offsets_topic_num_partitions,
+        None if topic_name == kafsim_model::protocol::TRANSACTION_STATE_TOPIC && scenario.uses_transactions() => {
             scenario.cluster.config.transaction_state_log_num_partitions
         }
         None => return Err(Problem::new(key, unknown_topic_message(topic_name, &scenario.topics))),

@@ -17,7 +17,7 @@
 
 use super::{Producer, ProducerEvent, ProducerRequest, SendError, SendFailure};
 use crate::coordinator::txn::protocol::TxnMessage;
-use crate::coordinator::CoordinatorType;
+use crate::protocol::CoordinatorType;
 use crate::net::{Channel, Destination};
 use crate::node::Outbox;
 use crate::protocol::Message;

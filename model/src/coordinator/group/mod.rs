@@ -18,10 +18,10 @@
 //! resolved by the later control markers of their producer.
 //!
 //! Files: `state.rs` is one group's membership state machine; `offsets.rs` commit
-//! fencing and fetch; `assignor.rs` the assignors the group leader runs;
-//! `records.rs` what goes into the log; `protocol.rs` the messages.
+//! fencing and fetch; `records.rs` what goes into the log; `protocol.rs` the
+//! messages. The assignors run on the group leader, a client
+//! (`client/assignor.rs`), as in Kafka's classic protocol.
 
-pub mod assignor;
 pub mod offsets;
 pub mod protocol;
 pub mod records;

@@ -323,7 +323,7 @@ fn a_new_member_joining_a_stable_group_starts_a_rebalance() {
 
 mod properties {
     use super::*;
-    use crate::coordinator::group::assignor::Assignor;
+    use crate::client::assignor::Assignor;
     use proptest::prelude::*;
 
     #[derive(Clone, Debug)]

@@ -30,6 +30,7 @@ use crate::types::{LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
+use crate::protocol::CONSUMER_OFFSETS_TOPIC;
 
 /// How long a failed step (a marker, a write) waits before it is tried again.
 /// A marker request always gets an answer: the leader's, or, from the broker's
@@ -380,7 +381,7 @@ impl Coordinator for TransactionCoordinator {
             TxnMessage::AddOffsetsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, group_id } => {
                 // KIP-98: the group's offsets partition joins the transaction, so its
                 // marker decides the offsets committed with TxnOffsetCommit.
-                let offsets = TopicPartition::new(super::CONSUMER_OFFSETS_TOPIC, partition_for(&group_id, self.config.offsets_topic_num_partitions));
+                let offsets = TopicPartition::new(CONSUMER_OFFSETS_TOPIC, partition_for(&group_id, self.config.offsets_topic_num_partitions));
                 let reply = Reply::AddOffsets { to: from, correlation_id };
                 self.transition(reply, &transactional_id, out, |meta| meta.add_partitions(producer_id, producer_epoch, &[offsets]).map(Some))
             }

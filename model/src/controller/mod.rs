@@ -9,17 +9,21 @@
 //! replicas are not modelled yet.
 
 use crate::config::BrokerConfig;
-use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient, NetworkConfig};
+use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient};
+use crate::config::NetworkConfig;
 use crate::node::{Node, Outbox};
 use crate::protocol::{ClusterMetadata, Message, PartitionState};
 use crate::error::ErrorCode;
 use crate::storage::{Checkpoint, DiskOp, DurableState};
 use crate::time::Instant;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, TopicPartition};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+pub mod snapshot;
+
+pub use snapshot::{BrokerRegistration, ControllerSnapshot};
 
 /// A topic created when the cluster is bootstrapped.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -48,20 +52,6 @@ impl ControllerConfig {
             network: broker.network,
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BrokerRegistration {
-    pub broker_epoch: BrokerEpoch,
-    pub fenced: bool,
-}
-
-/// Everything the controller keeps durable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ControllerSnapshot {
-    pub next_broker_epoch: u64,
-    pub registrations: BTreeMap<NodeId, BrokerRegistration>,
-    pub metadata: ClusterMetadata,
 }
 
 /// The controller reports nothing besides its messages and disk writes.

@@ -5,7 +5,7 @@
 //! partition counts, with members and partitions in sorted order, so every
 //! leader computes the same assignment from the same input.
 
-use super::protocol::{Generation, MemberId, Subscription};
+use crate::coordinator::group::protocol::{Generation, MemberId, Subscription};
 use crate::types::TopicPartition;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
