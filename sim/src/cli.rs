@@ -322,7 +322,7 @@ pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
 
 pub fn shrink(args: ShrinkArgs) -> Result<i32, InputError> {
     let scenario = load(&args.scenario)?;
-    let scenario = if args.swarm { crate::swarm::scenario_for(&scenario, args.seed) } else { scenario };
+    let scenario = if args.swarm { crate::faults::swarm::scenario_for(&scenario, args.seed) } else { scenario };
     let shrunk = match crate::shrink::shrink(&scenario, args.seed, |note| eprintln!("shrink: {note}")) {
         Ok(shrunk) => shrunk,
         Err(reason) => {

@@ -1,20 +1,17 @@
 //! What the nodes of one simulated run share: the roster of names and addresses,
 //! the history every operation is recorded in, the simulated disks that outlive
-//! node restarts, and handles on each node's live state for the final snapshot.
+//! node restarts, and what each client's workload carries across its restarts.
 
-use crate::disk::SharedDisk;
+use crate::faults::disk::SharedDisk;
 use crate::history::{History, OpBody, OpType};
-use crate::node::broker::BrokerNode;
-use crate::node::consumer::ConsumerNode;
-use crate::node::controller::ControllerNode;
-use crate::node::pipeline::{PipelineNode, PipelineProgress};
-use crate::node::producer::{ProducerNode, ProducerProgress};
+use crate::workload::pipeline::PipelineProgress;
+use crate::workload::producer::ProducerProgress;
 use crate::scenario::Scenario;
 use kafsim_model::{Instant, NodeId};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NodeRole {
@@ -130,69 +127,6 @@ fn ip(class: u8, index: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, class, (index / 256) as u8, (index % 256) as u8))
 }
 
-/// Handles on the live state of each node, replaced at every restart. They are
-/// weak: a node's state belongs to its running task, so a killed node's state
-/// goes with it, and nodes (which hold the context) never keep themselves alive
-/// through the context.
-#[derive(Default)]
-pub struct LiveNodes {
-    controller: Option<Weak<Mutex<ControllerNode>>>,
-    brokers: BTreeMap<NodeId, Weak<Mutex<BrokerNode>>>,
-    producers: BTreeMap<NodeId, Weak<Mutex<ProducerNode>>>,
-    consumers: BTreeMap<NodeId, Weak<Mutex<ConsumerNode>>>,
-    pipelines: BTreeMap<NodeId, Weak<Mutex<PipelineNode>>>,
-}
-
-fn upgrade_all<T>(nodes: &BTreeMap<NodeId, Weak<T>>) -> Vec<(NodeId, Arc<T>)> {
-    nodes.iter().filter_map(|(id, node)| node.upgrade().map(|node| (*id, node))).collect()
-}
-
-impl LiveNodes {
-    pub fn set_controller(&mut self, node: &Arc<Mutex<ControllerNode>>) {
-        self.controller = Some(Arc::downgrade(node));
-    }
-
-    pub fn set_broker(&mut self, id: NodeId, node: &Arc<Mutex<BrokerNode>>) {
-        self.brokers.insert(id, Arc::downgrade(node));
-    }
-
-    pub fn set_producer(&mut self, id: NodeId, node: &Arc<Mutex<ProducerNode>>) {
-        self.producers.insert(id, Arc::downgrade(node));
-    }
-
-    pub fn set_consumer(&mut self, id: NodeId, node: &Arc<Mutex<ConsumerNode>>) {
-        self.consumers.insert(id, Arc::downgrade(node));
-    }
-
-    pub fn set_pipeline(&mut self, id: NodeId, node: &Arc<Mutex<PipelineNode>>) {
-        self.pipelines.insert(id, Arc::downgrade(node));
-    }
-
-    pub fn pipelines(&self) -> Vec<(NodeId, Arc<Mutex<PipelineNode>>)> {
-        upgrade_all(&self.pipelines)
-    }
-
-    pub fn controller(&self) -> Option<Arc<Mutex<ControllerNode>>> {
-        self.controller.as_ref()?.upgrade()
-    }
-
-    pub fn broker(&self, id: NodeId) -> Option<Arc<Mutex<BrokerNode>>> {
-        self.brokers.get(&id)?.upgrade()
-    }
-
-    pub fn brokers(&self) -> Vec<(NodeId, Arc<Mutex<BrokerNode>>)> {
-        upgrade_all(&self.brokers)
-    }
-
-    pub fn producers(&self) -> Vec<(NodeId, Arc<Mutex<ProducerNode>>)> {
-        upgrade_all(&self.producers)
-    }
-
-    pub fn consumers(&self) -> Vec<(NodeId, Arc<Mutex<ConsumerNode>>)> {
-        upgrade_all(&self.consumers)
-    }
-}
-
 pub struct RunContext {
     pub scenario: Arc<Scenario>,
     pub roster: Roster,
@@ -204,13 +138,12 @@ pub struct RunContext {
     start_elapsed: std::time::Duration,
     pub history: Arc<Mutex<History>>,
     pub disks: BTreeMap<NodeId, SharedDisk>,
-    pub network: Arc<crate::network::Network>,
+    pub network: Arc<crate::faults::network::Network>,
     pub producer_progress: BTreeMap<NodeId, Arc<Mutex<ProducerProgress>>>,
     pub pipeline_progress: BTreeMap<NodeId, Arc<Mutex<PipelineProgress>>>,
-    pub live: Mutex<LiveNodes>,
     incarnations: Mutex<BTreeMap<NodeId, u64>>,
     messages: AtomicU64,
-    pub stop_producing: AtomicBool,
+    pub stop_producing: Arc<AtomicBool>,
     pub invariants: Arc<crate::invariants::Invariants>,
 }
 
@@ -222,7 +155,7 @@ impl RunContext {
         let pipeline_progress = roster.ids(|role| matches!(role, NodeRole::Pipeline { .. })).into_iter().map(|id| (id, Arc::default())).collect();
         let start = madsim::time::Instant::now();
         let endpoints: Vec<(NodeId, Vec<NodeId>)> = roster.entries.iter().map(|entry| (entry.id, roster.endpoints(entry.id))).collect();
-        let network = Arc::new(crate::network::Network::new(madsim::runtime::Handle::current().seed(), start, &endpoints));
+        let network = Arc::new(crate::faults::network::Network::new(madsim::runtime::Handle::current().seed(), start, &endpoints));
         RunContext {
             network,
             pipeline_progress,
@@ -234,10 +167,9 @@ impl RunContext {
             history,
             disks,
             producer_progress,
-            live: Mutex::new(LiveNodes::default()),
             incarnations: Mutex::new(BTreeMap::new()),
             messages: AtomicU64::new(0),
-            stop_producing: AtomicBool::new(false),
+            stop_producing: Arc::default(),
             invariants: Arc::default(),
         }
     }
@@ -269,12 +201,11 @@ impl RunContext {
     /// `record` for a node that was handed `now` (the clock's time, which does
     /// not move while a node steps), so the clock is not read again.
     pub fn record_at(&self, now: Instant, node: &Arc<str>, kind: OpType, body: OpBody) {
-        let time = now.as_micros();
-        let mut history = self.history.lock().expect("history lock");
-        history.push(time, node, kind, body);
-        if tracing::enabled!(target: "kafsim::history", tracing::Level::INFO) {
-            let op = history.ops.last().expect("just pushed");
-            tracing::info!(target: "kafsim::history", node = &*op.node, "{}", crate::trace::describe(op));
-        }
+        crate::recorder::record(&self.history, now, node, kind, body);
+    }
+
+    /// A pen for `node` on this run's history.
+    pub fn recorder(&self, node: Arc<str>) -> crate::recorder::Recorder {
+        crate::recorder::Recorder::new(self.history.clone(), node)
     }
 }

@@ -2,25 +2,23 @@
 //! nemesis, workloads, history, checkers, runner and reports.
 
 pub mod bench;
-pub mod buggify;
 pub mod check;
 pub mod cli;
 pub mod context;
-pub mod disk;
+pub mod faults;
 pub mod final_state;
 pub mod history;
 pub mod invariants;
 pub mod matrix;
 pub mod merge;
-pub mod nemesis;
-pub mod network;
 pub mod node;
 pub mod replica_records;
+pub mod recorder;
 pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod shrink;
 pub mod simulate;
 pub mod summary;
-pub mod swarm;
 pub mod trace;
+pub mod workload;

@@ -50,7 +50,7 @@ struct ShardRun {
     sim_ms: u64,
     events: usize,
     #[serde(default)]
-    swarm: Option<crate::swarm::SwarmMix>,
+    swarm: Option<crate::scenario::SwarmMix>,
 }
 
 #[derive(Deserialize)]

@@ -5,7 +5,7 @@
 use crate::check::{check_all_hashing, CheckerKind, Violation};
 use crate::final_state::FinalState;
 use crate::history::{History, OpBody, OpType};
-use crate::nemesis::AppliedFaults;
+use crate::faults::nemesis::AppliedFaults;
 use crate::scenario::Scenario;
 use crate::simulate::simulate;
 use crate::trace::trace_hash_after;
@@ -37,7 +37,7 @@ pub struct RunResult {
     pub events: usize,
     /// The fault mix a `--swarm` run drew from its seed.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub swarm: Option<crate::swarm::SwarmMix>,
+    pub swarm: Option<crate::scenario::SwarmMix>,
     #[serde(skip)]
     pub messages: u64,
     #[serde(skip)]
@@ -79,7 +79,7 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs one seed, in swarm mode (its own fault mix, drawn from the seed) or not.
 pub fn run_seed_in_mode(scenario: &Arc<Scenario>, seed: u64, swarm: bool) -> RunDetail {
     if swarm {
-        run_seed(&crate::swarm::scenario_for(scenario, seed), seed)
+        run_seed(&crate::faults::swarm::scenario_for(scenario, seed), seed)
     } else {
         run_seed(scenario, seed)
     }
@@ -191,7 +191,7 @@ pub fn run_batch(
     run_batch_in_mode(scenario, seeds, options, false, on_done)
 }
 
-/// `run_batch`, where with `swarm` each seed runs its own fault mix (`crate::swarm`).
+/// `run_batch`, where with `swarm` each seed runs its own fault mix (`crate::faults::swarm`).
 pub fn run_batch_in_mode(
     scenario: &Arc<Scenario>,
     seeds: &[u64],

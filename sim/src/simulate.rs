@@ -4,12 +4,13 @@
 use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
 use crate::final_state::{ConsumerSnapshot, FinalState, GroupSnapshot, PartitionSnapshot, ReplicaSnapshot};
 use crate::history::{History, OpBody, OpType};
-use crate::nemesis::{AppliedFaults, Nemesis};
+use crate::faults::nemesis::{AppliedFaults, Nemesis};
 use crate::replica_records::DecodedBatches;
 use crate::node::broker::BrokerNode;
 use crate::node::consumer::ConsumerNode;
 use crate::node::controller::ControllerNode;
 use crate::node::drive;
+use crate::node::live::LiveNodes;
 use crate::node::pipeline::PipelineNode;
 use crate::node::producer::ProducerNode;
 use crate::scenario::Scenario;
@@ -36,32 +37,34 @@ pub struct SimulationResult {
 pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>, applied: AppliedFaults) -> SimulationResult {
     let ctx = Arc::new(RunContext::new(scenario.clone(), history));
     let handle = Handle::current();
-    crate::buggify::set_enabled(scenario.faults.buggify);
+    crate::faults::buggify::set_enabled(scenario.faults.buggify);
     if scenario.faults.buggify {
         ctx.record(&"nemesis".into(), OpType::Info, OpBody::Fault { description: "buggify on: slow flushes, delayed fetch responses, dropped responses, lagging followers".into() });
     }
+    let live: Arc<Mutex<LiveNodes>> = Arc::default();
     let mut ids = BTreeMap::new();
     for entry in ctx.roster.entries.clone() {
         let node_ctx = ctx.clone();
+        let node_live = live.clone();
         let node = handle
             .create_node()
             .name(entry.name.to_string())
             .ip(entry.ip)
-            .init(move || start_node(node_ctx.clone(), entry.id, entry.role))
+            .init(move || start_node(node_ctx.clone(), node_live.clone(), entry.id, entry.role))
             .build();
         ids.insert(entry.id, node.id());
     }
-    let mut nemesis = Nemesis::new(ctx.clone(), ids, applied);
+    let mut nemesis = Nemesis::new(ctx.clone(), live.clone(), ids, applied);
     nemesis.run_until(Instant::ZERO + scenario.duration).await;
     ctx.stop_producing.store(true, Ordering::Relaxed);
     ctx.record(&"nemesis".into(), OpType::Info, OpBody::Heal);
     let drain_end = ctx.now() + scenario.drain;
-    while ctx.now() < drain_end && !drained(&ctx) {
+    while ctx.now() < drain_end && !drained(&ctx, &live.lock().expect("live lock")) {
         madsim::time::sleep(DRAIN_POLL).await;
     }
-    let final_state = snapshot(&ctx);
+    let final_state = snapshot(&ctx, &live.lock().expect("live lock"));
     if scenario.faults.buggify {
-        ctx.record(&"nemesis".into(), OpType::Info, OpBody::Fault { description: format!("buggify fired: {}", crate::buggify::fired_summary()) });
+        ctx.record(&"nemesis".into(), OpType::Info, OpBody::Fault { description: format!("buggify fired: {}", crate::faults::buggify::fired_summary()) });
     }
     // Killing every node closes its sockets, which breaks the reference cycle
     // between madsim's network (mailboxes holding wakers of tasks that hold the
@@ -72,7 +75,7 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>, app
     SimulationResult { final_state, messages: ctx.message_count(), sim_micros: ctx.now().as_micros() }
 }
 
-async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
+async fn start_node(ctx: Arc<RunContext>, live: Arc<Mutex<LiveNodes>>, id: NodeId, role: NodeRole) {
     crate::trace::set_current_node(&ctx.roster.entry(id).name);
     let now = ctx.now();
     // Every kind runs the one `drive` loop, awaited once below.
@@ -86,31 +89,31 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
                 .chain(internal_topics(&ctx.scenario.cluster.config, ctx.scenario.cluster.brokers, ctx.scenario.uses_groups(), ctx.scenario.uses_transactions()))
                 .collect();
             let config = ControllerConfig::new(ctx.roster.brokers(), topics, &ctx.scenario.cluster.config);
-            let jitter_seed = crate::node::producer::jitter_seed(id, now);
+            let jitter_seed = crate::node::jitter_seed(id, now);
             let node = Arc::new(Mutex::new(ControllerNode::start(now, id, config, ctx.disks[&id].clone(), jitter_seed)));
-            ctx.live.lock().expect("live lock").set_controller(&node);
+            live.lock().expect("live lock").set_controller(&node);
             node
         }
         NodeRole::Broker => {
             let config = ctx.scenario.cluster.config.clone();
-            let jitter_seed = crate::node::producer::jitter_seed(id, now);
+            let jitter_seed = crate::node::jitter_seed(id, now);
             let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone(), ctx.invariants.clone(), jitter_seed)));
-            ctx.live.lock().expect("live lock").set_broker(id, &node);
+            live.lock().expect("live lock").set_broker(id, &node);
             node
         }
         NodeRole::Producer { spec, number } => {
             let node = Arc::new(Mutex::new(ProducerNode::start(ctx.clone(), id, spec, number)));
-            ctx.live.lock().expect("live lock").set_producer(id, &node);
+            live.lock().expect("live lock").set_producer(id, &node);
             node
         }
         NodeRole::Consumer { spec, number } => {
             let node = Arc::new(Mutex::new(ConsumerNode::start(ctx.clone(), id, spec, number)));
-            ctx.live.lock().expect("live lock").set_consumer(id, &node);
+            live.lock().expect("live lock").set_consumer(id, &node);
             node
         }
         NodeRole::Pipeline { spec, number } => {
             let node = Arc::new(Mutex::new(PipelineNode::start(ctx.clone(), id, spec, number)));
-            ctx.live.lock().expect("live lock").set_pipeline(id, &node);
+            live.lock().expect("live lock").set_pipeline(id, &node);
             node
         }
     };
@@ -122,12 +125,7 @@ async fn start_node(ctx: Arc<RunContext>, id: NodeId, role: NodeRole) {
 /// reached its log end, and every in-sync replica follows that epoch with the same
 /// log end. None while any partition is still converging, so the final state is
 /// never captured mid-failover.
-fn settled_ends(ctx: &RunContext) -> Option<BTreeMap<kafsim_model::TopicPartition, Offset>> {
-    let live = ctx.live.lock().expect("live lock");
-    settled_ends_unlocked(ctx, &live)
-}
-
-fn settled_ends_unlocked(_ctx: &RunContext, live: &crate::context::LiveNodes) -> Option<BTreeMap<kafsim_model::TopicPartition, Offset>> {
+fn settled_ends(live: &LiveNodes) -> Option<BTreeMap<kafsim_model::TopicPartition, Offset>> {
     let controller = live.controller()?;
     let controller = controller.lock().expect("controller lock");
     let metadata = controller.controller.metadata();
@@ -157,10 +155,9 @@ fn settled_ends_unlocked(_ctx: &RunContext, live: &crate::context::LiveNodes) ->
 /// the committed end. A group has drained when every partition of its topic is
 /// owned by a live member that reached its end, and every member has processed
 /// and committed what it read. Internal topics are nobody's to read.
-fn drained(ctx: &RunContext) -> bool {
-    let Some(mut ends) = settled_ends(ctx) else { return false };
+fn drained(ctx: &RunContext, live: &LiveNodes) -> bool {
+    let Some(mut ends) = settled_ends(live) else { return false };
     ends.retain(|tp, _| !is_internal_topic(&tp.topic));
-    let live = ctx.live.lock().expect("live lock");
     // A client restarted at the heal has not run yet: wait for every one to be up,
     // so a crashed producer's orphaned sends are recorded before the snapshot.
     let producers = live.producers();
@@ -186,14 +183,14 @@ fn drained(ctx: &RunContext) -> bool {
     let groups_done = ctx.scenario.consumers.iter().filter_map(|spec| spec.group.as_ref().map(|group| (group, &spec.topic))).all(|(group, topic)| {
         ends.iter().filter(|(tp, _)| &*tp.topic == topic.as_str()).all(|(tp, end)| group_reads.get(&(group.as_str(), tp.clone())).is_some_and(|position| position >= end))
     });
-    let pipelines_done = (0..ctx.scenario.pipelines.len()).all(|spec| pipeline_drained(ctx, &live, &ends, spec));
+    let pipelines_done = (0..ctx.scenario.pipelines.len()).all(|spec| pipeline_drained(ctx, live, &ends, spec));
     sends_done && reads_done && groups_done && groups_settled && pipelines_done && !ends.is_empty()
 }
 
 /// A pipeline block has drained when every member is up, settled (nothing polled
 /// is unprocessed, no send or transaction pending) and stable, and its members'
 /// positions reach the committed end of every partition of `from`.
-fn pipeline_drained(ctx: &RunContext, live: &crate::context::LiveNodes, ends: &BTreeMap<kafsim_model::TopicPartition, Offset>, spec: usize) -> bool {
+fn pipeline_drained(ctx: &RunContext, live: &LiveNodes, ends: &BTreeMap<kafsim_model::TopicPartition, Offset>, spec: usize) -> bool {
     let members = ctx.roster.ids(|role| matches!(role, NodeRole::Pipeline { spec: member_spec, .. } if *member_spec == spec));
     let running: BTreeMap<NodeId, _> = live.pipelines().into_iter().filter(|(id, _)| members.contains(id)).collect();
     if running.len() != members.len() {
@@ -202,10 +199,10 @@ fn pipeline_drained(ctx: &RunContext, live: &crate::context::LiveNodes, ends: &B
     let mut reached: BTreeMap<kafsim_model::TopicPartition, Offset> = BTreeMap::new();
     for node in running.values() {
         let node = node.lock().expect("pipeline lock");
-        if !node.settled() || !node.is_stable() {
+        if !node.settled() || !node.workload.is_stable() {
             return false;
         }
-        for (tp, position) in node.consumer.positions() {
+        for (tp, position) in node.consumer().positions() {
             let furthest = reached.entry(tp).or_insert(position);
             *furthest = (*furthest).max(position);
         }
@@ -214,8 +211,7 @@ fn pipeline_drained(ctx: &RunContext, live: &crate::context::LiveNodes, ends: &B
     ends.iter().filter(|(tp, _)| &*tp.topic == from).all(|(tp, end)| reached.get(tp).is_some_and(|position| position >= end))
 }
 
-fn snapshot(ctx: &RunContext) -> FinalState {
-    let live = ctx.live.lock().expect("live lock");
+fn snapshot(ctx: &RunContext, live: &LiveNodes) -> FinalState {
     let mut partitions: BTreeMap<_, PartitionSnapshot> = BTreeMap::new();
     if let Some(controller) = live.controller() {
         let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
@@ -272,8 +268,8 @@ fn snapshot(ctx: &RunContext) -> FinalState {
     let pipelines = (0..ctx.scenario.pipelines.len())
         .map(|spec| {
             let pipeline = &ctx.scenario.pipelines[spec];
-            let ends = settled_ends_unlocked(ctx, &live);
-            let drained = ends.is_some_and(|ends| pipeline_drained(ctx, &live, &ends, spec));
+            let ends = settled_ends(live);
+            let drained = ends.is_some_and(|ends| pipeline_drained(ctx, live, &ends, spec));
             crate::final_state::PipelineSnapshot { group: pipeline.group.clone(), from: pipeline.from.clone(), to: pipeline.to.clone(), drained }
         })
         .collect();

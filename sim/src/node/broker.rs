@@ -2,7 +2,7 @@
 //! out its disk writes on the simulated disk.
 
 use super::{Machine, Wire};
-use crate::disk::SharedDisk;
+use crate::faults::disk::SharedDisk;
 use crate::invariants::Invariants;
 use kafsim_model::broker::{Broker, BrokerEvent};
 use kafsim_model::config::BrokerConfig;

@@ -55,7 +55,7 @@ impl ConsumerNode {
         let spec = &ctx.scenario.consumers[spec];
         ctx.record(&name, OpType::Invoke, OpBody::ClientStart);
         let topics = vec![spec.topic.as_str().into()];
-        let jitter_seed = super::producer::jitter_seed(id, ctx.now());
+        let jitter_seed = super::jitter_seed(id, ctx.now());
         let (consumer, application) = match &spec.group {
             None => (Consumer::new(spec.config.clone(), topics, ctx.roster.brokers(), number as usize, jitter_seed), None),
             Some(group) => {

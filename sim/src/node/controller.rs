@@ -1,7 +1,7 @@
 //! The controller node: recovers its metadata from its disk at every start.
 
 use super::{Machine, Wire};
-use crate::disk::SharedDisk;
+use crate::faults::disk::SharedDisk;
 use kafsim_model::controller::{Controller, ControllerConfig, ControllerEvent};
 use kafsim_model::net::{ConnectionEvent, Destination};
 use kafsim_model::node::{Node, Outbox};

@@ -5,13 +5,14 @@ mod alarm;
 pub mod broker;
 pub mod consumer;
 pub mod controller;
+pub mod live;
 pub mod pipeline;
 pub mod producer;
 
-use crate::buggify::Point;
+use crate::faults::buggify::Point;
 use crate::context::{NodeRole, RunContext};
 use crate::history::{OpBody, OpType};
-use crate::network::Arrival;
+use crate::faults::network::Arrival;
 use alarm::{Alarm, Wake};
 use kafsim_model::net::{CloseReason, ConnectionCommand, ConnectionEvent, Destination};
 use kafsim_model::node::Outbox;
@@ -34,19 +35,25 @@ pub trait Machine: std::marker::Send + 'static {
     fn next_deadline(&self) -> Option<Instant>;
 }
 
+/// Seeds a client's reconnect jitter: different for every node and start, and
+/// drawn from nothing random.
+pub fn jitter_seed(id: NodeId, now: Instant) -> u64 {
+    u64::from(id.0) << 40 ^ now.as_micros()
+}
+
 /// After a timeout was handled, the next wake is at least this far away, so a
 /// machine that keeps reporting a past deadline cannot spin without time passing.
 const MIN_TIMER_STEP: Duration = Duration::from_micros(100);
 
-/// The buggify fault points of the shell's send path (`crate::buggify`): None
+/// The buggify fault points of the shell's send path (`crate::faults::buggify`): None
 /// when the send goes now, Some(None) when it is dropped, Some(Some(delay)) when
 /// it leaves `delay` microseconds late (what follows it on its connection waits
 /// behind it, as TCP delivers in order).
 fn buggify_send(message: &Message, lag_micros: Option<u64>) -> Option<Option<u64>> {
     match message {
         Message::FetchRequest { replica_id: Some(_), .. } if lag_micros.is_some() => Some(lag_micros),
-        Message::FetchResponse { .. } | Message::ProduceResponse { .. } if crate::buggify::fires(Point::DroppedResponse) => Some(None),
-        Message::FetchResponse { .. } if crate::buggify::fires(Point::DelayedFetchResponse) => Some(Some(crate::buggify::draw_micros(50, 2_000))),
+        Message::FetchResponse { .. } | Message::ProduceResponse { .. } if crate::faults::buggify::fires(Point::DroppedResponse) => Some(None),
+        Message::FetchResponse { .. } if crate::faults::buggify::fires(Point::DelayedFetchResponse) => Some(Some(crate::faults::buggify::draw_micros(50, 2_000))),
         _ => None,
     }
 }
@@ -73,7 +80,7 @@ pub async fn drive(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<dyn Mach
     let name = ctx.roster.entry(me).name.clone();
     crate::trace::set_current_node(&name);
     let is_broker = ctx.roster.entry(me).role == NodeRole::Broker;
-    let lag_micros = (buggify && is_broker && crate::buggify::fires(Point::LaggingFollower)).then(|| crate::buggify::draw_micros(50, 1_500));
+    let lag_micros = (buggify && is_broker && crate::faults::buggify::fires(Point::LaggingFollower)).then(|| crate::faults::buggify::draw_micros(50, 1_500));
     let mut machine_deadline = {
         let mut state = machine.lock().expect("node state lock");
         state.handle_timeout(ctx.now(), &mut wire);
@@ -172,7 +179,7 @@ fn trace_send(ctx: &RunContext, name: &Arc<str>, send: &Send) {
 /// A slow flush (buggify) stalls the node's loop, as a log thread blocked in
 /// fsync does; its writes are durable when the stall ends. A node killed during
 /// the stall never gets there.
-async fn stall_for_slow_flushes(disk: Option<&crate::disk::SharedDisk>) {
+async fn stall_for_slow_flushes(disk: Option<&crate::faults::disk::SharedDisk>) {
     let Some(disk) = disk else { return };
     let stall = disk.lock().expect("disk lock").take_stall();
     if !stall.is_zero() {

@@ -1,119 +1,32 @@
-//! A consume-transform-produce pipeline member (DESIGN §4 `[[pipelines]]`): a
-//! group consumer on `from` and a producer on `to`. Each input record becomes
-//! one output record with the input's key and the input's value in a derivable
-//! form (`Value::pipeline_output`), so checkers match every output to its input.
-//!
-//! The member works one batch at a time, fetching paused while a batch is out:
-//! - at-least-once (`transactional = false`): send the outputs (acks=all,
-//!   idempotent), wait for every acknowledgement, then commit the batch's offsets.
-//!   A crash between the two makes the next owner produce the batch again:
-//!   duplicates in the output, which `eos-violation` finds.
-//! - exactly-once (`transactional = true`, KIP-98 + KIP-447): begin a
-//!   transaction, send the outputs, add the group's offsets to the transaction
-//!   (AddOffsetsToTxn), commit the offsets in it (TxnOffsetCommit with this
-//!   member's generation and member id), then commit the transaction. Any error
-//!   aborts it, and the consumer rewinds to the committed offsets, reading them
-//!   with require_stable. Each member's `transactional.id` is
-//!   `<group>-pipeline-<number>`, the same after a restart, so a restarted member
-//!   fences its zombie.
-//!
-//! The history gets the polls, seeks, assignments and revocations of the
-//! consumer; every output as a send; at-least-once commits (and the processing
-//! they cover); and each transaction with its output values and outcome.
+//! A pipeline member's process (DESIGN §4 `[[pipelines]]`): Kafka's consumer
+//! and producer, each on its own network endpoint, driven by the network and
+//! the clock, and the pipeline workload (`workload::pipeline`) deciding what
+//! they do.
 
 use super::{Machine, Wire};
 use crate::context::RunContext;
-use crate::history::{OpBody, OpType, PolledRecord, Value};
-use bytes::Bytes;
-use kafsim_model::client::consumer::{Consumer, ConsumerEvent};
-use kafsim_model::client::producer::{Producer, ProducerEvent, TransactionOutcome};
-use kafsim_model::coordinator::group::protocol::{Generation, MemberId};
+use crate::workload::pipeline::PipelineWorkload;
+use kafsim_model::client::consumer::Consumer;
+use kafsim_model::client::producer::Producer;
 use kafsim_model::net::{ConnectionEvent, Destination};
-use kafsim_model::node::{Node, Outbox};
+use kafsim_model::node::Node;
 use kafsim_model::protocol::Message;
-use kafsim_model::error::ErrorCode;
-use kafsim_model::{Instant, NodeId, Offset, TopicPartition};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
-
-/// What outlives a member's restarts: its send counter, the sends in flight and
-/// the open transaction, which become `info` when the process dies.
-#[derive(Debug, Default)]
-pub struct PipelineProgress {
-    next_handle: u64,
-    pending: BTreeMap<u64, Value>,
-    next_transaction: u64,
-    open_transaction: Option<(u64, Vec<Value>)>,
-}
-
-/// One polled input record.
-#[derive(Clone, Debug)]
-struct Input {
-    partition: TopicPartition,
-    offset: Offset,
-    key: Option<Bytes>,
-    value: Value,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Step {
-    /// Outputs sent, acknowledgements awaited.
-    Producing,
-    /// at-least-once: the offsets commit is wanted or in flight.
-    Committing { sent: bool },
-    /// exactly-once: TxnOffsetCommit wanted (after AddOffsetsToTxn) or in flight.
-    CommittingOffsets { sent: bool },
-    /// exactly-once: EndTxn asked for; the outcome is awaited.
-    Ending,
-}
-
-struct Batch {
-    /// The consumer's generation and member id when the batch was polled
-    /// (`consumer.groupMetadata()`): TxnOffsetCommit carries them (KIP-447).
-    group_metadata: Option<(Generation, MemberId)>,
-    inputs: Vec<Input>,
-    handles: BTreeSet<u64>,
-    failed: Option<String>,
-    step: Step,
-}
+use kafsim_model::{Instant, NodeId};
+use std::sync::Arc;
 
 pub struct PipelineNode {
-    ctx: Arc<RunContext>,
-    name: Arc<str>,
-    group: Arc<str>,
-    to: Arc<str>,
-    transactional: bool,
-    pub consumer: Consumer,
-    producer: Producer,
+    pub workload: PipelineWorkload,
     /// The producer's own network endpoint (`Roster::endpoints`).
     producer_endpoint: NodeId,
-    progress: Arc<Mutex<PipelineProgress>>,
-    consumer_out: Outbox<ConsumerEvent>,
-    producer_out: Outbox<ProducerEvent>,
-    /// Polled, not yet in a batch.
-    queued: Vec<Input>,
-    batch: Option<Batch>,
 }
 
 impl PipelineNode {
     pub fn start(ctx: Arc<RunContext>, id: NodeId, spec: usize, number: u32) -> PipelineNode {
-        let name = ctx.roster.entry(id).name.clone();
-        let spec = ctx.scenario.pipelines[spec].clone();
-        let progress = ctx.pipeline_progress[&id].clone();
-        {
-            let mut state = progress.lock().expect("progress lock");
-            for (_, value) in std::mem::take(&mut state.pending) {
-                ctx.record(&name, OpType::Info, OpBody::Send { value, partition: None, offset: None, error: Some("pipeline process crashed".into()) });
-            }
-            if let Some((number, values)) = state.open_transaction.take() {
-                ctx.record(&name, OpType::Info, OpBody::Txn { number, values, error: Some("pipeline process crashed".into()) });
-            }
-        }
-        ctx.record(&name, OpType::Invoke, OpBody::ClientStart);
-        let group: Arc<str> = spec.group.as_str().into();
+        let now = ctx.now();
+        let spec = &ctx.scenario.pipelines[spec];
+        let recorder = ctx.recorder(ctx.roster.entry(id).name.clone());
         let producer_endpoint = crate::context::pipeline_producer_endpoint(number);
-        let consumer_seed = super::producer::jitter_seed(id, ctx.now());
-        let consumer = Consumer::subscribe(spec.consumer_config.clone(), vec![spec.from.as_str().into()], group.clone(), ctx.roster.brokers(), number as usize, consumer_seed);
+        let consumer = Consumer::subscribe(spec.consumer_config.clone(), vec![spec.from.as_str().into()], spec.group.as_str().into(), ctx.roster.brokers(), number as usize, super::jitter_seed(id, now));
         let mut producer_config = spec.producer_config.clone();
         // One transactional id per member, stable across restarts: the restarted
         // member's InitProducerId fences its zombie (KIP-98).
@@ -121,330 +34,47 @@ impl PipelineNode {
             *id = format!("{id}-{number}");
         }
         // Producer numbers only spread first brokers; pipelines start after producers.
-        let producer = Producer::new(producer_config, ctx.roster.brokers(), number, super::producer::jitter_seed(producer_endpoint, ctx.now()));
-        PipelineNode {
-            name,
-            group,
-            to: spec.to.as_str().into(),
-            transactional: spec.transactional,
-            consumer,
-            producer,
-            producer_endpoint,
-            progress,
-            consumer_out: Outbox::new(id),
-            producer_out: Outbox::new(producer_endpoint),
-            queued: Vec::new(),
-            batch: None,
-            ctx,
-        }
+        let producer = Producer::new(producer_config, ctx.roster.brokers(), number, super::jitter_seed(producer_endpoint, now));
+        let workload = PipelineWorkload::start(now, recorder, spec, consumer, producer, ctx.pipeline_progress[&id].clone(), (id, producer_endpoint));
+        PipelineNode { workload, producer_endpoint }
+    }
+
+    pub fn consumer(&self) -> &Consumer {
+        &self.workload.consumer
     }
 
     /// Nothing polled is left unprocessed, and no send or transaction is pending.
     pub fn settled(&self) -> bool {
-        self.batch.is_none() && self.queued.is_empty() && self.progress.lock().expect("progress lock").pending.is_empty()
-    }
-
-    pub fn is_stable(&self) -> bool {
-        self.consumer.group().is_some_and(|member| member.is_stable())
-    }
-
-    fn record(&self, kind: OpType, body: OpBody) {
-        self.ctx.record(&self.name, kind, body);
-    }
-
-    fn step(&mut self, now: Instant, wire: &mut Wire) {
-        // Bounded: each round either carries out events or moves the batch on.
-        for _ in 0..256 {
-            let progressed = self.advance(now);
-            if !progressed && self.consumer_out.events.is_empty() && self.producer_out.events.is_empty() {
-                break;
-            }
-            for event in std::mem::take(&mut self.consumer_out.events) {
-                self.handle_consumer_event(event);
-            }
-            for event in std::mem::take(&mut self.producer_out.events) {
-                self.handle_producer_event(event);
-            }
-        }
-        self.consumer.set_paused(self.batch.is_some());
-        // Each client's sends and connections leave from its own endpoint.
-        for out in [&mut self.consumer_out.sends, &mut self.producer_out.sends] {
-            wire.sends.append(out);
-        }
-        wire.connections.append(&mut self.consumer_out.connections);
-        wire.connections.append(&mut self.producer_out.connections);
-    }
-
-    fn handle_consumer_event(&mut self, event: ConsumerEvent) {
-        match event {
-            ConsumerEvent::Records(records) => {
-                let inputs: Vec<Input> = records
-                    .into_iter()
-                    .filter_map(|(partition, offset, record)| Value::decode(&record.value).map(|value| Input { partition, offset, key: record.key.clone(), value }))
-                    .collect();
-                let polled = inputs.iter().map(|input| PolledRecord { partition: input.partition.clone(), offset: input.offset, value: input.value }).collect();
-                self.record(OpType::Ok, OpBody::Poll { records: polled });
-                self.queued.extend(inputs);
-            }
-            ConsumerEvent::Seek { partition, offset, reason } => {
-                self.queued.retain(|input| input.partition != partition);
-                self.record(OpType::Ok, OpBody::Seek { partition, offset, reason: reason.to_string() });
-            }
-            ConsumerEvent::Error { partition, error } => {
-                let reason = format!("{error}: position lost, auto.offset.reset=none");
-                self.record(OpType::Fail, OpBody::Seek { partition, offset: Offset(0), reason });
-            }
-            ConsumerEvent::Assigned { generation, partitions } => {
-                self.record(OpType::Ok, OpBody::Assign { group: self.group.clone(), generation: generation.0, partitions });
-            }
-            ConsumerEvent::Revoked { generation, partitions, reason } => {
-                self.queued.retain(|input| !partitions.contains(&input.partition));
-                self.record(OpType::Ok, OpBody::Revoke { group: self.group.clone(), generation: generation.0, partitions, reason: reason.to_string() });
-            }
-            ConsumerEvent::CommitCompleted { generation, offsets, result, auto } => self.commit_completed(generation.0, offsets, result, auto),
-        }
-    }
-
-    fn handle_producer_event(&mut self, event: ProducerEvent) {
-        match event {
-            ProducerEvent::Completed { handle, result } => {
-                let Some(value) = self.progress.lock().expect("progress lock").pending.remove(&handle) else { return };
-                let (kind, body) = match result {
-                    Ok((partition, offset)) => (OpType::Ok, OpBody::Send { value, partition: Some(partition), offset: Some(offset), error: None }),
-                    Err(error) => {
-                        let kind = if error.maybe_written { OpType::Info } else { OpType::Fail };
-                        if let Some(batch) = self.batch.as_mut().filter(|batch| batch.handles.contains(&handle)) {
-                            batch.failed.get_or_insert_with(|| error.failure.to_string());
-                        }
-                        (kind, OpBody::Send { value, partition: None, offset: None, error: Some(error.failure.to_string()) })
-                    }
-                };
-                if let Some(batch) = &mut self.batch {
-                    batch.handles.remove(&handle);
-                }
-                self.record(kind, body);
-            }
-            ProducerEvent::TransactionCompleted { outcome } => {
-                let open = self.progress.lock().expect("progress lock").open_transaction.take();
-                if let Some((number, values)) = open {
-                    let (kind, error) = match &outcome {
-                        TransactionOutcome::Committed => (OpType::Ok, None),
-                        TransactionOutcome::Aborted => (OpType::Fail, Some("aborted".to_string())),
-                        TransactionOutcome::Unknown(error) => (OpType::Info, Some(error.clone())),
-                    };
-                    self.record(kind, OpBody::Txn { number, values, error });
-                }
-                if self.batch.is_some() {
-                    self.batch = None;
-                    if outcome != TransactionOutcome::Committed {
-                        // KIP-98: after an abort the application seeks back to the
-                        // committed offsets, which it reads with require_stable (KIP-447).
-                        self.rewind();
-                    }
-                }
-            }
-        }
-    }
-
-    fn rewind(&mut self) {
-        self.queued.clear();
-        self.consumer.rewind_to_committed();
-        self.record(OpType::Info, OpBody::ClientStart);
-    }
-
-    /// Moves the batch on: starts one, or takes its next step once the last is
-    /// done. True if anything changed.
-    fn advance(&mut self, now: Instant) -> bool {
-        let before = self.batch.as_ref().map(|batch| batch.step);
-        let started = self.batch.is_some();
-        self.advance_once(now);
-        started != self.batch.is_some() || before != self.batch.as_ref().map(|batch| batch.step)
-    }
-
-    fn advance_once(&mut self, now: Instant) {
-        let Some(batch) = &self.batch else {
-            return self.start_batch(now);
-        };
-        let step = batch.step;
-        let produced = batch.handles.is_empty();
-        let failed = batch.failed.clone();
-        match (step, self.transactional) {
-            (Step::Producing, _) if !produced => {}
-            (Step::Producing, false) if failed.is_some() => {
-                // Not every output is in: read the batch again from the committed offsets.
-                self.batch = None;
-                self.rewind();
-            }
-            (Step::Producing, false) => {
-                let records = batch.inputs.iter().map(|input| PolledRecord { partition: input.partition.clone(), offset: input.offset, value: input.value }).collect();
-                self.record(OpType::Ok, OpBody::Process { group: self.group.clone(), records });
-                self.set_step(Step::Committing { sent: false });
-            }
-            (Step::Committing { sent: false }, false) => self.commit_offsets(now),
-            (Step::Producing, true) if failed.is_some() => self.abort(now),
-            (Step::Producing, true) => self.set_step(Step::CommittingOffsets { sent: false }),
-            (Step::CommittingOffsets { sent: false }, true) => self.commit_offsets_in_transaction(now),
-            _ => {}
-        }
-    }
-
-    fn set_step(&mut self, step: Step) {
-        if let Some(batch) = &mut self.batch {
-            batch.step = step;
-        }
-    }
-
-    fn start_batch(&mut self, now: Instant) {
-        if self.queued.is_empty() || !self.is_stable() {
-            return;
-        }
-        if self.transactional && !self.producer.is_ready_for_transaction() {
-            return;
-        }
-        let group_metadata = self.consumer.group().and_then(|member| Some((member.generation(), member.member_id()?.clone())));
-        let inputs = std::mem::take(&mut self.queued);
-        let outputs: Vec<Value> = inputs.iter().map(|input| input.value.pipeline_output()).collect();
-        if self.transactional {
-            self.producer.begin_transaction().expect("ready for a transaction");
-            let number = {
-                let mut progress = self.progress.lock().expect("progress lock");
-                let number = progress.next_transaction;
-                progress.next_transaction += 1;
-                progress.open_transaction = Some((number, outputs.clone()));
-                number
-            };
-            self.record(OpType::Invoke, OpBody::Txn { number, values: outputs.clone(), error: None });
-        }
-        let mut handles = BTreeSet::new();
-        for (input, value) in inputs.iter().zip(&outputs) {
-            let handle = {
-                let mut progress = self.progress.lock().expect("progress lock");
-                let handle = progress.next_handle;
-                progress.next_handle += 1;
-                progress.pending.insert(handle, *value);
-                handle
-            };
-            handles.insert(handle);
-            self.record(OpType::Invoke, OpBody::Send { value: *value, partition: None, offset: None, error: None });
-            self.producer.send(now, handle, self.to.clone(), input.key.clone(), value.encode(), &mut self.producer_out);
-        }
-        if self.transactional {
-            self.producer.send_offsets_to_transaction(self.group.clone());
-            self.producer.handle_timeout(now, &mut self.producer_out);
-        }
-        self.batch = Some(Batch { group_metadata, inputs, handles, failed: None, step: Step::Producing });
-    }
-
-    /// The next offset to read of each owned partition in the batch.
-    fn batch_offsets(&self) -> Vec<(TopicPartition, Offset)> {
-        let owned: Vec<TopicPartition> = self.consumer.group().map(|member| member.owned().to_vec()).unwrap_or_default();
-        let mut offsets: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
-        for input in self.batch.iter().flat_map(|batch| &batch.inputs) {
-            let next = offsets.entry(input.partition.clone()).or_insert(input.offset.next());
-            *next = (*next).max(input.offset.next());
-        }
-        offsets.into_iter().filter(|(partition, _)| owned.contains(partition)).collect()
-    }
-
-    /// at-least-once: every output acknowledged, the offsets are committed.
-    fn commit_offsets(&mut self, now: Instant) {
-        if !self.consumer.can_commit() {
-            return;
-        }
-        let offsets = self.batch_offsets();
-        if offsets.is_empty() {
-            // Every partition of the batch was revoked: its next owner reads it again.
-            self.batch = None;
-            return;
-        }
-        let generation = self.consumer.group().map_or(-1, |member| member.generation().0);
-        if self.consumer.commit(now, offsets.clone(), &mut self.consumer_out) {
-            self.record(OpType::Invoke, OpBody::Commit { group: self.group.clone(), generation, offsets, error: None });
-            self.set_step(Step::Committing { sent: true });
-        }
-    }
-
-    /// exactly-once: once AddOffsetsToTxn was answered, TxnOffsetCommit (KIP-447).
-    fn commit_offsets_in_transaction(&mut self, now: Instant) {
-        if !self.producer.offsets_added(&self.group) || !self.consumer.can_commit() {
-            return;
-        }
-        let Some(identity) = self.producer.transactional_identity() else { return };
-        let Some(group_metadata) = self.batch.as_ref().and_then(|batch| batch.group_metadata.clone()) else { return self.abort(now) };
-        let offsets = self.batch_offsets();
-        if offsets.is_empty() {
-            return self.abort(now);
-        }
-        if self.consumer.txn_offset_commit(now, identity, group_metadata, offsets, &mut self.consumer_out) {
-            self.set_step(Step::CommittingOffsets { sent: true });
-        }
-    }
-
-    fn abort(&mut self, now: Instant) {
-        self.set_step(Step::Ending);
-        self.producer.abort_transaction(now, &mut self.producer_out);
-    }
-
-    fn commit_completed(&mut self, generation: i32, offsets: Vec<(TopicPartition, Offset)>, result: Result<(), ErrorCode>, auto: bool) {
-        if auto {
-            return;
-        }
-        let step = self.batch.as_ref().map(|batch| batch.step);
-        match step {
-            Some(Step::Committing { sent: true }) => {
-                let (kind, error) = match result {
-                    Ok(()) => (OpType::Ok, None),
-                    // No answer: the commit may have been applied all the same.
-                    Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),
-                    Err(error) => (OpType::Fail, Some(error.to_string())),
-                };
-                self.record(kind, OpBody::Commit { group: self.group.clone(), generation, offsets, error });
-                // A failed commit leaves the batch to be read again by whoever owns
-                // its partitions next: at least once.
-                self.batch = None;
-            }
-            Some(Step::CommittingOffsets { sent: true }) => match result {
-                Ok(()) => {
-                    self.set_step(Step::Ending);
-                    let now = self.ctx.now();
-                    self.producer.commit_transaction(now, &mut self.producer_out);
-                }
-                Err(_) => {
-                    let now = self.ctx.now();
-                    self.abort(now);
-                }
-            },
-            _ => {}
-        }
+        self.workload.settled()
     }
 }
 
 impl Machine for PipelineNode {
     fn handle_message(&mut self, now: Instant, to: NodeId, from: NodeId, message: Message, wire: &mut Wire) {
         if to == self.producer_endpoint {
-            self.producer.handle_message(now, from, message, &mut self.producer_out);
+            self.workload.producer.handle_message(now, from, message, &mut self.workload.producer_out);
         } else {
-            self.consumer.handle_message(now, from, message, &mut self.consumer_out);
+            self.workload.consumer.handle_message(now, from, message, &mut self.workload.consumer_out);
         }
-        self.step(now, wire);
+        self.workload.step(now, wire);
     }
 
     fn handle_connection(&mut self, now: Instant, at: NodeId, destination: Destination, event: ConnectionEvent, wire: &mut Wire) {
         if at == self.producer_endpoint {
-            self.producer.handle_connection(now, destination, event, &mut self.producer_out);
+            self.workload.producer.handle_connection(now, destination, event, &mut self.workload.producer_out);
         } else {
-            self.consumer.handle_connection(now, destination, event, &mut self.consumer_out);
+            self.workload.consumer.handle_connection(now, destination, event, &mut self.workload.consumer_out);
         }
-        self.step(now, wire);
+        self.workload.step(now, wire);
     }
 
     fn handle_timeout(&mut self, now: Instant, wire: &mut Wire) {
-        self.consumer.handle_timeout(now, &mut self.consumer_out);
-        self.producer.handle_timeout(now, &mut self.producer_out);
-        self.step(now, wire);
+        self.workload.consumer.handle_timeout(now, &mut self.workload.consumer_out);
+        self.workload.producer.handle_timeout(now, &mut self.workload.producer_out);
+        self.workload.step(now, wire);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        kafsim_model::time::earliest(self.consumer.next_deadline(), self.producer.next_deadline())
+        kafsim_model::time::earliest(self.workload.consumer.next_deadline(), self.workload.producer.next_deadline())
     }
 }

@@ -1,13 +1,15 @@
 //! Reports for failing seeds: the run's history and violations as text, and an
 //! HTML page with a timeline (nodes as lanes, faults as bands, operations as marks).
 
+mod escape;
 mod faults;
 mod html;
 mod locate;
 mod marks;
 mod timeline;
 
-pub use html::{escape, render_page, render_page_described};
+pub use escape::escape;
+pub use html::{render_page, render_page_described};
 
 use crate::runner::{run_seed_in_mode, RunDetail};
 use crate::scenario::Scenario;

@@ -5,7 +5,7 @@
 //! Coordinates are whole pixels computed in integers, so the output is the same
 //! on every machine.
 
-use super::html::escape;
+use super::escape::escape;
 use super::faults::{Fault, FaultTargets, FaultTimeline};
 use super::locate::Located;
 use super::marks::{bucket_marks, lane_names, Bucket};

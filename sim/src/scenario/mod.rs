@@ -183,7 +183,22 @@ pub struct Faults {
     /// max_concurrent from (default: 1 to `max_concurrent`).
     pub swarm_max_concurrent: (usize, usize),
     /// In swarm mode, the mix this run drew (and now runs with); None otherwise.
-    pub swarm: Option<crate::swarm::SwarmMix>,
+    pub swarm: Option<SwarmMix>,
+}
+
+/// The fault mix one seed drew.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SwarmMix {
+    /// Fault kind names, in the scenario's order.
+    pub kinds: Vec<String>,
+    pub interval_ms: u64,
+    pub max_concurrent: usize,
+}
+
+impl std::fmt::Display for SwarmMix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "swarm mix: kinds [{}] interval {}ms max_concurrent {}", self.kinds.join(","), self.interval_ms, self.max_concurrent)
+    }
 }
 
 impl Default for Faults {

@@ -13,6 +13,7 @@
 
 use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
 use crate::history::{OpBody, OpType};
+use crate::node::live::LiveNodes;
 use crate::scenario::{Action, FaultKind, ScheduledFault, Target};
 use kafsim_model::{Instant, NodeId, TopicPartition};
 use madsim::runtime::Handle;
@@ -49,6 +50,8 @@ pub type AppliedFaults = Arc<Mutex<Vec<ScheduledFault>>>;
 
 pub struct Nemesis {
     ctx: Arc<RunContext>,
+    /// The running nodes, read to aim at a partition's leader or replicas.
+    live: Arc<Mutex<LiveNodes>>,
     ids: BTreeMap<NodeId, madsim::task::NodeId>,
     active: Vec<Active>,
     /// Every fault applied, in concrete scripted form (for `kafsim shrink`).
@@ -63,9 +66,9 @@ pub struct Nemesis {
 }
 
 impl Nemesis {
-    pub fn new(ctx: Arc<RunContext>, ids: BTreeMap<NodeId, madsim::task::NodeId>, applied: AppliedFaults) -> Nemesis {
+    pub fn new(ctx: Arc<RunContext>, live: Arc<Mutex<LiveNodes>>, ids: BTreeMap<NodeId, madsim::task::NodeId>, applied: AppliedFaults) -> Nemesis {
         let seed = Handle::current().seed();
-        Nemesis { ctx, ids, active: Vec::new(), applied, rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321), seed, name: "nemesis".into() }
+        Nemesis { ctx, live, ids, active: Vec::new(), applied, rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6e65_6d65_7369_7321), seed, name: "nemesis".into() }
     }
 
     fn names_of(&self, nodes: &[NodeId]) -> Vec<String> {
@@ -123,13 +126,13 @@ impl Nemesis {
     }
 
     fn leader_of(&self, tp: &TopicPartition) -> Option<NodeId> {
-        let controller = self.ctx.live.lock().expect("live lock").controller()?;
+        let controller = self.live.lock().expect("live lock").controller()?;
         let controller = controller.lock().expect("controller lock");
         controller.controller.metadata().partitions.get(tp)?.leader
     }
 
     fn replicas_of(&self, tp: &TopicPartition) -> Vec<NodeId> {
-        let Some(controller) = self.ctx.live.lock().expect("live lock").controller() else { return Vec::new() };
+        let Some(controller) = self.live.lock().expect("live lock").controller() else { return Vec::new() };
         let controller = controller.lock().expect("controller lock");
         controller.controller.metadata().partitions.get(tp).map(|state| state.replicas.clone()).unwrap_or_default()
     }

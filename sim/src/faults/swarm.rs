@@ -9,32 +9,15 @@
 //! comes from a ChaCha8 generator seeded from the run seed alone, so the mix is
 //! part of the seed: `kafsim replay --swarm` draws it again, identically.
 
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::{FaultKind, Scenario, SwarmMix};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Keeps the swarm generator apart from the nemesis's, which is also seeded from the run seed.
 const SWARM_SALT: u64 = 0x7377_6172_6d21_0001;
-
-/// The fault mix one seed drew.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SwarmMix {
-    /// Fault kind names, in the scenario's order.
-    pub kinds: Vec<String>,
-    pub interval_ms: u64,
-    pub max_concurrent: usize,
-}
-
-impl fmt::Display for SwarmMix {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "swarm mix: kinds [{}] interval {}ms max_concurrent {}", self.kinds.join(","), self.interval_ms, self.max_concurrent)
-    }
-}
 
 /// Draws the mix for `seed` from the scenario's allowed ranges.
 pub fn draw(scenario: &Scenario, seed: u64) -> SwarmMix {

@@ -5,7 +5,7 @@
 //! the process); a power loss keeps only what was flushed, and may keep a prefix
 //! of the unflushed writes with the last kept batch torn (its checksum broken),
 //! which recovery must detect and cut. Checkpoints are atomic and durable.
-//! With buggify on (`crate::buggify`), a flush may be slow: its writes become
+//! With buggify on (`crate::faults::buggify`), a flush may be slow: its writes become
 //! durable only when the node's loop has stalled for the flush's duration.
 
 use kafsim_model::record::{RecordBatch, SharedBatch};
@@ -83,10 +83,10 @@ impl NodeDisk {
         match op {
             DiskOp::Append { partition, batch } => self.logs.get_or_insert_with(&partition, LogFile::default).pending.push(PendingWrite::Append(batch)),
             DiskOp::Truncate { partition, offset } => self.logs.get_or_insert_with(&partition, LogFile::default).pending.push(PendingWrite::Truncate(offset)),
-            DiskOp::Flush { partition } if crate::buggify::fires(crate::buggify::Point::SlowFlush) => {
+            DiskOp::Flush { partition } if crate::faults::buggify::fires(crate::faults::buggify::Point::SlowFlush) => {
                 let covered = self.logs.get_or_insert_with(&partition, LogFile::default).pending.len();
                 self.slow_flushes.push((partition, covered));
-                self.stall_micros = self.stall_micros.max(crate::buggify::draw_micros(20, 2_000));
+                self.stall_micros = self.stall_micros.max(crate::faults::buggify::draw_micros(20, 2_000));
             }
             DiskOp::Flush { partition } => self.logs.get_or_insert_with(&partition, LogFile::default).flush(),
             DiskOp::Checkpoint(checkpoint) => {

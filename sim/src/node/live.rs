@@ -1,0 +1,75 @@
+//! Handles on the live state of each node of a run, for the nemesis (which
+//! aims at a partition's leader) and for the end of the run (the drain's checks
+//! and the final snapshot).
+
+use super::broker::BrokerNode;
+use super::consumer::ConsumerNode;
+use super::controller::ControllerNode;
+use super::pipeline::PipelineNode;
+use super::producer::ProducerNode;
+use kafsim_model::NodeId;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, Weak};
+
+/// Handles on the live state of each node, replaced at every restart. They are
+/// weak: a node's state belongs to its running task, so a killed node's state
+/// goes with it, and nodes (which hold the context) never keep themselves alive
+/// through the context.
+#[derive(Default)]
+pub struct LiveNodes {
+    controller: Option<Weak<Mutex<ControllerNode>>>,
+    brokers: BTreeMap<NodeId, Weak<Mutex<BrokerNode>>>,
+    producers: BTreeMap<NodeId, Weak<Mutex<ProducerNode>>>,
+    consumers: BTreeMap<NodeId, Weak<Mutex<ConsumerNode>>>,
+    pipelines: BTreeMap<NodeId, Weak<Mutex<PipelineNode>>>,
+}
+
+fn upgrade_all<T>(nodes: &BTreeMap<NodeId, Weak<T>>) -> Vec<(NodeId, Arc<T>)> {
+    nodes.iter().filter_map(|(id, node)| node.upgrade().map(|node| (*id, node))).collect()
+}
+
+impl LiveNodes {
+    pub fn set_controller(&mut self, node: &Arc<Mutex<ControllerNode>>) {
+        self.controller = Some(Arc::downgrade(node));
+    }
+
+    pub fn set_broker(&mut self, id: NodeId, node: &Arc<Mutex<BrokerNode>>) {
+        self.brokers.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn set_producer(&mut self, id: NodeId, node: &Arc<Mutex<ProducerNode>>) {
+        self.producers.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn set_consumer(&mut self, id: NodeId, node: &Arc<Mutex<ConsumerNode>>) {
+        self.consumers.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn set_pipeline(&mut self, id: NodeId, node: &Arc<Mutex<PipelineNode>>) {
+        self.pipelines.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn pipelines(&self) -> Vec<(NodeId, Arc<Mutex<PipelineNode>>)> {
+        upgrade_all(&self.pipelines)
+    }
+
+    pub fn controller(&self) -> Option<Arc<Mutex<ControllerNode>>> {
+        self.controller.as_ref()?.upgrade()
+    }
+
+    pub fn broker(&self, id: NodeId) -> Option<Arc<Mutex<BrokerNode>>> {
+        self.brokers.get(&id)?.upgrade()
+    }
+
+    pub fn brokers(&self) -> Vec<(NodeId, Arc<Mutex<BrokerNode>>)> {
+        upgrade_all(&self.brokers)
+    }
+
+    pub fn producers(&self) -> Vec<(NodeId, Arc<Mutex<ProducerNode>>)> {
+        upgrade_all(&self.producers)
+    }
+
+    pub fn consumers(&self) -> Vec<(NodeId, Arc<Mutex<ConsumerNode>>)> {
+        upgrade_all(&self.consumers)
+    }
+}
