@@ -1,71 +1,41 @@
-//! A consumer workload node: reads its topic through Kafka's consumer and records
-//! each poll (partition, offset, value) and each seek.
-//!
-//! Without a group it assigns itself every partition and only reads. In a group
-//! it also plays the application of DESIGN §4 `delivery`, recording each step:
-//! - at-least-once: process each polled batch at once, then commit the positions;
-//!   a crash between the two means the next owner processes the batch again.
-//! - at-most-once: commit the positions first, process the batch only once the
-//!   commit succeeded; a crash between the two means nobody ever processes it.
-//!
-//! Commits are synchronous (one in flight, as `commitSync`); batches polled while
-//! one is out wait for the next. Assignments and revocations are recorded with
-//! their generation.
+//! A consumer node: Kafka's consumer driven by the network and the clock, and
+//! the consumer workload (`workload::consumer`) recording what it reads and
+//! playing the application of a group member.
 
 use super::{Machine, Wire};
 use crate::context::RunContext;
-use crate::history::{OpBody, OpType, PolledRecord, Value};
-use crate::scenario::Delivery;
+use crate::workload::consumer::ConsumerWorkload;
 use kafsim_model::client::consumer::{Consumer, ConsumerEvent};
 use kafsim_model::net::{ConnectionEvent, Destination};
 use kafsim_model::node::{Node, Outbox};
 use kafsim_model::protocol::Message;
-use kafsim_model::error::ErrorCode;
-use kafsim_model::{Instant, NodeId, Offset, TopicPartition};
+use kafsim_model::{Instant, NodeId};
 use std::cell::Cell;
 use std::sync::Arc;
 
-/// The application side of a group consumer.
-struct Application {
-    group: Arc<str>,
-    delivery: Delivery,
-    /// at-most-once: polled batches not yet processed, waiting for their commit.
-    unprocessed: Vec<Vec<PolledRecord>>,
-    /// How many of `unprocessed` the commit in flight covers.
-    covered: Option<usize>,
-    /// at-least-once: processed records whose positions are not committed yet.
-    uncommitted: bool,
-}
-
 pub struct ConsumerNode {
-    ctx: Arc<RunContext>,
-    name: Arc<str>,
     consumer: Consumer,
     /// `consumer.next_deadline()`, kept until the consumer is next touched: the
     /// driver asks twice on a wake that times out, and only the two `Machine`
     /// handlers (and what they call) change the consumer, which others only read.
     consumer_deadline: Cell<Option<Option<Instant>>>,
     out: Outbox<ConsumerEvent>,
-    application: Option<Application>,
+    workload: ConsumerWorkload,
 }
 
 impl ConsumerNode {
     pub fn start(ctx: Arc<RunContext>, id: NodeId, spec: usize, number: u32) -> ConsumerNode {
-        let name = ctx.roster.entry(id).name.clone();
+        let now = ctx.now();
         let spec = &ctx.scenario.consumers[spec];
-        ctx.record(&name, OpType::Invoke, OpBody::ClientStart);
+        let group: Option<Arc<str>> = spec.group.as_deref().map(Arc::from);
+        let workload = ConsumerWorkload::start(now, ctx.recorder(ctx.roster.entry(id).name.clone()), group.clone(), spec.delivery);
         let topics = vec![spec.topic.as_str().into()];
-        let jitter_seed = super::jitter_seed(id, ctx.now());
-        let (consumer, application) = match &spec.group {
-            None => (Consumer::new(spec.config.clone(), topics, ctx.roster.brokers(), number as usize, jitter_seed), None),
-            Some(group) => {
-                let group: Arc<str> = group.as_str().into();
-                let consumer = Consumer::subscribe(spec.config.clone(), topics, group.clone(), ctx.roster.brokers(), number as usize, jitter_seed);
-                let application = Application { group, delivery: spec.delivery, unprocessed: Vec::new(), covered: None, uncommitted: false };
-                (consumer, Some(application))
-            }
+        let jitter_seed = super::jitter_seed(id, now);
+        let consumer = match group {
+            None => Consumer::new(spec.config.clone(), topics, ctx.roster.brokers(), number as usize, jitter_seed),
+            Some(group) => Consumer::subscribe(spec.config.clone(), topics, group, ctx.roster.brokers(), number as usize, jitter_seed),
         };
-        ConsumerNode { name, consumer, consumer_deadline: Cell::new(None), out: Outbox::new(id), ctx, application }
+        ConsumerNode { consumer, consumer_deadline: Cell::new(None), out: Outbox::new(id), workload }
     }
 
     pub fn consumer(&self) -> &Consumer {
@@ -74,167 +44,16 @@ impl ConsumerNode {
 
     /// Whether the application has nothing left to process or commit.
     pub fn settled(&self) -> bool {
-        self.application.as_ref().is_none_or(|application| application.unprocessed.is_empty() && !application.uncommitted && application.covered.is_none())
+        self.workload.settled()
     }
 
-    fn record(&self, kind: OpType, body: OpBody) {
-        self.ctx.record(&self.name, kind, body);
-    }
-
-    /// Records what the consumer reported, and carries out what that leads to
-    /// (a commit), until nothing is left. The two event buffers trade places so
-    /// neither is allocated anew per step.
-    fn carry_out(&mut self, now: Instant) {
-        let mut events = Vec::new();
-        loop {
-            self.maybe_commit(now);
-            if self.out.events.is_empty() {
-                break;
-            }
-            std::mem::swap(&mut events, &mut self.out.events);
-            for event in events.drain(..) {
-                self.handle_event(event);
-            }
-        }
-    }
-
-    fn handle_event(&mut self, event: ConsumerEvent) {
-        match event {
-            ConsumerEvent::Records(records) => {
-                let records: Vec<PolledRecord> = records
-                    .into_iter()
-                    .filter_map(|(partition, offset, record)| Value::decode(&record.value).map(|value| PolledRecord { partition, offset, value }))
-                    .collect();
-                // Only an application keeps the records once the poll is recorded.
-                if self.application.is_some() && !records.is_empty() {
-                    self.record(OpType::Ok, OpBody::Poll { records: records.clone() });
-                    self.polled(records);
-                } else {
-                    self.record(OpType::Ok, OpBody::Poll { records });
-                }
-            }
-            ConsumerEvent::Seek { partition, offset, reason } => {
-                self.record(OpType::Ok, OpBody::Seek { partition, offset, reason: reason.to_string() });
-            }
-            ConsumerEvent::Error { partition, error } => {
-                let reason = format!("{error}: position lost, auto.offset.reset=none");
-                self.record(OpType::Fail, OpBody::Seek { partition, offset: Offset(0), reason });
-            }
-            ConsumerEvent::Assigned { generation, partitions } => {
-                let group = self.group_name();
-                self.record(OpType::Ok, OpBody::Assign { group, generation: generation.0, partitions });
-            }
-            ConsumerEvent::Revoked { generation, partitions, reason } => {
-                self.revoked(&partitions);
-                let group = self.group_name();
-                self.record(OpType::Ok, OpBody::Revoke { group, generation: generation.0, partitions, reason: reason.to_string() });
-            }
-            ConsumerEvent::CommitCompleted { generation, offsets, result, auto } => self.commit_completed(generation.0, offsets, result, auto),
-        }
-    }
-
-    fn group_name(&self) -> Arc<str> {
-        self.application.as_ref().map_or_else(|| Arc::from(""), |application| application.group.clone())
-    }
-
-    fn polled(&mut self, records: Vec<PolledRecord>) {
-        let Some(application) = &mut self.application else { return };
-        if records.is_empty() {
-            return;
-        }
-        match application.delivery {
-            Delivery::AtMostOnce => application.unprocessed.push(records),
-            Delivery::AtLeastOnce | Delivery::ExactlyOnce => {
-                application.uncommitted = true;
-                let group = application.group.clone();
-                self.record(OpType::Ok, OpBody::Process { group, records });
-            }
-        }
-    }
-
-    /// at-most-once: batches of revoked partitions that no commit covers are dropped
-    /// unprocessed; the next owner reads them again from the committed offset.
-    fn revoked(&mut self, partitions: &[TopicPartition]) {
-        let Some(application) = &mut self.application else { return };
-        let keep_from = application.covered.unwrap_or(0);
-        let mut index = 0;
-        application.unprocessed.retain_mut(|batch| {
-            let covered = index < keep_from;
-            index += 1;
-            if !covered {
-                batch.retain(|record| !partitions.contains(&record.partition));
-            }
-            covered || !batch.is_empty()
-        });
-    }
-
-    fn maybe_commit(&mut self, now: Instant) {
-        let Some(application) = &self.application else { return };
-        if application.covered.is_some() || !self.consumer.can_commit() {
-            return;
-        }
-        let wanted = match application.delivery {
-            Delivery::AtMostOnce => !application.unprocessed.is_empty(),
-            Delivery::AtLeastOnce | Delivery::ExactlyOnce => application.uncommitted,
-        };
-        if !wanted {
-            return;
-        }
-        let offsets = self.consumer.committable_offsets();
-        let generation = self.consumer.group().map_or(-1, |group| group.generation().0);
-        let group = application.group.clone();
-        let covering = application.unprocessed.len();
-        if !self.consumer.commit(now, offsets.clone(), &mut self.out) {
-            return;
-        }
-        let application = self.application.as_mut().expect("checked above");
-        application.covered = Some(covering);
-        application.uncommitted = false;
-        self.record(OpType::Invoke, OpBody::Commit { group, generation, offsets, error: None });
-    }
-
-    fn commit_completed(&mut self, generation: i32, offsets: Vec<(TopicPartition, Offset)>, result: Result<(), ErrorCode>, auto: bool) {
-        let group = self.group_name();
-        let (kind, error) = match result {
-            Ok(()) => (OpType::Ok, None),
-            // No answer: the commit may have been applied all the same.
-            Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),
-            Err(error) => (OpType::Fail, Some(error.to_string())),
-        };
-        if auto {
-            self.record(OpType::Invoke, OpBody::Commit { group: group.clone(), generation, offsets: offsets.clone(), error: None });
-        }
-        self.record(kind, OpBody::Commit { group: group.clone(), generation, offsets, error });
-        let Some(application) = &mut self.application else { return };
-        if auto {
-            return;
-        }
-        let covered = application.covered.take().unwrap_or(0).min(application.unprocessed.len());
-        let batches: Vec<Vec<PolledRecord>> = application.unprocessed.drain(..covered).collect();
-        match (application.delivery, kind) {
-            // Committed: now the covered batches are processed.
-            (Delivery::AtMostOnce, OpType::Ok) => {
-                for records in batches {
-                    self.record(OpType::Ok, OpBody::Process { group: group.clone(), records });
-                }
-            }
-            // Not (known to be) committed: dropped unprocessed, at most once.
-            (Delivery::AtMostOnce, _) => {}
-            // at-least-once: a failed commit is retried with the next one.
-            (_, OpType::Ok) => {}
-            (_, _) => application.uncommitted = true,
-        }
-    }
-}
-
-impl ConsumerNode {
     /// Runs one step of the consumer with the wire's buffers as its own, then
-    /// records what it reported.
+    /// has the workload record what it reported.
     fn step(&mut self, now: Instant, wire: &mut Wire, step: impl FnOnce(&mut Consumer, &mut Outbox<ConsumerEvent>)) {
         self.consumer_deadline.set(None);
         self.out.swap_wire(wire);
         step(&mut self.consumer, &mut self.out);
-        self.carry_out(now);
+        self.workload.carry_out(now, &mut self.consumer, &mut self.out);
         self.out.swap_wire(wire);
     }
 }

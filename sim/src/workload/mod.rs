@@ -4,6 +4,7 @@
 //! events and lets it decide the next call, and the workload records the
 //! operations the checkers judge.
 
+pub mod consumer;
 pub mod pipeline;
 pub mod producer;
 pub mod values;
