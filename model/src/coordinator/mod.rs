@@ -14,6 +14,7 @@
 //! an append committed or failed (`write_completed`).
 
 pub mod group;
+pub mod runtime;
 pub mod txn;
 
 use crate::config::BrokerConfig;

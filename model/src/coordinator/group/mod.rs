@@ -27,7 +27,8 @@ pub mod protocol;
 pub mod records;
 pub mod state;
 
-use super::{decode_record, encode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
+use super::runtime::{BarrierOutcome, CoordinatorRuntime};
+use super::{decode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::config::BrokerConfig;
 use crate::protocol::Message;
 use crate::error::ErrorCode;
@@ -45,23 +46,17 @@ enum PendingWrite {
     Group { group_id: Arc<str>, generation: Generation },
     Commit { group_id: Arc<str>, client: NodeId, correlation_id: u64, offsets: Vec<(TopicPartition, Offset)> },
     TxnCommit { group_id: Arc<str>, client: NodeId, correlation_id: u64, producer_id: ProducerId, offsets: Vec<(TopicPartition, Offset)> },
-    /// The write that proves a freshly loaded partition's log is committed.
-    Barrier { partition: u32 },
 }
-
-/// How long a coordinator waits before writing a failed load barrier again.
-const BARRIER_RETRY_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Per group, per producer id, the offsets of its open transaction.
 type PendingTransactionalOffsets = BTreeMap<Arc<str>, BTreeMap<ProducerId, BTreeMap<TopicPartition, Offset>>>;
 
 pub struct GroupCoordinator {
     config: BrokerConfig,
-    /// The internal partitions this broker leads, with the leader epoch it loaded them at.
-    loaded: BTreeMap<u32, LeaderEpoch>,
+    /// The partitions it leads, their loading and its write tokens.
+    runtime: CoordinatorRuntime,
     groups: BTreeMap<Arc<str>, Group>,
     pending: BTreeMap<WriteToken, PendingWrite>,
-    next_token: u64,
     /// Member ids are `<client node>-<coordinator epoch>-<counter>`: unique without
     /// randomness, since every new leadership of a partition has a higher epoch.
     next_member: u64,
@@ -70,14 +65,11 @@ pub struct GroupCoordinator {
     farewells: Vec<(NodeId, Message)>,
     /// KIP-98: offsets committed in transactions not yet ended by a marker.
     pending_transactional_offsets: PendingTransactionalOffsets,
-    /// Loaded partitions that serve nothing yet: their barrier write is out, or
-    /// failed and is due again at the given time.
-    loading: BTreeMap<u32, Option<Instant>>,
 }
 
 impl GroupCoordinator {
     pub fn new(config: BrokerConfig) -> GroupCoordinator {
-        GroupCoordinator { config, loaded: BTreeMap::new(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_token: 0, next_member: 0, farewells: Vec::new(), pending_transactional_offsets: BTreeMap::new(), loading: BTreeMap::new() }
+        GroupCoordinator { config, runtime: CoordinatorRuntime::default(), groups: BTreeMap::new(), pending: BTreeMap::new(), next_member: 0, farewells: Vec::new(), pending_transactional_offsets: BTreeMap::new() }
     }
 
     fn partition_of(&self, group_id: &str) -> u32 {
@@ -87,13 +79,7 @@ impl GroupCoordinator {
     /// The group's state, or why this broker cannot serve it.
     fn check_coordinator(&self, group_id: &str) -> Result<u32, ErrorCode> {
         let partition = self.partition_of(group_id);
-        if self.loading.contains_key(&partition) {
-            Err(ErrorCode::CoordinatorLoadInProgress)
-        } else if self.loaded.contains_key(&partition) {
-            Ok(partition)
-        } else {
-            Err(ErrorCode::NotCoordinator)
-        }
+        self.runtime.serves(partition).map(|()| partition)
     }
 
     fn group_mut(&mut self, group_id: &Arc<str>) -> &mut Group {
@@ -101,27 +87,12 @@ impl GroupCoordinator {
         self.groups.entry(group_id.clone()).or_insert_with(|| Group::new(group_id.clone(), delay))
     }
 
-    /// The loaded log may end in records that were never committed and that the
-    /// next election could truncate; serving them (an offset a client was told
-    /// failed, say) would be wrong. So nothing is served until a barrier record
-    /// appended after them commits, which proves them committed too. KIP-848's
-    /// coordinator runtime likewise exposes only state at the high watermark.
-    fn write_barrier(&mut self, partition: u32, out: &mut Vec<CoordinatorEffect>) {
-        let epoch = self.loaded.get(&partition).map_or(0, |epoch| epoch.0);
-        self.next_token += 1;
-        let token = WriteToken(self.next_token);
-        self.pending.insert(token, PendingWrite::Barrier { partition });
-        self.loading.insert(partition, None);
-        out.push(CoordinatorEffect::Append { partition, records: vec![encode_record("__barrier", &epoch)], token, producer: None });
-    }
-
     fn write(&mut self, partition: u32, records: Vec<GroupLogRecord>, pending: PendingWrite, out: &mut Vec<CoordinatorEffect>) {
         self.write_as(partition, records, pending, None, out);
     }
 
     fn write_as(&mut self, partition: u32, records: Vec<GroupLogRecord>, pending: PendingWrite, producer: Option<(ProducerId, u16)>, out: &mut Vec<CoordinatorEffect>) {
-        self.next_token += 1;
-        let token = WriteToken(self.next_token);
+        let token = self.runtime.next_token();
         self.pending.insert(token, pending);
         out.push(CoordinatorEffect::Append { partition, records: records.iter().map(GroupLogRecord::encode).collect(), token, producer });
     }
@@ -182,7 +153,7 @@ impl GroupCoordinator {
                     return send(out, GroupMessage::JoinGroupResponse { correlation_id, result: Err(error) });
                 }
                 self.next_member += 1;
-                let epoch = self.loaded[&self.partition_of(&group_id)];
+                let epoch = self.runtime.epoch(self.partition_of(&group_id)).expect("a served partition is loaded");
                 let new_member_id: MemberId = format!("{}-{}-{}", from.0, epoch.0, self.next_member).into();
                 self.group_mut(&group_id).handle_join(now, from, correlation_id, member_id, new_member_id, session_timeout, rebalance_timeout, protocols, subscription, &mut effects);
             }
@@ -257,12 +228,11 @@ impl Coordinator for GroupCoordinator {
     /// Replays the partition's log: the last group record of each group is its
     /// state, and the last offset record per partition its committed offset.
     fn load(&mut self, now: Instant, partition: u32, leader_epoch: LeaderEpoch, batches: &[SharedBatch], out: &mut Vec<CoordinatorEffect>) {
-        if let Some(epoch) = self.loaded.get_mut(&partition) {
+        if self.runtime.bump_epoch(partition, leader_epoch) {
             // Elected again without losing the partition in between (a leader
             // epoch bump): Kafka's GroupMetadataManager keeps a partition it
             // already owns (`addLoadingPartition`), so the groups in memory, and
             // the requests parked in them, stay as they are.
-            *epoch = leader_epoch;
             return;
         }
         let delay = self.config.group_initial_rebalance_delay;
@@ -313,13 +283,11 @@ impl Coordinator for GroupCoordinator {
             !producers.is_empty()
         });
         self.pending_transactional_offsets.extend(pending);
-        self.loaded.insert(partition, leader_epoch);
-        self.write_barrier(partition, out);
+        self.runtime.load(partition, leader_epoch, out);
     }
 
     fn unload(&mut self, partition: u32) {
-        self.loaded.remove(&partition);
-        self.loading.remove(&partition);
+        self.runtime.unload(partition);
         let count = self.config.offsets_topic_num_partitions;
         self.pending_transactional_offsets.retain(|group_id, _| partition_for(group_id, count) != partition);
         let mut effects = Vec::new();
@@ -344,22 +312,14 @@ impl Coordinator for GroupCoordinator {
     }
 
     fn write_completed(&mut self, now: Instant, token: WriteToken, result: Result<Offset, ErrorCode>, out: &mut Vec<CoordinatorEffect>) {
+        if let Some(outcome) = self.runtime.barrier_completed(now, token, &result) {
+            if let BarrierOutcome::Serving(partition) = outcome {
+                tracing::info!(partition, "group coordinator serves its partition: the load barrier committed");
+            }
+            return;
+        }
         let Some(pending) = self.pending.remove(&token) else { return };
         match pending {
-            PendingWrite::Barrier { partition } => {
-                if !self.loaded.contains_key(&partition) {
-                    return;
-                }
-                match result {
-                    Ok(_) => {
-                        self.loading.remove(&partition);
-                        tracing::info!(partition, "group coordinator serves its partition: the load barrier committed");
-                    }
-                    Err(_) => {
-                        self.loading.insert(partition, Some(now + BARRIER_RETRY_BACKOFF));
-                    }
-                }
-            }
             PendingWrite::Group { group_id, generation } => {
                 let mut effects = Vec::new();
                 if let Some(group) = self.groups.get_mut(&group_id) {
@@ -372,7 +332,7 @@ impl Coordinator for GroupCoordinator {
                     Ok(_) => {
                         if let Some(group) = self.groups.get_mut(&group_id) {
                             group.offsets.extend(offsets);
-                        } else if self.loaded.contains_key(&self.partition_of(&group_id)) {
+                        } else if self.runtime.is_loaded(self.partition_of(&group_id)) {
                             let mut group = Group::new(group_id.clone(), self.config.group_initial_rebalance_delay);
                             group.offsets.extend(offsets);
                             self.groups.insert(group_id, group);
@@ -400,10 +360,7 @@ impl Coordinator for GroupCoordinator {
 
     fn handle_timeout(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
         out.extend(self.farewells.drain(..).map(|(to, message)| CoordinatorEffect::Send { to, message }));
-        let due: Vec<u32> = self.loading.iter().filter(|(_, retry_at)| retry_at.is_some_and(|at| at <= now)).map(|(partition, _)| *partition).collect();
-        for partition in due {
-            self.write_barrier(partition, out);
-        }
+        self.runtime.retry_barriers(now, out);
         let due: Vec<Arc<str>> = self.groups.iter().filter(|(_, group)| group.next_deadline().is_some_and(|deadline| deadline <= now)).map(|(id, _)| id.clone()).collect();
         for group_id in due {
             let mut effects = Vec::new();
@@ -418,7 +375,7 @@ impl Coordinator for GroupCoordinator {
         if !self.farewells.is_empty() {
             return Some(Instant::ZERO);
         }
-        let barriers = self.loading.values().flatten().min().copied();
+        let barriers = self.runtime.next_deadline();
         self.groups.values().fold(barriers, |deadline, group| earliest(deadline, group.next_deadline()))
     }
 }

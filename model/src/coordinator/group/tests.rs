@@ -3,6 +3,7 @@
 
 use super::protocol::{Generation, GroupMessage, JoinResult, Subscription};
 use super::*;
+use crate::coordinator::runtime::BARRIER_RETRY_BACKOFF;
 use crate::record::RecordBatch;
 use std::time::Duration;
 

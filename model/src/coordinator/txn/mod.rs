@@ -20,6 +20,7 @@ pub mod state;
 
 use self::protocol::TxnMessage;
 use self::state::{TxnMetadata, TxnPhase};
+use super::runtime::{BarrierOutcome, CoordinatorRuntime};
 use super::{decode_record, encode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
 use crate::config::BrokerConfig;
 use crate::protocol::{ClusterMetadata, Message};
@@ -75,19 +76,14 @@ struct Entry {
 pub struct TransactionCoordinator {
     config: BrokerConfig,
     metadata: Arc<ClusterMetadata>,
-    /// Owned partitions of `__transaction_state` and their coordinator epochs.
-    loaded: BTreeMap<u32, LeaderEpoch>,
+    /// The partitions of `__transaction_state` it leads, their loading and its write tokens.
+    runtime: CoordinatorRuntime,
     entries: BTreeMap<String, Entry>,
     writes: BTreeMap<WriteToken, String>,
     markers_in_flight: BTreeMap<u64, (String, TopicPartition)>,
-    next_token: u64,
     next_correlation_id: u64,
     /// Per owned partition, the next producer id counter.
     next_producer_id: BTreeMap<u32, u64>,
-    /// Loaded partitions whose barrier write has not committed yet.
-    loading: BTreeMap<u32, WriteToken>,
-    /// Loaded partitions whose barrier write failed, and when to try again.
-    barrier_retry: BTreeMap<u32, Instant>,
 }
 
 /// Producer ids handed out by transaction coordinators: a high bit no
@@ -101,29 +97,13 @@ impl TransactionCoordinator {
         TransactionCoordinator {
             config,
             metadata: Arc::new(ClusterMetadata::default()),
-            loaded: BTreeMap::new(),
+            runtime: CoordinatorRuntime::default(),
             entries: BTreeMap::new(),
             writes: BTreeMap::new(),
             markers_in_flight: BTreeMap::new(),
-            next_token: 0,
             next_correlation_id: 0,
             next_producer_id: BTreeMap::new(),
-            loading: BTreeMap::new(),
-            barrier_retry: BTreeMap::new(),
         }
-    }
-
-    /// Appends the barrier record that proves the loaded log committed.
-    fn write_barrier(&mut self, partition: u32, out: &mut Vec<CoordinatorEffect>) {
-        self.next_token += 1;
-        let token = WriteToken(self.next_token);
-        let epoch = self.loaded.get(&partition).map_or(0, |epoch| epoch.0);
-        out.push(CoordinatorEffect::Append { partition, records: vec![encode_record("__barrier", &epoch)], token, producer: None });
-        self.loading.insert(partition, token);
-    }
-
-    fn is_loading(&self, partition: u32) -> bool {
-        self.loading.contains_key(&partition) || self.barrier_retry.contains_key(&partition)
     }
 
     /// The broker's latest metadata, to find the leaders markers go to.
@@ -133,13 +113,7 @@ impl TransactionCoordinator {
 
     fn owner(&self, transactional_id: &str) -> Result<u32, ErrorCode> {
         let partition = partition_for(transactional_id, self.config.transaction_state_log_num_partitions);
-        if !self.loaded.contains_key(&partition) {
-            Err(ErrorCode::NotCoordinator)
-        } else if self.is_loading(partition) {
-            Err(ErrorCode::CoordinatorLoadInProgress)
-        } else {
-            Ok(partition)
-        }
+        self.runtime.serves(partition).map(|()| partition)
     }
 
     fn reply(out: &mut Vec<CoordinatorEffect>, reply: Reply, result: Result<&TxnMetadata, ErrorCode>) {
@@ -156,8 +130,7 @@ impl TransactionCoordinator {
 
     /// Writes `next` for `transactional_id`; it takes effect when committed.
     fn write(&mut self, transactional_id: &str, next: TxnMetadata, reply: Option<Reply>, out: &mut Vec<CoordinatorEffect>) {
-        self.next_token += 1;
-        let token = WriteToken(self.next_token);
+        let token = self.runtime.next_token();
         let entry = self.entries.get_mut(transactional_id).expect("writes are for loaded entries");
         assert!(entry.pending.is_none(), "one write at a time per transactional id");
         out.push(CoordinatorEffect::Append { partition: entry.partition, records: vec![encode_record(transactional_id, &next)], token, producer: None });
@@ -270,7 +243,7 @@ impl TransactionCoordinator {
     /// completion once every marker is in.
     fn advance(&mut self, now: Instant, transactional_id: &str, out: &mut Vec<CoordinatorEffect>) {
         let Some(entry) = self.entries.get(transactional_id) else { return };
-        if !entry.meta.phase.is_prepare() || entry.pending.is_some() || entry.retry_at.is_some_and(|at| at > now) || self.is_loading(entry.partition) {
+        if !entry.meta.phase.is_prepare() || entry.pending.is_some() || entry.retry_at.is_some_and(|at| at > now) || self.runtime.is_loading(entry.partition) {
             return;
         }
         if entry.markers.remaining.is_empty() {
@@ -279,7 +252,7 @@ impl TransactionCoordinator {
             }
             return;
         }
-        let coordinator_epoch = self.loaded.get(&entry.partition).map_or(0, |epoch| epoch.0);
+        let coordinator_epoch = self.runtime.epoch(entry.partition).map_or(0, |epoch| epoch.0);
         let due: Vec<TopicPartition> = entry
             .markers
             .remaining
@@ -325,7 +298,6 @@ impl Coordinator for TransactionCoordinator {
 
     fn load(&mut self, now: Instant, partition: u32, leader_epoch: LeaderEpoch, batches: &[SharedBatch], out: &mut Vec<CoordinatorEffect>) {
         self.unload(partition);
-        self.loaded.insert(partition, leader_epoch);
         let mut states: BTreeMap<String, TxnMetadata> = BTreeMap::new();
         let mut counter = 1;
         for batch in batches {
@@ -348,13 +320,11 @@ impl Coordinator for TransactionCoordinator {
         }
         // Nothing is served, and no marker written, from a log that may not be
         // committed: the barrier's commit proves the loaded state is.
-        self.write_barrier(partition, out);
+        self.runtime.load(partition, leader_epoch, out);
     }
 
     fn unload(&mut self, partition: u32) {
-        self.loaded.remove(&partition);
-        self.loading.remove(&partition);
-        self.barrier_retry.remove(&partition);
+        self.runtime.unload(partition);
         let gone: Vec<String> = self.entries.iter().filter(|(_, entry)| entry.partition == partition).map(|(id, _)| id.clone()).collect();
         for transactional_id in &gone {
             self.entries.remove(transactional_id);
@@ -397,12 +367,8 @@ impl Coordinator for TransactionCoordinator {
     }
 
     fn write_completed(&mut self, now: Instant, token: WriteToken, result: Result<Offset, ErrorCode>, out: &mut Vec<CoordinatorEffect>) {
-        if let Some(partition) = self.loading.iter().find(|(_, barrier)| **barrier == token).map(|(partition, _)| *partition) {
-            self.loading.remove(&partition);
-            if result.is_err() {
-                self.barrier_retry.insert(partition, now + RETRY_BACKOFF);
-                return;
-            }
+        if let Some(outcome) = self.runtime.barrier_completed(now, token, &result) {
+            let BarrierOutcome::Serving(partition) = outcome else { return };
             let prepared: Vec<String> =
                 self.entries.iter().filter(|(_, entry)| entry.partition == partition && entry.meta.phase.is_prepare()).map(|(id, _)| id.clone()).collect();
             for transactional_id in prepared {
@@ -442,17 +408,11 @@ impl Coordinator for TransactionCoordinator {
     }
 
     fn handle_timeout(&mut self, now: Instant, out: &mut Vec<CoordinatorEffect>) {
-        let due: Vec<u32> = self.barrier_retry.iter().filter(|(_, at)| **at <= now).map(|(partition, _)| *partition).collect();
-        for partition in due {
-            self.barrier_retry.remove(&partition);
-            if self.loaded.contains_key(&partition) {
-                self.write_barrier(partition, out);
-            }
-        }
+        self.runtime.retry_barriers(now, out);
         let ids: Vec<String> = self.entries.keys().cloned().collect();
         for transactional_id in ids {
             let entry = &self.entries[&transactional_id];
-            if entry.pending.is_some() || self.is_loading(entry.partition) {
+            if entry.pending.is_some() || self.runtime.is_loading(entry.partition) {
                 continue;
             }
             if entry.retry_at.is_some_and(|at| at <= now) {
@@ -472,9 +432,9 @@ impl Coordinator for TransactionCoordinator {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let mut deadline = self.barrier_retry.values().min().copied();
+        let mut deadline = self.runtime.next_deadline();
         for entry in self.entries.values() {
-            if entry.pending.is_some() || self.is_loading(entry.partition) {
+            if entry.pending.is_some() || self.runtime.is_loading(entry.partition) {
                 continue;
             }
             deadline = earliest(deadline, entry.retry_at);
