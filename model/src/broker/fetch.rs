@@ -125,12 +125,7 @@ impl Broker {
     }
 
     pub(super) fn offsets_for_leader_epoch(&self, tp: &TopicPartition, current_leader_epoch: LeaderEpoch, requested: LeaderEpoch) -> Result<EpochEndOffset, ErrorCode> {
-        let partition = self.validate_leader(tp, current_leader_epoch)?;
-        let answer = partition.log.epochs().end_offset_for(requested, partition.log_end_offset());
-        Ok(match answer {
-            Some((epoch, end_offset)) => EpochEndOffset { leader_epoch: Some(epoch), end_offset },
-            None => EpochEndOffset { leader_epoch: None, end_offset: Offset(0) },
-        })
+        Ok(self.validate_leader(tp, current_leader_epoch)?.epoch_end_offset(requested))
     }
 }
 

@@ -9,10 +9,8 @@ use crate::node::Outbox;
 use crate::partition::Role;
 use crate::protocol::{EpochEndOffset, FetchPartition, FetchedData, Message};
 use crate::error::ErrorCode;
-use crate::record::{ProducerStamp, RecordBatch};
 use crate::time::Instant;
-use crate::types::{NodeId, Offset, TopicPartition};
-use std::sync::Arc;
+use crate::types::{NodeId, TopicPartition};
 
 impl Broker {
     /// For each leader with an idle fetcher: first find divergence for partitions
@@ -130,22 +128,7 @@ impl Broker {
                     continue;
                 }
             };
-            let local_end = partition.log.log_end_offset();
-            let (target, done) = match answer.leader_epoch {
-                // The leader knows no epoch this old: fall back to the high watermark.
-                None => (partition.high_watermark, true),
-                Some(leader_epoch) => match partition.log.epochs().end_offset_for(leader_epoch, local_end) {
-                    None => (answer.end_offset, true),
-                    // We never had the leader's epoch: cut back to where our older
-                    // epoch ended and ask again about the epoch before.
-                    Some((follower_epoch, follower_end)) if follower_epoch != leader_epoch => (follower_end, false),
-                    Some((_, follower_end)) => (answer.end_offset.min(follower_end), true),
-                },
-            };
-            partition.truncate_to(target, &mut out.disk);
-            if let Role::Follower(state) = &mut partition.role {
-                state.truncated = done;
-            }
+            partition.truncate_to_leader_answer(answer, &mut out.disk);
         }
         if failed {
             self.backoff(leader, now);
@@ -176,18 +159,7 @@ impl Broker {
                     continue;
                 }
             };
-            for batch in data.batches {
-                let end = partition.log.log_end_offset();
-                if batch.next_offset() <= end {
-                    continue;
-                }
-                let batch = if batch.base_offset < end { Arc::new(slice_from(&batch, end)) } else { batch };
-                if batch.base_offset != end {
-                    break;
-                }
-                partition.append(batch, flush_interval, &mut out.disk);
-            }
-            partition.high_watermark = data.high_watermark.min(partition.log.log_end_offset());
+            partition.append_fetched(data.batches, data.high_watermark, flush_interval, &mut out.disk);
         }
         if failed {
             self.backoff(leader, now);
@@ -211,11 +183,3 @@ pub(super) fn fetcher_mut(fetchers: &mut [(NodeId, Fetcher)], leader: NodeId) ->
     let index = fetchers.binary_search_by_key(&leader, |(id, _)| *id).ok()?;
     Some(&mut fetchers[index].1)
 }
-
-/// The records of `batch` from `from` on, as a batch of their own.
-fn slice_from(batch: &RecordBatch, from: Offset) -> RecordBatch {
-    let skip = (from.0 - batch.base_offset.0) as usize;
-    let producer = batch.producer.map(|stamp| ProducerStamp { base_sequence: crate::types::Sequence(stamp.base_sequence.0 + skip as i32), ..stamp });
-    batch.sliced(from, producer, batch.records[skip..].into())
-}
-

@@ -8,9 +8,12 @@
 //! leader's by leader epoch (KIP-101, KIP-279) before it fetches.
 
 use crate::log::Log;
+use crate::protocol::EpochEndOffset;
+use crate::record::{ProducerStamp, RecordBatch, SharedBatch};
 use crate::storage::{Checkpoint, DiskOp};
 use crate::time::Instant;
 use crate::types::{LeaderEpoch, NodeId, Offset, PartitionEpoch, TopicPartition};
+use std::sync::Arc;
 
 /// What the leader knows of one follower.
 #[derive(Clone, Debug)]
@@ -136,8 +139,57 @@ impl Partition {
         out.push(self.epoch_checkpoint());
     }
 
+    /// KIP-279 on the follower, as Kafka's `getOffsetTruncationState`: cuts the
+    /// log where the leader's answer to OffsetsForLeaderEpoch shows it diverges,
+    /// and marks the follower truncated once the divergence is found (else it
+    /// asks again about the epoch before).
+    pub fn truncate_to_leader_answer(&mut self, answer: EpochEndOffset, out: &mut Vec<DiskOp>) {
+        let local_end = self.log.log_end_offset();
+        let (target, done) = match answer.leader_epoch {
+            // The leader knows no epoch this old: fall back to the high watermark.
+            None => (self.high_watermark, true),
+            Some(leader_epoch) => match self.log.epochs().end_offset_for(leader_epoch, local_end) {
+                None => (answer.end_offset, true),
+                // We never had the leader's epoch: cut back to where our older
+                // epoch ended and ask again about the epoch before.
+                Some((follower_epoch, follower_end)) if follower_epoch != leader_epoch => (follower_end, false),
+                Some((_, follower_end)) => (answer.end_offset.min(follower_end), true),
+            },
+        };
+        self.truncate_to(target, out);
+        if let Role::Follower(state) = &mut self.role {
+            state.truncated = done;
+        }
+    }
+
+    /// The leader's answer to OffsetsForLeaderEpoch for `requested` (KIP-279).
+    pub fn epoch_end_offset(&self, requested: LeaderEpoch) -> EpochEndOffset {
+        match self.log.epochs().end_offset_for(requested, self.log_end_offset()) {
+            Some((epoch, end_offset)) => EpochEndOffset { leader_epoch: Some(epoch), end_offset },
+            None => EpochEndOffset { leader_epoch: None, end_offset: Offset(0) },
+        }
+    }
+
+    /// A follower takes what its leader's fetch returned: the batches that
+    /// continue its log (the part of one it already has is cut off), and the
+    /// leader's high watermark, as far as its own log reaches.
+    pub fn append_fetched(&mut self, batches: Vec<SharedBatch>, leader_high_watermark: Offset, flush_interval: u64, out: &mut Vec<DiskOp>) {
+        for batch in batches {
+            let end = self.log.log_end_offset();
+            if batch.next_offset() <= end {
+                continue;
+            }
+            let batch = if batch.base_offset < end { Arc::new(slice_from(&batch, end)) } else { batch };
+            if batch.base_offset != end {
+                break;
+            }
+            self.append(batch, flush_interval, out);
+        }
+        self.high_watermark = leader_high_watermark.min(self.log.log_end_offset());
+    }
+
     /// Appends a batch and asks for a flush when `flush_interval` messages are unflushed.
-    pub fn append(&mut self, batch: crate::record::SharedBatch, flush_interval: u64, out: &mut Vec<DiskOp>) {
+    pub fn append(&mut self, batch: SharedBatch, flush_interval: u64, out: &mut Vec<DiskOp>) {
         let epochs_before = self.log.latest_epoch();
         let count = batch.records.len() as u64;
         self.log.append(batch.clone());
@@ -251,3 +303,13 @@ impl Partition {
         }
     }
 }
+
+/// The records of `batch` from `from` on, as a batch of their own.
+fn slice_from(batch: &RecordBatch, from: Offset) -> RecordBatch {
+    let skip = (from.0 - batch.base_offset.0) as usize;
+    let producer = batch.producer.map(|stamp| ProducerStamp { base_sequence: crate::types::Sequence(stamp.base_sequence.0 + skip as i32), ..stamp });
+    batch.sliced(from, producer, batch.records[skip..].into())
+}
+
+#[cfg(test)]
+mod replication_props;
