@@ -126,10 +126,30 @@ pub struct BrokerConfig {
     /// (`kafsim.test.panic.on.restart`): a broker panics when it restarts, so
     /// tests can show a panic is reported with its seed and shrinks to its crash.
     pub panic_on_restart: bool,
+    /// A deliberately injected replication bug behind a test-only switch
+    /// (`kafsim.test.mutation`), so tests can show the simulator's run-time
+    /// invariants catch it.
+    pub mutation: Option<BrokerMutation>,
+}
+
+/// The bugs `kafsim.test.mutation` injects into a broker, each tripping one
+/// of the simulator's run-time invariants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BrokerMutation {
+    /// A follower takes its leader's high watermark even past its own log end
+    /// (trips "LSO <= HW <= LEO").
+    FollowerHighWatermarkPastLogEnd,
+    /// A leader recomputes its high watermark from its followers' ends, and
+    /// lowers it when one is behind (trips "HW never back on a leader").
+    LeaderHighWatermarkRegress,
+    /// A new follower fetches on from its log end without truncating to where
+    /// it diverges from the leader (trips "replicas agree below the HW").
+    FollowerSkipsTruncation,
 }
 
 pub const BROKER_PROPERTIES: &[&str] = &[
     "kafsim.test.panic.on.restart",
+    "kafsim.test.mutation",
     "request.timeout.ms",
     "reconnect.backoff.ms",
     "reconnect.backoff.max.ms",
@@ -184,6 +204,12 @@ impl BrokerConfig {
             request_timeout: reader.millis("request.timeout.ms", 30_000)?,
             network: reader.network()?,
             panic_on_restart: reader.boolean("kafsim.test.panic.on.restart", false)?,
+            mutation: match reader.choice("kafsim.test.mutation", "none", &["none", "follower-hw-past-log-end", "leader-hw-regress", "follower-skips-truncation"])? {
+                "follower-hw-past-log-end" => Some(BrokerMutation::FollowerHighWatermarkPastLogEnd),
+                "leader-hw-regress" => Some(BrokerMutation::LeaderHighWatermarkRegress),
+                "follower-skips-truncation" => Some(BrokerMutation::FollowerSkipsTruncation),
+                _ => None,
+            },
         })
     }
 }
@@ -326,10 +352,17 @@ pub struct ConsumerConfig {
     /// leader, this consumer gives every member every partition, so tests can
     /// show that `group-overlap` catches a broken assignment.
     pub overlapping_assignment: bool,
+    /// A deliberately injected bug behind a test-only switch
+    /// (`kafsim.test.mutation = "rewind-after-commit"`): after each commit it
+    /// asked for succeeds, the consumer seeks the committed partitions back to
+    /// offset 0, so its next commit goes back within the generation and tests
+    /// can show the simulator's run-time invariant catches it.
+    pub rewind_after_commit: bool,
     pub network: NetworkConfig,
 }
 
 pub const CONSUMER_PROPERTIES: &[&str] = &[
+    "kafsim.test.mutation",
     "reconnect.backoff.ms",
     "reconnect.backoff.max.ms",
     "socket.connection.setup.timeout.ms",
@@ -378,6 +411,7 @@ impl ConsumerConfig {
             auto_commit_interval: reader.millis("auto.commit.interval.ms", 5_000)?,
             assignors: reader.assignors("partition.assignment.strategy")?,
             overlapping_assignment: reader.boolean("kafsim.test.overlapping.assignment", false)?,
+            rewind_after_commit: reader.choice("kafsim.test.mutation", "none", &["none", "rewind-after-commit"])? == "rewind-after-commit",
             network: reader.network()?,
         })
     }

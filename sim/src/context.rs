@@ -153,6 +153,7 @@ impl RunContext {
         let disks = roster.ids(|role| matches!(role, NodeRole::Controller | NodeRole::Broker)).into_iter().map(|id| (id, SharedDisk::default())).collect();
         let producer_progress = roster.ids(|role| matches!(role, NodeRole::Producer { .. })).into_iter().map(|id| (id, Arc::default())).collect();
         let pipeline_progress = roster.ids(|role| matches!(role, NodeRole::Pipeline { .. })).into_iter().map(|id| (id, Arc::default())).collect();
+        let invariants = Arc::new(crate::invariants::Invariants::for_scenario(&scenario));
         let start = madsim::time::Instant::now();
         let endpoints: Vec<(NodeId, Vec<NodeId>)> = roster.entries.iter().map(|entry| (entry.id, roster.endpoints(entry.id))).collect();
         let network = Arc::new(crate::faults::network::Network::new(madsim::runtime::Handle::current().seed(), start, &endpoints));
@@ -170,7 +171,7 @@ impl RunContext {
             incarnations: Mutex::new(BTreeMap::new()),
             messages: AtomicU64::new(0),
             stop_producing: Arc::default(),
-            invariants: Arc::default(),
+            invariants,
         }
     }
 

@@ -1,18 +1,54 @@
-//! Cheap invariants checked while a run goes, across nodes: at most one leader
-//! per partition and leader epoch. (The high watermark never moving back on a
-//! leader is asserted inside the broker itself.) A breach is a bug in the model,
-//! so it panics, and the runner reports the panic with its seed.
+//! Invariants checked while a run goes, TigerBeetle style, across nodes:
+//! - at most one leader per partition and leader epoch;
+//! - on every replica, LSO <= HW <= LEO;
+//! - a leader's high watermark never goes back within its epoch (per process
+//!   incarnation: a restarted broker starts from its checkpoint);
+//! - replicas agree below the high watermark: a record below any replica's high
+//!   watermark is the same on every replica whose high watermark passes it;
+//! - a committed offset never goes back in a generation: the offsets a group's
+//!   members are told were committed, per partition and generation, only grow.
+//!
+//! A breach is a bug in the model, so it panics, and the runner reports the
+//! panic with its seed. The last two hold only where Kafka promises them, so
+//! they are armed only when the scenario's configuration does: no unclean
+//! election, no pre-KIP-101 truncation, and no power loss of unflushed writes
+//! (each of which really loses committed records, and then consumers' positions
+//! really go back). `kafsim.test.mutation` injects a bug that trips each one.
 
-use kafsim_model::{LeaderEpoch, NodeId, TopicPartition};
+use crate::scenario::{Action, FaultKind, Scenario};
+use kafsim_model::partition::Partition;
+use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
 pub struct Invariants {
     leaders: Mutex<BTreeMap<(TopicPartition, LeaderEpoch), NodeId>>,
+    /// Per partition, a digest of each record below the highest high watermark
+    /// any replica reached; None when the scenario does not promise agreement.
+    agreed: Option<Mutex<BTreeMap<TopicPartition, Vec<u64>>>>,
+    /// Per group and partition, the generation and offset last acknowledged;
+    /// None when the scenario does not promise it.
+    commits: Option<Mutex<BTreeMap<(Arc<str>, TopicPartition), (i32, Offset)>>>,
 }
 
 impl Invariants {
+    pub fn for_scenario(scenario: &Scenario) -> Invariants {
+        let config = &scenario.cluster.config;
+        let power_loss = scenario.faults.kinds.iter().any(|kind| matches!(kind, FaultKind::PowerLoss | FaultKind::ReplicaPowerLoss))
+            || scenario.faults.schedule.iter().any(|fault| fault.action == Action::PowerLoss);
+        let loses_committed = config.unclean_leader_election_enable || config.legacy_high_watermark_truncation || (power_loss && config.log_flush_interval_messages > 1);
+        // A broken assignment is `group-overlap`'s to find, by the history.
+        let overlapping = scenario.consumers.iter().any(|consumer| consumer.config.overlapping_assignment)
+            || scenario.pipelines.iter().any(|pipeline| pipeline.consumer_config.overlapping_assignment);
+        Invariants {
+            leaders: Mutex::default(),
+            agreed: (!loses_committed).then(Mutex::default),
+            commits: (!loses_committed && !overlapping).then(Mutex::default),
+        }
+    }
+
     pub fn leader_elected(&self, partition: &TopicPartition, leader_epoch: LeaderEpoch, broker: NodeId) {
         let mut leaders = self.leaders.lock().expect("invariants lock");
         let first = *leaders.entry((partition.clone(), leader_epoch)).or_insert(broker);
@@ -21,11 +57,114 @@ impl Invariants {
             "invariant: at most one leader per partition and epoch, but {partition} epoch {leader_epoch} was led by broker {first} and then broker {broker}"
         );
     }
+
+    /// A group member was told `offsets` were committed in `generation`.
+    pub fn offsets_committed(&self, group: &Arc<str>, generation: i32, offsets: &[(TopicPartition, Offset)]) {
+        let Some(commits) = &self.commits else { return };
+        let mut commits = commits.lock().expect("invariants lock");
+        for (partition, offset) in offsets {
+            let last = commits.entry((group.clone(), partition.clone())).or_insert((generation, *offset));
+            if last.0 == generation {
+                assert!(
+                    *offset >= last.1,
+                    "invariant: a committed offset never goes back in a generation, but group {group} committed {partition} at {offset} after {} in generation {generation}",
+                    last.1
+                );
+            }
+            if generation >= last.0 {
+                *last = (generation, *offset);
+            }
+        }
+    }
+
+    /// Checks the records of `partition` in `from..high_watermark` against what
+    /// the replicas that got there first had.
+    fn agree(&self, broker: NodeId, partition: &Partition, from: Offset) {
+        let Some(agreed) = &self.agreed else { return };
+        let high_watermark = partition.high_watermark;
+        let mut agreed = agreed.lock().expect("invariants lock");
+        let digests = agreed.entry(partition.tp.clone()).or_default();
+        for batch in partition.log.read(from, high_watermark, usize::MAX) {
+            for (index, record) in batch.records.iter().enumerate() {
+                let offset = batch.base_offset.0 + index as u64;
+                if offset < from.0 || offset >= high_watermark.0 {
+                    continue;
+                }
+                let mut hasher = DefaultHasher::new();
+                (batch.partition_leader_epoch.0, &record.key, &record.value).hash(&mut hasher);
+                let digest = hasher.finish();
+                match digests.get(offset as usize) {
+                    Some(first) => assert_eq!(
+                        *first, digest,
+                        "invariant: replicas agree below the high watermark, but broker {broker}'s {} holds another record at offset {offset} (below its high watermark {high_watermark}) than a replica that had it committed before",
+                        partition.tp
+                    ),
+                    None if digests.len() as u64 == offset => digests.push(digest),
+                    None => {}
+                }
+            }
+        }
+    }
+}
+
+/// One broker process's watch over its replicas, for the invariants that
+/// follow a replica over time.
+pub struct ReplicaWatch {
+    invariants: Arc<Invariants>,
+    broker: NodeId,
+    /// Per partition, up to where this replica's records were checked.
+    checked: BTreeMap<TopicPartition, Offset>,
+    /// Per partition this process leads, the epoch and high watermark last seen.
+    leading: BTreeMap<TopicPartition, (LeaderEpoch, Offset)>,
+}
+
+impl ReplicaWatch {
+    pub fn new(invariants: Arc<Invariants>, broker: NodeId) -> ReplicaWatch {
+        ReplicaWatch { invariants, broker, checked: BTreeMap::new(), leading: BTreeMap::new() }
+    }
+
+    /// This process took the lead of `partition` at `leader_epoch`, with
+    /// `high_watermark`, the floor of its high watermark in the epoch.
+    pub fn leader_elected(&mut self, partition: &TopicPartition, leader_epoch: LeaderEpoch, high_watermark: Offset) {
+        self.invariants.leader_elected(partition, leader_epoch, self.broker);
+        self.leading.insert(partition.clone(), (leader_epoch, high_watermark));
+    }
+
+    /// The replica's high watermark moved (or the process just recovered it).
+    pub fn high_watermark_moved(&mut self, partition: &Partition) {
+        let broker = self.broker;
+        let tp = &partition.tp;
+        let high_watermark = partition.high_watermark;
+        let log_end = partition.log_end_offset();
+        let stable = partition.log.transactions().last_stable_offset(high_watermark);
+        assert!(
+            stable <= high_watermark && high_watermark <= log_end,
+            "invariant: LSO <= HW <= LEO, but broker {broker}'s {tp} has LSO {stable}, HW {high_watermark}, LEO {log_end}"
+        );
+        if partition.is_leader() {
+            let epoch = partition.leader_epoch;
+            if let Some((last_epoch, last)) = self.leading.insert(tp.clone(), (epoch, high_watermark)) {
+                assert!(
+                    last_epoch != epoch || high_watermark >= last,
+                    "invariant: a leader's high watermark never goes back within its epoch, but broker {broker}'s {tp} went from {last} to {high_watermark} in epoch {epoch}"
+                );
+            }
+        }
+        let checked = self.checked.entry(tp.clone()).or_default();
+        if high_watermark > *checked {
+            self.invariants.agree(broker, partition, *checked);
+        }
+        *checked = high_watermark;
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn armed() -> Invariants {
+        Invariants { leaders: Mutex::default(), agreed: Some(Mutex::default()), commits: Some(Mutex::default()) }
+    }
 
     #[test]
     fn the_same_leader_may_take_its_epoch_again_after_a_restart() {
@@ -40,5 +179,27 @@ mod tests {
         let invariants = Invariants::default();
         invariants.leader_elected(&TopicPartition::new("t", 0), LeaderEpoch(3), NodeId(1));
         invariants.leader_elected(&TopicPartition::new("t", 0), LeaderEpoch(3), NodeId(2));
+    }
+
+    #[test]
+    fn a_new_generation_may_commit_lower() {
+        let invariants = armed();
+        let group: Arc<str> = "g".into();
+        let tp = TopicPartition::new("t", 0);
+        invariants.offsets_committed(&group, 1, &[(tp.clone(), Offset(10))]);
+        invariants.offsets_committed(&group, 1, &[(tp.clone(), Offset(10))]);
+        invariants.offsets_committed(&group, 2, &[(tp.clone(), Offset(4))]);
+        // A late answer from an older generation says nothing of the newer one.
+        invariants.offsets_committed(&group, 1, &[(tp, Offset(2))]);
+    }
+
+    #[test]
+    #[should_panic(expected = "a committed offset never goes back in a generation")]
+    fn a_commit_going_back_in_its_generation_trips_the_invariant() {
+        let invariants = armed();
+        let group: Arc<str> = "g".into();
+        let tp = TopicPartition::new("t", 0);
+        invariants.offsets_committed(&group, 1, &[(tp.clone(), Offset(10))]);
+        invariants.offsets_committed(&group, 1, &[(tp, Offset(9))]);
     }
 }

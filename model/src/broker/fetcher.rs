@@ -6,6 +6,7 @@
 use super::{Broker, BrokerEvent, BrokerRequest, Fetcher};
 use crate::net::{Channel, Destination};
 use crate::node::Outbox;
+use crate::config::BrokerMutation;
 use crate::partition::Role;
 use crate::protocol::{EpochEndOffset, FetchPartition, FetchedData, Message};
 use crate::error::ErrorCode;
@@ -128,7 +129,17 @@ impl Broker {
                     continue;
                 }
             };
-            partition.truncate_to_leader_answer(answer, &mut out.disk);
+            let before = partition.high_watermark;
+            if self.config.mutation == Some(BrokerMutation::FollowerSkipsTruncation) {
+                if let Role::Follower(state) = &mut partition.role {
+                    state.truncated = true;
+                }
+            } else {
+                partition.truncate_to_leader_answer(answer, &mut out.disk);
+            }
+            if partition.high_watermark != before {
+                out.event(BrokerEvent::HighWatermarkMoved { partition: tp });
+            }
         }
         if failed {
             self.backoff(leader, now);
@@ -159,7 +170,14 @@ impl Broker {
                     continue;
                 }
             };
+            let before = partition.high_watermark;
             partition.append_fetched(data.batches, data.high_watermark, flush_interval, &mut out.disk);
+            if self.config.mutation == Some(BrokerMutation::FollowerHighWatermarkPastLogEnd) {
+                partition.high_watermark = data.high_watermark;
+            }
+            if partition.high_watermark != before {
+                out.event(BrokerEvent::HighWatermarkMoved { partition: tp });
+            }
         }
         if failed {
             self.backoff(leader, now);

@@ -3,6 +3,7 @@
 //! through AlterPartition (KIP-497).
 
 use super::*;
+use crate::config::BrokerMutation;
 
 impl Broker {
     pub(super) fn apply_partition_state(&mut self, now: Instant, tp: &TopicPartition, state: &PartitionState, out: &mut Outbox<BrokerEvent>) {
@@ -18,7 +19,7 @@ impl Broker {
                 Some(leader) if leader == me => {
                     tracing::info!(partition = %tp, epoch = state.leader_epoch.0, "become leader");
                     partition.become_leader(now, me, state.leader_epoch, &mut out.disk);
-                    out.event(BrokerEvent::LeadershipTaken { partition: tp.clone(), leader_epoch: state.leader_epoch });
+                    out.event(BrokerEvent::LeadershipTaken { partition: tp.clone(), leader_epoch: state.leader_epoch, high_watermark: partition.high_watermark });
                     loads.push(state.leader_epoch);
                 }
                 Some(leader) => {
@@ -148,10 +149,21 @@ impl Broker {
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         let before = partition.high_watermark;
         let advanced = partition.maybe_advance_high_watermark(me);
+        if self.config.mutation == Some(BrokerMutation::LeaderHighWatermarkRegress) && !advanced {
+            let lowest = partition.isr.iter().filter(|replica| **replica != me).filter_map(|replica| match &partition.role {
+                Role::Leader(state) => state.followers.iter().find(|(follower, _)| follower == replica).map(|(_, progress)| progress.log_end_offset.unwrap_or_default()),
+                _ => None,
+            }).min();
+            if let Some(lowest) = lowest.filter(|lowest| *lowest < partition.high_watermark) {
+                partition.high_watermark = lowest;
+                out.event(BrokerEvent::HighWatermarkMoved { partition: tp.clone() });
+            }
+        }
         let high_watermark = partition.high_watermark;
         let enough = partition.isr.len() >= self.config.min_insync_replicas;
         if advanced {
             assert!(high_watermark > before, "the high watermark never moves backwards on a leader");
+            out.event(BrokerEvent::HighWatermarkMoved { partition: tp.clone() });
         } else if waiters_checked {
             #[cfg(test)]
             assert!(!self.delayed_produces.may_complete(tp, high_watermark), "a write the unmoved high watermark completes was already answered");

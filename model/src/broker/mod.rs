@@ -52,9 +52,14 @@ mod tests;
 /// What a broker reports besides its messages and disk writes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BrokerEvent {
-    /// The broker became leader of `partition` at `leader_epoch`: the simulator
-    /// checks that no epoch ever has two leaders.
-    LeadershipTaken { partition: TopicPartition, leader_epoch: LeaderEpoch },
+    /// The broker became leader of `partition` at `leader_epoch`, with this
+    /// high watermark: the simulator checks that no epoch ever has two leaders,
+    /// and that the leader's high watermark never goes below it in the epoch.
+    LeadershipTaken { partition: TopicPartition, leader_epoch: LeaderEpoch, high_watermark: Offset },
+    /// The high watermark of this broker's replica of `partition` moved (up,
+    /// or down with a truncation): the simulator checks the replicas agree
+    /// below it, and that it stays within the log.
+    HighWatermarkMoved { partition: TopicPartition },
 }
 
 /// What each request in the broker's `NetworkClient` was.

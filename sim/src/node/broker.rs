@@ -3,7 +3,7 @@
 
 use super::{Machine, Wire};
 use crate::faults::disk::SharedDisk;
-use crate::invariants::Invariants;
+use crate::invariants::{Invariants, ReplicaWatch};
 use kafsim_model::broker::{Broker, BrokerEvent};
 use kafsim_model::config::BrokerConfig;
 use kafsim_model::net::{ConnectionEvent, Destination};
@@ -15,7 +15,7 @@ use std::sync::Arc;
 pub struct BrokerNode {
     pub broker: Broker,
     disk: SharedDisk,
-    invariants: Arc<Invariants>,
+    watch: ReplicaWatch,
     out: Outbox<BrokerEvent>,
 }
 
@@ -24,7 +24,12 @@ impl BrokerNode {
         let durable = disk.lock().expect("disk lock").durable_state();
         let mut out = Outbox::new(id);
         let broker = Broker::recover(now, id, controller, config, &durable, jitter_seed, &mut out);
-        let mut node = BrokerNode { broker, disk, invariants, out };
+        let mut watch = ReplicaWatch::new(invariants, id);
+        // What the process recovered must agree with the other replicas too.
+        for (_, partition) in broker.partitions().iter() {
+            watch.high_watermark_moved(partition);
+        }
+        let mut node = BrokerNode { broker, disk, watch, out };
         // Recovery only writes to disk (cutting torn tails); it sends nothing.
         node.carry_out();
         node
@@ -34,10 +39,15 @@ impl BrokerNode {
     /// straight into the wire): the leaderships it took, then its disk writes
     /// in the order it made them.
     fn carry_out(&mut self) {
-        let me = self.broker.id();
         for event in self.out.events.drain(..) {
-            let BrokerEvent::LeadershipTaken { partition, leader_epoch } = event;
-            self.invariants.leader_elected(&partition, leader_epoch, me);
+            match event {
+                BrokerEvent::LeadershipTaken { partition, leader_epoch, high_watermark } => self.watch.leader_elected(&partition, leader_epoch, high_watermark),
+                BrokerEvent::HighWatermarkMoved { partition } => {
+                    if let Some(replica) = self.broker.partitions().get(&partition) {
+                        self.watch.high_watermark_moved(replica);
+                    }
+                }
+            }
         }
         // Most steps write nothing to disk (a follower's fetch at the leader, say),
         // so the disk is locked only once there is something to write.

@@ -28,7 +28,7 @@ impl ConsumerNode {
         let now = ctx.now();
         let spec = &ctx.scenario.consumers[spec];
         let group: Option<Arc<str>> = spec.group.as_deref().map(Arc::from);
-        let workload = ConsumerWorkload::start(now, ctx.recorder(ctx.roster.entry(id).name.clone()), group.clone(), spec.delivery);
+        let workload = ConsumerWorkload::start(now, ctx.recorder(ctx.roster.entry(id).name.clone()), ctx.invariants.clone(), group.clone(), spec.delivery);
         let topics = vec![spec.topic.as_str().into()];
         let jitter_seed = super::jitter_seed(id, now);
         let consumer = match group {

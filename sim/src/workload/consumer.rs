@@ -13,6 +13,7 @@
 //! their generation.
 
 use crate::history::{OpBody, OpType, PolledRecord, Value};
+use crate::invariants::Invariants;
 use crate::recorder::Recorder;
 use crate::scenario::Delivery;
 use kafsim_model::client::consumer::{Consumer, ConsumerEvent};
@@ -36,16 +37,17 @@ struct Application {
 /// One consumer client's workload, for one incarnation of its process.
 pub struct ConsumerWorkload {
     recorder: Recorder,
+    invariants: Arc<Invariants>,
     application: Option<Application>,
 }
 
 impl ConsumerWorkload {
     /// A new incarnation, recorded as the client's start; `group` and
     /// `delivery` make it an application of DESIGN §4 `delivery`.
-    pub fn start(now: Instant, recorder: Recorder, group: Option<Arc<str>>, delivery: Delivery) -> ConsumerWorkload {
+    pub fn start(now: Instant, recorder: Recorder, invariants: Arc<Invariants>, group: Option<Arc<str>>, delivery: Delivery) -> ConsumerWorkload {
         recorder.record(now, OpType::Invoke, OpBody::ClientStart);
         let application = group.map(|group| Application { group, delivery, unprocessed: Vec::new(), covered: None, uncommitted: false });
-        ConsumerWorkload { recorder, application }
+        ConsumerWorkload { recorder, invariants, application }
     }
 
     /// Whether the application has nothing left to process or commit.
@@ -177,6 +179,9 @@ impl ConsumerWorkload {
             Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),
             Err(error) => (OpType::Fail, Some(error.to_string())),
         };
+        if kind == OpType::Ok {
+            self.invariants.offsets_committed(&group, generation, &offsets);
+        }
         if auto {
             self.record(now, OpType::Invoke, OpBody::Commit { group: group.clone(), generation, offsets: offsets.clone(), error: None });
         }

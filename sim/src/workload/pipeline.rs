@@ -21,6 +21,7 @@
 //! consumer; every output as a send; at-least-once commits (and the processing
 //! they cover); and each transaction with its output values and outcome.
 
+use crate::invariants::Invariants;
 use crate::recorder::Recorder;
 use crate::history::{OpBody, OpType, PolledRecord, Value};
 use crate::scenario::PipelineSpec;
@@ -77,6 +78,7 @@ struct Batch {
 
 pub struct PipelineWorkload {
     recorder: Recorder,
+    invariants: Arc<Invariants>,
     group: Arc<str>,
     to: Arc<str>,
     transactional: bool,
@@ -94,7 +96,7 @@ impl PipelineWorkload {
     /// A new incarnation of member `number` of `spec`, whose consumer and
     /// producer are the given clients: what the last incarnation left in flight
     /// becomes `info` (its outcome is unknown), then the member's start is recorded.
-    pub fn start(now: Instant, recorder: Recorder, spec: &PipelineSpec, consumer: Consumer, producer: Producer, progress: Arc<Mutex<PipelineProgress>>, endpoints: (NodeId, NodeId)) -> PipelineWorkload {
+    pub fn start(now: Instant, recorder: Recorder, invariants: Arc<Invariants>, spec: &PipelineSpec, consumer: Consumer, producer: Producer, progress: Arc<Mutex<PipelineProgress>>, endpoints: (NodeId, NodeId)) -> PipelineWorkload {
         {
             let mut state = progress.lock().expect("progress lock");
             for (_, value) in std::mem::take(&mut state.pending) {
@@ -108,6 +110,7 @@ impl PipelineWorkload {
         let (consumer_endpoint, producer_endpoint) = endpoints;
         PipelineWorkload {
             recorder,
+            invariants,
             group: spec.group.as_str().into(),
             to: spec.to.as_str().into(),
             transactional: spec.transactional,
@@ -382,6 +385,9 @@ impl PipelineWorkload {
                     Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),
                     Err(error) => (OpType::Fail, Some(error.to_string())),
                 };
+                if kind == OpType::Ok {
+                    self.invariants.offsets_committed(&self.group, generation, &offsets);
+                }
                 self.record(now, kind, OpBody::Commit { group: self.group.clone(), generation, offsets, error });
                 // A failed commit leaves the batch to be read again by whoever owns
                 // its partitions next: at least once.

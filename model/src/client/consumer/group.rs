@@ -71,6 +71,13 @@ impl Consumer {
             }
             (ConsumerRequest::Commit(commit), GroupMessage::OffsetCommitResponse { result, .. } | GroupMessage::TxnOffsetCommitResponse { result, .. }) => {
                 self.committing = false;
+                if self.config.rewind_after_commit && result.is_ok() && !commit.auto {
+                    for (tp, _) in &commit.offsets {
+                        if let Some(assignment) = self.assignments.get_mut(tp) {
+                            assignment.position = Some(Offset(0));
+                        }
+                    }
+                }
                 out.event(ConsumerEvent::CommitCompleted { generation: commit.generation, offsets: commit.offsets, result, auto: commit.auto });
                 if let Err(error) = result {
                     let mut events = Vec::new();
