@@ -181,10 +181,14 @@ impl GroupCoordinator {
                 send(out, GroupMessage::LeaveGroupResponse { correlation_id, error });
             }
             GroupMessage::OffsetCommitRequest { correlation_id, generation, member_id, offsets, .. } => {
-                let result = served.and_then(|partition| offsets::validate_commit(self.groups.get(&group_id), generation, member_id.as_ref()).map(|()| partition));
+                let result = served.and_then(|partition| offsets::validate_commit(self.groups.get(&group_id), generation, member_id.as_ref(), false).map(|()| partition));
                 match result {
                     Err(error) => send(out, GroupMessage::OffsetCommitResponse { correlation_id, result: Err(error) }),
                     Ok(partition) => {
+                        // Kafka's doCommitOffsets: an accepted commit also counts as a heartbeat.
+                        if let Some(member) = member_id.as_ref().and_then(|member_id| self.groups.get_mut(&group_id)?.members.get_mut(member_id)) {
+                            member.last_heartbeat = now;
+                        }
                         let records = offsets
                             .iter()
                             .map(|(partition, offset)| GroupLogRecord::Offset(OffsetRecord { group_id: group_id.clone(), partition: partition.clone(), offset: *offset }))
@@ -201,7 +205,7 @@ impl GroupCoordinator {
             }
             GroupMessage::TxnOffsetCommitRequest { correlation_id, producer_id, producer_epoch, generation, member_id, offsets, .. } => {
                 // KIP-447: fenced by generation and member id, as OffsetCommit is.
-                let result = served.and_then(|partition| offsets::validate_commit(self.groups.get(&group_id), generation, Some(&member_id)).map(|()| partition));
+                let result = served.and_then(|partition| offsets::validate_commit(self.groups.get(&group_id), generation, Some(&member_id), true).map(|()| partition));
                 match result {
                     Err(error) => send(out, GroupMessage::TxnOffsetCommitResponse { correlation_id, result: Err(error) }),
                     Ok(partition) => {

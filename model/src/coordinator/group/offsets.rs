@@ -11,7 +11,13 @@ use crate::types::{Offset, TopicPartition};
 /// Whether `group` accepts a commit from `member_id` in `generation`.
 /// `generation` NONE with no member is a commit outside group management,
 /// accepted only while the group has no members.
-pub fn validate_commit(group: Option<&Group>, generation: Generation, member_id: Option<&MemberId>) -> Result<(), ErrorCode> {
+/// Kafka's `GroupCoordinator.validateOffsetCommit` and the phase check of
+/// `doCommitOffsets`: a member commits in its current generation. A plain
+/// OffsetCommit is taken while the group is Stable or PreparingRebalance (so a
+/// member can commit in `onPartitionsRevoked`, before it rejoins) but not while
+/// CompletingRebalance; a TxnOffsetCommit (KIP-447) in any phase, its
+/// generation being what fences it.
+pub fn validate_commit(group: Option<&Group>, generation: Generation, member_id: Option<&MemberId>, transactional: bool) -> Result<(), ErrorCode> {
     let simple = generation == Generation::NONE && member_id.is_none();
     let Some(group) = group else {
         return if simple { Ok(()) } else { Err(ErrorCode::UnknownMemberId) };
@@ -29,8 +35,8 @@ pub fn validate_commit(group: Option<&Group>, generation: Generation, member_id:
         return Err(ErrorCode::IllegalGeneration);
     }
     match group.phase {
-        Phase::Stable => Ok(()),
-        _ => Err(ErrorCode::RebalanceInProgress),
+        Phase::CompletingRebalance if !transactional => Err(ErrorCode::RebalanceInProgress),
+        _ => Ok(()),
     }
 }
 
@@ -66,13 +72,18 @@ mod tests {
     fn commits_are_fenced_by_member_and_generation() {
         let mut group = stable_group(3);
         let member: MemberId = "m1".into();
-        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&member)), Ok(()));
-        assert_eq!(validate_commit(Some(&group), Generation(2), Some(&member)), Err(ErrorCode::IllegalGeneration));
-        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&"m2".into())), Err(ErrorCode::UnknownMemberId));
-        assert_eq!(validate_commit(Some(&group), Generation::NONE, None), Err(ErrorCode::UnknownMemberId));
+        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&member), false), Ok(()));
+        assert_eq!(validate_commit(Some(&group), Generation(2), Some(&member), false), Err(ErrorCode::IllegalGeneration));
+        assert_eq!(validate_commit(Some(&group), Generation(2), Some(&member), true), Err(ErrorCode::IllegalGeneration));
+        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&"m2".into()), false), Err(ErrorCode::UnknownMemberId));
+        assert_eq!(validate_commit(Some(&group), Generation::NONE, None, false), Err(ErrorCode::UnknownMemberId));
+        // In onPartitionsRevoked, before the member rejoins.
+        group.phase = Phase::PreparingRebalance { deadline: Instant::ZERO, initial: false };
+        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&member), false), Ok(()));
         group.phase = Phase::CompletingRebalance;
-        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&member)), Err(ErrorCode::RebalanceInProgress));
-        assert_eq!(validate_commit(None, Generation::NONE, None), Ok(()));
-        assert_eq!(validate_commit(None, Generation(1), Some(&member)), Err(ErrorCode::UnknownMemberId));
+        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&member), false), Err(ErrorCode::RebalanceInProgress));
+        assert_eq!(validate_commit(Some(&group), Generation(3), Some(&member), true), Ok(()));
+        assert_eq!(validate_commit(None, Generation::NONE, None, false), Ok(()));
+        assert_eq!(validate_commit(None, Generation(1), Some(&member), false), Err(ErrorCode::UnknownMemberId));
     }
 }
