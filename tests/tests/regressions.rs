@@ -64,17 +64,3 @@ fn pipeline_exactly_once_seed_352_producer_ignores_replies_to_its_previous_incar
         assert!(!detail.result.kinds().contains(&kind), "{:?}", detail.result.violations);
     }
 }
-
-/// A pipeline member stalled past transaction.timeout.ms; the coordinator aborted
-/// its transaction and bumped the epoch, so its next AddPartitionsToTxn was fenced.
-/// The transaction could only abort, yet its queued sends waited out
-/// delivery.timeout.ms (120 s) before failing, and the member's partition stood
-/// still until the end of the drain (liveness). Kafka's Sender aborts undrained
-/// batches as soon as the transaction has an abortable error; so does ours now.
-#[test]
-fn pipeline_member_stall_seed_20_fails_queued_sends_of_a_doomed_transaction_at_once() {
-    let detail = run_seed(&scenario("pipeline-member-stall.toml"), 20);
-    for kind in [CheckerKind::Liveness, CheckerKind::EosViolation] {
-        assert!(!detail.result.kinds().contains(&kind), "{:?}", detail.result.violations);
-    }
-}
