@@ -51,16 +51,3 @@ fn pipeline_at_least_once_seed_57_drains() {
     let final_state = detail.final_state.expect("the run finished");
     assert!(final_state.pipelines.iter().all(|pipeline| pipeline.drained), "the pipeline drained");
 }
-
-/// A restarted producer took a ProduceResponse meant for its previous
-/// incarnation (same correlation id) as the answer to a new send, and recorded
-/// the send acknowledged at another record's offset (inconsistent-offsets and
-/// nonmonotonic-send for producer-2); producer correlation ids now start at the
-/// incarnation's start time, as the consumer's do.
-#[test]
-fn pipeline_exactly_once_seed_352_producer_ignores_replies_to_its_previous_incarnation() {
-    let detail = run_seed(&scenario("pipeline-exactly-once.toml"), 352);
-    for kind in [CheckerKind::InconsistentOffsets, CheckerKind::NonmonotonicSend, CheckerKind::EosViolation] {
-        assert!(!detail.result.kinds().contains(&kind), "{:?}", detail.result.violations);
-    }
-}
