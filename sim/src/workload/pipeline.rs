@@ -399,3 +399,5 @@ impl PipelineWorkload {
     }
 }
 
+#[cfg(test)]
+mod tests;
