@@ -405,3 +405,5 @@ impl PipelineWorkload {
     }
 }
 
+#[cfg(test)]
+mod tests;

@@ -550,6 +550,48 @@ mod tests {
         assert!(out.sends.iter().any(|send| matches!(send.message, Message::Txn(TxnMessage::AddPartitionsToTxnRequest { .. }))));
     }
 
+    /// The coordinator aborted the transaction while its application stalled
+    /// past transaction.timeout.ms, and bumped the epoch: the next
+    /// AddPartitionsToTxn is fenced. The transaction can only abort, so the
+    /// records waiting for that partition fail at the next retry (Kafka's
+    /// Sender.abortUndrainedBatches) instead of waiting out delivery.timeout.ms
+    /// (a pipeline member's partition stood still 110 s, pipeline-member-stall).
+    #[test]
+    fn a_fenced_add_partitions_fails_the_queued_records_at_once() {
+        let mut producer = producer();
+        let mut out = Outbox::new(NodeId(2001));
+        producer.handle_timeout(Instant::ZERO, &mut out);
+        answer(&mut producer, &mut out, &|_| Ok(Offset(0)));
+        producer.begin_transaction().unwrap();
+        let stalled = Instant::from_micros(20_000_000);
+        producer.send(stalled, 1, "t".into(), None, Bytes::from_static(b"a"), &mut out);
+        let add = out
+            .sends
+            .iter()
+            .find_map(|send| match &send.message {
+                Message::Txn(TxnMessage::AddPartitionsToTxnRequest { correlation_id, .. }) => Some(*correlation_id),
+                _ => None,
+            })
+            .expect("the partition is added before its first batch");
+        out.sends.clear();
+        let fenced = Message::Txn(TxnMessage::AddPartitionsToTxnResponse { correlation_id: add, result: Err(ErrorCode::ProducerFenced) });
+        producer.handle_message(stalled, NodeId(1), fenced, &mut out);
+        let second_later = stalled + Duration::from_secs(1);
+        while let Some(now) = producer.next_deadline().filter(|deadline| *deadline <= second_later) {
+            producer.handle_timeout(now, &mut out);
+        }
+        let failures: Vec<&SendFailure> = out
+            .events
+            .iter()
+            .filter_map(|event| match event {
+                ProducerEvent::Completed { handle: 1, result: Err(error) } => Some(&error.failure),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(failures, vec![&SendFailure::TransactionAborted], "the queued record fails within a second of the fencing, not after delivery.timeout.ms");
+        assert!(!out.sends.iter().any(|send| matches!(send.message, Message::ProduceRequest { .. })), "nothing of the doomed transaction is written");
+    }
+
     /// TxnRequestHandler.onComplete: a disconnect from the coordinator looks it
     /// up again (FindCoordinator) before the request is retried.
     #[test]
