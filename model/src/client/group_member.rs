@@ -36,6 +36,10 @@ enum Phase {
     Joining { correlation_id: u64 },
     AwaitingSync { correlation_id: u64 },
     Stable { next_heartbeat: Instant, heartbeat_in_flight: Option<u64> },
+    /// Eager: everything was revoked, and the application finishes its work
+    /// on it (Kafka's `onPartitionsRevoked`, run in `onJoinPrepare` before the
+    /// JoinGroup goes out) until `revocation_done` or `until`.
+    Revoking { until: Instant },
 }
 
 /// The member's requests, as its client's `NetworkClient` tags them.
@@ -80,6 +84,9 @@ pub struct GroupMember {
     assignors: Vec<Assignor>,
     /// The injected bug of `ConsumerConfig::overlapping_assignment`.
     overlapping_assignment: bool,
+    /// Whether the application's rebalance listener finishes work on revoked
+    /// partitions before the member rejoins (`hold_join_on_revoke`).
+    hold_join_on_revoke: bool,
 }
 
 impl GroupMember {
@@ -105,7 +112,30 @@ impl GroupMember {
             retry_backoff: config.retry_backoff,
             assignors: config.assignors.clone(),
             overlapping_assignment: config.overlapping_assignment,
+            hold_join_on_revoke: false,
         }
+    }
+
+    /// The application commits (or aborts) what it did with its partitions in
+    /// its `onPartitionsRevoked`, as Kafka Streams does, before the member
+    /// rejoins: an eager revocation holds the JoinGroup until
+    /// `revocation_done`, or at most the rebalance timeout (after which the
+    /// coordinator would have dropped the member from the rebalance anyway).
+    pub fn hold_join_on_revoke(&mut self) {
+        self.hold_join_on_revoke = true;
+    }
+
+    /// The application finished with the revoked partitions: the member joins.
+    pub fn revocation_done(&mut self) {
+        if matches!(self.phase, Phase::Revoking { .. }) {
+            self.phase = Phase::Unjoined;
+        }
+    }
+
+    /// Whether the member waits for its application to finish with the
+    /// partitions it gave up; it is still in its generation, so it may commit.
+    pub fn is_revoking(&self) -> bool {
+        matches!(self.phase, Phase::Revoking { .. })
     }
 
     pub fn protocol(&self) -> RebalanceProtocol {
@@ -148,7 +178,7 @@ impl GroupMember {
         match self.phase {
             Phase::Joining { .. } | Phase::AwaitingSync { .. } => self.phase = Phase::Unjoined,
             Phase::Stable { next_heartbeat, .. } => self.phase = Phase::Stable { next_heartbeat, heartbeat_in_flight: None },
-            Phase::Unjoined => {}
+            Phase::Unjoined | Phase::Revoking { .. } => {}
         }
     }
 
@@ -166,6 +196,9 @@ impl GroupMember {
         // until then, finding it (or the connection's event) wakes the member.
         if let (Phase::Stable { next_heartbeat, heartbeat_in_flight: None }, Some(_), false) = (self.phase, self.coordinator, self.waiting_for_connection) {
             deadline = earliest(deadline, Some(next_heartbeat));
+        }
+        if let Phase::Revoking { until } = self.phase {
+            deadline = earliest(deadline, Some(until));
         }
         if self.session_matters() {
             deadline = earliest(deadline, Some(self.last_contact + self.session_timeout));
@@ -211,6 +244,13 @@ impl GroupMember {
         if self.coordinator_destination().is_some_and(|coordinator| network.is_unavailable(now, coordinator)) {
             self.coordinator_lost(now);
         }
+        if let Phase::Revoking { until } = self.phase {
+            if until > now {
+                return;
+            }
+            tracing::info!(group = &*self.group_id, "the application did not finish with its revoked partitions within the rebalance timeout");
+            self.phase = Phase::Unjoined;
+        }
         if self.retry_at.is_some() {
             return;
         }
@@ -245,6 +285,10 @@ impl GroupMember {
                     // Eager: everything is revoked before joining.
                     let partitions = std::mem::take(&mut self.owned);
                     events.push(MemberEvent::Revoked { generation: self.generation, partitions, reason: "rebalance (eager)" });
+                    if self.hold_join_on_revoke {
+                        self.phase = Phase::Revoking { until: now + self.rebalance_timeout };
+                        return;
+                    }
                 }
                 let subscription = Subscription { topics: self.topics.clone(), owned_partitions: self.owned.clone(), generation: self.generation };
                 let (group_id, member_id) = (self.group_id.clone(), self.member_id.clone());

@@ -90,6 +90,9 @@ pub struct PipelineWorkload {
     /// Polled, not yet in a batch.
     queued: Vec<Input>,
     batch: Option<Batch>,
+    /// Partitions an eager rebalance revoked while a batch read from them was
+    /// open: the batch still commits their offsets before the member rejoins.
+    revoking: Vec<TopicPartition>,
 }
 
 impl PipelineWorkload {
@@ -108,6 +111,10 @@ impl PipelineWorkload {
         }
         recorder.record(now, OpType::Invoke, OpBody::ClientStart);
         let (consumer_endpoint, producer_endpoint) = endpoints;
+        // Kafka Streams commits (or aborts) the open transaction of its revoked
+        // tasks in onPartitionsRevoked, before the member rejoins.
+        let mut consumer = consumer;
+        consumer.hold_join_on_revoke();
         PipelineWorkload {
             recorder,
             invariants,
@@ -121,6 +128,7 @@ impl PipelineWorkload {
             producer_out: Outbox::new(producer_endpoint),
             queued: Vec::new(),
             batch: None,
+            revoking: Vec::new(),
         }
     }
 
@@ -186,6 +194,9 @@ impl PipelineWorkload {
             }
             ConsumerEvent::Revoked { generation, partitions, reason } => {
                 self.queued.retain(|input| !partitions.contains(&input.partition));
+                if self.consumer.group().is_some_and(|member| member.is_revoking()) {
+                    self.revoking.extend(partitions.iter().cloned());
+                }
                 self.record(now, OpType::Ok, OpBody::Revoke { group: self.group.clone(), generation: generation.0, partitions, reason: reason.to_string() });
             }
             ConsumerEvent::CommitCompleted { generation, offsets, result, auto } => self.commit_completed(now, generation.0, offsets, result, auto),
@@ -242,6 +253,16 @@ impl PipelineWorkload {
     /// Moves the batch on: starts one, or takes its next step once the last is
     /// done. True if anything changed.
     fn advance(&mut self, now: Instant) -> bool {
+        if self.batch.is_none() && !self.revoking.is_empty() && !self.consumer.group().is_some_and(|member| member.is_revoking()) {
+            self.revoking.clear();
+        }
+        if self.batch.is_none() && self.consumer.group().is_some_and(|member| member.is_revoking()) {
+            // The batch of the revoked partitions is over (committed, aborted
+            // or given up): the member rejoins.
+            self.revoking.clear();
+            self.consumer.revocation_done(now, &mut self.consumer_out);
+            return true;
+        }
         let before = self.batch.as_ref().map(|batch| batch.step);
         let started = self.batch.is_some();
         self.advance_once(now);
@@ -324,7 +345,8 @@ impl PipelineWorkload {
 
     /// The next offset to read of each owned partition in the batch.
     fn batch_offsets(&self) -> Vec<(TopicPartition, Offset)> {
-        let owned: Vec<TopicPartition> = self.consumer.group().map(|member| member.owned().to_vec()).unwrap_or_default();
+        let mut owned: Vec<TopicPartition> = self.consumer.group().map(|member| member.owned().to_vec()).unwrap_or_default();
+        owned.extend(self.revoking.iter().cloned());
         let mut offsets: BTreeMap<TopicPartition, Offset> = BTreeMap::new();
         for input in self.batch.iter().flat_map(|batch| &batch.inputs) {
             let next = offsets.entry(input.partition.clone()).or_insert(input.offset.next());

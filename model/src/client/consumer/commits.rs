@@ -4,12 +4,15 @@
 use super::*;
 
 impl Consumer {
-    /// Whether a commit can go out now: the member is in a stable generation,
+    /// Whether a commit can go out now: the member is in a stable generation
+    /// (or still in it, finishing with revoked partitions before it rejoins),
     /// its coordinator's connection is ready, and no other commit is in flight
     /// (commits are synchronous, as `commitSync`).
     pub fn can_commit(&self) -> bool {
         !self.committing
-            && self.group.as_ref().is_some_and(|group| group.is_stable() && group.coordinator_destination().is_some_and(|destination| self.network.is_ready(destination)))
+            && self.group.as_ref().is_some_and(|group| {
+                (group.is_stable() || group.is_revoking()) && group.coordinator_destination().is_some_and(|destination| self.network.is_ready(destination))
+            })
     }
 
     /// The positions of owned partitions that have one: what a commit would commit.

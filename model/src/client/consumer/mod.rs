@@ -153,6 +153,24 @@ impl Consumer {
         self.group.as_ref()
     }
 
+    /// The application finishes its work on revoked partitions before the
+    /// member rejoins (`GroupMember::hold_join_on_revoke`), and says so with
+    /// `revocation_done`.
+    pub fn hold_join_on_revoke(&mut self) {
+        if let Some(group) = &mut self.group {
+            group.hold_join_on_revoke();
+        }
+    }
+
+    /// The application finished with the partitions it was told were revoked:
+    /// the member rejoins now.
+    pub fn revocation_done(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
+        if let Some(group) = self.group.as_mut().filter(|group| group.is_revoking()) {
+            group.revocation_done();
+            self.poll_group(now, out);
+        }
+    }
+
     /// Stops (or resumes) fetching every partition; positions are kept.
     pub fn set_paused(&mut self, paused: bool) {
         self.paused = paused;

@@ -138,6 +138,11 @@ struct Member {
 
 impl Member {
     fn start(transactional: bool) -> Member {
+        Member::start_with(transactional, |_| {})
+    }
+
+    /// `start`, with the member's consumer configured by `configure`.
+    fn start_with(transactional: bool, configure: impl FnOnce(&mut kafsim_model::config::ConsumerConfig)) -> Member {
         let text = format!(
             "name = \"pipeline-member\"\nduration = \"10s\"\n[cluster]\nbrokers = 1\n\
              [[topics]]\nname = \"events\"\npartitions = 1\nreplication_factor = 1\n\
@@ -148,7 +153,9 @@ impl Member {
         let spec = &scenario.pipelines[0];
         let history: Arc<Mutex<History>> = Arc::default();
         let recorder = Recorder::new(history.clone(), "pipeline-1".into());
-        let consumer = Consumer::subscribe(spec.consumer_config.clone(), vec!["events".into()], "copier".into(), vec![BROKER], 1, 1);
+        let mut consumer_config = spec.consumer_config.clone();
+        configure(&mut consumer_config);
+        let consumer = Consumer::subscribe(consumer_config, vec!["events".into()], "copier".into(), vec![BROKER], 1, 1);
         let mut producer_config = spec.producer_config.clone();
         if let Some(id) = &mut producer_config.transactional_id {
             *id = format!("{id}-1");
@@ -288,7 +295,9 @@ fn the_last_acknowledgement_of_a_batch_sends_its_offsets_commit_at_once() {
 #[test]
 fn a_batch_that_straddles_a_rebalance_commits_its_offsets_with_the_generation_of_its_poll() {
     let mut broker = Broker::new(3);
-    let mut member = Member::start(true);
+    // The member holds its rejoin for the open transaction at most the
+    // rebalance timeout; a short one lets the rebalance overtake the batch.
+    let mut member = Member::start_with(true, |config| config.max_poll_interval = Duration::from_secs(1));
     member.run_until(&mut broker, &is_produce, |member| !member.held.is_empty());
     let polled_in = member.generation();
     assert_eq!(polled_in, Generation(1));
@@ -300,4 +309,24 @@ fn a_batch_that_straddles_a_rebalance_commits_its_offsets_with_the_generation_of
     member.run_until(&mut broker, &|_| false, |member| member.first_transaction_outcome().is_some());
     assert_eq!(broker.txn_offset_commits.first(), Some(&polled_in), "TxnOffsetCommit carries the generation of the poll that read the batch");
     assert_eq!(member.first_transaction_outcome(), Some(OpType::Fail), "the fenced batch's transaction aborts");
+}
+
+/// Kafka Streams (KIP-447): an eager rebalance that revokes the partitions of
+/// an open transaction lets the member finish it in onPartitionsRevoked, in
+/// its generation, before it rejoins: the batch commits, nothing is read
+/// twice. It once rejoined at once and the fenced transaction aborted.
+#[test]
+fn an_eager_revocation_commits_the_open_transaction_before_the_member_rejoins() {
+    let mut broker = Broker::new(3);
+    let mut member = Member::start(true);
+    member.run_until(&mut broker, &is_produce, |member| !member.held.is_empty());
+    assert_eq!(member.generation(), Generation(1));
+    broker.rebalance_due = true;
+    member.run_until(&mut broker, &is_produce, |member| member.workload.consumer.group().is_some_and(|group| group.is_revoking()));
+    assert_eq!(broker.generation, Generation(1), "no JoinGroup while the revoked batch is open");
+    member.release_held(&mut broker);
+    member.run_until(&mut broker, &|_| false, |member| member.first_transaction_outcome().is_some() && member.stable());
+    assert_eq!(broker.txn_offset_commits, vec![Generation(1)], "the offsets commit in the generation that polled them");
+    assert_eq!(member.first_transaction_outcome(), Some(OpType::Ok), "the revoked batch's transaction commits");
+    assert_eq!(member.generation(), Generation(2), "then the member rejoins");
 }
