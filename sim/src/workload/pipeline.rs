@@ -112,9 +112,13 @@ impl PipelineWorkload {
         recorder.record(now, OpType::Invoke, OpBody::ClientStart);
         let (consumer_endpoint, producer_endpoint) = endpoints;
         // Kafka Streams commits (or aborts) the open transaction of its revoked
-        // tasks in onPartitionsRevoked, before the member rejoins.
+        // tasks in onPartitionsRevoked, before the member rejoins. The
+        // at-least-once member is a plain poll-produce-commit loop with no
+        // rebalance listener: it rejoins at once, and its batch is read again.
         let mut consumer = consumer;
-        consumer.hold_join_on_revoke();
+        if spec.transactional {
+            consumer.hold_join_on_revoke();
+        }
         PipelineWorkload {
             recorder,
             invariants,
