@@ -110,7 +110,11 @@ pub struct FaultClass {
     pub faults: &'static str,
 }
 
-pub const FAULT_CLASSES: [FaultClass; 4] = [
+/// Random broker crashes and partitions together: what a transaction or a
+/// pipeline must survive for its exactly-once verdict to mean anything.
+const BROKER_CRASH_AND_PARTITION: FaultClass = FaultClass { name: "broker crash + partition", faults: "[faults]\nkinds = [\"crash\", \"partition\"]\ninterval = \"5s\"\n" };
+
+pub const FAULT_CLASSES: [FaultClass; 5] = [
     FaultClass { name: "single broker crash", faults: "[faults]\nkinds = [\"crash\"]\ninterval = \"5s\"\n" },
     FaultClass {
         name: "leader isolated",
@@ -121,6 +125,7 @@ pub const FAULT_CLASSES: [FaultClass; 4] = [
         name: "minority-side leader",
         faults: "[faults]\n[[faults.schedule]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"leader(events/0)\"\nduration = \"12s\"\n[[faults.schedule]]\nat = \"20s\"\naction = \"partition\"\ntarget = \"leader(events/2)\"\nduration = \"12s\"\n",
     },
+    BROKER_CRASH_AND_PARTITION,
 ];
 
 pub fn configurations() -> Vec<Configuration> {
@@ -180,7 +185,16 @@ pub struct Matrix {
 }
 
 /// The guarantees a delivery cell reports on.
-pub const DELIVERY_JUDGED: [CheckerKind; 5] = [CheckerKind::EosViolation, CheckerKind::AtMostOnce, CheckerKind::AtLeastOnce, CheckerKind::GroupOverlap, CheckerKind::Liveness];
+pub const DELIVERY_JUDGED: [CheckerKind; 8] = [
+    CheckerKind::EosViolation,
+    CheckerKind::AtMostOnce,
+    CheckerKind::AtLeastOnce,
+    CheckerKind::GroupOverlap,
+    CheckerKind::Liveness,
+    CheckerKind::Duplicate,
+    CheckerKind::LostWrite,
+    CheckerKind::TxnAtomicity,
+];
 
 /// How a consumer group's application commits.
 #[derive(Clone, Copy, Debug)]
@@ -214,7 +228,7 @@ pub const DELIVERY_ROWS: [DeliveryRow; 5] = [
 ];
 
 /// `g1` lives on `__consumer_offsets` partition 2 of 3 ("g1".hashCode() % 3).
-pub const DELIVERY_FAULTS: [FaultClass; 3] = [
+pub const DELIVERY_FAULTS: [FaultClass; 4] = [
     FaultClass { name: "consumer crash", faults: "[faults]\nkinds = [\"client-crash\"]\ninterval = \"4s\"\n" },
     FaultClass {
         name: "coordinator crash",
@@ -224,6 +238,7 @@ pub const DELIVERY_FAULTS: [FaultClass; 3] = [
         name: "consumer stall",
         faults: "[faults]\n[[faults.schedule]]\nat = \"8s\"\naction = \"pause\"\ntarget = \"consumer-1\"\nduration = \"10s\"\n[[faults.schedule]]\nat = \"22s\"\naction = \"pause\"\ntarget = \"consumer-2\"\nduration = \"10s\"\n",
     },
+    BROKER_CRASH_AND_PARTITION,
 ];
 
 pub fn delivery_scenario(row: &DeliveryRow, class: &FaultClass) -> Scenario {
@@ -317,7 +332,8 @@ A cell lists the guarantees that broke, with the number of seeds that showed it 
     let _ = writeln!(text, "- **single broker crash**: random process crashes of one broker or the controller at a time (the page cache survives).");
     let _ = writeln!(text, "- **leader isolated**: the leader of a partition is cut off from everyone for 12 s, twice.");
     let _ = writeln!(text, "- **all replicas lose power**: every replica of a random partition loses power at once; unflushed writes are gone.");
-    let _ = writeln!(text, "- **minority-side leader**: a partition's leader is split from the rest with some of the clients, twice.\n");
+    let _ = writeln!(text, "- **minority-side leader**: a partition's leader is split from the rest with some of the clients, twice.");
+    let _ = writeln!(text, "- **broker crash + partition**: random process crashes of a broker or the controller, and random network partitions, every 5 s on average.\n");
     let _ = write!(text, "| configuration |");
     for class in FAULT_CLASSES {
         let _ = write!(text, " {} |", class.name);
@@ -348,7 +364,8 @@ or in one transaction with them (KIP-98, KIP-447). \
     );
     let _ = writeln!(text, "- **consumer crash**: random crashes of a consumer or producer process, restarted after a while.");
     let _ = writeln!(text, "- **coordinator crash**: the broker leading the group's `__consumer_offsets` partition crashes for 5 s, twice.");
-    let _ = writeln!(text, "- **consumer stall**: a consumer stalls for 10 s (past its session), twice, and wakes believing it still owns its partitions.\n");
+    let _ = writeln!(text, "- **consumer stall**: a consumer stalls for 10 s (past its session), twice, and wakes believing it still owns its partitions.");
+    let _ = writeln!(text, "- **broker crash + partition**: random process crashes of a broker or the controller, and random network partitions, every 5 s on average.\n");
     let _ = write!(text, "| delivery |");
     for class in DELIVERY_FAULTS {
         let _ = write!(text, " {} |", class.name);
