@@ -30,8 +30,11 @@ pub struct Invariants {
     agreed: Option<Mutex<BTreeMap<TopicPartition, Vec<u64>>>>,
     /// Per group and partition, the generation and offset last acknowledged;
     /// None when the scenario does not promise it.
-    commits: Option<Mutex<BTreeMap<(Arc<str>, TopicPartition), (i32, Offset)>>>,
+    commits: Option<Mutex<Commits>>,
 }
+
+/// Per group and partition, the generation and offset of the last commit.
+type Commits = BTreeMap<(Arc<str>, TopicPartition), (i32, Offset)>;
 
 impl Invariants {
     pub fn for_scenario(scenario: &Scenario) -> Invariants {

@@ -35,7 +35,7 @@ impl PipelineNode {
         }
         // Producer numbers only spread first brokers; pipelines start after producers.
         let producer = Producer::new(producer_config, ctx.roster.brokers(), number, super::jitter_seed(producer_endpoint, now));
-        let workload = PipelineWorkload::start(now, recorder, ctx.invariants.clone(), spec, consumer, producer, ctx.pipeline_progress[&id].clone(), (id, producer_endpoint));
+        let workload = PipelineWorkload::start(now, recorder, ctx.invariants.clone(), spec, (consumer, producer), ctx.pipeline_progress[&id].clone(), (id, producer_endpoint));
         PipelineNode { workload, producer_endpoint }
     }
 

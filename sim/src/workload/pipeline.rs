@@ -99,7 +99,7 @@ impl PipelineWorkload {
     /// A new incarnation of member `number` of `spec`, whose consumer and
     /// producer are the given clients: what the last incarnation left in flight
     /// becomes `info` (its outcome is unknown), then the member's start is recorded.
-    pub fn start(now: Instant, recorder: Recorder, invariants: Arc<Invariants>, spec: &PipelineSpec, consumer: Consumer, producer: Producer, progress: Arc<Mutex<PipelineProgress>>, endpoints: (NodeId, NodeId)) -> PipelineWorkload {
+    pub fn start(now: Instant, recorder: Recorder, invariants: Arc<Invariants>, spec: &PipelineSpec, (consumer, producer): (Consumer, Producer), progress: Arc<Mutex<PipelineProgress>>, endpoints: (NodeId, NodeId)) -> PipelineWorkload {
         {
             let mut state = progress.lock().expect("progress lock");
             for (_, value) in std::mem::take(&mut state.pending) {

@@ -162,7 +162,7 @@ impl Member {
         }
         let producer_endpoint = crate::context::pipeline_producer_endpoint(1);
         let producer = Producer::new(producer_config, vec![BROKER], 1, 2);
-        let workload = PipelineWorkload::start(Instant::ZERO, recorder, Arc::default(), spec, consumer, producer, Arc::default(), (CONSUMER, producer_endpoint));
+        let workload = PipelineWorkload::start(Instant::ZERO, recorder, Arc::default(), spec, (consumer, producer), Arc::default(), (CONSUMER, producer_endpoint));
         Member { workload, history, wire: Outbox::new(CONSUMER), now: Instant::ZERO, held: Vec::new() }
     }
 
