@@ -299,6 +299,11 @@ impl Log {
 
     /// Whole batches holding offsets in `[from, until)`, at most `max_batches` of them.
     /// The first batch may start before `from`; readers skip what they did not ask for.
+    /// The batches from the one holding `from` on, borrowed.
+    pub fn batches_from(&self, from: Offset) -> &[SharedBatch] {
+        &self.batches[self.first_batch_ending_after(from)..]
+    }
+
     pub fn read(&self, from: Offset, until: Offset, max_batches: usize) -> Vec<SharedBatch> {
         if from >= until {
             return Vec::new();

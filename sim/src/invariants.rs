@@ -19,7 +19,8 @@ use crate::scenario::{Action, FaultKind, Scenario};
 use kafsim_model::partition::Partition;
 use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
 use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use kafsim_model::hash::StableHasher;
+use std::hash::Hasher;
 use std::sync::{Arc, Mutex};
 
 #[derive(Default)]
@@ -87,14 +88,16 @@ impl Invariants {
         let high_watermark = partition.high_watermark;
         let mut agreed = agreed.lock().expect("invariants lock");
         let digests = agreed.entry(partition.tp.clone()).or_default();
-        for batch in partition.log.read(from, high_watermark, usize::MAX) {
+        for batch in partition.log.batches_from(from).iter().take_while(|batch| batch.base_offset < high_watermark) {
             for (index, record) in batch.records.iter().enumerate() {
                 let offset = batch.base_offset.0 + index as u64;
                 if offset < from.0 || offset >= high_watermark.0 {
                     continue;
                 }
-                let mut hasher = DefaultHasher::new();
-                (batch.partition_leader_epoch.0, &record.key, &record.value).hash(&mut hasher);
+                let mut hasher = StableHasher::default();
+                hasher.write_u32(batch.partition_leader_epoch.0);
+                hasher.write(record.key.as_deref().unwrap_or_default());
+                hasher.write(&record.value);
                 let digest = hasher.finish();
                 match digests.get(offset as usize) {
                     Some(first) => assert_eq!(
