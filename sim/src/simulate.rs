@@ -245,21 +245,18 @@ fn snapshot(ctx: &RunContext, live: &LiveNodes) -> FinalState {
             partitions.insert(tp.clone(), PartitionSnapshot { leader: state.leader, leader_epoch: state.leader_epoch, isr: state.isr.clone(), replicas: BTreeMap::new() });
         }
     }
-    let outputs: Vec<&str> = ctx.scenario.pipelines.iter().map(|pipeline| pipeline.to.as_str()).collect();
     // Per partition, the replica decoded last and its batches.
     let mut decoded: BTreeMap<kafsim_model::TopicPartition, (NodeId, DecodedBatches)> = BTreeMap::new();
     for (id, broker) in live.brokers() {
         let broker = broker.lock().expect("broker lock");
         for (tp, partition) in broker.broker.partitions() {
-            // A pipeline's output is judged as a read_committed reader sees it:
-            // without the records of aborted transactions (KIP-98).
-            let aborted = if outputs.contains(&&*tp.topic) { partition.log.transactions().aborted_between(Offset(0), partition.log_end_offset()) } else { Vec::new() };
-            let mut isolation = kafsim_model::client::isolation::ReadIsolation::new(!aborted.is_empty(), &aborted);
             let (previous_id, batches) = decoded.entry(tp.clone()).or_insert_with(|| (id, DecodedBatches::default()));
             let previous = partitions.get(tp).and_then(|snapshot| snapshot.replicas.get(previous_id)).map_or(&[][..], |replica| &replica.records[..]);
-            let log = partition.log.batches().iter().filter(|batch| !isolation.skips(batch));
-            let records = batches.decode(log, previous, partition.log_end_offset().0 as usize);
+            let records = batches.decode(partition.log.batches().iter(), previous, partition.log_end_offset().0 as usize);
             *previous_id = id;
+            // Records of aborted transactions stay in the log, as in Kafka; the
+            // checkers read each one's fate here instead of guessing it.
+            let transactions = crate::transaction_fates::transaction_fates(partition.log.batches().iter().map(|batch| &**batch));
             let replica = ReplicaSnapshot {
                 broker: id,
                 records,
@@ -267,6 +264,7 @@ fn snapshot(ctx: &RunContext, live: &LiveNodes) -> FinalState {
                 log_end_offset: partition.log_end_offset(),
                 leader_epoch: partition.leader_epoch,
                 is_leader: partition.is_leader(),
+                transactions,
             };
             partitions.entry(tp.clone()).or_default().replicas.insert(id, replica);
         }
