@@ -301,7 +301,8 @@ pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
                 .collect();
             let leader = snapshot.leader.map_or("none".to_string(), |leader| format!("broker-{leader}"));
             let isr: Vec<String> = snapshot.isr.iter().map(|broker| format!("broker-{broker}")).collect();
-            println!("final {partition}: leader {leader} epoch {} isr [{}]; {}", snapshot.leader_epoch, isr.join(","), replicas.join(", "));
+            let transactions = snapshot.committed().map_or(String::new(), |replica| describe_transactions(&replica.transactions));
+            println!("final {partition}: leader {leader} epoch {} isr [{}]; {}{transactions}", snapshot.leader_epoch, isr.join(","), replicas.join(", "));
         }
     }
     let result = &detail.result;
@@ -409,4 +410,20 @@ pub fn main_with(cli: Cli) -> i32 {
             2
         }
     }
+}
+
+/// The fates of a committed replica's transactional batches, for a replay's
+/// final lines: empty where no transaction wrote.
+fn describe_transactions(transactions: &[crate::final_state::TransactionalBatch]) -> String {
+    use crate::final_state::TransactionFate;
+    if transactions.is_empty() {
+        return String::new();
+    }
+    let count = |fate: TransactionFate| transactions.iter().filter(|batch| batch.fate == fate).count();
+    let mut text = format!("; transactional batches: {} committed, {} aborted", count(TransactionFate::Committed), count(TransactionFate::Aborted));
+    let open: Vec<String> = transactions.iter().filter(|batch| batch.fate == TransactionFate::Open).map(|batch| format!("@{}", batch.first_offset)).collect();
+    if !open.is_empty() {
+        text.push_str(&format!(", {} open (from {})", open.len(), open.join(" ")));
+    }
+    text
 }

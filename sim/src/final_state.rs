@@ -1,24 +1,80 @@
 //! What the cluster looked like once faults healed and the workload drained:
-//! every replica's log, and what each consumer had reached.
+//! every replica's log, with the fate of each transactional batch in it, and
+//! what each consumer had reached.
 
 use crate::history::Value;
-use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
+use kafsim_model::{LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// One replica's log at the end of the run, as its broker held it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct ReplicaSnapshot {
     pub broker: NodeId,
-    /// Every record in the replica's log, by offset from 0. A value that the
-    /// workload did not write (unparseable) is absent from `values` but counted in
-    /// `log_end_offset`.
+    /// Every record in the replica's log, by offset from 0, aborted
+    /// transactions' included (they stay in Kafka's log; `transactions` says
+    /// which they are). A record the workload did not write (a control batch's
+    /// marker, anything unparseable) is absent here but counted in `log_end_offset`.
     pub records: Vec<(Offset, Value)>,
     pub high_watermark: Offset,
     pub log_end_offset: Offset,
     pub leader_epoch: LeaderEpoch,
     /// Whether this broker believed it led the partition.
     pub is_leader: bool,
+    /// The transactional data batches of this log (KIP-98), in offset order,
+    /// each with its fate as this log's control batches tell it. Empty where no
+    /// transaction wrote.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transactions: Vec<TransactionalBatch>,
+}
+
+/// As derived, but `transactions` is left out while empty: the trace hash
+/// covers the final state, and runs without transactions keep their hashes.
+impl std::hash::Hash for ReplicaSnapshot {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.broker.hash(state);
+        self.records.hash(state);
+        self.high_watermark.hash(state);
+        self.log_end_offset.hash(state);
+        self.leader_epoch.hash(state);
+        self.is_leader.hash(state);
+        if !self.transactions.is_empty() {
+            self.transactions.hash(state);
+        }
+    }
+}
+
+impl ReplicaSnapshot {
+    /// The fate of the transaction that wrote `offset`; None where no
+    /// transaction wrote it (a plain or idempotent producer's record, a marker,
+    /// or beyond the log).
+    pub fn transaction_fate(&self, offset: Offset) -> Option<TransactionFate> {
+        let after = self.transactions.partition_point(|batch| batch.first_offset <= offset);
+        let batch = self.transactions[..after].last()?;
+        (offset <= batch.last_offset).then_some(batch.fate)
+    }
+}
+
+/// How a transaction ended in one partition's log: the control batch (KIP-98's
+/// marker) its coordinator wrote there, or none by the end of the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionFate {
+    Committed,
+    Aborted,
+    /// No marker followed: the transaction still held the last stable offset
+    /// back when the run ended.
+    Open,
+}
+
+/// A run of consecutive offsets one transaction wrote in one partition (one
+/// batch, or several adjacent batches of the same transaction).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct TransactionalBatch {
+    pub first_offset: Offset,
+    pub last_offset: Offset,
+    pub producer_id: ProducerId,
+    pub fate: TransactionFate,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
@@ -63,8 +119,9 @@ pub struct GroupSnapshot {
 
 /// A consume-transform-produce pipeline at the end: which topic it read and
 /// which it wrote, and whether it drained (every input read, processed and
-/// committed by a settled, stable group). Output topics' records in the final
-/// state leave out aborted transactions (KIP-98), as a read_committed reader would.
+/// committed by a settled, stable group). Its output topic's records include
+/// those of aborted transactions, as Kafka's log does; their replicas'
+/// `transactions` tell which records a read_committed reader sees.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
 pub struct PipelineSnapshot {
     pub group: String,

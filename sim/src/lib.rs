@@ -21,4 +21,5 @@ pub mod shrink;
 pub mod simulate;
 pub mod summary;
 pub mod trace;
+pub mod transaction_fates;
 pub mod workload;

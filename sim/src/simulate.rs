@@ -151,12 +151,31 @@ fn settled_ends(live: &LiveNodes) -> Option<BTreeMap<kafsim_model::TopicPartitio
     Some(ends)
 }
 
-/// Every send has completed, replication has settled and every consumer reached
-/// the committed end. A group has drained when every partition of its topic is
-/// owned by a live member that reached its end, and every member has processed
-/// and committed what it read. Internal topics are nobody's to read.
+/// Every transaction has ended in every partition it wrote: on each leader,
+/// the last stable offset (KIP-98) has reached the high watermark, so no
+/// transaction is open and every marker is replicated. A transaction's commit
+/// is acknowledged once the coordinator logged its decision, before the
+/// markers reach the partitions, and a producer that crashed mid-transaction
+/// leaves its transaction open until its coordinator aborts it; the final
+/// snapshot waits for both, as a read_committed reader would.
+fn transactions_ended(live: &LiveNodes) -> bool {
+    live.brokers().iter().all(|(_, broker)| {
+        let broker = broker.lock().expect("broker lock");
+        let ended = broker.broker.partitions().values().filter(|partition| partition.is_leader()).all(|partition| partition.log.transactions().last_stable_offset(partition.high_watermark) >= partition.high_watermark);
+        ended
+    })
+}
+
+/// Every send has completed, replication has settled, every transaction has
+/// ended and every consumer reached the committed end. A group has drained
+/// when every partition of its topic is owned by a live member that reached
+/// its end, and every member has processed and committed what it read.
+/// Internal topics are nobody's to read.
 fn drained(ctx: &RunContext, live: &LiveNodes) -> bool {
     let Some(mut ends) = settled_ends(live) else { return false };
+    if !transactions_ended(live) {
+        return false;
+    }
     ends.retain(|tp, _| !is_internal_topic(&tp.topic));
     // A client restarted at the heal has not run yet: wait for every one to be up,
     // so a crashed producer's orphaned sends are recorded before the snapshot.
@@ -178,7 +197,14 @@ fn drained(ctx: &RunContext, live: &LiveNodes) -> bool {
             }
             return true;
         }
-        ends.iter().all(|(tp, end)| positions.get(tp).is_some_and(|position| position >= end) || !positions.contains_key(tp) && *end == Offset(0))
+        // A consumer outside a group reads every partition of its own topic.
+        let topic = match ctx.roster.entry(*id).role {
+            NodeRole::Consumer { spec, .. } => ctx.scenario.consumers[spec].topic.as_str(),
+            _ => unreachable!("live consumers are consumers"),
+        };
+        ends.iter()
+            .filter(|(tp, _)| &*tp.topic == topic)
+            .all(|(tp, end)| positions.get(tp).is_some_and(|position| position >= end) || !positions.contains_key(tp) && *end == Offset(0))
     });
     let groups_done = ctx.scenario.consumers.iter().filter_map(|spec| spec.group.as_ref().map(|group| (group, &spec.topic))).all(|(group, topic)| {
         ends.iter().filter(|(tp, _)| &*tp.topic == topic.as_str()).all(|(tp, end)| group_reads.get(&(group.as_str(), tp.clone())).is_some_and(|position| position >= end))
@@ -219,21 +245,18 @@ fn snapshot(ctx: &RunContext, live: &LiveNodes) -> FinalState {
             partitions.insert(tp.clone(), PartitionSnapshot { leader: state.leader, leader_epoch: state.leader_epoch, isr: state.isr.clone(), replicas: BTreeMap::new() });
         }
     }
-    let outputs: Vec<&str> = ctx.scenario.pipelines.iter().map(|pipeline| pipeline.to.as_str()).collect();
     // Per partition, the replica decoded last and its batches.
     let mut decoded: BTreeMap<kafsim_model::TopicPartition, (NodeId, DecodedBatches)> = BTreeMap::new();
     for (id, broker) in live.brokers() {
         let broker = broker.lock().expect("broker lock");
         for (tp, partition) in broker.broker.partitions() {
-            // A pipeline's output is judged as a read_committed reader sees it:
-            // without the records of aborted transactions (KIP-98).
-            let aborted = if outputs.contains(&&*tp.topic) { partition.log.transactions().aborted_between(Offset(0), partition.log_end_offset()) } else { Vec::new() };
-            let mut isolation = kafsim_model::client::isolation::ReadIsolation::new(!aborted.is_empty(), &aborted);
             let (previous_id, batches) = decoded.entry(tp.clone()).or_insert_with(|| (id, DecodedBatches::default()));
             let previous = partitions.get(tp).and_then(|snapshot| snapshot.replicas.get(previous_id)).map_or(&[][..], |replica| &replica.records[..]);
-            let log = partition.log.batches().iter().filter(|batch| !isolation.skips(batch));
-            let records = batches.decode(log, previous, partition.log_end_offset().0 as usize);
+            let records = batches.decode(partition.log.batches().iter(), previous, partition.log_end_offset().0 as usize);
             *previous_id = id;
+            // Records of aborted transactions stay in the log, as in Kafka; the
+            // checkers read each one's fate here instead of guessing it.
+            let transactions = crate::transaction_fates::transaction_fates(partition.log.batches().iter().map(|batch| &**batch));
             let replica = ReplicaSnapshot {
                 broker: id,
                 records,
@@ -241,6 +264,7 @@ fn snapshot(ctx: &RunContext, live: &LiveNodes) -> FinalState {
                 log_end_offset: partition.log_end_offset(),
                 leader_epoch: partition.leader_epoch,
                 is_leader: partition.is_leader(),
+                transactions,
             };
             partitions.entry(tp.clone()).or_default().replicas.insert(id, replica);
         }

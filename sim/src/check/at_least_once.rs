@@ -8,10 +8,12 @@
 //! counted). Every record of the final committed log below it must appear in
 //! one of the group's `Process` ops (matched by value, which is unique per send).
 //!
-//! A value sent in a transaction that did not knowingly commit is left out: a
-//! read_committed member rightly never sees an aborted one (KIP-98), and one
-//! whose outcome is unknown may have aborted. (Under read_uncommitted this
-//! misses a skipped aborted record; it never reports a false one.)
+//! A record of a transaction that did not commit is left out: a read_committed
+//! member rightly never sees an aborted one (KIP-98), and one still open may yet
+//! abort. The final log's markers say which those are; where a log carries none,
+//! a value sent in a transaction that did not knowingly commit is left out.
+//! (Under read_uncommitted this misses a skipped aborted record; it never
+//! reports a false one.)
 
 use super::findings::Findings;
 use super::value_map::ValueSet;
@@ -56,13 +58,12 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
             _ => {}
         }
     }
-    let uncommitted = views.uncommitted_values();
     for ((group, partition), (offset, node, time)) in committed {
         let Some(key) = views.find_partition(partition) else { continue };
         let scope = groups.find(group);
-        let log = views.partition(key).log;
-        for (record_offset, value) in log.iter().take_while(|(record_offset, _)| *record_offset < offset) {
-            if !scope.is_some_and(|scope| processed.contains(scope, *value)) && !uncommitted.contains(0, *value) {
+        let view = views.partition(key);
+        for (record_offset, value) in view.log.iter().take_while(|(record_offset, _)| *record_offset < offset) {
+            if !scope.is_some_and(|scope| processed.contains(scope, *value)) && views.is_committed_record(view, *record_offset, *value) {
                 findings.report(format!(
                     "group {group} committed {partition} up to offset {offset} ({node} at {}), but nobody processed {value} at offset {record_offset}",
                     super::findings::seconds(time)

@@ -10,12 +10,25 @@
 //! below that partition's committed high watermark is one violation, and so is
 //! each partition of a consumer group's topic that no live member of the group
 //! owned at the end (a group that never settled after healing).
+//!
+//! A pipeline that did not drain (`PipelineSnapshot::drained`: some input
+//! not read, processed and committed by a settled, stable group) is one
+//! violation per pipeline.
+//!
+//! A transaction still open in a committed log at the end (no commit or abort
+//! marker followed its records, `TransactionFate::Open`) is one violation per
+//! producer id: its coordinator must end it, at the latest by aborting it
+//! `transaction.timeout.ms` after it began, and until then it holds every
+//! read_committed reader of those partitions at its first offset (KIP-98's
+//! last stable offset).
 
 use super::findings::{seconds, Findings};
 use super::views::Views;
 use super::{CheckerKind, Violation};
-use crate::final_state::FinalState;
+use crate::final_state::{FinalState, TransactionFate};
 use crate::history::History;
+use kafsim_model::{Offset, ProducerId, TopicPartition};
+use std::collections::BTreeMap;
 
 pub fn check(history: &History, final_state: &FinalState) -> Vec<Violation> {
     judge(&Views::new(history, final_state))
@@ -38,6 +51,13 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
             seconds(first.invoke.time)
         ));
     }
+    for pipeline in final_state.pipelines.iter().filter(|pipeline| !pipeline.drained) {
+        findings.report(format!(
+            "pipeline {} from {} to {} did not drain by the end of the run: its members did not all settle, stable, with every input read and committed",
+            pipeline.group, pipeline.from, pipeline.to
+        ));
+    }
+    report_open_transactions(views, &mut findings);
     if final_state.drained {
         for (consumer, snapshot) in &final_state.consumers {
             for (partition, &position) in &snapshot.positions {
@@ -70,10 +90,34 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     findings.into_violations()
 }
 
+/// One violation per producer id with a transaction open in some committed log.
+fn report_open_transactions(views: &Views<'_>, findings: &mut Findings) {
+    let mut open: BTreeMap<ProducerId, Vec<(&TopicPartition, Offset)>> = BTreeMap::new();
+    for (_, view) in views.final_partitions() {
+        let Some(replica) = view.committed else { continue };
+        for batch in replica.transactions.iter().filter(|batch| batch.fate == TransactionFate::Open && batch.first_offset < replica.high_watermark) {
+            let partitions = open.entry(batch.producer_id).or_default();
+            // A transaction's first batch in a partition is where it holds the last stable offset.
+            if partitions.last().is_none_or(|(partition, _)| *partition != view.partition) {
+                partitions.push((view.partition, batch.first_offset));
+            }
+        }
+    }
+    for (producer_id, partitions) in open {
+        let places: Vec<String> = partitions.iter().map(|(partition, offset)| format!("{partition}@{offset}")).collect();
+        findings.report(format!(
+            "a transaction of producer id {} is still open at the end of the run, holding the last stable offset at {}",
+            producer_id.0,
+            places.join(", ")
+        ));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::check::testkit::*;
+    use crate::final_state::TransactionFate;
 
     fn one_committed_partition() -> FinalState {
         final_state(vec![(0, partition_snapshot(1, &[1], 2, &[(0, value(1, 0)), (1, value(1, 1))]))])
@@ -145,5 +189,39 @@ mod tests {
         let mut state = with_consumer(one_committed_partition(), "consumer-1", &[(0, 0)]);
         state.drained = true;
         assert!(check(&history.build(), &state).is_empty());
+    }
+
+    #[test]
+    fn fires_once_per_producer_with_a_transaction_still_open_at_the_end() {
+        let mut history = HistoryBuilder::new();
+        history.heal(30);
+        let history = history.build();
+        let records = [(0, value(1, 0)), (1, value(1, 1)), (2, value(1, 2))];
+        let fates = [(0, 0, TransactionFate::Committed), (1, 2, TransactionFate::Open)];
+        let state = final_state(vec![(0, with_transactions(partition_snapshot(1, &[1], 3, &records), &fates))]);
+        let violations = check(&history, &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(violations[0].detail, "a transaction of producer id 2 is still open at the end of the run, holding the last stable offset at events/0@1");
+        let ended = final_state(vec![(0, with_transactions(partition_snapshot(1, &[1], 3, &records), &[(0, 0, TransactionFate::Committed), (1, 2, TransactionFate::Aborted)]))]);
+        assert!(check(&history, &ended).is_empty());
+        assert!(check(&HistoryBuilder::new().build(), &state).is_empty(), "no heal, no liveness phase");
+    }
+
+    #[test]
+    fn fires_for_a_pipeline_that_did_not_drain() {
+        let mut history = HistoryBuilder::new();
+        history.heal(30);
+        let history = history.build();
+        let mut state = one_committed_partition();
+        let pipeline = crate::final_state::PipelineSnapshot { group: "copier".into(), from: "events".into(), to: "copies".into(), drained: false };
+        state.pipelines.push(pipeline);
+        let violations = check(&history, &state);
+        assert_eq!(violations.len(), 1);
+        assert_eq!(
+            violations[0].detail,
+            "pipeline copier from events to copies did not drain by the end of the run: its members did not all settle, stable, with every input read and committed"
+        );
+        state.pipelines[0].drained = true;
+        assert!(check(&history, &state).is_empty());
     }
 }

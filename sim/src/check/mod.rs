@@ -229,6 +229,25 @@ mod tests {
         assert_eq!(check_all(&history.build(), &state), Vec::new());
     }
 
+    /// Jepsen's `info`: a commit whose answer timed out may or may not have
+    /// happened. Whatever the final log shows (the records gone, committed, or
+    /// aborted by the coordinator), no checker counts the transaction's sends
+    /// as lost, nor its records as certainly committed.
+    #[test]
+    fn a_timed_out_commit_is_indeterminate() {
+        let values = [value(1, 0), value(1, 1)];
+        let mut history = HistoryBuilder::new();
+        history.transaction(10, "producer-1", 0, &[(values[0], 0, 0), (values[1], 0, 1)], crate::history::OpType::Info);
+        let history = history.build();
+        let records = [(0, values[0]), (1, values[1])];
+        let gone = final_state(vec![(0, partition_snapshot(1, &[1], 0, &[]))]);
+        let committed = final_state(vec![(0, with_transactions(partition_snapshot(1, &[1], 2, &records), &[(0, 1, crate::final_state::TransactionFate::Committed)]))]);
+        let aborted = final_state(vec![(0, with_transactions(partition_snapshot(1, &[1], 2, &records), &[(0, 1, crate::final_state::TransactionFate::Aborted)]))]);
+        for state in [gone, committed, aborted] {
+            assert_eq!(check_all(&history, &state), Vec::new());
+        }
+    }
+
     proptest::proptest! {
         /// The trace hash the runner takes from the checkers' pass is the one
         /// `trace_hash` computes in a pass of its own, and so are the violations.

@@ -11,11 +11,13 @@
 //! a `ClientStart` of that consumer, resets the expectation, so the first read
 //! after a reset is never a skip.
 //!
-//! Values of transactions that did not commit are not known records: a
-//! read_committed consumer rightly steps over them (KIP-98).
+//! Records of transactions that did not commit are not known records: a
+//! read_committed consumer rightly steps over them (KIP-98). The final log's
+//! markers say which of its records those are; a polled record, or one of a log
+//! without markers, is left out if its value was sent in a transaction that did
+//! not knowingly commit.
 
 use super::findings::{seconds, Findings};
-use super::value_map::ValueSet;
 use super::views::{PartitionKey, Views};
 use super::{CheckerKind, Violation};
 use crate::final_state::FinalState;
@@ -56,7 +58,6 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
 /// did not commit are not known records.
 struct KnownRecords<'v, 'a> {
     views: &'v Views<'a>,
-    uncommitted: &'v ValueSet,
     /// Per partition key: the polled records, sorted by offset, the first poll of
     /// each offset only.
     polled: Vec<Vec<(Offset, Value)>>,
@@ -74,14 +75,15 @@ impl<'v, 'a> KnownRecords<'v, 'a> {
             records.sort_by_key(|(offset, _)| *offset);
             records.dedup_by_key(|(offset, _)| *offset);
         }
-        KnownRecords { views, uncommitted, polled }
+        KnownRecords { views, polled }
     }
 
     /// The known record with the lowest offset in `from..to`.
     fn first_between(&self, partition: PartitionKey, from: Offset, to: Offset) -> Option<(Offset, Value)> {
         let log = self.views.partition(partition).log;
         let start = log.partition_point(|(offset, _)| *offset < from);
-        let committed = log[start..].iter().take_while(|(offset, _)| *offset < to).find(|(_, value)| !self.uncommitted.contains(0, *value)).copied();
+        let view = self.views.partition(partition);
+        let committed = log[start..].iter().take_while(|(offset, _)| *offset < to).find(|(offset, value)| self.views.is_committed_record(view, *offset, *value)).copied();
         let polled = &self.polled[partition.0 as usize];
         let start = polled.partition_point(|(offset, _)| *offset < from);
         let polled = polled.get(start).filter(|(offset, _)| *offset < to).copied();

@@ -2,9 +2,9 @@
 //! checkers' tests feed them. Times are given in simulated milliseconds; every
 //! partition belongs to the topic `events`.
 
-use crate::final_state::{ConsumerSnapshot, FinalState, PartitionSnapshot, ReplicaSnapshot};
+use crate::final_state::{ConsumerSnapshot, FinalState, PartitionSnapshot, ReplicaSnapshot, TransactionFate, TransactionalBatch};
 use crate::history::{History, OpBody, OpType, PolledRecord, Value};
-use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
+use kafsim_model::{LeaderEpoch, NodeId, Offset, ProducerId, TopicPartition};
 use std::sync::Arc;
 
 pub(crate) fn value(producer: u32, sequence: u64) -> Value {
@@ -48,6 +48,27 @@ impl HistoryBuilder {
     pub(crate) fn send_fail(&mut self, time_ms: u64, node: &str, value: Value) -> &mut HistoryBuilder {
         let body = OpBody::Send { value, partition: None, offset: None, error: Some("NotEnoughReplicas".to_string()) };
         self.push(time_ms, node, OpType::Fail, body)
+    }
+
+    /// A send completed `info`: its answer was lost, it may or may not be in the log.
+    pub(crate) fn send_info(&mut self, time_ms: u64, node: &str, value: Value) -> &mut HistoryBuilder {
+        let body = OpBody::Send { value, partition: None, offset: None, error: Some("NetworkTimeout".to_string()) };
+        self.push(time_ms, node, OpType::Info, body)
+    }
+
+    /// One transaction of `node` whose values are each sent and acknowledged at
+    /// `(partition index, offset)`, invoked at `time_ms` and ended as `outcome`
+    /// (`Ok` committed, `Fail` aborted, `Info` unknown; `Invoke` leaves it open).
+    pub(crate) fn transaction(&mut self, time_ms: u64, node: &str, number: u64, sends: &[(Value, u32, u64)], outcome: OpType) -> &mut HistoryBuilder {
+        let values: Vec<Value> = sends.iter().map(|(value, _, _)| *value).collect();
+        self.txn(time_ms, node, OpType::Invoke, number, &values);
+        for &(value, index, offset) in sends {
+            self.acked_send(time_ms + 1, node, value, index, offset);
+        }
+        if outcome != OpType::Invoke {
+            self.txn(time_ms + 5, node, outcome, number, &values);
+        }
+        self
     }
 
     /// An invoke at `time_ms` acknowledged one millisecond later.
@@ -152,6 +173,7 @@ pub(crate) fn replica(broker: u32, high_watermark: u64, records: &[(u64, Value)]
         log_end_offset: Offset(log_end_offset),
         leader_epoch: LeaderEpoch(1),
         is_leader: false,
+        transactions: Vec::new(),
     }
 }
 
@@ -172,6 +194,20 @@ pub(crate) fn partition_snapshot(leader: u32, isr: &[u32], high_watermark: u64, 
         isr: isr.iter().map(|&broker| NodeId(broker)).collect(),
         replicas,
     }
+}
+
+/// `snapshot` whose every replica holds transactional batches `(first offset,
+/// last offset, fate)`, the n-th written by producer id n + 1.
+pub(crate) fn with_transactions(mut snapshot: PartitionSnapshot, batches: &[(u64, u64, TransactionFate)]) -> PartitionSnapshot {
+    let transactions: Vec<TransactionalBatch> = batches
+        .iter()
+        .enumerate()
+        .map(|(index, &(first, last, fate))| TransactionalBatch { first_offset: Offset(first), last_offset: Offset(last), producer_id: ProducerId(index as u64 + 1), fate })
+        .collect();
+    for replica in snapshot.replicas.values_mut() {
+        replica.transactions = transactions.clone();
+    }
+    snapshot
 }
 
 /// A final state with the given partitions (by index), no consumers, not drained.

@@ -8,10 +8,13 @@
 //! records are just not read yet. "Past its offset" means some consumer's final
 //! position for the partition is greater than the record's committed offset.
 //!
-//! A value sent in a transaction counts only once the transaction committed: a
-//! read_committed consumer rightly never sees an aborted one (KIP-98).
+//! A record written in a transaction counts only once the transaction committed:
+//! a read_committed consumer rightly never sees an aborted one (KIP-98). The
+//! final log's markers say which records those are; the send behind a record
+//! counts only if its transaction knowingly committed.
 
 use super::findings::{seconds, Findings};
+use super::transactions::Outcome;
 use super::value_map::{ValueMap, ValueSet};
 use super::views::Views;
 use super::{CheckerKind, Violation};
@@ -36,7 +39,7 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
     // Built at the first record nobody polled: in a clean run, never.
     let mut acknowledged = None;
     let furthest = furthest_positions(final_state);
-    for (_, view) in views.final_partitions() {
+    for (key, view) in views.final_partitions() {
         let Some(&(position, consumer)) = furthest.get(view.partition) else {
             continue;
         };
@@ -45,11 +48,20 @@ pub(crate) fn judge(views: &Views<'_>) -> Vec<Violation> {
             if findings.is_full() {
                 return findings.into_violations();
             }
-            if polled.contains(0, value) {
+            // A record of a transaction the log marks aborted, or leaves open,
+            // is no record a read_committed consumer is promised.
+            if polled.contains(0, value) || !view.is_visible(offset) {
                 continue;
             }
-            let Some(op) = acknowledged.get_or_insert_with(|| acknowledged_sends(views)).get(0, value) else {
-                continue;
+            // The send acknowledged at this position, else (the log moved it) the value's.
+            let here = views.acknowledged_at(key, offset).find(|send| send.value == value).map(|send| (send.op, views.transaction_outcome(send.transaction)));
+            let op = match here {
+                Some((op, None | Some(Outcome::Committed))) => op,
+                Some(_) => continue,
+                None => match acknowledged.get_or_insert_with(|| acknowledged_sends(views)).get(0, value) {
+                    Some(op) => *op,
+                    None => continue,
+                },
             };
             findings.report(format!(
                 "value {value} acknowledged to {} at {} stands at {partition}@{offset}, \

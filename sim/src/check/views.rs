@@ -11,9 +11,9 @@
 //! follows the history's order, never a hash, so it is as deterministic as the run.
 
 use super::observations::committed_log;
-use super::transactions;
+use super::transactions::{self, Outcome, Transaction, TransactionTracker};
 use super::value_map::{ValueMap, ValueSet};
-use crate::final_state::{FinalState, PartitionSnapshot, ReplicaSnapshot};
+use crate::final_state::{FinalState, PartitionSnapshot, ReplicaSnapshot, TransactionFate};
 use crate::history::{History, Op, OpBody, OpType, PolledRecord, Value};
 use kafsim_model::{Offset, TopicPartition};
 use kafsim_model::hash::StableHasher;
@@ -117,7 +117,27 @@ pub(crate) struct PartitionView<'a> {
     /// `snapshot.committed()`: the replica whose log is the committed one.
     pub(crate) committed: Option<&'a ReplicaSnapshot>,
     /// `committed_log(snapshot)`, sorted by offset; empty without a snapshot.
+    /// It holds the records of every transaction, aborted ones included, as
+    /// Kafka's log does: `fate` and `is_visible` tell them apart.
     pub(crate) log: &'a [(Offset, Value)],
+}
+
+impl PartitionView<'_> {
+    /// The fate of the transaction that wrote the committed log's record at
+    /// `offset`; None for a record no transaction wrote, or an offset beyond the
+    /// committed log (at or above its high watermark).
+    pub(crate) fn fate(&self, offset: Offset) -> Option<TransactionFate> {
+        let replica = self.committed.filter(|replica| offset < replica.high_watermark)?;
+        replica.transaction_fate(offset)
+    }
+
+    /// Whether the committed log's record at `offset` certainly stands for a
+    /// read_committed reader: no transaction wrote it, or its transaction
+    /// committed. A record of an aborted transaction never does, and one of a
+    /// transaction still open at the end may go either way.
+    pub(crate) fn is_visible(&self, offset: Offset) -> bool {
+        matches!(self.fate(offset), None | Some(TransactionFate::Committed))
+    }
 }
 
 /// One record as one consumer read it, with where it stands in the history.
@@ -145,6 +165,9 @@ pub(crate) struct AcknowledgedSend<'a> {
     pub(crate) value: Value,
     pub(crate) partition: Option<(&'a TopicPartition, PartitionKey)>,
     pub(crate) offset: Option<Offset>,
+    /// The transaction the send was made in (an index into
+    /// `Views::transactions`), if any.
+    pub(crate) transaction: Option<u32>,
 }
 
 /// One send's invoke and, if it came, its completion (`ok`, `fail` or `info`).
@@ -155,6 +178,9 @@ pub(crate) struct SendPair<'a> {
     /// The partition the completion names, if it names one.
     pub(crate) completion_partition: Option<(&'a TopicPartition, PartitionKey)>,
     pub(crate) node: NodeKey,
+    /// The transaction the send was made in (an index into
+    /// `Views::transactions`), if any.
+    pub(crate) transaction: Option<u32>,
 }
 
 /// What forgets a consumer's previous reads: a `ClientStart` of the node (every
@@ -185,6 +211,11 @@ pub(crate) struct Views<'a> {
     /// One more than the largest sequence sent.
     sequence_bound: u64,
     uncommitted: OnceCell<ValueSet>,
+    /// Every transaction the history began, in the order of their invokes.
+    transactions: Vec<Transaction<'a>>,
+    /// Indexes into `acknowledged` of the sends acknowledged with a position,
+    /// sorted by that position: built at the first lookup.
+    acknowledged_by_position: OnceCell<Vec<(PartitionKey, Offset, u32)>>,
     group_ops: Vec<&'a Op>,
     transaction_ops: Vec<&'a Op>,
     run_end_ops: Vec<&'a Op>,
@@ -219,6 +250,8 @@ impl<'a> Views<'a> {
             heal_time: None,
             sequence_bound: 0,
             uncommitted: OnceCell::new(),
+            transactions: Vec::new(),
+            acknowledged_by_position: OnceCell::new(),
             group_ops: Vec::new(),
             transaction_ops: Vec::new(),
             run_end_ops: Vec::new(),
@@ -246,6 +279,7 @@ impl<'a> Views<'a> {
         // output value at once (a zombie and its successor), and each completion
         // belongs to its own node's invoke.
         let mut open: ValueMap<u32> = ValueMap::with_sequence_bound(self.sequence_bound);
+        let mut tracker = TransactionTracker::default();
         if let Some(hasher) = ops_hasher.as_deref_mut() {
             // A slice hashes as its length, then each element.
             hasher.write_usize(history.ops.len());
@@ -260,18 +294,21 @@ impl<'a> Views<'a> {
                     let node = NodeKey(self.nodes.key(&op.node));
                     if op.kind == OpType::Invoke {
                         open.insert(node.0, *value, self.send_pairs.len() as u32);
-                        let pair = SendPair { invoke: op, value: *value, completion: None, completion_partition: None, node };
+                        let transaction = tracker.send_invoked(&self.transactions, node.0, *value);
+                        let pair = SendPair { invoke: op, value: *value, completion: None, completion_partition: None, node, transaction };
                         self.send_pairs.push(pair);
                         continue;
                     }
                     let partition = partition.as_ref().map(|partition| (partition, self.partition_key(partition)));
+                    let mut transaction = None;
                     if let Some(index) = open.remove(node.0, *value) {
                         let pair = &mut self.send_pairs[index as usize];
                         pair.completion = Some(op);
                         pair.completion_partition = partition;
+                        transaction = pair.transaction;
                     }
                     if op.kind == OpType::Ok {
-                        self.acknowledged.push(AcknowledgedSend { op, op_index, value: *value, partition, offset: *offset });
+                        self.acknowledged.push(AcknowledgedSend { op, op_index, value: *value, partition, offset: *offset, transaction });
                     }
                 }
                 OpBody::Poll { records } if matches!(op.kind, OpType::Ok | OpType::Info) => {
@@ -292,7 +329,11 @@ impl<'a> Views<'a> {
                 }
                 OpBody::Heal if self.heal_time.is_none() => self.heal_time = Some(op.time),
                 OpBody::Assign { .. } | OpBody::Revoke { .. } | OpBody::Commit { .. } | OpBody::Process { .. } => self.group_ops.push(op),
-                OpBody::Txn { .. } => self.transaction_ops.push(op),
+                OpBody::Txn { .. } => {
+                    let node = NodeKey(self.nodes.key(&op.node));
+                    tracker.transaction_op(&mut self.transactions, op, node.0);
+                    self.transaction_ops.push(op);
+                }
                 OpBody::Panic { .. } | OpBody::Timeout { .. } => self.run_end_ops.push(op),
                 _ => {}
             }
@@ -426,16 +467,61 @@ impl<'a> Views<'a> {
         self.uncommitted.get_or_init(|| transactions::uncommitted_values(&self.transaction_ops))
     }
 
+    /// Whether the record `value` at `offset` of a committed log (`view`)
+    /// certainly committed: the log marks its transaction committed, or marks
+    /// no transaction there and no transaction of the history that sent `value`
+    /// failed to (knowingly) commit. That last test, by value, matters only for
+    /// final states written without transaction marks (hand-written ones): in a
+    /// run's log a value of a transaction stands in a transactional batch.
+    pub(crate) fn is_committed_record(&self, view: &PartitionView<'_>, offset: Offset, value: Value) -> bool {
+        match view.fate(offset) {
+            Some(fate) => fate == TransactionFate::Committed,
+            None => !self.uncommitted_values().contains(0, value),
+        }
+    }
+
+    /// Every transaction the history began, in the order of their invokes,
+    /// each with its completion if it came.
+    pub(crate) fn transactions(&self) -> &[Transaction<'a>] {
+        &self.transactions
+    }
+
+    /// The transaction a send was made in, by its index (`SendPair::transaction`,
+    /// `AcknowledgedSend::transaction`).
+    pub(crate) fn transaction(&self, index: u32) -> &Transaction<'a> {
+        &self.transactions[index as usize]
+    }
+
+    /// How the transaction of a send ended; None for a send made in no transaction.
+    pub(crate) fn transaction_outcome(&self, index: Option<u32>) -> Option<Outcome> {
+        index.map(|index| self.transaction(index).outcome())
+    }
+
+    /// The sends acknowledged at `partition`/`offset`, in history order (more
+    /// than one only where the log was rewritten under an acknowledgement).
+    pub(crate) fn acknowledged_at(&self, partition: PartitionKey, offset: Offset) -> impl Iterator<Item = &AcknowledgedSend<'a>> {
+        let sorted = self.acknowledged_by_position.get_or_init(|| {
+            let mut sorted: Vec<(PartitionKey, Offset, u32)> = self
+                .acknowledged
+                .iter()
+                .enumerate()
+                .filter_map(|(index, send)| Some((send.partition?.1, send.offset?, index as u32)))
+                .collect();
+            sorted.sort_unstable();
+            sorted
+        });
+        let start = sorted.partition_point(|&(found_partition, found_offset, _)| (found_partition, found_offset) < (partition, offset));
+        sorted[start..]
+            .iter()
+            .take_while(move |&&(found_partition, found_offset, _)| found_partition == partition && found_offset == offset)
+            .map(|&(_, _, index)| &self.acknowledged[index as usize])
+    }
+
     /// The ops of consumer groups (`Assign`, `Revoke`, `Commit`, `Process`), in
     /// history order. These, like the other sparse kinds below, are listed once
     /// so that the checkers that read them need not each walk the whole history.
     pub(crate) fn group_ops(&self) -> &[&'a Op] {
         &self.group_ops
-    }
-
-    /// The `Txn` ops, in history order.
-    pub(crate) fn transaction_ops(&self) -> &[&'a Op] {
-        &self.transaction_ops
     }
 
     /// The `Panic` and `Timeout` ops, in history order.
@@ -597,5 +683,28 @@ mod tests {
                 proptest::prop_assert!(std::ptr::eq(found.2, expected.2) && std::ptr::eq(found.3, expected.3));
             }
         }
+    }
+
+    /// A send belongs to its node's open transaction; another node's sends of
+    /// the same value, and sends after the transaction ended, do not.
+    #[test]
+    fn sends_are_tied_to_the_transaction_open_on_their_node() {
+        let output = value(1, 0).pipeline_output();
+        let mut history = HistoryBuilder::new();
+        history.txn(1, "pipeline-1", OpType::Invoke, 7, &[output]);
+        history.send_invoke(2, "pipeline-2", output);
+        history.send_invoke(3, "pipeline-1", output);
+        history.txn(4, "pipeline-1", OpType::Info, 7, &[output]);
+        history.send_ok(5, "pipeline-1", output, 0, 3);
+        history.send_invoke(6, "pipeline-1", value(1, 1));
+        let history = history.build();
+        let state = final_state(vec![]);
+        let views = Views::new(&history, &state);
+        let tied: Vec<Option<u64>> = views.send_pairs().iter().map(|pair| pair.transaction.map(|index| views.transaction(index).number)).collect();
+        assert_eq!(tied, vec![None, Some(7), None]);
+        assert_eq!(views.transaction_outcome(views.acknowledged_sends()[0].transaction), Some(Outcome::Unknown));
+        let sends: Vec<u64> = views.acknowledged_at(PartitionKey(0), Offset(3)).map(|send| send.op.time).collect();
+        assert_eq!(sends, vec![5_000]);
+        assert_eq!(views.acknowledged_at(PartitionKey(0), Offset(2)).count(), 0);
     }
 }
