@@ -44,3 +44,18 @@ fn reprocessed_outputs_are_judged_by_position_not_by_value() {
     });
     assert!(reprocessed, "no seed reprocessed an output after an abort");
 }
+
+/// Short transaction timeouts under broker crashes and partitions: the
+/// coordinator aborts slow transactions and fences their producers, whose
+/// AddOffsetsToTxn then fails for good. The member aborts and reads the batch
+/// again. It once waited for its offsets forever, still heartbeating, and its
+/// partition stood still to the end (liveness in seed 8 of these 20).
+#[test]
+fn fenced_transactions_abort_and_the_pipeline_drains() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios").join("pipeline-exactly-once-txn-timeouts.toml");
+    let scenario = Arc::new(Scenario::load(&path).expect("the scenario parses"));
+    for seed in 0..20 {
+        let detail = run_seed(&scenario, seed);
+        assert!(detail.result.violations.is_empty(), "seed {seed}: {:?}", detail.result.violations);
+    }
+}

@@ -294,6 +294,10 @@ impl PipelineWorkload {
             }
             (Step::Committing { sent: false }, false) => self.commit_offsets(now),
             (Step::Producing, true) if failed.is_some() => self.abort(now),
+            // AddOffsetsToTxn (or AddPartitionsToTxn) failed for good, fenced
+            // say: the offsets can never join the transaction, which can only
+            // abort. Kafka's sendOffsetsToTransaction would throw here.
+            (Step::Producing | Step::CommittingOffsets { sent: false }, true) if self.producer.transaction_doomed() => self.abort(now),
             (Step::Producing, true) => self.set_step(Step::CommittingOffsets { sent: false }),
             (Step::CommittingOffsets { sent: false }, true) => self.commit_offsets_in_transaction(now),
             _ => {}

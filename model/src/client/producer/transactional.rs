@@ -179,6 +179,14 @@ impl Producer {
         self.transactions.as_ref().is_some_and(|txn| txn.phase == TransactionPhase::InTransaction && txn.groups_added.iter().any(|group| &**group == group_id))
     }
 
+    /// Whether the current transaction can only abort (Kafka's
+    /// `TransactionManager.hasAbortableError`, or a fatal error such as
+    /// ProducerFenced): a failed send, AddPartitionsToTxn or AddOffsetsToTxn.
+    /// The application must abort it; a commit would abort anyway.
+    pub fn transaction_doomed(&self) -> bool {
+        self.transactions.as_ref().is_some_and(|txn| txn.phase == TransactionPhase::InTransaction && txn.abortable.is_some())
+    }
+
     /// The transactional id, producer id and epoch a TxnOffsetCommit carries.
     pub fn transactional_identity(&self) -> Option<(Arc<str>, crate::types::ProducerId, u16)> {
         let txn = self.transactions.as_ref()?;

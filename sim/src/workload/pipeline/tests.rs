@@ -36,12 +36,15 @@ struct Broker {
     output_offset: Offset,
     /// Every TxnOffsetCommit's generation, in arrival order.
     txn_offset_commits: Vec<Generation>,
+    /// AddOffsetsToTxn is answered ProducerFenced: the coordinator aborted
+    /// the transaction at its timeout and bumped the epoch.
+    fence_add_offsets: bool,
 }
 
 impl Broker {
     fn new(inputs: u64) -> Broker {
         let inputs = (0..inputs).map(|sequence| Value { producer: 1, sequence }).collect();
-        Broker { inputs, generation: Generation(0), rebalance_due: false, output_offset: Offset(0), txn_offset_commits: Vec::new() }
+        Broker { inputs, generation: Generation(0), rebalance_due: false, output_offset: Offset(0), txn_offset_commits: Vec::new(), fence_add_offsets: false }
     }
 
     fn metadata() -> Arc<ClusterMetadata> {
@@ -118,7 +121,10 @@ impl Broker {
         match request {
             TxnMessage::InitProducerIdRequest { correlation_id, .. } => TxnMessage::InitProducerIdResponse { correlation_id, result: Ok((ProducerId(9), 0)) },
             TxnMessage::AddPartitionsToTxnRequest { correlation_id, .. } => TxnMessage::AddPartitionsToTxnResponse { correlation_id, result: Ok(()) },
-            TxnMessage::AddOffsetsToTxnRequest { correlation_id, .. } => TxnMessage::AddOffsetsToTxnResponse { correlation_id, result: Ok(()) },
+            TxnMessage::AddOffsetsToTxnRequest { correlation_id, .. } => {
+                let result = if self.fence_add_offsets { Err(ErrorCode::ProducerFenced) } else { Ok(()) };
+                TxnMessage::AddOffsetsToTxnResponse { correlation_id, result }
+            }
             TxnMessage::EndTxnRequest { correlation_id, producer_epoch, .. } => TxnMessage::EndTxnResponse { correlation_id, result: Ok(producer_epoch + 1) },
             other => panic!("the transaction coordinator was not asked for {other:?}"),
         }
@@ -329,4 +335,18 @@ fn an_eager_revocation_commits_the_open_transaction_before_the_member_rejoins() 
     assert_eq!(broker.txn_offset_commits, vec![Generation(1)], "the offsets commit in the generation that polled them");
     assert_eq!(member.first_transaction_outcome(), Some(OpType::Ok), "the revoked batch's transaction commits");
     assert_eq!(member.generation(), Generation(2), "then the member rejoins");
+}
+
+/// A transaction whose AddOffsetsToTxn failed for good (ProducerFenced: the
+/// coordinator aborted it at transaction.timeout.ms) can never take its
+/// offsets: the member aborts it and reads the batch again. It once waited for
+/// the offsets forever, still heartbeating, and its partitions stood still
+/// (liveness under broker crashes and partitions, matrix seed 8).
+#[test]
+fn a_transaction_whose_offsets_cannot_join_it_is_aborted() {
+    let mut broker = Broker::new(3);
+    broker.fence_add_offsets = true;
+    let mut member = Member::start(true);
+    member.run_until(&mut broker, &|_| false, |member| member.first_transaction_outcome().is_some());
+    assert_eq!(member.first_transaction_outcome(), Some(OpType::Fail), "the doomed transaction aborts");
 }
