@@ -192,14 +192,15 @@ fn join_sync_commit_and_session_expiry() {
     assert!(synced.iter().all(|(_, message)| matches!(message, GroupMessage::SyncGroupResponse { result: Ok(partitions), .. } if partitions.len() == 1)));
     harness.request(at(2), 3001, commit(4, generation, &a, 7));
     assert!(matches!(harness.take()[..], [(_, GroupMessage::OffsetCommitResponse { result: Ok(()), .. })]));
-    // b keeps heartbeating; a stops and expires after its 10 s session.
-    for second in 3..=12 {
+    // b keeps heartbeating; a stops and expires 10 s (its session) after its
+    // commit, which counted as a heartbeat (Kafka's doCommitOffsets).
+    for second in 3..=13 {
         harness.request(at(second), 3002, GroupMessage::HeartbeatRequest { correlation_id: 10 + second, group_id: "g".into(), generation, member_id: b.clone() });
         harness.tick(at(second));
     }
     let replies = harness.take();
     assert!(replies.iter().any(|(_, message)| matches!(message, GroupMessage::HeartbeatResponse { error: Some(ErrorCode::RebalanceInProgress), .. })));
-    harness.request(at(13), 3001, commit(30, generation, &a, 9));
+    harness.request(at(14), 3001, commit(30, generation, &a, 9));
     assert!(matches!(harness.take()[..], [(_, GroupMessage::OffsetCommitResponse { result: Err(ErrorCode::UnknownMemberId), .. })]));
 }
 
