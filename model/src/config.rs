@@ -132,6 +132,18 @@ pub struct BrokerConfig {
     pub mutation: Option<BrokerMutation>,
 }
 
+/// The bugs `kafsim.test.mutation` injects into a consumer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConsumerMutation {
+    /// After each commit it asked for succeeds, the consumer seeks the
+    /// committed partitions back to offset 0, so its next commit goes back
+    /// within the generation (trips the simulator's run-time invariant).
+    RewindAfterCommit,
+    /// A revoked partition keeps its position and is still fetched and
+    /// returned by polls (trips `group-overlap`).
+    FetchRevoked,
+}
+
 /// The bugs `kafsim.test.mutation` injects into a broker, each tripping one
 /// of the simulator's run-time invariants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -353,11 +365,8 @@ pub struct ConsumerConfig {
     /// show that `group-overlap` catches a broken assignment.
     pub overlapping_assignment: bool,
     /// A deliberately injected bug behind a test-only switch
-    /// (`kafsim.test.mutation = "rewind-after-commit"`): after each commit it
-    /// asked for succeeds, the consumer seeks the committed partitions back to
-    /// offset 0, so its next commit goes back within the generation and tests
-    /// can show the simulator's run-time invariant catches it.
-    pub rewind_after_commit: bool,
+    /// (`kafsim.test.mutation`), so tests can show a check catches it.
+    pub mutation: Option<ConsumerMutation>,
     pub network: NetworkConfig,
 }
 
@@ -411,7 +420,11 @@ impl ConsumerConfig {
             auto_commit_interval: reader.millis("auto.commit.interval.ms", 5_000)?,
             assignors: reader.assignors("partition.assignment.strategy")?,
             overlapping_assignment: reader.boolean("kafsim.test.overlapping.assignment", false)?,
-            rewind_after_commit: reader.choice("kafsim.test.mutation", "none", &["none", "rewind-after-commit"])? == "rewind-after-commit",
+            mutation: match reader.choice("kafsim.test.mutation", "none", &["none", "rewind-after-commit", "fetch-revoked"])? {
+                "rewind-after-commit" => Some(ConsumerMutation::RewindAfterCommit),
+                "fetch-revoked" => Some(ConsumerMutation::FetchRevoked),
+                _ => None,
+            },
             network: reader.network()?,
         })
     }

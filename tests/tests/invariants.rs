@@ -61,7 +61,7 @@ fn a_follower_that_skips_truncation_trips_replicas_agree() {
 fn a_consumer_that_rewinds_after_committing_trips_commits_never_back() {
     let rewind = |scenario: &mut Scenario| {
         for consumer in &mut scenario.consumers {
-            consumer.config.rewind_after_commit = true;
+            consumer.config.mutation = Some(kafsim_model::config::ConsumerMutation::RewindAfterCommit);
         }
     };
     assert_caught("group-at-least-once.toml", rewind, "a committed offset never goes back in a generation");

@@ -127,6 +127,23 @@ fn a_plain_pipeline_duplicates_outputs_and_a_transactional_one_does_not() {
 /// in one generation, so the must-find case is a deliberately injected bug behind
 /// a test-only consumer property: the group leader gives every member every
 /// partition. The same seeds without the switch stay clean.
+/// A consumer that keeps fetching a partition after it was revoked reads
+/// beside the partition's next owner: `group-overlap` judges polls too.
+#[test]
+fn reading_a_revoked_partition_shows_as_group_overlap() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios").join("group-at-least-once.toml");
+    let mut scenario = Scenario::load(&path).expect("the scenario parses");
+    for consumer in &mut scenario.consumers {
+        consumer.config.mutation = Some(kafsim_model::config::ConsumerMutation::FetchRevoked);
+    }
+    let seeds: Vec<u64> = (0..10).collect();
+    let options = BatchOptions { jobs: 2, watchdog: Duration::from_secs(300), check_determinism: false };
+    let broken = run_batch(&Arc::new(scenario), &seeds, &options, |_| {}).0;
+    assert!(seeds_showing(&broken, CheckerKind::GroupOverlap) * 5 >= seeds.len(), "at least a fifth of the seeds read a revoked partition");
+    let sound = run("group-at-least-once.toml", 10);
+    assert_eq!(seeds_showing(&sound, CheckerKind::GroupOverlap), 0);
+}
+
 #[test]
 fn a_broken_assignment_shows_as_group_overlap() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("scenarios").join("group-at-least-once.toml");

@@ -136,6 +136,12 @@ impl HistoryBuilder {
         self.push(time_ms, node, kind, OpBody::Txn { number, values: values.to_vec(), error })
     }
 
+    /// A pipeline member's rewind to its committed offsets, recorded as an
+    /// `info` start.
+    pub(crate) fn rewind(&mut self, time_ms: u64, node: &str) -> &mut HistoryBuilder {
+        self.push(time_ms, node, OpType::Info, OpBody::ClientStart)
+    }
+
     pub(crate) fn client_start(&mut self, time_ms: u64, node: &str) -> &mut HistoryBuilder {
         self.push(time_ms, node, OpType::Ok, OpBody::ClientStart)
     }

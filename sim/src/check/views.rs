@@ -217,6 +217,9 @@ pub(crate) struct Views<'a> {
     /// sorted by that position: built at the first lookup.
     acknowledged_by_position: OnceCell<Vec<(PartitionKey, Offset, u32)>>,
     group_ops: Vec<&'a Op>,
+    /// Assign, revoke, client start and ok poll ops, in history order: what a
+    /// member owned when it read.
+    membership_ops: Vec<&'a Op>,
     transaction_ops: Vec<&'a Op>,
     run_end_ops: Vec<&'a Op>,
 }
@@ -253,6 +256,7 @@ impl<'a> Views<'a> {
             transactions: Vec::new(),
             acknowledged_by_position: OnceCell::new(),
             group_ops: Vec::new(),
+            membership_ops: Vec::new(),
             transaction_ops: Vec::new(),
             run_end_ops: Vec::new(),
         };
@@ -312,6 +316,7 @@ impl<'a> Views<'a> {
                     }
                 }
                 OpBody::Poll { records } if matches!(op.kind, OpType::Ok | OpType::Info) => {
+                    self.membership_ops.push(op);
                     let node = NodeKey(self.nodes.key(&op.node));
                     for (record_index, record) in records.iter().enumerate() {
                         let partition = self.partition_key(&record.partition);
@@ -324,11 +329,16 @@ impl<'a> Views<'a> {
                     resets.push(ReadReset { op_index, node, partition: Some(self.partition_key(partition)) });
                 }
                 OpBody::ClientStart => {
+                    self.membership_ops.push(op);
                     let node = NodeKey(self.nodes.key(&op.node));
                     resets.push(ReadReset { op_index, node, partition: None });
                 }
                 OpBody::Heal if self.heal_time.is_none() => self.heal_time = Some(op.time),
-                OpBody::Assign { .. } | OpBody::Revoke { .. } | OpBody::Commit { .. } | OpBody::Process { .. } => self.group_ops.push(op),
+                OpBody::Assign { .. } | OpBody::Revoke { .. } => {
+                    self.group_ops.push(op);
+                    self.membership_ops.push(op);
+                }
+                OpBody::Commit { .. } | OpBody::Process { .. } => self.group_ops.push(op),
                 OpBody::Txn { .. } => {
                     let node = NodeKey(self.nodes.key(&op.node));
                     tracker.transaction_op(&mut self.transactions, op, node.0);
@@ -522,6 +532,11 @@ impl<'a> Views<'a> {
     /// so that the checkers that read them need not each walk the whole history.
     pub(crate) fn group_ops(&self) -> &[&'a Op] {
         &self.group_ops
+    }
+
+    /// Assign, revoke, client start and ok poll ops, in history order.
+    pub(crate) fn membership_ops(&self) -> &[&'a Op] {
+        &self.membership_ops
     }
 
     /// The `Panic` and `Timeout` ops, in history order.

@@ -2,6 +2,7 @@
 //! the coordinator, and applying what rebalances assign and revoke.
 
 use super::*;
+use crate::config::ConsumerMutation;
 
 impl Consumer {
     pub(super) fn poll_group(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
@@ -37,7 +38,7 @@ impl Consumer {
         for event in events {
             match event {
                 MemberEvent::Revoked { generation, partitions, reason } => {
-                    for partition in &partitions {
+                    for partition in partitions.iter().filter(|_| self.config.mutation != Some(ConsumerMutation::FetchRevoked)) {
                         self.assignments.remove(partition);
                         self.fetch_offsets.remove(partition);
                     }
@@ -71,7 +72,7 @@ impl Consumer {
             }
             (ConsumerRequest::Commit(commit), GroupMessage::OffsetCommitResponse { result, .. } | GroupMessage::TxnOffsetCommitResponse { result, .. }) => {
                 self.committing = false;
-                if self.config.rewind_after_commit && result.is_ok() && !commit.auto {
+                if self.config.mutation == Some(ConsumerMutation::RewindAfterCommit) && result.is_ok() && !commit.auto {
                     for (tp, _) in &commit.offsets {
                         if let Some(assignment) = self.assignments.get_mut(tp) {
                             assignment.position = Some(Offset(0));
