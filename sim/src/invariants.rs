@@ -28,11 +28,15 @@ pub struct Invariants {
     leaders: Mutex<BTreeMap<(TopicPartition, LeaderEpoch), NodeId>>,
     /// Per partition, a digest of each record below the highest high watermark
     /// any replica reached; None when the scenario does not promise agreement.
-    agreed: Option<Mutex<BTreeMap<TopicPartition, Vec<u64>>>>,
+    agreed: Option<Mutex<BTreeMap<TopicPartition, Ledger>>>,
     /// Per group and partition, the generation and offset last acknowledged;
     /// None when the scenario does not promise it.
     commits: Option<Mutex<Commits>>,
 }
+
+/// One partition's record digests below the highest high watermark any of
+/// its replicas reached, shared by the replicas' watches.
+type Ledger = Arc<Mutex<Vec<u64>>>;
 
 /// Per group and partition, the generation and offset of the last commit.
 type Commits = BTreeMap<(Arc<str>, TopicPartition), (i32, Offset)>;
@@ -81,33 +85,37 @@ impl Invariants {
         }
     }
 
-    /// Checks the records of `partition` in `from..high_watermark` against what
-    /// the replicas that got there first had.
-    fn agree(&self, broker: NodeId, partition: &Partition, from: Offset) {
-        let Some(agreed) = &self.agreed else { return };
-        let high_watermark = partition.high_watermark;
-        let mut agreed = agreed.lock().expect("invariants lock");
-        let digests = agreed.entry(partition.tp.clone()).or_default();
-        for batch in partition.log.batches_from(from).iter().take_while(|batch| batch.base_offset < high_watermark) {
-            for (index, record) in batch.records.iter().enumerate() {
-                let offset = batch.base_offset.0 + index as u64;
-                if offset < from.0 || offset >= high_watermark.0 {
-                    continue;
-                }
-                let mut hasher = StableHasher::default();
-                hasher.write_u32(batch.partition_leader_epoch.0);
-                hasher.write(record.key.as_deref().unwrap_or_default());
-                hasher.write(&record.value);
-                let digest = hasher.finish();
-                match digests.get(offset as usize) {
-                    Some(first) => assert_eq!(
-                        *first, digest,
-                        "invariant: replicas agree below the high watermark, but broker {broker}'s {} holds another record at offset {offset} (below its high watermark {high_watermark}) than a replica that had it committed before",
-                        partition.tp
-                    ),
-                    None if digests.len() as u64 == offset => digests.push(digest),
-                    None => {}
-                }
+    /// The ledger of `partition`, None when agreement is not armed.
+    fn ledger(&self, partition: &TopicPartition) -> Option<Ledger> {
+        let mut agreed = self.agreed.as_ref()?.lock().expect("invariants lock");
+        Some(agreed.entry(partition.clone()).or_default().clone())
+    }
+}
+
+/// Checks the records of `partition` in `from..high_watermark` against what
+/// the replicas that got there first had.
+fn agree(ledger: &Mutex<Vec<u64>>, broker: NodeId, partition: &Partition, from: Offset) {
+    let high_watermark = partition.high_watermark;
+    let mut digests = ledger.lock().expect("ledger lock");
+    for batch in partition.log.batches_from(from).iter().take_while(|batch| batch.base_offset < high_watermark) {
+        for (index, record) in batch.records.iter().enumerate() {
+            let offset = batch.base_offset.0 + index as u64;
+            if offset < from.0 || offset >= high_watermark.0 {
+                continue;
+            }
+            let mut hasher = StableHasher::default();
+            hasher.write_u32(batch.partition_leader_epoch.0);
+            hasher.write(record.key.as_deref().unwrap_or_default());
+            hasher.write(&record.value);
+            let digest = hasher.finish();
+            match digests.get(offset as usize) {
+                Some(first) => assert_eq!(
+                    *first, digest,
+                    "invariant: replicas agree below the high watermark, but broker {broker}'s {} holds another record at offset {offset} (below its high watermark {high_watermark}) than a replica that had it committed before",
+                    partition.tp
+                ),
+                None if digests.len() as u64 == offset => digests.push(digest),
+                None => {}
             }
         }
     }
@@ -118,22 +126,28 @@ impl Invariants {
 pub struct ReplicaWatch {
     invariants: Arc<Invariants>,
     broker: NodeId,
-    /// Per partition, up to where this replica's records were checked.
-    checked: BTreeMap<TopicPartition, Offset>,
-    /// Per partition this process leads, the epoch and high watermark last seen.
-    leading: BTreeMap<TopicPartition, (LeaderEpoch, Offset)>,
+    replicas: BTreeMap<TopicPartition, Watched>,
+}
+
+/// What the watch keeps of one replica: one lookup per high-watermark move.
+struct Watched {
+    /// Up to where this replica's records were checked.
+    checked: Offset,
+    /// While this process leads it: the epoch and high watermark last seen.
+    leading: Option<(LeaderEpoch, Offset)>,
+    ledger: Option<Ledger>,
 }
 
 impl ReplicaWatch {
     pub fn new(invariants: Arc<Invariants>, broker: NodeId) -> ReplicaWatch {
-        ReplicaWatch { invariants, broker, checked: BTreeMap::new(), leading: BTreeMap::new() }
+        ReplicaWatch { invariants, broker, replicas: BTreeMap::new() }
     }
 
     /// This process took the lead of `partition` at `leader_epoch`, with
     /// `high_watermark`, the floor of its high watermark in the epoch.
     pub fn leader_elected(&mut self, partition: &TopicPartition, leader_epoch: LeaderEpoch, high_watermark: Offset) {
         self.invariants.leader_elected(partition, leader_epoch, self.broker);
-        self.leading.insert(partition.clone(), (leader_epoch, high_watermark));
+        self.watched(partition).leading = Some((leader_epoch, high_watermark));
     }
 
     /// The replica's high watermark moved (or the process just recovered it).
@@ -147,20 +161,30 @@ impl ReplicaWatch {
             stable <= high_watermark && high_watermark <= log_end,
             "invariant: LSO <= HW <= LEO, but broker {broker}'s {tp} has LSO {stable}, HW {high_watermark}, LEO {log_end}"
         );
+        let watched = self.watched(tp);
         if partition.is_leader() {
             let epoch = partition.leader_epoch;
-            if let Some((last_epoch, last)) = self.leading.insert(tp.clone(), (epoch, high_watermark)) {
+            if let Some((last_epoch, last)) = watched.leading.replace((epoch, high_watermark)) {
                 assert!(
                     last_epoch != epoch || high_watermark >= last,
                     "invariant: a leader's high watermark never goes back within its epoch, but broker {broker}'s {tp} went from {last} to {high_watermark} in epoch {epoch}"
                 );
             }
         }
-        let checked = self.checked.entry(tp.clone()).or_default();
-        if high_watermark > *checked {
-            self.invariants.agree(broker, partition, *checked);
+        if high_watermark > watched.checked {
+            if let Some(ledger) = &watched.ledger {
+                agree(ledger, broker, partition, watched.checked);
+            }
         }
-        *checked = high_watermark;
+        watched.checked = high_watermark;
+    }
+
+    fn watched(&mut self, partition: &TopicPartition) -> &mut Watched {
+        if !self.replicas.contains_key(partition) {
+            let ledger = self.invariants.ledger(partition);
+            self.replicas.insert(partition.clone(), Watched { checked: Offset(0), leading: None, ledger });
+        }
+        self.replicas.get_mut(partition).expect("inserted above")
     }
 }
 
