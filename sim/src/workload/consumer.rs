@@ -173,12 +173,7 @@ impl ConsumerWorkload {
 
     fn commit_completed(&mut self, now: Instant, generation: i32, offsets: Vec<(TopicPartition, Offset)>, result: Result<(), ErrorCode>, auto: bool) {
         let group = self.group_name();
-        let (kind, error) = match result {
-            Ok(()) => (OpType::Ok, None),
-            // No answer: the commit may have been applied all the same.
-            Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),
-            Err(error) => (OpType::Fail, Some(error.to_string())),
-        };
+        let (kind, error) = super::commit_outcome(result);
         if kind == OpType::Ok {
             self.invariants.offsets_committed(&group, generation, &offsets);
         }

@@ -409,12 +409,7 @@ impl PipelineWorkload {
         let step = self.batch.as_ref().map(|batch| batch.step);
         match step {
             Some(Step::Committing { sent: true }) => {
-                let (kind, error) = match result {
-                    Ok(()) => (OpType::Ok, None),
-                    // No answer: the commit may have been applied all the same.
-                    Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),
-                    Err(error) => (OpType::Fail, Some(error.to_string())),
-                };
+                let (kind, error) = super::commit_outcome(result);
                 if kind == OpType::Ok {
                     self.invariants.offsets_committed(&self.group, generation, &offsets);
                 }

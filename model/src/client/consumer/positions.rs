@@ -33,17 +33,21 @@ impl Consumer {
         picked
     }
 
+    /// The connection to `tp`'s leader, with the leader's epoch, once it is
+    /// ready; an unknown leader asks for fresh metadata.
+    fn ready_leader(&mut self, now: Instant, tp: &TopicPartition, out: &mut Outbox<ConsumerEvent>) -> Option<(Destination, LeaderEpoch)> {
+        let Some((leader, current_leader_epoch)) = self.view.leader_of(tp) else {
+            self.metadata.request_update();
+            return None;
+        };
+        let destination = Destination::new(leader, Channel::Default);
+        self.network.ready(now, destination, out).then_some((destination, current_leader_epoch))
+    }
+
     pub(super) fn validate_positions(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
         let due = self.assigned_where(|tp, assignment| !assignment.validating && assignment.backoff_until.is_none() && self.view.needs_validation(tp, assignment));
         for tp in due {
-            let Some((leader, current_leader_epoch)) = self.view.leader_of(&tp) else {
-                self.metadata.request_update();
-                continue;
-            };
-            let destination = Destination::new(leader, Channel::Default);
-            if !self.network.ready(now, destination, out) {
-                continue;
-            }
+            let Some((destination, current_leader_epoch)) = self.ready_leader(now, &tp, out) else { continue };
             let assignment = self.assignments.get_mut(&tp).expect("listed above");
             let epoch = assignment.position_epoch.expect("validation needs a position epoch");
             assignment.validating = true;
@@ -112,14 +116,7 @@ impl Consumer {
         };
         let needing = self.assigned_where(|_, assignment| assignment.position.is_none() && !assignment.awaiting_committed && !assignment.resetting && assignment.backoff_until.is_none());
         for tp in needing {
-            let Some((leader, current_leader_epoch)) = self.view.leader_of(&tp) else {
-                self.metadata.request_update();
-                continue;
-            };
-            let destination = Destination::new(leader, Channel::Default);
-            if !self.network.ready(now, destination, out) {
-                continue;
-            }
+            let Some((destination, current_leader_epoch)) = self.ready_leader(now, &tp, out) else { continue };
             if let Some(assignment) = self.assignments.get_mut(&tp) {
                 assignment.resetting = true;
             }
