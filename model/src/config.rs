@@ -157,6 +157,16 @@ pub enum BrokerMutation {
     /// A new follower fetches on from its log end without truncating to where
     /// it diverges from the leader (trips "replicas agree below the HW").
     FollowerSkipsTruncation,
+    /// No producer-epoch fencing: the transaction coordinator, KIP-890's
+    /// verification and the leaders' produce and marker paths take any epoch
+    /// of a producer id, so a zombie's requests go through (found by
+    /// `zombie-producer-unfenced`).
+    NoEpochFencing,
+    /// The group coordinator takes a plain OffsetCommit from any member of
+    /// any generation, so a consumer that wakes after its session expired
+    /// commits over its successor's offsets (found by
+    /// `group-member-stall-unfenced`).
+    NoGenerationFencing,
 }
 
 pub const BROKER_PROPERTIES: &[&str] = &[
@@ -216,10 +226,12 @@ impl BrokerConfig {
             request_timeout: reader.millis("request.timeout.ms", 30_000)?,
             network: reader.network()?,
             panic_on_restart: reader.boolean("kafsim.test.panic.on.restart", false)?,
-            mutation: match reader.choice("kafsim.test.mutation", "none", &["none", "follower-hw-past-log-end", "leader-hw-regress", "follower-skips-truncation"])? {
+            mutation: match reader.choice("kafsim.test.mutation", "none", &["none", "follower-hw-past-log-end", "leader-hw-regress", "follower-skips-truncation", "no-epoch-fencing", "no-generation-fencing"])? {
                 "follower-hw-past-log-end" => Some(BrokerMutation::FollowerHighWatermarkPastLogEnd),
                 "leader-hw-regress" => Some(BrokerMutation::LeaderHighWatermarkRegress),
                 "follower-skips-truncation" => Some(BrokerMutation::FollowerSkipsTruncation),
+                "no-epoch-fencing" => Some(BrokerMutation::NoEpochFencing),
+                "no-generation-fencing" => Some(BrokerMutation::NoGenerationFencing),
                 _ => None,
             },
         })

@@ -30,6 +30,21 @@ pub struct RosterEntry {
     pub name: Arc<str>,
     pub role: NodeRole,
     pub ip: IpAddr,
+    /// For a successor (`replace`), the client it takes over from: same role,
+    /// same number, so the same `transactional.id` and group.
+    pub predecessor: Option<NodeId>,
+}
+
+impl RosterEntry {
+    /// The producer number in the values this client sends: a successor's own,
+    /// so its values never collide with those of its predecessor, which may
+    /// still be alive.
+    pub fn value_number(&self, number: u32) -> u32 {
+        match self.predecessor {
+            Some(_) => SUCCESSOR_VALUE_BASE + number,
+            None => number,
+        }
+    }
 }
 
 /// Every node of a run, named as DESIGN §1 says: controller-1, broker-1, producer-1, consumer-1.
@@ -39,25 +54,32 @@ pub struct Roster {
 }
 
 pub const CONTROLLER_ID: NodeId = NodeId(1000);
-/// Pipeline member `n` is node 4000 + n; its producer's endpoint is 6000 + n.
+/// Pipeline member `n` is node 4000 + n (its successor 4500 + n); its
+/// producer's endpoint is 2000 above.
 const PIPELINE_PRODUCER_OFFSET: u32 = 2000;
+/// A client's successor is its node id plus this; clients number below it.
+const SUCCESSOR_OFFSET: u32 = 500;
+/// A successor producer's values are `(SUCCESSOR_VALUE_BASE + n):s`, below
+/// the pipelines' outputs (`PIPELINE_OUTPUT_BASE`).
+pub const SUCCESSOR_VALUE_BASE: u32 = 100_000;
 
-pub fn pipeline_producer_endpoint(number: u32) -> NodeId {
-    NodeId(4000 + PIPELINE_PRODUCER_OFFSET + number)
+pub fn pipeline_producer_endpoint(member: NodeId) -> NodeId {
+    NodeId(member.0 + PIPELINE_PRODUCER_OFFSET)
 }
 
 impl Roster {
     pub fn for_scenario(scenario: &Scenario) -> Roster {
-        let mut entries = vec![RosterEntry { id: CONTROLLER_ID, name: "controller-1".into(), role: NodeRole::Controller, ip: ip(1, 1) }];
+        let entry = |id: NodeId, name: String, role: NodeRole, ip: IpAddr| RosterEntry { id, name: name.into(), role, ip, predecessor: None };
+        let mut entries = vec![entry(CONTROLLER_ID, "controller-1".into(), NodeRole::Controller, ip(1, 1))];
         for index in 1..=scenario.cluster.brokers {
-            entries.push(RosterEntry { id: NodeId(index), name: format!("broker-{index}").into(), role: NodeRole::Broker, ip: ip(2, index) });
+            entries.push(entry(NodeId(index), format!("broker-{index}"), NodeRole::Broker, ip(2, index)));
         }
         let mut number = 0;
         for (spec, producers) in scenario.producers.iter().enumerate() {
             for _ in 0..producers.count {
                 number += 1;
                 let id = NodeId(2000 + number);
-                entries.push(RosterEntry { id, name: format!("producer-{number}").into(), role: NodeRole::Producer { spec, number }, ip: ip(3, number) });
+                entries.push(entry(id, format!("producer-{number}"), NodeRole::Producer { spec, number }, ip(3, number)));
             }
         }
         let mut number = 0;
@@ -65,7 +87,7 @@ impl Roster {
             for _ in 0..consumers.count {
                 number += 1;
                 let id = NodeId(3000 + number);
-                entries.push(RosterEntry { id, name: format!("consumer-{number}").into(), role: NodeRole::Consumer { spec, number }, ip: ip(4, number) });
+                entries.push(entry(id, format!("consumer-{number}"), NodeRole::Consumer { spec, number }, ip(4, number)));
             }
         }
         let mut number = 0;
@@ -73,10 +95,30 @@ impl Roster {
             for _ in 0..pipelines.count {
                 number += 1;
                 let id = NodeId(4000 + number);
-                entries.push(RosterEntry { id, name: format!("pipeline-{number}").into(), role: NodeRole::Pipeline { spec, number }, ip: ip(5, number) });
+                entries.push(entry(id, format!("pipeline-{number}"), NodeRole::Pipeline { spec, number }, ip(5, number)));
             }
         }
+        // Successors exist only where a fault may start them: other runs keep
+        // their nodes, and with them their traces.
+        if scenario.uses_replace() {
+            let successors: Vec<RosterEntry> = entries
+                .iter()
+                .filter(|entry| matches!(entry.role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. }))
+                .map(|entry| {
+                    let id = NodeId(entry.id.0 + SUCCESSOR_OFFSET);
+                    let IpAddr::V4(address) = entry.ip else { unreachable!("roster addresses are IPv4") };
+                    let [a, b, _, _] = address.octets();
+                    RosterEntry { id, name: format!("{}-successor", entry.name).into(), role: entry.role, ip: IpAddr::V4(Ipv4Addr::new(a, b + 100, 0, (entry.id.0 % 256) as u8)), predecessor: Some(entry.id) }
+                })
+                .collect();
+            entries.extend(successors);
+        }
         Roster { entries }
+    }
+
+    /// The successor waiting to take over from `id`, if the roster has one.
+    pub fn successor_of(&self, id: NodeId) -> Option<&RosterEntry> {
+        self.entries.iter().find(|entry| entry.predecessor == Some(id))
     }
 
     pub fn entry(&self, id: NodeId) -> &RosterEntry {
@@ -89,7 +131,7 @@ impl Roster {
     /// `pipeline_producer_endpoint`.
     pub fn endpoints(&self, id: NodeId) -> Vec<NodeId> {
         match self.entry(id).role {
-            NodeRole::Pipeline { number, .. } => vec![id, pipeline_producer_endpoint(number)],
+            NodeRole::Pipeline { .. } => vec![id, pipeline_producer_endpoint(id)],
             _ => vec![id],
         }
     }
@@ -142,6 +184,9 @@ pub struct RunContext {
     pub producer_progress: BTreeMap<NodeId, Arc<Mutex<ProducerProgress>>>,
     pub pipeline_progress: BTreeMap<NodeId, Arc<Mutex<PipelineProgress>>>,
     incarnations: Mutex<BTreeMap<NodeId, u64>>,
+    /// Clients a `replace` fault stalled and gave a successor: their successor
+    /// runs, and they stop for good once fenced.
+    replaced: Mutex<std::collections::BTreeSet<NodeId>>,
     messages: AtomicU64,
     pub stop_producing: Arc<AtomicBool>,
     pub invariants: Arc<crate::invariants::Invariants>,
@@ -169,6 +214,7 @@ impl RunContext {
             disks,
             producer_progress,
             incarnations: Mutex::new(BTreeMap::new()),
+            replaced: Mutex::default(),
             messages: AtomicU64::new(0),
             stop_producing: Arc::default(),
             invariants,
@@ -185,6 +231,21 @@ impl RunContext {
         let next = incarnations.entry(id).or_insert(0);
         *next += 1;
         *next
+    }
+
+    pub fn mark_replaced(&self, id: NodeId) {
+        self.replaced.lock().expect("replaced lock").insert(id);
+    }
+
+    /// Whether a `replace` fault gave `id` a successor.
+    pub fn is_replaced(&self, id: NodeId) -> bool {
+        self.replaced.lock().expect("replaced lock").contains(&id)
+    }
+
+    /// Whether the client `id` runs (or ran): every client but a successor
+    /// whose predecessor was never replaced.
+    pub fn is_started(&self, id: NodeId) -> bool {
+        self.roster.entry(id).predecessor.is_none_or(|predecessor| self.is_replaced(predecessor))
     }
 
     pub fn count_message(&self) {

@@ -16,6 +16,7 @@ use crate::node::producer::ProducerNode;
 use crate::scenario::Scenario;
 use kafsim_model::controller::{ControllerConfig, TopicSpec};
 use kafsim_model::coordinator::{internal_topics, is_internal_topic};
+use kafsim_model::coordinator::group::protocol::Generation;
 use kafsim_model::{Instant, NodeId, Offset};
 use madsim::runtime::Handle;
 use std::collections::BTreeMap;
@@ -76,6 +77,11 @@ pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>, app
 }
 
 async fn start_node(ctx: Arc<RunContext>, live: Arc<Mutex<LiveNodes>>, id: NodeId, role: NodeRole) {
+    // A successor's machine is there from the start, idle: the `replace`
+    // fault that marks its predecessor replaced restarts it into life.
+    if !ctx.is_started(id) {
+        return;
+    }
     crate::trace::set_current_node(&ctx.roster.entry(id).name);
     let now = ctx.now();
     // Every kind runs the one `drive` loop, awaited once below.
@@ -182,17 +188,26 @@ fn drained(ctx: &RunContext, live: &LiveNodes) -> bool {
     // A client restarted at the heal has not run yet: wait for every one to be up,
     // so a crashed producer's orphaned sends are recorded before the snapshot.
     let producers = live.producers();
-    let clients_up = producers.len() == ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. })).len()
-        && live.consumers().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Consumer { .. })).len()
-        && live.pipelines().len() == ctx.roster.ids(|role| matches!(role, NodeRole::Pipeline { .. })).len();
+    let started = |filter: fn(&NodeRole) -> bool| ctx.roster.ids(filter).into_iter().filter(|id| ctx.is_started(*id)).count();
+    let clients_up = producers.len() == started(|role| matches!(role, NodeRole::Producer { .. }))
+        && live.consumers().len() == started(|role| matches!(role, NodeRole::Consumer { .. }))
+        && live.pipelines().len() == started(|role| matches!(role, NodeRole::Pipeline { .. }));
     let sends_done = clients_up && producers.iter().all(|(_, producer)| producer.lock().expect("producer lock").pending_count() == 0);
     let mut group_reads: BTreeMap<(&str, kafsim_model::TopicPartition), Offset> = BTreeMap::new();
     let mut groups_settled = true;
+    // A member that slept through a rebalance still believes in its old
+    // generation until a coordinator tells it otherwise: a group has settled
+    // only when all its members are stable in one generation.
+    let mut generations: BTreeMap<&str, Generation> = BTreeMap::new();
     let reads_done = live.consumers().iter().all(|(id, consumer)| {
         let node = consumer.lock().expect("consumer lock");
         let positions = node.consumer().positions();
         if let Some(group) = ctx.roster.consumer_group(*id, &ctx.scenario) {
-            groups_settled &= node.settled() && node.consumer().group().is_some_and(|member| member.is_stable());
+            let member = node.consumer().group();
+            groups_settled &= node.settled() && member.is_some_and(|member| member.is_stable());
+            if let Some(member) = member {
+                groups_settled &= *generations.entry(group).or_insert(member.generation()) == member.generation();
+            }
             for (tp, position) in positions {
                 let furthest = group_reads.entry((group, tp)).or_insert(position);
                 *furthest = (*furthest).max(position);
@@ -219,15 +234,26 @@ fn drained(ctx: &RunContext, live: &LiveNodes) -> bool {
 /// is unprocessed, no send or transaction pending) and stable, and its members'
 /// positions reach the committed end of every partition of `from`.
 fn pipeline_drained(ctx: &RunContext, live: &LiveNodes, ends: &BTreeMap<kafsim_model::TopicPartition, Offset>, spec: usize) -> bool {
-    let members = ctx.roster.ids(|role| matches!(role, NodeRole::Pipeline { spec: member_spec, .. } if *member_spec == spec));
+    let members: Vec<NodeId> =
+        ctx.roster.ids(|role| matches!(role, NodeRole::Pipeline { spec: member_spec, .. } if *member_spec == spec)).into_iter().filter(|id| ctx.is_started(*id)).collect();
     let running: BTreeMap<NodeId, _> = live.pipelines().into_iter().filter(|(id, _)| members.contains(id)).collect();
     if running.len() != members.len() {
         return false;
     }
     let mut reached: BTreeMap<kafsim_model::TopicPartition, Offset> = BTreeMap::new();
+    let mut generation = None;
     for node in running.values() {
         let node = node.lock().expect("pipeline lock");
+        // A zombie fenced by its successor has exited: nothing is left to it.
+        if node.exited() {
+            continue;
+        }
         if !node.settled() || !node.workload.is_stable() {
+            return false;
+        }
+        // Stable in one generation, as a consumer group's members (see `drained`).
+        let member_generation = node.consumer().group().map(|member| member.generation());
+        if *generation.get_or_insert(member_generation) != member_generation {
             return false;
         }
         for (tp, position) in node.consumer().positions() {

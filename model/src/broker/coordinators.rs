@@ -3,6 +3,7 @@
 //! inside a transaction. Coordinator writes go through the leader's log with
 //! acks=all and are reported back once committed (see `coordinator`).
 
+use crate::config::BrokerMutation;
 use super::*;
 
 impl Broker {
@@ -23,7 +24,7 @@ impl Broker {
     ) {
         let waiter = Waiter::Marker { coordinator, correlation_id, producer_id, commit: marker.commit };
         let appended = (|| {
-            let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, &tp, producer_id, producer_epoch)?;
+            let partition = transactional_leader(&mut self.partitions, &self.config, &tp, producer_id, producer_epoch)?;
             let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
             let batch: SharedBatch = Arc::new(RecordBatch::control(partition.log_end_offset(), partition.leader_epoch, stamp, marker));
             let appended = (partition.tp.clone(), batch.base_offset, batch.next_offset());
@@ -45,7 +46,7 @@ impl Broker {
     /// NO_SEQUENCE: the group coordinator, not the producer, writes them). A
     /// producer epoch older than the partition has seen is fenced.
     pub(super) fn append_transactional_offsets(&mut self, tp: &TopicPartition, producer_id: ProducerId, producer_epoch: u16, records: Arc<[crate::record::Record]>, disk: &mut Vec<DiskOp>) -> Result<(TopicPartition, Offset, Offset), ErrorCode> {
-        let partition = transactional_leader(&mut self.partitions, self.config.min_insync_replicas, tp, producer_id, producer_epoch)?;
+        let partition = transactional_leader(&mut self.partitions, &self.config, tp, producer_id, producer_epoch)?;
         let stamp = ProducerStamp { producer_id, producer_epoch, base_sequence: crate::types::Sequence(-1), transactional: true };
         let base_offset = partition.log_end_offset();
         let batch: SharedBatch = Arc::new(RecordBatch::new(base_offset, partition.leader_epoch, Some(stamp), records));
@@ -183,7 +184,7 @@ pub(super) fn internal_coordinator(tp: &TopicPartition) -> Option<CoordinatorTyp
 /// partition has seen (an older one was fenced).
 fn transactional_leader<'a>(
     partitions: &'a mut PartitionMap<Partition>,
-    min_insync_replicas: usize,
+    config: &BrokerConfig,
     tp: &TopicPartition,
     producer_id: ProducerId,
     producer_epoch: u16,
@@ -192,10 +193,11 @@ fn transactional_leader<'a>(
     if !partition.is_leader() {
         return Err(ErrorCode::NotLeaderOrFollower);
     }
-    if partition.isr.len() < min_insync_replicas {
+    if partition.isr.len() < config.min_insync_replicas {
         return Err(ErrorCode::NotEnoughReplicas);
     }
-    if partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
+    let fencing = config.mutation != Some(BrokerMutation::NoEpochFencing);
+    if fencing && partition.log.producer_epoch(producer_id).is_some_and(|epoch| epoch > producer_epoch) {
         return Err(ErrorCode::ProducerFenced);
     }
     Ok(partition)

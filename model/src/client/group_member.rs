@@ -234,10 +234,19 @@ impl GroupMember {
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
         }
+        // Kafka's HeartbeatThread: a session that timed out without a heartbeat
+        // response only marks the coordinator unknown. The member keeps its
+        // partitions and generation (fetching, processing and committing on)
+        // until a coordinator answers UNKNOWN_MEMBER_ID or ILLEGAL_GENERATION:
+        // a member that stalled past its session wakes as a zombie, and only
+        // the coordinator's generation fencing stops its commits. The session
+        // clock starts again with the coordinator's rediscovery
+        // (`heartbeat.resetSessionTimeout`). librdkafka instead gives the
+        // assignment up at once; the Java client is the one modelled.
         if self.session_expired(now) {
-            tracing::info!(group = &*self.group_id, "consumer's session timed out without a heartbeat response");
-            self.lose_partitions("session timed out: partitions lost", events);
+            tracing::info!(group = &*self.group_id, "consumer's session timed out without a heartbeat response: coordinator marked unknown");
             self.coordinator_lost(now);
+            self.last_contact = now;
         }
         // AbstractCoordinator.checkAndGetCoordinator: a coordinator whose
         // connection failed and is backing off is looked up again.
@@ -526,10 +535,12 @@ mod tests {
         }
     }
 
-    /// A member that joined and synced, then hears nothing from its coordinator,
-    /// gives up its partitions once its session timeout passed, and rejoins as new.
+    /// A member that joined and synced, then hears nothing from its coordinator
+    /// past its session timeout, keeps its partitions and generation and looks
+    /// for its coordinator again (Kafka's HeartbeatThread); the coordinator's
+    /// UNKNOWN_MEMBER_ID is what takes its partitions.
     #[test]
-    fn a_member_cut_off_past_its_session_loses_its_partitions() {
+    fn a_member_cut_off_past_its_session_keeps_its_partitions_until_the_coordinator_fences_it() {
         let config = ConsumerConfig::from_properties(&Properties::new(), "earliest").expect("defaults");
         let mut harness = Harness::new(&config);
         let t0 = Instant::ZERO;
@@ -539,13 +550,14 @@ mod tests {
         harness.events.clear();
         // Heartbeats go out but no answer comes back, and the connection stays up.
         let mut now = t0;
-        while now.saturating_since(t0) < config.session_timeout {
+        while now.saturating_since(t0) <= config.session_timeout {
             now = now + Duration::from_secs(1);
             harness.member.poll(now, &mut harness.network, &mut harness.out, &mut harness.events);
         }
-        assert_eq!(harness.events, vec![MemberEvent::Revoked { generation: Generation(1), partitions, reason: "session timed out: partitions lost" }]);
-        assert!(harness.member.member_id().is_none(), "it rejoins as a new member");
-        assert!(harness.member.owned().is_empty());
+        assert!(harness.events.is_empty(), "nothing is given up on the client's own clock: {:?}", harness.events);
+        assert_eq!(harness.member.owned(), &partitions[..]);
+        assert!(harness.member.member_id().is_some());
+        assert!(harness.member.coordinator_destination().is_none(), "the coordinator is looked up again");
     }
 
     /// Issue 14's hang: JoinGroup parked at a coordinator whose broker process

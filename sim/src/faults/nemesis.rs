@@ -29,6 +29,8 @@ use std::time::Duration;
 enum Applied {
     Down { nodes: Vec<NodeId>, power_loss: bool },
     Paused(Vec<NodeId>),
+    /// A client stalled while its successor took over; undone, it wakes as a zombie.
+    Replaced { zombie: NodeId },
     /// A split: `side` against the rest, cut along `links` (each direction).
     Links { side: Vec<NodeId>, links: Vec<(NodeId, NodeId)> },
     Isolated { node: NodeId, links: Vec<(NodeId, NodeId)> },
@@ -86,6 +88,7 @@ impl Nemesis {
             Applied::Down { nodes, power_loss: true } => (Action::PowerLoss, target(nodes), None, None),
             Applied::Down { nodes, power_loss: false } => (Action::Crash, target(nodes), None, None),
             Applied::Paused(nodes) => (Action::Pause, target(nodes), None, None),
+            Applied::Replaced { zombie } => (Action::Replace, target(&[*zombie]), None, None),
             Applied::Links { side, .. } => (Action::Partition, Target::Nodes(self.names_of(side)), None, None),
             Applied::Isolated { node, .. } => (Action::Isolate, target(&[*node]), None, None),
             Applied::SilencedOutbound { node, .. } => (Action::OneWay, target(&[*node]), None, None),
@@ -218,10 +221,16 @@ impl Nemesis {
                     .roster
                     .ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. }))
                     .into_iter()
-                    .filter(|node| !affected.contains(node))
+                    // A replaced client's supervisor would not bring it back.
+                    .filter(|node| !affected.contains(node) && self.ctx.is_started(*node) && !self.ctx.is_replaced(*node))
                     .collect();
                 let client = *clients.choose(&mut self.rng)?;
                 Some(self.crash(vec![client], false))
+            }
+            FaultKind::Replace => {
+                let clients: Vec<NodeId> = self.replaceable_clients().into_iter().filter(|node| !affected.contains(node)).collect();
+                let client = *clients.choose(&mut self.rng)?;
+                self.replace(client)
             }
             FaultKind::Pause => Some(self.pause(vec![server])),
             FaultKind::Isolate => {
@@ -256,7 +265,8 @@ impl Nemesis {
         self.active
             .iter()
             .flat_map(|active| match &active.applied {
-                Applied::Down { nodes, .. } | Applied::Paused(nodes) => nodes.clone(),
+    Applied::Down { nodes, .. } | Applied::Paused(nodes) => nodes.clone(),
+                Applied::Replaced { zombie } => vec![*zombie],
                 _ => Vec::new(),
             })
             .collect()
@@ -279,6 +289,7 @@ impl Nemesis {
             Action::Crash => (!targets.is_empty()).then(|| self.crash(targets.clone(), false)),
             Action::PowerLoss => (!targets.is_empty()).then(|| self.crash(targets.clone(), true)),
             Action::Pause => (!targets.is_empty()).then(|| self.pause(targets.clone())),
+            Action::Replace => targets.first().and_then(|target| self.replace(*target)),
             Action::Isolate => targets.first().map(|target| self.isolate(*target)),
             Action::OneWay => targets.first().map(|target| self.silence_outbound(*target)),
             Action::Partition => Some(match fault.target {
@@ -292,6 +303,7 @@ impl Nemesis {
             Action::Restart | Action::Resume => {
                 self.undo_matching(|active| match &active.applied {
                     Applied::Down { nodes, .. } | Applied::Paused(nodes) => targets.is_empty() || nodes.iter().any(|node| targets.contains(node)),
+                    Applied::Replaced { zombie } => targets.is_empty() || targets.contains(zombie),
                     _ => false,
                 });
                 None
@@ -360,6 +372,35 @@ impl Nemesis {
         }
         self.record(format!("pause {}", self.names(&nodes)));
         Applied::Paused(nodes)
+    }
+
+    /// Clients that have a successor waiting: started, and not replaced yet.
+    fn replaceable_clients(&self) -> Vec<NodeId> {
+        let roster = &self.ctx.roster;
+        let clients = roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. }));
+        clients.into_iter().filter(|client| roster.successor_of(*client).is_some() && !self.ctx.is_replaced(*client)).collect()
+    }
+
+    /// Stalls `client` and starts its successor, as a supervisor that gave up
+    /// on an unresponsive process would (a Kubernetes liveness probe, say).
+    /// None when `client` has no successor left to start.
+    fn replace(&mut self, client: NodeId) -> Option<Applied> {
+        let Some(successor) = self.ctx.roster.successor_of(client).map(|entry| entry.id) else {
+            self.record(format!("replace skipped: {} has no successor", self.node_name(client)));
+            return None;
+        };
+        if self.ctx.is_replaced(client) {
+            self.record(format!("replace skipped: {} was replaced already", self.node_name(client)));
+            return None;
+        }
+        let handle = Handle::current();
+        handle.pause(self.ids[&client]);
+        self.ctx.mark_replaced(client);
+        handle.restart(self.ids[&successor]);
+        // Two records: the stall reads as a pause on the timeline, the start as a note.
+        self.record(format!("pause {}", self.node_name(client)));
+        self.record(format!("start {} (replaces {}: same transactional.id and group)", self.node_name(successor), self.node_name(client)));
+        Some(Applied::Replaced { zombie: client })
     }
 
     /// Every host but `node`.
@@ -445,6 +486,11 @@ impl Nemesis {
                     Handle::current().resume(self.ids[node]);
                 }
                 self.record(format!("resume {}", self.names(&nodes)));
+            }
+            Applied::Replaced { zombie } => {
+                Handle::current().resume(self.ids[&zombie]);
+                // It wakes as a zombie: its successor runs on.
+                self.record(format!("resume {}", self.node_name(zombie)));
             }
             Applied::Links { links, .. } => {
                 network.heal(now, &links);

@@ -18,6 +18,10 @@ pub struct PipelineNode {
     pub workload: PipelineWorkload,
     /// The producer's own network endpoint (`Roster::endpoints`).
     producer_endpoint: NodeId,
+    ctx: Arc<RunContext>,
+    id: NodeId,
+    /// A zombie fenced by its successor stops for good (see `step`).
+    exited: bool,
 }
 
 impl PipelineNode {
@@ -25,7 +29,7 @@ impl PipelineNode {
         let now = ctx.now();
         let spec = &ctx.scenario.pipelines[spec];
         let recorder = ctx.recorder(ctx.roster.entry(id).name.clone());
-        let producer_endpoint = crate::context::pipeline_producer_endpoint(number);
+        let producer_endpoint = crate::context::pipeline_producer_endpoint(id);
         let consumer = Consumer::subscribe(spec.consumer_config.clone(), vec![spec.from.as_str().into()], spec.group.as_str().into(), ctx.roster.brokers(), number as usize, super::jitter_seed(id, now));
         let mut producer_config = spec.producer_config.clone();
         // One transactional id per member, stable across restarts: the restarted
@@ -36,7 +40,25 @@ impl PipelineNode {
         // Producer numbers only spread first brokers; pipelines start after producers.
         let producer = Producer::new(producer_config, ctx.roster.brokers(), number, super::jitter_seed(producer_endpoint, now));
         let workload = PipelineWorkload::start(now, recorder, ctx.invariants.clone(), spec, (consumer, producer), ctx.pipeline_progress[&id].clone(), (id, producer_endpoint));
-        PipelineNode { workload, producer_endpoint }
+        PipelineNode { workload, producer_endpoint, ctx, id, exited: false }
+    }
+
+    /// A zombie fenced by its successor that stopped for good.
+    pub fn exited(&self) -> bool {
+        self.exited
+    }
+
+    /// Moves the workload on. A replaced member that learns it was fenced
+    /// exits, as Kafka Streams' fenced task does when its supervisor already
+    /// started a successor; re-initialising would fence the successor in turn.
+    fn step(&mut self, now: Instant, wire: &mut Wire) {
+        self.workload.step(now, wire);
+        if self.workload.producer.was_fenced() && self.ctx.is_replaced(self.id) {
+            self.exited = true;
+            self.workload.exit(now);
+            wire.sends.clear();
+            wire.connections.clear();
+        }
     }
 
     pub fn consumer(&self) -> &Consumer {
@@ -51,30 +73,42 @@ impl PipelineNode {
 
 impl Machine for PipelineNode {
     fn handle_message(&mut self, now: Instant, to: NodeId, from: NodeId, message: Message, wire: &mut Wire) {
+        if self.exited {
+            return;
+        }
         if to == self.producer_endpoint {
             self.workload.producer.handle_message(now, from, message, &mut self.workload.producer_out);
         } else {
             self.workload.consumer.handle_message(now, from, message, &mut self.workload.consumer_out);
         }
-        self.workload.step(now, wire);
+        self.step(now, wire);
     }
 
     fn handle_connection(&mut self, now: Instant, at: NodeId, destination: Destination, event: ConnectionEvent, wire: &mut Wire) {
+        if self.exited {
+            return;
+        }
         if at == self.producer_endpoint {
             self.workload.producer.handle_connection(now, destination, event, &mut self.workload.producer_out);
         } else {
             self.workload.consumer.handle_connection(now, destination, event, &mut self.workload.consumer_out);
         }
-        self.workload.step(now, wire);
+        self.step(now, wire);
     }
 
     fn handle_timeout(&mut self, now: Instant, wire: &mut Wire) {
+        if self.exited {
+            return;
+        }
         self.workload.consumer.handle_timeout(now, &mut self.workload.consumer_out);
         self.workload.producer.handle_timeout(now, &mut self.workload.producer_out);
-        self.workload.step(now, wire);
+        self.step(now, wire);
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if self.exited {
+            return None;
+        }
         kafsim_model::time::earliest(self.workload.consumer.next_deadline(), self.workload.producer.next_deadline())
     }
 }

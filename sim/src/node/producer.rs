@@ -20,6 +20,10 @@ pub struct ProducerNode {
     producer_deadline: Cell<Option<Option<Instant>>>,
     workload: ProducerWorkload,
     out: Outbox<ProducerEvent>,
+    ctx: Arc<RunContext>,
+    id: NodeId,
+    /// A zombie fenced by its successor stops for good (see `step`).
+    exited: bool,
 }
 
 impl ProducerNode {
@@ -27,14 +31,15 @@ impl ProducerNode {
         let now = ctx.now();
         let spec = &ctx.scenario.producers[spec];
         let recorder = ctx.recorder(ctx.roster.entry(id).name.clone());
-        let workload = ProducerWorkload::start(now, recorder, spec, number, ctx.producer_progress[&id].clone(), ctx.stop_producing.clone());
+        let values_as = ctx.roster.entry(id).value_number(number);
+        let workload = ProducerWorkload::start(now, recorder, spec, values_as, ctx.producer_progress[&id].clone(), ctx.stop_producing.clone());
         let mut config = spec.config.clone();
         // One transactional id per producer; a restart reuses it, fencing the zombie.
         if let Some(id) = &mut config.transactional_id {
             *id = format!("{id}-{number}");
         }
         let producer = Producer::new(config, ctx.roster.brokers(), number, super::jitter_seed(id, now));
-        ProducerNode { producer, producer_deadline: Cell::new(None), workload, out: Outbox::new(id) }
+        ProducerNode { producer, producer_deadline: Cell::new(None), workload, out: Outbox::new(id), ctx, id, exited: false }
     }
 
     /// Sends not yet acknowledged, failed or given up.
@@ -44,11 +49,25 @@ impl ProducerNode {
 
     /// Runs one step of the producer with the wire's buffers as its own, then
     /// has the workload record what it reported.
+    ///
+    /// A replaced process that learns it was fenced exits: Kafka's
+    /// ProducerFencedException is fatal, and its supervisor already started
+    /// the successor that fenced it. Re-initialising instead would fence the
+    /// successor in turn, each instance taking the id from the other.
     fn step(&mut self, now: Instant, wire: &mut Wire, step: impl FnOnce(&mut Producer, &mut ProducerWorkload, &mut Outbox<ProducerEvent>)) {
+        if self.exited {
+            return;
+        }
         self.producer_deadline.set(None);
         self.out.swap_wire(wire);
         step(&mut self.producer, &mut self.workload, &mut self.out);
         self.workload.carry_out(now, &mut self.producer, &mut self.out);
+        if self.producer.was_fenced() && self.ctx.is_replaced(self.id) {
+            self.exited = true;
+            self.workload.exit(now);
+            self.out.sends.clear();
+            self.out.connections.clear();
+        }
         self.out.swap_wire(wire);
     }
 }
@@ -70,6 +89,9 @@ impl Machine for ProducerNode {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
+        if self.exited {
+            return None;
+        }
         let producer_deadline = self.producer_deadline.get().unwrap_or_else(|| {
             let deadline = self.producer.next_deadline();
             self.producer_deadline.set(Some(deadline));

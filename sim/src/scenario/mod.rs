@@ -57,6 +57,12 @@ impl Scenario {
         self.consumers.iter().any(|consumer| consumer.group.is_some()) || !self.pipelines.is_empty()
     }
 
+    /// Whether a fault may replace a client by a successor, so the roster holds
+    /// a successor for every client.
+    pub fn uses_replace(&self) -> bool {
+        self.faults.kinds.contains(&FaultKind::Replace) || self.faults.schedule.iter().any(|fault| fault.action == Action::Replace)
+    }
+
     /// Whether any client uses transactions, so `__transaction_state` is needed.
     pub fn uses_transactions(&self) -> bool {
         self.producers.iter().any(|producer| producer.config.transactional_id.is_some()) || self.pipelines.iter().any(|pipeline| pipeline.transactional)
@@ -240,10 +246,14 @@ pub enum FaultKind {
     Latency,
     /// Power loss of every replica of one partition at once.
     ReplicaPowerLoss,
+    /// Stall a client process and start its successor (same `transactional.id`,
+    /// same group) at once, as a supervisor that declared it dead would; when
+    /// the fault ends, the stalled process wakes as a zombie.
+    Replace,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 10] = [
+    pub const ALL: [FaultKind; 11] = [
         FaultKind::Crash,
         FaultKind::PowerLoss,
         FaultKind::ClientCrash,
@@ -254,6 +264,7 @@ impl FaultKind {
         FaultKind::PacketLoss,
         FaultKind::Latency,
         FaultKind::ReplicaPowerLoss,
+        FaultKind::Replace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -268,6 +279,7 @@ impl FaultKind {
             FaultKind::PacketLoss => "packet-loss",
             FaultKind::Latency => "latency",
             FaultKind::ReplicaPowerLoss => "replica-power-loss",
+            FaultKind::Replace => "replace",
         }
     }
 
@@ -307,10 +319,13 @@ pub enum Action {
     Heal,
     Loss,
     Latency,
+    /// Stall a client and start its successor; `duration` later the stalled
+    /// process wakes as a zombie (`FaultKind::Replace`).
+    Replace,
 }
 
 impl Action {
-    pub const ALL: [Action; 11] = [
+    pub const ALL: [Action; 12] = [
         Action::Crash,
         Action::PowerLoss,
         Action::Restart,
@@ -322,6 +337,7 @@ impl Action {
         Action::Heal,
         Action::Loss,
         Action::Latency,
+        Action::Replace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -337,6 +353,7 @@ impl Action {
             Action::Heal => "heal",
             Action::Loss => "loss",
             Action::Latency => "latency",
+            Action::Replace => "replace",
         }
     }
 

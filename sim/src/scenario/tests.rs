@@ -360,6 +360,14 @@ fn cross_references() {
     // A majority only makes sense for a partition.
     error_of(&schedule_target("majority"), "faults.schedule[0].target");
     parse(&schedule_target("majority").replace("action = \"crash\"", "action = \"partition\"")).expect("partition majority");
+    // A replacement replaces one client: a producer, consumer or pipeline.
+    let replace = |target: &str| schedule_target(target).replace("action = \"crash\"", "action = \"replace\"");
+    let replaced = parse(&replace("producer-2")).expect("replace a producer");
+    assert!(replaced.uses_replace() && replaced.faults.schedule[0].action == Action::Replace);
+    for bad in ["broker-3", "controller", "random", "leader(events/0)", "nodes(producer-1,producer-2)"] {
+        let error = error_of(&replace(bad), "faults.schedule[0].target");
+        assert!(error.message.contains("producer, consumer or pipeline"), "{error}");
+    }
     // Keys that belong to other actions.
     error_of(&example_with("[[faults.schedule]]", "rate = 0.5"), "faults.schedule[0].rate");
     error_of(&example_with("[[faults.schedule]]", "latency = \"5ms\""), "faults.schedule[0].latency");

@@ -353,8 +353,8 @@ fn build_faults(raw: Option<RawFaults>, scenario: &Scenario) -> Result<Faults, P
         if kinds.contains(&kind) {
             return Err(Problem::new(key, format!("{:?} is listed twice", kind.name())));
         }
-        if kind == FaultKind::ClientCrash && scenario.producers.is_empty() && scenario.consumers.is_empty() && scenario.pipelines.is_empty() {
-            return Err(Problem::new(key, "\"client-crash\" needs a producer, a consumer or a pipeline to crash, and the scenario has none"));
+        if matches!(kind, FaultKind::ClientCrash | FaultKind::Replace) && scenario.producers.is_empty() && scenario.consumers.is_empty() && scenario.pipelines.is_empty() {
+            return Err(Problem::new(key, format!("{:?} needs a producer, a consumer or a pipeline to act on, and the scenario has none", kind.name())));
         }
         if kind == FaultKind::ReplicaPowerLoss && scenario.topics.is_empty() {
             return Err(Problem::new(key, "\"replica-power-loss\" needs a partition, and the scenario defines no topics"));
@@ -404,6 +404,11 @@ fn build_scheduled_fault(key: &str, raw: RawScheduledFault, scenario: &Scenario)
     }
     let action = raw.action.0;
     let target = parse_target(&format!("{key}.target"), &raw.target, scenario)?;
+    let is_client = |name: &str| ["producer-", "consumer-", "pipeline-"].iter().any(|kind| name.starts_with(kind));
+    if action == Action::Replace && !matches!(&target, Target::Node(name) if is_client(name)) {
+        let message = format!("action \"replace\" replaces one client by its successor: expected a producer, consumer or pipeline name, got {:?}", raw.target);
+        return Err(Problem::new(format!("{key}.target"), message));
+    }
     if matches!(target, Target::Majority | Target::Minority) && !matches!(action, Action::Partition | Action::Heal) {
         let message = format!("target {:?} only goes with action = \"partition\" (or \"heal\"), not {:?}", raw.target, action.name());
         return Err(Problem::new(format!("{key}.target"), message));

@@ -45,6 +45,18 @@ pub struct PipelineProgress {
     open_transaction: Option<(u64, Vec<Value>)>,
 }
 
+/// What a process that ends (crashed, or exited) left in flight: its outcome
+/// is unknown, so it is recorded as `info`.
+fn abandon(now: Instant, recorder: &Recorder, progress: &Mutex<PipelineProgress>, reason: &str) {
+    let mut state = progress.lock().expect("progress lock");
+    for (_, value) in std::mem::take(&mut state.pending) {
+        recorder.record(now, OpType::Info, OpBody::Send { value, partition: None, offset: None, error: Some(reason.into()) });
+    }
+    if let Some((number, values)) = state.open_transaction.take() {
+        recorder.record(now, OpType::Info, OpBody::Txn { number, values, error: Some(reason.into()) });
+    }
+}
+
 /// One polled input record.
 #[derive(Clone, Debug)]
 struct Input {
@@ -100,15 +112,7 @@ impl PipelineWorkload {
     /// producer are the given clients: what the last incarnation left in flight
     /// becomes `info` (its outcome is unknown), then the member's start is recorded.
     pub fn start(now: Instant, recorder: Recorder, invariants: Arc<Invariants>, spec: &PipelineSpec, (consumer, producer): (Consumer, Producer), progress: Arc<Mutex<PipelineProgress>>, endpoints: (NodeId, NodeId)) -> PipelineWorkload {
-        {
-            let mut state = progress.lock().expect("progress lock");
-            for (_, value) in std::mem::take(&mut state.pending) {
-                recorder.record(now, OpType::Info, OpBody::Send { value, partition: None, offset: None, error: Some("pipeline process crashed".into()) });
-            }
-            if let Some((number, values)) = state.open_transaction.take() {
-                recorder.record(now, OpType::Info, OpBody::Txn { number, values, error: Some("pipeline process crashed".into()) });
-            }
-        }
+        abandon(now, &recorder, &progress, "pipeline process crashed");
         recorder.record(now, OpType::Invoke, OpBody::ClientStart);
         let (consumer_endpoint, producer_endpoint) = endpoints;
         // Kafka Streams commits (or aborts) the open transaction of its revoked
@@ -134,6 +138,15 @@ impl PipelineWorkload {
             batch: None,
             revoking: Vec::new(),
         }
+    }
+
+    /// The process stops for good (a zombie fenced by its successor): what it
+    /// left in flight becomes `info`, as a crash's would.
+    pub fn exit(&mut self, now: Instant) {
+        abandon(now, &self.recorder, &self.progress, "fenced by its successor: the process exited");
+        self.batch = None;
+        self.queued.clear();
+        self.revoking.clear();
     }
 
     /// Nothing polled is left unprocessed, and no send or transaction is pending.

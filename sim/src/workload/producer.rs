@@ -82,6 +82,19 @@ impl PendingSends {
     }
 }
 
+/// What a process that ends (crashed, or exited) left in flight: its outcome
+/// is unknown, so it is recorded as `info`.
+fn abandon(now: Instant, recorder: &Recorder, number: u32, progress: &Mutex<ProducerProgress>, reason: &str) {
+    let mut progress = progress.lock().expect("progress lock");
+    for sequence in std::mem::take(&mut progress.pending).iter() {
+        let value = Value { producer: number, sequence };
+        recorder.record(now, OpType::Info, OpBody::Send { value, partition: None, offset: None, error: Some(reason.into()) });
+    }
+    if let Some((number, values)) = progress.open_transaction.take() {
+        recorder.record(now, OpType::Info, OpBody::Txn { number, values, error: Some(reason.into()) });
+    }
+}
+
 /// One producer client's workload, for one incarnation of its process.
 pub struct ProducerWorkload {
     recorder: Recorder,
@@ -109,14 +122,7 @@ impl ProducerWorkload {
     /// A new incarnation: what the last one left in flight becomes `info`
     /// (its outcome is unknown), then the client's start is recorded.
     pub fn start(now: Instant, recorder: Recorder, spec: &ProducerSpec, number: u32, progress: Arc<Mutex<ProducerProgress>>, stop: Arc<AtomicBool>) -> ProducerWorkload {
-        let orphans: Vec<u64> = std::mem::take(&mut progress.lock().expect("progress lock").pending).iter().collect();
-        for sequence in orphans {
-            let value = Value { producer: number, sequence };
-            recorder.record(now, OpType::Info, OpBody::Send { value, partition: None, offset: None, error: Some("producer process crashed".into()) });
-        }
-        if let Some((number, values)) = progress.lock().expect("progress lock").open_transaction.take() {
-            recorder.record(now, OpType::Info, OpBody::Txn { number, values, error: Some("producer process crashed".into()) });
-        }
+        abandon(now, &recorder, number, &progress, "producer process crashed");
         recorder.record(now, OpType::Invoke, OpBody::ClientStart);
         let all_sent = progress.lock().expect("progress lock").next_sequence >= spec.messages;
         ProducerWorkload {
@@ -136,6 +142,13 @@ impl ProducerWorkload {
             abort_ratio: spec.abort_ratio,
             abort_pending: false,
         }
+    }
+
+    /// The process stops for good (a zombie fenced by its successor): what it
+    /// left in flight becomes `info`, as a crash's would, and it sends no more.
+    pub fn exit(&mut self, now: Instant) {
+        abandon(now, &self.recorder, self.number, &self.progress, "fenced by its successor: the process exited");
+        self.all_sent = true;
     }
 
     /// Sends not yet acknowledged, failed or given up.

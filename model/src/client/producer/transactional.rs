@@ -93,6 +93,9 @@ pub struct TransactionState {
     commit_sent: bool,
     /// The producer must take a new epoch once this transaction is over.
     reinit: bool,
+    /// A coordinator or a partition leader answered ProducerFenced or
+    /// InvalidProducerEpoch: a newer producer took this transactional id.
+    fenced: bool,
 }
 
 impl TransactionState {
@@ -112,6 +115,7 @@ impl TransactionState {
             abortable: None,
             commit_sent: false,
             reinit: false,
+            fenced: false,
         }
     }
 
@@ -187,6 +191,15 @@ impl Producer {
         self.transactions.as_ref().is_some_and(|txn| txn.phase == TransactionPhase::InTransaction && txn.abortable.is_some())
     }
 
+    /// Whether this producer was fenced (Kafka's ProducerFencedException): a
+    /// newer instance with its transactional id took over. Kafka's application
+    /// must close the producer; this one re-initialises, as a restarted
+    /// application would, unless its process stops first. Cleared by the next
+    /// InitProducerId.
+    pub fn was_fenced(&self) -> bool {
+        self.transactions.as_ref().is_some_and(|txn| txn.fenced)
+    }
+
     /// The transactional id, producer id and epoch a TxnOffsetCommit carries.
     pub fn transactional_identity(&self) -> Option<(Arc<str>, crate::types::ProducerId, u16)> {
         let txn = self.transactions.as_ref()?;
@@ -227,6 +240,7 @@ impl Producer {
             }
             // A stale epoch needs a new one; anything else the abort's bump renews.
             txn.reinit |= failure.is_fenced();
+            txn.fenced |= failure.is_fenced();
         }
     }
 
@@ -397,6 +411,7 @@ impl Producer {
             return;
         }
         tracing::info!(?request, ?error, "transactional request failed for good");
+        txn.fenced |= matches!(error, ErrorCode::ProducerFenced | ErrorCode::InvalidProducerEpoch);
         match request {
             Request::FindCoordinator | Request::InitProducerId => {}
             Request::AddPartitions(_) | Request::AddOffsets(_) => {
@@ -427,6 +442,7 @@ impl Producer {
             (Message::FindCoordinatorResponse { result, .. }, Request::FindCoordinator) => result.map(|coordinator| txn.coordinator = Some(coordinator)),
             (Message::Txn(TxnMessage::InitProducerIdResponse { result, .. }), Request::InitProducerId) => result.map(|id| {
                 self.producer_id = Some(id);
+                txn.fenced = false;
                 for queue in self.queues.values_mut() {
                     queue.next_sequence = 0;
                 }

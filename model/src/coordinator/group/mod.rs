@@ -29,7 +29,7 @@ pub mod state;
 
 use super::runtime::{BarrierOutcome, CoordinatorRuntime};
 use super::{decode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, BrokerMutation};
 use crate::protocol::Message;
 use crate::error::ErrorCode;
 use crate::record::SharedBatch;
@@ -181,7 +181,13 @@ impl GroupCoordinator {
                 send(out, GroupMessage::LeaveGroupResponse { correlation_id, error });
             }
             GroupMessage::OffsetCommitRequest { correlation_id, generation, member_id, offsets, .. } => {
-                let result = served.and_then(|partition| offsets::validate_commit(self.groups.get(&group_id), generation, member_id.as_ref(), false).map(|()| partition));
+                // The test-only `no-generation-fencing` mutation takes a commit from
+                // any member of any generation: a zombie's commit goes through.
+                let fenced = self.config.mutation != Some(BrokerMutation::NoGenerationFencing);
+                let result = served.and_then(|partition| {
+                    let valid = offsets::validate_commit(self.groups.get(&group_id), generation, member_id.as_ref(), false);
+                    valid.or_else(|error| if fenced || !matches!(error, ErrorCode::IllegalGeneration | ErrorCode::UnknownMemberId) { Err(error) } else { Ok(()) }).map(|()| partition)
+                });
                 match result {
                     Err(error) => send(out, GroupMessage::OffsetCommitResponse { correlation_id, result: Err(error) }),
                     Ok(partition) => {
@@ -213,6 +219,11 @@ impl GroupCoordinator {
                             .iter()
                             .map(|(partition, offset)| GroupLogRecord::Offset(OffsetRecord { group_id: group_id.clone(), partition: partition.clone(), offset: *offset }))
                             .collect();
+                        // Kafka's prepareTxnOffsetCommit: the offsets are pending from
+                        // the append on, not from its replication, so a marker that
+                        // follows them in the log (appended before this write is
+                        // acknowledged) finds them and ends them with the transaction.
+                        self.pending_transactional_offsets.entry(group_id.clone()).or_default().entry(producer_id).or_default().extend(offsets.iter().map(|(tp, offset)| (tp.clone(), *offset)));
                         let pending = PendingWrite::TxnCommit { group_id: group_id.clone(), client: from, correlation_id, producer_id, offsets };
                         self.write_as(partition, records, pending, Some((producer_id, producer_epoch)), out);
                     }
@@ -348,11 +359,23 @@ impl Coordinator for GroupCoordinator {
                 out.push(CoordinatorEffect::Send { to: client, message: Message::group(GroupMessage::OffsetCommitResponse { correlation_id, result }) });
             }
             PendingWrite::TxnCommit { group_id, client, correlation_id, producer_id, offsets } => {
-                let result = match result {
-                    Ok(_) => {
-                        self.pending_transactional_offsets.entry(group_id).or_default().entry(producer_id).or_default().extend(offsets);
-                        Ok(())
+                if result.is_err() {
+                    // Kafka's failPendingTxnOffsetCommit: what this write made
+                    // pending is pending no more (unless a later write replaced it).
+                    if let Some(pending) = self.pending_transactional_offsets.get_mut(&group_id).and_then(|producers| producers.get_mut(&producer_id)) {
+                        for (tp, offset) in &offsets {
+                            if pending.get(tp) == Some(offset) {
+                                pending.remove(tp);
+                            }
+                        }
                     }
+                    self.pending_transactional_offsets.retain(|_, producers| {
+                        producers.retain(|_, offsets| !offsets.is_empty());
+                        !producers.is_empty()
+                    });
+                }
+                let result = match result {
+                    Ok(_) => Ok(()),
                     Err(ErrorCode::ProducerFenced) => Err(ErrorCode::ProducerFenced),
                     Err(error) => Err(coordinator_error(error)),
                 };

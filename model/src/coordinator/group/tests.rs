@@ -290,6 +290,35 @@ fn transactional_offsets_are_pending_until_their_marker() {
     assert_eq!(fetched(&mut successor, true), Ok(Some(Offset(10))), "the successor resolved both transactions by their markers");
 }
 
+/// A marker that lands on the offsets partition after a TxnOffsetCommit's
+/// record, but before that record is replicated, ends those offsets (Kafka
+/// makes them pending at the append: prepareTxnOffsetCommit). Were they made
+/// pending only on replication, a zombie's offsets aborted by its successor's
+/// InitProducerId would wait on, and the successor's next commit marker, for
+/// the same producer id, would commit them.
+#[test]
+fn an_abort_marker_before_the_offsets_write_is_replicated_drops_them() {
+    let mut harness = Harness::new();
+    harness.request(at(0), 3001, join(1, None));
+    let result = join_results(&harness.take()).pop().expect("joined");
+    let member = result.member_id.clone();
+    harness.request(at(0), 3001, sync(2, result.generation, &member, vec![(member.clone(), vec![TopicPartition::new("t", 0)])]));
+    harness.take();
+    let mut effects = Vec::new();
+    harness.coordinator.handle_request(at(1), NodeId(3001), Message::group(txn_commit(3, 7, result.generation, &member, 10)), &mut effects);
+    let token = effects.iter().find_map(|effect| match effect {
+        CoordinatorEffect::Append { token, .. } => Some(*token),
+        _ => None,
+    });
+    let token = token.expect("the offsets are appended");
+    harness.marker(7, false);
+    let mut replies = Vec::new();
+    harness.coordinator.write_completed(at(1), token, Ok(Offset(0)), &mut replies);
+    assert_eq!(fetched(&mut harness.coordinator, true), Ok(None), "nothing is pending after the abort");
+    harness.marker(7, true);
+    assert_eq!(fetched(&mut harness.coordinator, true), Ok(None), "a later commit of the same producer id does not revive them");
+}
+
 /// A failed metadata write answers SyncGroup with an error and rebalances again.
 #[test]
 fn a_failed_group_write_rebalances() {

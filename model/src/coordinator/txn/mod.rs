@@ -22,7 +22,7 @@ use self::protocol::TxnMessage;
 use self::state::{TxnMetadata, TxnPhase};
 use super::runtime::{BarrierOutcome, CoordinatorRuntime};
 use super::{decode_record, encode_record, partition_for, Coordinator, CoordinatorEffect, CoordinatorType, WriteToken};
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, BrokerMutation};
 use crate::protocol::{ClusterMetadata, Message};
 use crate::error::ErrorCode;
 use crate::record::SharedBatch;
@@ -200,6 +200,16 @@ impl TransactionCoordinator {
         }
     }
 
+    /// The epoch a request is judged by: its own, or, under the test-only
+    /// `no-epoch-fencing` mutation, whatever epoch is current, so that a
+    /// zombie's stale epoch passes for its successor's.
+    fn unfenced_epoch(&self, transactional_id: &str, producer_epoch: u16) -> u16 {
+        match self.entries.get(transactional_id) {
+            Some(entry) if self.config.mutation == Some(BrokerMutation::NoEpochFencing) => entry.meta.producer_epoch,
+            _ => producer_epoch,
+        }
+    }
+
     /// KIP-890 part 1: whether every one of `partitions` is in the ongoing
     /// transaction of this producer and epoch.
     fn verify(&self, transactional_id: &str, producer_id: ProducerId, producer_epoch: u16, partitions: &[TopicPartition]) -> Result<(), ErrorCode> {
@@ -209,7 +219,7 @@ impl TransactionCoordinator {
         if meta.producer_id != producer_id {
             return Err(ErrorCode::InvalidProducerIdMapping);
         }
-        if meta.producer_epoch != producer_epoch {
+        if meta.producer_epoch != producer_epoch && self.config.mutation != Some(BrokerMutation::NoEpochFencing) {
             return Err(ErrorCode::ProducerFenced);
         }
         if meta.phase != TxnPhase::Ongoing || !partitions.iter().all(|tp| meta.partitions.contains(tp)) {
@@ -345,6 +355,7 @@ impl Coordinator for TransactionCoordinator {
                 out.push(CoordinatorEffect::Send { to: from, message: Message::Txn(message) });
             }
             TxnMessage::AddPartitionsToTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, partitions, verify_only: false } => {
+                let producer_epoch = self.unfenced_epoch(&transactional_id, producer_epoch);
                 let reply = Reply::AddPartitions { to: from, correlation_id };
                 self.transition(reply, &transactional_id, out, |meta| meta.add_partitions(producer_id, producer_epoch, &partitions).map(Some))
             }
@@ -352,10 +363,12 @@ impl Coordinator for TransactionCoordinator {
                 // KIP-98: the group's offsets partition joins the transaction, so its
                 // marker decides the offsets committed with TxnOffsetCommit.
                 let offsets = TopicPartition::new(CONSUMER_OFFSETS_TOPIC, partition_for(&group_id, self.config.offsets_topic_num_partitions));
+                let producer_epoch = self.unfenced_epoch(&transactional_id, producer_epoch);
                 let reply = Reply::AddOffsets { to: from, correlation_id };
                 self.transition(reply, &transactional_id, out, |meta| meta.add_partitions(producer_id, producer_epoch, &[offsets]).map(Some))
             }
             TxnMessage::EndTxnRequest { correlation_id, transactional_id, producer_id, producer_epoch, commit } => {
+                let producer_epoch = self.unfenced_epoch(&transactional_id, producer_epoch);
                 let reply = Reply::EndTxn { to: from, correlation_id };
                 self.transition(reply, &transactional_id, out, |meta| meta.end(producer_id, producer_epoch, commit))
             }

@@ -166,7 +166,7 @@ impl Member {
         if let Some(id) = &mut producer_config.transactional_id {
             *id = format!("{id}-1");
         }
-        let producer_endpoint = crate::context::pipeline_producer_endpoint(1);
+        let producer_endpoint = crate::context::pipeline_producer_endpoint(CONSUMER);
         let producer = Producer::new(producer_config, vec![BROKER], 1, 2);
         let workload = PipelineWorkload::start(Instant::ZERO, recorder, Arc::default(), spec, (consumer, producer), Arc::default(), (CONSUMER, producer_endpoint));
         Member { workload, history, wire: Outbox::new(CONSUMER), now: Instant::ZERO, held: Vec::new() }
