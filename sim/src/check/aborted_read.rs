@@ -17,7 +17,9 @@
 //!   read (none committed, none of unknown outcome, none outside a transaction).
 //!
 //! A transaction whose outcome is unknown (`info`) may have committed, so the
-//! history never blames it; the final log may still show it aborted.
+//! history never blames it; the final log may still show it aborted. One whose
+//! commit its producer saw acknowledged is never blamed, even where the final
+//! log marks it aborted: that is committed data lost, for the loss checkers.
 
 use super::findings::Findings;
 use super::observations::value_at;
@@ -108,6 +110,13 @@ fn writer_of<'v, 'a>(views: &'v Views<'a>, read: &Read) -> Writer<'v, 'a> {
         let producer_id = view.committed.and_then(|replica| replica.transactions.iter().find(|batch| batch.first_offset <= read.offset && read.offset <= batch.last_offset));
         let producer_id = producer_id.map_or(0, |batch| batch.producer_id.0);
         let transaction = acknowledged().and_then(|send| send.transaction).map(|index| views.transaction(index));
+        // Its producer saw the commit acknowledged: the record was committed
+        // when it was read, and the log's later abort (its commit marker lost
+        // to power loss, the transaction aborted again) is a loss of committed
+        // data, which lost-write and committed-data-lost judge.
+        if transaction.is_some_and(|transaction| transaction.outcome() == Outcome::Committed) {
+            return Writer::Known(None);
+        }
         return Writer::Known(Some(Aborted::InLog { producer_id, transaction }));
     }
     match acknowledged() {
@@ -226,6 +235,19 @@ mod tests {
         let violations = check(&history, &final_state(vec![(0, log)]));
         assert_eq!(violations.len(), 1);
         assert_eq!(violations[0].detail, "consumer-1 read 1:0 at events/0@0, written in transaction 0 of producer-1, which aborted");
+    }
+
+    /// The commit was acknowledged and the record read; then every replica
+    /// lost power, the commit marker with it, and the transaction aborted
+    /// again. The read was of committed data: the loss is not an aborted read.
+    #[test]
+    fn a_commit_acknowledged_then_lost_is_not_an_aborted_read() {
+        let mut history = HistoryBuilder::new();
+        history.transaction(10, "producer-1", 0, &[(value(1, 0), 0, 0)], OpType::Ok);
+        history.poll(30, "consumer-1", &[(0, 0, value(1, 0))]);
+        let history = history.build();
+        let log = with_transactions(partition_snapshot(1, &[1], 1, &[(0, value(1, 0))]), &[(0, 0, TransactionFate::Aborted)]);
+        assert!(check(&history, &final_state(vec![(0, log)])).is_empty());
     }
 
     /// With no write known at the read's position (its send's answer was lost

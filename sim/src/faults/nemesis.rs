@@ -265,7 +265,7 @@ impl Nemesis {
         self.active
             .iter()
             .flat_map(|active| match &active.applied {
-    Applied::Down { nodes, .. } | Applied::Paused(nodes) => nodes.clone(),
+                Applied::Down { nodes, .. } | Applied::Paused(nodes) => nodes.clone(),
                 Applied::Replaced { zombie } => vec![*zombie],
                 _ => Vec::new(),
             })
