@@ -81,6 +81,9 @@ struct Assignment {
     validated_epoch: Option<LeaderEpoch>,
     /// An OffsetsForLeaderEpoch validation is out.
     validating: bool,
+    /// The position that validation is for: its answer speaks of that
+    /// position only (Kafka's `maybeCompleteValidation` compares them).
+    validating_position: Option<Offset>,
     /// A ListOffsets request for this partition is out.
     resetting: bool,
     backoff_until: Option<Instant>,

@@ -51,6 +51,7 @@ impl Consumer {
             let assignment = self.assignments.get_mut(&tp).expect("listed above");
             let epoch = assignment.position_epoch.expect("validation needs a position epoch");
             assignment.validating = true;
+            assignment.validating_position = assignment.position;
             let partitions = vec![(tp.clone(), current_leader_epoch, epoch)];
             let message = |correlation_id| Message::OffsetsForLeaderEpochRequest { correlation_id, partitions };
             self.network.send(now, destination, self.config.request_timeout, ConsumerRequest::Validate(tp), message, out);
@@ -64,6 +65,11 @@ impl Consumer {
         for (tp, result) in partitions {
             let current = self.view.leader_epoch(&tp);
             let Some(assignment) = self.assignments.get_mut(&tp) else { continue };
+            // The position moved (a seek) while the answer was on its way:
+            // it says nothing of the new one, which is validated afresh.
+            if assignment.validating_position.take() != assignment.position {
+                continue;
+            }
             match result {
                 Ok(answer) => {
                     assignment.validated_epoch = current;

@@ -71,3 +71,55 @@ fn a_truncated_log_under_a_new_leader_moves_the_position_back() {
     assert_eq!(consumer.positions()[&tp], Offset(3));
     assert!(out.events.iter().any(|event| matches!(event, ConsumerEvent::Seek { offset: Offset(3), .. })));
 }
+
+/// KIP-320: a partition awaiting validation is not fetchable (Kafka's
+/// AWAIT_VALIDATION). A fetch sent before the leader changed brings records of
+/// the new epoch; they are dropped, so the validation's answer, which speaks of
+/// the position it was asked for, is not read against a position that moved
+/// (which would see a truncation that never happened and skip records).
+#[test]
+fn a_fetch_answered_during_validation_does_not_move_the_position() {
+    let config = ConsumerConfig::from_properties(&Properties::new(), "earliest").unwrap();
+    let mut consumer = Consumer::new(config, vec!["t".into()], vec![NodeId(1)], 0, 1);
+    let mut out = Outbox::new(NodeId(3001));
+    let tp = TopicPartition::new("t", 0);
+    let from = NodeId(1);
+    consumer.handle_timeout(Instant::ZERO, &mut out);
+    connect_all(&mut consumer, Instant::ZERO, &mut out);
+    let id = correlation_of(&out, "metadata");
+    out.sends.clear();
+    consumer.handle_message(Instant::ZERO, from, Message::MetadataResponse { correlation_id: id, metadata: metadata(1, 0) }, &mut out);
+    let id = correlation_of(&out, "list");
+    out.sends.clear();
+    consumer.handle_message(Instant::ZERO, from, Message::ListOffsetsResponse { correlation_id: id, partition: tp.clone(), result: Ok((Offset(0), LeaderEpoch(0))) }, &mut out);
+    let fetched = |base: u64, count: u64, epoch: u32| {
+        let records = (0..count).map(|index| Record { key: None, value: Bytes::from(format!("v{}", base + index)) }).collect();
+        let batch = Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(epoch), None, records));
+        let end = Offset(base + count);
+        FetchedData { high_watermark: end, log_end_offset: end, batches: vec![batch], last_stable_offset: end, aborted_transactions: Vec::new() }
+    };
+    let id = correlation_of(&out, "fetch");
+    out.sends.clear();
+    consumer.handle_message(Instant::ZERO, from, Message::FetchResponse { correlation_id: id, partitions: vec![(tp.clone(), Ok(fetched(0, 5, 0)))] }, &mut out);
+    assert_eq!(consumer.positions()[&tp], Offset(5));
+    // The next fetch is out when a new leader at epoch 1 shows in the metadata.
+    let in_flight = correlation_of(&out, "fetch");
+    out.sends.clear();
+    consumer.metadata.request_update();
+    let later = Instant::from_micros(1_000_000);
+    consumer.handle_timeout(later, &mut out);
+    let id = correlation_of(&out, "metadata");
+    out.sends.clear();
+    consumer.handle_message(later, from, Message::MetadataResponse { correlation_id: id, metadata: metadata(2, 1) }, &mut out);
+    let validation = correlation_of(&out, "validate");
+    out.sends.clear();
+    out.events.clear();
+    // The old fetch's answer, with records the new leader wrote at epoch 1.
+    consumer.handle_message(later, from, Message::FetchResponse { correlation_id: in_flight, partitions: vec![(tp.clone(), Ok(fetched(5, 5, 1)))] }, &mut out);
+    assert_eq!(consumer.positions()[&tp], Offset(5), "records fetched while awaiting validation are dropped");
+    // Epoch 0 ended at 5 on the new leader: the position is good.
+    let answer = EpochEndOffset { leader_epoch: Some(LeaderEpoch(0)), end_offset: Offset(5) };
+    consumer.handle_message(later, from, Message::OffsetsForLeaderEpochResponse { correlation_id: validation, partitions: vec![(tp.clone(), Ok(answer))] }, &mut out);
+    assert_eq!(consumer.positions()[&tp], Offset(5));
+    assert!(!out.events.iter().any(|event| matches!(event, ConsumerEvent::Seek { .. })), "no truncation: {:?}", out.events);
+}
