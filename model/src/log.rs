@@ -342,6 +342,27 @@ mod tests {
         assert_eq!(cache.end_offset_for(LeaderEpoch(6), Offset(25)), None);
     }
 
+    fn entries(cache: &LeaderEpochCache) -> Vec<(u32, u64)> {
+        cache.entries().iter().map(|entry| (entry.epoch.0, entry.start_offset.0)).collect()
+    }
+
+    /// Kafka's `assign` drops every entry that conflicts with the new one: a
+    /// later or equal epoch, or one that starts at or past it. Either kind left
+    /// behind would answer OffsetsForLeaderEpoch with an epoch that never wrote
+    /// a record there.
+    #[test]
+    fn assigning_an_epoch_drops_the_entries_it_conflicts_with() {
+        let mut cache = LeaderEpochCache::default();
+        cache.assign(LeaderEpoch(1), Offset(0));
+        cache.assign(LeaderEpoch(3), Offset(10));
+        cache.assign(LeaderEpoch(5), Offset(20));
+        assert!(cache.assign(LeaderEpoch(3), Offset(15)));
+        assert_eq!(entries(&cache), vec![(1, 0), (3, 15)]);
+        // A leader that appended nothing in its epoch before the next began.
+        cache.assign(LeaderEpoch(4), Offset(15));
+        assert_eq!(entries(&cache), vec![(1, 0), (4, 15)]);
+    }
+
     #[test]
     fn truncation_splits_a_straddling_batch_and_trims_epochs() {
         let mut log = Log::default();
