@@ -415,6 +415,36 @@ mod tests {
         assert_eq!(log.check_sequence(next, 1), SequenceCheck::Append);
     }
 
+    fn stamp(producer_epoch: u16, base_sequence: i32) -> ProducerStamp {
+        ProducerStamp { producer_id: ProducerId(7), producer_epoch, base_sequence: Sequence(base_sequence), transactional: false }
+    }
+
+    fn idempotent(base: u64, producer_epoch: u16, base_sequence: i32, count: usize) -> SharedBatch {
+        let records: Vec<Record> = (0..count).map(|_| Record { key: None, value: Bytes::from_static(b"v") }).collect();
+        Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp(producer_epoch, base_sequence)), records.into()))
+    }
+
+    /// KIP-98 as Kafka's ProducerStateManager checks it: any of the last batches
+    /// of the current epoch is a duplicate only with the same first and last
+    /// sequence; a newer epoch starts again at sequence 0 and fences the older.
+    #[test]
+    fn sequence_checks_follow_the_producer_epoch_and_whole_batches() {
+        let mut log = Log::default();
+        log.append(idempotent(0, 0, 0, 2));
+        log.append(idempotent(2, 0, 2, 1));
+        log.append(idempotent(3, 0, 3, 1));
+        assert_eq!(log.check_sequence(stamp(0, 0), 2), SequenceCheck::Duplicate(Offset(0)), "a retry of an older in-flight batch");
+        assert_eq!(log.check_sequence(stamp(0, 0), 1), SequenceCheck::OutOfOrder, "same first sequence, other batch");
+        assert_eq!(log.check_sequence(stamp(0, 1), 1), SequenceCheck::OutOfOrder, "same last sequence, other batch");
+        assert_eq!(log.check_sequence(stamp(2, 0), 1), SequenceCheck::Append);
+        assert_eq!(log.check_sequence(stamp(2, 4), 1), SequenceCheck::OutOfOrder);
+        log.append(idempotent(4, 2, 0, 1));
+        assert_eq!(log.producer_epoch(ProducerId(7)), Some(2));
+        assert_eq!(log.producer_epoch(ProducerId(8)), None);
+        assert_eq!(log.check_sequence(stamp(0, 4), 1), SequenceCheck::ProducerFenced);
+        assert_eq!(log.check_sequence(stamp(2, 1), 1), SequenceCheck::Append);
+    }
+
     /// KIP-98: the producer-state table is derived from the batches, so a log
     /// rebuilt after a restart, or a follower's log built from replicated
     /// batches, still recognises a retried batch as a duplicate.
