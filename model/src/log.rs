@@ -391,6 +391,22 @@ mod tests {
         }
     }
 
+    /// A read stops before the batch that starts at `until`: for a consumer that
+    /// is the high watermark or the last stable offset, and a batch from there on
+    /// is not committed.
+    #[test]
+    fn reads_return_the_batches_holding_the_range_and_none_past_it() {
+        let mut log = Log::default();
+        for base in 0..4u64 {
+            log.append(batch(base * 3, 1, 3));
+        }
+        let bases = |batches: &[SharedBatch]| batches.iter().map(|batch| batch.base_offset.0).collect::<Vec<_>>();
+        assert_eq!(bases(&log.read(Offset(4), Offset(9), 10)), vec![3, 6]);
+        assert_eq!(bases(&log.read(Offset(4), Offset(10), 1)), vec![3]);
+        assert_eq!(bases(log.batches_from(Offset(7))), vec![6, 9]);
+        assert!(log.batches_from(Offset(12)).is_empty());
+    }
+
     #[test]
     fn recovery_cuts_a_torn_tail() {
         let first = batch(0, 1, 2);
