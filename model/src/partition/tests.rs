@@ -105,5 +105,9 @@ fn a_follower_is_caught_up_when_it_reaches_the_log_end_or_the_previous_one() {
     partition.record_follower_fetch(at(12), FOLLOWER, Offset(6));
     // Offset 6 was the log end at the 8 s fetch: caught up as of 8 s, not 5 s.
     assert!(partition.out_of_sync_replicas(at(17), ME, lag_max).is_empty());
+    // Out of sync only past the lag limit, as Kafka's strict comparison.
+    assert!(partition.out_of_sync_replicas(at(18), ME, lag_max).is_empty());
     assert_eq!(partition.out_of_sync_replicas(at(19), ME, lag_max), vec![FOLLOWER]);
+    partition.isr = vec![ME];
+    assert!(partition.out_of_sync_replicas(at(19), ME, lag_max).is_empty(), "only ISR members can fall out of sync");
 }
