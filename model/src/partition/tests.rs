@@ -5,6 +5,7 @@
 
 use super::*;
 use crate::record::Record;
+use crate::types::{ProducerId, Sequence};
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -59,17 +60,29 @@ fn a_follower_cuts_its_log_where_the_leader_ended_their_common_epoch() {
     assert!(out.iter().any(|op| matches!(op, DiskOp::Truncate { offset: Offset(4), .. })));
 }
 
+fn idempotent(base: u64, base_sequence: i32, count: usize) -> SharedBatch {
+    let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(base_sequence), transactional: false };
+    let records: Vec<Record> = (0..count).map(|i| Record { key: None, value: Bytes::from(format!("v{}", base + i as u64)) }).collect();
+    Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(1), Some(stamp), records.into()))
+}
+
 /// A follower whose log ends inside one of the leader's batches (it truncated
-/// there) takes the rest of that batch, then the batches after it.
+/// there) takes the rest of that batch, then the batches after it. The rest
+/// keeps its records' sequence numbers, so that the follower, once leader,
+/// expects the producer's next sequence.
 #[test]
 fn a_fetched_batch_straddling_the_log_end_continues_the_log() {
-    let mut partition = replica(&[batch(0, 1, 3), batch(3, 1, 3)]);
-    partition.truncate_to(Offset(4), &mut Vec::new());
-    partition.append_fetched(vec![batch(3, 1, 3), batch(6, 1, 2)], Offset(8), u64::MAX, &mut Vec::new());
+    let mut partition = replica(&[batch(0, 1, 3), idempotent(3, 0, 3)]);
+    partition.truncate_to(Offset(5), &mut Vec::new());
+    partition.append_fetched(vec![idempotent(3, 0, 3)], Offset(6), u64::MAX, &mut Vec::new());
+    let next = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(3), transactional: false };
+    assert_eq!(partition.log.check_sequence(next, 2), crate::log::SequenceCheck::Append);
+    partition.append_fetched(vec![idempotent(3, 0, 3), idempotent(6, 3, 2)], Offset(8), u64::MAX, &mut Vec::new());
     assert_eq!(partition.log_end_offset(), Offset(8));
     assert_eq!(partition.high_watermark, Offset(8));
     let values: Vec<Bytes> = partition.log.batches().iter().flat_map(|batch| batch.records.iter().map(|record| record.value.clone())).collect();
-    assert_eq!(values[4..], [Bytes::from("v4"), Bytes::from("v5"), Bytes::from("v6"), Bytes::from("v7")]);
+    let expected: Vec<Bytes> = (0..8).map(|offset| Bytes::from(format!("v{offset}"))).collect();
+    assert_eq!(values, expected);
 }
 
 /// `log.flush.interval.messages`: a flush once that many messages were
