@@ -230,3 +230,55 @@ fn a_reset_fetch_connection_backs_off_and_fetches_again() {
     assert!(now.saturating_since(reset) >= BrokerConfig::default().replica_fetch_backoff, "waited out the fetch backoff");
     assert!(now.saturating_since(reset) < BrokerConfig::default().replica_fetch_backoff + Duration::from_millis(500));
 }
+
+fn single_replica_leader(tp: &TopicPartition) -> (Broker, Outbox<BrokerEvent>) {
+    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    registered(BrokerConfig::default(), metadata)
+}
+
+/// Long polling: a consumer's fetch with nothing to read waits in purgatory
+/// until a write moves the high watermark or its max_wait passes, and not a
+/// moment longer or shorter.
+#[test]
+fn a_long_polling_fetch_waits_for_data_or_its_max_wait() {
+    let tp = TopicPartition::new("t", 0);
+    let (mut broker, mut out) = single_replica_leader(&tp);
+    let at = |millis| Instant::ZERO + Duration::from_millis(millis);
+    let fetch = |correlation_id, fetch_offset| Message::FetchRequest {
+        correlation_id,
+        replica_id: None,
+        max_wait: Duration::from_millis(500),
+        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
+        read_committed: false,
+    };
+    let answered = |out: &Outbox<BrokerEvent>, wanted: u64| sends(out).iter().any(|message| matches!(message, Message::FetchResponse { correlation_id, .. } if *correlation_id == wanted));
+    out.sends.clear();
+    broker.handle_message(at(0), NodeId(60), fetch(1, 0), &mut out);
+    assert!(!answered(&out, 1), "nothing to read: the fetch waits");
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]);
+    let produce = Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
+    broker.handle_message(at(100), NodeId(50), produce, &mut out);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1));
+    assert!(answered(&out, 1), "the write wakes the waiting fetch");
+    out.sends.clear();
+    broker.handle_message(at(200), NodeId(60), fetch(3, 1), &mut out);
+    assert!(broker.next_deadline().is_some_and(|deadline| deadline <= at(700)), "the broker wakes up for the fetch's max_wait");
+    broker.handle_timeout(at(699), &mut out);
+    assert!(!answered(&out, 3), "answered before its max_wait");
+    broker.handle_timeout(at(700), &mut out);
+    assert!(answered(&out, 3), "still waiting after its max_wait");
+}
+
+/// KIP-320: a request names the leader epoch it expects; an older one is
+/// fenced, a newer one is not known here yet, and only the leader serves.
+#[test]
+fn requests_are_served_only_by_the_leader_of_the_epoch_they_name() {
+    let mut partition = Partition::new(TopicPartition::new("t", 0), Log::default(), Offset(0));
+    partition.become_leader(Instant::ZERO, NodeId(1), LeaderEpoch(5), &mut Vec::new());
+    assert_eq!(fetch::check_leader(&partition, LeaderEpoch(5)), Ok(()));
+    assert_eq!(fetch::check_leader(&partition, LeaderEpoch(4)), Err(ErrorCode::FencedLeaderEpoch));
+    assert_eq!(fetch::check_leader(&partition, LeaderEpoch(6)), Err(ErrorCode::UnknownLeaderEpoch));
+    partition.become_follower(NodeId(2), LeaderEpoch(6), false, &mut Vec::new());
+    assert_eq!(fetch::check_leader(&partition, LeaderEpoch(6)), Err(ErrorCode::NotLeaderOrFollower));
+}
