@@ -260,6 +260,7 @@ fn a_long_polling_fetch_waits_for_data_or_its_max_wait() {
     let produce = Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
     broker.handle_message(at(100), NodeId(50), produce, &mut out);
     assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1));
+    assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { correlation_id: 2, result: Ok(Offset(0)), .. })), "acks=all, the whole ISR has it");
     assert!(answered(&out, 1), "the write wakes the waiting fetch");
     out.sends.clear();
     broker.handle_message(at(200), NodeId(60), fetch(3, 1), &mut out);
@@ -281,4 +282,35 @@ fn requests_are_served_only_by_the_leader_of_the_epoch_they_name() {
     assert_eq!(fetch::check_leader(&partition, LeaderEpoch(6)), Err(ErrorCode::UnknownLeaderEpoch));
     partition.become_follower(NodeId(2), LeaderEpoch(6), false, &mut Vec::new());
     assert_eq!(fetch::check_leader(&partition, LeaderEpoch(6)), Err(ErrorCode::NotLeaderOrFollower));
+}
+
+/// `min.insync.replicas` refuses acks=all writes while the ISR is smaller,
+/// and only those: acks=1 does not wait for followers, so it does not ask.
+#[test]
+fn min_insync_replicas_refuses_only_acks_all_writes() {
+    let tp = TopicPartition::new("t", 0);
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let config = BrokerConfig { min_insync_replicas: 2, ..BrokerConfig::default() };
+    let (mut broker, mut out) = registered(config, metadata);
+    let produce = |correlation_id, acks| Message::ProduceRequest {
+        correlation_id,
+        acks,
+        timeout: Duration::from_secs(30),
+        partition: tp.clone(),
+        producer: None,
+        records: Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]),
+        transactional_id: None,
+    };
+    out.sends.clear();
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Acks::All), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(2, Acks::Leader), &mut out);
+    let results: Vec<(u64, Result<Offset, ErrorCode>)> = sends(&out)
+        .into_iter()
+        .filter_map(|message| match message {
+            Message::ProduceResponse { correlation_id, result, .. } => Some((*correlation_id, *result)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, vec![(1, Err(ErrorCode::NotEnoughReplicas)), (2, Ok(Offset(0)))]);
 }
