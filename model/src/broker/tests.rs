@@ -314,3 +314,38 @@ fn min_insync_replicas_refuses_only_acks_all_writes() {
         .collect();
     assert_eq!(results, vec![(1, Err(ErrorCode::NotEnoughReplicas)), (2, Ok(Offset(0)))]);
 }
+
+/// KIP-98 long polling under read_committed: data below the high watermark
+/// but above the last stable offset is not yet readable, so the fetch waits,
+/// as does a position already past the last stable offset (after a reset to
+/// the high watermark); a position past the log end is answered at once
+/// (with its error), and the marker that moves the last stable offset wakes
+/// the waiting fetches.
+#[test]
+fn a_read_committed_fetch_waits_for_the_last_stable_offset() {
+    let tp = TopicPartition::new("t", 0);
+    let (mut broker, mut out) = single_replica_leader(&tp);
+    let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"in-txn") }]);
+    let produce = Message::ProduceRequest { correlation_id: 1, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: Some(stamp), records, transactional_id: None };
+    broker.handle_message(Instant::ZERO, NodeId(50), produce, &mut out);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1));
+    let fetch = |correlation_id, fetch_offset| Message::FetchRequest {
+        correlation_id,
+        replica_id: None,
+        max_wait: Duration::from_millis(500),
+        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
+        read_committed: true,
+    };
+    let answered = |out: &Outbox<BrokerEvent>, wanted: u64| sends(out).iter().any(|message| matches!(message, Message::FetchResponse { correlation_id, .. } if *correlation_id == wanted));
+    out.sends.clear();
+    broker.handle_message(Instant::ZERO, NodeId(60), fetch(2, 0), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(61), fetch(3, 1), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(62), fetch(4, 5), &mut out);
+    assert!(!answered(&out, 2), "below the high watermark but not stable: waits");
+    assert!(!answered(&out, 3), "at the log end, past the last stable offset: waits");
+    assert!(answered(&out, 4), "past the log end: answered at once");
+    let marker = TxnMessage::WriteTxnMarkersRequest { correlation_id: 5, producer_id: ProducerId(7), producer_epoch: 1, coordinator_epoch: 0, commit: true, partition: tp.clone() };
+    broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
+    assert!(answered(&out, 2) && answered(&out, 3), "the marker makes the data stable and wakes both");
+}
