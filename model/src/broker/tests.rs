@@ -349,3 +349,55 @@ fn a_read_committed_fetch_waits_for_the_last_stable_offset() {
     broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
     assert!(answered(&out, 2) && answered(&out, 3), "the marker makes the data stable and wakes both");
 }
+
+/// ListOffsets: earliest is the log start (0: nothing is deleted here),
+/// latest the high watermark, each with the leader epoch it was read in.
+#[test]
+fn list_offsets_answers_the_log_start_and_the_high_watermark() {
+    let tp = TopicPartition::new("t", 0);
+    let (mut broker, mut out) = single_replica_leader(&tp);
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"a") }, Record { key: None, value: Bytes::from_static(b"b") }]);
+    let produce = Message::ProduceRequest { correlation_id: 1, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
+    broker.handle_message(Instant::ZERO, NodeId(50), produce, &mut out);
+    assert_eq!(broker.list_offsets(&tp, OffsetSpec::Latest, LeaderEpoch(0)), Ok((Offset(2), LeaderEpoch(0))));
+    assert_eq!(broker.list_offsets(&tp, OffsetSpec::Earliest, LeaderEpoch(0)), Ok((Offset(0), LeaderEpoch(0))));
+}
+
+/// KIP-98 with acks=all: a retried batch the log already holds is answered
+/// with its original offset, but only once the high watermark passes the
+/// whole original batch, as the original's own answer would be.
+#[test]
+fn a_retried_duplicate_waits_for_its_original_to_replicate() {
+    let tp = TopicPartition::new("t", 0);
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1), NodeId(2)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
+    let produce = |correlation_id, producer, value: &'static [u8]| Message::ProduceRequest {
+        correlation_id,
+        acks: Acks::All,
+        timeout: Duration::from_secs(30),
+        partition: tp.clone(),
+        producer,
+        records: Arc::new([Record { key: None, value: Bytes::from_static(value) }]),
+        transactional_id: None,
+    };
+    let follower_fetch = |correlation_id, fetch_offset| Message::FetchRequest {
+        correlation_id,
+        replica_id: Some(NodeId(2)),
+        max_wait: Duration::ZERO,
+        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
+        read_committed: false,
+    };
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(1, None, b"a"), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(2, None, b"b"), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(3, 2), &mut out);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(2));
+    let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: false };
+    broker.handle_message(Instant::ZERO, NodeId(51), produce(4, Some(stamp), b"c"), &mut out);
+    out.sends.clear();
+    broker.handle_message(Instant::ZERO, NodeId(51), produce(5, Some(stamp), b"c"), &mut out);
+    let acknowledged = |out: &Outbox<BrokerEvent>, wanted: u64| sends(out).iter().any(|message| matches!(message, Message::ProduceResponse { correlation_id, result: Ok(Offset(2)), .. } if *correlation_id == wanted));
+    assert!(!acknowledged(&out, 5), "the retry is acknowledged before its original replicated");
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(6, 3), &mut out);
+    assert!(acknowledged(&out, 4) && acknowledged(&out, 5));
+}
