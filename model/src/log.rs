@@ -342,6 +342,27 @@ mod tests {
         assert_eq!(cache.end_offset_for(LeaderEpoch(6), Offset(25)), None);
     }
 
+    fn entries(cache: &LeaderEpochCache) -> Vec<(u32, u64)> {
+        cache.entries().iter().map(|entry| (entry.epoch.0, entry.start_offset.0)).collect()
+    }
+
+    /// Kafka's `assign` drops every entry that conflicts with the new one: a
+    /// later or equal epoch, or one that starts at or past it. Either kind left
+    /// behind would answer OffsetsForLeaderEpoch with an epoch that never wrote
+    /// a record there.
+    #[test]
+    fn assigning_an_epoch_drops_the_entries_it_conflicts_with() {
+        let mut cache = LeaderEpochCache::default();
+        cache.assign(LeaderEpoch(1), Offset(0));
+        cache.assign(LeaderEpoch(3), Offset(10));
+        cache.assign(LeaderEpoch(5), Offset(20));
+        assert!(cache.assign(LeaderEpoch(3), Offset(15)));
+        assert_eq!(entries(&cache), vec![(1, 0), (3, 15)]);
+        // A leader that appended nothing in its epoch before the next began.
+        cache.assign(LeaderEpoch(4), Offset(15));
+        assert_eq!(entries(&cache), vec![(1, 0), (4, 15)]);
+    }
+
     #[test]
     fn truncation_splits_a_straddling_batch_and_trims_epochs() {
         let mut log = Log::default();
@@ -370,6 +391,22 @@ mod tests {
         }
     }
 
+    /// A read stops before the batch that starts at `until`: for a consumer that
+    /// is the high watermark or the last stable offset, and a batch from there on
+    /// is not committed.
+    #[test]
+    fn reads_return_the_batches_holding_the_range_and_none_past_it() {
+        let mut log = Log::default();
+        for base in 0..4u64 {
+            log.append(batch(base * 3, 1, 3));
+        }
+        let bases = |batches: &[SharedBatch]| batches.iter().map(|batch| batch.base_offset.0).collect::<Vec<_>>();
+        assert_eq!(bases(&log.read(Offset(4), Offset(9), 10)), vec![3, 6]);
+        assert_eq!(bases(&log.read(Offset(4), Offset(10), 1)), vec![3]);
+        assert_eq!(bases(log.batches_from(Offset(7))), vec![6, 9]);
+        assert!(log.batches_from(Offset(12)).is_empty());
+    }
+
     #[test]
     fn recovery_cuts_a_torn_tail() {
         let first = batch(0, 1, 2);
@@ -392,6 +429,36 @@ mod tests {
         assert_eq!(log.check_sequence(next, 1), SequenceCheck::OutOfOrder);
         let next = ProducerStamp { base_sequence: Sequence(2), ..stamp };
         assert_eq!(log.check_sequence(next, 1), SequenceCheck::Append);
+    }
+
+    fn stamp(producer_epoch: u16, base_sequence: i32) -> ProducerStamp {
+        ProducerStamp { producer_id: ProducerId(7), producer_epoch, base_sequence: Sequence(base_sequence), transactional: false }
+    }
+
+    fn idempotent(base: u64, producer_epoch: u16, base_sequence: i32, count: usize) -> SharedBatch {
+        let records: Vec<Record> = (0..count).map(|_| Record { key: None, value: Bytes::from_static(b"v") }).collect();
+        Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp(producer_epoch, base_sequence)), records.into()))
+    }
+
+    /// KIP-98 as Kafka's ProducerStateManager checks it: any of the last batches
+    /// of the current epoch is a duplicate only with the same first and last
+    /// sequence; a newer epoch starts again at sequence 0 and fences the older.
+    #[test]
+    fn sequence_checks_follow_the_producer_epoch_and_whole_batches() {
+        let mut log = Log::default();
+        log.append(idempotent(0, 0, 0, 2));
+        log.append(idempotent(2, 0, 2, 1));
+        log.append(idempotent(3, 0, 3, 1));
+        assert_eq!(log.check_sequence(stamp(0, 0), 2), SequenceCheck::Duplicate(Offset(0)), "a retry of an older in-flight batch");
+        assert_eq!(log.check_sequence(stamp(0, 0), 1), SequenceCheck::OutOfOrder, "same first sequence, other batch");
+        assert_eq!(log.check_sequence(stamp(0, 1), 1), SequenceCheck::OutOfOrder, "same last sequence, other batch");
+        assert_eq!(log.check_sequence(stamp(2, 0), 1), SequenceCheck::Append);
+        assert_eq!(log.check_sequence(stamp(2, 4), 1), SequenceCheck::OutOfOrder);
+        log.append(idempotent(4, 2, 0, 1));
+        assert_eq!(log.producer_epoch(ProducerId(7)), Some(2));
+        assert_eq!(log.producer_epoch(ProducerId(8)), None);
+        assert_eq!(log.check_sequence(stamp(0, 4), 1), SequenceCheck::ProducerFenced);
+        assert_eq!(log.check_sequence(stamp(2, 1), 1), SequenceCheck::Append);
     }
 
     /// KIP-98: the producer-state table is derived from the batches, so a log

@@ -123,6 +123,24 @@ mod tests {
         assert!(index.aborted_between(Offset(4), Offset(9)).is_empty());
     }
 
+    /// Pruning old completed transactions must never forget one of the last
+    /// COMPLETED_RETAINED: a high watermark that lags that far still has to hold
+    /// the last stable offset at the first offset of the transaction whose
+    /// marker it has not passed. Run past several prunings to see each one.
+    #[test]
+    fn last_stable_offset_remembers_the_recent_completed_transactions_across_pruning() {
+        let mut index = TransactionIndex::default();
+        for transaction in 0..5 * COMPLETED_RETAINED as u64 {
+            index.observe(&data(2 * transaction, 1));
+            index.observe(&marker(2 * transaction + 1, 1, transaction % 2 == 0));
+            let oldest_remembered = (transaction + 1).saturating_sub(COMPLETED_RETAINED as u64);
+            for recent in oldest_remembered..=transaction {
+                let marker_offset = Offset(2 * recent + 1);
+                assert_eq!(index.last_stable_offset(marker_offset), Offset(2 * recent), "after {} transactions, high watermark at the marker of {recent}", transaction + 1);
+            }
+        }
+    }
+
     #[test]
     fn rebuild_after_truncation_reopens_a_transaction_whose_marker_was_cut() {
         let batches = [data(0, 1), marker(1, 1, false)];

@@ -230,3 +230,174 @@ fn a_reset_fetch_connection_backs_off_and_fetches_again() {
     assert!(now.saturating_since(reset) >= BrokerConfig::default().replica_fetch_backoff, "waited out the fetch backoff");
     assert!(now.saturating_since(reset) < BrokerConfig::default().replica_fetch_backoff + Duration::from_millis(500));
 }
+
+fn single_replica_leader(tp: &TopicPartition) -> (Broker, Outbox<BrokerEvent>) {
+    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    registered(BrokerConfig::default(), metadata)
+}
+
+/// Long polling: a consumer's fetch with nothing to read waits in purgatory
+/// until a write moves the high watermark or its max_wait passes, and not a
+/// moment longer or shorter.
+#[test]
+fn a_long_polling_fetch_waits_for_data_or_its_max_wait() {
+    let tp = TopicPartition::new("t", 0);
+    let (mut broker, mut out) = single_replica_leader(&tp);
+    let at = |millis| Instant::ZERO + Duration::from_millis(millis);
+    let fetch = |correlation_id, fetch_offset| Message::FetchRequest {
+        correlation_id,
+        replica_id: None,
+        max_wait: Duration::from_millis(500),
+        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
+        read_committed: false,
+    };
+    let answered = |out: &Outbox<BrokerEvent>, wanted: u64| sends(out).iter().any(|message| matches!(message, Message::FetchResponse { correlation_id, .. } if *correlation_id == wanted));
+    out.sends.clear();
+    broker.handle_message(at(0), NodeId(60), fetch(1, 0), &mut out);
+    assert!(!answered(&out, 1), "nothing to read: the fetch waits");
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]);
+    let produce = Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
+    broker.handle_message(at(100), NodeId(50), produce, &mut out);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1));
+    assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { correlation_id: 2, result: Ok(Offset(0)), .. })), "acks=all, the whole ISR has it");
+    assert!(answered(&out, 1), "the write wakes the waiting fetch");
+    out.sends.clear();
+    broker.handle_message(at(200), NodeId(60), fetch(3, 1), &mut out);
+    assert!(broker.next_deadline().is_some_and(|deadline| deadline <= at(700)), "the broker wakes up for the fetch's max_wait");
+    broker.handle_timeout(at(699), &mut out);
+    assert!(!answered(&out, 3), "answered before its max_wait");
+    broker.handle_timeout(at(700), &mut out);
+    assert!(answered(&out, 3), "still waiting after its max_wait");
+}
+
+/// KIP-320: a request names the leader epoch it expects; an older one is
+/// fenced, a newer one is not known here yet, and only the leader serves.
+#[test]
+fn requests_are_served_only_by_the_leader_of_the_epoch_they_name() {
+    let mut partition = Partition::new(TopicPartition::new("t", 0), Log::default(), Offset(0));
+    partition.become_leader(Instant::ZERO, NodeId(1), LeaderEpoch(5), &mut Vec::new());
+    assert_eq!(fetch::check_leader(&partition, LeaderEpoch(5)), Ok(()));
+    assert_eq!(fetch::check_leader(&partition, LeaderEpoch(4)), Err(ErrorCode::FencedLeaderEpoch));
+    assert_eq!(fetch::check_leader(&partition, LeaderEpoch(6)), Err(ErrorCode::UnknownLeaderEpoch));
+    partition.become_follower(NodeId(2), LeaderEpoch(6), false, &mut Vec::new());
+    assert_eq!(fetch::check_leader(&partition, LeaderEpoch(6)), Err(ErrorCode::NotLeaderOrFollower));
+}
+
+/// `min.insync.replicas` refuses acks=all writes while the ISR is smaller,
+/// and only those: acks=1 does not wait for followers, so it does not ask.
+#[test]
+fn min_insync_replicas_refuses_only_acks_all_writes() {
+    let tp = TopicPartition::new("t", 0);
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let config = BrokerConfig { min_insync_replicas: 2, ..BrokerConfig::default() };
+    let (mut broker, mut out) = registered(config, metadata);
+    let produce = |correlation_id, acks| Message::ProduceRequest {
+        correlation_id,
+        acks,
+        timeout: Duration::from_secs(30),
+        partition: tp.clone(),
+        producer: None,
+        records: Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]),
+        transactional_id: None,
+    };
+    out.sends.clear();
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Acks::All), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(2, Acks::Leader), &mut out);
+    let results: Vec<(u64, Result<Offset, ErrorCode>)> = sends(&out)
+        .into_iter()
+        .filter_map(|message| match message {
+            Message::ProduceResponse { correlation_id, result, .. } => Some((*correlation_id, *result)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(results, vec![(1, Err(ErrorCode::NotEnoughReplicas)), (2, Ok(Offset(0)))]);
+}
+
+/// KIP-98 long polling under read_committed: data below the high watermark
+/// but above the last stable offset is not yet readable, so the fetch waits,
+/// as does a position already past the last stable offset (after a reset to
+/// the high watermark); a position past the log end is answered at once
+/// (with its error), and the marker that moves the last stable offset wakes
+/// the waiting fetches.
+#[test]
+fn a_read_committed_fetch_waits_for_the_last_stable_offset() {
+    let tp = TopicPartition::new("t", 0);
+    let (mut broker, mut out) = single_replica_leader(&tp);
+    let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"in-txn") }]);
+    let produce = Message::ProduceRequest { correlation_id: 1, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: Some(stamp), records, transactional_id: None };
+    broker.handle_message(Instant::ZERO, NodeId(50), produce, &mut out);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1));
+    let fetch = |correlation_id, fetch_offset| Message::FetchRequest {
+        correlation_id,
+        replica_id: None,
+        max_wait: Duration::from_millis(500),
+        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
+        read_committed: true,
+    };
+    let answered = |out: &Outbox<BrokerEvent>, wanted: u64| sends(out).iter().any(|message| matches!(message, Message::FetchResponse { correlation_id, .. } if *correlation_id == wanted));
+    out.sends.clear();
+    broker.handle_message(Instant::ZERO, NodeId(60), fetch(2, 0), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(61), fetch(3, 1), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(62), fetch(4, 5), &mut out);
+    assert!(!answered(&out, 2), "below the high watermark but not stable: waits");
+    assert!(!answered(&out, 3), "at the log end, past the last stable offset: waits");
+    assert!(answered(&out, 4), "past the log end: answered at once");
+    let marker = TxnMessage::WriteTxnMarkersRequest { correlation_id: 5, producer_id: ProducerId(7), producer_epoch: 1, coordinator_epoch: 0, commit: true, partition: tp.clone() };
+    broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
+    assert!(answered(&out, 2) && answered(&out, 3), "the marker makes the data stable and wakes both");
+}
+
+/// ListOffsets: earliest is the log start (0: nothing is deleted here),
+/// latest the high watermark, each with the leader epoch it was read in.
+#[test]
+fn list_offsets_answers_the_log_start_and_the_high_watermark() {
+    let tp = TopicPartition::new("t", 0);
+    let (mut broker, mut out) = single_replica_leader(&tp);
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"a") }, Record { key: None, value: Bytes::from_static(b"b") }]);
+    let produce = Message::ProduceRequest { correlation_id: 1, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
+    broker.handle_message(Instant::ZERO, NodeId(50), produce, &mut out);
+    assert_eq!(broker.list_offsets(&tp, OffsetSpec::Latest, LeaderEpoch(0)), Ok((Offset(2), LeaderEpoch(0))));
+    assert_eq!(broker.list_offsets(&tp, OffsetSpec::Earliest, LeaderEpoch(0)), Ok((Offset(0), LeaderEpoch(0))));
+}
+
+/// KIP-98 with acks=all: a retried batch the log already holds is answered
+/// with its original offset, but only once the high watermark passes the
+/// whole original batch, as the original's own answer would be.
+#[test]
+fn a_retried_duplicate_waits_for_its_original_to_replicate() {
+    let tp = TopicPartition::new("t", 0);
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1), NodeId(2)] };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
+    let produce = |correlation_id, producer, value: &'static [u8]| Message::ProduceRequest {
+        correlation_id,
+        acks: Acks::All,
+        timeout: Duration::from_secs(30),
+        partition: tp.clone(),
+        producer,
+        records: Arc::new([Record { key: None, value: Bytes::from_static(value) }]),
+        transactional_id: None,
+    };
+    let follower_fetch = |correlation_id, fetch_offset| Message::FetchRequest {
+        correlation_id,
+        replica_id: Some(NodeId(2)),
+        max_wait: Duration::ZERO,
+        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
+        read_committed: false,
+    };
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(1, None, b"a"), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(2, None, b"b"), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(3, 2), &mut out);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(2));
+    let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: false };
+    broker.handle_message(Instant::ZERO, NodeId(51), produce(4, Some(stamp), b"c"), &mut out);
+    out.sends.clear();
+    broker.handle_message(Instant::ZERO, NodeId(51), produce(5, Some(stamp), b"c"), &mut out);
+    let acknowledged = |out: &Outbox<BrokerEvent>, wanted: u64| sends(out).iter().any(|message| matches!(message, Message::ProduceResponse { correlation_id, result: Ok(Offset(2)), .. } if *correlation_id == wanted));
+    assert!(!acknowledged(&out, 5), "the retry is acknowledged before its original replicated");
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(6, 3), &mut out);
+    assert!(acknowledged(&out, 4) && acknowledged(&out, 5));
+}

@@ -313,3 +313,6 @@ fn slice_from(batch: &RecordBatch, from: Offset) -> RecordBatch {
 
 #[cfg(test)]
 mod replication_props;
+
+#[cfg(test)]
+mod tests;

@@ -86,4 +86,15 @@ mod tests {
         assert_eq!(validate_commit(None, Generation::NONE, None, false), Ok(()));
         assert_eq!(validate_commit(None, Generation(1), Some(&member), false), Err(ErrorCode::UnknownMemberId));
     }
+
+    /// Only a commit with neither a generation nor a member is outside group
+    /// management; a generation without a member claims a group membership the
+    /// coordinator cannot check, and is refused.
+    #[test]
+    fn a_generation_without_a_member_is_not_a_simple_commit() {
+        assert!(validate_commit(None, Generation(1), None, false).is_err());
+        let mut group = stable_group(3);
+        group.members.clear();
+        assert!(validate_commit(Some(&group), Generation(3), None, false).is_err());
+    }
 }

@@ -189,6 +189,51 @@ mod tests {
     }
 
     #[test]
+    fn partitions_added_during_a_transaction_join_it() {
+        let meta = TxnMetadata::new("tx", ProducerId(9), 1000).add_partitions(ProducerId(9), 0, &[tp(0)]).unwrap();
+        let meta = meta.add_partitions(ProducerId(9), 0, &[tp(1)]).unwrap();
+        assert_eq!(meta.phase, TxnPhase::Ongoing);
+        assert_eq!(meta.partitions.iter().cloned().collect::<Vec<_>>(), vec![tp(0), tp(1)]);
+    }
+
+    /// An abort is retried as a commit is: the producer whose EndTxn answer was
+    /// lost must learn its abort went through, not that it is fenced.
+    #[test]
+    fn a_retried_abort_is_recognised() {
+        let meta = TxnMetadata::new("tx", ProducerId(9), 1000).add_partitions(ProducerId(9), 0, &[tp(0)]).unwrap();
+        let meta = meta.end(ProducerId(9), 0, false).unwrap().unwrap();
+        assert_eq!(meta.phase, TxnPhase::PrepareAbort);
+        assert_eq!(meta.clone().end(ProducerId(9), 0, false), Ok(None));
+        assert_eq!(meta.clone().end(ProducerId(9), 0, true), Err(ErrorCode::InvalidTxnState));
+        let meta = meta.complete().unwrap();
+        assert_eq!(meta.clone().end(ProducerId(9), 0, false), Ok(None));
+    }
+
+    /// Only the previous epoch's EndTxn is a retry, and only while its outcome
+    /// stands: the current epoch ending a transaction while markers are being
+    /// written must retry later, and the previous epoch's EndTxn arriving during
+    /// the next transaction is a zombie's.
+    #[test]
+    fn an_end_is_a_retry_only_from_the_previous_epoch_of_a_decided_transaction() {
+        let meta = TxnMetadata::new("tx", ProducerId(9), 1000).add_partitions(ProducerId(9), 0, &[tp(0)]).unwrap();
+        let meta = meta.end(ProducerId(9), 0, true).unwrap().unwrap();
+        assert_eq!(meta.clone().end(ProducerId(9), 2, true), Err(ErrorCode::ConcurrentTransactions));
+        let next = meta.complete().unwrap().add_partitions(ProducerId(9), 2, &[tp(1)]).unwrap();
+        assert_eq!(next.end(ProducerId(9), 0, true), Err(ErrorCode::ProducerFenced));
+    }
+
+    /// InitProducerId starts the id afresh (Kafka's Empty state): the new
+    /// producer's timeout, no partitions and no previous EndTxn to recognise.
+    #[test]
+    fn init_producer_id_after_a_transaction_starts_clean() {
+        let meta = TxnMetadata::new("tx", ProducerId(9), 1000).add_partitions(ProducerId(9), 0, &[tp(0)]).unwrap();
+        let completed = meta.end(ProducerId(9), 0, true).unwrap().unwrap().complete().unwrap();
+        let restarted = completed.init_producer_id(5000).unwrap();
+        let expected = TxnMetadata { producer_epoch: 3, ..TxnMetadata::new("tx", ProducerId(9), 5000) };
+        assert_eq!(restarted, expected);
+    }
+
+    #[test]
     fn a_new_producer_cannot_start_over_an_open_transaction() {
         let meta = TxnMetadata::new("tx", ProducerId(9), 1000).add_partitions(ProducerId(9), 0, &[tp(0)]).unwrap();
         assert_eq!(meta.clone().init_producer_id(1000), Err(ErrorCode::ConcurrentTransactions));
