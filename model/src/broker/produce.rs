@@ -117,7 +117,7 @@ impl Broker {
             Waiter::Marker { coordinator, correlation_id, producer_id, commit } => {
                 // KIP-98/KIP-447: the marker is on the group's offsets partition:
                 // its pending transactional offsets are now committed or dropped.
-                if result.is_ok() && &*partition.topic == crate::protocol::CONSUMER_OFFSETS_TOPIC {
+                if marker_ends_group_offsets(&partition, &result) {
                     self.coordinator_deadline.set(None);
                     self.groups.complete_transaction(partition.partition, producer_id, commit);
                 }
@@ -126,6 +126,13 @@ impl Broker {
             }
         }
     }
+}
+
+/// Whether a marker write's answer ends the transactional offsets the group
+/// coordinator holds for its producer: only a marker written, and only on
+/// `__consumer_offsets` (a data partition's index names no group partition).
+fn marker_ends_group_offsets(partition: &TopicPartition, result: &Result<Offset, ErrorCode>) -> bool {
+    result.is_ok() && &*partition.topic == crate::protocol::CONSUMER_OFFSETS_TOPIC
 }
 
 /// Who waits for a delayed produce: a client's request, or a coordinator's write.
@@ -137,4 +144,18 @@ pub(super) enum Waiter {
     /// `producer_id` and `commit` tell the group coordinator, once a marker on
     /// `__consumer_offsets` committed, how its transactional offsets end.
     Marker { coordinator: NodeId, correlation_id: u64, producer_id: ProducerId, commit: bool },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_marker_written_on_the_offsets_topic_ends_group_offsets() {
+        let offsets = TopicPartition::new(crate::protocol::CONSUMER_OFFSETS_TOPIC, 0);
+        let data = TopicPartition::new("t", 0);
+        assert!(marker_ends_group_offsets(&offsets, &Ok(Offset(3))));
+        assert!(!marker_ends_group_offsets(&offsets, &Err(ErrorCode::NotLeaderOrFollower)), "a failed marker leaves them pending");
+        assert!(!marker_ends_group_offsets(&data, &Ok(Offset(3))), "a data partition's marker is not the group's");
+    }
 }

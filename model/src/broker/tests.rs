@@ -401,3 +401,55 @@ fn a_retried_duplicate_waits_for_its_original_to_replicate() {
     broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(6, 3), &mut out);
     assert!(acknowledged(&out, 4) && acknowledged(&out, 5));
 }
+
+/// Broker 1 leading `t/0` at `leader_epoch` for replicas 1 and 2, with `isr`,
+/// after two acks=1 writes.
+fn leader_with_two_records(leader_epoch: u32, isr: Vec<NodeId>) -> (Broker, Outbox<BrokerEvent>, TopicPartition) {
+    let tp = TopicPartition::new("t", 0);
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(leader_epoch), partition_epoch: PartitionEpoch(0), isr };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
+    for (correlation_id, value) in [(1, b"a"), (2, b"b")] {
+        let records = Arc::new([Record { key: None, value: Bytes::from_static(value) }]);
+        let produce = Message::ProduceRequest { correlation_id, acks: Acks::Leader, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
+        broker.handle_message(Instant::ZERO, NodeId(50), produce, &mut out);
+    }
+    out.sends.clear();
+    (broker, out, tp)
+}
+
+fn follower_fetch(tp: &TopicPartition, fetch_offset: u64, current_leader_epoch: u32) -> Message {
+    let partitions = vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(current_leader_epoch) }];
+    Message::FetchRequest { correlation_id: 9, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions, read_committed: false }
+}
+
+/// Whether the leader proposed a new ISR (sent or waiting for its connection).
+fn proposes_isr(broker: &Broker, tp: &TopicPartition) -> bool {
+    broker.partitions()[tp].pending_isr().is_some()
+}
+
+/// A follower's fetch counts as progress toward the high watermark and the
+/// ISR only when it names the leader's epoch (KIP-320) and an offset the
+/// leader has: a fetch behind the log end does count (it says what the
+/// follower has), a fenced one does not. Only a follower that caught up with
+/// the high watermark is proposed for the ISR.
+#[test]
+fn only_a_caught_up_follower_of_the_current_epoch_moves_the_high_watermark_or_joins_the_isr() {
+    // In the ISR and one record behind: its fetch at offset 1 moves the high watermark to 1.
+    let (mut broker, mut out, tp) = leader_with_two_records(0, vec![NodeId(1), NodeId(2)]);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(0));
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 1, 0), &mut out);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1), "a fetch behind the log end reports the follower's progress");
+    // Outside the ISR and behind the high watermark (2): not proposed.
+    let (mut broker, mut out, tp) = leader_with_two_records(0, vec![NodeId(1)]);
+    assert_eq!(broker.partitions()[&tp].high_watermark, Offset(2));
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 0, 0), &mut out);
+    assert!(!proposes_isr(&broker, &tp), "a lagging follower is not proposed for the ISR");
+    // Caught up, but naming an old leader epoch: fenced, so neither progress nor a proposal.
+    let (mut broker, mut out, tp) = leader_with_two_records(1, vec![NodeId(1)]);
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 2, 0), &mut out);
+    assert!(!proposes_isr(&broker, &tp), "a fenced fetch is no progress");
+    // The same fetch at the current epoch is.
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 2, 1), &mut out);
+    assert!(proposes_isr(&broker, &tp), "a caught-up follower of the current epoch is proposed");
+}
