@@ -237,6 +237,38 @@ fn single_replica_leader(tp: &TopicPartition) -> (Broker, Outbox<BrokerEvent>) {
     registered(BrokerConfig::default(), metadata)
 }
 
+/// Broker 1 leading `t/0` at `leader_epoch` for replicas 1 and 2, with `isr`.
+fn two_replica_leader(config: BrokerConfig, leader_epoch: u32, isr: Vec<NodeId>) -> (Broker, Outbox<BrokerEvent>, TopicPartition) {
+    let tp = TopicPartition::new("t", 0);
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(leader_epoch), partition_epoch: PartitionEpoch(0), isr };
+    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
+    let (broker, out) = registered(config, metadata);
+    (broker, out, tp)
+}
+
+/// A produce of one record `value` to `tp`.
+fn produce(tp: &TopicPartition, correlation_id: u64, acks: Acks, producer: Option<ProducerStamp>, value: &'static [u8]) -> Message {
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(value) }]);
+    Message::ProduceRequest { correlation_id, acks, timeout: Duration::from_secs(30), partition: tp.clone(), producer, records, transactional_id: None }
+}
+
+/// A consumer's fetch of `tp` at epoch 0, long polling for up to 500 ms.
+fn consumer_fetch(tp: &TopicPartition, correlation_id: u64, fetch_offset: u64, read_committed: bool) -> Message {
+    let partitions = vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }];
+    Message::FetchRequest { correlation_id, replica_id: None, max_wait: Duration::from_millis(500), partitions, read_committed }
+}
+
+/// Follower 2's fetch of `tp`, answered at once.
+fn follower_fetch(tp: &TopicPartition, correlation_id: u64, fetch_offset: u64, current_leader_epoch: u32) -> Message {
+    let partitions = vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(current_leader_epoch) }];
+    Message::FetchRequest { correlation_id, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions, read_committed: false }
+}
+
+/// Whether the fetch `wanted` was answered among `out`'s sends.
+fn fetch_answered(out: &Outbox<BrokerEvent>, wanted: u64) -> bool {
+    sends(out).iter().any(|message| matches!(message, Message::FetchResponse { correlation_id, .. } if *correlation_id == wanted))
+}
+
 /// Long polling: a consumer's fetch with nothing to read waits in purgatory
 /// until a write moves the high watermark or its max_wait passes, and not a
 /// moment longer or shorter.
@@ -245,30 +277,21 @@ fn a_long_polling_fetch_waits_for_data_or_its_max_wait() {
     let tp = TopicPartition::new("t", 0);
     let (mut broker, mut out) = single_replica_leader(&tp);
     let at = |millis| Instant::ZERO + Duration::from_millis(millis);
-    let fetch = |correlation_id, fetch_offset| Message::FetchRequest {
-        correlation_id,
-        replica_id: None,
-        max_wait: Duration::from_millis(500),
-        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
-        read_committed: false,
-    };
-    let answered = |out: &Outbox<BrokerEvent>, wanted: u64| sends(out).iter().any(|message| matches!(message, Message::FetchResponse { correlation_id, .. } if *correlation_id == wanted));
+    let fetch = |correlation_id, fetch_offset| consumer_fetch(&tp, correlation_id, fetch_offset, false);
     out.sends.clear();
     broker.handle_message(at(0), NodeId(60), fetch(1, 0), &mut out);
-    assert!(!answered(&out, 1), "nothing to read: the fetch waits");
-    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]);
-    let produce = Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
-    broker.handle_message(at(100), NodeId(50), produce, &mut out);
+    assert!(!fetch_answered(&out, 1), "nothing to read: the fetch waits");
+    broker.handle_message(at(100), NodeId(50), produce(&tp, 2, Acks::All, None, b"v"), &mut out);
     assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1));
     assert!(sends(&out).iter().any(|message| matches!(message, Message::ProduceResponse { correlation_id: 2, result: Ok(Offset(0)), .. })), "acks=all, the whole ISR has it");
-    assert!(answered(&out, 1), "the write wakes the waiting fetch");
+    assert!(fetch_answered(&out, 1), "the write wakes the waiting fetch");
     out.sends.clear();
     broker.handle_message(at(200), NodeId(60), fetch(3, 1), &mut out);
     assert!(broker.next_deadline().is_some_and(|deadline| deadline <= at(700)), "the broker wakes up for the fetch's max_wait");
     broker.handle_timeout(at(699), &mut out);
-    assert!(!answered(&out, 3), "answered before its max_wait");
+    assert!(!fetch_answered(&out, 3), "answered before its max_wait");
     broker.handle_timeout(at(700), &mut out);
-    assert!(answered(&out, 3), "still waiting after its max_wait");
+    assert!(fetch_answered(&out, 3), "still waiting after its max_wait");
 }
 
 /// KIP-320: a request names the leader epoch it expects; an older one is
@@ -288,23 +311,11 @@ fn requests_are_served_only_by_the_leader_of_the_epoch_they_name() {
 /// and only those: acks=1 does not wait for followers, so it does not ask.
 #[test]
 fn min_insync_replicas_refuses_only_acks_all_writes() {
-    let tp = TopicPartition::new("t", 0);
-    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
-    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
     let config = BrokerConfig { min_insync_replicas: 2, ..BrokerConfig::default() };
-    let (mut broker, mut out) = registered(config, metadata);
-    let produce = |correlation_id, acks| Message::ProduceRequest {
-        correlation_id,
-        acks,
-        timeout: Duration::from_secs(30),
-        partition: tp.clone(),
-        producer: None,
-        records: Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]),
-        transactional_id: None,
-    };
+    let (mut broker, mut out, tp) = two_replica_leader(config, 0, vec![NodeId(1)]);
     out.sends.clear();
-    broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Acks::All), &mut out);
-    broker.handle_message(Instant::ZERO, NodeId(50), produce(2, Acks::Leader), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(&tp, 1, Acks::All, None, b"v"), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(&tp, 2, Acks::Leader, None, b"v"), &mut out);
     let results: Vec<(u64, Result<Offset, ErrorCode>)> = sends(&out)
         .into_iter()
         .filter_map(|message| match message {
@@ -326,28 +337,19 @@ fn a_read_committed_fetch_waits_for_the_last_stable_offset() {
     let tp = TopicPartition::new("t", 0);
     let (mut broker, mut out) = single_replica_leader(&tp);
     let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
-    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"in-txn") }]);
-    let produce = Message::ProduceRequest { correlation_id: 1, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: Some(stamp), records, transactional_id: None };
-    broker.handle_message(Instant::ZERO, NodeId(50), produce, &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(&tp, 1, Acks::All, Some(stamp), b"in-txn"), &mut out);
     assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1));
-    let fetch = |correlation_id, fetch_offset| Message::FetchRequest {
-        correlation_id,
-        replica_id: None,
-        max_wait: Duration::from_millis(500),
-        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
-        read_committed: true,
-    };
-    let answered = |out: &Outbox<BrokerEvent>, wanted: u64| sends(out).iter().any(|message| matches!(message, Message::FetchResponse { correlation_id, .. } if *correlation_id == wanted));
+    let fetch = |correlation_id, fetch_offset| consumer_fetch(&tp, correlation_id, fetch_offset, true);
     out.sends.clear();
     broker.handle_message(Instant::ZERO, NodeId(60), fetch(2, 0), &mut out);
     broker.handle_message(Instant::ZERO, NodeId(61), fetch(3, 1), &mut out);
     broker.handle_message(Instant::ZERO, NodeId(62), fetch(4, 5), &mut out);
-    assert!(!answered(&out, 2), "below the high watermark but not stable: waits");
-    assert!(!answered(&out, 3), "at the log end, past the last stable offset: waits");
-    assert!(answered(&out, 4), "past the log end: answered at once");
+    assert!(!fetch_answered(&out, 2), "below the high watermark but not stable: waits");
+    assert!(!fetch_answered(&out, 3), "at the log end, past the last stable offset: waits");
+    assert!(fetch_answered(&out, 4), "past the log end: answered at once");
     let marker = TxnMessage::WriteTxnMarkersRequest { correlation_id: 5, producer_id: ProducerId(7), producer_epoch: 1, coordinator_epoch: 0, commit: true, partition: tp.clone() };
     broker.handle_message(Instant::ZERO, NodeId(2), Message::Txn(marker), &mut out);
-    assert!(answered(&out, 2) && answered(&out, 3), "the marker makes the data stable and wakes both");
+    assert!(fetch_answered(&out, 2) && fetch_answered(&out, 3), "the marker makes the data stable and wakes both");
 }
 
 /// ListOffsets: earliest is the log start (0: nothing is deleted here),
@@ -368,26 +370,9 @@ fn list_offsets_answers_the_log_start_and_the_high_watermark() {
 /// whole original batch, as the original's own answer would be.
 #[test]
 fn a_retried_duplicate_waits_for_its_original_to_replicate() {
-    let tp = TopicPartition::new("t", 0);
-    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1), NodeId(2)] };
-    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
-    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
-    let produce = |correlation_id, producer, value: &'static [u8]| Message::ProduceRequest {
-        correlation_id,
-        acks: Acks::All,
-        timeout: Duration::from_secs(30),
-        partition: tp.clone(),
-        producer,
-        records: Arc::new([Record { key: None, value: Bytes::from_static(value) }]),
-        transactional_id: None,
-    };
-    let follower_fetch = |correlation_id, fetch_offset| Message::FetchRequest {
-        correlation_id,
-        replica_id: Some(NodeId(2)),
-        max_wait: Duration::ZERO,
-        partitions: vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(0) }],
-        read_committed: false,
-    };
+    let (mut broker, mut out, tp) = two_replica_leader(BrokerConfig::default(), 0, vec![NodeId(1), NodeId(2)]);
+    let produce = |correlation_id, producer, value| produce(&tp, correlation_id, Acks::All, producer, value);
+    let follower_fetch = |correlation_id, fetch_offset| follower_fetch(&tp, correlation_id, fetch_offset, 0);
     broker.handle_message(Instant::ZERO, NodeId(50), produce(1, None, b"a"), &mut out);
     broker.handle_message(Instant::ZERO, NodeId(50), produce(2, None, b"b"), &mut out);
     broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(3, 2), &mut out);
@@ -405,22 +390,11 @@ fn a_retried_duplicate_waits_for_its_original_to_replicate() {
 /// Broker 1 leading `t/0` at `leader_epoch` for replicas 1 and 2, with `isr`,
 /// after two acks=1 writes.
 fn leader_with_two_records(leader_epoch: u32, isr: Vec<NodeId>) -> (Broker, Outbox<BrokerEvent>, TopicPartition) {
-    let tp = TopicPartition::new("t", 0);
-    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(leader_epoch), partition_epoch: PartitionEpoch(0), isr };
-    let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
-    let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
-    for (correlation_id, value) in [(1, b"a"), (2, b"b")] {
-        let records = Arc::new([Record { key: None, value: Bytes::from_static(value) }]);
-        let produce = Message::ProduceRequest { correlation_id, acks: Acks::Leader, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
-        broker.handle_message(Instant::ZERO, NodeId(50), produce, &mut out);
-    }
+    let (mut broker, mut out, tp) = two_replica_leader(BrokerConfig::default(), leader_epoch, isr);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(&tp, 1, Acks::Leader, None, b"a"), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(50), produce(&tp, 2, Acks::Leader, None, b"b"), &mut out);
     out.sends.clear();
     (broker, out, tp)
-}
-
-fn follower_fetch(tp: &TopicPartition, fetch_offset: u64, current_leader_epoch: u32) -> Message {
-    let partitions = vec![FetchPartition { partition: tp.clone(), fetch_offset: Offset(fetch_offset), current_leader_epoch: LeaderEpoch(current_leader_epoch) }];
-    Message::FetchRequest { correlation_id: 9, replica_id: Some(NodeId(2)), max_wait: Duration::ZERO, partitions, read_committed: false }
 }
 
 /// Whether the leader proposed a new ISR (sent or waiting for its connection).
@@ -438,18 +412,18 @@ fn only_a_caught_up_follower_of_the_current_epoch_moves_the_high_watermark_or_jo
     // In the ISR and one record behind: its fetch at offset 1 moves the high watermark to 1.
     let (mut broker, mut out, tp) = leader_with_two_records(0, vec![NodeId(1), NodeId(2)]);
     assert_eq!(broker.partitions()[&tp].high_watermark, Offset(0));
-    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 1, 0), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 9, 1, 0), &mut out);
     assert_eq!(broker.partitions()[&tp].high_watermark, Offset(1), "a fetch behind the log end reports the follower's progress");
     // Outside the ISR and behind the high watermark (2): not proposed.
     let (mut broker, mut out, tp) = leader_with_two_records(0, vec![NodeId(1)]);
     assert_eq!(broker.partitions()[&tp].high_watermark, Offset(2));
-    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 0, 0), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 9, 0, 0), &mut out);
     assert!(!proposes_isr(&broker, &tp), "a lagging follower is not proposed for the ISR");
     // Caught up, but naming an old leader epoch: fenced, so neither progress nor a proposal.
     let (mut broker, mut out, tp) = leader_with_two_records(1, vec![NodeId(1)]);
-    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 2, 0), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 9, 2, 0), &mut out);
     assert!(!proposes_isr(&broker, &tp), "a fenced fetch is no progress");
     // The same fetch at the current epoch is.
-    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 2, 1), &mut out);
+    broker.handle_message(Instant::ZERO, NodeId(2), follower_fetch(&tp, 9, 2, 1), &mut out);
     assert!(proposes_isr(&broker, &tp), "a caught-up follower of the current epoch is proposed");
 }

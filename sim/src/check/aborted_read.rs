@@ -223,16 +223,23 @@ mod tests {
         }
     }
 
+    /// Producer 1's transaction of 1:0 at events/0@0, ended as its producer
+    /// saw it (`outcome`), and consumer 1's read of it; and a final log whose
+    /// marker aborted it.
+    fn one_read_the_log_aborted(outcome: OpType) -> (History, FinalState) {
+        let mut history = HistoryBuilder::new();
+        history.transaction(10, "producer-1", 0, &[(value(1, 0), 0, 0)], outcome);
+        history.poll(30, "consumer-1", &[(0, 0, value(1, 0))]);
+        let log = with_transactions(partition_snapshot(1, &[1], 1, &[(0, value(1, 0))]), &[(0, 0, TransactionFate::Aborted)]);
+        (history.build(), final_state(vec![(0, log)]))
+    }
+
     /// The producer never learned how its transaction ended; the log's marker says it aborted.
     #[test]
     fn the_final_log_decides_a_transaction_of_unknown_outcome() {
-        let mut history = HistoryBuilder::new();
-        history.transaction(10, "producer-1", 0, &[(value(1, 0), 0, 0)], OpType::Info);
-        history.poll(30, "consumer-1", &[(0, 0, value(1, 0))]);
-        let history = history.build();
+        let (history, aborted_log) = one_read_the_log_aborted(OpType::Info);
         assert!(check(&history, &final_state(vec![])).is_empty(), "unknown outcome, no log: it may have committed");
-        let log = with_transactions(partition_snapshot(1, &[1], 1, &[(0, value(1, 0))]), &[(0, 0, TransactionFate::Aborted)]);
-        let violations = check(&history, &final_state(vec![(0, log)]));
+        let violations = check(&history, &aborted_log);
         assert_eq!(violations.len(), 1);
         assert_eq!(violations[0].detail, "consumer-1 read 1:0 at events/0@0, written in transaction 0 of producer-1, which aborted");
     }
@@ -242,12 +249,8 @@ mod tests {
     /// again. The read was of committed data: the loss is not an aborted read.
     #[test]
     fn a_commit_acknowledged_then_lost_is_not_an_aborted_read() {
-        let mut history = HistoryBuilder::new();
-        history.transaction(10, "producer-1", 0, &[(value(1, 0), 0, 0)], OpType::Ok);
-        history.poll(30, "consumer-1", &[(0, 0, value(1, 0))]);
-        let history = history.build();
-        let log = with_transactions(partition_snapshot(1, &[1], 1, &[(0, value(1, 0))]), &[(0, 0, TransactionFate::Aborted)]);
-        assert!(check(&history, &final_state(vec![(0, log)])).is_empty());
+        let (history, aborted_log) = one_read_the_log_aborted(OpType::Ok);
+        assert!(check(&history, &aborted_log).is_empty());
     }
 
     /// With no write known at the read's position (its send's answer was lost

@@ -41,6 +41,15 @@ pub fn jitter_seed(id: NodeId, now: Instant) -> u64 {
     u64::from(id.0) << 40 ^ now.as_micros()
 }
 
+/// Whether a client process stops for good: a `replace` fault gave it a
+/// successor, and its producer learned it was fenced. Kafka's
+/// ProducerFencedException is fatal, and the supervisor already started the
+/// successor that fenced it; re-initialising instead would fence the
+/// successor in turn, each instance taking the id from the other.
+pub fn fenced_by_successor(ctx: &RunContext, id: NodeId, producer: &kafsim_model::client::producer::Producer) -> bool {
+    producer.was_fenced() && ctx.is_replaced(id)
+}
+
 /// After a timeout was handled, the next wake is at least this far away, so a
 /// machine that keeps reporting a past deadline cannot spin without time passing.
 const MIN_TIMER_STEP: Duration = Duration::from_micros(100);

@@ -48,12 +48,11 @@ impl PipelineNode {
         self.exited
     }
 
-    /// Moves the workload on. A replaced member that learns it was fenced
-    /// exits, as Kafka Streams' fenced task does when its supervisor already
-    /// started a successor; re-initialising would fence the successor in turn.
+    /// Moves the workload on. A zombie fenced by its successor exits
+    /// (`fenced_by_successor`).
     fn step(&mut self, now: Instant, wire: &mut Wire) {
         self.workload.step(now, wire);
-        if self.workload.producer.was_fenced() && self.ctx.is_replaced(self.id) {
+        if super::fenced_by_successor(&self.ctx, self.id, &self.workload.producer) {
             self.exited = true;
             self.workload.exit(now);
             wire.sends.clear();

@@ -48,12 +48,8 @@ impl ProducerNode {
     }
 
     /// Runs one step of the producer with the wire's buffers as its own, then
-    /// has the workload record what it reported.
-    ///
-    /// A replaced process that learns it was fenced exits: Kafka's
-    /// ProducerFencedException is fatal, and its supervisor already started
-    /// the successor that fenced it. Re-initialising instead would fence the
-    /// successor in turn, each instance taking the id from the other.
+    /// has the workload record what it reported. A zombie fenced by its
+    /// successor exits (`fenced_by_successor`).
     fn step(&mut self, now: Instant, wire: &mut Wire, step: impl FnOnce(&mut Producer, &mut ProducerWorkload, &mut Outbox<ProducerEvent>)) {
         if self.exited {
             return;
@@ -62,7 +58,7 @@ impl ProducerNode {
         self.out.swap_wire(wire);
         step(&mut self.producer, &mut self.workload, &mut self.out);
         self.workload.carry_out(now, &mut self.producer, &mut self.out);
-        if self.producer.was_fenced() && self.ctx.is_replaced(self.id) {
+        if super::fenced_by_successor(&self.ctx, self.id, &self.producer) {
             self.exited = true;
             self.workload.exit(now);
             self.out.sends.clear();

@@ -61,18 +61,17 @@ impl Consumer {
         let mut records = Vec::new();
         let max_records = self.config.max_poll_records;
         for (tp, result) in partitions {
-            // KIP-320: a partition whose position awaits validation against a new
-            // leader is not fetchable (Kafka's AWAIT_VALIDATION): what a fetch
-            // sent before brings is dropped, so the position the validation
-            // speaks of stays put.
-            let awaiting_validation = self.assignments.get(&tp).is_some_and(|assignment| assignment.validating || self.view.needs_validation(&tp, assignment));
             let Some(assignment) = self.assignments.get_mut(&tp) else { continue };
             let Some(position) = assignment.position else { continue };
             if self.group.is_some() && self.fetch_offsets.remove(&tp) != Some(position) {
                 // Fetched for an earlier ownership of this partition.
                 continue;
             }
-            if awaiting_validation {
+            // KIP-320: a partition whose position awaits validation against a new
+            // leader is not fetchable (Kafka's AWAIT_VALIDATION): what a fetch
+            // sent before brings is dropped, so the position the validation
+            // speaks of stays put.
+            if assignment.validating || self.view.needs_validation(&tp, assignment) {
                 continue;
             }
             match result {

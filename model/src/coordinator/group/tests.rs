@@ -124,6 +124,17 @@ impl Harness {
     fn take(&mut self) -> Vec<(NodeId, GroupMessage)> {
         std::mem::take(&mut self.replies)
     }
+
+    /// Consumer 3001 joins the group alone and syncs, owning `t/0`: its
+    /// member id and generation. Its replies are taken.
+    fn stable_member(&mut self) -> (MemberId, Generation) {
+        self.request(at(0), 3001, join(1, None));
+        let result = join_results(&self.take()).pop().expect("joined");
+        let member = result.member_id.clone();
+        self.request(at(0), 3001, sync(2, result.generation, &member, vec![(member.clone(), vec![TopicPartition::new("t", 0)])]));
+        self.take();
+        (member, result.generation)
+    }
 }
 
 fn join(correlation_id: u64, member_id: Option<MemberId>) -> GroupMessage {
@@ -264,14 +275,10 @@ fn fetched(coordinator: &mut GroupCoordinator, require_stable: bool) -> Result<O
 #[test]
 fn transactional_offsets_are_pending_until_their_marker() {
     let mut harness = Harness::new();
-    harness.request(at(0), 3001, join(1, None));
-    let result = join_results(&harness.take()).pop().expect("joined");
-    let member = result.member_id.clone();
-    harness.request(at(0), 3001, sync(2, result.generation, &member, vec![(member.clone(), vec![TopicPartition::new("t", 0)])]));
-    harness.take();
-    harness.request(at(1), 3001, txn_commit(3, 7, Generation(result.generation.0 - 1), &member, 5));
+    let (member, generation) = harness.stable_member();
+    harness.request(at(1), 3001, txn_commit(3, 7, Generation(generation.0 - 1), &member, 5));
     assert!(matches!(harness.take()[..], [(_, GroupMessage::TxnOffsetCommitResponse { result: Err(ErrorCode::IllegalGeneration), .. })]), "a zombie's generation is fenced");
-    harness.request(at(1), 3001, txn_commit(4, 7, result.generation, &member, 10));
+    harness.request(at(1), 3001, txn_commit(4, 7, generation, &member, 10));
     assert!(matches!(harness.take()[..], [(_, GroupMessage::TxnOffsetCommitResponse { result: Ok(()), .. })]));
     assert_eq!(fetched(&mut harness.coordinator, true), Err(ErrorCode::UnstableOffsetCommit));
     assert_eq!(fetched(&mut harness.coordinator, false), Ok(None), "read_uncommitted fetches see only committed offsets");
@@ -280,7 +287,7 @@ fn transactional_offsets_are_pending_until_their_marker() {
     assert_eq!(fetched(&mut successor, true), Err(ErrorCode::UnstableOffsetCommit), "the successor rebuilt the pending offsets");
     harness.marker(7, true);
     assert_eq!(fetched(&mut harness.coordinator, true), Ok(Some(Offset(10))));
-    harness.request(at(3), 3001, txn_commit(5, 8, result.generation, &member, 20));
+    harness.request(at(3), 3001, txn_commit(5, 8, generation, &member, 20));
     harness.take();
     assert_eq!(fetched(&mut harness.coordinator, true), Err(ErrorCode::UnstableOffsetCommit));
     harness.marker(8, false);
@@ -299,13 +306,9 @@ fn transactional_offsets_are_pending_until_their_marker() {
 #[test]
 fn an_abort_marker_before_the_offsets_write_is_replicated_drops_them() {
     let mut harness = Harness::new();
-    harness.request(at(0), 3001, join(1, None));
-    let result = join_results(&harness.take()).pop().expect("joined");
-    let member = result.member_id.clone();
-    harness.request(at(0), 3001, sync(2, result.generation, &member, vec![(member.clone(), vec![TopicPartition::new("t", 0)])]));
-    harness.take();
+    let (member, generation) = harness.stable_member();
     let mut effects = Vec::new();
-    harness.coordinator.handle_request(at(1), NodeId(3001), Message::group(txn_commit(3, 7, result.generation, &member, 10)), &mut effects);
+    harness.coordinator.handle_request(at(1), NodeId(3001), Message::group(txn_commit(3, 7, generation, &member, 10)), &mut effects);
     let token = effects.iter().find_map(|effect| match effect {
         CoordinatorEffect::Append { token, .. } => Some(*token),
         _ => None,
@@ -342,10 +345,7 @@ fn a_failed_group_write_rebalances() {
 #[test]
 fn a_new_member_joining_a_stable_group_starts_a_rebalance() {
     let mut harness = Harness::new();
-    harness.request(at(0), 3001, join(1, None));
-    let result = join_results(&harness.take()).pop().expect("joined");
-    harness.request(at(0), 3001, sync(2, result.generation, &result.member_id, vec![(result.member_id.clone(), vec![TopicPartition::new("t", 0)])]));
-    harness.take();
+    harness.stable_member();
     assert!(harness.coordinator.groups["g"].is_stable());
     harness.request(at(1), 3002, join(1, None));
     assert!(join_results(&harness.take()).is_empty(), "the newcomer waits for the rebalance");
