@@ -325,7 +325,7 @@ mod tests {
     use bytes::Bytes;
 
     fn batch(base: u64, epoch: u32, count: usize) -> SharedBatch {
-        let records = (0..count).map(|i| Record { key: None, value: Bytes::from(format!("v{}", base + i as u64)) }).collect();
+        let records = (0..count).map(|i| Record { key: None, value: Bytes::from(format!("v{}", base + i as u64)), headers: None }).collect();
         Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(epoch), None, records))
     }
 
@@ -422,7 +422,7 @@ mod tests {
         let mut log = Log::default();
         let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0), transactional: false };
         assert_eq!(log.check_sequence(stamp, 2), SequenceCheck::Append);
-        let records = vec![Record { key: None, value: Bytes::from_static(b"a") }, Record { key: None, value: Bytes::from_static(b"b") }];
+        let records = vec![Record { key: None, value: Bytes::from_static(b"a"), headers: None }, Record { key: None, value: Bytes::from_static(b"b"), headers: None }];
         log.append(Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), Some(stamp), records.into())));
         assert_eq!(log.check_sequence(stamp, 2), SequenceCheck::Duplicate(Offset(0)));
         let next = ProducerStamp { base_sequence: Sequence(3), ..stamp };
@@ -436,7 +436,7 @@ mod tests {
     }
 
     fn idempotent(base: u64, producer_epoch: u16, base_sequence: i32, count: usize) -> SharedBatch {
-        let records: Vec<Record> = (0..count).map(|_| Record { key: None, value: Bytes::from_static(b"v") }).collect();
+        let records: Vec<Record> = (0..count).map(|_| Record { key: None, value: Bytes::from_static(b"v"), headers: None }).collect();
         Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp(producer_epoch, base_sequence)), records.into()))
     }
 
@@ -467,7 +467,7 @@ mod tests {
     #[test]
     fn recovered_and_replicated_logs_keep_recognising_retries() {
         let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(0), transactional: false };
-        let records = vec![Record { key: None, value: Bytes::from_static(b"a") }];
+        let records = vec![Record { key: None, value: Bytes::from_static(b"a"), headers: None }];
         let batches = vec![batch(0, 0, 2), Arc::new(RecordBatch::new(Offset(2), LeaderEpoch(0), Some(stamp), records.into()))];
         let (recovered, cut) = Log::recover(&batches);
         assert_eq!(cut, None);

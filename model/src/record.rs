@@ -14,6 +14,28 @@ use std::sync::Arc;
 pub struct Record {
     pub key: Option<Bytes>,
     pub value: Bytes,
+    /// Kafka's record headers (KIP-82), in the order the producer gave them.
+    /// Boxed behind one pointer: most records carry none, and a record stays
+    /// as small as it was without them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub headers: Option<RecordHeaders>,
+}
+
+/// A record's headers: name and value pairs; a name may repeat, as in Kafka.
+/// A thin pointer, so a record without headers grows by one word only.
+pub type RecordHeaders = Arc<Vec<(Arc<str>, Bytes)>>;
+
+impl Record {
+    /// The value of the first header named `name`.
+    pub fn header(&self, name: &str) -> Option<&Bytes> {
+        self.headers.as_ref()?.iter().find(|(key, _)| &**key == name).map(|(_, value)| value)
+    }
+
+    /// The bytes the record takes in a batch, roughly as Kafka counts them.
+    pub fn size_bytes(&self) -> usize {
+        let headers: usize = self.headers.iter().flat_map(|headers| headers.iter()).map(|(key, value)| key.len() + value.len() + 2).sum();
+        self.value.len() + self.key.as_ref().map_or(0, |key| key.len()) + headers + 16
+    }
 }
 
 /// The idempotence header of a batch (KIP-98); absent for a plain producer.
@@ -93,7 +115,7 @@ impl RecordBatch {
 
     /// A control batch carrying `marker` for the producer of `stamp` (KIP-98).
     pub fn control(base_offset: Offset, partition_leader_epoch: LeaderEpoch, stamp: ProducerStamp, marker: ControlMarker) -> RecordBatch {
-        let record = Record { key: Some(Bytes::from_static(if marker.commit { b"COMMIT" } else { b"ABORT" })), value: Bytes::new() };
+        let record = Record { key: Some(Bytes::from_static(if marker.commit { b"COMMIT" } else { b"ABORT" })), value: Bytes::new(), headers: None };
         let mut batch = RecordBatch::new(base_offset, partition_leader_epoch, Some(stamp), Arc::new([record]));
         batch.control = Some(marker);
         batch.crc = batch.compute_crc();
@@ -137,6 +159,10 @@ impl RecordBatch {
                 hash.write(key);
             }
             hash.write(&record.value);
+            for (name, value) in record.headers.iter().flat_map(|headers| headers.iter()) {
+                hash.write(name.as_bytes());
+                hash.write(value);
+            }
         }
         let hash = hash.finish();
         (hash ^ (hash >> 32)) as u32
@@ -154,7 +180,7 @@ mod tests {
     /// batches agree and that any change to what it covers breaks it.
     #[test]
     fn a_batch_checksum_covers_every_field_and_record() {
-        let record = |key: &'static [u8], value: &'static [u8]| Record { key: Some(Bytes::from_static(key)), value: Bytes::from_static(value) };
+        let record = |key: &'static [u8], value: &'static [u8]| Record { key: Some(Bytes::from_static(key)), value: Bytes::from_static(value), headers: None };
         let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 2, base_sequence: Sequence(40), transactional: true };
         let batch = |offset: u64, epoch: u32, stamp: ProducerStamp, records: Vec<Record>| RecordBatch::new(Offset(offset), LeaderEpoch(epoch), Some(stamp), records.into());
         let original = batch(1234, 5, stamp, vec![record(b"key-1", b"1:17 a value of some length")]);
@@ -189,7 +215,7 @@ pub(crate) mod transactional_batches {
 
     pub fn data(base: u64, producer: u64) -> RecordBatch {
         let stamp = ProducerStamp { producer_id: ProducerId(producer), producer_epoch: 0, base_sequence: Sequence(0), transactional: true };
-        RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp), Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]))
+        RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp), Arc::new([Record { key: None, value: Bytes::from_static(b"v"), headers: None }]))
     }
 
     pub fn marker(base: u64, producer: u64, commit: bool) -> RecordBatch {

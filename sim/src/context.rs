@@ -22,6 +22,8 @@ pub enum NodeRole {
     Consumer { spec: usize, number: u32 },
     /// `spec` indexes `[[pipelines]]`; `number` counts pipeline members from 1 across blocks.
     Pipeline { spec: usize, number: u32 },
+    /// An instance of a user's application (`crate::app`), numbered from 1.
+    App { number: u32 },
 }
 
 #[derive(Clone, Debug)]
@@ -98,6 +100,12 @@ impl Roster {
                 entries.push(entry(id, format!("pipeline-{number}"), NodeRole::Pipeline { spec, number }, ip(5, number)));
             }
         }
+        if let Some(app) = &scenario.app {
+            for number in 1..=app.instances {
+                let id = NodeId(crate::app::node::APP_NODE_BASE + number);
+                entries.push(entry(id, format!("app-{number}"), NodeRole::App { number }, ip(6, number)));
+            }
+        }
         // Successors exist only where a fault may start them: other runs keep
         // their nodes, and with them their traces.
         if scenario.uses_replace() {
@@ -132,6 +140,7 @@ impl Roster {
     pub fn endpoints(&self, id: NodeId) -> Vec<NodeId> {
         match self.entry(id).role {
             NodeRole::Pipeline { .. } => vec![id, pipeline_producer_endpoint(id)],
+            NodeRole::App { .. } => std::iter::once(id).chain((0..crate::app::node::MAX_CLIENTS).map(|index| crate::app::node::client_endpoint(id, index))).collect(),
             _ => vec![id],
         }
     }
@@ -140,6 +149,10 @@ impl Roster {
     pub fn endpoint_name(&self, endpoint: NodeId) -> Arc<str> {
         match self.entries.iter().find(|entry| entry.id == endpoint) {
             Some(entry) => entry.name.clone(),
+            None if endpoint.0 >= crate::app::node::APP_NODE_BASE + 5000 => match crate::app::node::endpoint_owner(endpoint) {
+                Some((node, index)) => format!("{} (client {index})", self.entry(node).name).into(),
+                None => format!("endpoint {}", endpoint.0).into(),
+            },
             None => format!("{} (producer)", self.entry(NodeId(endpoint.0 - PIPELINE_PRODUCER_OFFSET)).name).into(),
         }
     }
@@ -190,6 +203,8 @@ pub struct RunContext {
     messages: AtomicU64,
     pub stop_producing: Arc<AtomicBool>,
     pub invariants: Arc<crate::invariants::Invariants>,
+    /// What users' applications keep across their restarts (`crate::app`).
+    pub apps: crate::app::shared::AppRunState,
 }
 
 impl RunContext {
@@ -218,6 +233,7 @@ impl RunContext {
             messages: AtomicU64::new(0),
             stop_producing: Arc::default(),
             invariants,
+            apps: Default::default(),
         }
     }
 

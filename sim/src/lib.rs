@@ -1,6 +1,7 @@
 //! kafsim: the laboratory around the Kafka model. Scenarios, madsim shells,
 //! nemesis, workloads, history, checkers, runner and reports.
 
+pub mod app;
 pub mod bench;
 pub mod check;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod invariants;
 pub mod matrix;
 pub mod merge;
 pub mod node;
+pub mod rdkafka;
 pub mod replica_records;
 pub mod recorder;
 pub mod report;

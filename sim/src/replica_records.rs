@@ -41,7 +41,7 @@ impl DecodedBatches {
             let start = records.len();
             match self.batches.get(cursor).filter(|known| std::ptr::eq(known.address, &**batch)) {
                 Some(known) => records.extend_from_slice(&previous[known.records.clone()]),
-                None => records.extend(batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value)))),
+                None => records.extend(batch.iter().filter_map(|(offset, record)| crate::app::message::record_value(record).map(|value| (offset, value)))),
             }
             decoded.push(DecodedBatch { address: &**batch, base_offset: batch.base_offset, records: start..records.len() });
         }
@@ -59,12 +59,12 @@ mod tests {
     use std::sync::Arc;
 
     fn batch(base: u64, values: &[&'static str]) -> SharedBatch {
-        let records = values.iter().map(|value| Record { key: None, value: Bytes::from_static(value.as_bytes()) }).collect();
+        let records = values.iter().map(|value| Record { key: None, value: Bytes::from_static(value.as_bytes()), headers: None }).collect();
         Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(0), None, records))
     }
 
     fn decoded_afresh(batches: &[SharedBatch]) -> Vec<(Offset, Value)> {
-        batches.iter().flat_map(|batch| batch.iter().filter_map(|(offset, record)| Value::decode(&record.value).map(|value| (offset, value)))).collect()
+        batches.iter().flat_map(|batch| batch.iter().filter_map(|(offset, record)| crate::app::message::record_value(record).map(|value| (offset, value)))).collect()
     }
 
     /// Shared batches are copied, a batch at the same offset that is not the same

@@ -37,6 +37,7 @@ pub struct SimulationResult {
 /// a run that panics still leaves what it did.
 pub async fn simulate(scenario: Arc<Scenario>, history: Arc<Mutex<History>>, applied: AppliedFaults) -> SimulationResult {
     let ctx = Arc::new(RunContext::new(scenario.clone(), history));
+    crate::app::session::AppSession::clear_all();
     let handle = Handle::current();
     crate::faults::buggify::set_enabled(scenario.faults.buggify);
     if scenario.faults.buggify {
@@ -120,6 +121,12 @@ async fn start_node(ctx: Arc<RunContext>, live: Arc<Mutex<LiveNodes>>, id: NodeI
         NodeRole::Pipeline { spec, number } => {
             let node = Arc::new(Mutex::new(PipelineNode::start(ctx.clone(), id, spec, number)));
             live.lock().expect("live lock").set_pipeline(id, &node);
+            node
+        }
+        NodeRole::App { number } => {
+            let node = Arc::new(Mutex::new(crate::app::node::AppNode::new(ctx.clone(), id, number)));
+            live.lock().expect("live lock").set_app(id, &node);
+            crate::app::start(ctx.clone(), id, number, node.clone());
             node
         }
     };
@@ -227,7 +234,33 @@ fn drained(ctx: &RunContext, live: &LiveNodes) -> bool {
         ends.iter().filter(|(tp, _)| &*tp.topic == topic.as_str()).all(|(tp, end)| group_reads.get(&(group.as_str(), tp.clone())).is_some_and(|position| position >= end))
     });
     let pipelines_done = (0..ctx.scenario.pipelines.len()).all(|spec| pipeline_drained(ctx, live, &ends, spec));
-    sends_done && reads_done && groups_done && groups_settled && pipelines_done && !ends.is_empty()
+    sends_done && reads_done && groups_done && groups_settled && pipelines_done && apps_drained(ctx, live, &ends) && !ends.is_empty()
+}
+
+/// Users' applications have drained when every instance runs, no
+/// application producer has a send or a transaction in flight, and every
+/// group an application subscribed with has committed the end of every
+/// partition of its topics. (What an application holds unprocessed is its
+/// own business; a group that committed everything is done with it.)
+fn apps_drained(ctx: &RunContext, live: &LiveNodes, ends: &BTreeMap<kafsim_model::TopicPartition, Offset>) -> bool {
+    let Some(app) = &ctx.scenario.app else { return true };
+    if live.apps().len() != app.instances as usize || ctx.apps.producers_busy() {
+        return false;
+    }
+    let registry = ctx.apps.registry.lock().expect("registry lock");
+    let brokers = live.brokers();
+    registry.group_topics.iter().all(|(group, topics)| {
+        // What the group's coordinator holds: a member may have died before
+        // it learned that its last commit went through.
+        let coordinator_offsets: BTreeMap<kafsim_model::TopicPartition, Offset> = brokers
+            .iter()
+            .find_map(|(_, broker)| broker.lock().expect("broker lock").broker.group_coordinator().committed_offsets(group).cloned())
+            .unwrap_or_default();
+        ends.iter().filter(|(tp, _)| topics.contains(&tp.topic)).all(|(tp, end)| {
+            let learned = registry.committed.get(&(group.clone(), tp.clone())).copied();
+            *end == Offset(0) || learned.max(coordinator_offsets.get(tp).copied()).is_some_and(|committed| committed >= *end)
+        })
+    })
 }
 
 /// A pipeline block has drained when every member is up, settled (nothing polled
@@ -324,6 +357,20 @@ fn snapshot(ctx: &RunContext, live: &LiveNodes) -> FinalState {
             let drained = ends.is_some_and(|ends| pipeline_drained(ctx, live, &ends, spec));
             crate::final_state::PipelineSnapshot { group: pipeline.group.clone(), from: pipeline.from.clone(), to: pipeline.to.clone(), drained }
         })
+        .chain(app_pipelines(ctx, live))
         .collect();
     FinalState { partitions, consumers, drained, groups, pipelines }
+}
+
+/// The pipelines users' applications made (`AppContext::derived_from`), for `eos-violation`.
+fn app_pipelines(ctx: &RunContext, live: &LiveNodes) -> Vec<crate::final_state::PipelineSnapshot> {
+    if ctx.scenario.app.is_none() {
+        return Vec::new();
+    }
+    let drained = settled_ends(live).is_some_and(|ends| apps_drained(ctx, live, &ends));
+    let pipelines = ctx.apps.registry.lock().expect("registry lock").pipelines.clone();
+    pipelines
+        .into_iter()
+        .map(|(group, from, to)| crate::final_state::PipelineSnapshot { group: group.to_string(), from: from.to_string(), to: to.to_string(), drained })
+        .collect()
 }

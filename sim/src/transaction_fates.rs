@@ -57,7 +57,7 @@ mod tests {
     }
 
     fn data(base: u64, count: usize, producer: u64, transactional: bool) -> RecordBatch {
-        let records: Vec<Record> = (0..count).map(|_| Record { key: None, value: Bytes::from_static(b"1:0") }).collect();
+        let records: Vec<Record> = (0..count).map(|_| Record { key: None, value: Bytes::from_static(b"1:0"), headers: None }).collect();
         RecordBatch::new(Offset(base), LeaderEpoch(0), Some(stamp(producer, transactional)), records.into())
     }
 
@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn each_transaction_takes_the_fate_of_its_producers_next_marker() {
-        let plain = RecordBatch::new(Offset(2), LeaderEpoch(0), None, Arc::new([Record { key: None, value: Bytes::from_static(b"9:0") }]));
+        let plain = RecordBatch::new(Offset(2), LeaderEpoch(0), None, Arc::new([Record { key: None, value: Bytes::from_static(b"9:0"), headers: None }]));
         let log = [
             data(0, 2, 1, true),
             plain,

@@ -164,6 +164,11 @@ impl Broker {
         }
     }
 
+    /// The group coordinator of this broker (KIP-848's "classic" one).
+    pub fn group_coordinator(&self) -> &GroupCoordinator {
+        &self.groups
+    }
+
     pub fn id(&self) -> NodeId {
         self.id
     }

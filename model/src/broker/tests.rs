@@ -49,7 +49,7 @@ fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
     assert!(sends(&out).iter().any(|message| matches!(message, Message::AlterPartitionRequest { new_isr, .. } if new_isr.len() == 2)));
     // acks=all waits for the follower, whatever the controller said.
     out.sends.clear();
-    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]);
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"v"), headers: None }]);
     broker.handle_message(Instant::ZERO, NodeId(50), Message::ProduceRequest { correlation_id: 2, acks: Acks::All, timeout: Duration::from_secs(60), partition: tp.clone(), producer: None, records, transactional_id: None }, &mut out);
     out.sends.clear();
     // The controller never answers: the request times out, the connection is
@@ -85,7 +85,7 @@ fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
         timeout: Duration::from_secs(30),
         partition: tp.clone(),
         producer,
-        records: Arc::new([Record { key: None, value: Bytes::from_static(value) }]),
+        records: Arc::new([Record { key: None, value: Bytes::from_static(value), headers: None }]),
         transactional_id: None,
     };
     broker.handle_message(Instant::ZERO, NodeId(50), produce(1, Some(stamp), b"in-txn"), &mut out);
@@ -145,7 +145,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
         timeout: Duration::from_secs(30),
         partition: tp.clone(),
         producer: Some(stamp),
-        records: Arc::new([Record { key: None, value: Bytes::from_static(b"v") }]),
+        records: Arc::new([Record { key: None, value: Bytes::from_static(b"v"), headers: None }]),
         transactional_id: Some("tx".into()),
     };
     let verification = |out: &Outbox<BrokerEvent>| {
@@ -248,7 +248,7 @@ fn two_replica_leader(config: BrokerConfig, leader_epoch: u32, isr: Vec<NodeId>)
 
 /// A produce of one record `value` to `tp`.
 fn produce(tp: &TopicPartition, correlation_id: u64, acks: Acks, producer: Option<ProducerStamp>, value: &'static [u8]) -> Message {
-    let records = Arc::new([Record { key: None, value: Bytes::from_static(value) }]);
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(value), headers: None }]);
     Message::ProduceRequest { correlation_id, acks, timeout: Duration::from_secs(30), partition: tp.clone(), producer, records, transactional_id: None }
 }
 
@@ -358,7 +358,7 @@ fn a_read_committed_fetch_waits_for_the_last_stable_offset() {
 fn list_offsets_answers_the_log_start_and_the_high_watermark() {
     let tp = TopicPartition::new("t", 0);
     let (mut broker, mut out) = single_replica_leader(&tp);
-    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"a") }, Record { key: None, value: Bytes::from_static(b"b") }]);
+    let records = Arc::new([Record { key: None, value: Bytes::from_static(b"a"), headers: None }, Record { key: None, value: Bytes::from_static(b"b"), headers: None }]);
     let produce = Message::ProduceRequest { correlation_id: 1, acks: Acks::All, timeout: Duration::from_secs(30), partition: tp.clone(), producer: None, records, transactional_id: None };
     broker.handle_message(Instant::ZERO, NodeId(50), produce, &mut out);
     assert_eq!(broker.list_offsets(&tp, OffsetSpec::Latest, LeaderEpoch(0)), Ok((Offset(2), LeaderEpoch(0))));

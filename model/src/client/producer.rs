@@ -169,7 +169,12 @@ impl Producer {
     }
 
     pub fn send(&mut self, now: Instant, handle: u64, topic: Arc<str>, key: Option<Bytes>, value: Bytes, out: &mut Outbox<ProducerEvent>) {
-        self.unpartitioned.push_back(PendingRecord { handle, topic, record: Record { key, value }, created: now });
+        self.send_record(now, handle, topic, Record { key, value, headers: None }, out);
+    }
+
+    /// `send` of a whole record, headers included.
+    pub fn send_record(&mut self, now: Instant, handle: u64, topic: Arc<str>, record: Record, out: &mut Outbox<ProducerEvent>) {
+        self.unpartitioned.push_back(PendingRecord { handle, topic, record, created: now });
         self.poll(now, out);
     }
 
@@ -234,7 +239,7 @@ impl Producer {
     /// Adds a record to its partition's open batch, or to a new batch when the
     /// last one was sent or is full.
     fn append(&mut self, partition: TopicPartition, handle: u64, record: Record, created: Instant) {
-        let size = record.value.len() + record.key.as_ref().map_or(0, |key| key.len()) + 16;
+        let size = record.size_bytes();
         let (partition, queue) = self.queues.entry(partition);
         if let Some(batch) = queue.batches.back_mut() {
             if !batch.is_closed() && batch.size_bytes + size <= self.config.batch_size {

@@ -125,7 +125,7 @@ pub trait Coordinator {
 /// what the record is about, as Kafka's record keys do, for readable traces.
 pub fn encode_record<T: Serialize>(key: &str, value: &T) -> Record {
     let value = serde_json::to_vec(value).expect("coordinator records always serialize");
-    Record { key: Some(bytes::Bytes::copy_from_slice(key.as_bytes())), value: bytes::Bytes::from(value) }
+    Record { key: Some(bytes::Bytes::copy_from_slice(key.as_bytes())), value: bytes::Bytes::from(value), headers: None }
 }
 
 /// Decodes a coordinator record; `None` for a record this coordinator did not write

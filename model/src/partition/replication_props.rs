@@ -184,7 +184,7 @@ impl Cluster {
                 let records: Vec<Record> = (0..count)
                     .map(|_| {
                         self.next_value += 1;
-                        Record { key: None, value: Bytes::from(self.next_value.to_string()) }
+                        Record { key: None, value: Bytes::from(self.next_value.to_string()), headers: None }
                     })
                     .collect();
                 let batch = RecordBatch::new(partition.log_end_offset(), partition.leader_epoch, None, records.into());

@@ -13,7 +13,7 @@ const ME: NodeId = NodeId(1);
 const FOLLOWER: NodeId = NodeId(2);
 
 fn batch(base: u64, epoch: u32, count: usize) -> SharedBatch {
-    let records: Vec<Record> = (0..count).map(|i| Record { key: None, value: Bytes::from(format!("v{}", base + i as u64)) }).collect();
+    let records: Vec<Record> = (0..count).map(|i| Record { key: None, value: Bytes::from(format!("v{}", base + i as u64)), headers: None }).collect();
     Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(epoch), None, records.into()))
 }
 
@@ -62,7 +62,7 @@ fn a_follower_cuts_its_log_where_the_leader_ended_their_common_epoch() {
 
 fn idempotent(base: u64, base_sequence: i32, count: usize) -> SharedBatch {
     let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: Sequence(base_sequence), transactional: false };
-    let records: Vec<Record> = (0..count).map(|i| Record { key: None, value: Bytes::from(format!("v{}", base + i as u64)) }).collect();
+    let records: Vec<Record> = (0..count).map(|i| Record { key: None, value: Bytes::from(format!("v{}", base + i as u64)), headers: None }).collect();
     Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(1), Some(stamp), records.into()))
 }
 

@@ -71,7 +71,12 @@ impl TransactionTracker {
             return;
         }
         if let Some((index, _)) = self.open[slot].filter(|&(index, _)| transactions[index as usize].number == *number) {
-            transactions[index as usize].completion = Some(op);
+            let transaction = &mut transactions[index as usize];
+            transaction.completion = Some(op);
+            // An application's transaction names its values only as it ends (`crate::app`).
+            if transaction.values.is_empty() {
+                transaction.values = values;
+            }
             self.open[slot] = None;
         }
     }
@@ -80,6 +85,10 @@ impl TransactionTracker {
     pub(crate) fn send_invoked(&mut self, transactions: &[Transaction<'_>], node: u32, value: Value) -> Option<u32> {
         let (index, next) = self.open.get_mut(node as usize)?.as_mut()?;
         let values = transactions[*index as usize].values;
+        // An application's transaction begins without its values: every send made while it is open is in it.
+        if values.is_empty() {
+            return Some(*index);
+        }
         // Workloads send a transaction's values in order: look at the expected one first.
         let position = if values.get(*next) == Some(&value) { Some(*next) } else { values.iter().position(|sent| *sent == value) };
         let position = position?;

@@ -722,4 +722,23 @@ mod tests {
         assert_eq!(sends, vec![5_000]);
         assert_eq!(views.acknowledged_at(PartitionKey(0), Offset(2)).count(), 0);
     }
+
+    /// An application's transaction begins before it knows its values
+    /// (`crate::app`): every send its node invokes while it is open is in it,
+    /// and it takes its values from its completion.
+    #[test]
+    fn a_transaction_begun_without_values_takes_every_send_and_its_completions_values() {
+        let mut history = HistoryBuilder::new();
+        history.txn(1, "app-1", OpType::Invoke, 3, &[]);
+        history.send_invoke(2, "app-1", value(200_101, 0));
+        history.send_invoke(3, "app-1", value(200_101, 1));
+        history.txn(4, "app-1", OpType::Ok, 3, &[value(200_101, 0), value(200_101, 1)]);
+        history.send_invoke(5, "app-1", value(200_101, 2));
+        let history = history.build();
+        let state = final_state(vec![]);
+        let views = Views::new(&history, &state);
+        let tied: Vec<Option<u64>> = views.send_pairs().iter().map(|pair| pair.transaction.map(|index| views.transaction(index).number)).collect();
+        assert_eq!(tied, vec![Some(3), Some(3), None]);
+        assert_eq!(views.transaction(0).values, &[value(200_101, 0), value(200_101, 1)]);
+    }
 }

@@ -151,7 +151,7 @@ mod tests {
     use kafsim_model::LeaderEpoch;
 
     fn batch(base: u64) -> SharedBatch {
-        Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(0), None, Arc::new([Record { key: None, value: Bytes::from_static(b"x") }])))
+        Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(0), None, Arc::new([Record { key: None, value: Bytes::from_static(b"x"), headers: None }])))
     }
 
     fn tp() -> TopicPartition {

@@ -219,7 +219,7 @@ impl Nemesis {
                 let clients: Vec<NodeId> = self
                     .ctx
                     .roster
-                    .ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. }))
+                    .ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. } | NodeRole::App { .. }))
                     .into_iter()
                     // A replaced client's supervisor would not bring it back.
                     .filter(|node| !affected.contains(node) && self.ctx.is_started(*node) && !self.ctx.is_replaced(*node))
@@ -436,7 +436,7 @@ impl Nemesis {
         };
         let mut left = one_side.clone();
         let mut right: Vec<NodeId> = self.servers().into_iter().filter(|node| !one_side.contains(node)).collect();
-        let clients = self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. }));
+        let clients = self.ctx.roster.ids(|role| matches!(role, NodeRole::Producer { .. } | NodeRole::Consumer { .. } | NodeRole::Pipeline { .. } | NodeRole::App { .. }));
         for client in clients.into_iter().filter(|client| !one_side.contains(client)) {
             if scatter_clients && self.rng.gen_bool(0.5) {
                 left.push(client);

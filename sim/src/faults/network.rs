@@ -59,6 +59,9 @@ const LOSS_RETRIES_MAX: u32 = 15;
 pub enum Arrival {
     Message { to: NodeId, from: NodeId, message: Message },
     Connection { at: NodeId, destination: Destination, event: ConnectionEvent },
+    /// Not from the network: an application's call on one of the node's
+    /// clients left work for the node's loop (`crate::app`).
+    Wake,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -496,6 +499,12 @@ impl Network {
             self.flush(&mut state, now, id, Side::Acceptor);
         }
         receiver
+    }
+
+    /// A sender into the mailbox of `host`'s running process, for the
+    /// process's own tasks to wake its loop (`Arrival::Wake`).
+    pub fn mailbox(&self, host: NodeId) -> Option<futures::channel::mpsc::UnboundedSender<Arrival>> {
+        self.lock().hosts.get(&host)?.mailbox.clone()
     }
 
     /// Cuts the links `from -> to` between hosts.

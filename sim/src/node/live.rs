@@ -22,6 +22,7 @@ pub struct LiveNodes {
     producers: BTreeMap<NodeId, Weak<Mutex<ProducerNode>>>,
     consumers: BTreeMap<NodeId, Weak<Mutex<ConsumerNode>>>,
     pipelines: BTreeMap<NodeId, Weak<Mutex<PipelineNode>>>,
+    apps: BTreeMap<NodeId, Weak<Mutex<crate::app::node::AppNode>>>,
 }
 
 fn upgrade_all<T>(nodes: &BTreeMap<NodeId, Weak<T>>) -> Vec<(NodeId, Arc<T>)> {
@@ -47,6 +48,14 @@ impl LiveNodes {
 
     pub fn set_pipeline(&mut self, id: NodeId, node: &Arc<Mutex<PipelineNode>>) {
         self.pipelines.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn set_app(&mut self, id: NodeId, node: &Arc<Mutex<crate::app::node::AppNode>>) {
+        self.apps.insert(id, Arc::downgrade(node));
+    }
+
+    pub fn apps(&self) -> Vec<(NodeId, Arc<Mutex<crate::app::node::AppNode>>)> {
+        upgrade_all(&self.apps)
     }
 
     pub fn pipelines(&self) -> Vec<(NodeId, Arc<Mutex<PipelineNode>>)> {

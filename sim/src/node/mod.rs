@@ -33,6 +33,9 @@ pub trait Machine: std::marker::Send + 'static {
     fn handle_connection(&mut self, now: Instant, at: NodeId, destination: Destination, event: ConnectionEvent, wire: &mut Wire);
     fn handle_timeout(&mut self, now: Instant, wire: &mut Wire);
     fn next_deadline(&self) -> Option<Instant>;
+    /// The node's own tasks left work for the loop (`Arrival::Wake`): an
+    /// application's call on a client (`crate::app`). Other nodes have none.
+    fn handle_wake(&mut self, _now: Instant, _wire: &mut Wire) {}
 }
 
 /// Seeds a client's reconnect jitter: different for every node and start, and
@@ -138,6 +141,7 @@ pub async fn drive(ctx: Arc<RunContext>, me: NodeId, machine: Arc<Mutex<dyn Mach
         for arrival in delivered.drain(..) {
             match arrival {
                 Arrival::Message { to, from, message } => state.handle_message(now, to, from, message, &mut wire),
+                Arrival::Wake => state.handle_wake(now, &mut wire),
                 Arrival::Connection { at, destination, event } => {
                     match event {
                         // A refused connect is a try, not news: trace lines only.

@@ -49,12 +49,14 @@ pub struct Scenario {
     pub pipelines: Vec<PipelineSpec>,
     pub faults: Faults,
     pub expect: Expect,
+    /// A user's application (`crate::app::Harness`): never from a file.
+    pub app: Option<crate::app::AppSpec>,
 }
 
 impl Scenario {
     /// Whether any client joins a consumer group, so `__consumer_offsets` is needed.
     pub fn uses_groups(&self) -> bool {
-        self.consumers.iter().any(|consumer| consumer.group.is_some()) || !self.pipelines.is_empty()
+        self.consumers.iter().any(|consumer| consumer.group.is_some()) || !self.pipelines.is_empty() || self.app.is_some()
     }
 
     /// Whether a fault may replace a client by a successor, so the roster holds
@@ -65,7 +67,8 @@ impl Scenario {
 
     /// Whether any client uses transactions, so `__transaction_state` is needed.
     pub fn uses_transactions(&self) -> bool {
-        self.producers.iter().any(|producer| producer.config.transactional_id.is_some()) || self.pipelines.iter().any(|pipeline| pipeline.transactional)
+        // An application may use transactions; whether it will is not known before it runs.
+        self.producers.iter().any(|producer| producer.config.transactional_id.is_some()) || self.pipelines.iter().any(|pipeline| pipeline.transactional) || self.app.is_some()
     }
 }
 

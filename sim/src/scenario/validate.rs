@@ -66,6 +66,7 @@ pub(super) fn build(raw: RawScenario, path: &Path) -> Result<Scenario, Problem> 
         pipelines,
         faults: Faults::default(),
         expect: Expect::default(),
+        app: None,
     };
     scenario.faults = build_faults(raw.faults, &scenario)?;
     scenario.expect = build_expect(raw.expect)?;
@@ -467,6 +468,11 @@ fn parse_target(key: &str, text: &str, scenario: &Scenario) -> Result<Target, Pr
         return Ok(Target::Nodes(names));
     }
     if scenario.node_names().iter().any(|name| name == text) {
+        return Ok(Target::Node(text.to_string()));
+    }
+    // An application's instances (`kafsim::app::Harness`) are known only when
+    // it runs: a fault aimed at one it does not run misses.
+    if text.strip_prefix("app-").and_then(|number| number.parse::<u32>().ok()).is_some_and(|number| number >= 1) {
         return Ok(Target::Node(text.to_string()));
     }
     let message = format!(

@@ -14,7 +14,7 @@ use kafsim_model::error::ErrorCode;
 
 /// How an offset commit's answer is recorded: ok, fail, or `info` when no
 /// answer came (the commit may have been applied all the same).
-fn commit_outcome(result: Result<(), ErrorCode>) -> (OpType, Option<String>) {
+pub(crate) fn commit_outcome(result: Result<(), ErrorCode>) -> (OpType, Option<String>) {
     match result {
         Ok(()) => (OpType::Ok, None),
         Err(error @ (ErrorCode::NetworkTimeout | ErrorCode::NetworkException)) => (OpType::Info, Some(error.to_string())),

@@ -179,6 +179,10 @@ impl Consumer {
         self.paused = paused;
     }
 
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
     /// Everything time or an answer may have made due.
     fn poll(&mut self, now: Instant, out: &mut Outbox<ConsumerEvent>) {
         for assignment in self.assignments.values_mut() {

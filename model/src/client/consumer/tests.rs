@@ -33,7 +33,7 @@ fn correlation_of(out: &Outbox<ConsumerEvent>, want: &str) -> u64 {
 
 /// `count` records of `epoch` from `base`, all committed.
 fn fetched(base: u64, count: u64, epoch: u32) -> FetchedData {
-    let records = (0..count).map(|index| Record { key: None, value: Bytes::from(format!("v{}", base + index)) }).collect();
+    let records = (0..count).map(|index| Record { key: None, value: Bytes::from(format!("v{}", base + index)), headers: None }).collect();
     let batch = Arc::new(RecordBatch::new(Offset(base), LeaderEpoch(epoch), None, records));
     let end = Offset(base + count);
     FetchedData { high_watermark: end, log_end_offset: end, batches: vec![batch], last_stable_offset: end, aborted_transactions: Vec::new() }

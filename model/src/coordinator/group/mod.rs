@@ -76,6 +76,12 @@ impl GroupCoordinator {
         partition_for(group_id, self.config.offsets_topic_num_partitions)
     }
 
+    /// The offsets `group_id` committed, if this broker serves its group now.
+    pub fn committed_offsets(&self, group_id: &str) -> Option<&BTreeMap<TopicPartition, Offset>> {
+        self.check_coordinator(group_id).ok()?;
+        self.groups.get(group_id).map(|group| &group.offsets)
+    }
+
     /// The group's state, or why this broker cannot serve it.
     fn check_coordinator(&self, group_id: &str) -> Result<u32, ErrorCode> {
         let partition = self.partition_of(group_id);

@@ -103,7 +103,7 @@ fn encode_offset(record: &OffsetRecord) -> Option<Record> {
     for part in value_parts {
         value.extend_from_slice(part);
     }
-    Some(Record { key: Some(bytes::Bytes::from(key)), value: bytes::Bytes::from(value) })
+    Some(Record { key: Some(bytes::Bytes::from(key)), value: bytes::Bytes::from(value), headers: None })
 }
 
 fn itoa_buffer() -> [u8; 20] {

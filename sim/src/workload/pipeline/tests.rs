@@ -73,7 +73,7 @@ impl Broker {
                 if from.0 as usize >= self.inputs.len() {
                     return None;
                 }
-                let records: Vec<Record> = self.inputs.iter().map(|value| Record { key: None, value: value.encode() }).collect();
+                let records: Vec<Record> = self.inputs.iter().map(|value| Record { key: None, value: value.encode(), headers: None }).collect();
                 let end = Offset(self.inputs.len() as u64);
                 let batch = Arc::new(RecordBatch::new(Offset(0), LeaderEpoch(0), None, records.into()));
                 let data = FetchedData { high_watermark: end, log_end_offset: end, batches: vec![batch], last_stable_offset: end, aborted_transactions: Vec::new() };

@@ -1,0 +1,53 @@
+//! The examples in the simulator, each over seeds of `scenarios/app-orders.toml`
+//! (three instances of the application). Replay a seed a test reports with
+//! `KAFSIM_SEED=<seed> cargo test --release -p kafsim-examples <test> -- --nocapture`.
+
+use kafsim::app::Harness;
+use kafsim_examples::{audit_consumer, mistakes, order_enrichment};
+
+fn orders() -> Harness {
+    Harness::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/app-orders.toml")).expect("a valid scenario").instances(3)
+}
+
+/// What a consumer outside any transaction must never show, whatever it does
+/// with its offsets: the cluster's own guarantees.
+const CLUSTER: [&str; 5] = ["lost-write", "replica-divergence", "aborted-read", "group-overlap", "panic"];
+
+#[test]
+fn the_careful_service_is_exactly_once() {
+    let report = orders().seeds(0..60).run(order_enrichment::run);
+    assert_eq!(report.seeds_run(), 60);
+}
+
+#[test]
+fn the_careful_service_is_exactly_once_with_swarm_faults() {
+    orders().seeds(0..30).swarm(true).run(order_enrichment::run);
+}
+
+#[test]
+fn committing_before_producing_skips_orders() {
+    let report = orders().seeds(0..40).never(&CLUSTER).finds(&["at-least-once", "eos-violation"]).run(mistakes::commit_before_produce);
+    assert!(report.seeds_with("duplicate").is_empty(), "nothing is produced twice when offsets go first");
+}
+
+#[test]
+fn producing_without_a_transaction_duplicates_orders() {
+    let report = orders().seeds(0..40).never(&CLUSTER).finds(&["eos-violation"]).run(mistakes::produce_then_commit);
+    assert!(report.seeds_with("at-least-once").is_empty(), "acknowledged output, then the commit: nothing is skipped");
+}
+
+#[test]
+fn the_audit_consumer_never_skips_and_does_reprocess() {
+    let mut never = CLUSTER.to_vec();
+    never.push("at-least-once");
+    orders().seeds(0..40).never(&never).finds(&["at-most-once"]).run(audit_consumer::run);
+}
+
+#[test]
+fn a_seed_replays_to_the_same_trace_hash() {
+    let first = orders().seeds([7]).run(order_enrichment::run);
+    let second = orders().seeds([7]).run(order_enrichment::run);
+    let hash = first.trace_hash(7).expect("seed 7 ran");
+    assert_eq!(second.trace_hash(7), Some(hash));
+    orders().seeds(0..8).check_determinism(true).run(order_enrichment::run);
+}
