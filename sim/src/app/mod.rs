@@ -5,18 +5,20 @@
 //! recorded in the history, and `Harness` runs it over seeds inside `cargo test`.
 //!
 //! What application code must not do inside the simulation, because the run
-//! would no longer be a function of its seed:
-//! - spawn OS threads or block its thread (`std::thread`, blocking IO,
-//!   `std::thread::sleep`): use `madsim::time::sleep` and `madsim::task::spawn`;
-//! - read the real clock (`std::time::SystemTime`, `Instant::now` outside
-//!   madsim): madsim's time is the simulated one;
-//! - draw OS randomness (`rand::thread_rng`, `getrandom`): madsim's
-//!   `rand::thread_rng` is seeded from the run, and is the one to use;
-//! - iterate a `HashMap` to decide what to do (its order is random per process).
+//! would no longer be a function of its seed, and what madsim does about it:
+//! - spawn OS threads: refused inside a run, so the run ends as a `panic`
+//!   finding with its seed (use `madsim::task::spawn` for concurrency);
+//! - block its thread (blocking IO, `std::thread::sleep`): the whole
+//!   simulation stops with it; use `kafsim::app::time::sleep`;
+//! - read the real clock: madsim answers `SystemTime::now` and `Instant::now`
+//!   with simulated time, so this is safe, but `kafsim::app::time` says so;
+//! - draw OS randomness: madsim answers `getrandom` from the run's seed, so
+//!   `rand::thread_rng` and `HashMap`'s hashing are seeded too;
+//! - talk to anything outside the simulation (files, real sockets): that
+//!   nothing can make repeatable.
 //!
-//! madsim intercepts the clock and `getrandom` inside a run, so most of this
-//! is caught for you; `Harness` checks every seed it reports for a repeatable
-//! trace hash when asked (`Harness::check_determinism`).
+//! `Harness::check_determinism` runs each seed twice and fails on any seed
+//! whose two runs differ.
 
 pub mod config;
 pub mod consumer;

@@ -159,3 +159,14 @@ fn a_producer_fenced_by_a_newer_one_with_its_transactional_id_is_dead() {
     let notes = notes_of(&notes);
     assert_eq!(notes, vec!["old send: failed".to_string(), "old commit: fatal true code ProducerFenced".into(), "new commit: Ok(())".into()]);
 }
+
+/// madsim refuses OS threads inside a run (it says so on stderr): an
+/// application that spawns one panics, and the run is a `panic` finding with
+/// its seed, not a crash of the batch.
+#[test]
+fn an_application_that_spawns_a_thread_is_a_panic_finding() {
+    let report = harness().never(&[]).report(|_ctx| async move {
+        let _ = std::thread::spawn(|| ()).join();
+    });
+    assert_eq!(report.seeds_with("panic"), vec![1]);
+}
