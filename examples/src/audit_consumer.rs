@@ -4,6 +4,7 @@
 //! false`, rdkafka's recommended at-least-once setting). It must never skip
 //! an order, and after a crash it processes some again.
 
+use futures::StreamExt;
 use kafsim::app::AppContext;
 use kafsim::rdkafka::config::ClientConfig;
 use kafsim::rdkafka::consumer::StreamConsumer;
@@ -17,12 +18,10 @@ pub async fn run(ctx: AppContext) {
         .create()
         .expect("a valid consumer configuration");
     consumer.subscribe(&["orders"]).expect("orders exists");
-    let mut audited = 0u64;
-    loop {
-        let Ok(order) = consumer.recv().await else { continue };
-        audited += 1;
+    let mut orders = consumer.stream();
+    while let Some(order) = orders.next().await {
+        let Ok(order) = order else { continue };
         ctx.processed(&order);
         consumer.store_offset_from_message(&order).expect("an assigned partition");
-        let _ = audited;
     }
 }

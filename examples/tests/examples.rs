@@ -51,3 +51,14 @@ fn a_seed_replays_to_the_same_trace_hash() {
     assert_eq!(second.trace_hash(7), Some(hash));
     orders().seeds(0..8).check_determinism(true).run(order_enrichment::run);
 }
+
+#[test]
+fn a_failing_seed_replays_bit_for_bit() {
+    let report = orders().seeds(0..10).never(&CLUSTER).finds(&["at-least-once"]).run(mistakes::commit_before_produce);
+    let seed = report.seeds_with("at-least-once")[0];
+    let first = report.results().iter().find(|result| result.seed == seed).expect("the seed ran");
+    let again = orders().seeds([seed]).never(&CLUSTER).run(mistakes::commit_before_produce);
+    let replayed = &again.results()[0];
+    assert_eq!(replayed.trace_hash, first.trace_hash);
+    assert_eq!(replayed.violations, first.violations);
+}

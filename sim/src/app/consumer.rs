@@ -248,6 +248,11 @@ impl<C: ConsumerContext> StreamConsumer<C> {
         }
     }
 
+    /// The messages, as a stream (rdkafka's `StreamConsumer::stream`).
+    pub fn stream(&self) -> std::pin::Pin<Box<dyn futures::Stream<Item = KafkaResult<BorrowedMessage<'_>>> + '_>> {
+        Box::pin(futures::stream::unfold(self, |consumer| async move { Some((consumer.recv().await, consumer)) }))
+    }
+
     /// Commits `offsets` (each the next offset to read).
     pub async fn commit(&self, offsets: &TopicPartitionList, mode: CommitMode) -> KafkaResult<()> {
         let index = self.index()?;
