@@ -149,10 +149,10 @@ impl Roster {
     pub fn endpoint_name(&self, endpoint: NodeId) -> Arc<str> {
         match self.entries.iter().find(|entry| entry.id == endpoint) {
             Some(entry) => entry.name.clone(),
-            None if endpoint.0 >= crate::app::node::APP_NODE_BASE + 5000 => match crate::app::node::endpoint_owner(endpoint) {
-                Some((node, index)) => format!("{} (client {index})", self.entry(node).name).into(),
-                None => format!("endpoint {}", endpoint.0).into(),
-            },
+            None if crate::app::node::endpoint_owner(endpoint).is_some() => {
+                let (node, index) = crate::app::node::endpoint_owner(endpoint).expect("checked by the guard");
+                format!("{} (client {index})", self.entry(node).name).into()
+            }
             None => format!("{} (producer)", self.entry(NodeId(endpoint.0 - PIPELINE_PRODUCER_OFFSET)).name).into(),
         }
     }

@@ -25,3 +25,5 @@ pub mod summary;
 pub mod trace;
 pub mod transaction_fates;
 pub mod workload;
+
+pub use app::Harness;
