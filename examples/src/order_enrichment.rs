@@ -63,8 +63,9 @@ pub async fn run(ctx: AppContext) {
         return;
     }
     loop {
-        let batch = next_batch(&consumer).await;
+        // Cleared before the batch is read: a revocation while it is read dooms it.
         revoked.store(false, Ordering::SeqCst);
+        let batch = next_batch(&consumer).await;
         match process(&ctx, &consumer, &producer, &batch, &revoked).await {
             Ok(()) => {}
             Err(error) if is_fatal(&error) => return,

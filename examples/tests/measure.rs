@@ -2,6 +2,7 @@
 //! `KAFSIM_MEASURE_SEEDS` seeds (default 200) and prints, per anomaly, the
 //! seeds that showed it, the first, and the median number of seeds run from
 //! any start until the first finding.
+//! `KAFSIM_MEASURE_ONLY=<example>` measures one example.
 //! `KAFSIM_MEASURE_SEEDS=1000 cargo test --release -p kafsim-examples --test measure -- --ignored --nocapture`
 
 use kafsim::app::{AppContext, Harness, HarnessReport};
@@ -13,6 +14,9 @@ where
     F: Fn(AppContext) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    if std::env::var("KAFSIM_MEASURE_ONLY").is_ok_and(|only| only != name) {
+        return;
+    }
     let seeds: u64 = std::env::var("KAFSIM_MEASURE_SEEDS").ok().and_then(|text| text.parse().ok()).unwrap_or(200);
     let harness = Harness::from_file(concat!(env!("CARGO_MANIFEST_DIR"), "/../scenarios/app-orders.toml")).expect("a valid scenario").instances(3);
     let report: HarnessReport = harness.seeds(0..seeds).swarm(swarm).report(main);
