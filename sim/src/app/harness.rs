@@ -32,7 +32,8 @@
 //! A seed that breaks an expectation fails the test with the seed, the
 //! anomaly in words, and the command that replays it: the same test with
 //! `KAFSIM_SEED=<seed>`, which runs that seed alone and prints its history,
-//! its violations and its trace hash. Same seed, same binary: same trace hash.
+//! its violations and its trace hash (and with `KAFSIM_REPORT=<dir>` writes
+//! its HTML report there). Same seed, same binary: same trace hash.
 
 use super::context::AppContext;
 use super::shared::{AppMain, AppSpec};
@@ -46,6 +47,8 @@ use std::time::Duration;
 
 /// The environment variable that replays one seed.
 pub const SEED_VARIABLE: &str = "KAFSIM_SEED";
+/// With `KAFSIM_SEED`: a directory for the seed's HTML report (its timeline).
+pub const REPORT_VARIABLE: &str = "KAFSIM_REPORT";
 
 /// A run of an application over seeds.
 pub struct Harness {
@@ -172,6 +175,12 @@ fn replay(scenario: &Arc<Scenario>, seed: u64, swarm: bool) -> HarnessReport {
     }
     for violation in &detail.result.violations {
         println!("violation {}: {}", violation.kind, violation.detail);
+    }
+    if let Ok(dir) = std::env::var(REPORT_VARIABLE) {
+        match crate::report::write_run(Path::new(&dir), scenario, &detail) {
+            Ok(path) => println!("report: {}", path.display()),
+            Err(error) => println!("report: {dir}: {error}"),
+        }
     }
     println!("trace-hash: {:016x}", detail.result.trace_hash);
     HarnessReport { scenario: scenario.clone(), results: vec![detail.result], swarm, nondeterministic: Vec::new() }
