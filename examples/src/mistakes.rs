@@ -55,12 +55,3 @@ pub async fn produce_then_commit(ctx: AppContext) {
         }
     }
 }
-
-/// Not one of the two classic mistakes, but the trap in the careful
-/// service's batching: a batch read across a rebalance, committed without
-/// checking for a revocation. Its offsets then go with the new generation's
-/// metadata, which the coordinator accepts, for partitions another member
-/// may now own.
-pub async fn batch_across_rebalance(ctx: AppContext) {
-    crate::order_enrichment::run_without_revocation_check(ctx).await
-}

@@ -44,16 +44,6 @@ impl ConsumerContext for RevocationFlag {
 
 /// The service's main: runs until a fatal error, then returns (and is restarted).
 pub async fn run(ctx: AppContext) {
-    serve(ctx, true).await
-}
-
-/// The service without its check for a revocation during a batch
-/// (`mistakes::batch_across_rebalance`).
-pub async fn run_without_revocation_check(ctx: AppContext) {
-    serve(ctx, false).await
-}
-
-async fn serve(ctx: AppContext, check_revocations: bool) {
     let revoked = Arc::new(AtomicBool::new(false));
     let consumer: StreamConsumer<RevocationFlag> = ClientConfig::new()
         .set("bootstrap.servers", ctx.bootstrap_servers())
@@ -76,7 +66,7 @@ async fn serve(ctx: AppContext, check_revocations: bool) {
         // Cleared before the batch is read: a revocation while it is read dooms it.
         revoked.store(false, Ordering::SeqCst);
         let batch = next_batch(&consumer).await;
-        match process(&ctx, &consumer, &producer, &batch, check_revocations.then_some(&*revoked)).await {
+        match process(&ctx, &consumer, &producer, &batch, &revoked).await {
             Ok(()) => {}
             Err(error) if is_fatal(&error) => return,
             Err(_) => {
@@ -105,7 +95,7 @@ async fn next_batch(consumer: &StreamConsumer<RevocationFlag>) -> Vec<OwnedMessa
 }
 
 /// One transaction: the batch's enriched orders and its offsets.
-async fn process(ctx: &AppContext, consumer: &StreamConsumer<RevocationFlag>, producer: &FutureProducer, batch: &[OwnedMessage], revoked: Option<&AtomicBool>) -> Result<(), KafkaError> {
+async fn process(ctx: &AppContext, consumer: &StreamConsumer<RevocationFlag>, producer: &FutureProducer, batch: &[OwnedMessage], revoked: &AtomicBool) -> Result<(), KafkaError> {
     let metadata = consumer.group_metadata().ok_or_else(|| KafkaError::Subscription("no group generation yet".into()))?;
     producer.begin_transaction()?;
     let enriched: Vec<String> = batch.iter().map(|order| crate::enrich(order.payload().unwrap_or_default())).collect();
@@ -129,7 +119,7 @@ async fn process(ctx: &AppContext, consumer: &StreamConsumer<RevocationFlag>, pr
     for ((topic, partition), offset) in next {
         offsets.add_partition_offset(&topic, partition, Offset::Offset(offset))?;
     }
-    if revoked.is_some_and(|revoked| revoked.load(Ordering::SeqCst)) {
+    if revoked.load(Ordering::SeqCst) {
         return Err(KafkaError::Subscription("partitions revoked during the batch".into()));
     }
     producer.send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT).await?;

@@ -42,5 +42,4 @@ fn measure_the_examples() {
     measure("commit_before_produce", false, mistakes::commit_before_produce);
     measure("produce_then_commit", false, mistakes::produce_then_commit);
     measure("audit_consumer", false, audit_consumer::run);
-    measure("batch_across_rebalance", false, mistakes::batch_across_rebalance);
 }
