@@ -20,6 +20,7 @@ pub mod node;
 pub mod partition;
 pub mod partition_map;
 pub mod protocol;
+pub mod quorum;
 pub mod record;
 pub mod storage;
 #[cfg(test)]
