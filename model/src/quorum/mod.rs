@@ -23,7 +23,12 @@
 //! - The epoch, the vote and the log are durable before a node answers
 //!   (`QuorumDurable`): a voter that restarts has forgotten nothing it promised.
 //!
-//! Not yet here: pre-vote (KIP-996), snapshots, observers (brokers fetching the
+//! - Pre-vote (KIP-996, `pre_vote`): a node that would start an election
+//!   first asks whether it could win, without bumping the epoch. A voter that
+//!   still hears from its leader says no, so a node cut off and back again
+//!   does not depose a healthy leader.
+//!
+//! Not yet here: snapshots, observers (brokers fetching the
 //! log without voting), and the wiring to controllers and brokers.
 
 #[cfg(test)]
@@ -52,6 +57,8 @@ pub struct QuorumConfig {
     pub fetch_max_wait: Duration,
     /// Records one fetch response carries at most.
     pub fetch_max_records: usize,
+    /// KIP-996's pre-vote before every election.
+    pub pre_vote: bool,
     /// A deliberately injected bug behind a test-only switch, so tests can
     /// show that the quorum's checks catch it.
     pub mutation: Option<QuorumMutation>,
@@ -74,6 +81,7 @@ impl QuorumConfig {
             request_timeout: Duration::from_millis(2000),
             fetch_max_wait: Duration::from_millis(500),
             fetch_max_records: 64,
+            pre_vote: false,
             mutation: None,
         }
     }
@@ -114,11 +122,17 @@ pub enum FetchResult {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QuorumMessage {
-    Vote { epoch: u32, last_epoch: u32, log_end_offset: u64 },
-    VoteResponse { epoch: u32, granted: bool },
+    /// A vote request; with `pre_vote` (KIP-996), `epoch` is the one the
+    /// candidate would stand in, and nobody's epoch or vote changes.
+    Vote { epoch: u32, last_epoch: u32, log_end_offset: u64, pre_vote: bool },
+    /// With `pre_vote`, `epoch` is the voter's own. `leader` is the leader the
+    /// voter knows in its epoch (Kafka's VoteResponse carries it too).
+    VoteResponse { epoch: u32, granted: bool, pre_vote: bool, leader: Option<NodeId> },
     BeginQuorumEpoch { epoch: u32 },
-    Fetch { epoch: u32, fetch_offset: u64, last_fetched_epoch: u32 },
-    FetchResponse { epoch: u32, leader: Option<NodeId>, result: FetchResult },
+    /// `correlation_id` pairs a response with its request, as Kafka's request
+    /// header does: a follower acts only on the answer to its fetch in flight.
+    Fetch { epoch: u32, fetch_offset: u64, last_fetched_epoch: u32, correlation_id: u64 },
+    FetchResponse { epoch: u32, leader: Option<NodeId>, result: FetchResult, correlation_id: u64 },
 }
 
 impl QuorumMessage {
@@ -145,6 +159,7 @@ pub struct FollowerProgress {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ParkedFetch {
     replica: NodeId,
+    correlation_id: u64,
     fetch_offset: u64,
     high_watermark: u64,
     until: Instant,
@@ -154,9 +169,12 @@ pub struct ParkedFetch {
 pub enum Role {
     /// No leader known in this epoch; an election starts at `election_at`.
     Unattached { election_at: Instant },
+    /// KIP-996: asking for pre-votes in the current epoch.
+    Prospective { granted: BTreeSet<NodeId>, election_at: Instant },
     Candidate { granted: BTreeSet<NodeId>, election_at: Instant },
     Leader { epoch_start: u64, followers: BTreeMap<NodeId, FollowerProgress>, parked: Vec<ParkedFetch>, check_quorum_at: Instant, announce_at: Instant },
-    Follower { leader: NodeId, fetch_deadline: Instant, fetch_in_flight: Option<Instant> },
+    /// `fetch_in_flight`: when the fetch in flight was sent, and its correlation id.
+    Follower { leader: NodeId, fetch_deadline: Instant, fetch_in_flight: Option<(Instant, u64)> },
 }
 
 pub struct QuorumNode {
@@ -167,6 +185,7 @@ pub struct QuorumNode {
     role: Role,
     /// splitmix64 state for the election backoff; seeded by the caller.
     jitter_state: u64,
+    next_correlation_id: u64,
 }
 
 impl QuorumNode {
@@ -177,7 +196,7 @@ impl QuorumNode {
     pub fn recover(now: Instant, id: NodeId, config: QuorumConfig, durable: QuorumDurable, jitter_seed: u64, out: &mut Vec<(NodeId, QuorumMessage)>) -> QuorumNode {
         assert!(config.voters.contains(&id), "a quorum node is one of the voters");
         let leader = durable.leader;
-        let mut node = QuorumNode { id, config, durable, high_watermark: 0, role: Role::Unattached { election_at: now }, jitter_state: jitter_seed };
+        let mut node = QuorumNode { id, config, durable, high_watermark: 0, role: Role::Unattached { election_at: now }, jitter_state: jitter_seed, next_correlation_id: 0 };
         match leader {
             Some(leader) if leader != id => node.become_follower(now, leader, out),
             _ => node.role = Role::Unattached { election_at: now + node.election_wait() },
@@ -271,8 +290,8 @@ impl QuorumNode {
 
     pub fn next_deadline(&self) -> Option<Instant> {
         match &self.role {
-            Role::Unattached { election_at } | Role::Candidate { election_at, .. } => Some(*election_at),
-            Role::Follower { fetch_deadline, fetch_in_flight, .. } => Some(fetch_in_flight.map_or(*fetch_deadline, |sent| (*fetch_deadline).min(sent + self.config.request_timeout))),
+            Role::Unattached { election_at } | Role::Prospective { election_at, .. } | Role::Candidate { election_at, .. } => Some(*election_at),
+            Role::Follower { fetch_deadline, fetch_in_flight, .. } => Some(fetch_in_flight.map_or(*fetch_deadline, |(sent, _)| (*fetch_deadline).min(sent + self.config.request_timeout))),
             Role::Leader { parked, check_quorum_at, announce_at, .. } => {
                 let parked = parked.iter().map(|fetch| fetch.until).min();
                 crate::time::earliest(parked, Some((*check_quorum_at).min(*announce_at)))
@@ -282,15 +301,29 @@ impl QuorumNode {
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<(NodeId, QuorumMessage)>) {
         match &mut self.role {
-            Role::Unattached { election_at } | Role::Candidate { election_at, .. } if *election_at <= now => self.start_election(now, out),
+            Role::Unattached { election_at } | Role::Prospective { election_at, .. } | Role::Candidate { election_at, .. } if *election_at <= now => self.start_election(now, out),
             Role::Follower { fetch_deadline, .. } if *fetch_deadline <= now => self.start_election(now, out),
-            Role::Follower { fetch_in_flight: Some(sent), .. } if *sent + self.config.request_timeout <= now => self.send_fetch(now, out),
+            Role::Follower { fetch_in_flight: Some((sent, _)), .. } if *sent + self.config.request_timeout <= now => self.send_fetch(now, out),
             Role::Leader { .. } => self.leader_timeout(now, out),
             _ => {}
         }
     }
 
+    /// An election is due: with pre-vote, first ask whether it could be won.
     fn start_election(&mut self, now: Instant, out: &mut Vec<(NodeId, QuorumMessage)>) {
+        if !self.config.pre_vote || self.config.majority() == 1 {
+            return self.start_candidacy(now, out);
+        }
+        let election_at = now + self.election_wait();
+        self.role = Role::Prospective { granted: BTreeSet::from([self.id]), election_at };
+        let (epoch, last_epoch, log_end_offset) = (self.durable.epoch + 1, self.last_epoch(), self.log_end_offset());
+        let requests: Vec<NodeId> = self.others().collect();
+        for voter in requests {
+            out.push((voter, QuorumMessage::Vote { epoch, last_epoch, log_end_offset, pre_vote: true }));
+        }
+    }
+
+    fn start_candidacy(&mut self, now: Instant, out: &mut Vec<(NodeId, QuorumMessage)>) {
         self.durable.epoch += 1;
         self.durable.voted_for = Some(self.id);
         self.durable.leader = None;
@@ -302,7 +335,7 @@ impl QuorumNode {
         let (epoch, last_epoch, log_end_offset) = (self.durable.epoch, self.last_epoch(), self.log_end_offset());
         let requests: Vec<NodeId> = self.others().collect();
         for voter in requests {
-            out.push((voter, QuorumMessage::Vote { epoch, last_epoch, log_end_offset }));
+            out.push((voter, QuorumMessage::Vote { epoch, last_epoch, log_end_offset, pre_vote: false }));
         }
     }
 
@@ -344,10 +377,11 @@ impl QuorumNode {
     }
 
     fn send_fetch(&mut self, now: Instant, out: &mut Vec<(NodeId, QuorumMessage)>) {
-        let (epoch, fetch_offset, last_fetched_epoch) = (self.durable.epoch, self.log_end_offset(), self.last_epoch());
+        let (epoch, fetch_offset, last_fetched_epoch, correlation_id) = (self.durable.epoch, self.log_end_offset(), self.last_epoch(), self.next_correlation_id);
         if let Role::Follower { leader, fetch_in_flight, .. } = &mut self.role {
-            *fetch_in_flight = Some(now);
-            out.push((*leader, QuorumMessage::Fetch { epoch, fetch_offset, last_fetched_epoch }));
+            self.next_correlation_id += 1;
+            *fetch_in_flight = Some((now, correlation_id));
+            out.push((*leader, QuorumMessage::Fetch { epoch, fetch_offset, last_fetched_epoch, correlation_id }));
         }
     }
 
@@ -356,7 +390,9 @@ impl QuorumNode {
             return;
         }
         let epoch = message.epoch();
-        if epoch > self.durable.epoch {
+        // A pre-vote request names an epoch nobody is in yet.
+        let proposed = matches!(message, QuorumMessage::Vote { pre_vote: true, .. });
+        if epoch > self.durable.epoch && !proposed {
             // A newer epoch: its leader is known from a BeginQuorumEpoch or a
             // fetch response that names it, otherwise not yet.
             let leader = match &message {
@@ -367,15 +403,17 @@ impl QuorumNode {
             self.transition_to_epoch(now, epoch, leader, out);
         }
         match message {
-            QuorumMessage::Vote { epoch, last_epoch, log_end_offset } => self.handle_vote(now, from, epoch, (last_epoch, log_end_offset), out),
-            QuorumMessage::VoteResponse { epoch, granted } => self.handle_vote_response(now, from, epoch, granted, out),
+            QuorumMessage::Vote { epoch, last_epoch, log_end_offset, pre_vote: false } => self.handle_vote(now, from, epoch, (last_epoch, log_end_offset), out),
+            QuorumMessage::Vote { epoch, last_epoch, log_end_offset, pre_vote: true } => self.handle_pre_vote(now, from, epoch, (last_epoch, log_end_offset), out),
+            QuorumMessage::VoteResponse { epoch, granted, pre_vote: false, .. } => self.handle_vote_response(now, from, epoch, granted, out),
+            QuorumMessage::VoteResponse { epoch, granted, pre_vote: true, leader } => self.handle_pre_vote_response(now, from, epoch, granted, leader, out),
             QuorumMessage::BeginQuorumEpoch { epoch } => {
                 if epoch == self.durable.epoch && self.leader().is_none() {
                     self.become_follower(now, from, out);
                 }
             }
-            QuorumMessage::Fetch { epoch, fetch_offset, last_fetched_epoch } => self.handle_fetch(now, from, epoch, fetch_offset, last_fetched_epoch, out),
-            QuorumMessage::FetchResponse { epoch, leader, result } => self.handle_fetch_response(now, from, epoch, leader, result, out),
+            QuorumMessage::Fetch { epoch, fetch_offset, last_fetched_epoch, correlation_id } => self.handle_fetch(now, from, epoch, (fetch_offset, last_fetched_epoch), correlation_id, out),
+            QuorumMessage::FetchResponse { epoch, leader, result, correlation_id } => self.handle_fetch_response(now, from, (epoch, leader, correlation_id), result, out),
         }
     }
 
@@ -387,14 +425,48 @@ impl QuorumNode {
             Some(voted) => voted == candidate,
             None => self.leader().is_none(),
         };
-        let granted = epoch == self.durable.epoch && free && up_to_date && !matches!(self.role, Role::Leader { .. } | Role::Candidate { .. });
+        let granted = epoch == self.durable.epoch && free && up_to_date && !matches!(self.role, Role::Leader { .. } | Role::Candidate { .. } | Role::Prospective { .. });
         if granted {
             self.durable.voted_for = Some(candidate);
             if let Role::Unattached { election_at } = &mut self.role {
                 *election_at = now + self.config.election_timeout.max(self.config.fetch_timeout);
             }
         }
-        out.push((candidate, QuorumMessage::VoteResponse { epoch: self.durable.epoch, granted }));
+        out.push((candidate, QuorumMessage::VoteResponse { epoch: self.durable.epoch, granted, pre_vote: false, leader: self.leader() }));
+    }
+
+    /// KIP-996's pre-vote: would this voter vote for the candidate in
+    /// `epoch`? Not while it leads or still hears from its leader (its last
+    /// fetch answered within the fetch timeout), and only for a log at least
+    /// as up to date. Nothing changes here: no epoch, no vote.
+    fn handle_pre_vote(&mut self, now: Instant, candidate: NodeId, epoch: u32, candidate_log: (u32, u64), out: &mut Vec<(NodeId, QuorumMessage)>) {
+        let up_to_date = candidate_log >= (self.last_epoch(), self.log_end_offset()) || self.config.mutation == Some(QuorumMutation::VoteWithoutLogCheck);
+        let hears_leader = match &self.role {
+            Role::Leader { .. } => true,
+            Role::Follower { fetch_deadline, .. } => *fetch_deadline > now,
+            _ => false,
+        };
+        let granted = epoch > self.durable.epoch && up_to_date && !hears_leader;
+        out.push((candidate, QuorumMessage::VoteResponse { epoch: self.durable.epoch, granted, pre_vote: true, leader: self.leader() }));
+    }
+
+    fn handle_pre_vote_response(&mut self, now: Instant, voter: NodeId, epoch: u32, granted: bool, leader: Option<NodeId>, out: &mut Vec<(NodeId, QuorumMessage)>) {
+        let majority = self.config.majority();
+        if !matches!(self.role, Role::Prospective { .. }) || epoch > self.durable.epoch {
+            return;
+        }
+        if !granted {
+            // KIP-996: a voter that still hears the leader names it; follow it again.
+            if let Some(leader) = leader.filter(|leader| epoch == self.durable.epoch && *leader != self.id) {
+                self.become_follower(now, leader, out);
+            }
+            return;
+        }
+        let Role::Prospective { granted: votes, .. } = &mut self.role else { return };
+        votes.insert(voter);
+        if votes.len() >= majority {
+            self.start_candidacy(now, out);
+        }
     }
 
     fn handle_vote_response(&mut self, now: Instant, voter: NodeId, epoch: u32, granted: bool, out: &mut Vec<(NodeId, QuorumMessage)>) {
@@ -409,16 +481,16 @@ impl QuorumNode {
         }
     }
 
-    fn handle_fetch(&mut self, now: Instant, replica: NodeId, epoch: u32, fetch_offset: u64, last_fetched_epoch: u32, out: &mut Vec<(NodeId, QuorumMessage)>) {
+    fn handle_fetch(&mut self, now: Instant, replica: NodeId, epoch: u32, (fetch_offset, last_fetched_epoch): (u64, u32), correlation_id: u64, out: &mut Vec<(NodeId, QuorumMessage)>) {
         let leader_epoch = self.durable.epoch;
         if epoch != leader_epoch || !self.is_leader() {
-            out.push((replica, QuorumMessage::FetchResponse { epoch: leader_epoch, leader: self.leader(), result: FetchResult::FencedEpoch }));
+            out.push((replica, QuorumMessage::FetchResponse { epoch: leader_epoch, leader: self.leader(), result: FetchResult::FencedEpoch, correlation_id }));
             return;
         }
         let (end_epoch, end_offset) = self.end_offset_for_epoch(last_fetched_epoch);
         if fetch_offset > 0 && (end_epoch != last_fetched_epoch || end_offset < fetch_offset) || fetch_offset > self.log_end_offset() {
             let result = FetchResult::Diverging { epoch: end_epoch, end_offset: end_offset.min(fetch_offset) };
-            out.push((replica, QuorumMessage::FetchResponse { epoch: leader_epoch, leader: Some(self.id), result }));
+            out.push((replica, QuorumMessage::FetchResponse { epoch: leader_epoch, leader: Some(self.id), result, correlation_id }));
             return;
         }
         let high_watermark = self.high_watermark;
@@ -427,7 +499,7 @@ impl QuorumNode {
         progress.end_offset = fetch_offset;
         progress.last_fetch = Some(now);
         parked.retain(|fetch| fetch.replica != replica);
-        parked.push(ParkedFetch { replica, fetch_offset, high_watermark, until: now + self.config.fetch_max_wait });
+        parked.push(ParkedFetch { replica, correlation_id, fetch_offset, high_watermark, until: now + self.config.fetch_max_wait });
         self.leader_progressed(now, out);
     }
 
@@ -457,7 +529,7 @@ impl QuorumNode {
                 let end = log_end.min(fetch.fetch_offset + max_records as u64);
                 let records = self.durable.log[fetch.fetch_offset as usize..end as usize].to_vec();
                 let result = FetchResult::Records { base_offset: fetch.fetch_offset, records, high_watermark };
-                out.push((fetch.replica, QuorumMessage::FetchResponse { epoch, leader: Some(id), result }));
+                out.push((fetch.replica, QuorumMessage::FetchResponse { epoch, leader: Some(id), result, correlation_id: fetch.correlation_id }));
             } else {
                 still.push(fetch);
             }
@@ -494,7 +566,9 @@ impl QuorumNode {
         }
     }
 
-    fn handle_fetch_response(&mut self, now: Instant, from: NodeId, epoch: u32, leader: Option<NodeId>, result: FetchResult, out: &mut Vec<(NodeId, QuorumMessage)>) {
+    /// `header`: the response's epoch, the leader it names, its correlation id.
+    fn handle_fetch_response(&mut self, now: Instant, from: NodeId, header: (u32, Option<NodeId>, u64), result: FetchResult, out: &mut Vec<(NodeId, QuorumMessage)>) {
+        let (epoch, leader, correlation_id) = header;
         if epoch < self.durable.epoch {
             return;
         }
@@ -505,7 +579,9 @@ impl QuorumNode {
             return;
         }
         let Role::Follower { leader: following, fetch_deadline, fetch_in_flight } = &mut self.role else { return };
-        if *following != from {
+        // Only the answer to the fetch in flight: an older one (its fetch
+        // timed out and went again) answers for an offset the log has left.
+        if *following != from || fetch_in_flight.map(|(_, id)| id) != Some(correlation_id) {
             return;
         }
         *fetch_in_flight = None;

@@ -6,6 +6,12 @@
 use super::*;
 use proptest::prelude::*;
 
+/// `KAFSIM_QUORUM_TRACE=1` prints every step and every node after it: how a
+/// failing schedule is read.
+fn tracing_steps() -> bool {
+    std::env::var_os("KAFSIM_QUORUM_TRACE").is_some()
+}
+
 #[derive(Clone, Debug)]
 enum Action {
     Deliver(usize),
@@ -41,13 +47,13 @@ struct World {
 
 impl World {
     fn new(voters: usize) -> World {
-        World::with_mutation(voters, None)
+        World::with_pre_vote(voters, false)
     }
 
-    fn with_mutation(voters: usize, mutation: Option<QuorumMutation>) -> World {
+    fn with_pre_vote(voters: usize, pre_vote: bool) -> World {
         let ids: Vec<NodeId> = (1..=voters as u32).map(NodeId).collect();
         let mut config = QuorumConfig::new(ids.clone());
-        config.mutation = mutation;
+        config.pre_vote = pre_vote;
         let mut world = World {
             now: Instant::ZERO,
             config: config.clone(),
@@ -85,6 +91,16 @@ impl World {
     }
 
     fn step(&mut self, action: &Action) {
+        if tracing_steps() {
+            let picked = match action {
+                Action::Deliver(pick) if !self.in_flight.is_empty() => {
+                    let (from, to, message) = &self.in_flight[pick % self.in_flight.len()];
+                    format!(" {}->{} {message:?}", from.0, to.0)
+                }
+                _ => String::new(),
+            };
+            eprintln!("t={} {action:?}{picked}", self.now);
+        }
         match action {
             Action::Deliver(pick) if !self.in_flight.is_empty() => {
                 let (from, to, message) = self.in_flight.remove(pick % self.in_flight.len());
@@ -158,6 +174,12 @@ impl World {
     }
 
     fn check(&mut self) {
+        if tracing_steps() {
+            for node in self.nodes.iter().flatten() {
+                let epochs: Vec<u32> = node.log().iter().map(|entry| entry.epoch).collect();
+                eprintln!("   node {} epoch {} {:?} hw {} log epochs {epochs:?} voted {:?}", node.id().0, node.epoch(), node.role(), node.high_watermark(), node.durable().voted_for);
+            }
+        }
         for (index, node) in self.nodes.iter().enumerate() {
             let Some(node) = node else { continue };
             if node.is_leader() {
@@ -191,15 +213,16 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn schedule() -> impl Strategy<Value = (usize, Vec<Action>)> {
-    (prop_oneof![Just(3usize), Just(5usize)], proptest::collection::vec(action(), 0..600))
+/// Voters, whether they pre-vote (KIP-996), and what happens.
+fn schedule() -> impl Strategy<Value = (usize, bool, Vec<Action>)> {
+    (prop_oneof![Just(3usize), Just(5usize)], any::<bool>(), proptest::collection::vec(action(), 0..600))
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
-    fn any_schedule_keeps_one_leader_per_epoch_and_committed_records_fixed((voters, actions) in schedule()) {
-        let mut world = World::new(voters);
+    fn any_schedule_keeps_one_leader_per_epoch_and_committed_records_fixed((voters, pre_vote, actions) in schedule()) {
+        let mut world = World::with_pre_vote(voters, pre_vote);
         for action in &actions {
             world.step(action);
         }
@@ -212,8 +235,8 @@ fn first_failure(setup: impl Fn(&mut World)) -> String {
     use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
     let config = ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() };
     let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
-    let result = runner.run(&schedule(), |(voters, actions)| {
-        let mut world = World::new(voters);
+    let result = runner.run(&schedule(), |(voters, pre_vote, actions)| {
+        let mut world = World::with_pre_vote(voters, pre_vote);
         setup(&mut world);
         for action in &actions {
             world.step(action);
@@ -230,6 +253,7 @@ fn granting_votes_without_the_log_check_breaks_a_committed_record() {
     let failure = first_failure(|world| {
         for node in world.nodes.iter_mut().flatten() {
             node.config.mutation = Some(QuorumMutation::VoteWithoutLogCheck);
+            node.config.pre_vote = false;
         }
     });
     assert!(failure.contains("committed records differ") || failure.contains("below its high watermark"), "{failure}");
@@ -299,13 +323,41 @@ fn a_vote_goes_only_to_a_candidate_whose_log_is_as_up_to_date() {
     let mut out = Vec::new();
     let mut voter = QuorumNode::recover(Instant::ZERO, NodeId(1), config, durable, 1, &mut out);
     // Behind: its last epoch is older.
-    voter.handle_message(Instant::ZERO, NodeId(2), QuorumMessage::Vote { epoch: 3, last_epoch: 1, log_end_offset: 5 }, &mut out);
-    assert_eq!(out.pop(), Some((NodeId(2), QuorumMessage::VoteResponse { epoch: 3, granted: false })));
+    voter.handle_message(Instant::ZERO, NodeId(2), QuorumMessage::Vote { epoch: 3, last_epoch: 1, log_end_offset: 5, pre_vote: false }, &mut out);
+    assert_eq!(out.pop(), Some((NodeId(2), QuorumMessage::VoteResponse { epoch: 3, granted: false, pre_vote: false, leader: None })));
     // As up to date: granted, and only once in the epoch.
-    voter.handle_message(Instant::ZERO, NodeId(3), QuorumMessage::Vote { epoch: 3, last_epoch: 2, log_end_offset: 2 }, &mut out);
-    assert_eq!(out.pop(), Some((NodeId(3), QuorumMessage::VoteResponse { epoch: 3, granted: true })));
-    voter.handle_message(Instant::ZERO, NodeId(2), QuorumMessage::Vote { epoch: 3, last_epoch: 2, log_end_offset: 9 }, &mut out);
-    assert_eq!(out.pop(), Some((NodeId(2), QuorumMessage::VoteResponse { epoch: 3, granted: false })));
+    voter.handle_message(Instant::ZERO, NodeId(3), QuorumMessage::Vote { epoch: 3, last_epoch: 2, log_end_offset: 2, pre_vote: false }, &mut out);
+    assert_eq!(out.pop(), Some((NodeId(3), QuorumMessage::VoteResponse { epoch: 3, granted: true, pre_vote: false, leader: None })));
+    voter.handle_message(Instant::ZERO, NodeId(2), QuorumMessage::Vote { epoch: 3, last_epoch: 2, log_end_offset: 9, pre_vote: false }, &mut out);
+    assert_eq!(out.pop(), Some((NodeId(2), QuorumMessage::VoteResponse { epoch: 3, granted: false, pre_vote: false, leader: None })));
     assert_eq!(voter.durable().voted_for, Some(NodeId(3)));
 }
 
+
+/// A follower cut off long enough to try elections, then let back: what
+/// happens to the leader and its epoch.
+fn leader_after_a_follower_returns(pre_vote: bool) -> ((NodeId, u32), (NodeId, u32)) {
+    let mut world = World::with_pre_vote(3, pre_vote);
+    assert!(run_until(&mut world, 1_000, |world| leader(world).is_some()));
+    assert!(run_until(&mut world, 1_000, |world| world.nodes.iter().flatten().all(|node| node.leader().is_some())));
+    let before = leader(&world).expect("a leader");
+    let epoch = world.nodes[World::index(before)].as_ref().expect("up").epoch();
+    let follower = world.nodes.iter().flatten().map(|node| node.id()).find(|id| *id != before).expect("a follower");
+    world.step(&Action::Isolate(World::index(follower)));
+    let until = world.now + Duration::from_secs(20);
+    run_until(&mut world, 100_000, |world| world.now >= until);
+    world.step(&Action::Heal);
+    let settled = world.now + Duration::from_secs(20);
+    run_until(&mut world, 100_000, |world| world.now >= settled);
+    let after = leader(&world).expect("a leader after the heal");
+    ((before, epoch), (after, world.nodes[World::index(after)].as_ref().expect("up").epoch()))
+}
+
+#[test]
+fn with_pre_vote_a_returning_follower_does_not_depose_a_healthy_leader() {
+    let (before, after) = leader_after_a_follower_returns(true);
+    assert_eq!(after, before);
+    // Without pre-vote, the follower's elections in higher epochs depose it (KIP-996's motivation).
+    let (before, after) = leader_after_a_follower_returns(false);
+    assert!(after.1 > before.1, "the epoch moved on: {before:?} -> {after:?}");
+}
