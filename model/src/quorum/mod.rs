@@ -28,8 +28,11 @@
 //!   still hears from its leader says no, so a node cut off and back again
 //!   does not depose a healthy leader.
 //!
-//! Not yet here: snapshots, observers (brokers fetching the
-//! log without voting), and the wiring to controllers and brokers.
+//! - Observers (KIP-595's non-voting replicas: brokers) fetch the log as
+//!   followers do, from the leader they find by asking any voter, but never
+//!   vote, stand for election or count towards the high watermark.
+//!
+//! Not yet here: snapshots, and the wiring to controllers and brokers.
 
 #[cfg(test)]
 mod tests;
@@ -189,19 +192,35 @@ pub struct QuorumNode {
 }
 
 impl QuorumNode {
-    /// A voter starting (or restarting) from what it kept on disk. Its high
-    /// watermark is unknown until a leader tells it: 0.
-    /// A follower goes back to the leader its quorum state names; a leader
-    /// does not resume leading (Kafka's Resigned state): it waits for an election.
+    /// A voter, or an observer (an id not among the voters), starting or
+    /// restarting from what it kept on disk. Its high watermark is unknown
+    /// until a leader tells it: 0. A follower goes back to the leader its
+    /// quorum state names; a leader does not resume leading (Kafka's Resigned
+    /// state): it waits for an election. An observer that knows no leader asks
+    /// the first voter.
     pub fn recover(now: Instant, id: NodeId, config: QuorumConfig, durable: QuorumDurable, jitter_seed: u64, out: &mut Vec<(NodeId, QuorumMessage)>) -> QuorumNode {
-        assert!(config.voters.contains(&id), "a quorum node is one of the voters");
+        assert!(!config.voters.is_empty(), "a quorum has voters");
         let leader = durable.leader;
         let mut node = QuorumNode { id, config, durable, high_watermark: 0, role: Role::Unattached { election_at: now }, jitter_state: jitter_seed, next_correlation_id: 0 };
         match leader {
             Some(leader) if leader != id => node.become_follower(now, leader, out),
+            _ if !node.is_voter() => node.ask_next_voter(now, out),
             _ => node.role = Role::Unattached { election_at: now + node.election_wait() },
         }
         node
+    }
+
+    /// Whether this node votes; if not, it observes.
+    pub fn is_voter(&self) -> bool {
+        self.config.voters.contains(&self.id)
+    }
+
+    /// An observer without a leader fetches from the voter after the one it
+    /// tried last; a voter that does not lead answers with the leader it knows.
+    fn ask_next_voter(&mut self, now: Instant, out: &mut Vec<(NodeId, QuorumMessage)>) {
+        let last = self.durable.leader.and_then(|leader| self.config.voters.iter().position(|voter| *voter == leader));
+        let next = self.config.voters[last.map_or(0, |index| (index + 1) % self.config.voters.len())];
+        self.become_follower(now, next, out);
     }
 
     pub fn id(&self) -> NodeId {
@@ -300,12 +319,26 @@ impl QuorumNode {
     }
 
     pub fn handle_timeout(&mut self, now: Instant, out: &mut Vec<(NodeId, QuorumMessage)>) {
+        if !self.is_voter() {
+            return self.observer_timeout(now, out);
+        }
         match &mut self.role {
             Role::Unattached { election_at } | Role::Prospective { election_at, .. } | Role::Candidate { election_at, .. } if *election_at <= now => self.start_election(now, out),
             Role::Follower { fetch_deadline, .. } if *fetch_deadline <= now => self.start_election(now, out),
             Role::Follower { fetch_in_flight: Some((sent, _)), .. } if *sent + self.config.request_timeout <= now => self.send_fetch(now, out),
             Role::Leader { .. } => self.leader_timeout(now, out),
             _ => {}
+        }
+    }
+
+    /// An observer never stands for election: when its leader goes quiet, it
+    /// asks another voter who leads.
+    fn observer_timeout(&mut self, now: Instant, out: &mut Vec<(NodeId, QuorumMessage)>) {
+        match &self.role {
+            Role::Follower { fetch_deadline, .. } if *fetch_deadline <= now => self.ask_next_voter(now, out),
+            Role::Follower { fetch_in_flight: Some((sent, _)), .. } if *sent + self.config.request_timeout <= now => self.send_fetch(now, out),
+            Role::Follower { .. } => {}
+            _ => self.ask_next_voter(now, out),
         }
     }
 
@@ -364,6 +397,7 @@ impl QuorumNode {
         match leader {
             Some(leader) if leader != self.id => self.become_follower(now, leader, out),
             _ => {
+                // An observer waits as briefly as a voter would before it asks around.
                 let election_at = now + self.election_wait();
                 self.role = Role::Unattached { election_at };
             }
@@ -386,7 +420,9 @@ impl QuorumNode {
     }
 
     pub fn handle_message(&mut self, now: Instant, from: NodeId, message: QuorumMessage, out: &mut Vec<(NodeId, QuorumMessage)>) {
-        if !self.config.voters.contains(&from) || from == self.id {
+        // Observers only fetch; everything else comes from voters.
+        let from_voter = self.config.voters.contains(&from);
+        if from == self.id || !from_voter && !matches!(message, QuorumMessage::Fetch { .. }) {
             return;
         }
         let epoch = message.epoch();
@@ -495,9 +531,11 @@ impl QuorumNode {
         }
         let high_watermark = self.high_watermark;
         let Role::Leader { followers, parked, .. } = &mut self.role else { unreachable!("checked above") };
-        let progress = followers.get_mut(&replica).expect("every other voter is a follower");
-        progress.end_offset = fetch_offset;
-        progress.last_fetch = Some(now);
+        // An observer's fetch is served, but counts for nothing.
+        if let Some(progress) = followers.get_mut(&replica) {
+            progress.end_offset = fetch_offset;
+            progress.last_fetch = Some(now);
+        }
         parked.retain(|fetch| fetch.replica != replica);
         parked.push(ParkedFetch { replica, correlation_id, fetch_offset, high_watermark, until: now + self.config.fetch_max_wait });
         self.leader_progressed(now, out);
@@ -599,7 +637,13 @@ impl QuorumNode {
                 assert!(end_offset >= self.high_watermark, "quorum invariant: a leader never asks a follower to truncate below its high watermark");
                 self.durable.log.truncate(end_offset as usize);
             }
-            FetchResult::FencedEpoch => return,
+            FetchResult::FencedEpoch => {
+                // Not the leader: follow the one it names (how an observer finds it).
+                if let Some(leader) = leader.filter(|leader| *leader != from && *leader != self.id && epoch == self.durable.epoch) {
+                    self.become_follower(now, leader, out);
+                }
+                return;
+            }
         }
         self.send_fetch(now, out);
     }

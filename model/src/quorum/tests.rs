@@ -51,19 +51,24 @@ impl World {
     }
 
     fn with_pre_vote(voters: usize, pre_vote: bool) -> World {
-        let ids: Vec<NodeId> = (1..=voters as u32).map(NodeId).collect();
-        let mut config = QuorumConfig::new(ids.clone());
+        World::with_observers(voters, 0, pre_vote)
+    }
+
+    /// `voters` voters (ids 1..), then `observers` observers.
+    fn with_observers(voters: usize, observers: usize, pre_vote: bool) -> World {
+        let ids: Vec<NodeId> = (1..=(voters + observers) as u32).map(NodeId).collect();
+        let mut config = QuorumConfig::new(ids[..voters].to_vec());
         config.pre_vote = pre_vote;
         let mut world = World {
             now: Instant::ZERO,
             config: config.clone(),
             nodes: Vec::new(),
-            disks: vec![QuorumDurable::default(); voters],
+            disks: vec![QuorumDurable::default(); voters + observers],
             in_flight: Vec::new(),
             isolated: None,
             leaders: BTreeMap::new(),
             committed: Vec::new(),
-            high_watermarks: vec![0; voters],
+            high_watermarks: vec![0; voters + observers],
             next_record: 0,
             restarts: 0,
             fsync: true,
@@ -183,6 +188,7 @@ impl World {
         for (index, node) in self.nodes.iter().enumerate() {
             let Some(node) = node else { continue };
             if node.is_leader() {
+                assert!(node.is_voter(), "an observer never leads");
                 let leader = *self.leaders.entry(node.epoch()).or_insert(node.id());
                 assert_eq!(leader, node.id(), "election safety: two leaders in epoch {}", node.epoch());
             }
@@ -213,16 +219,16 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-/// Voters, whether they pre-vote (KIP-996), and what happens.
-fn schedule() -> impl Strategy<Value = (usize, bool, Vec<Action>)> {
-    (prop_oneof![Just(3usize), Just(5usize)], any::<bool>(), proptest::collection::vec(action(), 0..600))
+/// Voters, observers, whether voters pre-vote (KIP-996), and what happens.
+fn schedule() -> impl Strategy<Value = (usize, usize, bool, Vec<Action>)> {
+    (prop_oneof![Just(3usize), Just(5usize)], 0..3usize, any::<bool>(), proptest::collection::vec(action(), 0..600))
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
-    fn any_schedule_keeps_one_leader_per_epoch_and_committed_records_fixed((voters, pre_vote, actions) in schedule()) {
-        let mut world = World::with_pre_vote(voters, pre_vote);
+    fn any_schedule_keeps_one_leader_per_epoch_and_committed_records_fixed((voters, observers, pre_vote, actions) in schedule()) {
+        let mut world = World::with_observers(voters, observers, pre_vote);
         for action in &actions {
             world.step(action);
         }
@@ -235,8 +241,8 @@ fn first_failure(setup: impl Fn(&mut World)) -> String {
     use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
     let config = ProptestConfig { cases: 256, failure_persistence: None, ..ProptestConfig::default() };
     let mut runner = TestRunner::new_with_rng(config, TestRng::deterministic_rng(RngAlgorithm::ChaCha));
-    let result = runner.run(&schedule(), |(voters, pre_vote, actions)| {
-        let mut world = World::with_pre_vote(voters, pre_vote);
+    let result = runner.run(&schedule(), |(voters, observers, pre_vote, actions)| {
+        let mut world = World::with_observers(voters, observers, pre_vote);
         setup(&mut world);
         for action in &actions {
             world.step(action);
@@ -360,4 +366,24 @@ fn with_pre_vote_a_returning_follower_does_not_depose_a_healthy_leader() {
     // Without pre-vote, the follower's elections in higher epochs depose it (KIP-996's motivation).
     let (before, after) = leader_after_a_follower_returns(false);
     assert!(after.1 > before.1, "the epoch moved on: {before:?} -> {after:?}");
+}
+
+#[test]
+fn an_observer_finds_the_leader_and_follows_the_committed_log_without_voting() {
+    let mut world = World::with_observers(3, 1, false);
+    assert!(run_until(&mut world, 2_000, |world| leader(world).is_some()));
+    for _ in 0..3 {
+        world.step(&Action::Append);
+    }
+    let observer = NodeId(4);
+    assert!(run_until(&mut world, 5_000, |world| world.nodes.iter().flatten().all(|node| node.high_watermark() == 4)), "the observer did not catch up");
+    let node = world.nodes[World::index(observer)].as_ref().expect("up");
+    assert!(!node.is_voter());
+    assert_eq!(node.leader(), leader(&world));
+    assert_eq!(node.durable().voted_for, None);
+    // The leader's high watermark never waited for it: cut it off and the quorum still commits.
+    world.step(&Action::Isolate(World::index(observer)));
+    world.step(&Action::Append);
+    let quorum_caught_up = |world: &World| world.nodes.iter().flatten().filter(|node| node.is_voter()).all(|node| node.high_watermark() == 5);
+    assert!(run_until(&mut world, 5_000, quorum_caught_up), "the voters did not commit without the observer");
 }
