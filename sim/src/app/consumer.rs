@@ -6,7 +6,8 @@
 //!   are `async` (as in madsim-rdkafka): a simulated application cannot block
 //!   its thread. `CommitMode::Async` returns once the commit is sent, not queued;
 //! - a consumer subscribes (or assigns) once; `assign` takes whole topics
-//!   (every partition of each topic it names) from their committed offsets;
+//!   (every partition of each topic it names) from their committed offsets,
+//!   and an assigned consumer cannot commit (`NotImplemented`);
 //! - `seek_partitions` supports `Offset::Stored` only: back to the committed
 //!   offsets, what a transactional application does after an abort (KIP-98);
 //! - the context's callbacks take the rebalance only (`pre_rebalance(&self,
@@ -193,6 +194,7 @@ impl<C: ConsumerContext> StreamConsumer<C> {
     /// only some of a topic's partitions is refused.
     pub fn assign(&self, assignment: &TopicPartitionList) -> KafkaResult<()> {
         let mut topics: Vec<String> = assignment.elements().iter().map(|element| element.topic().to_string()).collect();
+        topics.sort();
         topics.dedup();
         for topic in &topics {
             let partitions = self.session.ctx.scenario.topic(topic).map_or(0, |topic| topic.partitions);
@@ -278,8 +280,11 @@ impl<C: ConsumerContext> StreamConsumer<C> {
         if offsets.is_empty() {
             return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::InvalidArgument));
         }
-        if self.settings.group.is_none() {
-            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::State));
+        // kafsim's consumer commits as a group member only: a consumer that
+        // assigned itself partitions (even with a group.id) cannot commit yet.
+        let member = self.session.call(|node, _| node.consumer(index).consumer.group().is_some());
+        if !member {
+            return Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NotImplemented));
         }
         let sent = self.session.wait(Timeout::After(DEFAULT_API_TIMEOUT), |node, now| node.consumer(index).start_commit(now, offsets.clone(), CommitKind::Plain)).await;
         let id = sent.ok_or(KafkaError::ConsumerCommit(RDKafkaErrorCode::OperationTimedOut))?;
