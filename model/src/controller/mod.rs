@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod records;
 pub mod snapshot;
 
 pub use snapshot::{BrokerRegistration, ControllerSnapshot};
