@@ -62,3 +62,14 @@ fn a_failing_seed_replays_bit_for_bit() {
     assert_eq!(replayed.trace_hash, first.trace_hash);
     assert_eq!(replayed.violations, first.violations);
 }
+
+#[test]
+fn a_broken_expectation_names_the_seed_the_anomaly_and_the_command_that_replays_it() {
+    let report = orders().seeds(0..40).never(&["at-most-once"]).report(audit_consumer::run);
+    let seed = report.seeds_with("at-most-once")[0];
+    let failure = report.failure().expect("the audit consumer reprocesses");
+    assert!(failure.contains(&format!("seed {seed} of app-orders shows at-most-once: group audit processed")), "{failure}");
+    assert!(failure.contains(&format!("replay it: KAFSIM_SEED={seed} cargo test --release")), "{failure}");
+    let missing = orders().seeds(0..5).never(&[]).finds(&["duplicate"]).report(audit_consumer::run).failure().expect("no duplicate to find");
+    assert!(missing.contains("(5 seeds run) showed duplicate, which the test expects to find"), "{missing}");
+}

@@ -234,7 +234,7 @@ impl HarnessReport {
         }
         for kind in &expect.finds {
             if !self.results.iter().any(|result| result.kinds().contains(kind)) {
-                return Some(format!("kafsim: no seed of {} ({} run{swarm}) showed {kind}, which the test expects to find", self.scenario.name, self.results.len()));
+                return Some(format!("kafsim: no seed of {} ({} seeds run{swarm}) showed {kind}, which the test expects to find", self.scenario.name, self.results.len()));
             }
         }
         None
