@@ -130,6 +130,17 @@ pub enum OpBody {
     /// A connection a node opened closed: reset by its peer, refused, or
     /// closed by the node itself (a request timed out), with which peer and why.
     Connection { event: String },
+    // KRaft variants last, for the same reason as the ones above.
+    /// KIP-595: this controller became the quorum's leader, the active
+    /// controller, in `epoch`; `voter` says whether it is one of the voters.
+    ControllerElected { epoch: u32, voter: bool },
+    /// KIP-631: this controller or broker applied committed metadata log
+    /// entries from `offset` on, one digest per entry (of its epoch and bytes),
+    /// in the node's process lifetime `incarnation` (1 for the first start).
+    MetadataApplied { incarnation: u32, offset: u64, digests: Vec<u64> },
+    /// The active controller registered, fenced or unfenced a broker (KIP-631),
+    /// or a controller gave up leading: for the trace and the report.
+    ControllerChange { event: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -197,6 +208,11 @@ impl fmt::Display for OpDescription<'_> {
             OpBody::Seek { partition, offset, reason } => write!(f, "seek {partition} to {offset} ({reason})"),
             OpBody::ClientStart => write!(f, "client start"),
             OpBody::Connection { event } => write!(f, "{event}"),
+            OpBody::ControllerElected { epoch, voter } => write!(f, "active controller in quorum epoch {epoch}{}", if *voter { "" } else { " (not a voter)" }),
+            OpBody::MetadataApplied { incarnation, offset, digests } => {
+                write!(f, "metadata applied {offset}..{} (incarnation {incarnation})", offset + digests.len() as u64)
+            }
+            OpBody::ControllerChange { event } => write!(f, "{event}"),
             OpBody::Assign { group, generation, partitions } => write!(f, "assign {group} gen {generation} {partitions:?}"),
             OpBody::Revoke { group, generation, partitions, reason } => write!(f, "revoke {group} gen {generation} {partitions:?} ({reason})"),
             OpBody::Commit { group, generation, offsets, error } => {
