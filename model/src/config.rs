@@ -130,6 +130,13 @@ pub struct BrokerConfig {
     /// (`kafsim.test.mutation`), so tests can show the simulator's run-time
     /// invariants catch it.
     pub mutation: Option<BrokerMutation>,
+    /// The controller quorum's timing (KIP-595), under Kafka's names.
+    pub quorum_fetch_timeout: Duration,
+    pub quorum_election_timeout: Duration,
+    pub quorum_election_backoff_max: Duration,
+    pub quorum_request_timeout: Duration,
+    /// KIP-996's pre-vote (`kafsim.quorum.pre.vote`, off by default).
+    pub quorum_pre_vote: bool,
 }
 
 /// The bugs `kafsim.test.mutation` injects into a consumer.
@@ -167,6 +174,13 @@ pub enum BrokerMutation {
     /// commits over its successor's offsets (found by
     /// `group-member-stall-unfenced`).
     NoGenerationFencing,
+    /// Controllers grant votes without KIP-595's log-up-to-date check, so a
+    /// candidate missing committed records can win and overwrite them (found
+    /// by `quorum-vote-without-log-check`).
+    VoteWithoutLogCheck,
+    /// Controllers never fsync their quorum state and metadata log: a power
+    /// loss takes what they promised and committed.
+    NoQuorumFsync,
 }
 
 pub const BROKER_PROPERTIES: &[&str] = &[
@@ -194,6 +208,11 @@ pub const BROKER_PROPERTIES: &[&str] = &[
     "group.initial.rebalance.delay.ms",
     "group.min.session.timeout.ms",
     "group.max.session.timeout.ms",
+    "controller.quorum.fetch.timeout.ms",
+    "controller.quorum.election.timeout.ms",
+    "controller.quorum.election.backoff.max.ms",
+    "controller.quorum.request.timeout.ms",
+    "kafsim.quorum.pre.vote",
 ];
 
 impl Default for BrokerConfig {
@@ -203,6 +222,20 @@ impl Default for BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The controller quorum's configuration for these voters.
+    pub fn quorum_config(&self, voters: Vec<crate::types::NodeId>) -> crate::quorum::QuorumConfig {
+        let mut config = crate::quorum::QuorumConfig::new(voters);
+        config.fetch_timeout = self.quorum_fetch_timeout;
+        config.election_timeout = self.quorum_election_timeout;
+        config.election_backoff_max = self.quorum_election_backoff_max;
+        config.request_timeout = self.quorum_request_timeout;
+        config.pre_vote = self.quorum_pre_vote;
+        if self.mutation == Some(BrokerMutation::VoteWithoutLogCheck) {
+            config.mutation = Some(crate::quorum::QuorumMutation::VoteWithoutLogCheck);
+        }
+        config
+    }
+
     pub fn from_properties(properties: &Properties) -> Result<BrokerConfig, ConfigError> {
         let reader = Reader::new(properties, BROKER_PROPERTIES)?;
         Ok(BrokerConfig {
@@ -226,12 +259,23 @@ impl BrokerConfig {
             request_timeout: reader.millis("request.timeout.ms", 30_000)?,
             network: reader.network()?,
             panic_on_restart: reader.boolean("kafsim.test.panic.on.restart", false)?,
-            mutation: match reader.choice("kafsim.test.mutation", "none", &["none", "follower-hw-past-log-end", "leader-hw-regress", "follower-skips-truncation", "no-epoch-fencing", "no-generation-fencing"])? {
+            quorum_fetch_timeout: reader.millis("controller.quorum.fetch.timeout.ms", 2_000)?,
+            quorum_election_timeout: reader.millis("controller.quorum.election.timeout.ms", 1_000)?,
+            quorum_election_backoff_max: reader.millis("controller.quorum.election.backoff.max.ms", 1_000)?,
+            quorum_request_timeout: reader.millis("controller.quorum.request.timeout.ms", 2_000)?,
+            quorum_pre_vote: reader.boolean("kafsim.quorum.pre.vote", false)?,
+            mutation: match reader.choice(
+                "kafsim.test.mutation",
+                "none",
+                &["none", "follower-hw-past-log-end", "leader-hw-regress", "follower-skips-truncation", "no-epoch-fencing", "no-generation-fencing", "vote-without-log-check", "no-quorum-fsync"],
+            )? {
                 "follower-hw-past-log-end" => Some(BrokerMutation::FollowerHighWatermarkPastLogEnd),
                 "leader-hw-regress" => Some(BrokerMutation::LeaderHighWatermarkRegress),
                 "follower-skips-truncation" => Some(BrokerMutation::FollowerSkipsTruncation),
                 "no-epoch-fencing" => Some(BrokerMutation::NoEpochFencing),
                 "no-generation-fencing" => Some(BrokerMutation::NoGenerationFencing),
+                "vote-without-log-check" => Some(BrokerMutation::VoteWithoutLogCheck),
+                "no-quorum-fsync" => Some(BrokerMutation::NoQuorumFsync),
                 _ => None,
             },
         })

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     ProducerFenced,
     UnknownTopicOrPartition,
     StaleBrokerEpoch,
+    /// KIP-631: the request went to a controller that is not the active one.
+    NotController,
     InvalidUpdateVersion,
     IneligibleReplica,
     /// No live leader for the coordinator's internal partition yet.

@@ -123,7 +123,9 @@ pub enum Message {
     InitProducerIdResponse { correlation_id: u64, result: Result<(ProducerId, u16), ErrorCode> },
     /// A broker's registration (`broker_epoch` None, after every start) or heartbeat.
     BrokerHeartbeat { correlation_id: u64, broker: NodeId, broker_epoch: Option<BrokerEpoch>, metadata_version: u64 },
-    BrokerHeartbeatResponse { correlation_id: u64, broker_epoch: BrokerEpoch, metadata: Option<Arc<ClusterMetadata>>, error: Option<ErrorCode> },
+    /// `metadata_version` is the version of the broker's metadata image: how
+    /// far it has applied the metadata log (KIP-631's "caught up" test).
+    BrokerHeartbeatResponse { correlation_id: u64, broker_epoch: BrokerEpoch, error: Option<ErrorCode> },
     /// KIP-497: a leader asks the controller to change a partition's ISR.
     AlterPartitionRequest {
         correlation_id: u64,
@@ -135,8 +137,10 @@ pub enum Message {
         new_isr: Vec<NodeId>,
     },
     AlterPartitionResponse { correlation_id: u64, partition: TopicPartition, result: Result<PartitionState, ErrorCode> },
-    /// The controller pushes metadata to brokers as soon as it changes.
-    UpdateMetadata { metadata: Arc<ClusterMetadata> },
+    /// The controller quorum's own protocol (KIP-595): votes, BeginQuorumEpoch
+    /// and fetches of the metadata log, between controllers and from brokers.
+    /// Boxed, as a fetch response carries records.
+    Quorum(Box<crate::quorum::QuorumMessage>),
     /// Group coordination and committed offsets (`coordinator::group::protocol`).
     /// Boxed: the largest of them would make every message bigger, and each
     /// message is moved several times on its way through a node.
@@ -169,7 +173,7 @@ macro_rules! own_correlation_field {
             | Message::BrokerHeartbeatResponse { correlation_id, .. }
             | Message::AlterPartitionRequest { correlation_id, .. }
             | Message::AlterPartitionResponse { correlation_id, .. } => Some(correlation_id),
-            Message::UpdateMetadata { .. } | Message::Group(_) | Message::Txn(_) => None,
+            Message::Quorum(_) | Message::Group(_) | Message::Txn(_) => None,
         }
     };
 }
@@ -209,15 +213,15 @@ impl Message {
             | Message::FindCoordinatorRequest { .. }
             | Message::InitProducerIdRequest { .. }
             | Message::BrokerHeartbeat { .. }
-            | Message::AlterPartitionRequest { .. }
-            | Message::UpdateMetadata { .. } => false,
+            | Message::AlterPartitionRequest { .. } => false,
+            Message::Quorum(message) => message.is_response(),
             Message::Group(message) => !message.routes_to_coordinator(),
             Message::Txn(message) => message.is_response(),
         }
     }
 
-    /// The correlation id a request carries or a response echoes; None for
-    /// UpdateMetadata, which the controller pushes without expecting an answer.
+    /// The correlation id a request carries or a response echoes; None for the
+    /// quorum's messages, which pair requests and responses themselves.
     pub fn correlation_id(&self) -> Option<u64> {
         match self {
             Message::Group(message) => Some(message.correlation_id()),
@@ -249,7 +253,7 @@ impl Message {
             Message::InitProducerIdRequest { .. } | Message::InitProducerIdResponse { .. } => "InitProducerId",
             Message::BrokerHeartbeat { .. } | Message::BrokerHeartbeatResponse { .. } => "BrokerHeartbeat",
             Message::AlterPartitionRequest { .. } | Message::AlterPartitionResponse { .. } => "AlterPartition",
-            Message::UpdateMetadata { .. } => "UpdateMetadata",
+            Message::Quorum(message) => message.api(),
             Message::Group(message) => message.api(),
             Message::Txn(message) => message.api(),
         }

@@ -20,6 +20,10 @@ pub enum DiskOp {
     Truncate { partition: TopicPartition, offset: Offset },
     Flush { partition: TopicPartition },
     Checkpoint(Checkpoint),
+    /// A controller's quorum state and metadata log (KIP-595), written whole
+    /// and fsynced before the step's messages leave, as KafkaRaftClient
+    /// flushes before it answers.
+    Quorum(Box<crate::quorum::QuorumDurable>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +53,8 @@ impl Checkpoint {
 pub struct DurableState {
     pub logs: BTreeMap<TopicPartition, Vec<SharedBatch>>,
     pub checkpoints: BTreeMap<String, Checkpoint>,
+    /// A controller's quorum state and metadata log, if it wrote one.
+    pub quorum: Option<crate::quorum::QuorumDurable>,
 }
 
 impl DurableState {

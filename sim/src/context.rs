@@ -55,7 +55,8 @@ pub struct Roster {
     pub entries: Vec<RosterEntry>,
 }
 
-pub const CONTROLLER_ID: NodeId = NodeId(1000);
+/// Controller `n` is node 1000 + n - 1, so a one-controller cluster's is 1000.
+const CONTROLLER_BASE: u32 = 1000;
 /// Pipeline member `n` is node 4000 + n (its successor 4500 + n); its
 /// producer's endpoint is 2000 above.
 const PIPELINE_PRODUCER_OFFSET: u32 = 2000;
@@ -72,7 +73,9 @@ pub fn pipeline_producer_endpoint(member: NodeId) -> NodeId {
 impl Roster {
     pub fn for_scenario(scenario: &Scenario) -> Roster {
         let entry = |id: NodeId, name: String, role: NodeRole, ip: IpAddr| RosterEntry { id, name: name.into(), role, ip, predecessor: None };
-        let mut entries = vec![entry(CONTROLLER_ID, "controller-1".into(), NodeRole::Controller, ip(1, 1))];
+        let mut entries: Vec<RosterEntry> = (1..=scenario.cluster.controllers)
+            .map(|index| entry(NodeId(CONTROLLER_BASE + index - 1), format!("controller-{index}"), NodeRole::Controller, ip(1, index)))
+            .collect();
         for index in 1..=scenario.cluster.brokers {
             entries.push(entry(NodeId(index), format!("broker-{index}"), NodeRole::Broker, ip(2, index)));
         }
@@ -161,6 +164,11 @@ impl Roster {
         self.entries.iter().find(|entry| &*entry.name == name)
     }
 
+    /// The controller quorum's voters.
+    pub fn controllers(&self) -> Vec<NodeId> {
+        self.entries.iter().filter(|entry| entry.role == NodeRole::Controller).map(|entry| entry.id).collect()
+    }
+
     pub fn brokers(&self) -> Vec<NodeId> {
         self.entries.iter().filter(|entry| entry.role == NodeRole::Broker).map(|entry| entry.id).collect()
     }
@@ -240,6 +248,11 @@ impl RunContext {
     /// Simulated time since the run began.
     pub fn now(&self) -> Instant {
         Instant::from_micros((self.time.elapsed() - self.start_elapsed).as_micros() as u64)
+    }
+
+    /// The process lifetime `id` is in: 1 for its first start.
+    pub fn incarnation(&self, id: NodeId) -> u64 {
+        self.incarnations.lock().expect("incarnations lock").get(&id).copied().unwrap_or(0)
     }
 
     pub fn next_incarnation(&self, id: NodeId) -> u64 {

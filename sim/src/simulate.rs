@@ -1,7 +1,7 @@
 //! One simulated run of a scenario, inside a madsim runtime: build the nodes,
 //! let the nemesis loose for the fault phase, heal, drain, snapshot.
 
-use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
+use crate::context::{NodeRole, RunContext};
 use crate::final_state::{ConsumerSnapshot, FinalState, GroupSnapshot, PartitionSnapshot, ReplicaSnapshot};
 use crate::history::{History, OpBody, OpType};
 use crate::faults::nemesis::{AppliedFaults, Nemesis};
@@ -14,6 +14,7 @@ use crate::node::live::LiveNodes;
 use crate::node::pipeline::PipelineNode;
 use crate::node::producer::ProducerNode;
 use crate::scenario::Scenario;
+use kafsim_model::broker::QuorumSetup;
 use kafsim_model::controller::{ControllerConfig, TopicSpec};
 use kafsim_model::coordinator::{internal_topics, is_internal_topic};
 use kafsim_model::coordinator::group::protocol::Generation;
@@ -88,23 +89,18 @@ async fn start_node(ctx: Arc<RunContext>, live: Arc<Mutex<LiveNodes>>, id: NodeI
     // Every kind runs the one `drive` loop, awaited once below.
     let node: Arc<Mutex<dyn crate::node::Machine>> = match role {
         NodeRole::Controller => {
-            let topics = ctx
-                .scenario
-                .topics
-                .iter()
-                .map(|topic| TopicSpec { name: topic.name.clone(), partitions: topic.partitions, replication_factor: topic.replication_factor })
-                .chain(internal_topics(&ctx.scenario.cluster.config, ctx.scenario.cluster.brokers, ctx.scenario.uses_groups(), ctx.scenario.uses_transactions()))
-                .collect();
-            let config = ControllerConfig::new(ctx.roster.brokers(), topics, &ctx.scenario.cluster.config);
+            let config = controller_config(&ctx);
             let jitter_seed = crate::node::jitter_seed(id, now);
-            let node = Arc::new(Mutex::new(ControllerNode::start(now, id, config, ctx.disks[&id].clone(), jitter_seed)));
-            live.lock().expect("live lock").set_controller(&node);
+            let node = Arc::new(Mutex::new(ControllerNode::start(ctx.clone(), now, id, config, jitter_seed)));
+            live.lock().expect("live lock").set_controller(id, &node);
             node
         }
         NodeRole::Broker => {
             let config = ctx.scenario.cluster.config.clone();
             let jitter_seed = crate::node::jitter_seed(id, now);
-            let node = Arc::new(Mutex::new(BrokerNode::start(now, id, CONTROLLER_ID, config, ctx.disks[&id].clone(), ctx.invariants.clone(), jitter_seed)));
+            let bootstrap = kafsim_model::controller::Controller::bootstrap(&controller_config(&ctx));
+            let quorum = QuorumSetup { config: config.quorum_config(ctx.roster.controllers()), bootstrap };
+            let node = Arc::new(Mutex::new(BrokerNode::start(ctx.clone(), now, id, quorum, config, jitter_seed)));
             live.lock().expect("live lock").set_broker(id, &node);
             node
         }
@@ -133,15 +129,25 @@ async fn start_node(ctx: Arc<RunContext>, live: Arc<Mutex<LiveNodes>>, id: NodeI
     drive(ctx, id, node).await
 }
 
+/// The controllers' view of the cluster: its brokers and topics, internal ones included.
+fn controller_config(ctx: &RunContext) -> ControllerConfig {
+    let topics = ctx
+        .scenario
+        .topics
+        .iter()
+        .map(|topic| TopicSpec { name: topic.name.clone(), partitions: topic.partitions, replication_factor: topic.replication_factor })
+        .chain(internal_topics(&ctx.scenario.cluster.config, ctx.scenario.cluster.brokers, ctx.scenario.uses_groups(), ctx.scenario.uses_transactions()))
+        .collect();
+    ControllerConfig::new(ctx.roster.brokers(), topics, &ctx.scenario.cluster.config)
+}
+
 /// The committed end of every partition, once replication has settled: the
 /// controller's leader leads at the controller's epoch, its high watermark has
 /// reached its log end, and every in-sync replica follows that epoch with the same
 /// log end. None while any partition is still converging, so the final state is
 /// never captured mid-failover.
 fn settled_ends(live: &LiveNodes) -> Option<BTreeMap<kafsim_model::TopicPartition, Offset>> {
-    let controller = live.controller()?;
-    let controller = controller.lock().expect("controller lock");
-    let metadata = controller.controller.metadata();
+    let metadata = live.active_metadata()?;
     let mut ends = BTreeMap::new();
     for (tp, state) in &metadata.partitions {
         let leader = live.broker(state.leader?)?;
@@ -300,8 +306,7 @@ fn pipeline_drained(ctx: &RunContext, live: &LiveNodes, ends: &BTreeMap<kafsim_m
 
 fn snapshot(ctx: &RunContext, live: &LiveNodes) -> FinalState {
     let mut partitions: BTreeMap<_, PartitionSnapshot> = BTreeMap::new();
-    if let Some(controller) = live.controller() {
-        let metadata = controller.lock().expect("controller lock").controller.metadata().clone();
+    if let Some(metadata) = live.active_metadata() {
         for (tp, state) in &metadata.partitions {
             partitions.insert(tp.clone(), PartitionSnapshot { leader: state.leader, leader_epoch: state.leader_epoch, isr: state.isr.clone(), replicas: BTreeMap::new() });
         }

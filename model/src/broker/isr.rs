@@ -100,7 +100,8 @@ impl Broker {
     pub(super) fn send_alter_partition(&mut self, now: Instant, tp: &TopicPartition, out: &mut Outbox<BrokerEvent>) {
         let (Some(broker_epoch), Some(partition)) = (self.broker_epoch, self.partitions.get(tp)) else { return };
         let Some((new_isr, _)) = partition.pending_isr().cloned() else { return };
-        let controller = Destination::new(self.controller, Channel::Default);
+        let Some(controller) = self.metadata_log.controller() else { return };
+        let controller = Destination::new(controller, Channel::Default);
         if !self.network.ready(now, controller, out) {
             return;
         }

@@ -54,13 +54,21 @@ impl Broker {
         if self.heartbeat.in_flight || now < self.heartbeat.next_at {
             return;
         }
-        let controller = Destination::new(self.controller, Channel::Heartbeat);
+        // The active controller is the quorum's leader (KIP-631); until the
+        // metadata log finds one, the heartbeat waits for it.
+        let Some(controller) = self.metadata_log.controller() else {
+            self.heartbeat.waiting_for_connection = true;
+            return;
+        };
+        let controller = Destination::new(controller, Channel::Heartbeat);
         if !self.network.ready(now, controller, out) {
             self.heartbeat.waiting_for_connection = true;
             return;
         }
         self.heartbeat.in_flight = true;
-        let (broker, broker_epoch, metadata_version) = (self.id, self.broker_epoch, self.metadata.version);
+        // How far this broker has applied the metadata log: the controller
+        // unfences a new registration once it covers the registration itself.
+        let (broker, broker_epoch, metadata_version) = (self.id, self.broker_epoch, self.metadata_log.image().metadata().version);
         // The heartbeat channel's requests time out after half a session (KAFKA-14392).
         let timeout = self.config.broker_session_timeout / 2;
         let message = |correlation_id| Message::BrokerHeartbeat { correlation_id, broker, broker_epoch, metadata_version };
@@ -69,22 +77,46 @@ impl Broker {
 
     /// The controller answered: the next heartbeat is due an interval later. A
     /// stale epoch means the controller fenced this incarnation: register anew.
-    pub(super) fn handle_heartbeat_response(
-        &mut self,
-        now: Instant,
-        broker_epoch: BrokerEpoch,
-        metadata: Option<Arc<ClusterMetadata>>,
-        error: Option<ErrorCode>,
-        out: &mut Outbox<BrokerEvent>,
-    ) {
+    /// NOT_CONTROLLER: the lead moved; try again soon, wherever the metadata
+    /// log says it went.
+    pub(super) fn handle_heartbeat_response(&mut self, now: Instant, broker_epoch: BrokerEpoch, error: Option<ErrorCode>, out: &mut Outbox<BrokerEvent>) {
+        if error == Some(ErrorCode::NotController) {
+            self.heartbeat.failed(now, self.config.broker_session_timeout);
+            return;
+        }
         self.heartbeat = Heartbeat::due_at(now + self.config.broker_heartbeat_interval);
         if error == Some(ErrorCode::StaleBrokerEpoch) {
             self.broker_epoch = None;
             return;
         }
         self.broker_epoch = Some(broker_epoch);
-        if let Some(metadata) = metadata {
-            self.apply_metadata(now, metadata, out);
+        self.follow_metadata(now, out);
+    }
+
+    /// The metadata log committed more: the broker reports it, and follows it.
+    pub(super) fn metadata_applied(&mut self, now: Instant, applied: Option<(u64, Vec<u64>)>, out: &mut Outbox<BrokerEvent>) {
+        if let Some((offset, digests)) = applied {
+            out.events.push(BrokerEvent::MetadataApplied { offset, digests });
+            self.follow_metadata(now, out);
+        }
+    }
+
+    /// Takes its roles from the metadata log once the log holds this
+    /// incarnation's own registration: until then a restarted broker takes no
+    /// orders, as what the log says of it may be its previous life's.
+    fn follow_metadata(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
+        let image = self.metadata_log.image();
+        let registered = image.state().registrations.get(&self.id).map(|registration| registration.broker_epoch);
+        if self.broker_epoch.is_none() || registered != self.broker_epoch || image.metadata().version <= self.metadata.version {
+            return;
+        }
+        let fenced = image.state().registrations.get(&self.id).is_some_and(|registration| registration.fenced);
+        let metadata = Arc::new(image.metadata().clone());
+        self.apply_metadata(now, metadata, out);
+        // Caught up while fenced: tell the controller now rather than at the
+        // next interval (BrokerLifecycleManager's `setReadyToUnfence`).
+        if fenced && !self.heartbeat.in_flight {
+            self.heartbeat.next_at = self.heartbeat.next_at.min(now);
         }
     }
 

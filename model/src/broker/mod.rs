@@ -35,6 +35,7 @@ mod fetch;
 mod fetcher;
 mod isr;
 mod lifecycle;
+mod metadata_log;
 mod produce;
 mod purgatory;
 mod verification;
@@ -60,6 +61,9 @@ pub enum BrokerEvent {
     /// or down with a truncation): the simulator checks the replicas agree
     /// below it, and that it stays within the log.
     HighWatermarkMoved { partition: TopicPartition },
+    /// The broker applied committed metadata log entries from `offset` on,
+    /// one digest each (`metadata-divergence`, `metadata-regression`).
+    MetadataApplied { offset: u64, digests: Vec<u64> },
 }
 
 /// What each request in the broker's `NetworkClient` was.
@@ -85,10 +89,18 @@ struct Fetcher {
     backoff_until: Instant,
 }
 
+/// What a broker needs to replicate the metadata log: the quorum's voters
+/// and timing, and the cluster as bootstrapped (the log's starting point).
+pub struct QuorumSetup {
+    pub config: crate::quorum::QuorumConfig,
+    pub bootstrap: crate::controller::ControllerSnapshot,
+}
+
 pub struct Broker {
     id: NodeId,
     config: BrokerConfig,
-    controller: NodeId,
+    /// The metadata log as this broker replicates it, and through it the active controller.
+    metadata_log: metadata_log::MetadataLog,
     broker_epoch: Option<BrokerEpoch>,
     metadata: Arc<ClusterMetadata>,
     partitions: PartitionMap<Partition>,
@@ -124,7 +136,7 @@ impl Broker {
     /// Rebuilds a broker from what survived on its disk. Every partition comes back
     /// offline: roles come only from the controller, after the broker registers anew.
     /// Recovery only writes to disk (cutting torn tails, rewriting epoch checkpoints).
-    pub fn recover(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, durable: &DurableState, jitter_seed: u64, out: &mut Outbox<BrokerEvent>) -> Broker {
+    pub fn recover(now: Instant, id: NodeId, quorum: QuorumSetup, config: BrokerConfig, durable: &DurableState, jitter_seed: u64, out: &mut Outbox<BrokerEvent>) -> Broker {
         let high_watermarks = durable.high_watermarks();
         let mut partitions = PartitionMap::new();
         for (tp, batches) in &durable.logs {
@@ -150,8 +162,8 @@ impl Broker {
             next_isr_check: now + config.replica_lag_time_max / 2,
             next_checkpoint: now + config.high_watermark_checkpoint_interval,
             network: NetworkClient::new(config.network, jitter_seed),
+            metadata_log: metadata_log::MetadataLog::new(now, id, quorum.config, quorum.bootstrap, config.network, jitter_seed),
             config,
-            controller,
             broker_epoch: None,
             metadata: Arc::new(ClusterMetadata::default()),
             partitions,
@@ -220,9 +232,7 @@ impl Broker {
 
     fn handle_response(&mut self, now: Instant, from: NodeId, request: BrokerRequest, message: Message, out: &mut Outbox<BrokerEvent>) {
         match (request, message) {
-            (BrokerRequest::Heartbeat, Message::BrokerHeartbeatResponse { broker_epoch, metadata, error, .. }) => {
-                self.handle_heartbeat_response(now, broker_epoch, metadata, error, out)
-            }
+            (BrokerRequest::Heartbeat, Message::BrokerHeartbeatResponse { broker_epoch, error, .. }) => self.handle_heartbeat_response(now, broker_epoch, error, out),
             (BrokerRequest::AlterPartition(_), Message::AlterPartitionResponse { partition, result, .. }) => self.handle_alter_partition_response(now, partition, result, out),
             (BrokerRequest::Fetcher { leader }, Message::FetchResponse { partitions, .. }) => self.handle_fetch_response(now, leader, partitions, out),
             (BrokerRequest::Fetcher { leader }, Message::OffsetsForLeaderEpochResponse { partitions, .. }) => {
@@ -284,8 +294,6 @@ impl Broker {
                 };
                 out.send(from, Message::InitProducerIdResponse { correlation_id, result })
             }
-            // Until it has registered, a restarted broker takes no orders.
-            Message::UpdateMetadata { metadata } if self.broker_epoch.is_some() => self.apply_metadata(now, metadata, out),
             _ => {}
         }
     }
@@ -302,7 +310,11 @@ impl Node for Broker {
     type Event = BrokerEvent;
 
     fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Outbox<BrokerEvent>) {
-        if message.is_response() {
+        if let Message::Quorum(message) = message {
+            // The quorum pairs its own requests and responses.
+            let applied = self.metadata_log.handle_message(now, from, *message, out);
+            self.metadata_applied(now, applied, out);
+        } else if message.is_response() {
             // A response to a request no longer in flight (its connection closed)
             // is one Kafka would never have read.
             if let Some(request) = message.correlation_id().and_then(|correlation_id| self.network.take(correlation_id)) {
@@ -315,6 +327,10 @@ impl Node for Broker {
     }
 
     fn handle_connection(&mut self, now: Instant, destination: Destination, event: ConnectionEvent, out: &mut Outbox<BrokerEvent>) {
+        if destination.channel == Channel::Quorum {
+            self.metadata_log.handle_connection(now, destination, event, out);
+            return self.poll(now, out);
+        }
         let failed = self.network.handle_connection(now, destination, event);
         self.connection_changed(destination);
         self.handle_failures(now, failed, out);
@@ -325,6 +341,8 @@ impl Node for Broker {
     fn handle_timeout(&mut self, now: Instant, out: &mut Outbox<BrokerEvent>) {
         let failed = self.network.poll_timeouts(now, out);
         self.handle_failures(now, failed, out);
+        let applied = self.metadata_log.handle_timeout(now, out);
+        self.metadata_applied(now, applied, out);
         // A connection's backoff may have ended: fetchers waiting on one look again.
         for (_, fetcher) in &mut self.fetchers {
             fetcher.waiting_for_connection = false;
@@ -361,6 +379,7 @@ impl Node for Broker {
         assert_eq!(coordinators, self.coordinators_next_deadline(), "the cached coordinator deadline is current");
         deadline = earliest(deadline, coordinators);
         deadline = earliest(deadline, self.network.next_deadline());
+        deadline = earliest(deadline, self.metadata_log.next_deadline());
         deadline = earliest(deadline, self.delayed_produces.next_deadline());
         deadline = earliest(deadline, self.delayed_fetches_deadline());
         for (_, fetcher) in &self.fetchers {

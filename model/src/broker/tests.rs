@@ -10,23 +10,52 @@ fn sends(out: &Outbox<BrokerEvent>) -> Vec<&Message> {
     out.sends.iter().map(|send| &send.message).collect()
 }
 
-/// Broker 1, started with `config`, registered with the controller (node
-/// 1000), which answered its first heartbeat with `metadata`.
+/// Broker 1, started with `config`, registered with the active controller
+/// (node 1000, the quorum's one voter), with `metadata` as the cluster's
+/// bootstrap and its own registration as the metadata log's one record.
 fn registered(config: BrokerConfig, metadata: Arc<ClusterMetadata>) -> (Broker, Outbox<BrokerEvent>) {
     let mut out = Outbox::new(NodeId(1));
-    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), NodeId(1000), config, &DurableState::default(), 1, &mut out);
+    let bootstrap = crate::controller::ControllerSnapshot { next_broker_epoch: 1, registrations: BTreeMap::new(), metadata: (*metadata).clone() };
+    let quorum = QuorumSetup { config: crate::quorum::QuorumConfig::new(vec![NodeId(1000)]), bootstrap };
+    let mut broker = Broker::recover(Instant::ZERO, NodeId(1), quorum, config, &DurableState::default(), 1, &mut out);
     broker.handle_timeout(Instant::ZERO, &mut out);
     connect_all(&mut broker, Instant::ZERO, &mut out);
+    answer_metadata_fetches(&mut broker, &mut out);
     let correlation_id = out
         .sends
         .iter()
         .find_map(|send| if let Message::BrokerHeartbeat { correlation_id, .. } = send.message { Some(correlation_id) } else { None })
         .expect("the broker registers");
     out.sends.clear();
-    let response = Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: BrokerEpoch(1), metadata: Some(metadata), error: None };
+    let response = Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: BrokerEpoch(1), error: None };
     broker.handle_message(Instant::ZERO, NodeId(1000), response, &mut out);
     connect_all(&mut broker, Instant::ZERO, &mut out);
+    assert_eq!(broker.metadata().partitions, metadata.partitions, "the broker follows the metadata log");
     (broker, out)
+}
+
+/// Answers the broker's metadata log fetches (KIP-595) with epoch 1's
+/// LeaderChange and broker 1's registration, both committed.
+fn answer_metadata_fetches(broker: &mut Broker, out: &mut Outbox<BrokerEvent>) {
+    use crate::controller::records::MetadataRecord;
+    use crate::quorum::{Entry, FetchResult, QuorumMessage};
+    let registration = MetadataRecord::RegisterBroker { broker: NodeId(1), broker_epoch: BrokerEpoch(1) }.encode();
+    let entries = [Entry { epoch: 1, record: None }, Entry { epoch: 1, record: Some(registration) }];
+    for _ in 0..4 {
+        let fetch = out.sends.iter().rev().find_map(|send| match &send.message {
+            Message::Quorum(message) => match **message {
+                QuorumMessage::Fetch { correlation_id, fetch_offset, .. } => Some((correlation_id, fetch_offset)),
+                _ => None,
+            },
+            _ => None,
+        });
+        let Some((correlation_id, fetch_offset)) = fetch.filter(|(_, offset)| *offset < 2) else { return };
+        out.sends.retain(|send| !matches!(send.message, Message::Quorum(_)));
+        let result = FetchResult::Records { base_offset: fetch_offset, records: entries[fetch_offset as usize..].to_vec(), high_watermark: 2 };
+        let response = QuorumMessage::FetchResponse { epoch: 1, leader: Some(NodeId(1000)), result, correlation_id };
+        broker.handle_message(Instant::ZERO, NodeId(1000), Message::Quorum(Box::new(response)), out);
+        connect_all(broker, Instant::ZERO, out);
+    }
 }
 
 /// KIP-497: an ISR expansion whose answer is lost may still have been

@@ -1,26 +1,25 @@
-//! The controller: broker registration and fencing by heartbeat, partition leader
-//! election, ISR changes (KIP-497 AlterPartition), and metadata propagation.
+//! The controller's decisions: broker registration and fencing by heartbeat
+//! (KIP-631), partition leader election, and ISR changes (KIP-497
+//! AlterPartition), on the state the metadata log holds.
 //!
-//! A single controller with durable metadata, in the manner of KRaft's active
-//! controller: its state is checkpointed to disk on every change and recovered
-//! after its own crash. Fencing follows KRaft: a fenced broker leaves every ISR,
-//! except that an ISR never becomes empty (its last member stays, so a clean
-//! election remains possible when that broker returns). KIP-966's eligible leader
-//! replicas are not modelled yet.
+//! The controller does no IO of its own: `kraft::QuorumController` runs it
+//! only while its node leads the controller quorum (KIP-595), logs every
+//! change it makes as metadata records, and answers a request only once
+//! those records are committed. Fencing follows KRaft: a fenced broker leaves
+//! every ISR, except that an ISR never becomes empty (its last member stays,
+//! so a clean election remains possible when that broker returns).
 
 use crate::config::BrokerConfig;
-use crate::net::{Channel, ConnectionEvent, Destination, NetworkClient};
 use crate::config::NetworkConfig;
-use crate::node::{Node, Outbox};
 use crate::protocol::{ClusterMetadata, Message, PartitionState};
 use crate::error::ErrorCode;
-use crate::storage::{Checkpoint, DiskOp, DurableState};
 use crate::time::Instant;
 use crate::types::{BrokerEpoch, LeaderEpoch, NodeId, PartitionEpoch, TopicPartition};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod kraft;
 pub mod records;
 pub mod snapshot;
 
@@ -55,44 +54,72 @@ impl ControllerConfig {
     }
 }
 
-/// The controller reports nothing besides its messages and disk writes.
-pub type ControllerEvent = std::convert::Infallible;
+/// A registration waits for this version until its records are logged
+/// (`Controller::adopt` fills in the real one).
+const NOT_YET_LOGGED: u64 = u64::MAX;
 
 pub struct Controller {
     config: ControllerConfig,
     state: ControllerSnapshot,
     last_heartbeat: BTreeMap<NodeId, Instant>,
-    metadata: Arc<ClusterMetadata>,
+    /// KIP-631: a registered, fenced broker is unfenced once its heartbeat
+    /// reports metadata at least this recent: it has applied its own registration.
+    unfence_at: BTreeMap<NodeId, u64>,
+    /// Something changed since the last `take_changed`.
     dirty: bool,
-    /// The controller's own connections to the brokers, for UpdateMetadata.
-    network: NetworkClient<()>,
-    /// Per broker, the metadata version pushed on its current connection.
-    pushed: BTreeMap<NodeId, u64>,
+    /// What changed, in words, for the trace.
+    events: Vec<String>,
 }
 
 impl Controller {
-    /// Starts from the durable metadata, or bootstraps the cluster's topics when
-    /// there is none. Kafka assigns replicas round-robin from a random broker; here
-    /// partition `p`'s replicas start at broker `p mod n`, which is as balanced and
-    /// needs no randomness.
-    pub fn recover(now: Instant, config: ControllerConfig, durable: &DurableState, jitter_seed: u64) -> Controller {
-        let state = match durable.controller() {
-            Some(snapshot) => snapshot.clone(),
-            None => ControllerSnapshot { next_broker_epoch: 1, registrations: BTreeMap::new(), metadata: bootstrap_metadata(&config) },
-        };
-        // A restarted controller gives every registered broker a full session before fencing it.
-        let last_heartbeat = state.registrations.keys().map(|broker| (*broker, now)).collect();
-        let metadata = Arc::new(state.metadata.clone());
-        let network = NetworkClient::new(config.network, jitter_seed);
-        Controller { config, state, last_heartbeat, metadata, dirty: durable.controller().is_none(), network, pushed: BTreeMap::new() }
+    /// The cluster as it is bootstrapped, before the metadata log's first
+    /// record: the topics, and no broker registered. Kafka assigns replicas
+    /// round-robin from a random broker; here partition `p`'s replicas start
+    /// at broker `p mod n`, which is as balanced and needs no randomness.
+    pub fn bootstrap(config: &ControllerConfig) -> ControllerSnapshot {
+        ControllerSnapshot { next_broker_epoch: 1, registrations: BTreeMap::new(), metadata: bootstrap_metadata(config) }
     }
 
-    pub fn metadata(&self) -> &Arc<ClusterMetadata> {
-        &self.metadata
+    /// The controller of a node that has just become the active one, from the
+    /// committed metadata. Every registered broker gets a full session before
+    /// it is fenced, and a fenced one must catch up with everything committed
+    /// so far before it is unfenced.
+    pub fn activate(now: Instant, config: ControllerConfig, state: ControllerSnapshot) -> Controller {
+        let last_heartbeat = state.registrations.keys().map(|broker| (*broker, now)).collect();
+        let version = state.metadata.version;
+        let unfence_at = state.registrations.iter().filter(|(_, registration)| registration.fenced).map(|(broker, _)| (*broker, version)).collect();
+        Controller { config, state, last_heartbeat, unfence_at, dirty: false, events: Vec::new() }
+    }
+
+    pub fn state(&self) -> &ControllerSnapshot {
+        &self.state
+    }
+
+    pub fn metadata(&self) -> &ClusterMetadata {
+        &self.state.metadata
     }
 
     pub fn registrations(&self) -> &BTreeMap<NodeId, BrokerRegistration> {
         &self.state.registrations
+    }
+
+    /// Whether anything changed since the last call.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    pub fn take_events(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Takes the state the logged records rebuild (the same registrations and
+    /// partitions, with the log's version and broker list), so the active
+    /// controller's state is exactly what its log says.
+    pub fn adopt(&mut self, state: ControllerSnapshot) {
+        for version in self.unfence_at.values_mut().filter(|version| **version == NOT_YET_LOGGED) {
+            *version = state.metadata.version;
+        }
+        self.state = state;
     }
 
     fn session_deadline(&self) -> Option<Instant> {
@@ -103,61 +130,61 @@ impl Controller {
             .min()
     }
 
-    fn handle_request(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Outbox<ControllerEvent>) {
+    /// A broker's request; the answer, if it has one. The caller sends it
+    /// once the changes it made are committed.
+    pub fn handle_request(&mut self, now: Instant, from: NodeId, message: Message) -> Option<Message> {
         match message {
             Message::BrokerHeartbeat { correlation_id, broker, broker_epoch, metadata_version } if broker == from => {
-                self.handle_heartbeat(now, correlation_id, broker, broker_epoch, metadata_version, out)
+                Some(self.handle_heartbeat(now, correlation_id, broker, broker_epoch, metadata_version))
             }
             Message::AlterPartitionRequest { correlation_id, broker, broker_epoch, partition, leader_epoch, partition_epoch, new_isr } => {
                 let result = self.handle_alter_partition(broker, broker_epoch, &partition, leader_epoch, partition_epoch, new_isr);
-                out.send(from, Message::AlterPartitionResponse { correlation_id, partition, result });
+                Some(Message::AlterPartitionResponse { correlation_id, partition, result })
             }
-            Message::MetadataRequest { correlation_id } => {
-                let metadata = self.metadata.clone();
-                out.send(from, Message::MetadataResponse { correlation_id, metadata });
-            }
-            _ => {}
+            _ => None,
         }
     }
 
-    fn handle_heartbeat(&mut self, now: Instant, correlation_id: u64, broker: NodeId, broker_epoch: Option<BrokerEpoch>, metadata_version: u64, out: &mut Outbox<ControllerEvent>) {
+    /// KIP-631: a heartbeat without an epoch registers a new incarnation,
+    /// fenced until it has caught up with the metadata log; one with the
+    /// current epoch keeps the session alive and unfences a broker that has.
+    fn handle_heartbeat(&mut self, now: Instant, correlation_id: u64, broker: NodeId, broker_epoch: Option<BrokerEpoch>, metadata_version: u64) -> Message {
+        let stale = |epoch| Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: epoch, error: Some(ErrorCode::StaleBrokerEpoch) };
         if !self.config.brokers.contains(&broker) {
-            return;
+            return stale(BrokerEpoch(0));
         }
         let registered = self.state.registrations.get(&broker).copied();
         let epoch = match (broker_epoch, registered) {
             (None, previous) => {
                 // A new incarnation: whatever the old one led or followed is suspect,
-                // so fence it first, then register the new one unfenced.
+                // so fence it first.
                 if previous.is_some_and(|registration| !registration.fenced) {
-                    tracing::info!(broker = broker.0, "controller fences broker: it registered anew after a restart");
+                    self.events.push(format!("controller fences broker-{}: it registered anew after a restart", broker.0));
                     self.fence(broker);
                 }
                 let epoch = BrokerEpoch(self.state.next_broker_epoch);
                 self.state.next_broker_epoch += 1;
-                self.state.registrations.insert(broker, BrokerRegistration { broker_epoch: epoch, fenced: false });
+                self.state.registrations.insert(broker, BrokerRegistration { broker_epoch: epoch, fenced: true });
+                self.unfence_at.insert(broker, NOT_YET_LOGGED);
+                self.events.push(format!("controller registers broker-{} with broker epoch {}, fenced until it catches up", broker.0, epoch.0));
                 self.dirty = true;
-                self.elect_leaderless();
                 epoch
             }
             (Some(epoch), Some(registration)) if registration.broker_epoch == epoch => {
-                if registration.fenced {
+                let caught_up = self.unfence_at.get(&broker).is_none_or(|version| metadata_version >= *version);
+                if registration.fenced && caught_up {
+                    self.unfence_at.remove(&broker);
                     self.state.registrations.insert(broker, BrokerRegistration { broker_epoch: epoch, fenced: false });
+                    self.events.push(format!("controller unfences broker-{}: its metadata caught up", broker.0));
                     self.dirty = true;
                     self.elect_leaderless();
                 }
                 epoch
             }
-            (Some(epoch), _) => {
-                let message = Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: epoch, metadata: None, error: Some(ErrorCode::StaleBrokerEpoch) };
-                out.send(broker, message);
-                return;
-            }
+            (Some(epoch), _) => return stale(epoch),
         };
         self.last_heartbeat.insert(broker, now);
-        self.refresh_metadata();
-        let metadata = (broker_epoch.is_none() || metadata_version < self.metadata.version).then(|| self.metadata.clone());
-        out.send(broker, Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: epoch, metadata, error: None });
+        Message::BrokerHeartbeatResponse { correlation_id, broker_epoch: epoch, error: None }
     }
 
     fn handle_alter_partition(
@@ -271,65 +298,8 @@ impl Controller {
         elected
     }
 
-    fn refresh_metadata(&mut self) {
-        if self.dirty {
-            self.state.metadata.version += 1;
-            self.metadata = Arc::new(self.state.metadata.clone());
-        }
-    }
-
-    /// After a change: persist, then push the new metadata to every live broker.
-    fn publish(&mut self, now: Instant, out: &mut Outbox<ControllerEvent>) {
-        self.start(out);
-        self.push_metadata(now, out);
-    }
-
-    /// UpdateMetadata to every unfenced broker that has not had the current
-    /// version on its connection, opening connections as needed.
-    fn push_metadata(&mut self, now: Instant, out: &mut Outbox<ControllerEvent>) {
-        let version = self.metadata.version;
-        for (broker, registration) in &self.state.registrations {
-            if registration.fenced || self.pushed.get(broker).is_some_and(|pushed| *pushed >= version) {
-                continue;
-            }
-            let destination = Destination::new(*broker, Channel::Default);
-            if self.network.ready(now, destination, out) {
-                self.network.send_one_way(destination, Message::UpdateMetadata { metadata: self.metadata.clone() }, out);
-                self.pushed.insert(*broker, version);
-            }
-        }
-    }
-
-    /// Persists the bootstrap metadata on first start; the metadata goes out
-    /// with the first `handle_timeout`, once the controller's driver runs it.
-    pub fn start(&mut self, out: &mut Outbox<ControllerEvent>) {
-        if self.dirty {
-            self.refresh_metadata();
-            self.dirty = false;
-            out.disk.push(DiskOp::Checkpoint(Checkpoint::Controller(self.state.clone())));
-        }
-    }
-}
-
-impl Node for Controller {
-    type Event = ControllerEvent;
-
-    fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Outbox<ControllerEvent>) {
-        self.handle_request(now, from, message, out);
-        self.publish(now, out);
-    }
-
-    fn handle_connection(&mut self, now: Instant, destination: Destination, event: ConnectionEvent, out: &mut Outbox<ControllerEvent>) {
-        self.network.handle_connection(now, destination, event);
-        if matches!(event, ConnectionEvent::Closed(_)) {
-            // What reaches the broker on its next connection starts afresh.
-            self.pushed.remove(&destination.node);
-        }
-        self.publish(now, out);
-    }
-
-    fn handle_timeout(&mut self, now: Instant, out: &mut Outbox<ControllerEvent>) {
-        self.network.poll_timeouts(now, out);
+    /// Fences every broker whose session ran out.
+    pub fn handle_timeout(&mut self, now: Instant) {
         let expired: Vec<NodeId> = self
             .last_heartbeat
             .iter()
@@ -340,14 +310,13 @@ impl Node for Controller {
             .map(|(broker, _)| *broker)
             .collect();
         for broker in expired {
-            tracing::info!(broker = broker.0, "controller fences broker: session timed out");
+            self.events.push(format!("controller fences broker-{}: session timed out", broker.0));
             self.fence(broker);
         }
-        self.publish(now, out);
     }
 
-    fn next_deadline(&self) -> Option<Instant> {
-        crate::time::earliest(self.session_deadline(), self.network.next_deadline())
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.session_deadline()
     }
 }
 
@@ -370,13 +339,21 @@ fn bootstrap_metadata(config: &ControllerConfig) -> ClusterMetadata {
             partitions.insert(TopicPartition { topic: topic_name.clone(), partition }, state);
         }
     }
-    ClusterMetadata { version: 1, brokers: config.brokers.clone(), partitions }
+    // The broker list is the unfenced registered brokers, as the metadata log
+    // makes it (`MetadataImage`): none yet.
+    ClusterMetadata { version: 1, brokers: Vec::new(), partitions }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn heartbeat(broker: u32, broker_epoch: Option<u64>, metadata_version: u64) -> Message {
+        Message::BrokerHeartbeat { correlation_id: 1, broker: NodeId(broker), broker_epoch: broker_epoch.map(BrokerEpoch), metadata_version }
+    }
+
+    /// Three brokers registered (epochs 1..3) and unfenced, as if each had
+    /// reported metadata that holds its registration.
     fn controller(unclean: bool) -> Controller {
         let config = ControllerConfig {
             brokers: vec![NodeId(1), NodeId(2), NodeId(3)],
@@ -385,11 +362,18 @@ mod tests {
             unclean_leader_election_enable: unclean,
             network: NetworkConfig::default(),
         };
-        let mut controller = Controller::recover(Instant::ZERO, config, &DurableState::default(), 1);
-        let mut out = Outbox::new(NodeId(1000));
+        let bootstrap = Controller::bootstrap(&config);
+        let mut controller = Controller::activate(Instant::ZERO, config, bootstrap);
         for broker in 1..=3 {
-            controller.handle_message(Instant::ZERO, NodeId(broker), Message::BrokerHeartbeat { correlation_id: 1, broker: NodeId(broker), broker_epoch: None, metadata_version: 0 }, &mut out);
+            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, None, 0));
         }
+        let mut logged = controller.state().clone();
+        logged.metadata.version = 5;
+        controller.adopt(logged);
+        for broker in 1..=3 {
+            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, Some(broker as u64), 5));
+        }
+        assert!(controller.registrations().values().all(|registration| !registration.fenced));
         controller
     }
 
@@ -398,15 +382,35 @@ mod tests {
     }
 
     #[test]
+    fn a_new_registration_stays_fenced_until_its_metadata_holds_it() {
+        let config = ControllerConfig {
+            brokers: vec![NodeId(1)],
+            topics: Vec::new(),
+            broker_session_timeout: Duration::from_secs(9),
+            unclean_leader_election_enable: false,
+            network: NetworkConfig::default(),
+        };
+        let bootstrap = Controller::bootstrap(&config);
+        let mut controller = Controller::activate(Instant::ZERO, config, bootstrap);
+        controller.handle_request(Instant::ZERO, NodeId(1), heartbeat(1, None, 0));
+        let mut logged = controller.state().clone();
+        logged.metadata.version = 3;
+        controller.adopt(logged);
+        controller.handle_request(Instant::ZERO, NodeId(1), heartbeat(1, Some(1), 2));
+        assert!(controller.registrations()[&NodeId(1)].fenced, "metadata version 2 predates the registration (3)");
+        controller.handle_request(Instant::ZERO, NodeId(1), heartbeat(1, Some(1), 3));
+        assert!(!controller.registrations()[&NodeId(1)].fenced, "caught up: unfenced (KIP-631)");
+    }
+
+    #[test]
     fn fencing_the_leader_elects_the_next_isr_member_and_bumps_the_epoch() {
         let mut controller = controller(false);
         assert_eq!(state(&controller).leader, Some(NodeId(1)));
-        let mut out = Outbox::new(NodeId(1000));
         // Brokers 2 and 3 keep heartbeating; broker 1 goes silent.
         for broker in [2, 3] {
-            controller.handle_message(Instant::from_micros(5_000_000), NodeId(broker), Message::BrokerHeartbeat { correlation_id: 1, broker: NodeId(broker), broker_epoch: Some(BrokerEpoch(broker as u64)), metadata_version: 0 }, &mut out);
+            controller.handle_request(Instant::from_micros(5_000_000), NodeId(broker), heartbeat(broker, Some(broker as u64), 5));
         }
-        controller.handle_timeout(Instant::from_micros(10_000_000), &mut out);
+        controller.handle_timeout(Instant::from_micros(10_000_000));
         let after = state(&controller);
         assert_eq!(after.leader, Some(NodeId(2)));
         assert_eq!(after.leader_epoch, LeaderEpoch(1));
@@ -417,21 +421,22 @@ mod tests {
     fn the_last_isr_member_stays_and_only_unclean_election_picks_another_replica() {
         for unclean in [false, true] {
             let mut controller = controller(unclean);
-            let mut out = Outbox::new(NodeId(1000));
-            let shrink = |controller: &mut Controller, isr: Vec<NodeId>, out: &mut Outbox<ControllerEvent>| {
-                let current = state(controller);
-                controller.handle_message(Instant::ZERO, NodeId(1), Message::AlterPartitionRequest {
-                    correlation_id: 1,
-                    broker: NodeId(1), broker_epoch: BrokerEpoch(1), partition: TopicPartition::new("t", 0),
-                    leader_epoch: current.leader_epoch, partition_epoch: current.partition_epoch, new_isr: isr,
-                }, out);
+            let current = state(&controller);
+            let shrink = Message::AlterPartitionRequest {
+                correlation_id: 1,
+                broker: NodeId(1),
+                broker_epoch: BrokerEpoch(1),
+                partition: TopicPartition::new("t", 0),
+                leader_epoch: current.leader_epoch,
+                partition_epoch: current.partition_epoch,
+                new_isr: vec![NodeId(1)],
             };
-            shrink(&mut controller, vec![NodeId(1)], &mut out);
+            controller.handle_request(Instant::ZERO, NodeId(1), shrink);
             assert_eq!(state(&controller).isr, vec![NodeId(1)]);
             for broker in [2, 3] {
-                controller.handle_message(Instant::from_micros(5_000_000), NodeId(broker), Message::BrokerHeartbeat { correlation_id: 1, broker: NodeId(broker), broker_epoch: Some(BrokerEpoch(broker as u64)), metadata_version: 0 }, &mut out);
+                controller.handle_request(Instant::from_micros(5_000_000), NodeId(broker), heartbeat(broker, Some(broker as u64), 5));
             }
-            controller.handle_timeout(Instant::from_micros(10_000_000), &mut out);
+            controller.handle_timeout(Instant::from_micros(10_000_000));
             let after = state(&controller);
             if unclean {
                 assert_eq!(after.leader, Some(NodeId(2)), "unclean election picks a live out-of-sync replica");
@@ -446,12 +451,33 @@ mod tests {
     #[test]
     fn a_stale_leader_epoch_cannot_alter_the_isr() {
         let mut controller = controller(false);
-        let mut out = Outbox::new(NodeId(1000));
-        controller.handle_message(Instant::ZERO, NodeId(1), Message::AlterPartitionRequest {
-                    correlation_id: 1,
-            broker: NodeId(1), broker_epoch: BrokerEpoch(1), partition: TopicPartition::new("t", 0),
-            leader_epoch: LeaderEpoch(7), partition_epoch: PartitionEpoch(0), new_isr: vec![NodeId(1)],
-        }, &mut out);
+        let answer = controller.handle_request(Instant::ZERO, NodeId(1), Message::AlterPartitionRequest {
+            correlation_id: 1,
+            broker: NodeId(1),
+            broker_epoch: BrokerEpoch(1),
+            partition: TopicPartition::new("t", 0),
+            leader_epoch: LeaderEpoch(7),
+            partition_epoch: PartitionEpoch(0),
+            new_isr: vec![NodeId(1)],
+        });
+        assert!(matches!(answer, Some(Message::AlterPartitionResponse { result: Err(ErrorCode::FencedLeaderEpoch), .. })));
+        assert_eq!(state(&controller).isr.len(), 3);
+    }
+
+    #[test]
+    fn a_stale_broker_epoch_cannot_alter_the_isr() {
+        let mut controller = controller(false);
+        let current = state(&controller);
+        let answer = controller.handle_request(Instant::ZERO, NodeId(1), Message::AlterPartitionRequest {
+            correlation_id: 1,
+            broker: NodeId(1),
+            broker_epoch: BrokerEpoch(0),
+            partition: TopicPartition::new("t", 0),
+            leader_epoch: current.leader_epoch,
+            partition_epoch: current.partition_epoch,
+            new_isr: vec![NodeId(1)],
+        });
+        assert!(matches!(answer, Some(Message::AlterPartitionResponse { result: Err(ErrorCode::StaleBrokerEpoch), .. })));
         assert_eq!(state(&controller).isr.len(), 3);
     }
 }

@@ -30,6 +30,9 @@ pub enum Channel {
     /// A broker's heartbeats to the controller, apart from its AlterPartition
     /// requests (Kafka's "heartbeat" and "alter-partition" channel managers).
     Heartbeat,
+    /// The controller quorum's traffic (KIP-595): between voters, and brokers'
+    /// fetches of the metadata log (KafkaRaftClient's own NetworkClient).
+    Quorum,
 }
 
 impl Channel {
@@ -40,6 +43,7 @@ impl Channel {
             Message::Group(_) => Channel::GroupCoordinator,
             Message::Txn(TxnMessage::WriteTxnMarkersRequest { .. } | TxnMessage::WriteTxnMarkersResponse { .. }) => Channel::TxnMarkers,
             Message::BrokerHeartbeat { .. } | Message::BrokerHeartbeatResponse { .. } => Channel::Heartbeat,
+            Message::Quorum(_) => Channel::Quorum,
             _ => Channel::Default,
         }
     }
@@ -50,6 +54,7 @@ impl Channel {
             Channel::GroupCoordinator => "group coordinator",
             Channel::TxnMarkers => "txn markers",
             Channel::Heartbeat => "heartbeat",
+            Channel::Quorum => "quorum",
         }
     }
 }

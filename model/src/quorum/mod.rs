@@ -32,8 +32,9 @@
 //!   followers do, from the leader they find by asking any voter, but never
 //!   vote, stand for election or count towards the high watermark.
 //!
-//! Not yet here: snapshots, and the wiring to controllers and brokers.
+//! Not yet here: snapshots (the log is kept whole).
 
+pub mod link;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +43,9 @@ use crate::Instant;
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
+
+/// `controller.quorum.retry.backoff.ms`: an observer that found no leader asks again this soon.
+const RETRY_BACKOFF: Duration = Duration::from_millis(20);
 
 /// The quorum's timing, under Kafka's names, with Kafka's defaults.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -139,6 +143,20 @@ pub enum QuorumMessage {
 }
 
 impl QuorumMessage {
+    /// Whether this answers a request, and so travels back on the
+    /// connection the request came on.
+    pub fn is_response(&self) -> bool {
+        matches!(self, QuorumMessage::VoteResponse { .. } | QuorumMessage::FetchResponse { .. })
+    }
+
+    pub fn api(&self) -> &'static str {
+        match self {
+            QuorumMessage::Vote { .. } | QuorumMessage::VoteResponse { .. } => "Vote",
+            QuorumMessage::BeginQuorumEpoch { .. } => "BeginQuorumEpoch",
+            QuorumMessage::Fetch { .. } | QuorumMessage::FetchResponse { .. } => "QuorumFetch",
+        }
+    }
+
     fn epoch(&self) -> u32 {
         match self {
             QuorumMessage::Vote { epoch, .. }
@@ -205,6 +223,8 @@ impl QuorumNode {
         match leader {
             Some(leader) if leader != id => node.become_follower(now, leader, out),
             _ if !node.is_voter() => node.ask_next_voter(now, out),
+            // The only voter stands at once (KafkaRaftClient's `isOnlyVoter`).
+            _ if node.config.majority() == 1 => node.role = Role::Unattached { election_at: now },
             _ => node.role = Role::Unattached { election_at: now + node.election_wait() },
         }
         node
@@ -616,6 +636,7 @@ impl QuorumNode {
             }
             return;
         }
+        let observer = !self.is_voter();
         let Role::Follower { leader: following, fetch_deadline, fetch_in_flight } = &mut self.role else { return };
         // Only the answer to the fetch in flight: an older one (its fetch
         // timed out and went again) answers for an offset the log has left.
@@ -641,6 +662,10 @@ impl QuorumNode {
                 // Not the leader: follow the one it names (how an observer finds it).
                 if let Some(leader) = leader.filter(|leader| *leader != from && *leader != self.id && epoch == self.durable.epoch) {
                     self.become_follower(now, leader, out);
+                } else if observer {
+                    // It knows no leader either: ask the next voter after
+                    // `controller.quorum.retry.backoff.ms`, not a whole fetch timeout.
+                    *fetch_deadline = now + RETRY_BACKOFF;
                 }
                 return;
             }

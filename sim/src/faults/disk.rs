@@ -76,6 +76,11 @@ pub struct NodeDisk {
     slow_flushes: Vec<(TopicPartition, usize)>,
     /// How long the node's loop must stall for the slow flushes, in microseconds.
     stall_micros: u64,
+    /// A controller's quorum state and metadata log (KIP-595).
+    quorum: Option<kafsim_model::quorum::QuorumDurable>,
+    /// The test-only switch `kafsim.test.mutation = "no-quorum-fsync"`: the
+    /// quorum state stays in the page cache, and a power loss takes it all.
+    quorum_unflushed: bool,
 }
 
 impl NodeDisk {
@@ -92,7 +97,13 @@ impl NodeDisk {
             DiskOp::Checkpoint(checkpoint) => {
                 self.checkpoints.insert(checkpoint.file_name(), checkpoint);
             }
+            DiskOp::Quorum(state) => self.quorum = Some(*state),
         }
+    }
+
+    /// Turns off the quorum's fsync (a test-only switch), for this disk's life.
+    pub fn skip_quorum_fsync(&mut self) {
+        self.quorum_unflushed = true;
     }
 
     /// Takes the stall the slow flushes need (zero when there are none); the
@@ -115,6 +126,7 @@ impl NodeDisk {
         DurableState {
             logs: self.logs.iter().map(|(tp, file)| (tp.clone(), file.page_cache_view())).collect(),
             checkpoints: self.checkpoints.clone(),
+            quorum: self.quorum.clone(),
         }
     }
 
@@ -124,6 +136,9 @@ impl NodeDisk {
         // A flush still running when the power goes never returned.
         self.slow_flushes.clear();
         self.stall_micros = 0;
+        if self.quorum_unflushed {
+            self.quorum = None;
+        }
         for file in self.logs.values_mut() {
             let (kept, torn) = keep(file.pending.len());
             let pending = std::mem::take(&mut file.pending);

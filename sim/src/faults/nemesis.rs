@@ -11,7 +11,7 @@
 //! connections is `network`'s. Random mode draws kind, target, time and
 //! duration from the seed; scripted mode follows `[[faults.schedule]]`.
 
-use crate::context::{NodeRole, RunContext, CONTROLLER_ID};
+use crate::context::{NodeRole, RunContext};
 use crate::history::{OpBody, OpType};
 use crate::node::live::LiveNodes;
 use crate::scenario::{Action, FaultKind, ScheduledFault, Target};
@@ -129,15 +129,18 @@ impl Nemesis {
     }
 
     fn leader_of(&self, tp: &TopicPartition) -> Option<NodeId> {
-        let controller = self.live.lock().expect("live lock").controller()?;
-        let controller = controller.lock().expect("controller lock");
-        controller.controller.metadata().partitions.get(tp)?.leader
+        self.live.lock().expect("live lock").active_metadata()?.partitions.get(tp)?.leader
     }
 
     fn replicas_of(&self, tp: &TopicPartition) -> Vec<NodeId> {
-        let Some(controller) = self.live.lock().expect("live lock").controller() else { return Vec::new() };
-        let controller = controller.lock().expect("controller lock");
-        controller.controller.metadata().partitions.get(tp).map(|state| state.replicas.clone()).unwrap_or_default()
+        let Some(metadata) = self.live.lock().expect("live lock").active_metadata() else { return Vec::new() };
+        metadata.partitions.get(tp).map(|state| state.replicas.clone()).unwrap_or_default()
+    }
+
+    /// The active controller, or, while the quorum has none, the first.
+    fn active_controller(&self) -> NodeId {
+        let active = self.live.lock().expect("live lock").active_controller().map(|(id, _)| id);
+        active.unwrap_or_else(|| self.ctx.roster.controllers()[0])
     }
 
     fn random_partition(&mut self) -> Option<TopicPartition> {
@@ -277,7 +280,7 @@ impl Nemesis {
             Target::Node(name) => self.ctx.roster.by_name(name).map(|entry| vec![entry.id]).unwrap_or_default(),
             Target::Leader(tp) => self.leader_of(tp).into_iter().collect(),
             Target::Replicas(tp) => self.replicas_of(tp),
-            Target::Controller => vec![CONTROLLER_ID],
+            Target::Controller => vec![self.active_controller()],
             Target::Random | Target::Majority | Target::Minority => self.ctx.roster.brokers().choose(&mut self.rng).copied().into_iter().collect(),
             Target::Nodes(names) => names.iter().filter_map(|name| self.ctx.roster.by_name(name)).map(|entry| entry.id).collect(),
         }

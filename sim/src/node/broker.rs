@@ -4,7 +4,9 @@
 use super::{Machine, Wire};
 use crate::faults::disk::SharedDisk;
 use crate::invariants::{Invariants, ReplicaWatch};
-use kafsim_model::broker::{Broker, BrokerEvent};
+use crate::context::RunContext;
+use crate::history::{OpBody, OpType};
+use kafsim_model::broker::{Broker, BrokerEvent, QuorumSetup};
 use kafsim_model::config::BrokerConfig;
 use kafsim_model::net::{ConnectionEvent, Destination};
 use kafsim_model::node::{Node, Outbox};
@@ -17,19 +19,21 @@ pub struct BrokerNode {
     disk: SharedDisk,
     watch: ReplicaWatch,
     out: Outbox<BrokerEvent>,
+    ctx: Arc<RunContext>,
 }
 
 impl BrokerNode {
-    pub fn start(now: Instant, id: NodeId, controller: NodeId, config: BrokerConfig, disk: SharedDisk, invariants: Arc<Invariants>, jitter_seed: u64) -> BrokerNode {
+    pub fn start(ctx: Arc<RunContext>, now: Instant, id: NodeId, quorum: QuorumSetup, config: BrokerConfig, jitter_seed: u64) -> BrokerNode {
+        let (disk, invariants): (SharedDisk, Arc<Invariants>) = (ctx.disks[&id].clone(), ctx.invariants.clone());
         let durable = disk.lock().expect("disk lock").durable_state();
         let mut out = Outbox::new(id);
-        let broker = Broker::recover(now, id, controller, config, &durable, jitter_seed, &mut out);
+        let broker = Broker::recover(now, id, quorum, config, &durable, jitter_seed, &mut out);
         let mut watch = ReplicaWatch::new(invariants, id);
         // What the process recovered must agree with the other replicas too.
         for (_, partition) in broker.partitions().iter() {
             watch.high_watermark_moved(partition);
         }
-        let mut node = BrokerNode { broker, disk, watch, out };
+        let mut node = BrokerNode { broker, disk, watch, out, ctx };
         // Recovery only writes to disk (cutting torn tails); it sends nothing.
         node.carry_out();
         node
@@ -46,6 +50,11 @@ impl BrokerNode {
                     if let Some(replica) = self.broker.partitions().get(&partition) {
                         self.watch.high_watermark_moved(replica);
                     }
+                }
+                BrokerEvent::MetadataApplied { offset, digests } => {
+                    let id = self.broker.id();
+                    let incarnation = self.ctx.incarnation(id) as u32;
+                    self.ctx.record(&self.ctx.roster.entry(id).name.clone(), OpType::Info, OpBody::MetadataApplied { incarnation, offset, digests });
                 }
             }
         }

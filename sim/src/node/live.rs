@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 /// through the context.
 #[derive(Default)]
 pub struct LiveNodes {
-    controller: Option<Weak<Mutex<ControllerNode>>>,
+    controllers: BTreeMap<NodeId, Weak<Mutex<ControllerNode>>>,
     brokers: BTreeMap<NodeId, Weak<Mutex<BrokerNode>>>,
     producers: BTreeMap<NodeId, Weak<Mutex<ProducerNode>>>,
     consumers: BTreeMap<NodeId, Weak<Mutex<ConsumerNode>>>,
@@ -30,8 +30,8 @@ fn upgrade_all<T>(nodes: &BTreeMap<NodeId, Weak<T>>) -> Vec<(NodeId, Arc<T>)> {
 }
 
 impl LiveNodes {
-    pub fn set_controller(&mut self, node: &Arc<Mutex<ControllerNode>>) {
-        self.controller = Some(Arc::downgrade(node));
+    pub fn set_controller(&mut self, id: NodeId, node: &Arc<Mutex<ControllerNode>>) {
+        self.controllers.insert(id, Arc::downgrade(node));
     }
 
     pub fn set_broker(&mut self, id: NodeId, node: &Arc<Mutex<BrokerNode>>) {
@@ -62,8 +62,31 @@ impl LiveNodes {
         upgrade_all(&self.pipelines)
     }
 
-    pub fn controller(&self) -> Option<Arc<Mutex<ControllerNode>>> {
-        self.controller.as_ref()?.upgrade()
+    pub fn controllers(&self) -> Vec<(NodeId, Arc<Mutex<ControllerNode>>)> {
+        upgrade_all(&self.controllers)
+    }
+
+    /// The active controller: the live controller that leads the quorum in
+    /// the highest epoch (a deposed leader may not know it yet).
+    pub fn active_controller(&self) -> Option<(NodeId, Arc<Mutex<ControllerNode>>)> {
+        self.controllers()
+            .into_iter()
+            .filter_map(|(id, node)| {
+                let epoch = {
+                    let controller = node.lock().expect("controller lock");
+                    controller.controller.is_active().then(|| controller.controller.quorum().epoch())
+                };
+                epoch.map(|epoch| (epoch, id, node))
+            })
+            .max_by_key(|(epoch, id, _)| (*epoch, std::cmp::Reverse(*id)))
+            .map(|(_, id, node)| (id, node))
+    }
+
+    /// The metadata the active controller has committed.
+    pub fn active_metadata(&self) -> Option<kafsim_model::protocol::ClusterMetadata> {
+        let (_, node) = self.active_controller()?;
+        let metadata = node.lock().expect("controller lock").controller.committed().metadata().clone();
+        Some(metadata)
     }
 
     pub fn broker(&self, id: NodeId) -> Option<Arc<Mutex<BrokerNode>>> {

@@ -77,7 +77,7 @@ impl Scenario {
 pub struct Cluster {
     /// 1..=9.
     pub brokers: u32,
-    /// Only a single controller is supported for now.
+    /// The controller quorum's voters (KIP-595): 1, 3 or 5.
     pub controllers: u32,
     /// `[cluster.config]`, under Kafka's broker property names.
     pub config: BrokerConfig,

@@ -162,15 +162,13 @@ fn config_problem(table: &str, error: ConfigError, known: &[&str]) -> Problem {
 fn build_cluster(raw: RawCluster) -> Result<Cluster, Problem> {
     let brokers = integer_in("cluster.brokers", raw.brokers, 1, BROKER_COUNT_MAX)? as u32;
     let controllers = raw.controllers.unwrap_or(1);
-    if controllers > 1 {
-        let message = format!(
-            "only a single controller is supported for now (a KRaft controller quorum comes later); set controllers = 1 or leave it out, got {controllers}"
-        );
-        return Err(Problem::new("cluster.controllers", message));
+    // A KRaft quorum of 1, 3 or 5 voters (KIP-595): an even count adds a
+    // voter without tolerating one more failure.
+    if ![1, 3, 5].contains(&controllers) {
+        return Err(Problem::new("cluster.controllers", format!("expected 1, 3 or 5 (the controller quorum's voters), got {controllers}")));
     }
-    integer_in("cluster.controllers", controllers, 1, 1)?;
     let config = BrokerConfig::from_properties(&raw.config).map_err(|error| config_problem("cluster.config", error, BROKER_PROPERTIES))?;
-    Ok(Cluster { brokers, controllers: 1, config })
+    Ok(Cluster { brokers, controllers: controllers as u32, config })
 }
 
 /// Kafka's rule for topic names, and ours: a leading "__" is left to Kafka's
