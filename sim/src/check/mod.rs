@@ -12,6 +12,7 @@ pub mod aborted_read;
 pub mod at_least_once;
 pub mod at_most_once;
 pub mod committed_data_lost;
+pub mod controller_split_brain;
 pub mod duplicate;
 pub mod eos_violation;
 pub(crate) mod findings;
@@ -19,6 +20,8 @@ pub mod group_overlap;
 pub mod inconsistent_offsets;
 pub mod liveness;
 pub mod lost_write;
+pub mod metadata_divergence;
+pub mod metadata_regression;
 pub mod nonmonotonic_poll;
 pub mod nonmonotonic_send;
 mod observations;
@@ -56,10 +59,13 @@ pub enum CheckerKind {
     Liveness,
     Panic,
     Timeout,
+    ControllerSplitBrain,
+    MetadataDivergence,
+    MetadataRegression,
 }
 
 impl CheckerKind {
-    pub const ALL: [CheckerKind; 18] = [
+    pub const ALL: [CheckerKind; 21] = [
         CheckerKind::LostWrite,
         CheckerKind::Duplicate,
         CheckerKind::InconsistentOffsets,
@@ -78,6 +84,9 @@ impl CheckerKind {
         CheckerKind::Liveness,
         CheckerKind::Panic,
         CheckerKind::Timeout,
+        CheckerKind::ControllerSplitBrain,
+        CheckerKind::MetadataDivergence,
+        CheckerKind::MetadataRegression,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +109,9 @@ impl CheckerKind {
             CheckerKind::Liveness => "liveness",
             CheckerKind::Panic => "panic",
             CheckerKind::Timeout => "timeout",
+            CheckerKind::ControllerSplitBrain => "controller-split-brain",
+            CheckerKind::MetadataDivergence => "metadata-divergence",
+            CheckerKind::MetadataRegression => "metadata-regression",
         }
     }
 
@@ -133,7 +145,7 @@ impl Violation {
 pub(crate) type Checker = fn(&Views<'_>) -> Vec<Violation>;
 
 /// Every checker, in `CheckerKind` order.
-pub(crate) const CHECKERS: [(CheckerKind, Checker); 18] = [
+pub(crate) const CHECKERS: [(CheckerKind, Checker); 21] = [
     (CheckerKind::LostWrite, lost_write::judge),
     (CheckerKind::Duplicate, duplicate::judge),
     (CheckerKind::InconsistentOffsets, inconsistent_offsets::judge),
@@ -152,6 +164,9 @@ pub(crate) const CHECKERS: [(CheckerKind, Checker); 18] = [
     (CheckerKind::Liveness, liveness::judge),
     (CheckerKind::Panic, panic::judge),
     (CheckerKind::Timeout, timeout::judge),
+    (CheckerKind::ControllerSplitBrain, controller_split_brain::judge),
+    (CheckerKind::MetadataDivergence, metadata_divergence::judge),
+    (CheckerKind::MetadataRegression, metadata_regression::judge),
 ];
 
 /// Runs every checker over one run's history and final state. Violations come
@@ -202,12 +217,18 @@ mod tests {
         history.heal(30);
         history.panic(40, "broker-1", "boom");
         history.timeout(50, "limit");
+        history.controller_elected(60, "controller-1", 1, true).controller_elected(61, "controller-2", 1, false);
+        history.metadata_applied(70, "controller-1", 1, 0, &[1, 2]).metadata_applied(71, "broker-1", 1, 0, &[1, 3]).metadata_applied(72, "broker-1", 1, 1, &[3]);
         let history = history.build();
         let state = final_state(vec![]);
         let views = Views::new(&history, &state);
         for (kind, judge) in CHECKERS {
             assert!(judge(&views).iter().all(|violation| violation.kind == kind), "{kind}");
         }
+        // The quorum's ops above break each quorum invariant, so the loop above judged those checkers on findings.
+        let quorum_kinds: Vec<CheckerKind> = check_all(&history, &state).into_iter().map(|violation| violation.kind).filter(|kind| *kind >= CheckerKind::ControllerSplitBrain).collect();
+        let expected = [CheckerKind::ControllerSplitBrain, CheckerKind::ControllerSplitBrain, CheckerKind::MetadataDivergence, CheckerKind::MetadataRegression];
+        assert_eq!(quorum_kinds, expected);
     }
 
     #[test]

@@ -166,6 +166,21 @@ impl HistoryBuilder {
     pub(crate) fn timeout(&mut self, time_ms: u64, message: &str) -> &mut HistoryBuilder {
         self.push(time_ms, "runner", OpType::Info, OpBody::Timeout { message: message.to_string() })
     }
+
+    /// `node` became the KRaft quorum's leader in `epoch`.
+    pub(crate) fn controller_elected(&mut self, time_ms: u64, node: &str, epoch: u32, voter: bool) -> &mut HistoryBuilder {
+        self.push(time_ms, node, OpType::Info, OpBody::ControllerElected { epoch, voter })
+    }
+
+    pub(crate) fn controller_change(&mut self, time_ms: u64, node: &str, event: &str) -> &mut HistoryBuilder {
+        self.push(time_ms, node, OpType::Info, OpBody::ControllerChange { event: event.to_string() })
+    }
+
+    /// `node` applied metadata log entries from `offset` on, one per digest, in
+    /// its process lifetime `incarnation`.
+    pub(crate) fn metadata_applied(&mut self, time_ms: u64, node: &str, incarnation: u32, offset: u64, digests: &[u64]) -> &mut HistoryBuilder {
+        self.push(time_ms, node, OpType::Info, OpBody::MetadataApplied { incarnation, offset, digests: digests.to_vec() })
+    }
 }
 
 /// One replica holding `records` (offset, value), with the given high watermark;

@@ -222,6 +222,8 @@ pub(crate) struct Views<'a> {
     membership_ops: Vec<&'a Op>,
     transaction_ops: Vec<&'a Op>,
     run_end_ops: Vec<&'a Op>,
+    controller_elections: Vec<&'a Op>,
+    metadata_applications: Vec<&'a Op>,
 }
 
 impl<'a> Views<'a> {
@@ -259,6 +261,8 @@ impl<'a> Views<'a> {
             membership_ops: Vec::new(),
             transaction_ops: Vec::new(),
             run_end_ops: Vec::new(),
+            controller_elections: Vec::new(),
+            metadata_applications: Vec::new(),
         };
         for (partition, snapshot) in &final_state.partitions {
             let key = views.partition_key(partition);
@@ -345,6 +349,8 @@ impl<'a> Views<'a> {
                     self.transaction_ops.push(op);
                 }
                 OpBody::Panic { .. } | OpBody::Timeout { .. } => self.run_end_ops.push(op),
+                OpBody::ControllerElected { .. } => self.controller_elections.push(op),
+                OpBody::MetadataApplied { .. } => self.metadata_applications.push(op),
                 _ => {}
             }
         }
@@ -542,6 +548,16 @@ impl<'a> Views<'a> {
     /// The `Panic` and `Timeout` ops, in history order.
     pub(crate) fn run_end_ops(&self) -> &[&'a Op] {
         &self.run_end_ops
+    }
+
+    /// The `ControllerElected` ops of the KRaft quorum, in history order.
+    pub(crate) fn controller_elections(&self) -> &[&'a Op] {
+        &self.controller_elections
+    }
+
+    /// The `MetadataApplied` ops of controllers and brokers, in history order.
+    pub(crate) fn metadata_applications(&self) -> &[&'a Op] {
+        &self.metadata_applications
     }
 }
 

@@ -51,7 +51,7 @@ td.detail{font:13px ui-monospace,monospace}tr:target{background:#ffe9e9}
 .legend{display:flex;flex-wrap:wrap;gap:.3em 1.2em;margin:.6em 0;padding:0;list-style:none}
 .legend li{display:flex;align-items:center;gap:.35em}.sw{display:inline-block;width:14px;height:12px}
 .m-ok{fill:#2ca02c;background:#2ca02c}.m-fail{fill:#d62728;background:#d62728}.m-info{fill:#ff7f0e;background:#ff7f0e}
-.m-poll{fill:#1f77b4;background:#1f77b4}.m-seek{fill:#9ecae1;background:#9ecae1}.m-start{fill:#7b3294;background:#7b3294}.m-conn{fill:#8c564b;background:#8c564b}
+.m-poll{fill:#1f77b4;background:#1f77b4}.m-seek{fill:#9ecae1;background:#9ecae1}.m-start{fill:#7b3294;background:#7b3294}.m-conn{fill:#8c564b;background:#8c564b}.m-controller{fill:#393b79;background:#393b79}
 .fault-crash,.fault-power-loss,.fault-pause,.fault-isolate,.fault-one-way,.fault-partition,.fault-packet-loss,.fault-latency,.side-a,.side-b{opacity:.35}
 .fault-crash{fill:#c44e52;background:#c44e52}.fault-power-loss{fill:#67000d;background:#67000d}.fault-pause{fill:#bcbd22;background:#bcbd22}
 .fault-isolate{fill:#9467bd;background:#9467bd}.fault-one-way{fill:#c5b0d5;background:#c5b0d5}.fault-partition{fill:#17becf;background:#17becf}
@@ -77,6 +77,9 @@ fn explain(kind: CheckerKind) -> &'static str {
         CheckerKind::Liveness => "After the faults were healed, pending work was not served before the drain timed out.",
         CheckerKind::Panic => "A simulated node panicked: an invariant of the model broke.",
         CheckerKind::Timeout => "The run hit its simulated-time limit or the wall-clock watchdog.",
+        CheckerKind::ControllerSplitBrain => "Two controllers led the KRaft quorum in the same epoch, or a controller that is not a voter led it.",
+        CheckerKind::MetadataDivergence => "Two applications of one metadata log offset applied different entries: nodes, or one node before and after a restart, disagree on committed metadata.",
+        CheckerKind::MetadataRegression => "A node applied a metadata log offset that was not past the last one it had applied since it started.",
         _ => "A guarantee the checker of this name watches was broken (DESIGN §5).",
     }
 }

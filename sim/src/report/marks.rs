@@ -14,6 +14,9 @@ pub enum MarkClass {
     Seek,
     /// A connection closed: reset by its peer or timed out (issue 14).
     Connection,
+    /// The KRaft quorum elected a controller, or the active controller changed
+    /// the cluster's metadata (registered, fenced or unfenced a broker) or resigned.
+    Controller,
     Poll,
     SendOk,
     Info,
@@ -21,7 +24,16 @@ pub enum MarkClass {
 }
 
 impl MarkClass {
-    pub const ALL: [MarkClass; 7] = [MarkClass::ClientStart, MarkClass::Seek, MarkClass::Connection, MarkClass::Poll, MarkClass::SendOk, MarkClass::Info, MarkClass::Fail];
+    pub const ALL: [MarkClass; 8] = [
+        MarkClass::ClientStart,
+        MarkClass::Seek,
+        MarkClass::Connection,
+        MarkClass::Controller,
+        MarkClass::Poll,
+        MarkClass::SendOk,
+        MarkClass::Info,
+        MarkClass::Fail,
+    ];
 
     /// The CSS class suffix and legend key.
     pub fn name(self) -> &'static str {
@@ -29,6 +41,7 @@ impl MarkClass {
             MarkClass::ClientStart => "start",
             MarkClass::Seek => "seek",
             MarkClass::Connection => "conn",
+            MarkClass::Controller => "controller",
             MarkClass::Poll => "poll",
             MarkClass::SendOk => "ok",
             MarkClass::Info => "info",
@@ -42,6 +55,7 @@ impl MarkClass {
             MarkClass::ClientStart => "client start",
             MarkClass::Seek => "seek",
             MarkClass::Connection => "connection closed",
+            MarkClass::Controller => "controller change",
             MarkClass::Poll => "poll",
             MarkClass::SendOk => "send ok",
             MarkClass::Info => "outcome unknown (info)",
@@ -49,11 +63,14 @@ impl MarkClass {
         }
     }
 
-    /// Invokes and nemesis records are not marks: an invoke is half of the op its
-    /// completion shows, and faults are drawn as bands.
+    /// Invokes, nemesis records and metadata applications are not marks: an
+    /// invoke is half of the op its completion shows, faults are drawn as bands,
+    /// and every node applies every metadata log entry, too many to draw.
     pub fn of(op: &Op) -> Option<MarkClass> {
         match (&op.body, op.kind) {
-            (OpBody::Fault { .. } | OpBody::Heal, _) => None,
+            (OpBody::Fault { .. } | OpBody::Heal | OpBody::MetadataApplied { .. }, _) => None,
+            // Recorded `info`, which elsewhere means an unknown outcome; these are plain facts.
+            (OpBody::ControllerElected { .. } | OpBody::ControllerChange { .. }, OpType::Info) => Some(MarkClass::Controller),
             (OpBody::ClientStart, _) => Some(MarkClass::ClientStart),
             (OpBody::Connection { .. }, _) => Some(MarkClass::Connection),
             (OpBody::Panic { .. } | OpBody::Timeout { .. }, _) => Some(MarkClass::Fail),
@@ -179,5 +196,19 @@ mod tests {
         assert_eq!(producer.starts(), 1);
         assert_eq!(producer.summary(), "1 failed, 1 send ok, 1 client start");
         assert_eq!(buckets[&(1, 0)].summary(), "1 poll (2 records)");
+    }
+
+    #[test]
+    fn quorum_changes_are_controller_marks_and_metadata_applications_are_not_drawn() {
+        let mut history = HistoryBuilder::new();
+        history.controller_elected(1, "controller-1", 1, true).controller_change(2, "controller-1", "unfenced broker-2");
+        history.metadata_applied(3, "controller-1", 1, 0, &[7, 8]).metadata_applied(3, "broker-2", 1, 0, &[7, 8]);
+        let history = history.build();
+        let classes: Vec<Option<MarkClass>> = history.ops.iter().map(MarkClass::of).collect();
+        assert_eq!(classes, [Some(MarkClass::Controller), Some(MarkClass::Controller), None, None]);
+        let lanes = vec!["controller-1".to_string(), "broker-2".to_string()];
+        let buckets = bucket_marks(&history, &lanes, |_| 0);
+        assert_eq!(buckets.len(), 1);
+        assert_eq!(buckets[&(0, 0)].summary(), "2 controller change");
     }
 }

@@ -13,6 +13,8 @@ fn small_history() -> History {
     let mut history = HistoryBuilder::new();
     history.client_start(0, "producer-1").client_start(0, "consumer-1").client_start(0, "producer-2");
     history.acked_send(100, "producer-1", value(1, 0), 0, 0).acked_send(150, "producer-2", value(2, 0), 1, 0);
+    // A metadata application draws no mark; the election does.
+    history.controller_elected(200, "controller-1", 1, true).metadata_applied(210, "controller-1", 1, 0, &[0xa0, 0xa1]);
     history.fault(1_000, "crash broker-2").connection_closed(1_003, "producer-2", "connection to broker-2 (default) closed: reset by peer");
     history.fault(1_500, "partition [broker-1,producer-1] | [broker-3,controller-1,consumer-1]");
     history.acked_send(1_600, "producer-1", value(1, 1), 0, 1);
