@@ -137,6 +137,35 @@ impl Nemesis {
         metadata.partitions.get(tp).map(|state| state.replicas.clone()).unwrap_or_default()
     }
 
+    /// The controller quorum as a majority (the active controller first, when
+    /// there is one) and the minority of the rest: 2|1 of three voters.
+    fn quorum_sides(&self) -> (Vec<NodeId>, Vec<NodeId>) {
+        let active = self.active_controller();
+        let mut voters = self.ctx.roster.controllers();
+        voters.sort_by_key(|voter| (*voter != active, *voter));
+        let minority = voters.split_off(voters.len() / 2 + 1);
+        (voters, minority)
+    }
+
+    /// Cuts the quorum's minority off from its majority; brokers and
+    /// clients still reach every controller.
+    fn split_quorum(&mut self) -> Applied {
+        let (majority, minority) = self.quorum_sides();
+        let links: Vec<(NodeId, NodeId)> = majority.iter().flat_map(|a| minority.iter().flat_map(move |b| [(*a, *b), (*b, *a)])).collect();
+        self.ctx.network.cut(&links);
+        self.record(format!("quorum split [{}] | [{}]", self.names(&majority), self.names(&minority)));
+        Applied::Links { side: minority, links }
+    }
+
+    /// Cuts the active controller off from every broker, not from its voters.
+    fn cut_off_controller(&mut self) -> Applied {
+        let active = self.active_controller();
+        let links: Vec<(NodeId, NodeId)> = self.ctx.roster.brokers().into_iter().flat_map(|broker| [(active, broker), (broker, active)]).collect();
+        self.ctx.network.cut(&links);
+        self.record(format!("controller cutoff: {} cannot reach the brokers, still its voters", self.node_name(active)));
+        Applied::Links { side: vec![active], links }
+    }
+
     /// The active controller, or, while the quorum has none, the first.
     fn active_controller(&self) -> NodeId {
         let active = self.live.lock().expect("live lock").active_controller().map(|(id, _)| id);
@@ -214,8 +243,18 @@ impl Nemesis {
     fn apply_random(&mut self, kind: FaultKind) -> Option<Applied> {
         let affected = self.nodes_down_or_paused();
         let servers: Vec<NodeId> = self.servers().into_iter().filter(|node| !affected.contains(node)).collect();
-        let server = *servers.choose(&mut self.rng)?;
+        let mut server = *servers.choose(&mut self.rng)?;
+        // With a quorum, a quarter of the process and machine faults hit the
+        // active controller, where a failover follows.
+        let active = (self.ctx.scenario.cluster.controllers > 1).then(|| self.active_controller()).filter(|active| !affected.contains(active));
+        if let Some(active) = active.filter(|_| matches!(kind, FaultKind::Crash | FaultKind::PowerLoss | FaultKind::Pause | FaultKind::Isolate)) {
+            if self.rng.gen_bool(0.25) {
+                server = active;
+            }
+        }
         match kind {
+            FaultKind::QuorumSplit => Some(self.split_quorum()),
+            FaultKind::ControllerCutoff => Some(self.cut_off_controller()),
             FaultKind::Crash => Some(self.crash(vec![server], false)),
             FaultKind::PowerLoss => Some(self.crash(vec![server], true)),
             FaultKind::ClientCrash => {
@@ -281,6 +320,8 @@ impl Nemesis {
             Target::Leader(tp) => self.leader_of(tp).into_iter().collect(),
             Target::Replicas(tp) => self.replicas_of(tp),
             Target::Controller => vec![self.active_controller()],
+            Target::ControllersMajority => self.quorum_sides().0,
+            Target::ControllersMinority => self.quorum_sides().1,
             Target::Random | Target::Majority | Target::Minority => self.ctx.roster.brokers().choose(&mut self.rng).copied().into_iter().collect(),
             Target::Nodes(names) => names.iter().filter_map(|name| self.ctx.roster.by_name(name)).map(|entry| entry.id).collect(),
         }
@@ -296,6 +337,7 @@ impl Nemesis {
             Action::Isolate => targets.first().map(|target| self.isolate(*target)),
             Action::OneWay => targets.first().map(|target| self.silence_outbound(*target)),
             Action::Partition => Some(match fault.target {
+                Target::ControllersMajority | Target::ControllersMinority => self.split_quorum(),
                 Target::Random | Target::Majority | Target::Minority => self.split(None, true),
                 // An explicit group is one side exactly; clients named nowhere go to the other.
                 Target::Nodes(_) => self.split(Some(targets.clone()), false),

@@ -253,10 +253,17 @@ pub enum FaultKind {
     /// same group) at once, as a supervisor that declared it dead would; when
     /// the fault ends, the stalled process wakes as a zombie.
     Replace,
+    /// Split the controller quorum into a majority and a minority (2|1 of
+    /// three voters) that cannot talk; brokers and clients reach both.
+    QuorumSplit,
+    /// Cut the active controller off from every broker, but not from the
+    /// other controllers: it keeps leading the quorum while brokers cannot
+    /// heartbeat to it.
+    ControllerCutoff,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 11] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Crash,
         FaultKind::PowerLoss,
         FaultKind::ClientCrash,
@@ -268,6 +275,8 @@ impl FaultKind {
         FaultKind::Latency,
         FaultKind::ReplicaPowerLoss,
         FaultKind::Replace,
+        FaultKind::QuorumSplit,
+        FaultKind::ControllerCutoff,
     ];
 
     pub fn name(self) -> &'static str {
@@ -283,6 +292,8 @@ impl FaultKind {
             FaultKind::Latency => "latency",
             FaultKind::ReplicaPowerLoss => "replica-power-loss",
             FaultKind::Replace => "replace",
+            FaultKind::QuorumSplit => "quorum-split",
+            FaultKind::ControllerCutoff => "controller-cutoff",
         }
     }
 
@@ -380,8 +391,13 @@ pub enum Target {
     Leader(TopicPartition),
     /// Every replica of this partition: `replicas(events/0)`.
     Replicas(TopicPartition),
-    /// The active controller: `controller`.
+    /// The active controller: `controller` or `active-controller`.
     Controller,
+    /// A majority of the controller quorum's voters, the active controller
+    /// among them when there is one: `controllers(majority)`.
+    ControllersMajority,
+    /// A minority of the voters, without the active controller: `controllers(minority)`.
+    ControllersMinority,
     /// A node drawn from the seed: `random`.
     Random,
     /// A random majority of the nodes, split off from the rest (`partition`).
@@ -400,6 +416,8 @@ impl fmt::Display for Target {
             Target::Leader(partition) => write!(f, "leader({partition})"),
             Target::Replicas(partition) => write!(f, "replicas({partition})"),
             Target::Controller => f.write_str("controller"),
+            Target::ControllersMajority => f.write_str("controllers(majority)"),
+            Target::ControllersMinority => f.write_str("controllers(minority)"),
             Target::Random => f.write_str("random"),
             Target::Majority => f.write_str("majority"),
             Target::Minority => f.write_str("minority"),

@@ -355,6 +355,9 @@ fn build_faults(raw: Option<RawFaults>, scenario: &Scenario) -> Result<Faults, P
         if matches!(kind, FaultKind::ClientCrash | FaultKind::Replace) && scenario.producers.is_empty() && scenario.consumers.is_empty() && scenario.pipelines.is_empty() {
             return Err(Problem::new(key, format!("{:?} needs a producer, a consumer or a pipeline to act on, and the scenario has none", kind.name())));
         }
+        if matches!(kind, FaultKind::QuorumSplit) && scenario.cluster.controllers < 3 {
+            return Err(Problem::new(key, format!("\"quorum-split\" needs a controller quorum of 3 or 5 ([cluster] controllers), and the scenario has {}", scenario.cluster.controllers)));
+        }
         if kind == FaultKind::ReplicaPowerLoss && scenario.topics.is_empty() {
             return Err(Problem::new(key, "\"replica-power-loss\" needs a partition, and the scenario defines no topics"));
         }
@@ -445,7 +448,9 @@ fn loss_rate(key: &str, action: Action, rate: Option<f64>) -> Result<Option<f64>
 
 fn parse_target(key: &str, text: &str, scenario: &Scenario) -> Result<Target, Problem> {
     match text {
-        "controller" => return Ok(Target::Controller),
+        "controller" | "active-controller" => return Ok(Target::Controller),
+        "controllers(majority)" => return Ok(Target::ControllersMajority),
+        "controllers(minority)" => return Ok(Target::ControllersMinority),
         "random" => return Ok(Target::Random),
         "majority" => return Ok(Target::Majority),
         "minority" => return Ok(Target::Minority),
@@ -474,7 +479,7 @@ fn parse_target(key: &str, text: &str, scenario: &Scenario) -> Result<Target, Pr
         return Ok(Target::Node(text.to_string()));
     }
     let message = format!(
-        "unknown target {text:?}; expected a node of this scenario ({}), nodes(NAME,...), leader(TOPIC/PARTITION), replicas(TOPIC/PARTITION), controller, random, majority or minority",
+        "unknown target {text:?}; expected a node of this scenario ({}), nodes(NAME,...), leader(TOPIC/PARTITION), replicas(TOPIC/PARTITION), controller (or active-controller), controllers(majority), controllers(minority), random, majority or minority",
         describe_nodes(scenario)
     );
     Err(Problem::new(key, message))
