@@ -230,9 +230,11 @@ impl BrokerConfig {
         config.election_backoff_max = self.quorum_election_backoff_max;
         config.request_timeout = self.quorum_request_timeout;
         config.pre_vote = self.quorum_pre_vote;
-        if self.mutation == Some(BrokerMutation::VoteWithoutLogCheck) {
-            config.mutation = Some(crate::quorum::QuorumMutation::VoteWithoutLogCheck);
-        }
+        config.mutation = match self.mutation {
+            Some(BrokerMutation::VoteWithoutLogCheck) => Some(crate::quorum::QuorumMutation::VoteWithoutLogCheck),
+            Some(BrokerMutation::NoQuorumFsync) => Some(crate::quorum::QuorumMutation::NoFsync),
+            _ => None,
+        };
         config
     }
 

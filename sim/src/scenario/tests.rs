@@ -314,8 +314,10 @@ fn out_of_range_numbers() {
     error_of(&DESIGN_EXAMPLE.replace("rate = 200", "rate = 0"), "producers[0].rate");
     error_of(&DESIGN_EXAMPLE.replace("rate = 200", "rate = nan"), "producers[0].rate");
     error_of(&DESIGN_EXAMPLE.replace("count = 2\ntopic = \"events\"\nmessages", "count = -1\ntopic = \"events\"\nmessages"), "producers[0].count");
-    let error = error_of(&example_with("[cluster]", "controllers = 3"), "cluster.controllers");
-    assert!(error.message.contains("only a single controller"), "{error}");
+    let error = error_of(&example_with("[cluster]", "controllers = 2"), "cluster.controllers");
+    assert!(error.message.contains("expected 1, 3 or 5"), "{error}");
+    let error = error_of(&DESIGN_EXAMPLE.replace("\"crash\", \"power-loss\"", "\"quorum-split\", \"power-loss\""), "faults.kinds[0]");
+    assert!(error.message.contains("controller quorum of 3 or 5"), "{error}");
 }
 
 #[test]
