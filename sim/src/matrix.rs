@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The guarantees a cell reports on.
-pub const JUDGED: [CheckerKind; 8] = [
+pub const JUDGED: [CheckerKind; 11] = [
     CheckerKind::LostWrite,
     CheckerKind::CommittedDataLost,
     CheckerKind::ReplicaDivergence,
@@ -30,6 +30,9 @@ pub const JUDGED: [CheckerKind; 8] = [
     CheckerKind::NonmonotonicSend,
     CheckerKind::AbortedRead,
     CheckerKind::TxnAtomicity,
+    CheckerKind::ControllerSplitBrain,
+    CheckerKind::MetadataDivergence,
+    CheckerKind::MetadataRegression,
 ];
 
 /// How the producers of a row behave.
@@ -108,24 +111,42 @@ impl Configuration {
 pub struct FaultClass {
     pub name: &'static str,
     pub faults: &'static str,
+    /// The controller quorum's voters (`[cluster] controllers`).
+    pub controllers: u32,
 }
 
 /// Random broker crashes and partitions together: what a transaction or a
 /// pipeline must survive for its exactly-once verdict to mean anything.
-const BROKER_CRASH_AND_PARTITION: FaultClass = FaultClass { name: "broker crash + partition", faults: "[faults]\nkinds = [\"crash\", \"partition\"]\ninterval = \"5s\"\n" };
+const BROKER_CRASH_AND_PARTITION: FaultClass = FaultClass { name: "broker crash + partition", faults: "[faults]\nkinds = [\"crash\", \"partition\"]\ninterval = \"5s\"\n", controllers: 1 };
 
-pub const FAULT_CLASSES: [FaultClass; 5] = [
-    FaultClass { name: "single broker crash", faults: "[faults]\nkinds = [\"crash\"]\ninterval = \"5s\"\n" },
+/// The controller quorum's own faults on 3 controllers (KIP-595): quorum
+/// splits and the active controller cut off from the brokers at random, and
+/// the active controller losing power, crashing, stalling and being isolated.
+const CONTROLLER_QUORUM: FaultClass = FaultClass {
+    name: "controller quorum faults",
+    faults: "[faults]\nkinds = [\"quorum-split\", \"controller-cutoff\"]\ninterval = \"6s\"\n\
+[[faults.schedule]]\nat = \"6s\"\naction = \"power-loss\"\ntarget = \"active-controller\"\nduration = \"3s\"\n\
+[[faults.schedule]]\nat = \"14s\"\naction = \"crash\"\ntarget = \"active-controller\"\nduration = \"2s\"\n\
+[[faults.schedule]]\nat = \"20s\"\naction = \"pause\"\ntarget = \"active-controller\"\nduration = \"4s\"\n\
+[[faults.schedule]]\nat = \"27s\"\naction = \"isolate\"\ntarget = \"active-controller\"\nduration = \"5s\"\n",
+    controllers: 3,
+};
+
+pub const FAULT_CLASSES: [FaultClass; 6] = [
+    FaultClass { name: "single broker crash", faults: "[faults]\nkinds = [\"crash\"]\ninterval = \"5s\"\n", controllers: 1 },
     FaultClass {
         name: "leader isolated",
         faults: "[faults]\n[[faults.schedule]]\nat = \"5s\"\naction = \"isolate\"\ntarget = \"leader(events/0)\"\nduration = \"12s\"\n[[faults.schedule]]\nat = \"20s\"\naction = \"isolate\"\ntarget = \"leader(events/1)\"\nduration = \"12s\"\n",
+        controllers: 1,
     },
-    FaultClass { name: "all replicas lose power", faults: "[faults]\nkinds = [\"replica-power-loss\"]\ninterval = \"8s\"\n" },
+    FaultClass { name: "all replicas lose power", faults: "[faults]\nkinds = [\"replica-power-loss\"]\ninterval = \"8s\"\n", controllers: 1 },
     FaultClass {
         name: "minority-side leader",
         faults: "[faults]\n[[faults.schedule]]\nat = \"5s\"\naction = \"partition\"\ntarget = \"leader(events/0)\"\nduration = \"12s\"\n[[faults.schedule]]\nat = \"20s\"\naction = \"partition\"\ntarget = \"leader(events/2)\"\nduration = \"12s\"\n",
+        controllers: 1,
     },
     BROKER_CRASH_AND_PARTITION,
+    CONTROLLER_QUORUM,
 ];
 
 pub fn configurations() -> Vec<Configuration> {
@@ -155,7 +176,7 @@ pub fn configurations() -> Vec<Configuration> {
 pub fn scenario(configuration: &Configuration, class: &FaultClass) -> Scenario {
     let text = format!(
         "name = \"matrix\"\nduration = \"35s\"\ndrain = \"60s\"\n\n{}\n{}\n[expect]\nnever = []\n",
-        configuration.toml(),
+        configuration.toml().replacen("brokers = 3\n", &format!("brokers = 3\ncontrollers = {}\n", class.controllers), 1),
         class.faults
     );
     Scenario::parse(&text, Path::new("matrix.toml")).expect("matrix scenarios are generated valid")
@@ -229,14 +250,16 @@ pub const DELIVERY_ROWS: [DeliveryRow; 5] = [
 
 /// `g1` lives on `__consumer_offsets` partition 2 of 3 ("g1".hashCode() % 3).
 pub const DELIVERY_FAULTS: [FaultClass; 4] = [
-    FaultClass { name: "consumer crash", faults: "[faults]\nkinds = [\"client-crash\"]\ninterval = \"4s\"\n" },
+    FaultClass { name: "consumer crash", faults: "[faults]\nkinds = [\"client-crash\"]\ninterval = \"4s\"\n", controllers: 1 },
     FaultClass {
         name: "coordinator crash",
         faults: "[faults]\n[[faults.schedule]]\nat = \"8s\"\naction = \"crash\"\ntarget = \"leader(__consumer_offsets/2)\"\nduration = \"5s\"\n[[faults.schedule]]\nat = \"22s\"\naction = \"crash\"\ntarget = \"leader(__consumer_offsets/2)\"\nduration = \"5s\"\n",
+        controllers: 1,
     },
     FaultClass {
         name: "consumer stall",
         faults: "[faults]\n[[faults.schedule]]\nat = \"8s\"\naction = \"pause\"\ntarget = \"consumer-1\"\nduration = \"10s\"\n[[faults.schedule]]\nat = \"22s\"\naction = \"pause\"\ntarget = \"consumer-2\"\nduration = \"10s\"\n",
+        controllers: 1,
     },
     BROKER_CRASH_AND_PARTITION,
 ];
@@ -335,7 +358,8 @@ A cell lists the guarantees that broke, with the number of seeds that showed it 
     let _ = writeln!(text, "- **leader isolated**: the leader of a partition is cut off from everyone for 12 s, twice.");
     let _ = writeln!(text, "- **all replicas lose power**: every replica of a random partition loses power at once; unflushed writes are gone.");
     let _ = writeln!(text, "- **minority-side leader**: a partition's leader is split from the rest with some of the clients, twice.");
-    let _ = writeln!(text, "- **broker crash + partition**: random process crashes of a broker or the controller, and random network partitions, every 5 s on average.\n");
+    let _ = writeln!(text, "- **broker crash + partition**: random process crashes of a broker or the controller, and random network partitions, every 5 s on average.");
+    let _ = writeln!(text, "- **controller quorum faults**: 3 controllers (KIP-595); random quorum splits (2|1) and cuts of the active controller from the brokers every 6 s on average, and the active controller loses power, crashes, stalls and is isolated in turn.\n");
     let _ = write!(text, "| configuration |");
     for class in FAULT_CLASSES {
         let _ = write!(text, " {} |", class.name);
@@ -405,6 +429,7 @@ mod tests {
                 let scenario = scenario(&configuration, class);
                 let transactional = matches!(configuration.producer, ProducerMode::Transactional { .. });
                 assert_eq!(scenario.uses_transactions(), transactional, "{}", configuration.label());
+                assert_eq!(scenario.cluster.controllers, class.controllers, "{}", class.name);
             }
         }
     }
