@@ -19,7 +19,7 @@
 //! overwritten: all three data invariants are then disarmed, and the history
 //! checkers judge what follows.
 
-use crate::scenario::{Action, FaultKind, Scenario};
+use crate::scenario::{Action, FaultKind, Scenario, Target};
 use kafsim_model::config::BrokerMutation;
 use kafsim_model::partition::Partition;
 use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
@@ -46,6 +46,17 @@ type Ledger = Arc<Mutex<Vec<u64>>>;
 /// Per group and partition, the generation and offset of the last commit.
 type Commits = BTreeMap<(Arc<str>, TopicPartition), (i32, Offset)>;
 
+/// Controllers fsync their quorum state and log, so their power loss costs
+/// the data logs nothing.
+fn hits_only_controllers(target: &Target) -> bool {
+    match target {
+        Target::Controller | Target::ControllersMajority | Target::ControllersMinority => true,
+        Target::Node(name) => name.starts_with("controller-"),
+        Target::Nodes(names) => names.iter().all(|name| name.starts_with("controller-")),
+        _ => false,
+    }
+}
+
 /// Only the always-armed invariant (one leader per partition and epoch), for
 /// tests that drive a node without a scenario.
 impl Default for Invariants {
@@ -58,7 +69,7 @@ impl Invariants {
     pub fn for_scenario(scenario: &Scenario) -> Invariants {
         let config = &scenario.cluster.config;
         let power_loss = scenario.faults.kinds.iter().any(|kind| matches!(kind, FaultKind::PowerLoss | FaultKind::ReplicaPowerLoss))
-            || scenario.faults.schedule.iter().any(|fault| fault.action == Action::PowerLoss);
+            || scenario.faults.schedule.iter().any(|fault| fault.action == Action::PowerLoss && !hits_only_controllers(&fault.target));
         let broken_quorum = matches!(config.mutation, Some(BrokerMutation::VoteWithoutLogCheck | BrokerMutation::NoQuorumFsync));
         let loses_committed = broken_quorum
             || config.unclean_leader_election_enable || config.legacy_high_watermark_truncation || (power_loss && config.log_flush_interval_messages > 1);
@@ -247,5 +258,20 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         invariants.offsets_committed(&group, 1, &[(tp.clone(), Offset(10))]);
         invariants.offsets_committed(&group, 1, &[(tp, Offset(9))]);
+    }
+
+    #[test]
+    fn a_controller_power_loss_keeps_agreement_armed_and_a_broken_quorum_disarms_all() {
+        let scenario = |extra: &str| {
+            let text = format!(
+                "name = \"x\"\nduration = \"20s\"\n[cluster]\nbrokers = 3\ncontrollers = 3\n[cluster.config]\n{extra}\n[[topics]]\nname = \"events\"\npartitions = 1\nreplication_factor = 3\n\
+[[producers]]\ncount = 1\ntopic = \"events\"\nmessages = 10\nrate = 10\n[faults]\n[[faults.schedule]]\nat = \"5s\"\naction = \"power-loss\"\ntarget = \"active-controller\"\nduration = \"2s\"\n"
+            );
+            Scenario::parse(&text, std::path::Path::new("x.toml")).expect("valid")
+        };
+        let controllers_only = Invariants::for_scenario(&scenario(""));
+        assert!(controllers_only.agreed.is_some() && controllers_only.leaders.is_some());
+        let broken = Invariants::for_scenario(&scenario("\"kafsim.test.mutation\" = \"vote-without-log-check\""));
+        assert!(broken.agreed.is_none() && broken.leaders.is_none() && broken.commits.is_none());
     }
 }
