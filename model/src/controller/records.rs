@@ -28,12 +28,16 @@ pub enum MetadataRecord {
 }
 
 impl MetadataRecord {
-    pub fn encode(&self) -> Bytes {
-        Bytes::from(serde_json::to_vec(self).expect("metadata records always serialize"))
+    /// One change's records as one log entry: the active controller appends
+    /// them atomically (QuorumController's `scheduleAtomicAppend`), so that no
+    /// replica ever applies half a change (a broker's new registration
+    /// without the fencing that goes with it, say).
+    pub fn encode_batch(records: &[MetadataRecord]) -> Bytes {
+        Bytes::from(serde_json::to_vec(records).expect("metadata records always serialize"))
     }
 
-    /// None for bytes that are no metadata record (a torn or foreign one).
-    pub fn decode(bytes: &[u8]) -> Option<MetadataRecord> {
+    /// None for bytes that are no batch of metadata records (a torn or foreign entry).
+    pub fn decode_batch(bytes: &[u8]) -> Option<Vec<MetadataRecord>> {
         serde_json::from_slice(bytes).ok()
     }
 }
@@ -89,12 +93,18 @@ impl MetadataImage {
         &self.state.metadata
     }
 
-    /// Applies the record at `offset`. Offsets only grow: a replica that
-    /// applies an older offset after a newer one has gone back in time
-    /// (what `metadata-regression` will judge), so it is refused here.
-    pub fn apply(&mut self, offset: u64, record: &MetadataRecord) {
+    /// Applies the batch of records at `offset`, in order. Offsets only grow:
+    /// a replica that applies an older offset after a newer one has gone back
+    /// in time (what `metadata-regression` will judge), so it is refused here.
+    pub fn apply_batch(&mut self, offset: u64, records: &[MetadataRecord]) {
         assert!(self.offset.is_none_or(|applied| offset > applied), "metadata invariant: offset {offset} applied after {:?}", self.offset);
         self.offset = Some(offset);
+        for record in records {
+            self.apply_record(record);
+        }
+    }
+
+    fn apply_record(&mut self, record: &MetadataRecord) {
         let registrations: &mut BTreeMap<NodeId, BrokerRegistration> = &mut self.state.registrations;
         match record {
             MetadataRecord::RegisterBroker { broker, broker_epoch } => {
@@ -153,11 +163,10 @@ mod tests {
     /// (but for the version counter, which counts records).
     fn round_trip(before: &ControllerSnapshot, after: &ControllerSnapshot) -> ControllerSnapshot {
         let mut image = MetadataImage::new(before.clone());
-        for (offset, record) in changes(before, after).iter().enumerate() {
-            let decoded = MetadataRecord::decode(&record.encode()).expect("a record decodes");
-            assert_eq!(&decoded, record);
-            image.apply(offset as u64, &decoded);
-        }
+        let records = changes(before, after);
+        let decoded = MetadataRecord::decode_batch(&MetadataRecord::encode_batch(&records)).expect("a batch decodes");
+        assert_eq!(decoded, records);
+        image.apply_batch(0, &decoded);
         let mut state = image.state().clone();
         state.metadata.version = after.metadata.version;
         state
@@ -184,8 +193,8 @@ mod tests {
     #[should_panic(expected = "metadata invariant")]
     fn an_older_offset_after_a_newer_one_is_refused() {
         let mut image = MetadataImage::new(snapshot(&[(1, 1, false)], &[]));
-        image.apply(5, &MetadataRecord::FenceBroker { broker: NodeId(1) });
-        image.apply(4, &MetadataRecord::UnfenceBroker { broker: NodeId(1) });
+        image.apply_batch(5, &[MetadataRecord::FenceBroker { broker: NodeId(1) }]);
+        image.apply_batch(4, &[MetadataRecord::UnfenceBroker { broker: NodeId(1) }]);
     }
 
     fn any_snapshot() -> impl Strategy<Value = ControllerSnapshot> {
