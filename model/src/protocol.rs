@@ -43,6 +43,12 @@ pub struct PartitionState {
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: PartitionEpoch,
     pub isr: Vec<NodeId>,
+    /// KIP-966's eligible leader replicas: replicas out of the ISR that still
+    /// hold everything below the high watermark, so one may be elected cleanly
+    /// when the ISR is empty. Always empty unless `eligible.leader.replicas.version`
+    /// is 1; absent from records written before it existed.
+    #[serde(default)]
+    pub elr: Vec<NodeId>,
 }
 
 /// What every broker caches and answers Metadata requests from.

@@ -83,17 +83,22 @@ pub struct PartitionSnapshot {
     pub leader: Option<NodeId>,
     pub leader_epoch: LeaderEpoch,
     pub isr: Vec<NodeId>,
+    /// KIP-966's eligible leader replicas; empty unless the cluster turns them on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<NodeId>,
     pub replicas: BTreeMap<NodeId, ReplicaSnapshot>,
 }
 
 impl PartitionSnapshot {
     /// The committed log: the controller's leader's records below its high watermark.
-    /// With no leader, the ISR member that holds the most committed records.
+    /// With no leader, the ISR member that holds the most committed records;
+    /// with an empty ISR (KIP-966), the eligible leader replica that does.
     pub fn committed(&self) -> Option<&ReplicaSnapshot> {
         if let Some(leader) = self.leader.and_then(|leader| self.replicas.get(&leader)) {
             return Some(leader);
         }
-        self.isr.iter().filter_map(|broker| self.replicas.get(broker)).max_by_key(|replica| replica.high_watermark)
+        let candidates = if self.isr.is_empty() { &self.elr } else { &self.isr };
+        candidates.iter().filter_map(|broker| self.replicas.get(broker)).max_by_key(|replica| replica.high_watermark)
     }
 
     /// The committed records: `committed()`'s records below its high watermark.

@@ -8,6 +8,13 @@
 //! those records are committed. Fencing follows KRaft: a fenced broker leaves
 //! every ISR, except that an ISR never becomes empty (its last member stays,
 //! so a clean election remains possible when that broker returns).
+//!
+//! With KIP-966's eligible leader replicas on (`eligible.leader.replicas.version`
+//! = 1) the ISR may become empty instead: replicas that leave an ISR smaller
+//! than min.insync.replicas join the partition's ELR, which a clean election
+//! falls back on, and a broker that registers anew after an unclean shutdown
+//! leaves every ISR and ELR, since it may have lost what it had not flushed.
+//! This is what Kafka's ReplicationControlManager and PartitionChangeBuilder do.
 
 use crate::config::BrokerConfig;
 use crate::config::NetworkConfig;
@@ -39,6 +46,10 @@ pub struct ControllerConfig {
     pub topics: Vec<TopicSpec>,
     pub broker_session_timeout: Duration,
     pub unclean_leader_election_enable: bool,
+    /// KIP-966's eligible leader replicas.
+    pub eligible_leader_replicas: bool,
+    /// Below this many ISR members the ELR keeps the replicas that left (KIP-966).
+    pub min_insync_replicas: usize,
     pub network: NetworkConfig,
 }
 
@@ -49,6 +60,8 @@ impl ControllerConfig {
             topics,
             broker_session_timeout: broker.broker_session_timeout,
             unclean_leader_election_enable: broker.unclean_leader_election_enable,
+            eligible_leader_replicas: broker.eligible_leader_replicas_version >= 1,
+            min_insync_replicas: broker.min_insync_replicas,
             network: broker.network,
         }
     }
@@ -156,11 +169,8 @@ impl Controller {
         let registered = self.state.registrations.get(&broker).copied();
         let epoch = match (broker_epoch, registered) {
             (None, previous) => {
-                // A new incarnation: whatever the old one led or followed is suspect,
-                // so fence it first.
-                if previous.is_some_and(|registration| !registration.fenced) {
-                    self.events.push(format!("controller fences broker-{}: it registered anew after a restart", broker.0));
-                    self.fence(broker);
+                if let Some(previous) = previous {
+                    self.registered_anew(broker, previous);
                 }
                 let epoch = BrokerEpoch(self.state.next_broker_epoch);
                 self.state.next_broker_epoch += 1;
@@ -217,16 +227,40 @@ impl Controller {
         }
         let mut ordered: Vec<NodeId> = state.replicas.iter().copied().filter(|replica| new_isr.contains(replica)).collect();
         ordered.dedup();
-        state.isr = ordered;
+        change_isr(&self.config, state, ordered, None);
         state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
+        assert_consistent(partition, state);
         let result = state.clone();
         tracing::info!(partition = %partition, isr = ?result.isr, "controller alters ISR");
         self.dirty = true;
         Ok(result)
     }
 
+    /// A new incarnation of a registered broker: whatever the old one led or
+    /// followed is suspect, so it is fenced first. With ELR on it is also an
+    /// unclean shutdown (KIP-966's `handleBrokerUncleanShutdown`): kafsim has no
+    /// clean shutdown, so every restart is a crash or a power loss, after which
+    /// the broker may lack what it acknowledged but had not flushed.
+    fn registered_anew(&mut self, broker: NodeId, previous: BrokerRegistration) {
+        if self.config.eligible_leader_replicas {
+            self.events.push(format!("controller removes broker-{} from every ISR and ELR: it registered anew after an unclean shutdown (KIP-966)", broker.0));
+            self.remove_broker(broker, Departure::UncleanShutdown);
+        } else if !previous.fenced {
+            self.events.push(format!("controller fences broker-{}: it registered anew after a restart", broker.0));
+            self.fence(broker);
+        }
+    }
+
     /// Moves leadership away from `broker` and drops it from every ISR it can leave.
     fn fence(&mut self, broker: NodeId) {
+        self.remove_broker(broker, Departure::Fenced);
+    }
+
+    /// Fences `broker` and takes it out of the partitions it replicates: out of
+    /// every ISR (with ELR off, never the last member), out of every ELR too
+    /// after an unclean shutdown, and out of leadership, electing another
+    /// leader where one may be.
+    fn remove_broker(&mut self, broker: NodeId, departure: Departure) {
         if let Some(registration) = self.state.registrations.get_mut(&broker) {
             registration.fenced = true;
         }
@@ -238,14 +272,18 @@ impl Controller {
             .filter(|(_, state)| state.replicas.contains(&broker))
             .map(|(tp, _)| tp.clone())
             .collect();
+        let unclean_shutdown = (departure == Departure::UncleanShutdown).then_some(broker);
         let mut lost_leader = Vec::new();
         for tp in partitions {
             let state = self.state.metadata.partitions.get_mut(&tp).expect("partition listed above");
-            let mut changed = false;
-            if state.isr.len() > 1 && state.isr.contains(&broker) {
-                state.isr.retain(|replica| *replica != broker);
-                changed = true;
+            let before = (state.isr.clone(), state.elr.clone());
+            // Without ELR the last member stays so that a clean election remains
+            // possible when it returns; with ELR the ELR remembers it instead.
+            if self.config.eligible_leader_replicas || state.isr.len() > 1 {
+                let target_isr = state.isr.iter().copied().filter(|replica| *replica != broker).collect();
+                change_isr(&self.config, state, target_isr, unclean_shutdown);
             }
+            let mut changed = (&state.isr, &state.elr) != (&before.0, &before.1);
             if state.leader == Some(broker) {
                 state.leader = None;
                 lost_leader.push(tp.clone());
@@ -264,34 +302,48 @@ impl Controller {
             if !elected.contains(&tp) {
                 let state = self.state.metadata.partitions.get_mut(&tp).expect("partition listed above");
                 state.leader_epoch = LeaderEpoch(state.leader_epoch.0 + 1);
+                assert_consistent(&tp, state);
             }
         }
     }
 
     /// Elects a leader for every partition without one: the first live ISR member in
-    /// replica order, or, when unclean election is enabled and no ISR member is live,
-    /// the first live replica, whose log becomes the truth.
+    /// replica order; with ELR on and no live ISR member, the first live ELR member,
+    /// which holds everything below the high watermark (KIP-966) and becomes the
+    /// whole ISR; or, when unclean election is enabled and neither has a live
+    /// member, the first live replica, whose log becomes the truth.
     fn elect_leaderless(&mut self) -> Vec<TopicPartition> {
         let mut elected = Vec::new();
         let registrations = &self.state.registrations;
         let live = |replica: &NodeId| registrations.get(replica).is_some_and(|registration| !registration.fenced);
         for (tp, state) in self.state.metadata.partitions.iter_mut().filter(|(_, state)| state.leader.is_none()) {
-            let clean = state.replicas.iter().copied().find(|replica| state.isr.contains(replica) && live(replica));
-            let (leader, unclean) = match clean {
-                Some(leader) => (leader, false),
-                None if self.config.unclean_leader_election_enable => match state.replicas.iter().copied().find(|replica| live(replica)) {
-                    Some(leader) => (leader, true),
+            let from_isr = state.replicas.iter().copied().find(|replica| state.isr.contains(replica) && live(replica));
+            let from_elr = state.replicas.iter().copied().find(|replica| state.elr.contains(replica) && live(replica));
+            let (leader, election) = match (from_isr, from_elr) {
+                (Some(leader), _) => (leader, Election::Isr),
+                (None, Some(leader)) => (leader, Election::Elr),
+                (None, None) if self.config.unclean_leader_election_enable => match state.replicas.iter().copied().find(|replica| live(replica)) {
+                    Some(leader) => (leader, Election::Unclean),
                     None => continue,
                 },
-                None => continue,
+                (None, None) => continue,
             };
             state.leader = Some(leader);
             state.leader_epoch = LeaderEpoch(state.leader_epoch.0 + 1);
             state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
-            if unclean {
-                state.isr = vec![leader];
+            match election {
+                Election::Isr => {}
+                Election::Elr => change_isr(&self.config, state, vec![leader], None),
+                // The other replicas' logs may hold what the new leader lacks, so
+                // none of them is in sync, nor eligible (PartitionChangeBuilder
+                // clears the ELR after an unclean election).
+                Election::Unclean => {
+                    state.isr = vec![leader];
+                    state.elr.clear();
+                }
             }
-            tracing::info!(partition = %tp, leader = leader.0, epoch = state.leader_epoch.0, unclean, "controller elects leader");
+            assert_consistent(tp, state);
+            tracing::info!(partition = %tp, leader = leader.0, epoch = state.leader_epoch.0, ?election, "controller elects leader");
             self.dirty = true;
             elected.push(tp.clone());
         }
@@ -320,6 +372,67 @@ impl Controller {
     }
 }
 
+/// Why a broker leaves the partitions it replicates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Departure {
+    /// Its session expired, or it registered anew (KIP-631).
+    Fenced,
+    /// KIP-966: it registered anew after an unclean shutdown, and may have lost
+    /// records it had not flushed.
+    UncleanShutdown,
+}
+
+/// Where a new leader came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Election {
+    Isr,
+    /// KIP-966: the ISR had no live member, an eligible leader replica did.
+    Elr,
+    Unclean,
+}
+
+/// Sets `state`'s ISR to `target_isr` and, with ELR on, its ELR as KIP-966
+/// keeps it (PartitionChangeBuilder's `maybePopulateTargetElr`): at min ISR
+/// or more the ELR is empty; below it the replicas that leave the ISR join
+/// the ELR, since each held everything below the high watermark when it left
+/// and the leader's high watermark stops while the ISR is that small. A
+/// replica in the new ISR leaves the ELR, and a broker back from an unclean
+/// shutdown is in neither.
+///
+/// Kafka evaluates the ELR before an election from it and keeps the rest of
+/// the ELR even when the new one-member ISR reaches min ISR (min ISR 1); here
+/// the rule holds after every change, so the ELR is emptied then: the new
+/// leader's high watermark moves on without the others.
+fn change_isr(config: &ControllerConfig, state: &mut PartitionState, target_isr: Vec<NodeId>, unclean_shutdown: Option<NodeId>) {
+    if config.eligible_leader_replicas {
+        state.elr = if target_isr.len() >= config.min_insync_replicas {
+            Vec::new()
+        } else {
+            state
+                .replicas
+                .iter()
+                .copied()
+                .filter(|replica| state.elr.contains(replica) || state.isr.contains(replica))
+                .filter(|replica| !target_isr.contains(replica) && Some(*replica) != unclean_shutdown)
+                .collect()
+        };
+    }
+    state.isr = target_isr;
+}
+
+/// A partition's leader leads from the ISR, and no replica is both in the ISR
+/// and eligible outside it.
+fn assert_consistent(tp: &TopicPartition, state: &PartitionState) {
+    assert!(state.leader.is_none_or(|leader| state.isr.contains(&leader)), "controller invariant: {tp}'s leader {:?} is in its ISR {:?}", state.leader, state.isr);
+    assert!(
+        state.elr.iter().all(|replica| !state.isr.contains(replica) && state.replicas.contains(replica)),
+        "controller invariant: {tp}'s ELR {:?} holds replicas ({:?}) outside its ISR {:?}",
+        state.elr,
+        state.replicas,
+        state.isr
+    );
+}
+
 fn bootstrap_metadata(config: &ControllerConfig) -> ClusterMetadata {
     let mut partitions = BTreeMap::new();
     let broker_count = config.brokers.len();
@@ -334,6 +447,7 @@ fn bootstrap_metadata(config: &ControllerConfig) -> ClusterMetadata {
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: PartitionEpoch(0),
                 isr: replicas.clone(),
+                elr: Vec::new(),
                 replicas,
             };
             partitions.insert(TopicPartition { topic: topic_name.clone(), partition }, state);
@@ -355,11 +469,18 @@ mod tests {
     /// Three brokers registered (epochs 1..3) and unfenced, as if each had
     /// reported metadata that holds its registration.
     fn controller(unclean: bool) -> Controller {
+        controller_with(unclean, false, 1)
+    }
+
+    /// As `controller`, with KIP-966's ELR on or off and a min ISR.
+    fn controller_with(unclean: bool, eligible_leader_replicas: bool, min_insync_replicas: usize) -> Controller {
         let config = ControllerConfig {
             brokers: vec![NodeId(1), NodeId(2), NodeId(3)],
             topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
             broker_session_timeout: Duration::from_secs(9),
             unclean_leader_election_enable: unclean,
+            eligible_leader_replicas,
+            min_insync_replicas,
             network: NetworkConfig::default(),
         };
         let bootstrap = Controller::bootstrap(&config);
@@ -388,6 +509,8 @@ mod tests {
             topics: Vec::new(),
             broker_session_timeout: Duration::from_secs(9),
             unclean_leader_election_enable: false,
+            eligible_leader_replicas: false,
+            min_insync_replicas: 1,
             network: NetworkConfig::default(),
         };
         let bootstrap = Controller::bootstrap(&config);
@@ -479,5 +602,211 @@ mod tests {
         });
         assert!(matches!(answer, Some(Message::AlterPartitionResponse { result: Err(ErrorCode::StaleBrokerEpoch), .. })));
         assert_eq!(state(&controller).isr.len(), 3);
+    }
+
+    fn nodes(ids: &[u32]) -> Vec<NodeId> {
+        ids.iter().copied().map(NodeId).collect()
+    }
+
+    /// The records so far are committed, and the controller's state is what they rebuild.
+    fn commit(controller: &mut Controller) {
+        let mut logged = controller.state().clone();
+        logged.metadata.version += 1;
+        controller.adopt(logged);
+    }
+
+    /// A heartbeat from `broker`'s current incarnation, with metadata caught up:
+    /// a fenced broker comes back.
+    fn resume(controller: &mut Controller, broker: u32) {
+        let epoch = controller.registrations()[&NodeId(broker)].broker_epoch;
+        let version = controller.metadata().version;
+        controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, Some(epoch.0), version));
+    }
+
+    /// `broker` restarted: its new incarnation registers (a heartbeat without an epoch).
+    fn register_anew(controller: &mut Controller, broker: u32) {
+        controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, None, 0));
+        commit(controller);
+    }
+
+    /// The leader asks for `new_isr`; the answer's result.
+    fn alter_isr(controller: &mut Controller, new_isr: &[u32]) -> Result<PartitionState, ErrorCode> {
+        let current = state(controller);
+        let leader = current.leader.expect("a leader to ask");
+        let request = Message::AlterPartitionRequest {
+            correlation_id: 1,
+            broker: leader,
+            broker_epoch: controller.registrations()[&leader].broker_epoch,
+            partition: TopicPartition::new("t", 0),
+            leader_epoch: current.leader_epoch,
+            partition_epoch: current.partition_epoch,
+            new_isr: nodes(new_isr),
+        };
+        match controller.handle_request(Instant::ZERO, leader, request) {
+            Some(Message::AlterPartitionResponse { result, .. }) => result,
+            other => panic!("an AlterPartition response, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_elr_fencing_below_min_isr_fills_the_elr_and_the_last_member_leaves_the_isr_empty() {
+        let mut controller = controller_with(false, true, 2);
+        controller.fence(NodeId(3));
+        let after = state(&controller);
+        assert_eq!((after.isr, after.elr, after.partition_epoch), (nodes(&[1, 2]), nodes(&[]), PartitionEpoch(1)), "at min ISR the ELR stays empty");
+        controller.fence(NodeId(2));
+        let after = state(&controller);
+        assert_eq!((after.isr, after.elr, after.partition_epoch), (nodes(&[1]), nodes(&[2]), PartitionEpoch(2)), "below min ISR the one that left is eligible");
+        assert_eq!(after.leader, Some(NodeId(1)));
+        controller.fence(NodeId(1));
+        let after = state(&controller);
+        assert_eq!(after.leader, None, "KIP-966: the last ISR member leaves too");
+        assert_eq!((after.isr, after.elr), (nodes(&[]), nodes(&[1, 2])));
+        assert_eq!((after.leader_epoch, after.partition_epoch), (LeaderEpoch(1), PartitionEpoch(3)), "one bump each for one change");
+    }
+
+    #[test]
+    fn an_elr_member_is_elected_when_it_comes_back_and_becomes_the_isr() {
+        let mut controller = controller_with(false, true, 2);
+        for broker in [3, 2, 1] {
+            controller.fence(NodeId(broker));
+        }
+        resume(&mut controller, 3);
+        assert_eq!(state(&controller).leader, None, "broker 3 left a large enough ISR, so it is not eligible");
+        resume(&mut controller, 2);
+        let after = state(&controller);
+        assert_eq!(after.leader, Some(NodeId(2)));
+        assert_eq!((after.isr, after.elr), (nodes(&[2]), nodes(&[1])), "the new leader leaves the ELR; below min ISR the rest stay");
+        assert_eq!(after.leader_epoch, LeaderEpoch(2));
+        let after = alter_isr(&mut controller, &[2, 3]).expect("broker 3 is unfenced");
+        assert_eq!((after.isr, after.elr), (nodes(&[2, 3]), nodes(&[])), "back at min ISR the ELR empties");
+    }
+
+    #[test]
+    fn an_alter_partition_below_min_isr_fills_the_elr_and_a_rejoining_replica_leaves_it() {
+        let mut controller = controller_with(false, true, 3);
+        let after = alter_isr(&mut controller, &[1, 3]).expect("the leader may shrink its ISR");
+        assert_eq!((after.isr, after.elr), (nodes(&[1, 3]), nodes(&[2])));
+        let after = alter_isr(&mut controller, &[1]).expect("the leader may shrink its ISR");
+        assert_eq!((after.isr, after.elr), (nodes(&[1]), nodes(&[2, 3])));
+        let after = alter_isr(&mut controller, &[1, 2]).expect("broker 2 is unfenced");
+        assert_eq!((after.isr, after.elr), (nodes(&[1, 2]), nodes(&[3])));
+    }
+
+    #[test]
+    fn an_unclean_re_registration_drops_the_broker_from_every_isr_and_elr() {
+        let mut controller = controller_with(false, true, 2);
+        controller.fence(NodeId(3));
+        controller.fence(NodeId(2));
+        resume(&mut controller, 2);
+        assert_eq!((state(&controller).leader, state(&controller).elr), (Some(NodeId(1)), nodes(&[2])), "broker 2 is back but not yet in sync");
+        // The leader restarts: it may have lost what it had not flushed.
+        let before = state(&controller);
+        register_anew(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!(after.leader, Some(NodeId(2)), "the eligible replica is elected, not the restarted leader");
+        assert_eq!((after.isr, after.elr), (nodes(&[2]), nodes(&[])));
+        assert_eq!(after.leader_epoch, LeaderEpoch(before.leader_epoch.0 + 1));
+        // An ELR member that restarts leaves the ELR.
+        let mut controller = controller_with(false, true, 2);
+        for broker in [3, 2, 1] {
+            controller.fence(NodeId(broker));
+        }
+        register_anew(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr), (None, nodes(&[]), nodes(&[2])));
+        resume(&mut controller, 1);
+        assert_eq!(state(&controller).leader, None, "a replica back from an unclean shutdown is not eligible");
+    }
+
+    #[test]
+    fn with_elr_off_the_elr_stays_empty_and_a_restarted_last_member_is_elected_again() {
+        let mut controller = controller_with(false, false, 2);
+        for broker in [3, 2, 1] {
+            controller.fence(NodeId(broker));
+        }
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr), (None, nodes(&[1]), nodes(&[])), "the last ISR member stays");
+        register_anew(&mut controller, 1);
+        assert_eq!(state(&controller).isr, nodes(&[1]), "without KIP-966 a restart is no reason to leave the ISR");
+        resume(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr), (Some(NodeId(1)), nodes(&[1]), nodes(&[])), "the restarted broker leads again, whatever it lost");
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// The broker's session runs out.
+        Fence(u32),
+        /// The broker's current incarnation heartbeats, caught up.
+        Resume(u32),
+        /// The broker restarts and registers anew.
+        RegisterAnew(u32),
+        /// The leader asks for an ISR of itself and these.
+        AlterIsr(Vec<u32>),
+    }
+
+    fn any_step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u32..=3).prop_map(Step::Fence),
+            (1u32..=3).prop_map(Step::Resume),
+            (1u32..=3).prop_map(Step::RegisterAnew),
+            proptest::sample::subsequence(vec![1u32, 2, 3], 0..=3).prop_map(Step::AlterIsr),
+        ]
+    }
+
+    proptest::proptest! {
+        /// KIP-966 under any interleaving of fencing, returning, restarting and
+        /// ISR changes: a leader is in the ISR, the ISR and ELR are disjoint sets
+        /// of replicas, a fenced broker is in no ISR, a restarted one is in
+        /// neither, and a new leader comes from the ISR or ELR unless unclean
+        /// election is on.
+        #[test]
+        fn with_elr_every_leader_is_elected_from_the_isr_or_elr(
+            unclean in proptest::bool::ANY,
+            min_insync_replicas in 1usize..=3,
+            steps in proptest::collection::vec(any_step(), 1..40),
+        ) {
+            let mut controller = controller_with(unclean, true, min_insync_replicas);
+            for step in steps {
+                let before = state(&controller);
+                let fenced = |controller: &Controller, broker: u32| controller.registrations()[&NodeId(broker)].fenced;
+                match &step {
+                    Step::Fence(broker) if !fenced(&controller, *broker) => controller.fence(NodeId(*broker)),
+                    Step::Fence(_) => {}
+                    Step::Resume(broker) => resume(&mut controller, *broker),
+                    Step::RegisterAnew(broker) => register_anew(&mut controller, *broker),
+                    Step::AlterIsr(others) => {
+                        if let Some(leader) = before.leader {
+                            let mut new_isr = others.clone();
+                            new_isr.push(leader.0);
+                            let _ = alter_isr(&mut controller, &new_isr);
+                        }
+                    }
+                }
+                commit(&mut controller);
+                let after = state(&controller);
+                let context = format!("{step:?}: {before:?} -> {after:?}");
+                if let Some(leader) = after.leader {
+                    proptest::prop_assert!(after.isr.contains(&leader), "leader outside the ISR after {}", context);
+                    if after.leader != before.leader && !unclean {
+                        proptest::prop_assert!(before.isr.contains(&leader) || before.elr.contains(&leader), "leader from outside the ISR and ELR after {}", context);
+                    }
+                }
+                proptest::prop_assert!(after.isr.iter().all(|replica| after.replicas.contains(replica) && !after.elr.contains(replica)), "{}", context);
+                proptest::prop_assert!(after.elr.iter().all(|replica| after.replicas.contains(replica)), "{}", context);
+                proptest::prop_assert!(after.isr.iter().all(|replica| !fenced(&controller, replica.0)), "a fenced ISR member after {}", context);
+                if after.isr.len() >= min_insync_replicas {
+                    proptest::prop_assert!(after.elr.is_empty(), "an ELR at min ISR after {}", context);
+                }
+                if let Step::RegisterAnew(broker) = step {
+                    proptest::prop_assert!(!after.isr.contains(&NodeId(broker)) && !after.elr.contains(&NodeId(broker)), "{}", context);
+                }
+                if (&after.leader, &after.isr, &after.elr) != (&before.leader, &before.isr, &before.elr) {
+                    proptest::prop_assert!(after.partition_epoch > before.partition_epoch, "a change without a partition epoch bump: {}", context);
+                }
+            }
+        }
     }
 }

@@ -133,12 +133,16 @@ mod tests {
         let partitions = partitions
             .iter()
             .map(|(partition, leader, epoch, isr)| {
+                let isr: Vec<NodeId> = isr.iter().copied().map(NodeId).collect();
+                // Odd epochs carry an ELR (KIP-966), so records are tried with and without one.
+                let elr = if epoch % 2 == 1 { [1, 2, 3].into_iter().map(NodeId).filter(|replica| !isr.contains(replica)).collect() } else { Vec::new() };
                 let state = PartitionState {
                     replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
                     leader: leader.map(NodeId),
                     leader_epoch: LeaderEpoch(*epoch),
                     partition_epoch: PartitionEpoch(*epoch),
-                    isr: isr.iter().copied().map(NodeId).collect(),
+                    isr,
+                    elr,
                 };
                 (TopicPartition::new("events", *partition), state)
             })
@@ -178,6 +182,14 @@ mod tests {
             ]
         );
         assert_eq!(round_trip(&before, &after), after);
+    }
+
+    #[test]
+    fn a_partition_record_from_before_kip_966_decodes_with_an_empty_elr() {
+        let record = br#"{"Partition":{"partition":{"topic":"events","partition":0},"state":{"replicas":[1,2],"leader":1,"leader_epoch":3,"partition_epoch":4,"isr":[1,2]}}}"#;
+        let Some(MetadataRecord::Partition { state, .. }) = MetadataRecord::decode(record) else { panic!("a partition record decodes") };
+        assert_eq!(state.isr, vec![NodeId(1), NodeId(2)]);
+        assert!(state.elr.is_empty());
     }
 
     #[test]
