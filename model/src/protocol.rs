@@ -142,7 +142,8 @@ pub enum Message {
         partition_epoch: PartitionEpoch,
         new_isr: Vec<NodeId>,
     },
-    AlterPartitionResponse { correlation_id: u64, partition: TopicPartition, result: Result<PartitionState, ErrorCode> },
+    /// The new state boxed: it is rare, and would make every message larger.
+    AlterPartitionResponse { correlation_id: u64, partition: TopicPartition, result: Result<Box<PartitionState>, ErrorCode> },
     /// The controller quorum's own protocol (KIP-595): votes, BeginQuorumEpoch
     /// and fetches of the metadata log, between controllers and from brokers.
     /// Boxed, as a fetch response carries records.

@@ -48,7 +48,7 @@ impl Broker {
         self.after_high_watermark_change(now, tp, out);
     }
 
-    pub(super) fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Outbox<BrokerEvent>) {
+    pub(super) fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<Box<PartitionState>, ErrorCode>, out: &mut Outbox<BrokerEvent>) {
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         match result {
             Ok(state) if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch => {

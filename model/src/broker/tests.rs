@@ -355,6 +355,21 @@ fn min_insync_replicas_refuses_only_acks_all_writes() {
     assert_eq!(results, vec![(1, Err(ErrorCode::NotEnoughReplicas)), (2, Ok(Offset(0)))]);
 }
 
+/// KIP-966: with eligible leader replicas on, a leader whose ISR is below
+/// min ISR does not move its high watermark, even for an acks=1 write it
+/// holds alone, so the replicas that left the ISR for the ELR hold
+/// everything below it; without ELR the mark moves as before.
+#[test]
+fn with_eligible_leader_replicas_the_high_watermark_stops_below_min_isr() {
+    for (version, expected) in [(0, Offset(1)), (1, Offset(0))] {
+        let config = BrokerConfig { min_insync_replicas: 2, eligible_leader_replicas_version: version, ..BrokerConfig::default() };
+        let (mut broker, mut out, tp) = two_replica_leader(config, 0, vec![NodeId(1)]);
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(&tp, 1, Acks::Leader, None, b"v"), &mut out);
+        assert_eq!(broker.partitions()[&tp].log_end_offset(), Offset(1));
+        assert_eq!(broker.partitions()[&tp].high_watermark, expected, "eligible.leader.replicas.version {version}");
+    }
+}
+
 /// KIP-98 long polling under read_committed: data below the high watermark
 /// but above the last stable offset is not yet readable, so the fetch waits,
 /// as does a position already past the last stable offset (after a reset to

@@ -151,7 +151,7 @@ impl Controller {
                 Some(self.handle_heartbeat(now, correlation_id, broker, broker_epoch, metadata_version))
             }
             Message::AlterPartitionRequest { correlation_id, broker, broker_epoch, partition, leader_epoch, partition_epoch, new_isr } => {
-                let result = self.handle_alter_partition(broker, broker_epoch, &partition, leader_epoch, partition_epoch, new_isr);
+                let result = self.handle_alter_partition(broker, broker_epoch, &partition, leader_epoch, partition_epoch, new_isr).map(Box::new);
                 Some(Message::AlterPartitionResponse { correlation_id, partition, result })
             }
             _ => None,
@@ -643,7 +643,7 @@ mod tests {
             new_isr: nodes(new_isr),
         };
         match controller.handle_request(Instant::ZERO, leader, request) {
-            Some(Message::AlterPartitionResponse { result, .. }) => result,
+            Some(Message::AlterPartitionResponse { result, .. }) => result.map(|state| *state),
             other => panic!("an AlterPartition response, not {other:?}"),
         }
     }
