@@ -46,8 +46,9 @@ pub struct PartitionState {
     /// KIP-966's eligible leader replicas: replicas out of the ISR that still
     /// hold everything below the high watermark, so one may be elected cleanly
     /// when the ISR is empty. Always empty unless `eligible.leader.replicas.version`
-    /// is 1; absent from records written before it existed.
-    #[serde(default)]
+    /// is 1; absent from records written before it existed, and left out
+    /// when empty, so a cluster without ELR logs the same bytes as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub elr: Vec<NodeId>,
 }
 
