@@ -14,8 +14,13 @@
 //! election, no pre-KIP-101 truncation, and no power loss of unflushed writes
 //! (each of which really loses committed records, and then consumers' positions
 //! really go back). `kafsim.test.mutation` injects a bug that trips each one.
+//! A controller quorum broken on purpose (a quorum mutation) forgets committed
+//! metadata, so two leaders may share an epoch and committed records may be
+//! overwritten: all three data invariants are then disarmed, and the history
+//! checkers judge what follows.
 
-use crate::scenario::{Action, FaultKind, Scenario};
+use crate::scenario::{Action, FaultKind, Scenario, Target};
+use kafsim_model::config::BrokerMutation;
 use kafsim_model::partition::Partition;
 use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
 use std::collections::BTreeMap;
@@ -23,9 +28,9 @@ use kafsim_model::hash::StableHasher;
 use std::hash::Hasher;
 use std::sync::{Arc, Mutex};
 
-#[derive(Default)]
 pub struct Invariants {
-    leaders: Mutex<BTreeMap<(TopicPartition, LeaderEpoch), NodeId>>,
+    /// None when the scenario's controller quorum is broken on purpose.
+    leaders: Option<Mutex<BTreeMap<(TopicPartition, LeaderEpoch), NodeId>>>,
     /// Per partition, a digest of each record below the highest high watermark
     /// any replica reached; None when the scenario does not promise agreement.
     agreed: Option<Mutex<BTreeMap<TopicPartition, Ledger>>>,
@@ -41,24 +46,46 @@ type Ledger = Arc<Mutex<Vec<u64>>>;
 /// Per group and partition, the generation and offset of the last commit.
 type Commits = BTreeMap<(Arc<str>, TopicPartition), (i32, Offset)>;
 
+/// Controllers fsync their quorum state and log, so their power loss costs
+/// the data logs nothing.
+fn hits_only_controllers(target: &Target) -> bool {
+    match target {
+        Target::Controller | Target::ControllersMajority | Target::ControllersMinority => true,
+        Target::Node(name) => name.starts_with("controller-"),
+        Target::Nodes(names) => names.iter().all(|name| name.starts_with("controller-")),
+        _ => false,
+    }
+}
+
+/// Only the always-armed invariant (one leader per partition and epoch), for
+/// tests that drive a node without a scenario.
+impl Default for Invariants {
+    fn default() -> Invariants {
+        Invariants { leaders: Some(Mutex::default()), agreed: None, commits: None }
+    }
+}
+
 impl Invariants {
     pub fn for_scenario(scenario: &Scenario) -> Invariants {
         let config = &scenario.cluster.config;
         let power_loss = scenario.faults.kinds.iter().any(|kind| matches!(kind, FaultKind::PowerLoss | FaultKind::ReplicaPowerLoss))
-            || scenario.faults.schedule.iter().any(|fault| fault.action == Action::PowerLoss);
-        let loses_committed = config.unclean_leader_election_enable || config.legacy_high_watermark_truncation || (power_loss && config.log_flush_interval_messages > 1);
+            || scenario.faults.schedule.iter().any(|fault| fault.action == Action::PowerLoss && !hits_only_controllers(&fault.target));
+        let broken_quorum = matches!(config.mutation, Some(BrokerMutation::VoteWithoutLogCheck | BrokerMutation::NoQuorumFsync));
+        let loses_committed = broken_quorum
+            || config.unclean_leader_election_enable || config.legacy_high_watermark_truncation || (power_loss && config.log_flush_interval_messages > 1);
         // A broken assignment is `group-overlap`'s to find, by the history.
         let overlapping = scenario.consumers.iter().any(|consumer| consumer.config.overlapping_assignment)
             || scenario.pipelines.iter().any(|pipeline| pipeline.consumer_config.overlapping_assignment);
         Invariants {
-            leaders: Mutex::default(),
+            leaders: (!broken_quorum).then(Mutex::default),
             agreed: (!loses_committed).then(Mutex::default),
             commits: (!loses_committed && !overlapping).then(Mutex::default),
         }
     }
 
     pub fn leader_elected(&self, partition: &TopicPartition, leader_epoch: LeaderEpoch, broker: NodeId) {
-        let mut leaders = self.leaders.lock().expect("invariants lock");
+        let Some(leaders) = &self.leaders else { return };
+        let mut leaders = leaders.lock().expect("invariants lock");
         let first = *leaders.entry((partition.clone(), leader_epoch)).or_insert(broker);
         assert_eq!(
             first, broker,
@@ -193,12 +220,12 @@ mod tests {
     use super::*;
 
     fn armed() -> Invariants {
-        Invariants { leaders: Mutex::default(), agreed: Some(Mutex::default()), commits: Some(Mutex::default()) }
+        Invariants { leaders: Some(Mutex::default()), agreed: Some(Mutex::default()), commits: Some(Mutex::default()) }
     }
 
     #[test]
     fn the_same_leader_may_take_its_epoch_again_after_a_restart() {
-        let invariants = Invariants::default();
+        let invariants = armed();
         invariants.leader_elected(&TopicPartition::new("t", 0), LeaderEpoch(3), NodeId(1));
         invariants.leader_elected(&TopicPartition::new("t", 0), LeaderEpoch(3), NodeId(1));
     }
@@ -206,7 +233,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "at most one leader per partition and epoch")]
     fn two_leaders_in_one_epoch_trip_the_invariant() {
-        let invariants = Invariants::default();
+        let invariants = armed();
         invariants.leader_elected(&TopicPartition::new("t", 0), LeaderEpoch(3), NodeId(1));
         invariants.leader_elected(&TopicPartition::new("t", 0), LeaderEpoch(3), NodeId(2));
     }
@@ -231,5 +258,20 @@ mod tests {
         let tp = TopicPartition::new("t", 0);
         invariants.offsets_committed(&group, 1, &[(tp.clone(), Offset(10))]);
         invariants.offsets_committed(&group, 1, &[(tp, Offset(9))]);
+    }
+
+    #[test]
+    fn a_controller_power_loss_keeps_agreement_armed_and_a_broken_quorum_disarms_all() {
+        let scenario = |extra: &str| {
+            let text = format!(
+                "name = \"x\"\nduration = \"20s\"\n[cluster]\nbrokers = 3\ncontrollers = 3\n[cluster.config]\n{extra}\n[[topics]]\nname = \"events\"\npartitions = 1\nreplication_factor = 3\n\
+[[producers]]\ncount = 1\ntopic = \"events\"\nmessages = 10\nrate = 10\n[faults]\n[[faults.schedule]]\nat = \"5s\"\naction = \"power-loss\"\ntarget = \"active-controller\"\nduration = \"2s\"\n"
+            );
+            Scenario::parse(&text, std::path::Path::new("x.toml")).expect("valid")
+        };
+        let controllers_only = Invariants::for_scenario(&scenario(""));
+        assert!(controllers_only.agreed.is_some() && controllers_only.leaders.is_some());
+        let broken = Invariants::for_scenario(&scenario("\"kafsim.test.mutation\" = \"vote-without-log-check\""));
+        assert!(broken.agreed.is_none() && broken.leaders.is_none() && broken.commits.is_none());
     }
 }

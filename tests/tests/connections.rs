@@ -14,7 +14,7 @@ fn scenario(name: &str) -> Arc<Scenario> {
     Arc::new(Scenario::load(&path).expect("the scenario parses"))
 }
 
-/// Issue 14's hang, pinned: the crash at 1 s resets the members' connections;
+/// Issue 14's hang, pinned: the crash at 3 s resets the members' connections;
 /// the group is served once the controller fenced the broker (9 s) and the new
 /// coordinator's first rebalance waited its delay (3 s). Without resets the
 /// members waited max.poll.interval.ms + 5 s (305 s).
@@ -30,10 +30,14 @@ fn members_of_a_crashed_coordinator_join_the_next_one_within_seconds() {
 }
 
 /// The same with a power loss: no reset, so the members' JoinGroup waits past
-/// the 60 s drain in most seeds (`group-coordinator-power-loss` finds liveness).
+/// the 60 s drain (`group-coordinator-power-loss` finds liveness). Not in
+/// every seed: where a JoinGroup's TCP retransmission reaches the machine
+/// soon after it restarts, its reset frees the members (7 seeds in 10 with a
+/// quorum of 3 controllers, whose first election takes 1 to 2 s, so that
+/// fewer JoinGroups are parked when the power goes).
 #[test]
 fn members_of_a_coordinator_that_lost_power_wait_out_their_join_timeout() {
     let scenario = scenario("group-coordinator-power-loss.toml");
     let stuck = (0..10).filter(|seed| run_seed(&scenario, *seed).result.kinds().contains(&CheckerKind::Liveness)).count();
-    assert!(stuck >= 5, "only {stuck} of 10 seeds found the members waiting");
+    assert!(stuck >= 2, "only {stuck} of 10 seeds found the members waiting");
 }

@@ -27,8 +27,8 @@ impl MetadataLog {
     /// fetches the log from its first offset.
     pub fn new(now: Instant, id: NodeId, config: QuorumConfig, bootstrap: ControllerSnapshot, network: NetworkConfig, jitter_seed: u64) -> MetadataLog {
         let mut messages = Vec::new();
+        let mut link = QuorumLink::new(network, config.request_timeout, jitter_seed ^ 0x11c);
         let quorum = QuorumNode::recover(now, id, config, Default::default(), jitter_seed ^ 0x5eed, &mut messages);
-        let mut link = QuorumLink::new(network, jitter_seed ^ 0x11c);
         link.hold(messages);
         MetadataLog { quorum, link, image: MetadataImage::new(bootstrap), applied: 0 }
     }
@@ -51,6 +51,7 @@ impl MetadataLog {
 
     pub fn handle_message<E>(&mut self, now: Instant, from: NodeId, message: QuorumMessage, out: &mut Outbox<E>) -> Option<(u64, Vec<u64>)> {
         let mut messages = Vec::new();
+        self.link.answered(from, &message);
         self.quorum.handle_message(now, from, message, &mut messages);
         self.step(now, messages, out)
     }

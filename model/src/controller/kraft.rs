@@ -102,9 +102,10 @@ impl QuorumController {
         let mut messages = Vec::new();
         let state = durable.quorum.clone().unwrap_or_default();
         let on_disk = (state.epoch, state.voted_for, state.leader, state.log.len());
+        let request_timeout = quorum.request_timeout;
         let quorum = QuorumNode::recover(now, id, quorum, state, jitter_seed ^ 0x5eed, &mut messages);
         let committed = MetadataImage::new(Controller::bootstrap(&config));
-        let mut link = QuorumLink::new(config.network, jitter_seed);
+        let mut link = QuorumLink::new(config.network, request_timeout, jitter_seed);
         // Nothing leaves while the node starts: the first timeout connects.
         link.hold(messages);
         QuorumController { config, quorum, link, committed, applied: 0, active: None, on_disk }
@@ -126,7 +127,10 @@ impl QuorumController {
     pub fn handle_message(&mut self, now: Instant, from: NodeId, message: Message, out: &mut Outbox<KraftEvent>) {
         let mut messages = Vec::new();
         match message {
-            Message::Quorum(message) => self.quorum.handle_message(now, from, *message, &mut messages),
+            Message::Quorum(message) => {
+                self.link.answered(from, &message);
+                self.quorum.handle_message(now, from, *message, &mut messages)
+            }
             request => self.handle_request(now, from, request, &mut messages, out),
         }
         self.finish(now, messages, out);

@@ -98,7 +98,8 @@ impl Controller {
     /// it is fenced, and a fenced one must catch up with everything committed
     /// so far before it is unfenced.
     pub fn activate(now: Instant, config: ControllerConfig, state: ControllerSnapshot) -> Controller {
-        let last_heartbeat = state.registrations.keys().map(|broker| (*broker, now)).collect();
+        // Every broker, registered or not yet, gets a full session from now.
+        let last_heartbeat = config.brokers.iter().map(|broker| (*broker, now)).collect();
         let version = state.metadata.version;
         let unfence_at = state.registrations.iter().filter(|(_, registration)| registration.fenced).map(|(broker, _)| (*broker, version)).collect();
         Controller { config, state, last_heartbeat, unfence_at, dirty: false, events: Vec::new() }
@@ -138,9 +139,19 @@ impl Controller {
     fn session_deadline(&self) -> Option<Instant> {
         self.last_heartbeat
             .iter()
-            .filter(|(broker, _)| self.state.registrations.get(broker).is_some_and(|registration| !registration.fenced))
+            .filter(|(broker, _)| self.has_session(**broker))
             .map(|(_, last)| *last + self.config.broker_session_timeout)
             .min()
+    }
+
+    /// Whether `broker`'s heartbeats must keep coming: it is unfenced, or it
+    /// still leads a partition. The second happens only to the leaders the
+    /// cluster was bootstrapped with, which lead before they register or are
+    /// unfenced (Kafka creates topics on registered brokers); one that dies
+    /// before then must still lose its leaderships.
+    fn has_session(&self, broker: NodeId) -> bool {
+        let unfenced = self.state.registrations.get(&broker).is_some_and(|registration| !registration.fenced);
+        unfenced || self.state.metadata.partitions.values().any(|state| state.leader == Some(broker))
     }
 
     /// A broker's request; the answer, if it has one. The caller sends it
@@ -355,14 +366,15 @@ impl Controller {
         let expired: Vec<NodeId> = self
             .last_heartbeat
             .iter()
-            .filter(|(broker, last)| {
-                now.saturating_since(**last) >= self.config.broker_session_timeout
-                    && self.state.registrations.get(broker).is_some_and(|registration| !registration.fenced)
-            })
+            .filter(|(broker, last)| now.saturating_since(**last) >= self.config.broker_session_timeout && self.has_session(**broker))
             .map(|(broker, _)| *broker)
             .collect();
         for broker in expired {
-            self.events.push(format!("controller fences broker-{}: session timed out", broker.0));
+            let event = match self.state.registrations.get(&broker) {
+                Some(_) => format!("controller fences broker-{}: session timed out", broker.0),
+                None => format!("controller fences broker-{}: it never registered within its session", broker.0),
+            };
+            self.events.push(event);
             self.fence(broker);
         }
     }
@@ -523,6 +535,69 @@ mod tests {
         assert!(controller.registrations()[&NodeId(1)].fenced, "metadata version 2 predates the registration (3)");
         controller.handle_request(Instant::ZERO, NodeId(1), heartbeat(1, Some(1), 3));
         assert!(!controller.registrations()[&NodeId(1)].fenced, "caught up: unfenced (KIP-631)");
+    }
+
+    /// The bootstrapped leader (broker 1) registers and dies before it is
+    /// unfenced: its session still runs out and its leadership moves.
+    #[test]
+    fn a_bootstrapped_leader_that_dies_before_it_is_unfenced_loses_its_leadership() {
+        let config = ControllerConfig {
+            brokers: vec![NodeId(1), NodeId(2), NodeId(3)],
+            topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
+            broker_session_timeout: Duration::from_secs(9),
+            unclean_leader_election_enable: false,
+            eligible_leader_replicas: false,
+            min_insync_replicas: 1,
+            network: NetworkConfig::default(),
+        };
+        let bootstrap = Controller::bootstrap(&config);
+        let mut controller = Controller::activate(Instant::ZERO, config, bootstrap);
+        for broker in 1..=3 {
+            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, None, 0));
+        }
+        let mut logged = controller.state().clone();
+        logged.metadata.version = 5;
+        controller.adopt(logged);
+        let later = Instant::ZERO + Duration::from_secs(9);
+        for broker in [2, 3] {
+            controller.handle_request(later, NodeId(broker), heartbeat(broker, Some(broker as u64), 5));
+        }
+        assert!(controller.registrations()[&NodeId(1)].fenced, "broker 1 never caught up");
+        assert_eq!(state(&controller).leader, Some(NodeId(1)), "the bootstrapped leader");
+        assert_eq!(controller.next_deadline(), Some(later), "broker 1's session still counts");
+        controller.handle_timeout(later);
+        assert_eq!(state(&controller).leader, Some(NodeId(2)));
+        assert!(controller.next_deadline().is_some_and(|deadline| deadline > later), "nothing left to fence now");
+    }
+
+    /// The same for a bootstrapped leader that never registers at all.
+    #[test]
+    fn a_bootstrapped_leader_that_never_registers_loses_its_leadership() {
+        let config = ControllerConfig {
+            brokers: vec![NodeId(1), NodeId(2), NodeId(3)],
+            topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
+            broker_session_timeout: Duration::from_secs(9),
+            unclean_leader_election_enable: false,
+            eligible_leader_replicas: false,
+            min_insync_replicas: 1,
+            network: NetworkConfig::default(),
+        };
+        let bootstrap = Controller::bootstrap(&config);
+        let mut controller = Controller::activate(Instant::ZERO, config, bootstrap);
+        for broker in [2, 3] {
+            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, None, 0));
+        }
+        let mut logged = controller.state().clone();
+        logged.metadata.version = 5;
+        controller.adopt(logged);
+        let later = Instant::ZERO + Duration::from_secs(9);
+        for broker in [2, 3] {
+            controller.handle_request(later, NodeId(broker), heartbeat(broker, Some(broker as u64 - 1), 5));
+        }
+        assert_eq!(controller.next_deadline(), Some(later));
+        controller.handle_timeout(later);
+        assert_eq!(state(&controller).leader, Some(NodeId(2)));
+        assert!(controller.take_events().iter().any(|event| event.contains("never registered")));
     }
 
     #[test]

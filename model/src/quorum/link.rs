@@ -3,7 +3,11 @@
 //! The quorum pairs requests with responses and retries by its own timers,
 //! so the link only holds a request until its connection is up: a node's
 //! first fetch after a start waits for the connect instead of for
-//! `quorum.request.timeout.ms`.
+//! `quorum.request.timeout.ms`. Like any NetworkClient request, a Fetch or
+//! Vote unanswered after `controller.quorum.request.timeout.ms` closes its
+//! connection: the retry then goes on a new one, instead of queueing behind
+//! a connection that TCP is still retransmitting on with a backoff of up to
+//! two minutes.
 
 use super::QuorumMessage;
 use crate::config::NetworkConfig;
@@ -12,19 +16,60 @@ use crate::node::Outbox;
 use crate::protocol::Message;
 use crate::time::Instant;
 use crate::types::NodeId;
+use std::time::Duration;
 
 /// Requests a connect holds back at most per peer; the quorum resends
 /// anything that matters, so older ones are dropped first.
 const QUEUED_PER_PEER: usize = 4;
 
+/// The response a request in flight waits for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Awaiting {
+    /// A FetchResponse with this correlation id.
+    Fetch(u64),
+    /// A VoteResponse from this voter.
+    Vote(NodeId),
+}
+
+impl Awaiting {
+    fn request(to: NodeId, message: &QuorumMessage) -> Option<Awaiting> {
+        match message {
+            QuorumMessage::Fetch { correlation_id, .. } => Some(Awaiting::Fetch(*correlation_id)),
+            QuorumMessage::Vote { .. } => Some(Awaiting::Vote(to)),
+            _ => None,
+        }
+    }
+
+    fn response(from: NodeId, message: &QuorumMessage) -> Option<Awaiting> {
+        match message {
+            QuorumMessage::FetchResponse { correlation_id, .. } => Some(Awaiting::Fetch(*correlation_id)),
+            QuorumMessage::VoteResponse { .. } => Some(Awaiting::Vote(from)),
+            _ => None,
+        }
+    }
+}
+
 pub struct QuorumLink {
-    network: NetworkClient<()>,
+    network: NetworkClient<Awaiting>,
     queued: Vec<(NodeId, QuorumMessage)>,
+    request_timeout: Duration,
 }
 
 impl QuorumLink {
-    pub fn new(config: NetworkConfig, jitter_seed: u64) -> QuorumLink {
-        QuorumLink { network: NetworkClient::new(config, jitter_seed), queued: Vec::new() }
+    pub fn new(config: NetworkConfig, request_timeout: Duration, jitter_seed: u64) -> QuorumLink {
+        QuorumLink { network: NetworkClient::new(config, jitter_seed), queued: Vec::new(), request_timeout }
+    }
+
+    /// A response came: its request is no longer in flight (the oldest of
+    /// its kind, as responses on one connection come in order).
+    pub fn answered(&mut self, from: NodeId, message: &QuorumMessage) {
+        let Some(awaiting) = Awaiting::response(from, message) else { return };
+        let mut found = false;
+        self.network.forget_where(|tag| {
+            let this = !found && *tag == awaiting;
+            found |= this;
+            this
+        });
     }
 
     /// Holds requests made while the node starts, when it may not send yet:
@@ -44,7 +89,12 @@ impl QuorumLink {
             }
             let destination = Destination::new(to, Channel::Quorum);
             if self.network.ready(now, destination, out) {
-                self.network.send_one_way(destination, Message::Quorum(Box::new(message)), out);
+                match Awaiting::request(to, &message) {
+                    Some(awaiting) => {
+                        self.network.send(now, destination, self.request_timeout, awaiting, |_| Message::Quorum(Box::new(message)), out);
+                    }
+                    None => self.network.send_one_way(destination, Message::Quorum(Box::new(message)), out),
+                }
             } else {
                 if self.queued.iter().filter(|(peer, _)| *peer == to).count() >= QUEUED_PER_PEER {
                     let oldest = self.queued.iter().position(|(peer, _)| *peer == to).expect("counted above");
@@ -68,7 +118,8 @@ impl QuorumLink {
         }
     }
 
-    /// Connects whose setup timed out, and reconnects whose backoff ended.
+    /// Connects whose setup timed out, requests unanswered too long (each
+    /// closes its connection), and reconnects whose backoff ended.
     pub fn handle_timeout<E>(&mut self, now: Instant, out: &mut Outbox<E>) {
         self.network.poll_timeouts(now, out);
         let peers: Vec<NodeId> = self.queued.iter().map(|(peer, _)| *peer).collect();

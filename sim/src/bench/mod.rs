@@ -326,7 +326,29 @@ pub fn bench(scenario: &Arc<Scenario>, seeds: &[u64], jobs: usize, rounds: usize
         let each: Vec<String> = ratios.iter().map(|ratio| format!("{ratio:.2}x")).collect();
         table.push_str(&format!("kafsim/floor, wall per network message, by round: {}; median {:.2}x\n", each.join(" "), median_ratio(ratios)));
     }
+    table.push_str(&quorum_comparison(scenario, &kafsim, seeds, jobs));
     Ok(table)
+}
+
+/// The same seeds on the other controller quorum size, 3 voters beside 1 (KIP-595):
+/// what the quorum's own traffic (fetches, elections, brokers observing the
+/// metadata log) costs a run. `kafsim` is the scenario as written, already run.
+fn quorum_comparison(scenario: &Arc<Scenario>, kafsim: &Phase, seeds: &[u64], jobs: usize) -> String {
+    let mut other = (**scenario).clone();
+    other.cluster.controllers = if scenario.cluster.controllers == 1 { 3 } else { 1 };
+    let (other_phase, _) = kafsim_phase(&Arc::new(other), seeds, jobs);
+    let (one, three) = if scenario.cluster.controllers == 1 { (kafsim, &other_phase) } else { (&other_phase, kafsim) };
+    let mut out = format!("\n{:<34} {:>12} {:>12} {:>9}\n", "controller quorum", "1 voter", "3 voters", "3 / 1");
+    let median_ms = |phase: &Phase| phase.wall_median().as_secs_f64() * 1000.0;
+    out.push_str(&format!("{:<34} {:>12.1} {:>12.1} {:>8.2}x\n", "wall ms per seed, median", median_ms(one), median_ms(three), median_ms(three) / median_ms(one)));
+    out.push_str(&format!(
+        "{:<34} {:>12.0} {:>12.0} {:>8.2}x\n",
+        "messages per seed, mean",
+        one.messages_mean(),
+        three.messages_mean(),
+        three.messages_mean() / one.messages_mean().max(1.0)
+    ));
+    out
 }
 
 /// kafsim's wall time per network message over the floor's. Both sides move the

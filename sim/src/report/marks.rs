@@ -92,7 +92,12 @@ pub struct Bucket {
     pub records_polled: usize,
     pub first: u64,
     pub last: u64,
+    /// What the controller ops here say (elections, fencing), the first few.
+    pub notes: Vec<String>,
 }
+
+/// Controller notes one bucket's title spells out; the rest are counted.
+const NOTES_SHOWN: usize = 4;
 
 impl Bucket {
     fn add(&mut self, op: &Op, class: MarkClass) {
@@ -103,6 +108,15 @@ impl Bucket {
         *self.counts.entry(class).or_default() += 1;
         if let OpBody::Poll { records } = &op.body {
             self.records_polled += records.len();
+        }
+        if self.notes.len() < NOTES_SHOWN {
+            match &op.body {
+                OpBody::ControllerElected { epoch, voter } => {
+                    self.notes.push(format!("active controller in quorum epoch {epoch}{}", if *voter { "" } else { " (not a voter)" }));
+                }
+                OpBody::ControllerChange { event } => self.notes.push(event.clone()),
+                _ => {}
+            }
         }
     }
 
@@ -115,7 +129,8 @@ impl Bucket {
         self.counts.get(&MarkClass::ClientStart).copied().unwrap_or(0)
     }
 
-    /// "3 send ok, 1 failed, 2 poll (14 records)".
+    /// "3 send ok, 1 failed, 2 poll (14 records)"; controller changes are
+    /// spelled out: "1 controller change: controller fences broker-2: ...".
     pub fn summary(&self) -> String {
         let parts: Vec<String> = self
             .counts
@@ -125,6 +140,10 @@ impl Bucket {
                 MarkClass::Poll => {
                     let records = if self.records_polled == 1 { "record" } else { "records" };
                     format!("{count} {} ({} {records})", class.label(), self.records_polled)
+                }
+                MarkClass::Controller => {
+                    let more = if *count as usize > self.notes.len() { "; ..." } else { "" };
+                    format!("{count} {}: {}{more}", class.label(), self.notes.join("; "))
                 }
                 _ => format!("{count} {}", class.label()),
             })
@@ -209,6 +228,6 @@ mod tests {
         let lanes = vec!["controller-1".to_string(), "broker-2".to_string()];
         let buckets = bucket_marks(&history, &lanes, |_| 0);
         assert_eq!(buckets.len(), 1);
-        assert_eq!(buckets[&(0, 0)].summary(), "2 controller change");
+        assert_eq!(buckets[&(0, 0)].summary(), "2 controller change: active controller in quorum epoch 1; unfenced broker-2");
     }
 }

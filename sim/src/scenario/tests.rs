@@ -123,7 +123,7 @@ fn design_example_parses() {
     assert_eq!(scenario.path, file());
     assert_eq!(scenario.duration, Duration::from_secs(60));
     assert_eq!(scenario.cluster.brokers, 3);
-    assert_eq!(scenario.cluster.controllers, 1);
+    assert_eq!(scenario.cluster.controllers, 3, "a KRaft quorum of three by default");
     assert_eq!(scenario.cluster.config.min_insync_replicas, 2);
     assert_eq!(scenario.cluster.config.log_flush_interval_messages, i64::MAX as u64);
     assert_eq!(scenario.topics, vec![Topic { name: "events".into(), partitions: 3, replication_factor: 3 }]);
@@ -148,7 +148,10 @@ fn design_example_parses() {
 
     let never = [CheckerKind::LostWrite, CheckerKind::Duplicate, CheckerKind::NonmonotonicSend, CheckerKind::ReplicaDivergence];
     assert_eq!(scenario.expect, Expect { never: never.to_vec(), finds: Vec::new() });
-    assert_eq!(scenario.node_names(), ["controller-1", "broker-1", "broker-2", "broker-3", "producer-1", "producer-2", "consumer-1", "consumer-2"]);
+    assert_eq!(
+        scenario.node_names(),
+        ["controller-1", "controller-2", "controller-3", "broker-1", "broker-2", "broker-3", "producer-1", "producer-2", "consumer-1", "consumer-2"]
+    );
 }
 
 const COPIES_TOPIC: &str = r#"
@@ -177,7 +180,7 @@ fn pipelines_are_accepted_with_their_meaning() {
     assert!(scenario.uses_groups() && scenario.uses_transactions());
     assert_eq!(
         scenario.node_names(),
-        ["controller-1", "broker-1", "broker-2", "broker-3", "producer-1", "producer-2", "consumer-1", "consumer-2", "pipeline-1", "pipeline-2"]
+        ["controller-1", "controller-2", "controller-3", "broker-1", "broker-2", "broker-3", "producer-1", "producer-2", "consumer-1", "consumer-2", "pipeline-1", "pipeline-2"]
     );
     parse(&format!("pipelines = []\n{MINIMAL}")).expect("an empty pipelines list is accepted");
 }
@@ -223,14 +226,14 @@ fn defaults_are_applied() {
     assert_eq!(scenario.drain, Duration::from_secs(60));
     assert_eq!(scenario.time_limit, Duration::from_secs(20 + 60 + 60));
     assert_eq!(scenario.seeds, 200);
-    assert_eq!(scenario.cluster.controllers, 1);
+    assert_eq!(scenario.cluster.controllers, 3);
     assert_eq!(scenario.cluster.config, BrokerConfig::default());
     assert!(scenario.topics.is_empty() && scenario.producers.is_empty() && scenario.consumers.is_empty());
     assert_eq!(scenario.faults, Faults::default());
     assert_eq!(scenario.faults.interval, Duration::from_secs(5));
     assert_eq!(scenario.faults.max_concurrent, 1);
     assert_eq!(scenario.expect, Expect::default());
-    assert_eq!(scenario.node_names(), ["controller-1", "broker-1"]);
+    assert_eq!(scenario.node_names(), ["controller-1", "controller-2", "controller-3", "broker-1"]);
 
     let text = r#"
 duration = "20s"
@@ -271,7 +274,7 @@ target = "random"
     let schedule = &scenario.faults.schedule;
     assert_eq!((schedule[0].action, schedule[0].latency, schedule[0].rate), (Action::Latency, Some(Duration::from_millis(50)), None));
     assert_eq!((schedule[1].action, schedule[1].rate, schedule[1].latency), (Action::Loss, Some(0.1), None));
-    assert_eq!(scenario.node_names()[4..], ["producer-1", "producer-2", "producer-3", "consumer-1"]);
+    assert_eq!(scenario.node_names()[6..], ["producer-1", "producer-2", "producer-3", "consumer-1"]);
 }
 
 #[test]
@@ -316,7 +319,7 @@ fn out_of_range_numbers() {
     error_of(&DESIGN_EXAMPLE.replace("count = 2\ntopic = \"events\"\nmessages", "count = -1\ntopic = \"events\"\nmessages"), "producers[0].count");
     let error = error_of(&example_with("[cluster]", "controllers = 2"), "cluster.controllers");
     assert!(error.message.contains("expected 1, 3 or 5"), "{error}");
-    let error = error_of(&DESIGN_EXAMPLE.replace("\"crash\", \"power-loss\"", "\"quorum-split\", \"power-loss\""), "faults.kinds[0]");
+    let error = error_of(&example_with("[cluster]", "controllers = 1").replace("\"crash\", \"power-loss\"", "\"quorum-split\", \"power-loss\""), "faults.kinds[0]");
     assert!(error.message.contains("controller quorum of 3 or 5"), "{error}");
 }
 

@@ -159,9 +159,13 @@ fn config_problem(table: &str, error: ConfigError, known: &[&str]) -> Problem {
     Problem::new(key, message)
 }
 
+/// Kafka 4 runs KRaft, and a production cluster three controllers: the
+/// smallest quorum that survives the loss of one.
+pub const DEFAULT_CONTROLLERS: i64 = 3;
+
 fn build_cluster(raw: RawCluster) -> Result<Cluster, Problem> {
     let brokers = integer_in("cluster.brokers", raw.brokers, 1, BROKER_COUNT_MAX)? as u32;
-    let controllers = raw.controllers.unwrap_or(1);
+    let controllers = raw.controllers.unwrap_or(DEFAULT_CONTROLLERS);
     // A KRaft quorum of 1, 3 or 5 voters (KIP-595): an even count adds a
     // voter without tolerating one more failure.
     if ![1, 3, 5].contains(&controllers) {
