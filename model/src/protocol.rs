@@ -50,6 +50,13 @@ pub struct PartitionState {
     /// when empty, so a cluster without ELR logs the same bytes as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub elr: Vec<NodeId>,
+    /// KIP-966's `lastKnownElr`, as Kafka keeps it with
+    /// `useLastKnownLeaderInBalancedRecovery` (its default): the leader the
+    /// partition had when its ISR became empty, elected once it is live again
+    /// if no ISR or ELR member is left. Empty whenever the partition has a
+    /// leader, and always without ELR; absent from records when empty, as `elr` is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_known_elr: Vec<NodeId>,
 }
 
 /// What every broker caches and answers Metadata requests from.

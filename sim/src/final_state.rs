@@ -86,18 +86,22 @@ pub struct PartitionSnapshot {
     /// KIP-966's eligible leader replicas; empty unless the cluster turns them on.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub elr: Vec<NodeId>,
+    /// KIP-966's last known leader, kept while the ISR and ELR are empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub last_known_elr: Vec<NodeId>,
     pub replicas: BTreeMap<NodeId, ReplicaSnapshot>,
 }
 
 impl PartitionSnapshot {
     /// The committed log: the controller's leader's records below its high watermark.
     /// With no leader, the ISR member that holds the most committed records;
-    /// with an empty ISR (KIP-966), the eligible leader replica that does.
+    /// with an empty ISR (KIP-966), the eligible leader replica that does, and
+    /// with an empty ELR too, the last known leader, which will lead next.
     pub fn committed(&self) -> Option<&ReplicaSnapshot> {
         if let Some(leader) = self.leader.and_then(|leader| self.replicas.get(&leader)) {
             return Some(leader);
         }
-        let candidates = if self.isr.is_empty() { &self.elr } else { &self.isr };
+        let candidates = [&self.isr, &self.elr, &self.last_known_elr].into_iter().find(|candidates| !candidates.is_empty()).unwrap_or(&self.isr);
         candidates.iter().filter_map(|broker| self.replicas.get(broker)).max_by_key(|replica| replica.high_watermark)
     }
 

@@ -14,7 +14,10 @@
 //! than min.insync.replicas join the partition's ELR, which a clean election
 //! falls back on, and a broker that registers anew after an unclean shutdown
 //! leaves every ISR and ELR, since it may have lost what it had not flushed.
-//! This is what Kafka's ReplicationControlManager and PartitionChangeBuilder do.
+//! When every replica that could lead has left both that way, the partition's
+//! last known leader is elected once it is back (KIP-966's balanced recovery),
+//! whatever it lost. This is what Kafka's ReplicationControlManager and
+//! PartitionChangeBuilder do; `partition_change.rs` holds the per-partition rules.
 
 use crate::config::BrokerConfig;
 use crate::config::NetworkConfig;
@@ -27,8 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod kraft;
+mod partition_change;
 pub mod records;
 pub mod snapshot;
+
+use partition_change::{assert_consistent, change_isr, choose_leader, elect, Election};
 
 pub use snapshot::{BrokerRegistration, ControllerSnapshot};
 
@@ -287,14 +293,14 @@ impl Controller {
         let mut lost_leader = Vec::new();
         for tp in partitions {
             let state = self.state.metadata.partitions.get_mut(&tp).expect("partition listed above");
-            let before = (state.isr.clone(), state.elr.clone());
+            let before = (state.isr.clone(), state.elr.clone(), state.last_known_elr.clone());
             // Without ELR the last member stays so that a clean election remains
             // possible when it returns; with ELR the ELR remembers it instead.
             if self.config.eligible_leader_replicas || state.isr.len() > 1 {
                 let target_isr = state.isr.iter().copied().filter(|replica| *replica != broker).collect();
                 change_isr(&self.config, state, target_isr, unclean_shutdown);
             }
-            let mut changed = (&state.isr, &state.elr) != (&before.0, &before.1);
+            let mut changed = (&state.isr, &state.elr, &state.last_known_elr) != (&before.0, &before.1, &before.2);
             if state.leader == Some(broker) {
                 state.leader = None;
                 lost_leader.push(tp.clone());
@@ -318,42 +324,26 @@ impl Controller {
         }
     }
 
-    /// Elects a leader for every partition without one: the first live ISR member in
-    /// replica order; with ELR on and no live ISR member, the first live ELR member,
-    /// which holds everything below the high watermark (KIP-966) and becomes the
-    /// whole ISR; or, when unclean election is enabled and neither has a live
-    /// member, the first live replica, whose log becomes the truth.
+    /// Elects a leader for every partition without one, in the order
+    /// `partition_change::choose_leader` gives (Kafka's `electAnyLeader`): a
+    /// live ISR member; with ELR on and the ISR empty, a live ELR member, which
+    /// holds everything below the high watermark (KIP-966) and becomes the
+    /// whole ISR; with both empty, the last known leader once it is live; or,
+    /// when unclean election is enabled, the first live replica, whose log
+    /// becomes the truth.
     fn elect_leaderless(&mut self) -> Vec<TopicPartition> {
         let mut elected = Vec::new();
         let registrations = &self.state.registrations;
-        let live = |replica: &NodeId| registrations.get(replica).is_some_and(|registration| !registration.fenced);
+        let live = |replica: NodeId| registrations.get(&replica).is_some_and(|registration| !registration.fenced);
         for (tp, state) in self.state.metadata.partitions.iter_mut().filter(|(_, state)| state.leader.is_none()) {
-            let from_isr = state.replicas.iter().copied().find(|replica| state.isr.contains(replica) && live(replica));
-            let from_elr = state.replicas.iter().copied().find(|replica| state.elr.contains(replica) && live(replica));
-            let (leader, election) = match (from_isr, from_elr) {
-                (Some(leader), _) => (leader, Election::Isr),
-                (None, Some(leader)) => (leader, Election::Elr),
-                (None, None) if self.config.unclean_leader_election_enable => match state.replicas.iter().copied().find(|replica| live(replica)) {
-                    Some(leader) => (leader, Election::Unclean),
-                    None => continue,
-                },
-                (None, None) => continue,
-            };
-            state.leader = Some(leader);
+            let Some((leader, election)) = choose_leader(&self.config, state, live) else { continue };
+            elect(&self.config, state, leader, election);
             state.leader_epoch = LeaderEpoch(state.leader_epoch.0 + 1);
             state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
-            match election {
-                Election::Isr => {}
-                Election::Elr => change_isr(&self.config, state, vec![leader], None),
-                // The other replicas' logs may hold what the new leader lacks, so
-                // none of them is in sync, nor eligible (PartitionChangeBuilder
-                // clears the ELR after an unclean election).
-                Election::Unclean => {
-                    state.isr = vec![leader];
-                    state.elr.clear();
-                }
-            }
             assert_consistent(tp, state);
+            if election == Election::LastKnownLeader {
+                self.events.push(format!("controller elects broker-{} for {tp}, its last known leader: its ISR and ELR are empty (KIP-966 balanced recovery)", leader.0));
+            }
             tracing::info!(partition = %tp, leader = leader.0, epoch = state.leader_epoch.0, ?election, "controller elects leader");
             self.dirty = true;
             elected.push(tp.clone());
@@ -394,57 +384,6 @@ enum Departure {
     UncleanShutdown,
 }
 
-/// Where a new leader came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Election {
-    Isr,
-    /// KIP-966: the ISR had no live member, an eligible leader replica did.
-    Elr,
-    Unclean,
-}
-
-/// Sets `state`'s ISR to `target_isr` and, with ELR on, its ELR as KIP-966
-/// keeps it (PartitionChangeBuilder's `maybePopulateTargetElr`): at min ISR
-/// or more the ELR is empty; below it the replicas that leave the ISR join
-/// the ELR, since each held everything below the high watermark when it left
-/// and the leader's high watermark stops while the ISR is that small. A
-/// replica in the new ISR leaves the ELR, and a broker back from an unclean
-/// shutdown is in neither.
-///
-/// Kafka evaluates the ELR before an election from it and keeps the rest of
-/// the ELR even when the new one-member ISR reaches min ISR (min ISR 1); here
-/// the rule holds after every change, so the ELR is emptied then: the new
-/// leader's high watermark moves on without the others.
-fn change_isr(config: &ControllerConfig, state: &mut PartitionState, target_isr: Vec<NodeId>, unclean_shutdown: Option<NodeId>) {
-    if config.eligible_leader_replicas {
-        state.elr = if target_isr.len() >= config.min_insync_replicas {
-            Vec::new()
-        } else {
-            state
-                .replicas
-                .iter()
-                .copied()
-                .filter(|replica| state.elr.contains(replica) || state.isr.contains(replica))
-                .filter(|replica| !target_isr.contains(replica) && Some(*replica) != unclean_shutdown)
-                .collect()
-        };
-    }
-    state.isr = target_isr;
-}
-
-/// A partition's leader leads from the ISR, and no replica is both in the ISR
-/// and eligible outside it.
-fn assert_consistent(tp: &TopicPartition, state: &PartitionState) {
-    assert!(state.leader.is_none_or(|leader| state.isr.contains(&leader)), "controller invariant: {tp}'s leader {:?} is in its ISR {:?}", state.leader, state.isr);
-    assert!(
-        state.elr.iter().all(|replica| !state.isr.contains(replica) && state.replicas.contains(replica)),
-        "controller invariant: {tp}'s ELR {:?} holds replicas ({:?}) outside its ISR {:?}",
-        state.elr,
-        state.replicas,
-        state.isr
-    );
-}
-
 fn bootstrap_metadata(config: &ControllerConfig) -> ClusterMetadata {
     let mut partitions = BTreeMap::new();
     let broker_count = config.brokers.len();
@@ -460,6 +399,7 @@ fn bootstrap_metadata(config: &ControllerConfig) -> ClusterMetadata {
                 partition_epoch: PartitionEpoch(0),
                 isr: replicas.clone(),
                 elr: Vec::new(),
+                last_known_elr: Vec::new(),
                 replicas,
             };
             partitions.insert(TopicPartition { topic: topic_name.clone(), partition }, state);
@@ -807,6 +747,45 @@ mod tests {
         resume(&mut controller, 1);
         let after = state(&controller);
         assert_eq!((after.leader, after.isr, after.elr), (Some(NodeId(1)), nodes(&[1]), nodes(&[])), "the restarted broker leads again, whatever it lost");
+        assert!(after.last_known_elr.is_empty(), "without KIP-966 no last known leader is kept");
+    }
+
+    /// KIP-966's balanced recovery: once every replica that could lead is back
+    /// from an unclean shutdown, the leader the partition had when its ISR
+    /// emptied leads again, with unclean election off, as soon as it is live.
+    #[test]
+    fn with_isr_and_elr_emptied_by_unclean_shutdowns_the_last_known_leader_is_elected_once_live() {
+        let mut controller = controller_with(false, true, 2);
+        for broker in [3, 2, 1] {
+            controller.fence(NodeId(broker));
+        }
+        let after = state(&controller);
+        assert_eq!((after.isr, after.elr, after.last_known_elr), (nodes(&[]), nodes(&[1, 2]), nodes(&[1])), "the leader when the ISR emptied");
+        register_anew(&mut controller, 1);
+        register_anew(&mut controller, 2);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr, after.last_known_elr), (None, nodes(&[]), nodes(&[]), nodes(&[1])), "an unclean shutdown leaves the last known leader in place");
+        resume(&mut controller, 2);
+        resume(&mut controller, 3);
+        assert_eq!(state(&controller).leader, None, "no other replica may lead with unclean election off");
+        let before = state(&controller);
+        resume(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr, after.last_known_elr), (Some(NodeId(1)), nodes(&[1]), nodes(&[]), nodes(&[])), "the ISR is forced to the leader");
+        assert_eq!((after.leader_epoch, after.partition_epoch), (LeaderEpoch(before.leader_epoch.0 + 1), PartitionEpoch(before.partition_epoch.0 + 1)));
+        assert!(controller.take_events().iter().any(|event| event.contains("last known leader")));
+
+        // With min ISR 1 the last ISR member is never in the ELR while it leads,
+        // so its own restart leaves it the last known leader, elected again
+        // whatever it lost: what happened before KIP-966.
+        let mut controller = controller_with(false, true, 1);
+        controller.fence(NodeId(3));
+        controller.fence(NodeId(2));
+        register_anew(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr, after.last_known_elr), (None, nodes(&[]), nodes(&[]), nodes(&[1])));
+        resume(&mut controller, 1);
+        assert_eq!(state(&controller).leader, Some(NodeId(1)));
     }
 
     #[derive(Clone, Debug)]
@@ -835,10 +814,12 @@ mod tests {
         /// KIP-966 under any interleaving of fencing, returning, restarting and
         /// ISR changes: a leader is in the ISR, the ISR and ELR are disjoint sets
         /// of replicas, a fenced broker is in no ISR, a restarted one is in
-        /// neither, and a new leader comes from the ISR or ELR unless unclean
-        /// election is on.
+        /// neither, a last known leader is kept only while the partition has no
+        /// leader and no ISR, a new leader comes from the ISR, the ELR or (both
+        /// empty) the last known leader unless unclean election is on, and no
+        /// partition stays leaderless while someone may lead it.
         #[test]
-        fn with_elr_every_leader_is_elected_from_the_isr_or_elr(
+        fn with_elr_every_leader_is_elected_from_the_isr_elr_or_last_known_leader(
             unclean in proptest::bool::ANY,
             min_insync_replicas in 1usize..=3,
             steps in proptest::collection::vec(any_step(), 1..40),
@@ -866,8 +847,25 @@ mod tests {
                 if let Some(leader) = after.leader {
                     proptest::prop_assert!(after.isr.contains(&leader), "leader outside the ISR after {}", context);
                     if after.leader != before.leader && !unclean {
-                        proptest::prop_assert!(before.isr.contains(&leader) || before.elr.contains(&leader), "leader from outside the ISR and ELR after {}", context);
+                        let last_known_leader = before.last_known_elr == [leader];
+                        proptest::prop_assert!(
+                            before.isr.contains(&leader) || before.elr.contains(&leader) || last_known_leader,
+                            "leader from outside the ISR, ELR and last known leader after {}",
+                            context
+                        );
+                        if !before.isr.contains(&leader) && !before.elr.contains(&leader) {
+                            proptest::prop_assert!(after.isr == [leader] && after.elr.is_empty(), "a last known leader elected beside others after {}", context);
+                        }
                     }
+                }
+                proptest::prop_assert!(after.last_known_elr.len() <= 1, "{}", context);
+                if !after.last_known_elr.is_empty() {
+                    proptest::prop_assert!(after.leader.is_none() && after.isr.is_empty(), "a last known leader beside a leader or ISR after {}", context);
+                }
+                let registrations = controller.registrations();
+                let live = |replica: NodeId| registrations.get(&replica).is_some_and(|registration| !registration.fenced);
+                if after.leader.is_none() {
+                    proptest::prop_assert_eq!(choose_leader(&controller.config, &after, live), None, "a partition left leaderless that may be led after {}", context);
                 }
                 proptest::prop_assert!(after.isr.iter().all(|replica| after.replicas.contains(replica) && !after.elr.contains(replica)), "{}", context);
                 proptest::prop_assert!(after.elr.iter().all(|replica| after.replicas.contains(replica)), "{}", context);
@@ -878,7 +876,7 @@ mod tests {
                 if let Step::RegisterAnew(broker) = step {
                     proptest::prop_assert!(!after.isr.contains(&NodeId(broker)) && !after.elr.contains(&NodeId(broker)), "{}", context);
                 }
-                if (&after.leader, &after.isr, &after.elr) != (&before.leader, &before.isr, &before.elr) {
+                if (&after.leader, &after.isr, &after.elr, &after.last_known_elr) != (&before.leader, &before.isr, &before.elr, &before.last_known_elr) {
                     proptest::prop_assert!(after.partition_epoch > before.partition_epoch, "a change without a partition epoch bump: {}", context);
                 }
             }

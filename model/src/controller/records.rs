@@ -134,8 +134,10 @@ mod tests {
             .iter()
             .map(|(partition, leader, epoch, isr)| {
                 let isr: Vec<NodeId> = isr.iter().copied().map(NodeId).collect();
-                // Odd epochs carry an ELR (KIP-966), so records are tried with and without one.
+                // Odd epochs carry an ELR (KIP-966), and a last known leader when
+                // leaderless, so records are tried with and without them.
                 let elr = if epoch % 2 == 1 { [1, 2, 3].into_iter().map(NodeId).filter(|replica| !isr.contains(replica)).collect() } else { Vec::new() };
+                let last_known_elr = if epoch % 2 == 1 && leader.is_none() { vec![NodeId(1)] } else { Vec::new() };
                 let state = PartitionState {
                     replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
                     leader: leader.map(NodeId),
@@ -143,6 +145,7 @@ mod tests {
                     partition_epoch: PartitionEpoch(*epoch),
                     isr,
                     elr,
+                    last_known_elr,
                 };
                 (TopicPartition::new("events", *partition), state)
             })
@@ -185,11 +188,13 @@ mod tests {
     }
 
     #[test]
-    fn a_partition_record_from_before_kip_966_decodes_with_an_empty_elr() {
+    fn a_partition_record_from_before_kip_966_decodes_without_its_fields_and_encodes_to_the_same_bytes() {
         let record = br#"{"Partition":{"partition":{"topic":"events","partition":0},"state":{"replicas":[1,2],"leader":1,"leader_epoch":3,"partition_epoch":4,"isr":[1,2]}}}"#;
         let Some(MetadataRecord::Partition { state, .. }) = MetadataRecord::decode(record) else { panic!("a partition record decodes") };
         assert_eq!(state.isr, vec![NodeId(1), NodeId(2)]);
-        assert!(state.elr.is_empty());
+        assert!(state.elr.is_empty() && state.last_known_elr.is_empty());
+        let encoded = MetadataRecord::Partition { partition: TopicPartition::new("events", 0), state }.encode();
+        assert_eq!(&encoded[..], &record[..], "without KIP-966's fields a record is the same bytes as before them");
     }
 
     #[test]
