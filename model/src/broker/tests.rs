@@ -39,7 +39,7 @@ fn registered(config: BrokerConfig, metadata: Arc<ClusterMetadata>) -> (Broker, 
 fn answer_metadata_fetches(broker: &mut Broker, out: &mut Outbox<BrokerEvent>) {
     use crate::controller::records::MetadataRecord;
     use crate::quorum::{Entry, FetchResult, QuorumMessage};
-    let registration = MetadataRecord::RegisterBroker { broker: NodeId(1), broker_epoch: BrokerEpoch(1) }.encode();
+    let registration = MetadataRecord::encode_batch(&[MetadataRecord::RegisterBroker { broker: NodeId(1), broker_epoch: BrokerEpoch(1) }]);
     let entries = [Entry { epoch: 1, record: None }, Entry { epoch: 1, record: Some(registration) }];
     for _ in 0..4 {
         let fetch = out.sends.iter().rev().find_map(|send| match &send.message {

@@ -64,8 +64,8 @@ pub fn apply_committed(image: &mut MetadataImage, applied: &mut u64, log: &[Entr
         let entry = &log[offset as usize];
         digests.push(entry_digest(entry));
         // The LeaderChange control record changes no metadata.
-        if let Some(record) = entry.record.as_deref().and_then(MetadataRecord::decode) {
-            image.apply(offset, &record);
+        if let Some(records) = entry.record.as_deref().and_then(MetadataRecord::decode_batch) {
+            image.apply_batch(offset, &records);
         }
     }
     *applied = end;
@@ -182,9 +182,10 @@ impl QuorumController {
         if !active.controller.take_changed() {
             return;
         }
-        for record in changes(active.logged.state(), active.controller.state()) {
-            let offset = self.quorum.append(now, record.encode(), messages).expect("the active controller leads the quorum");
-            active.logged.apply(offset, &record);
+        let records = changes(active.logged.state(), active.controller.state());
+        if !records.is_empty() {
+            let offset = self.quorum.append(now, MetadataRecord::encode_batch(&records), messages).expect("the active controller leads the quorum");
+            active.logged.apply_batch(offset, &records);
             active.last_written = offset;
         }
         active.controller.adopt(active.logged.state().clone());

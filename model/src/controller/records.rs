@@ -28,12 +28,16 @@ pub enum MetadataRecord {
 }
 
 impl MetadataRecord {
-    pub fn encode(&self) -> Bytes {
-        Bytes::from(serde_json::to_vec(self).expect("metadata records always serialize"))
+    /// One change's records as one log entry: the active controller appends
+    /// them atomically (QuorumController's `scheduleAtomicAppend`), so that no
+    /// replica ever applies half a change (a broker's new registration
+    /// without the fencing that goes with it, say).
+    pub fn encode_batch(records: &[MetadataRecord]) -> Bytes {
+        Bytes::from(serde_json::to_vec(records).expect("metadata records always serialize"))
     }
 
-    /// None for bytes that are no metadata record (a torn or foreign one).
-    pub fn decode(bytes: &[u8]) -> Option<MetadataRecord> {
+    /// None for bytes that are no batch of metadata records (a torn or foreign entry).
+    pub fn decode_batch(bytes: &[u8]) -> Option<Vec<MetadataRecord>> {
         serde_json::from_slice(bytes).ok()
     }
 }
@@ -89,12 +93,18 @@ impl MetadataImage {
         &self.state.metadata
     }
 
-    /// Applies the record at `offset`. Offsets only grow: a replica that
-    /// applies an older offset after a newer one has gone back in time
-    /// (what `metadata-regression` will judge), so it is refused here.
-    pub fn apply(&mut self, offset: u64, record: &MetadataRecord) {
+    /// Applies the batch of records at `offset`, in order. Offsets only grow:
+    /// a replica that applies an older offset after a newer one has gone back
+    /// in time (what `metadata-regression` will judge), so it is refused here.
+    pub fn apply_batch(&mut self, offset: u64, records: &[MetadataRecord]) {
         assert!(self.offset.is_none_or(|applied| offset > applied), "metadata invariant: offset {offset} applied after {:?}", self.offset);
         self.offset = Some(offset);
+        for record in records {
+            self.apply_record(record);
+        }
+    }
+
+    fn apply_record(&mut self, record: &MetadataRecord) {
         let registrations: &mut BTreeMap<NodeId, BrokerRegistration> = &mut self.state.registrations;
         match record {
             MetadataRecord::RegisterBroker { broker, broker_epoch } => {
@@ -160,11 +170,10 @@ mod tests {
     /// (but for the version counter, which counts records).
     fn round_trip(before: &ControllerSnapshot, after: &ControllerSnapshot) -> ControllerSnapshot {
         let mut image = MetadataImage::new(before.clone());
-        for (offset, record) in changes(before, after).iter().enumerate() {
-            let decoded = MetadataRecord::decode(&record.encode()).expect("a record decodes");
-            assert_eq!(&decoded, record);
-            image.apply(offset as u64, &decoded);
-        }
+        let records = changes(before, after);
+        let decoded = MetadataRecord::decode_batch(&MetadataRecord::encode_batch(&records)).expect("a batch decodes");
+        assert_eq!(decoded, records);
+        image.apply_batch(0, &decoded);
         let mut state = image.state().clone();
         state.metadata.version = after.metadata.version;
         state
@@ -189,20 +198,21 @@ mod tests {
 
     #[test]
     fn a_partition_record_from_before_kip_966_decodes_without_its_fields_and_encodes_to_the_same_bytes() {
-        let record = br#"{"Partition":{"partition":{"topic":"events","partition":0},"state":{"replicas":[1,2],"leader":1,"leader_epoch":3,"partition_epoch":4,"isr":[1,2]}}}"#;
-        let Some(MetadataRecord::Partition { state, .. }) = MetadataRecord::decode(record) else { panic!("a partition record decodes") };
+        let entry = br#"[{"Partition":{"partition":{"topic":"events","partition":0},"state":{"replicas":[1,2],"leader":1,"leader_epoch":3,"partition_epoch":4,"isr":[1,2]}}}]"#;
+        let records = MetadataRecord::decode_batch(entry).expect("a batch of one partition record decodes");
+        let [MetadataRecord::Partition { state, .. }] = records.as_slice() else { panic!("one partition record, not {records:?}") };
         assert_eq!(state.isr, vec![NodeId(1), NodeId(2)]);
         assert!(state.elr.is_empty() && state.last_known_elr.is_empty());
-        let encoded = MetadataRecord::Partition { partition: TopicPartition::new("events", 0), state }.encode();
-        assert_eq!(&encoded[..], &record[..], "without KIP-966's fields a record is the same bytes as before them");
+        let encoded = MetadataRecord::encode_batch(&records);
+        assert_eq!(&encoded[..], &entry[..], "without KIP-966's fields an entry is the same bytes as before them");
     }
 
     #[test]
     #[should_panic(expected = "metadata invariant")]
     fn an_older_offset_after_a_newer_one_is_refused() {
         let mut image = MetadataImage::new(snapshot(&[(1, 1, false)], &[]));
-        image.apply(5, &MetadataRecord::FenceBroker { broker: NodeId(1) });
-        image.apply(4, &MetadataRecord::UnfenceBroker { broker: NodeId(1) });
+        image.apply_batch(5, &[MetadataRecord::FenceBroker { broker: NodeId(1) }]);
+        image.apply_batch(4, &[MetadataRecord::UnfenceBroker { broker: NodeId(1) }]);
     }
 
     fn any_snapshot() -> impl Strategy<Value = ControllerSnapshot> {
