@@ -341,10 +341,19 @@ impl Controller {
             state.leader_epoch = LeaderEpoch(state.leader_epoch.0 + 1);
             state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
             assert_consistent(tp, state);
-            if election == Election::LastKnownLeader {
-                self.events.push(format!("controller elects broker-{} for {tp}, its last known leader: its ISR and ELR are empty (KIP-966 balanced recovery)", leader.0));
+            // The trace line is the one kafsim wrote before KIP-966 (Kafka, too,
+            // counts the last known leader's election as unclean), so a run
+            // without ELR traces, and hashes, as before; the KIP-966 elections
+            // say where their leader came from in an event.
+            match election {
+                Election::Elr => self.events.push(format!("controller elects broker-{} for {tp} from its ELR: its ISR is empty (KIP-966)", leader.0)),
+                Election::LastKnownLeader => {
+                    self.events.push(format!("controller elects broker-{} for {tp}, its last known leader: its ISR and ELR are empty (KIP-966 balanced recovery)", leader.0))
+                }
+                Election::Isr | Election::Unclean => {}
             }
-            tracing::info!(partition = %tp, leader = leader.0, epoch = state.leader_epoch.0, ?election, "controller elects leader");
+            let unclean = matches!(election, Election::LastKnownLeader | Election::Unclean);
+            tracing::info!(partition = %tp, leader = leader.0, epoch = state.leader_epoch.0, unclean, "controller elects leader");
             self.dirty = true;
             elected.push(tp.clone());
         }
