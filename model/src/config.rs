@@ -59,6 +59,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An integer from `min` to `max`, for settings that name a version or level.
+    fn integer_between(&self, key: &'static str, default: i64, min: i64, max: i64, meaning: &str) -> Result<i64, ConfigError> {
+        let expected = || ConfigError { key: key.to_string(), expected: format!("an integer from {min} to {max} ({meaning})") };
+        let value = match self.properties.get(key) {
+            None => return Ok(default),
+            Some(PropertyValue::Int(value)) => Some(*value),
+            Some(PropertyValue::Text(text)) => text.trim().parse::<i64>().ok(),
+            Some(_) => None,
+        };
+        value.filter(|value| (min..=max).contains(value)).ok_or_else(expected)
+    }
+
     fn millis(&self, key: &'static str, default: u64) -> Result<Duration, ConfigError> {
         Ok(Duration::from_millis(self.integer(key, default as i64, 0)? as u64))
     }
@@ -96,6 +108,10 @@ impl<'a> Reader<'a> {
 pub struct BrokerConfig {
     pub min_insync_replicas: usize,
     pub unclean_leader_election_enable: bool,
+    /// KIP-966's eligible leader replicas: 0 is off (Kafka's behaviour before
+    /// it), 1 on. In Kafka a feature version (`eligible.leader.replicas.version`,
+    /// set with `kafka-features`); here a cluster config key.
+    pub eligible_leader_replicas_version: u8,
     /// Flush (fsync) a partition after this many appended messages. Kafka's default
     /// is Long.MAX_VALUE: never, leaving durability to replication.
     pub log_flush_interval_messages: u64,
@@ -193,6 +209,7 @@ pub const BROKER_PROPERTIES: &[&str] = &[
     "socket.connection.setup.timeout.max.ms",
     "min.insync.replicas",
     "unclean.leader.election.enable",
+    "eligible.leader.replicas.version",
     "log.flush.interval.messages",
     "replica.lag.time.max.ms",
     "replica.fetch.wait.max.ms",
@@ -243,6 +260,7 @@ impl BrokerConfig {
         Ok(BrokerConfig {
             min_insync_replicas: reader.integer("min.insync.replicas", 1, 1)? as usize,
             unclean_leader_election_enable: reader.boolean("unclean.leader.election.enable", false)?,
+            eligible_leader_replicas_version: reader.integer_between("eligible.leader.replicas.version", 0, 0, 1, "0 is off, 1 turns on KIP-966's eligible leader replicas")? as u8,
             log_flush_interval_messages: reader.integer("log.flush.interval.messages", i64::MAX, 1)? as u64,
             replica_lag_time_max: reader.millis("replica.lag.time.max.ms", 30_000)?,
             replica_fetch_wait_max: reader.millis("replica.fetch.wait.max.ms", 500)?,
@@ -574,5 +592,13 @@ mod tests {
         assert_eq!(error.key, "min.insync.replica");
         let error = BrokerConfig::from_properties(&props(&[("min.insync.replicas", PropertyValue::Text("two".into()))])).unwrap_err();
         assert_eq!(error.key, "min.insync.replicas");
+        for bad in [PropertyValue::Int(2), PropertyValue::Int(-1), PropertyValue::Bool(true), PropertyValue::Text("on".into())] {
+            let error = BrokerConfig::from_properties(&props(&[("eligible.leader.replicas.version", bad)])).unwrap_err();
+            assert_eq!(error.key, "eligible.leader.replicas.version");
+            assert!(error.expected.contains("from 0 to 1"), "{error}");
+        }
+        let on = BrokerConfig::from_properties(&props(&[("eligible.leader.replicas.version", PropertyValue::Int(1))])).unwrap();
+        assert_eq!(on.eligible_leader_replicas_version, 1);
+        assert_eq!(BrokerConfig::default().eligible_leader_replicas_version, 0);
     }
 }

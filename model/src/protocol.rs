@@ -43,6 +43,20 @@ pub struct PartitionState {
     pub leader_epoch: LeaderEpoch,
     pub partition_epoch: PartitionEpoch,
     pub isr: Vec<NodeId>,
+    /// KIP-966's eligible leader replicas: replicas out of the ISR that still
+    /// hold everything below the high watermark, so one may be elected cleanly
+    /// when the ISR is empty. Always empty unless `eligible.leader.replicas.version`
+    /// is 1; absent from records written before it existed, and left out
+    /// when empty, so a cluster without ELR logs the same bytes as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<NodeId>,
+    /// KIP-966's `lastKnownElr`, as Kafka keeps it with
+    /// `useLastKnownLeaderInBalancedRecovery` (its default): the leader the
+    /// partition had when its ISR became empty, elected once it is live again
+    /// if no ISR or ELR member is left. Empty whenever the partition has a
+    /// leader, and always without ELR; absent from records when empty, as `elr` is.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_known_elr: Vec<NodeId>,
 }
 
 /// What every broker caches and answers Metadata requests from.
@@ -136,7 +150,8 @@ pub enum Message {
         partition_epoch: PartitionEpoch,
         new_isr: Vec<NodeId>,
     },
-    AlterPartitionResponse { correlation_id: u64, partition: TopicPartition, result: Result<PartitionState, ErrorCode> },
+    /// The new state boxed: it is rare, and would make every message larger.
+    AlterPartitionResponse { correlation_id: u64, partition: TopicPartition, result: Result<Box<PartitionState>, ErrorCode> },
     /// The controller quorum's own protocol (KIP-595): votes, BeginQuorumEpoch
     /// and fetches of the metadata log, between controllers and from brokers.
     /// Boxed, as a fetch response carries records.

@@ -25,6 +25,6 @@ pub fn connect_all<N: Node>(node: &mut N, now: Instant, out: &mut Outbox<N::Even
 
 /// Topic `t` with one partition, led by broker 1.
 pub fn single_partition_metadata() -> Arc<ClusterMetadata> {
-    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)], elr: Vec::new(), last_known_elr: Vec::new() };
     Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(TopicPartition::new("t", 0), state)].into_iter().collect() })
 }

@@ -301,8 +301,11 @@ pub fn replay(args: ReplayArgs) -> Result<i32, InputError> {
                 .collect();
             let leader = snapshot.leader.map_or("none".to_string(), |leader| format!("broker-{leader}"));
             let isr: Vec<String> = snapshot.isr.iter().map(|broker| format!("broker-{broker}")).collect();
+            let elr: Vec<String> = snapshot.elr.iter().map(|broker| format!("broker-{broker}")).collect();
+            let elr = if elr.is_empty() { String::new() } else { format!(" elr [{}]", elr.join(",")) };
+            let last_known_leader = snapshot.last_known_elr.first().map_or(String::new(), |broker| format!(" last known leader broker-{broker}"));
             let transactions = snapshot.committed().map_or(String::new(), |replica| describe_transactions(&replica.transactions));
-            println!("final {partition}: leader {leader} epoch {} isr [{}]; {}{transactions}", snapshot.leader_epoch, isr.join(","), replicas.join(", "));
+            println!("final {partition}: leader {leader} epoch {} isr [{}]{elr}{last_known_leader}; {}{transactions}", snapshot.leader_epoch, isr.join(","), replicas.join(", "));
         }
     }
     let result = &detail.result;

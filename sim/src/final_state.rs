@@ -77,23 +77,50 @@ pub struct TransactionalBatch {
     pub fate: TransactionFate,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PartitionSnapshot {
     /// The controller's view.
     pub leader: Option<NodeId>,
     pub leader_epoch: LeaderEpoch,
     pub isr: Vec<NodeId>,
+    /// KIP-966's eligible leader replicas; empty unless the cluster turns them on.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<NodeId>,
+    /// KIP-966's last known leader, kept while the ISR and ELR are empty.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub last_known_elr: Vec<NodeId>,
     pub replicas: BTreeMap<NodeId, ReplicaSnapshot>,
+}
+
+/// As derived, but KIP-966's `elr` and `last_known_elr` are left out while
+/// empty: the trace hash covers the final state, and runs without eligible
+/// leader replicas keep the hashes they had before them.
+impl std::hash::Hash for PartitionSnapshot {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.leader.hash(state);
+        self.leader_epoch.hash(state);
+        self.isr.hash(state);
+        if !self.elr.is_empty() {
+            self.elr.hash(state);
+        }
+        if !self.last_known_elr.is_empty() {
+            self.last_known_elr.hash(state);
+        }
+        self.replicas.hash(state);
+    }
 }
 
 impl PartitionSnapshot {
     /// The committed log: the controller's leader's records below its high watermark.
-    /// With no leader, the ISR member that holds the most committed records.
+    /// With no leader, the ISR member that holds the most committed records;
+    /// with an empty ISR (KIP-966), the eligible leader replica that does, and
+    /// with an empty ELR too, the last known leader, which will lead next.
     pub fn committed(&self) -> Option<&ReplicaSnapshot> {
         if let Some(leader) = self.leader.and_then(|leader| self.replicas.get(&leader)) {
             return Some(leader);
         }
-        self.isr.iter().filter_map(|broker| self.replicas.get(broker)).max_by_key(|replica| replica.high_watermark)
+        let candidates = [&self.isr, &self.elr, &self.last_known_elr].into_iter().find(|candidates| !candidates.is_empty()).unwrap_or(&self.isr);
+        candidates.iter().filter_map(|broker| self.replicas.get(broker)).max_by_key(|replica| replica.high_watermark)
     }
 
     /// The committed records: `committed()`'s records below its high watermark.

@@ -308,7 +308,7 @@ fn snapshot(ctx: &RunContext, live: &LiveNodes) -> FinalState {
     let mut partitions: BTreeMap<_, PartitionSnapshot> = BTreeMap::new();
     if let Some(metadata) = live.active_metadata() {
         for (tp, state) in &metadata.partitions {
-            partitions.insert(tp.clone(), PartitionSnapshot { leader: state.leader, leader_epoch: state.leader_epoch, isr: state.isr.clone(), replicas: BTreeMap::new() });
+            partitions.insert(tp.clone(), PartitionSnapshot { leader: state.leader, leader_epoch: state.leader_epoch, isr: state.isr.clone(), elr: state.elr.clone(), last_known_elr: state.last_known_elr.clone(), replicas: BTreeMap::new() });
         }
     }
     // Per partition, the replica decoded last and its batches.

@@ -47,6 +47,20 @@ fn no_fsync_and_every_replica_losing_power_loses_writes() {
     assert_finds("replicas-power-loss.toml", 20, CheckerKind::LostWrite);
 }
 
+/// KIP-966: the last in-sync replica losing power is elected again with an
+/// empty log, unless eligible leader replicas keep the replicas fenced out of
+/// the ISR electable and that one, back from an unclean shutdown, is not.
+#[test]
+fn the_last_replica_losing_power_loses_writes_without_eligible_leader_replicas_and_not_with_them() {
+    let without = run("last-replica-power-loss.toml", 30);
+    assert!(seeds_showing(&without, CheckerKind::LostWrite) * 10 >= 9 * without.len(), "without ELR the last replica's power loss lost writes in under nine seeds of ten");
+    let with = run("last-replica-power-loss-elr.toml", 30);
+    for kind in [CheckerKind::LostWrite, CheckerKind::ReplicaDivergence, CheckerKind::Liveness, CheckerKind::Panic] {
+        let failing: Vec<u64> = with.iter().filter(|run| run.kinds().contains(&kind)).map(|run| run.seed).collect();
+        assert!(failing.is_empty(), "last-replica-power-loss-elr showed {kind} on seeds {failing:?}");
+    }
+}
+
 #[test]
 fn legacy_high_watermark_truncation_diverges_where_epochs_do_not() {
     let legacy = run("legacy-hw-truncation.toml", 150);

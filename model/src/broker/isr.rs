@@ -48,7 +48,7 @@ impl Broker {
         self.after_high_watermark_change(now, tp, out);
     }
 
-    pub(super) fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<PartitionState, ErrorCode>, out: &mut Outbox<BrokerEvent>) {
+    pub(super) fn handle_alter_partition_response(&mut self, now: Instant, tp: TopicPartition, result: Result<Box<PartitionState>, ErrorCode>, out: &mut Outbox<BrokerEvent>) {
         let Some(partition) = self.partitions.get_mut(&tp) else { return };
         match result {
             Ok(state) if state.leader_epoch == partition.leader_epoch && state.partition_epoch > partition.partition_epoch => {
@@ -149,7 +149,12 @@ impl Broker {
         let me = self.id;
         let Some(partition) = self.partitions.get_mut(tp) else { return };
         let before = partition.high_watermark;
-        let advanced = partition.maybe_advance_high_watermark(me);
+        // KIP-966: with ELR on, the high watermark stops while the ISR is below
+        // min ISR, so the replicas that left it for the ELR still hold everything
+        // below the mark and may be elected cleanly (Kafka's `isUnderMinIsr` in
+        // `maybeIncrementLeaderHW`).
+        let under_min_isr = self.config.eligible_leader_replicas_version >= 1 && partition.isr.len() < self.config.min_insync_replicas;
+        let advanced = !under_min_isr && partition.maybe_advance_high_watermark(me);
         if self.config.mutation == Some(BrokerMutation::LeaderHighWatermarkRegress) && !advanced {
             let lowest = partition.isr.iter().filter(|replica| **replica != me).filter_map(|replica| match &partition.role {
                 Role::Leader(state) => state.followers.iter().find(|(follower, _)| follower == replica).map(|(_, progress)| progress.log_end_offset.unwrap_or_default()),

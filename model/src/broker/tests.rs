@@ -66,7 +66,7 @@ fn answer_metadata_fetches(broker: &mut Broker, out: &mut Outbox<BrokerEvent>) {
 #[test]
 fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
     let tp = TopicPartition::new("t", 0);
-    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)], elr: Vec::new(), last_known_elr: Vec::new() };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
     let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
     assert!(broker.partitions()[&tp].is_leader());
@@ -104,7 +104,7 @@ fn an_unanswered_isr_expansion_is_retried_and_still_counted() {
 #[test]
 fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
     let tp = TopicPartition::new("t", 0);
-    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)], elr: Vec::new(), last_known_elr: Vec::new() };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
     let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
     let stamp = ProducerStamp { producer_id: ProducerId(7), producer_epoch: 0, base_sequence: crate::types::Sequence(0), transactional: true };
@@ -163,7 +163,7 @@ fn read_committed_fetch_stops_at_the_last_stable_offset_and_lists_aborts() {
 #[test]
 fn a_transactional_produce_is_verified_with_the_coordinator() {
     let tp = TopicPartition::new("t", 0);
-    let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
+    let state_of = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)], elr: Vec::new(), last_known_elr: Vec::new() };
     let partitions = [(tp.clone(), state_of(1)), (TopicPartition::new(crate::protocol::TRANSACTION_STATE_TOPIC, 0), state_of(2))].into_iter().collect();
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
     let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
@@ -211,7 +211,7 @@ fn a_transactional_produce_is_verified_with_the_coordinator() {
 fn next_deadline_follows_coordinator_loads() {
     let tp = TopicPartition::new("t", 0);
     let offsets = TopicPartition::new(crate::protocol::CONSUMER_OFFSETS_TOPIC, 0);
-    let state = |isr: Vec<NodeId>, partition_epoch| PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(partition_epoch), isr };
+    let state = |isr: Vec<NodeId>, partition_epoch| PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(partition_epoch), isr, elr: Vec::new(), last_known_elr: Vec::new() };
     let config = BrokerConfig { offsets_topic_num_partitions: 1, ..BrokerConfig::default() };
     let partitions = [(tp.clone(), state(vec![NodeId(1)], 0)), (offsets.clone(), state(vec![NodeId(1)], 0))].into_iter().collect();
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions });
@@ -241,7 +241,7 @@ fn next_deadline_follows_coordinator_loads() {
 #[test]
 fn a_reset_fetch_connection_backs_off_and_fetches_again() {
     let tp = TopicPartition::new("t", 0);
-    let state = PartitionState { replicas: vec![NodeId(2), NodeId(1)], leader: Some(NodeId(2)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(2), NodeId(1)] };
+    let state = PartitionState { replicas: vec![NodeId(2), NodeId(1)], leader: Some(NodeId(2)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(2), NodeId(1)], elr: Vec::new(), last_known_elr: Vec::new() };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
     let (mut broker, mut out) = registered(BrokerConfig::default(), metadata);
     let fetches = |out: &Outbox<BrokerEvent>| out.sends.iter().filter(|send| send.to == NodeId(2) && matches!(send.message, Message::FetchRequest { .. })).count();
@@ -261,7 +261,7 @@ fn a_reset_fetch_connection_backs_off_and_fetches_again() {
 }
 
 fn single_replica_leader(tp: &TopicPartition) -> (Broker, Outbox<BrokerEvent>) {
-    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)] };
+    let state = PartitionState { replicas: vec![NodeId(1)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(1)], elr: Vec::new(), last_known_elr: Vec::new() };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1)], partitions: [(tp.clone(), state)].into_iter().collect() });
     registered(BrokerConfig::default(), metadata)
 }
@@ -269,7 +269,7 @@ fn single_replica_leader(tp: &TopicPartition) -> (Broker, Outbox<BrokerEvent>) {
 /// Broker 1 leading `t/0` at `leader_epoch` for replicas 1 and 2, with `isr`.
 fn two_replica_leader(config: BrokerConfig, leader_epoch: u32, isr: Vec<NodeId>) -> (Broker, Outbox<BrokerEvent>, TopicPartition) {
     let tp = TopicPartition::new("t", 0);
-    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(leader_epoch), partition_epoch: PartitionEpoch(0), isr };
+    let state = PartitionState { replicas: vec![NodeId(1), NodeId(2)], leader: Some(NodeId(1)), leader_epoch: LeaderEpoch(leader_epoch), partition_epoch: PartitionEpoch(0), isr, elr: Vec::new(), last_known_elr: Vec::new() };
     let metadata = Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2)], partitions: [(tp.clone(), state)].into_iter().collect() });
     let (broker, out) = registered(config, metadata);
     (broker, out, tp)
@@ -353,6 +353,21 @@ fn min_insync_replicas_refuses_only_acks_all_writes() {
         })
         .collect();
     assert_eq!(results, vec![(1, Err(ErrorCode::NotEnoughReplicas)), (2, Ok(Offset(0)))]);
+}
+
+/// KIP-966: with eligible leader replicas on, a leader whose ISR is below
+/// min ISR does not move its high watermark, even for an acks=1 write it
+/// holds alone, so the replicas that left the ISR for the ELR hold
+/// everything below it; without ELR the mark moves as before.
+#[test]
+fn with_eligible_leader_replicas_the_high_watermark_stops_below_min_isr() {
+    for (version, expected) in [(0, Offset(1)), (1, Offset(0))] {
+        let config = BrokerConfig { min_insync_replicas: 2, eligible_leader_replicas_version: version, ..BrokerConfig::default() };
+        let (mut broker, mut out, tp) = two_replica_leader(config, 0, vec![NodeId(1)]);
+        broker.handle_message(Instant::ZERO, NodeId(50), produce(&tp, 1, Acks::Leader, None, b"v"), &mut out);
+        assert_eq!(broker.partitions()[&tp].log_end_offset(), Offset(1));
+        assert_eq!(broker.partitions()[&tp].high_watermark, expected, "eligible.leader.replicas.version {version}");
+    }
 }
 
 /// KIP-98 long polling under read_committed: data below the high watermark

@@ -8,6 +8,16 @@
 //! those records are committed. Fencing follows KRaft: a fenced broker leaves
 //! every ISR, except that an ISR never becomes empty (its last member stays,
 //! so a clean election remains possible when that broker returns).
+//!
+//! With KIP-966's eligible leader replicas on (`eligible.leader.replicas.version`
+//! = 1) the ISR may become empty instead: replicas that leave an ISR smaller
+//! than min.insync.replicas join the partition's ELR, which a clean election
+//! falls back on, and a broker that registers anew after an unclean shutdown
+//! leaves every ISR and ELR, since it may have lost what it had not flushed.
+//! When every replica that could lead has left both that way, the partition's
+//! last known leader is elected once it is back (KIP-966's balanced recovery),
+//! whatever it lost. This is what Kafka's ReplicationControlManager and
+//! PartitionChangeBuilder do; `partition_change.rs` holds the per-partition rules.
 
 use crate::config::BrokerConfig;
 use crate::config::NetworkConfig;
@@ -20,8 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod kraft;
+mod partition_change;
 pub mod records;
 pub mod snapshot;
+
+use partition_change::{assert_consistent, change_isr, choose_leader, elect, Election};
 
 pub use snapshot::{BrokerRegistration, ControllerSnapshot};
 
@@ -39,6 +52,10 @@ pub struct ControllerConfig {
     pub topics: Vec<TopicSpec>,
     pub broker_session_timeout: Duration,
     pub unclean_leader_election_enable: bool,
+    /// KIP-966's eligible leader replicas.
+    pub eligible_leader_replicas: bool,
+    /// Below this many ISR members the ELR keeps the replicas that left (KIP-966).
+    pub min_insync_replicas: usize,
     pub network: NetworkConfig,
 }
 
@@ -49,6 +66,8 @@ impl ControllerConfig {
             topics,
             broker_session_timeout: broker.broker_session_timeout,
             unclean_leader_election_enable: broker.unclean_leader_election_enable,
+            eligible_leader_replicas: broker.eligible_leader_replicas_version >= 1,
+            min_insync_replicas: broker.min_insync_replicas,
             network: broker.network,
         }
     }
@@ -149,7 +168,7 @@ impl Controller {
                 Some(self.handle_heartbeat(now, correlation_id, broker, broker_epoch, metadata_version))
             }
             Message::AlterPartitionRequest { correlation_id, broker, broker_epoch, partition, leader_epoch, partition_epoch, new_isr } => {
-                let result = self.handle_alter_partition(broker, broker_epoch, &partition, leader_epoch, partition_epoch, new_isr);
+                let result = self.handle_alter_partition(broker, broker_epoch, &partition, leader_epoch, partition_epoch, new_isr).map(Box::new);
                 Some(Message::AlterPartitionResponse { correlation_id, partition, result })
             }
             _ => None,
@@ -167,11 +186,8 @@ impl Controller {
         let registered = self.state.registrations.get(&broker).copied();
         let epoch = match (broker_epoch, registered) {
             (None, previous) => {
-                // A new incarnation: whatever the old one led or followed is suspect,
-                // so fence it first.
-                if previous.is_some_and(|registration| !registration.fenced) {
-                    self.events.push(format!("controller fences broker-{}: it registered anew after a restart", broker.0));
-                    self.fence(broker);
+                if let Some(previous) = previous {
+                    self.registered_anew(broker, previous);
                 }
                 let epoch = BrokerEpoch(self.state.next_broker_epoch);
                 self.state.next_broker_epoch += 1;
@@ -228,16 +244,40 @@ impl Controller {
         }
         let mut ordered: Vec<NodeId> = state.replicas.iter().copied().filter(|replica| new_isr.contains(replica)).collect();
         ordered.dedup();
-        state.isr = ordered;
+        change_isr(&self.config, state, ordered, None);
         state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
+        assert_consistent(partition, state);
         let result = state.clone();
         tracing::info!(partition = %partition, isr = ?result.isr, "controller alters ISR");
         self.dirty = true;
         Ok(result)
     }
 
+    /// A new incarnation of a registered broker: whatever the old one led or
+    /// followed is suspect, so it is fenced first. With ELR on it is also an
+    /// unclean shutdown (KIP-966's `handleBrokerUncleanShutdown`): kafsim has no
+    /// clean shutdown, so every restart is a crash or a power loss, after which
+    /// the broker may lack what it acknowledged but had not flushed.
+    fn registered_anew(&mut self, broker: NodeId, previous: BrokerRegistration) {
+        if self.config.eligible_leader_replicas {
+            self.events.push(format!("controller removes broker-{} from every ISR and ELR: it registered anew after an unclean shutdown (KIP-966)", broker.0));
+            self.remove_broker(broker, Departure::UncleanShutdown);
+        } else if !previous.fenced {
+            self.events.push(format!("controller fences broker-{}: it registered anew after a restart", broker.0));
+            self.fence(broker);
+        }
+    }
+
     /// Moves leadership away from `broker` and drops it from every ISR it can leave.
     fn fence(&mut self, broker: NodeId) {
+        self.remove_broker(broker, Departure::Fenced);
+    }
+
+    /// Fences `broker` and takes it out of the partitions it replicates: out of
+    /// every ISR (with ELR off, never the last member), out of every ELR too
+    /// after an unclean shutdown, and out of leadership, electing another
+    /// leader where one may be.
+    fn remove_broker(&mut self, broker: NodeId, departure: Departure) {
         if let Some(registration) = self.state.registrations.get_mut(&broker) {
             registration.fenced = true;
         }
@@ -249,14 +289,18 @@ impl Controller {
             .filter(|(_, state)| state.replicas.contains(&broker))
             .map(|(tp, _)| tp.clone())
             .collect();
+        let unclean_shutdown = (departure == Departure::UncleanShutdown).then_some(broker);
         let mut lost_leader = Vec::new();
         for tp in partitions {
             let state = self.state.metadata.partitions.get_mut(&tp).expect("partition listed above");
-            let mut changed = false;
-            if state.isr.len() > 1 && state.isr.contains(&broker) {
-                state.isr.retain(|replica| *replica != broker);
-                changed = true;
+            let before = (state.isr.clone(), state.elr.clone(), state.last_known_elr.clone());
+            // Without ELR the last member stays so that a clean election remains
+            // possible when it returns; with ELR the ELR remembers it instead.
+            if self.config.eligible_leader_replicas || state.isr.len() > 1 {
+                let target_isr = state.isr.iter().copied().filter(|replica| *replica != broker).collect();
+                change_isr(&self.config, state, target_isr, unclean_shutdown);
             }
+            let mut changed = (&state.isr, &state.elr, &state.last_known_elr) != (&before.0, &before.1, &before.2);
             if state.leader == Some(broker) {
                 state.leader = None;
                 lost_leader.push(tp.clone());
@@ -275,33 +319,40 @@ impl Controller {
             if !elected.contains(&tp) {
                 let state = self.state.metadata.partitions.get_mut(&tp).expect("partition listed above");
                 state.leader_epoch = LeaderEpoch(state.leader_epoch.0 + 1);
+                assert_consistent(&tp, state);
             }
         }
     }
 
-    /// Elects a leader for every partition without one: the first live ISR member in
-    /// replica order, or, when unclean election is enabled and no ISR member is live,
-    /// the first live replica, whose log becomes the truth.
+    /// Elects a leader for every partition without one, in the order
+    /// `partition_change::choose_leader` gives (Kafka's `electAnyLeader`): a
+    /// live ISR member; with ELR on and the ISR empty, a live ELR member, which
+    /// holds everything below the high watermark (KIP-966) and becomes the
+    /// whole ISR; with both empty, the last known leader once it is live; or,
+    /// when unclean election is enabled, the first live replica, whose log
+    /// becomes the truth.
     fn elect_leaderless(&mut self) -> Vec<TopicPartition> {
         let mut elected = Vec::new();
         let registrations = &self.state.registrations;
-        let live = |replica: &NodeId| registrations.get(replica).is_some_and(|registration| !registration.fenced);
+        let live = |replica: NodeId| registrations.get(&replica).is_some_and(|registration| !registration.fenced);
         for (tp, state) in self.state.metadata.partitions.iter_mut().filter(|(_, state)| state.leader.is_none()) {
-            let clean = state.replicas.iter().copied().find(|replica| state.isr.contains(replica) && live(replica));
-            let (leader, unclean) = match clean {
-                Some(leader) => (leader, false),
-                None if self.config.unclean_leader_election_enable => match state.replicas.iter().copied().find(|replica| live(replica)) {
-                    Some(leader) => (leader, true),
-                    None => continue,
-                },
-                None => continue,
-            };
-            state.leader = Some(leader);
+            let Some((leader, election)) = choose_leader(&self.config, state, live) else { continue };
+            elect(&self.config, state, leader, election);
             state.leader_epoch = LeaderEpoch(state.leader_epoch.0 + 1);
             state.partition_epoch = PartitionEpoch(state.partition_epoch.0 + 1);
-            if unclean {
-                state.isr = vec![leader];
+            assert_consistent(tp, state);
+            // The trace line is the one kafsim wrote before KIP-966 (Kafka, too,
+            // counts the last known leader's election as unclean), so a run
+            // without ELR traces, and hashes, as before; the KIP-966 elections
+            // say where their leader came from in an event.
+            match election {
+                Election::Elr => self.events.push(format!("controller elects broker-{} for {tp} from its ELR: its ISR is empty (KIP-966)", leader.0)),
+                Election::LastKnownLeader => {
+                    self.events.push(format!("controller elects broker-{} for {tp}, its last known leader: its ISR and ELR are empty (KIP-966 balanced recovery)", leader.0))
+                }
+                Election::Isr | Election::Unclean => {}
             }
+            let unclean = matches!(election, Election::LastKnownLeader | Election::Unclean);
             tracing::info!(partition = %tp, leader = leader.0, epoch = state.leader_epoch.0, unclean, "controller elects leader");
             self.dirty = true;
             elected.push(tp.clone());
@@ -332,6 +383,16 @@ impl Controller {
     }
 }
 
+/// Why a broker leaves the partitions it replicates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Departure {
+    /// Its session expired, or it registered anew (KIP-631).
+    Fenced,
+    /// KIP-966: it registered anew after an unclean shutdown, and may have lost
+    /// records it had not flushed.
+    UncleanShutdown,
+}
+
 fn bootstrap_metadata(config: &ControllerConfig) -> ClusterMetadata {
     let mut partitions = BTreeMap::new();
     let broker_count = config.brokers.len();
@@ -346,6 +407,8 @@ fn bootstrap_metadata(config: &ControllerConfig) -> ClusterMetadata {
                 leader_epoch: LeaderEpoch(0),
                 partition_epoch: PartitionEpoch(0),
                 isr: replicas.clone(),
+                elr: Vec::new(),
+                last_known_elr: Vec::new(),
                 replicas,
             };
             partitions.insert(TopicPartition { topic: topic_name.clone(), partition }, state);
@@ -367,11 +430,18 @@ mod tests {
     /// Three brokers registered (epochs 1..3) and unfenced, as if each had
     /// reported metadata that holds its registration.
     fn controller(unclean: bool) -> Controller {
+        controller_with(unclean, false, 1)
+    }
+
+    /// As `controller`, with KIP-966's ELR on or off and a min ISR.
+    fn controller_with(unclean: bool, eligible_leader_replicas: bool, min_insync_replicas: usize) -> Controller {
         let config = ControllerConfig {
             brokers: vec![NodeId(1), NodeId(2), NodeId(3)],
             topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
             broker_session_timeout: Duration::from_secs(9),
             unclean_leader_election_enable: unclean,
+            eligible_leader_replicas,
+            min_insync_replicas,
             network: NetworkConfig::default(),
         };
         let bootstrap = Controller::bootstrap(&config);
@@ -400,6 +470,8 @@ mod tests {
             topics: Vec::new(),
             broker_session_timeout: Duration::from_secs(9),
             unclean_leader_election_enable: false,
+            eligible_leader_replicas: false,
+            min_insync_replicas: 1,
             network: NetworkConfig::default(),
         };
         let bootstrap = Controller::bootstrap(&config);
@@ -423,6 +495,8 @@ mod tests {
             topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
             broker_session_timeout: Duration::from_secs(9),
             unclean_leader_election_enable: false,
+            eligible_leader_replicas: false,
+            min_insync_replicas: 1,
             network: NetworkConfig::default(),
         };
         let bootstrap = Controller::bootstrap(&config);
@@ -453,6 +527,8 @@ mod tests {
             topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
             broker_session_timeout: Duration::from_secs(9),
             unclean_leader_election_enable: false,
+            eligible_leader_replicas: false,
+            min_insync_replicas: 1,
             network: NetworkConfig::default(),
         };
         let bootstrap = Controller::bootstrap(&config);
@@ -550,5 +626,269 @@ mod tests {
         });
         assert!(matches!(answer, Some(Message::AlterPartitionResponse { result: Err(ErrorCode::StaleBrokerEpoch), .. })));
         assert_eq!(state(&controller).isr.len(), 3);
+    }
+
+    fn nodes(ids: &[u32]) -> Vec<NodeId> {
+        ids.iter().copied().map(NodeId).collect()
+    }
+
+    /// The records so far are committed, and the controller's state is what they rebuild.
+    fn commit(controller: &mut Controller) {
+        let mut logged = controller.state().clone();
+        logged.metadata.version += 1;
+        controller.adopt(logged);
+    }
+
+    /// A heartbeat from `broker`'s current incarnation, with metadata caught up:
+    /// a fenced broker comes back.
+    fn resume(controller: &mut Controller, broker: u32) {
+        let epoch = controller.registrations()[&NodeId(broker)].broker_epoch;
+        let version = controller.metadata().version;
+        controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, Some(epoch.0), version));
+    }
+
+    /// `broker` restarted: its new incarnation registers (a heartbeat without an epoch).
+    fn register_anew(controller: &mut Controller, broker: u32) {
+        controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, None, 0));
+        commit(controller);
+    }
+
+    /// The leader asks for `new_isr`; the answer's result.
+    fn alter_isr(controller: &mut Controller, new_isr: &[u32]) -> Result<PartitionState, ErrorCode> {
+        let current = state(controller);
+        let leader = current.leader.expect("a leader to ask");
+        let request = Message::AlterPartitionRequest {
+            correlation_id: 1,
+            broker: leader,
+            broker_epoch: controller.registrations()[&leader].broker_epoch,
+            partition: TopicPartition::new("t", 0),
+            leader_epoch: current.leader_epoch,
+            partition_epoch: current.partition_epoch,
+            new_isr: nodes(new_isr),
+        };
+        match controller.handle_request(Instant::ZERO, leader, request) {
+            Some(Message::AlterPartitionResponse { result, .. }) => result.map(|state| *state),
+            other => panic!("an AlterPartition response, not {other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_elr_fencing_below_min_isr_fills_the_elr_and_the_last_member_leaves_the_isr_empty() {
+        let mut controller = controller_with(false, true, 2);
+        controller.fence(NodeId(3));
+        let after = state(&controller);
+        assert_eq!((after.isr, after.elr, after.partition_epoch), (nodes(&[1, 2]), nodes(&[]), PartitionEpoch(1)), "at min ISR the ELR stays empty");
+        controller.fence(NodeId(2));
+        let after = state(&controller);
+        assert_eq!((after.isr, after.elr, after.partition_epoch), (nodes(&[1]), nodes(&[2]), PartitionEpoch(2)), "below min ISR the one that left is eligible");
+        assert_eq!(after.leader, Some(NodeId(1)));
+        controller.fence(NodeId(1));
+        let after = state(&controller);
+        assert_eq!(after.leader, None, "KIP-966: the last ISR member leaves too");
+        assert_eq!((after.isr, after.elr), (nodes(&[]), nodes(&[1, 2])));
+        assert_eq!((after.leader_epoch, after.partition_epoch), (LeaderEpoch(1), PartitionEpoch(3)), "one bump each for one change");
+    }
+
+    #[test]
+    fn an_elr_member_is_elected_when_it_comes_back_and_becomes_the_isr() {
+        let mut controller = controller_with(false, true, 2);
+        for broker in [3, 2, 1] {
+            controller.fence(NodeId(broker));
+        }
+        resume(&mut controller, 3);
+        assert_eq!(state(&controller).leader, None, "broker 3 left a large enough ISR, so it is not eligible");
+        resume(&mut controller, 2);
+        let after = state(&controller);
+        assert_eq!(after.leader, Some(NodeId(2)));
+        assert_eq!((after.isr, after.elr), (nodes(&[2]), nodes(&[1])), "the new leader leaves the ELR; below min ISR the rest stay");
+        assert_eq!(after.leader_epoch, LeaderEpoch(2));
+        let after = alter_isr(&mut controller, &[2, 3]).expect("broker 3 is unfenced");
+        assert_eq!((after.isr, after.elr), (nodes(&[2, 3]), nodes(&[])), "back at min ISR the ELR empties");
+    }
+
+    #[test]
+    fn an_alter_partition_below_min_isr_fills_the_elr_and_a_rejoining_replica_leaves_it() {
+        let mut controller = controller_with(false, true, 3);
+        let after = alter_isr(&mut controller, &[1, 3]).expect("the leader may shrink its ISR");
+        assert_eq!((after.isr, after.elr), (nodes(&[1, 3]), nodes(&[2])));
+        let after = alter_isr(&mut controller, &[1]).expect("the leader may shrink its ISR");
+        assert_eq!((after.isr, after.elr), (nodes(&[1]), nodes(&[2, 3])));
+        let after = alter_isr(&mut controller, &[1, 2]).expect("broker 2 is unfenced");
+        assert_eq!((after.isr, after.elr), (nodes(&[1, 2]), nodes(&[3])));
+    }
+
+    #[test]
+    fn an_unclean_re_registration_drops_the_broker_from_every_isr_and_elr() {
+        let mut controller = controller_with(false, true, 2);
+        controller.fence(NodeId(3));
+        controller.fence(NodeId(2));
+        resume(&mut controller, 2);
+        assert_eq!((state(&controller).leader, state(&controller).elr), (Some(NodeId(1)), nodes(&[2])), "broker 2 is back but not yet in sync");
+        // The leader restarts: it may have lost what it had not flushed.
+        let before = state(&controller);
+        register_anew(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!(after.leader, Some(NodeId(2)), "the eligible replica is elected, not the restarted leader");
+        assert_eq!((after.isr, after.elr), (nodes(&[2]), nodes(&[])));
+        assert_eq!(after.leader_epoch, LeaderEpoch(before.leader_epoch.0 + 1));
+        // An ELR member that restarts leaves the ELR.
+        let mut controller = controller_with(false, true, 2);
+        for broker in [3, 2, 1] {
+            controller.fence(NodeId(broker));
+        }
+        register_anew(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr), (None, nodes(&[]), nodes(&[2])));
+        resume(&mut controller, 1);
+        assert_eq!(state(&controller).leader, None, "a replica back from an unclean shutdown is not eligible");
+    }
+
+    #[test]
+    fn with_elr_off_the_elr_stays_empty_and_a_restarted_last_member_is_elected_again() {
+        let mut controller = controller_with(false, false, 2);
+        for broker in [3, 2, 1] {
+            controller.fence(NodeId(broker));
+        }
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr), (None, nodes(&[1]), nodes(&[])), "the last ISR member stays");
+        register_anew(&mut controller, 1);
+        assert_eq!(state(&controller).isr, nodes(&[1]), "without KIP-966 a restart is no reason to leave the ISR");
+        resume(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr), (Some(NodeId(1)), nodes(&[1]), nodes(&[])), "the restarted broker leads again, whatever it lost");
+        assert!(after.last_known_elr.is_empty(), "without KIP-966 no last known leader is kept");
+    }
+
+    /// KIP-966's balanced recovery: once every replica that could lead is back
+    /// from an unclean shutdown, the leader the partition had when its ISR
+    /// emptied leads again, with unclean election off, as soon as it is live.
+    #[test]
+    fn with_isr_and_elr_emptied_by_unclean_shutdowns_the_last_known_leader_is_elected_once_live() {
+        let mut controller = controller_with(false, true, 2);
+        for broker in [3, 2, 1] {
+            controller.fence(NodeId(broker));
+        }
+        let after = state(&controller);
+        assert_eq!((after.isr, after.elr, after.last_known_elr), (nodes(&[]), nodes(&[1, 2]), nodes(&[1])), "the leader when the ISR emptied");
+        register_anew(&mut controller, 1);
+        register_anew(&mut controller, 2);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr, after.last_known_elr), (None, nodes(&[]), nodes(&[]), nodes(&[1])), "an unclean shutdown leaves the last known leader in place");
+        resume(&mut controller, 2);
+        resume(&mut controller, 3);
+        assert_eq!(state(&controller).leader, None, "no other replica may lead with unclean election off");
+        let before = state(&controller);
+        resume(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr, after.last_known_elr), (Some(NodeId(1)), nodes(&[1]), nodes(&[]), nodes(&[])), "the ISR is forced to the leader");
+        assert_eq!((after.leader_epoch, after.partition_epoch), (LeaderEpoch(before.leader_epoch.0 + 1), PartitionEpoch(before.partition_epoch.0 + 1)));
+        assert!(controller.take_events().iter().any(|event| event.contains("last known leader")));
+
+        // With min ISR 1 the last ISR member is never in the ELR while it leads,
+        // so its own restart leaves it the last known leader, elected again
+        // whatever it lost: what happened before KIP-966.
+        let mut controller = controller_with(false, true, 1);
+        controller.fence(NodeId(3));
+        controller.fence(NodeId(2));
+        register_anew(&mut controller, 1);
+        let after = state(&controller);
+        assert_eq!((after.leader, after.isr, after.elr, after.last_known_elr), (None, nodes(&[]), nodes(&[]), nodes(&[1])));
+        resume(&mut controller, 1);
+        assert_eq!(state(&controller).leader, Some(NodeId(1)));
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// The broker's session runs out.
+        Fence(u32),
+        /// The broker's current incarnation heartbeats, caught up.
+        Resume(u32),
+        /// The broker restarts and registers anew.
+        RegisterAnew(u32),
+        /// The leader asks for an ISR of itself and these.
+        AlterIsr(Vec<u32>),
+    }
+
+    fn any_step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (1u32..=3).prop_map(Step::Fence),
+            (1u32..=3).prop_map(Step::Resume),
+            (1u32..=3).prop_map(Step::RegisterAnew),
+            proptest::sample::subsequence(vec![1u32, 2, 3], 0..=3).prop_map(Step::AlterIsr),
+        ]
+    }
+
+    proptest::proptest! {
+        /// KIP-966 under any interleaving of fencing, returning, restarting and
+        /// ISR changes: a leader is in the ISR, the ISR and ELR are disjoint sets
+        /// of replicas, a fenced broker is in no ISR, a restarted one is in
+        /// neither, a last known leader is kept only while the partition has no
+        /// leader and no ISR, a new leader comes from the ISR, the ELR or (both
+        /// empty) the last known leader unless unclean election is on, and no
+        /// partition stays leaderless while someone may lead it.
+        #[test]
+        fn with_elr_every_leader_is_elected_from_the_isr_elr_or_last_known_leader(
+            unclean in proptest::bool::ANY,
+            min_insync_replicas in 1usize..=3,
+            steps in proptest::collection::vec(any_step(), 1..40),
+        ) {
+            let mut controller = controller_with(unclean, true, min_insync_replicas);
+            for step in steps {
+                let before = state(&controller);
+                let fenced = |controller: &Controller, broker: u32| controller.registrations()[&NodeId(broker)].fenced;
+                match &step {
+                    Step::Fence(broker) if !fenced(&controller, *broker) => controller.fence(NodeId(*broker)),
+                    Step::Fence(_) => {}
+                    Step::Resume(broker) => resume(&mut controller, *broker),
+                    Step::RegisterAnew(broker) => register_anew(&mut controller, *broker),
+                    Step::AlterIsr(others) => {
+                        if let Some(leader) = before.leader {
+                            let mut new_isr = others.clone();
+                            new_isr.push(leader.0);
+                            let _ = alter_isr(&mut controller, &new_isr);
+                        }
+                    }
+                }
+                commit(&mut controller);
+                let after = state(&controller);
+                let context = format!("{step:?}: {before:?} -> {after:?}");
+                if let Some(leader) = after.leader {
+                    proptest::prop_assert!(after.isr.contains(&leader), "leader outside the ISR after {}", context);
+                    if after.leader != before.leader && !unclean {
+                        let last_known_leader = before.last_known_elr == [leader];
+                        proptest::prop_assert!(
+                            before.isr.contains(&leader) || before.elr.contains(&leader) || last_known_leader,
+                            "leader from outside the ISR, ELR and last known leader after {}",
+                            context
+                        );
+                        if !before.isr.contains(&leader) && !before.elr.contains(&leader) {
+                            proptest::prop_assert!(after.isr == [leader] && after.elr.is_empty(), "a last known leader elected beside others after {}", context);
+                        }
+                    }
+                }
+                proptest::prop_assert!(after.last_known_elr.len() <= 1, "{}", context);
+                if !after.last_known_elr.is_empty() {
+                    proptest::prop_assert!(after.leader.is_none() && after.isr.is_empty(), "a last known leader beside a leader or ISR after {}", context);
+                }
+                let registrations = controller.registrations();
+                let live = |replica: NodeId| registrations.get(&replica).is_some_and(|registration| !registration.fenced);
+                if after.leader.is_none() {
+                    proptest::prop_assert_eq!(choose_leader(&controller.config, &after, live), None, "a partition left leaderless that may be led after {}", context);
+                }
+                proptest::prop_assert!(after.isr.iter().all(|replica| after.replicas.contains(replica) && !after.elr.contains(replica)), "{}", context);
+                proptest::prop_assert!(after.elr.iter().all(|replica| after.replicas.contains(replica)), "{}", context);
+                proptest::prop_assert!(after.isr.iter().all(|replica| !fenced(&controller, replica.0)), "a fenced ISR member after {}", context);
+                if after.isr.len() >= min_insync_replicas {
+                    proptest::prop_assert!(after.elr.is_empty(), "an ELR at min ISR after {}", context);
+                }
+                if let Step::RegisterAnew(broker) = step {
+                    proptest::prop_assert!(!after.isr.contains(&NodeId(broker)) && !after.elr.contains(&NodeId(broker)), "{}", context);
+                }
+                if (&after.leader, &after.isr, &after.elr, &after.last_known_elr) != (&before.leader, &before.isr, &before.elr, &before.last_known_elr) {
+                    proptest::prop_assert!(after.partition_epoch > before.partition_epoch, "a change without a partition epoch bump: {}", context);
+                }
+            }
+        }
     }
 }

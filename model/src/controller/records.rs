@@ -143,12 +143,19 @@ mod tests {
         let partitions = partitions
             .iter()
             .map(|(partition, leader, epoch, isr)| {
+                let isr: Vec<NodeId> = isr.iter().copied().map(NodeId).collect();
+                // Odd epochs carry an ELR (KIP-966), and a last known leader when
+                // leaderless, so records are tried with and without them.
+                let elr = if epoch % 2 == 1 { [1, 2, 3].into_iter().map(NodeId).filter(|replica| !isr.contains(replica)).collect() } else { Vec::new() };
+                let last_known_elr = if epoch % 2 == 1 && leader.is_none() { vec![NodeId(1)] } else { Vec::new() };
                 let state = PartitionState {
                     replicas: vec![NodeId(1), NodeId(2), NodeId(3)],
                     leader: leader.map(NodeId),
                     leader_epoch: LeaderEpoch(*epoch),
                     partition_epoch: PartitionEpoch(*epoch),
-                    isr: isr.iter().copied().map(NodeId).collect(),
+                    isr,
+                    elr,
+                    last_known_elr,
                 };
                 (TopicPartition::new("events", *partition), state)
             })
@@ -187,6 +194,17 @@ mod tests {
             ]
         );
         assert_eq!(round_trip(&before, &after), after);
+    }
+
+    #[test]
+    fn a_partition_record_from_before_kip_966_decodes_without_its_fields_and_encodes_to_the_same_bytes() {
+        let entry = br#"[{"Partition":{"partition":{"topic":"events","partition":0},"state":{"replicas":[1,2],"leader":1,"leader_epoch":3,"partition_epoch":4,"isr":[1,2]}}}]"#;
+        let records = MetadataRecord::decode_batch(entry).expect("a batch of one partition record decodes");
+        let [MetadataRecord::Partition { state, .. }] = records.as_slice() else { panic!("one partition record, not {records:?}") };
+        assert_eq!(state.isr, vec![NodeId(1), NodeId(2)]);
+        assert!(state.elr.is_empty() && state.last_known_elr.is_empty());
+        let encoded = MetadataRecord::encode_batch(&records);
+        assert_eq!(&encoded[..], &entry[..], "without KIP-966's fields an entry is the same bytes as before them");
     }
 
     #[test]

@@ -213,6 +213,8 @@ pub(crate) fn partition_snapshot(leader: u32, isr: &[u32], high_watermark: u64, 
         leader: Some(NodeId(leader)),
         leader_epoch: LeaderEpoch(1),
         isr: isr.iter().map(|&broker| NodeId(broker)).collect(),
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
         replicas,
     }
 }

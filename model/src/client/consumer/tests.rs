@@ -13,6 +13,8 @@ fn metadata(version: u64, leader_epoch: u32) -> Arc<ClusterMetadata> {
         leader_epoch: LeaderEpoch(leader_epoch),
         partition_epoch: PartitionEpoch(0),
         isr: vec![NodeId(1)],
+        elr: Vec::new(),
+        last_known_elr: Vec::new(),
     };
     Arc::new(ClusterMetadata { version, brokers: vec![NodeId(1)], partitions: [(TopicPartition::new("t", 0), state)].into_iter().collect() })
 }

@@ -190,7 +190,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(index, leader)| {
-                let state = PartitionState { replicas: vec![], leader: *leader, leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![] };
+                let state = PartitionState { replicas: vec![], leader: *leader, leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![], elr: Vec::new(), last_known_elr: Vec::new() };
                 (TopicPartition::new("t", index as u32), state)
             })
             .collect();

@@ -475,7 +475,7 @@ mod tests {
     }
 
     fn metadata() -> Arc<ClusterMetadata> {
-        let state = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)] };
+        let state = |leader: u32| PartitionState { replicas: vec![NodeId(leader)], leader: Some(NodeId(leader)), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![NodeId(leader)], elr: Vec::new(), last_known_elr: Vec::new() };
         let partitions = [(TopicPartition::new("t", 0), state(2)), (TopicPartition::new("t", 1), state(3))].into_iter().collect();
         Arc::new(ClusterMetadata { version: 1, brokers: vec![NodeId(1), NodeId(2), NodeId(3)], partitions })
     }

@@ -48,7 +48,7 @@ impl Broker {
     }
 
     fn metadata() -> Arc<ClusterMetadata> {
-        let state = PartitionState { replicas: vec![BROKER], leader: Some(BROKER), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![BROKER] };
+        let state = PartitionState { replicas: vec![BROKER], leader: Some(BROKER), leader_epoch: LeaderEpoch(0), partition_epoch: PartitionEpoch(0), isr: vec![BROKER], elr: Vec::new(), last_known_elr: Vec::new() };
         let partitions = [input(), TopicPartition::new("copies", 0)].into_iter().map(|tp| (tp, state.clone())).collect();
         Arc::new(ClusterMetadata { version: 1, brokers: vec![BROKER], partitions })
     }
