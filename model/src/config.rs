@@ -247,12 +247,17 @@ impl BrokerConfig {
         config.election_backoff_max = self.quorum_election_backoff_max;
         config.request_timeout = self.quorum_request_timeout;
         config.pre_vote = self.quorum_pre_vote;
-        config.mutation = match self.mutation {
+        config.mutation = self.quorum_mutation();
+        config
+    }
+
+    /// The test-only bug, if any, that breaks the controller quorum.
+    pub fn quorum_mutation(&self) -> Option<crate::quorum::QuorumMutation> {
+        match self.mutation {
             Some(BrokerMutation::VoteWithoutLogCheck) => Some(crate::quorum::QuorumMutation::VoteWithoutLogCheck),
             Some(BrokerMutation::NoQuorumFsync) => Some(crate::quorum::QuorumMutation::NoFsync),
             _ => None,
-        };
-        config
+        }
     }
 
     pub fn from_properties(properties: &Properties) -> Result<BrokerConfig, ConfigError> {

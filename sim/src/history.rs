@@ -163,6 +163,17 @@ impl fmt::Display for Op {
 /// An operation without its time and node: its type and what it did.
 pub struct OpDescription<'a>(pub &'a Op);
 
+impl OpBody {
+    /// What a controller op says (an election, a fencing), in words; None for other ops.
+    pub fn controller_note(&self) -> Option<String> {
+        match self {
+            OpBody::ControllerElected { epoch, voter } => Some(format!("active controller in quorum epoch {epoch}{}", if *voter { "" } else { " (not a voter)" })),
+            OpBody::ControllerChange { event } => Some(event.clone()),
+            _ => None,
+        }
+    }
+}
+
 impl fmt::Display for OpDescription<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let op = self.0;
@@ -208,11 +219,10 @@ impl fmt::Display for OpDescription<'_> {
             OpBody::Seek { partition, offset, reason } => write!(f, "seek {partition} to {offset} ({reason})"),
             OpBody::ClientStart => write!(f, "client start"),
             OpBody::Connection { event } => write!(f, "{event}"),
-            OpBody::ControllerElected { epoch, voter } => write!(f, "active controller in quorum epoch {epoch}{}", if *voter { "" } else { " (not a voter)" }),
+            OpBody::ControllerElected { .. } | OpBody::ControllerChange { .. } => write!(f, "{}", op.body.controller_note().expect("a controller op")),
             OpBody::MetadataApplied { incarnation, offset, digests } => {
                 write!(f, "metadata applied {offset}..{} (incarnation {incarnation})", offset + digests.len() as u64)
             }
-            OpBody::ControllerChange { event } => write!(f, "{event}"),
             OpBody::Assign { group, generation, partitions } => write!(f, "assign {group} gen {generation} {partitions:?}"),
             OpBody::Revoke { group, generation, partitions, reason } => write!(f, "revoke {group} gen {generation} {partitions:?} ({reason})"),
             OpBody::Commit { group, generation, offsets, error } => {

@@ -20,7 +20,6 @@
 //! checkers judge what follows.
 
 use crate::scenario::{Action, FaultKind, Scenario, Target};
-use kafsim_model::config::BrokerMutation;
 use kafsim_model::partition::Partition;
 use kafsim_model::{LeaderEpoch, NodeId, Offset, TopicPartition};
 use std::collections::BTreeMap;
@@ -70,7 +69,7 @@ impl Invariants {
         let config = &scenario.cluster.config;
         let power_loss = scenario.faults.kinds.iter().any(|kind| matches!(kind, FaultKind::PowerLoss | FaultKind::ReplicaPowerLoss))
             || scenario.faults.schedule.iter().any(|fault| fault.action == Action::PowerLoss && !hits_only_controllers(&fault.target));
-        let broken_quorum = matches!(config.mutation, Some(BrokerMutation::VoteWithoutLogCheck | BrokerMutation::NoQuorumFsync));
+        let broken_quorum = config.quorum_mutation().is_some();
         let loses_committed = broken_quorum
             || config.unclean_leader_election_enable || config.legacy_high_watermark_truncation || (power_loss && config.log_flush_interval_messages > 1);
         // A broken assignment is `group-overlap`'s to find, by the history.

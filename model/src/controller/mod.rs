@@ -435,7 +435,17 @@ mod tests {
 
     /// As `controller`, with KIP-966's ELR on or off and a min ISR.
     fn controller_with(unclean: bool, eligible_leader_replicas: bool, min_insync_replicas: usize) -> Controller {
-        let config = ControllerConfig {
+        let mut controller = registered(three_brokers(unclean, eligible_leader_replicas, min_insync_replicas), &[1, 2, 3]);
+        for broker in 1..=3 {
+            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, Some(broker as u64), 5));
+        }
+        assert!(controller.registrations().values().all(|registration| !registration.fenced));
+        controller
+    }
+
+    /// Brokers 1..3 and one partition `t/0` of replication factor 3, led by broker 1.
+    fn three_brokers(unclean: bool, eligible_leader_replicas: bool, min_insync_replicas: usize) -> ControllerConfig {
+        ControllerConfig {
             brokers: vec![NodeId(1), NodeId(2), NodeId(3)],
             topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
             broker_session_timeout: Duration::from_secs(9),
@@ -443,19 +453,21 @@ mod tests {
             eligible_leader_replicas,
             min_insync_replicas,
             network: NetworkConfig::default(),
-        };
+        }
+    }
+
+    /// The active controller of a bootstrapped cluster where `brokers` (given
+    /// broker epochs 1, 2, ... in that order) have registered, still fenced,
+    /// with their registrations logged at metadata version 5.
+    fn registered(config: ControllerConfig, brokers: &[u32]) -> Controller {
         let bootstrap = Controller::bootstrap(&config);
         let mut controller = Controller::activate(Instant::ZERO, config, bootstrap);
-        for broker in 1..=3 {
-            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, None, 0));
+        for broker in brokers {
+            controller.handle_request(Instant::ZERO, NodeId(*broker), heartbeat(*broker, None, 0));
         }
         let mut logged = controller.state().clone();
         logged.metadata.version = 5;
         controller.adopt(logged);
-        for broker in 1..=3 {
-            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, Some(broker as u64), 5));
-        }
-        assert!(controller.registrations().values().all(|registration| !registration.fenced));
         controller
     }
 
@@ -490,23 +502,7 @@ mod tests {
     /// unfenced: its session still runs out and its leadership moves.
     #[test]
     fn a_bootstrapped_leader_that_dies_before_it_is_unfenced_loses_its_leadership() {
-        let config = ControllerConfig {
-            brokers: vec![NodeId(1), NodeId(2), NodeId(3)],
-            topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
-            broker_session_timeout: Duration::from_secs(9),
-            unclean_leader_election_enable: false,
-            eligible_leader_replicas: false,
-            min_insync_replicas: 1,
-            network: NetworkConfig::default(),
-        };
-        let bootstrap = Controller::bootstrap(&config);
-        let mut controller = Controller::activate(Instant::ZERO, config, bootstrap);
-        for broker in 1..=3 {
-            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, None, 0));
-        }
-        let mut logged = controller.state().clone();
-        logged.metadata.version = 5;
-        controller.adopt(logged);
+        let mut controller = registered(three_brokers(false, false, 1), &[1, 2, 3]);
         let later = Instant::ZERO + Duration::from_secs(9);
         for broker in [2, 3] {
             controller.handle_request(later, NodeId(broker), heartbeat(broker, Some(broker as u64), 5));
@@ -522,23 +518,7 @@ mod tests {
     /// The same for a bootstrapped leader that never registers at all.
     #[test]
     fn a_bootstrapped_leader_that_never_registers_loses_its_leadership() {
-        let config = ControllerConfig {
-            brokers: vec![NodeId(1), NodeId(2), NodeId(3)],
-            topics: vec![TopicSpec { name: "t".into(), partitions: 1, replication_factor: 3 }],
-            broker_session_timeout: Duration::from_secs(9),
-            unclean_leader_election_enable: false,
-            eligible_leader_replicas: false,
-            min_insync_replicas: 1,
-            network: NetworkConfig::default(),
-        };
-        let bootstrap = Controller::bootstrap(&config);
-        let mut controller = Controller::activate(Instant::ZERO, config, bootstrap);
-        for broker in [2, 3] {
-            controller.handle_request(Instant::ZERO, NodeId(broker), heartbeat(broker, None, 0));
-        }
-        let mut logged = controller.state().clone();
-        logged.metadata.version = 5;
-        controller.adopt(logged);
+        let mut controller = registered(three_brokers(false, false, 1), &[2, 3]);
         let later = Instant::ZERO + Duration::from_secs(9);
         for broker in [2, 3] {
             controller.handle_request(later, NodeId(broker), heartbeat(broker, Some(broker as u64 - 1), 5));

@@ -110,13 +110,7 @@ impl Bucket {
             self.records_polled += records.len();
         }
         if self.notes.len() < NOTES_SHOWN {
-            match &op.body {
-                OpBody::ControllerElected { epoch, voter } => {
-                    self.notes.push(format!("active controller in quorum epoch {epoch}{}", if *voter { "" } else { " (not a voter)" }));
-                }
-                OpBody::ControllerChange { event } => self.notes.push(event.clone()),
-                _ => {}
-            }
+            self.notes.extend(op.body.controller_note());
         }
     }
 
